@@ -1,0 +1,160 @@
+package optim
+
+import (
+	"math"
+	"runtime"
+	"testing"
+
+	"github.com/herdml/herd/internal/usererr"
+)
+
+func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol*math.Max(1, math.Abs(b)) }
+
+// Two AdamW steps on one parameter, worked out by hand (β1 0.9, β2 0.999, lr 0.1, wd 0.1):
+//
+//	t=1, g=0.5:  m=0.05, v=0.00025, m̂=0.5, v̂=0.25
+//	             p = 1·0.99 - 0.1·0.5/(0.5+1e-8)               = 0.890000002
+//	t=2, g=-1:   m=-0.055, v=0.00124975, m̂=-0.055/0.19, v̂=0.00124975/0.001999
+//	             p = 0.890000002·0.99 + 0.1·0.2894737/0.7906881 = 0.9177103542
+func TestAdamWByHand(t *testing.T) {
+	o, err := New[float64](1, []Group{{Name: "w", Size: 1, LR: 0.1, WeightDecay: 0.1, Eps: 1e-8}}, 0.9, 0.999)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := []float64{1}
+	o.Step(p, []float64{0.5}, 1)
+	if !near(p[0], 0.890000002, 1e-12) {
+		t.Fatalf("after step 1 p = %.12g, want 0.890000002", p[0])
+	}
+	if !near(float64(o.M[0]), 0.05, 1e-7) || !near(float64(o.V[0]), 0.00025, 1e-7) {
+		t.Fatalf("moments m=%g v=%g, want 0.05, 0.00025", o.M[0], o.V[0])
+	}
+	o.Step(p, []float64{-1}, 1)
+	// The moments went through float32 storage; allow for that rounding.
+	if !near(p[0], 0.9177103542205653, 1e-7) {
+		t.Fatalf("after step 2 p = %.12g, want 0.9177103542", p[0])
+	}
+	if o.T != 2 {
+		t.Fatalf("T = %d, want 2", o.T)
+	}
+}
+
+// Each tensor gets its own LR, weight decay and eps; with a zero gradient only the decoupled
+// decay moves a weight: p·(1 - lr·factor·wd).
+func TestAdamWPerTensor(t *testing.T) {
+	groups := []Group{
+		{Name: "a", Offset: 0, Size: 2, LR: 0.5, WeightDecay: 0.2, Eps: 1e-8},
+		{Name: "b", Offset: 2, Size: 1, LR: 0.5, WeightDecay: 0, Eps: 1e-8},
+		{Name: "c", Offset: 3, Size: 1, LR: 0.01, WeightDecay: 0, Eps: 1},
+	}
+	o, err := New[float32](4, groups, 0.9, 0.95)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := []float32{2, -4, 3, 1}
+	o.Step(p, []float32{0, 0, 0, 2}, 0.5)
+	// a: decay 1 - 0.25·0.2 = 0.95; b: no decay, no gradient; c: m̂=2, v̂=4, step 0.005·2/(2+1).
+	want := []float64{1.9, -3.8, 3, 1 - 0.005*2.0/3.0}
+	for i := range p {
+		if !near(float64(p[i]), want[i], 1e-6) {
+			t.Errorf("p[%d] = %g, want %g", i, p[i], want[i])
+		}
+	}
+	if _, err := New[float32](4, []Group{{Name: "x", Offset: 3, Size: 2}}, 0.9, 0.95); err == nil {
+		t.Error("a group past the buffer was accepted")
+	}
+}
+
+func TestClip(t *testing.T) {
+	g := []float32{3, 4}
+	if n := Clip(g, 10); n != 5 || g[0] != 3 || g[1] != 4 {
+		t.Fatalf("under the limit: norm %g, grads %v; want 5 and untouched", n, g)
+	}
+	if n := Clip(g, 1); n != 5 {
+		t.Fatalf("norm %g, want 5 (before clipping)", n)
+	}
+	if !near(float64(g[0]), 0.6, 1e-6) || !near(float64(g[1]), 0.8, 1e-6) {
+		t.Fatalf("clipped grads %v, want [0.6 0.8]", g)
+	}
+	g = []float32{1, float32(math.NaN())}
+	if n := Clip(g, 1); !math.IsNaN(n) || g[0] != 1 {
+		t.Fatalf("NaN gradient: norm %g, grads %v; want NaN and untouched", n, g)
+	}
+}
+
+// The norm and the update are the same bits on one thread and on several.
+func TestDeterministicAcrossThreads(t *testing.T) {
+	n := 3*block + 123
+	grads := make([]float32, n)
+	for i := range grads {
+		grads[i] = float32(math.Sin(float64(i)*0.37)) * float32(1+i%7)
+	}
+	run := func(procs int) (float64, []float32) {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+		p := make([]float32, n)
+		for i := range p {
+			p[i] = float32(math.Cos(float64(i)))
+		}
+		o, _ := New[float32](n, []Group{{Size: n / 2, LR: 1e-3, WeightDecay: 0.1, Eps: 1e-8}, {Offset: n / 2, Size: n - n/2, LR: 2e-3, Eps: 1e-8}}, 0.9, 0.95)
+		o.Step(p, grads, 0.7)
+		return GradNorm(grads), p
+	}
+	n1, p1 := run(1)
+	n4, p4 := run(4)
+	if math.Float64bits(n1) != math.Float64bits(n4) {
+		t.Fatalf("norm on 1 thread %v, on 4 threads %v", n1, n4)
+	}
+	for i := range p1 {
+		if math.Float32bits(p1[i]) != math.Float32bits(p4[i]) {
+			t.Fatalf("p[%d]: %v on 1 thread, %v on 4", i, p1[i], p4[i])
+		}
+	}
+}
+
+func TestScheduleByHand(t *testing.T) {
+	base := Schedule{Steps: 10, Warmup: 2, MinLRRatio: 0.1}
+	cases := []struct {
+		decay      string
+		decaySteps int
+		step       int
+		want       float64
+	}{
+		{Cosine, 0, 1, 0.5}, // warmup: 1/2
+		{Cosine, 0, 2, 1},
+		{Cosine, 0, 4, 0.1 + 0.9*(1+math.Sqrt2/2)/2}, // p = 2/8: cos(π/4)
+		{Cosine, 0, 6, 0.55},                         // p = 1/2: half way
+		{Cosine, 0, 10, 0.1},                         // last step reaches the floor
+		{Cosine, 0, 50, 0.1},                         // past the end it stays there
+		{Linear, 0, 4, 0.775},                        // 1 - 0.9·0.25
+		{Linear, 0, 10, 0.1},
+		{WSD, 4, 6, 1},    // stable until step 10-4
+		{WSD, 4, 8, 0.55}, // half way down the decay
+		{WSD, 4, 10, 0.1}, // floor
+		{WSD, 0, 8, 1},    // default decay: last 20% = 2 steps, starts after step 8
+		{WSD, 0, 9, 0.55}, // half way down
+		{Constant, 0, 10, 1},
+	}
+	for _, c := range cases {
+		s := base
+		s.Decay, s.DecaySteps = c.decay, c.decaySteps
+		if err := s.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Factor(c.step); !near(got, c.want, 1e-12) {
+			t.Errorf("%s(decay_steps %d) step %d: %g, want %g", c.decay, c.decaySteps, c.step, got, c.want)
+		}
+	}
+}
+
+func TestScheduleValidate(t *testing.T) {
+	for _, s := range []Schedule{
+		{Steps: 10, Decay: "exp"},
+		{Steps: 10, Decay: Cosine, Warmup: -1},
+		{Steps: 10, Decay: WSD, DecaySteps: 11},
+		{Steps: 10, Decay: Linear, MinLRRatio: 1.5},
+	} {
+		if err := s.Validate(); !usererr.Is(err) {
+			t.Errorf("%+v: got %v, want a user error", s, err)
+		}
+	}
+}
