@@ -1,6 +1,9 @@
 // Package config is a run's configuration: one YAML file describing the model, the data,
 // the training recipe, the parametrization and the parallelism. Decoding is strict; every
 // error names the file, the key path and what is allowed.
+//
+// Each field's comment gives its meaning, its default (see Default) and its bounds (see
+// Validate); the README's config reference is the same table for users.
 package config
 
 import (
@@ -9,8 +12,8 @@ import (
 
 // Run is the whole run configuration.
 type Run struct {
-	Name     string       `yaml:"name" json:"name"` // run name = workflow ID
-	Seed     uint64       `yaml:"seed" json:"seed"` // seeds init and every random choice
+	Name     string       `yaml:"name" json:"name"` // run name = workflow ID and folder name; default: the config file's name without extension; [A-Za-z0-9._-], at most 100
+	Seed     uint64       `yaml:"seed" json:"seed"` // seeds init and every random choice; default 1
 	Model    model.Config `yaml:"model" json:"model"`
 	Data     Data         `yaml:"data" json:"data"`
 	Train    Train        `yaml:"train" json:"train"`
@@ -18,20 +21,20 @@ type Run struct {
 	Parallel Parallel     `yaml:"parallel" json:"parallel"`
 }
 
-// Data says where batches come from.
+// Data says where batches come from. Exactly one of train and synthetic is given.
 type Data struct {
-	Train       string `yaml:"train" json:"train"`               // glob of text files, a shard manifest, or grpc://host:port/name
-	Eval        string `yaml:"eval" json:"eval"`                 // held-out data, same forms as train; empty = no eval
-	Synthetic   bool   `yaml:"synthetic" json:"synthetic"`       // random tokens, for benchmarks
-	ShuffleSeed uint64 `yaml:"shuffle_seed" json:"shuffle_seed"` // order of samples in each epoch
+	Train       string `yaml:"train" json:"train"`               // glob of text files, a shard manifest, or grpc://host:port/name; default none
+	Eval        string `yaml:"eval" json:"eval"`                 // held-out data, same forms as train; default "" = no eval
+	Synthetic   bool   `yaml:"synthetic" json:"synthetic"`       // random tokens, for benchmarks; default false
+	ShuffleSeed uint64 `yaml:"shuffle_seed" json:"shuffle_seed"` // order of samples in each epoch; default 1
 }
 
 // Train is the training recipe.
 type Train struct {
-	Steps       int        `yaml:"steps" json:"steps"`               // optimizer steps
-	GlobalBatch int        `yaml:"global_batch" json:"global_batch"` // sequences per optimizer step, all ranks together
-	MicroBatch  int        `yaml:"micro_batch" json:"micro_batch"`   // sequences per rank per forward/backward
-	Precision   string     `yaml:"precision" json:"precision"`       // fp32 | fp8
+	Steps       int        `yaml:"steps" json:"steps"`               // optimizer steps; default 1000; > 0
+	GlobalBatch int        `yaml:"global_batch" json:"global_batch"` // sequences per optimizer step, all ranks together; default 8; a multiple of micro_batch * parallel.data
+	MicroBatch  int        `yaml:"micro_batch" json:"micro_batch"`   // sequences per rank per forward/backward; default 8; > 0
+	Precision   string     `yaml:"precision" json:"precision"`       // fp32 | fp8; default fp32
 	FP8         FP8        `yaml:"fp8" json:"fp8"`
 	Optim       Optim      `yaml:"optim" json:"optim"`
 	Schedule    Schedule   `yaml:"schedule" json:"schedule"`
@@ -41,67 +44,68 @@ type Train struct {
 
 // FP8 configures FP8 scaling (used when precision is fp8).
 type FP8 struct {
-	Recipe  string `yaml:"recipe" json:"recipe"`   // delayed | current
-	History int    `yaml:"history" json:"history"` // amax history length (delayed)
-	Margin  int    `yaml:"margin" json:"margin"`   // scale = fp8_max / amax / 2^margin
-	Pow2    bool   `yaml:"pow2" json:"pow2"`       // round scales down to powers of two
+	Recipe  string `yaml:"recipe" json:"recipe"`   // delayed | current; default delayed
+	History int    `yaml:"history" json:"history"` // amax history length (delayed); default 16; > 0
+	Margin  int    `yaml:"margin" json:"margin"`   // scale = fp8_max / amax / 2^margin; default 0; >= 0
+	Pow2    bool   `yaml:"pow2" json:"pow2"`       // round scales down to powers of two; default false
 }
 
 // Optim is AdamW with global-norm clipping.
 type Optim struct {
-	LR          float64    `yaml:"lr" json:"lr"`                     // peak learning rate (base value before per-tensor rules)
-	Betas       [2]float64 `yaml:"betas" json:"betas"`               // Adam moment decay rates
-	Eps         float64    `yaml:"eps" json:"eps"`                   // Adam epsilon
-	WeightDecay float64    `yaml:"weight_decay" json:"weight_decay"` // decoupled weight decay (matrices only)
-	Clip        float64    `yaml:"clip" json:"clip"`                 // global gradient norm limit; 0 = off
+	LR          float64    `yaml:"lr" json:"lr"`                     // peak learning rate (base value before per-tensor rules); default 3e-3; > 0
+	Betas       [2]float64 `yaml:"betas" json:"betas"`               // Adam moment decay rates; default [0.9, 0.95]; each in [0, 1)
+	Eps         float64    `yaml:"eps" json:"eps"`                   // Adam epsilon; default 1e-8; > 0
+	WeightDecay float64    `yaml:"weight_decay" json:"weight_decay"` // decoupled weight decay (matrices only); default 0.1; >= 0
+	Clip        float64    `yaml:"clip" json:"clip"`                 // global gradient norm limit; 0 = off; default 1.0; >= 0
 }
 
-// Schedule shapes the learning rate over the run.
+// Schedule shapes the learning rate over the run; see optim.Schedule for the formulas.
 type Schedule struct {
-	Warmup     int     `yaml:"warmup" json:"warmup"`             // linear warmup steps
-	Decay      string  `yaml:"decay" json:"decay"`               // cosine | linear | wsd | constant
-	DecaySteps int     `yaml:"decay_steps" json:"decay_steps"`   // wsd: length of the final decay; 0 = 20% of steps
-	MinLRRatio float64 `yaml:"min_lr_ratio" json:"min_lr_ratio"` // final LR as a fraction of the peak
+	Warmup     int     `yaml:"warmup" json:"warmup"`             // linear warmup steps; default 100; >= 0
+	Decay      string  `yaml:"decay" json:"decay"`               // cosine | linear | wsd | constant; default cosine
+	DecaySteps int     `yaml:"decay_steps" json:"decay_steps"`   // wsd: length of the final decay; 0 = 20% of steps; default 0; in [0, steps]
+	MinLRRatio float64 `yaml:"min_lr_ratio" json:"min_lr_ratio"` // final LR as a fraction of the peak; default 0.1; in [0, 1]
 }
 
 // Checkpoint says when and where checkpoints are written.
 type Checkpoint struct {
-	Every int    `yaml:"every" json:"every"` // steps between checkpoints; the last step always checkpoints
-	Keep  int    `yaml:"keep" json:"keep"`   // newest checkpoints kept
-	Dir   string `yaml:"dir" json:"dir"`     // root folder; a run writes under dir/name
+	Every int    `yaml:"every" json:"every"` // steps between checkpoints; the last step always checkpoints; 0 = only the last; default 200; >= 0
+	Keep  int    `yaml:"keep" json:"keep"`   // newest checkpoints kept; default 3; > 0
+	Dir   string `yaml:"dir" json:"dir"`     // root folder; a run writes under dir/name; default runs; not empty
 }
 
 // Eval configures held-out evaluation.
 type Eval struct {
-	Every   int `yaml:"every" json:"every"`     // steps between evaluations; 0 = only at the end
-	Batches int `yaml:"batches" json:"batches"` // micro-batches per evaluation
+	Every   int `yaml:"every" json:"every"`     // steps between evaluations; 0 = only at the end; default 200; >= 0
+	Batches int `yaml:"batches" json:"batches"` // micro-batches per evaluation; default 8; > 0
 }
 
 // MetaP selects the parametrization; see package metap.
 type MetaP struct {
-	Mode            string     `yaml:"mode" json:"mode"` // sp | mup | metap
-	Base            MetaPBase  `yaml:"base" json:"base"`
-	DepthAlpha      float64    `yaml:"depth_alpha" json:"depth_alpha"`
-	HorizonExponent float64    `yaml:"horizon_exponent" json:"horizon_exponent"`
-	Overrides       []Override `yaml:"overrides" json:"overrides"`
+	Mode            string     `yaml:"mode" json:"mode"`                         // sp | mup | metap; default sp
+	Base            MetaPBase  `yaml:"base" json:"base"`                         // the proxy shape the hyperparameters were tuned on
+	InitStd         float64    `yaml:"init_std" json:"init_std"`                 // base init std; default 0.02; > 0
+	DepthAlpha      float64    `yaml:"depth_alpha" json:"depth_alpha"`           // depth-transfer exponent; default 1; >= 0
+	HorizonExponent float64    `yaml:"horizon_exponent" json:"horizon_exponent"` // LR scales as (train_tokens / base)^-exponent; default 0; >= 0
+	Overrides       []Override `yaml:"overrides" json:"overrides"`               // per-tensor multipliers; default none
 }
 
-// MetaPBase is the proxy shape the hyperparameters were tuned on.
+// MetaPBase is the proxy shape the hyperparameters were tuned on; 0 = the target's value.
 type MetaPBase struct {
-	DModel      int     `yaml:"d_model" json:"d_model"`
-	NLayers     int     `yaml:"n_layers" json:"n_layers"`
-	BatchTokens int     `yaml:"batch_tokens" json:"batch_tokens"`
-	TrainTokens float64 `yaml:"train_tokens" json:"train_tokens"`
+	DModel      int     `yaml:"d_model" json:"d_model"`           // default 0; >= 0
+	NLayers     int     `yaml:"n_layers" json:"n_layers"`         // default 0; >= 0
+	BatchTokens int     `yaml:"batch_tokens" json:"batch_tokens"` // tokens per optimizer step; default 0; >= 0
+	TrainTokens float64 `yaml:"train_tokens" json:"train_tokens"` // tokens over the whole run; default 0; >= 0
 }
 
 // Override multiplies the rules' values for tensors whose name matches a glob.
 type Override struct {
-	Match   string  `yaml:"match" json:"match"`
-	LRMult  float64 `yaml:"lr_mult" json:"lr_mult"`
-	InitMul float64 `yaml:"init_mult" json:"init_mult"`
+	Match    string  `yaml:"match" json:"match"`         // glob over tensor names, e.g. "layers.*.attn.*"; required
+	LRMult   float64 `yaml:"lr_mult" json:"lr_mult"`     // learning-rate multiplier; absent or 0 = 1; >= 0
+	InitMult float64 `yaml:"init_mult" json:"init_mult"` // init-std multiplier; absent or 0 = 1; >= 0
 }
 
 // Parallel is the parallelism layout.
 type Parallel struct {
-	Data int `yaml:"data" json:"data"` // data-parallel ranks
+	Data int `yaml:"data" json:"data"` // data-parallel ranks; default 1; > 0
 }

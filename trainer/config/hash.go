@@ -1,0 +1,32 @@
+package config
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+)
+
+// Hash identifies the training trajectory this config produces: a checkpoint records it,
+// and resuming with a config of another hash is refused. It covers every key that changes
+// the weights and leaves out those that only say where and how often to write or look:
+// name, data paths (the data source checks its own identity in its saved state),
+// train.checkpoint, train.eval and parallel.data (changing the number of ranks on resume
+// keeps the same sample order). The preset name is left out too; its values are in.
+//
+// The hash is the sha256 of the config's JSON encoding, which lists fields in declaration
+// order and prints floats in their shortest exact form, so it is stable across runs and
+// machines. Adding a key to Run changes every hash; say so when it happens.
+func (r Run) Hash() string {
+	r.Name = ""
+	r.Model.Preset = ""
+	r.Data.Train, r.Data.Eval = "", ""
+	r.Train.Checkpoint = Checkpoint{}
+	r.Train.Eval = Eval{}
+	r.Parallel = Parallel{}
+	b, err := json.Marshal(r)
+	if err != nil {
+		panic("config: Run cannot fail to encode: " + err.Error())
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}

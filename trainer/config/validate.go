@@ -1,0 +1,176 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"path"
+	"reflect"
+	"regexp"
+
+	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/trainer/optim"
+)
+
+// namePattern keeps run names usable as a Temporal workflow ID and as a folder name.
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
+
+// Validate checks every value and every relation between values. Errors are user errors
+// whose Where is the key path (Load prefixes the file) and whose message says what is
+// allowed.
+func (r Run) Validate() error {
+	if err := finite(reflect.ValueOf(r), ""); err != nil {
+		return err
+	}
+	if !namePattern.MatchString(r.Name) {
+		return usererr.New("name", "want 1 to 100 of A-Z a-z 0-9 . _ - starting with a letter or digit, got %q", r.Name)
+	}
+	if err := r.Model.Validate(); err != nil {
+		return err
+	}
+	if err := r.Data.validate(); err != nil {
+		return err
+	}
+	if r.Parallel.Data <= 0 {
+		return usererr.New("parallel.data", "must be a positive integer, got %d", r.Parallel.Data)
+	}
+	if err := r.Train.validate(r.Parallel.Data); err != nil {
+		return err
+	}
+	return r.MetaP.validate()
+}
+
+func (d Data) validate() error {
+	switch {
+	case d.Synthetic && d.Train != "":
+		return usererr.New("data.train", "give either data.train or data.synthetic: true, not both")
+	case !d.Synthetic && d.Train == "":
+		return usererr.New("data.train", "required: a glob of text files, a shard manifest, grpc://host:port/name, or set data.synthetic: true")
+	}
+	return nil
+}
+
+func (t Train) validate(ranks int) error {
+	for _, f := range []struct {
+		key string
+		v   int
+	}{
+		{"train.steps", t.Steps}, {"train.global_batch", t.GlobalBatch}, {"train.micro_batch", t.MicroBatch},
+		{"train.checkpoint.keep", t.Checkpoint.Keep}, {"train.eval.batches", t.Eval.Batches},
+	} {
+		if f.v <= 0 {
+			return usererr.New(f.key, "must be a positive integer, got %d", f.v)
+		}
+	}
+	if per := t.MicroBatch * ranks; t.GlobalBatch%per != 0 {
+		return usererr.New("train.global_batch", "must be a multiple of micro_batch × parallel.data = %d × %d = %d, got %d",
+			t.MicroBatch, ranks, per, t.GlobalBatch)
+	}
+	switch t.Precision {
+	case "fp32", "fp8":
+	default:
+		return usererr.New("train.precision", "unknown precision %q; allowed: fp32, fp8", t.Precision)
+	}
+	switch t.FP8.Recipe {
+	case "delayed", "current":
+	default:
+		return usererr.New("train.fp8.recipe", "unknown recipe %q; allowed: delayed, current", t.FP8.Recipe)
+	}
+	if t.FP8.History <= 0 {
+		return usererr.New("train.fp8.history", "must be a positive integer, got %d", t.FP8.History)
+	}
+	if t.FP8.Margin < 0 {
+		return usererr.New("train.fp8.margin", "must be at least 0, got %d", t.FP8.Margin)
+	}
+	o := t.Optim
+	if !(o.LR > 0) {
+		return usererr.New("train.optim.lr", "must be positive, got %g", o.LR)
+	}
+	for _, b := range o.Betas {
+		if !(b >= 0 && b < 1) {
+			return usererr.New("train.optim.betas", "each must be in [0, 1), got [%g, %g]", o.Betas[0], o.Betas[1])
+		}
+	}
+	if !(o.Eps > 0) {
+		return usererr.New("train.optim.eps", "must be positive, got %g", o.Eps)
+	}
+	if !(o.WeightDecay >= 0) {
+		return usererr.New("train.optim.weight_decay", "must be at least 0, got %g", o.WeightDecay)
+	}
+	if !(o.Clip >= 0) {
+		return usererr.New("train.optim.clip", "must be at least 0 (0 = no clipping), got %g", o.Clip)
+	}
+	if err := t.LRSchedule().Validate(); err != nil {
+		return err
+	}
+	if t.Checkpoint.Every < 0 {
+		return usererr.New("train.checkpoint.every", "must be at least 0 (0 = only at the end), got %d", t.Checkpoint.Every)
+	}
+	if t.Checkpoint.Dir == "" {
+		return usererr.New("train.checkpoint.dir", "must name a folder, got an empty string")
+	}
+	if t.Eval.Every < 0 {
+		return usererr.New("train.eval.every", "must be at least 0 (0 = only at the end), got %d", t.Eval.Every)
+	}
+	return nil
+}
+
+// LRSchedule is the learning-rate schedule the optimizer follows.
+func (t Train) LRSchedule() optim.Schedule {
+	s := t.Schedule
+	return optim.Schedule{Steps: t.Steps, Warmup: s.Warmup, Decay: s.Decay, DecaySteps: s.DecaySteps, MinLRRatio: s.MinLRRatio}
+}
+
+func (m MetaP) validate() error {
+	switch m.Mode {
+	case "sp", "mup", "metap":
+	default:
+		return usererr.New("metap.mode", "unknown mode %q; allowed: sp, mup, metap", m.Mode)
+	}
+	b := m.Base
+	if b.DModel < 0 || b.NLayers < 0 || b.BatchTokens < 0 || !(b.TrainTokens >= 0) {
+		return usererr.New("metap.base", "sizes must be at least 0 (0 = the target's), got d_model %d, n_layers %d, batch_tokens %d, train_tokens %g",
+			b.DModel, b.NLayers, b.BatchTokens, b.TrainTokens)
+	}
+	if !(m.InitStd > 0) {
+		return usererr.New("metap.init_std", "must be positive, got %g", m.InitStd)
+	}
+	if !(m.DepthAlpha >= 0) {
+		return usererr.New("metap.depth_alpha", "must be at least 0, got %g", m.DepthAlpha)
+	}
+	if !(m.HorizonExponent >= 0) {
+		return usererr.New("metap.horizon_exponent", "must be at least 0, got %g", m.HorizonExponent)
+	}
+	for i, o := range m.Overrides {
+		if _, err := path.Match(o.Match, ""); o.Match == "" || err != nil {
+			return usererr.New(fmt.Sprintf("metap.overrides[%d].match", i), "want a glob over tensor names such as layers.*.attn.*, got %q", o.Match)
+		}
+		if !(o.LRMult >= 0) || !(o.InitMult >= 0) {
+			return usererr.New(fmt.Sprintf("metap.overrides[%d]", i), "lr_mult and init_mult must be at least 0 (0 = 1), got %g and %g", o.LRMult, o.InitMult)
+		}
+	}
+	return nil
+}
+
+// finite rejects NaN and ±Inf anywhere in v, once for every float key, so that no bound
+// check below has to remember that NaN fails every comparison.
+func finite(v reflect.Value, key string) error {
+	switch v.Kind() {
+	case reflect.Float32, reflect.Float64:
+		if f := v.Float(); math.IsNaN(f) || math.IsInf(f, 0) {
+			return usererr.New(key, "must be a finite number, got %g", f)
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if err := finite(v.Field(i), join(key, yamlName(v.Type().Field(i)))); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			if err := finite(v.Index(i), fmt.Sprintf("%s[%d]", key, i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
