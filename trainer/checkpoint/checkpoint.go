@@ -1,0 +1,344 @@
+// Package checkpoint saves and restores everything that shapes a run's future, so that
+// resuming gives weights bit-identical to never stopping. A checkpoint is a directory per
+// step (see docs/checkpoint.md):
+//
+//	<dir>/<run>/step-00000200/
+//	    model.safetensors   weights, one tensor per model.Layout entry, F32
+//	    optim.safetensors   AdamW moments "m.<tensor>" and "v.<tensor>", F32
+//	    state.json          step, data position per rank, RNG, config and its hash, MetaP table hash, FP8 state
+//	    manifest.json       format version, size and sha256 of the three files above
+//
+// It is written under a temporary name and renamed when complete; Latest is the newest
+// directory whose manifest verifies.
+package checkpoint
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/herdml/herd/data"
+	"github.com/herdml/herd/internal/usererr"
+)
+
+// Format is the checkpoint format version written in every manifest and state file.
+//
+//	1: first version.
+const Format = 1
+
+// File names inside a checkpoint.
+const (
+	ModelFile    = "model.safetensors"
+	OptimFile    = "optim.safetensors"
+	StateFile    = "state.json"
+	ManifestFile = "manifest.json"
+)
+
+// State is state.json: the small, non-tensor part of a checkpoint.
+type State struct {
+	Format     int             `json:"format"`
+	Step       int64           `json:"step"`        // optimizer steps completed
+	Data       []data.State    `json:"data"`        // each rank's position in the training stream, by rank
+	RNG        []byte          `json:"rng"`         // the trainer's random generator (binary-marshalled, base64 in JSON)
+	Config     json.RawMessage `json:"config"`      // the run configuration the checkpoint was trained with
+	ConfigHash string          `json:"config_hash"` // sha256 of Config
+	TableHash  string          `json:"table_hash"`  // metap.Table.Hash() of the parametrization
+	FP8        json.RawMessage `json:"fp8"`         // FP8 scaling state (amax histories), filled by the FP8 component; null without it
+}
+
+// Snapshot is a whole checkpoint in memory. On Save the tensors are views into the
+// trainer's flat buffers (nothing is copied); on Load they are the destinations to fill.
+type Snapshot struct {
+	State     State
+	Model     []Tensor          // model weights
+	Optim     []Tensor          // optimizer tensors, named "m.<tensor>" and "v.<tensor>"
+	OptimMeta map[string]string // optimizer scalars (e.g. the Adam step count), safetensors metadata of optim.safetensors
+}
+
+// Name is the directory name of the checkpoint after step: zero-padded so that names sort
+// in step order.
+func Name(step int64) string { return fmt.Sprintf("step-%08d", step) }
+
+// parseName returns the step of a checkpoint name, or false if name is not one.
+func parseName(name string) (int64, bool) {
+	s, ok := strings.CutPrefix(name, "step-")
+	if !ok {
+		return 0, false
+	}
+	step, err := strconv.ParseInt(s, 10, 64)
+	return step, err == nil && step >= 0
+}
+
+// HashConfig is the config hash recorded in state.json: the sha256 of the config's JSON
+// with insignificant whitespace removed (state.json stores it indented).
+func HashConfig(config json.RawMessage) string {
+	var b bytes.Buffer
+	if json.Compact(&b, config) != nil {
+		b.Reset()
+		b.Write(config) // not JSON (Save refuses such a config): hash the bytes as given
+	}
+	sum := sha256.Sum256(b.Bytes())
+	return hex.EncodeToString(sum[:])
+}
+
+// Manifest is manifest.json: the format and a checksum of every other file.
+type Manifest struct {
+	Format int        `json:"format"`
+	Files  []FileInfo `json:"files"`
+}
+
+// FileInfo is one file's size and sha256.
+type FileInfo struct {
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Save writes snap as checkpoint Name(snap.State.Step) and returns that name. The config
+// hash and format are filled in from snap.State.Config.
+func Save(s Storage, snap Snapshot) (string, error) {
+	st := snap.State
+	st.Format = Format
+	st.ConfigHash = HashConfig(st.Config)
+	if st.FP8 == nil {
+		st.FP8 = json.RawMessage("null")
+	}
+	var sums []FileInfo
+	hashed := func(name string, write func(io.Writer) error) File {
+		return File{Name: name, Write: func(w io.Writer) error {
+			h := &counter{Hash: sha256.New()}
+			if err := write(io.MultiWriter(w, h)); err != nil {
+				return err
+			}
+			sums = append(sums, FileInfo{Name: name, Size: h.n, SHA256: hex.EncodeToString(h.Sum(nil))})
+			return nil
+		}}
+	}
+	files := []File{
+		hashed(ModelFile, func(w io.Writer) error {
+			return WriteSafetensors(w, map[string]string{"format": "herd", "step": strconv.FormatInt(st.Step, 10)}, snap.Model)
+		}),
+		hashed(OptimFile, func(w io.Writer) error { return WriteSafetensors(w, snap.OptimMeta, snap.Optim) }),
+		hashed(StateFile, func(w io.Writer) error { return writeJSON(w, st) }),
+		// Commit writes files in order, so the three sums are complete here.
+		{Name: ManifestFile, Write: func(w io.Writer) error { return writeJSON(w, Manifest{Format: Format, Files: sums}) }},
+	}
+	name := Name(st.Step)
+	if err := s.Commit(name, files); err != nil {
+		return "", fmt.Errorf("saving checkpoint: %w", err)
+	}
+	return name, nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	js, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(js, '\n'))
+	return err
+}
+
+// counter is a hash that also counts the bytes written.
+type counter struct {
+	hash.Hash
+	n int64
+}
+
+func (c *counter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return c.Hash.Write(p)
+}
+
+// where locates a file of checkpoint name for messages: a path when the storage is a
+// folder.
+func where(s Storage, name, file string) string {
+	if str, ok := s.(fmt.Stringer); ok {
+		return path.Join(str.String(), name, file)
+	}
+	return path.Join(name, file)
+}
+
+// corrupt is a user error about one file of a checkpoint.
+func corrupt(s Storage, name, file, format string, args ...any) error {
+	return usererr.New(where(s, name, file), "unreadable checkpoint: "+format+"; pick another checkpoint (omit the path to resume from the newest valid one)", args...)
+}
+
+// Verify checks checkpoint name against its manifest: the format is one this code reads,
+// every file is listed, and every file has the recorded size and sha256. Errors are user
+// errors naming the file.
+func Verify(s Storage, name string) error {
+	m, err := readManifest(s, name)
+	if err != nil {
+		return err
+	}
+	listed := map[string]bool{}
+	for _, f := range m.Files {
+		listed[f.Name] = true
+		if err := verifyFile(s, name, f); err != nil {
+			return err
+		}
+	}
+	for _, f := range []string{ModelFile, OptimFile, StateFile} {
+		if !listed[f] {
+			return corrupt(s, name, ManifestFile, "%s is not listed", f)
+		}
+	}
+	return nil
+}
+
+func readManifest(s Storage, name string) (Manifest, error) {
+	var m Manifest
+	r, err := s.Open(name, ManifestFile)
+	if err != nil {
+		return m, corrupt(s, name, ManifestFile, "%v", err)
+	}
+	defer r.Close()
+	if err := json.NewDecoder(r).Decode(&m); err != nil {
+		return m, corrupt(s, name, ManifestFile, "not valid JSON: %v", err)
+	}
+	if m.Format != Format {
+		return m, corrupt(s, name, ManifestFile, "format %d, this herd reads format %d (a newer herd wrote it? upgrade herd)", m.Format, Format)
+	}
+	return m, nil
+}
+
+func verifyFile(s Storage, name string, f FileInfo) error {
+	r, err := s.Open(name, f.Name)
+	if err != nil {
+		return corrupt(s, name, f.Name, "%v", err)
+	}
+	defer r.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	if err != nil {
+		return corrupt(s, name, f.Name, "%v", err)
+	}
+	if n != f.Size {
+		return corrupt(s, name, f.Name, "%d bytes, the manifest says %d", n, f.Size)
+	}
+	if sum := hex.EncodeToString(h.Sum(nil)); sum != f.SHA256 {
+		return corrupt(s, name, f.Name, "sha256 %s, the manifest says %s", sum, f.SHA256)
+	}
+	return nil
+}
+
+// steps lists the checkpoints in s newest first, ignoring names that are not checkpoints.
+func steps(s Storage) ([]string, error) {
+	names, err := s.List()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range names {
+		if _, ok := parseName(n); ok {
+			out = append(out, n)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, _ := parseName(out[i])
+		b, _ := parseName(out[j])
+		return a > b
+	})
+	return out, nil
+}
+
+// ErrNone means a storage holds no valid checkpoint.
+var ErrNone = errors.New("no valid checkpoint")
+
+// Latest returns the newest checkpoint whose manifest verifies. Each newer checkpoint that
+// does not verify is skipped, with a warning that names it and says why. It returns ErrNone
+// when no checkpoint verifies.
+func Latest(s Storage) (name string, warnings []string, err error) {
+	names, err := steps(s)
+	if err != nil {
+		return "", nil, err
+	}
+	for _, n := range names {
+		err := Verify(s, n)
+		if err == nil {
+			return n, warnings, nil
+		}
+		warnings = append(warnings, fmt.Sprintf("skipping checkpoint %s: %v", n, err))
+	}
+	return "", warnings, ErrNone
+}
+
+// Load verifies checkpoint name and reads it into snap: snap.State is replaced, and every
+// tensor in snap.Model and snap.Optim is filled. The files must hold exactly those tensors
+// with those shapes. Errors are user errors naming the file.
+func Load(s Storage, name string, snap *Snapshot) error {
+	if err := Verify(s, name); err != nil {
+		return err
+	}
+	read := func(file string, fn func(io.Reader) error) error {
+		r, err := s.Open(name, file)
+		if err != nil {
+			return corrupt(s, name, file, "%v", err)
+		}
+		defer r.Close()
+		if err := fn(r); err != nil {
+			return corrupt(s, name, file, "%v", err)
+		}
+		return nil
+	}
+	if err := read(StateFile, func(r io.Reader) error {
+		snap.State = State{}
+		if err := json.NewDecoder(r).Decode(&snap.State); err != nil {
+			return err
+		}
+		if snap.State.Format != Format {
+			return fmt.Errorf("format %d, this herd reads format %d", snap.State.Format, Format)
+		}
+		if HashConfig(snap.State.Config) != snap.State.ConfigHash {
+			return fmt.Errorf("config_hash does not match the config stored beside it")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := read(ModelFile, func(r io.Reader) error {
+		_, err := ReadSafetensors(r, snap.Model)
+		return err
+	}); err != nil {
+		return err
+	}
+	return read(OptimFile, func(r io.Reader) error {
+		meta, err := ReadSafetensors(r, snap.Optim)
+		snap.OptimMeta = meta
+		return err
+	})
+}
+
+// Retain deletes checkpoints other than the newest keep and, when every > 0, those whose
+// step is a multiple of every. keep <= 0 keeps everything. It returns the names deleted.
+func Retain(s Storage, keep int, every int64) ([]string, error) {
+	if keep <= 0 {
+		return nil, nil
+	}
+	names, err := steps(s)
+	if err != nil {
+		return nil, err
+	}
+	var deleted []string
+	for i, n := range names {
+		step, _ := parseName(n)
+		if i < keep || (every > 0 && step%every == 0) {
+			continue
+		}
+		if err := s.Delete(n); err != nil {
+			return deleted, fmt.Errorf("retention: deleting checkpoint %s: %w", n, err)
+		}
+		deleted = append(deleted, n)
+	}
+	return deleted, nil
+}
