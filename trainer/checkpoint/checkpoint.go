@@ -13,7 +13,6 @@
 package checkpoint
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -49,8 +48,8 @@ type State struct {
 	Step       int64           `json:"step"`        // optimizer steps completed
 	Data       []data.State    `json:"data"`        // each rank's position in the training stream, by rank
 	RNG        []byte          `json:"rng"`         // the trainer's random generator (binary-marshalled, base64 in JSON)
-	Config     json.RawMessage `json:"config"`      // the run configuration the checkpoint was trained with
-	ConfigHash string          `json:"config_hash"` // sha256 of Config
+	Config     json.RawMessage `json:"config"`      // the whole run configuration it was trained with (for messages, eval and export)
+	ConfigHash string          `json:"config_hash"` // identity of the training trajectory the config gives (config.Run.Hash)
 	TableHash  string          `json:"table_hash"`  // metap.Table.Hash() of the parametrization
 	FP8        json.RawMessage `json:"fp8"`         // FP8 scaling state (amax histories), filled by the FP8 component; null without it
 }
@@ -78,18 +77,6 @@ func parseName(name string) (int64, bool) {
 	return step, err == nil && step >= 0
 }
 
-// HashConfig is the config hash recorded in state.json: the sha256 of the config's JSON
-// with insignificant whitespace removed (state.json stores it indented).
-func HashConfig(config json.RawMessage) string {
-	var b bytes.Buffer
-	if json.Compact(&b, config) != nil {
-		b.Reset()
-		b.Write(config) // not JSON (Save refuses such a config): hash the bytes as given
-	}
-	sum := sha256.Sum256(b.Bytes())
-	return hex.EncodeToString(sum[:])
-}
-
 // Manifest is manifest.json: the format and a checksum of every other file.
 type Manifest struct {
 	Format int        `json:"format"`
@@ -103,12 +90,10 @@ type FileInfo struct {
 	SHA256 string `json:"sha256"`
 }
 
-// Save writes snap as checkpoint Name(snap.State.Step) and returns that name. The config
-// hash and format are filled in from snap.State.Config.
+// Save writes snap as checkpoint Name(snap.State.Step) and returns that name.
 func Save(s Storage, snap Snapshot) (string, error) {
 	st := snap.State
 	st.Format = Format
-	st.ConfigHash = HashConfig(st.Config)
 	if st.FP8 == nil {
 		st.FP8 = json.RawMessage("null")
 	}
@@ -298,9 +283,6 @@ func Load(s Storage, name string, snap *Snapshot) error {
 		}
 		if snap.State.Format != Format {
 			return fmt.Errorf("format %d, this herd reads format %d", snap.State.Format, Format)
-		}
-		if HashConfig(snap.State.Config) != snap.State.ConfigHash {
-			return fmt.Errorf("config_hash does not match the config stored beside it")
 		}
 		return nil
 	}); err != nil {

@@ -12,11 +12,12 @@ import (
 // Compatible refuses to continue from checkpoint name (whose state is st) with a different
 // configuration or parametrization: the weights would silently be trained under other
 // rules and the run would no longer match an uninterrupted one. config is the canonical
-// JSON of the run as it is now; tableHash the MetaP table's hash. The error is a user
-// error that names the keys that differ, with both values.
-func Compatible(s Storage, name string, st State, config json.RawMessage, tableHash string) error {
+// JSON of the run as it is now and configHash its trajectory hash; tableHash is the MetaP
+// table's hash. Only the hashes decide; the error is a user error that names the keys
+// that differ between the two configs, with both values.
+func Compatible(s Storage, name string, st State, config json.RawMessage, configHash, tableHash string) error {
 	at := where(s, name, StateFile)
-	if st.ConfigHash != HashConfig(config) {
+	if st.ConfigHash != configHash {
 		diffs := diffJSON(st.Config, config)
 		const show = 6
 		more := ""
