@@ -1,22 +1,51 @@
 // Package cpu implements kernels.Backend on the CPU, parallel over the machine's cores.
 // Every operation has a plain-Go generic path that is the reference; float32 GEMM also has
-// assembly fast paths chosen at start from the CPU's features.
+// assembly fast paths chosen at start from the CPU's features (see gemm.go).
 package cpu
 
 import "github.com/herdml/herd/kernels"
 
 // Backend runs kernels on the CPU for element type F.
-type Backend[F kernels.Float] struct{}
+type Backend[F kernels.Float] struct {
+	gemm *gemmImpl // float32 GEMM implementation; nil means the one chosen at start
+}
 
-// New returns a CPU backend.
-func New[F kernels.Float]() *Backend[F] { return &Backend[F]{} }
+// New returns a CPU backend that uses the GEMM implementation chosen at start: the best
+// the CPU supports, or the one named by HERD_KERNELS.
+func New[F kernels.Float]() *Backend[F] { return &Backend[F]{gemm: active} }
 
-// Name says which implementation runs.
-func (*Backend[F]) Name() string { return "cpu/go" }
+// Name says which implementation runs: "cpu/avx512", "cpu/avx2" or "cpu/go". Only
+// float32 has assembly paths; other element types always run the plain-Go reference.
+func (be *Backend[F]) Name() string {
+	var zero F
+	if _, ok := any(zero).(float32); ok {
+		return "cpu/" + be.impl().name
+	}
+	return "cpu/" + goImpl.name
+}
 
-// MatMul: see kernels.Backend. Plain triple loop; the reference.
-func (*Backend[F]) MatMul(c, a, b []F, m, k, n int, transA, transB, accumulate bool) {
-	parallelFor(m, 1, func(lo, hi int) {
+func (be *Backend[F]) impl() *gemmImpl {
+	if be.gemm == nil {
+		return active
+	}
+	return be.gemm
+}
+
+// MatMul: see kernels.Backend. float32 runs the blocked, packed GEMM of the chosen
+// implementation; other element types (float64 for the gradient checks) run refMatMul.
+func (be *Backend[F]) MatMul(c, a, b []F, m, k, n int, transA, transB, accumulate bool) {
+	if c32, ok := any(c).([]float32); ok {
+		be.impl().matMul(c32, any(a).([]float32), any(b).([]float32), m, k, n, transA, transB, accumulate)
+		return
+	}
+	refMatMul(c, a, b, m, k, n, transA, transB, accumulate)
+}
+
+// refMatMul is the plain triple loop, the reference every fast path is checked against.
+// Each output element is one sum over p in increasing order, computed by one goroutine,
+// so the result does not depend on the thread count.
+func refMatMul[F kernels.Float](c, a, b []F, m, k, n int, transA, transB, accumulate bool) {
+	parallelFor(m, max(1, (1<<14)/max(1, n*k)), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			for j := 0; j < n; j++ {
 				var s F

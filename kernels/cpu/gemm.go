@@ -1,0 +1,282 @@
+package cpu
+
+import (
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/herdml/herd/internal/usererr"
+)
+
+// float32 GEMM, blocked and packed as in BLIS (Goto & van de Geijn, "Anatomy of
+// high-performance matrix multiplication"):
+//
+//	for jc over N in blocks of nc:            B block stays in L3
+//	  for pc over K in blocks of kc:          pack op(b)[pc:pc+kc, jc:jc+nc] into nr-wide panels
+//	    for ic over M in blocks of mc:        pack op(a)[ic:ic+mc, pc:pc+kc] into mr-tall panels (L2)
+//	      for jr over the B panels:           one kc×nr B panel stays in L1
+//	        for ir over the A panels:
+//	          micro-kernel: the mr×nr tile of c (+)= A panel · B panel
+//
+// Packing reads op(a) and op(b) through their strides, so the transposes are never
+// materialised, and zero-pads the edges so the micro-kernel always runs a full tile.
+//
+// Determinism: an element of c is the sum over the kc blocks in increasing order, each
+// block summed by the micro-kernel over p in increasing order. The blocking depends on the
+// shapes only, and the parallel split only decides which goroutine computes a tile, never
+// how, so results are bit-identical for any thread count.
+
+// gemmImpl is one float32 GEMM implementation: a micro-kernel and the blocking around it.
+// The implementations live in a small registry (impls), as Go's crypto keeps its
+// assembly and generic variants, so that tests can run every one on this machine.
+type gemmImpl struct {
+	name       string
+	available  bool // the CPU can run it and its assembly is built
+	mr, nr     int  // micro-tile: rows of op(a) by columns of op(b)
+	mc, kc, nc int  // block sizes; mc is a multiple of mr, nc of nr
+
+	// kernel computes the mr×nr tile acc[i][j] = Σ_p a[p*mr+i]·b[p*nr+j] for p < k over
+	// packed panels, and stores c[i*ldc+j] = acc[i][j], or adds it to c when add is set.
+	kernel func(k int, a, b, c []float32, ldc int, add bool)
+}
+
+// goImpl runs everywhere: the packed driver around the plain-Go micro-kernel.
+var goImpl = &gemmImpl{
+	name: "go", available: true,
+	mr: 4, nr: 16, mc: 64, kc: 256, nc: 2048,
+	kernel: func(k int, a, b, c []float32, ldc int, add bool) { kernelGo(4, 16, k, a, b, c, ldc, add) },
+}
+
+// impls lists every implementation, best first; archImpls are the assembly ones built for
+// this architecture (none with the purego build tag).
+var impls = append(archImpls(), goImpl)
+
+// active is the implementation New uses: HERD_KERNELS's if set and valid, else the best
+// available. envErr keeps the complaint about a bad HERD_KERNELS for CheckEnv.
+var active, envErr = pickImpl(os.Getenv("HERD_KERNELS"))
+
+// pickImpl returns the implementation named by want ("" = the best available).
+func pickImpl(want string) (*gemmImpl, error) {
+	var names []string
+	for _, im := range impls {
+		if !im.available {
+			continue
+		}
+		if want == "" || want == im.name {
+			return im, nil
+		}
+		names = append(names, im.name)
+	}
+	best, _ := pickImpl("")
+	return best, usererr.New("HERD_KERNELS", "no kernel %q on this machine; allowed: %s (or unset for the best)",
+		want, strings.Join(names, ", "))
+}
+
+// CheckEnv reports a HERD_KERNELS value that names no kernel available on this machine;
+// New then runs the best one instead. Commands call it at start to tell the user.
+func CheckEnv() error { return envErr }
+
+// parallelMinFlops is the work below which a GEMM runs on the calling goroutine: starting
+// goroutines costs about a microsecond, as much as this many flops.
+const parallelMinFlops = 1 << 18
+
+// matMul: see kernels.Backend.MatMul.
+func (g *gemmImpl) matMul(c, a, b []float32, m, k, n int, transA, transB, accumulate bool) {
+	if m <= 0 || n <= 0 {
+		return
+	}
+	if k <= 0 {
+		if !accumulate {
+			clear(c[:m*n])
+		}
+		return
+	}
+	threads := runtime.GOMAXPROCS(0)
+	if 2*m*n*k < parallelMinFlops {
+		threads = 1
+	}
+	mTiles := (m + g.mr - 1) / g.mr
+	bbuf := getBuf(min(k, g.kc) * roundUp(min(n, g.nc), g.nr))
+	defer putBuf(bbuf)
+	for jc := 0; jc < n; jc += g.nc {
+		nb := min(g.nc, n-jc)
+		nPanels := (nb + g.nr - 1) / g.nr
+		for pc := 0; pc < k; pc += g.kc {
+			kb := min(g.kc, k-pc)
+			bp := (*bbuf)[:kb*nPanels*g.nr]
+			split(threads, nPanels, func(lo, hi int) {
+				for q := lo; q < hi; q++ {
+					packB(bp[q*kb*g.nr:(q+1)*kb*g.nr], b, k, n, pc, kb, jc+q*g.nr, min(g.nr, nb-q*g.nr), g.nr, transB)
+				}
+			})
+			t := tile{g: g, c: c, a: a, bp: bp, m: m, k: k, n: n, pc: pc, kb: kb, jc: jc, nb: nb,
+				transA: transA, add: accumulate || pc > 0}
+			// Split the rows when there are enough for every thread; otherwise the B
+			// panels, each goroutine then packing the (few) rows of A itself.
+			if mTiles >= 2*threads || mTiles >= nPanels {
+				split(threads, mTiles, func(lo, hi int) { t.run(lo, hi, 0, nPanels) })
+			} else {
+				split(threads, nPanels, func(lo, hi int) { t.run(0, mTiles, lo, hi) })
+			}
+		}
+	}
+}
+
+// split runs body over [0, n) on up to threads goroutines.
+func split(threads, n int, body func(lo, hi int)) {
+	if threads <= 1 {
+		body(0, n)
+		return
+	}
+	parallelFor(n, 1, body)
+}
+
+// tile is one (jc, pc) step of matMul: B is packed, the micro-tiles remain.
+type tile struct {
+	g              *gemmImpl
+	c, a, bp       []float32
+	m, k, n        int
+	pc, kb, jc, nb int
+	transA, add    bool
+}
+
+// run computes the micro-tiles of rows [ilo, ihi)·mr and B panels [jlo, jhi).
+func (t *tile) run(ilo, ihi, jlo, jhi int) {
+	g := t.g
+	mr, nr := g.mr, g.nr
+	abuf := getBuf(g.mc*t.kb + mr*nr)
+	defer putBuf(abuf)
+	ap, tmp := (*abuf)[:g.mc*t.kb], (*abuf)[g.mc*t.kb:]
+	for ic := ilo * mr; ic < min(ihi*mr, t.m); ic += g.mc {
+		mb := min(g.mc, ihi*mr-ic, t.m-ic)
+		panels := (mb + mr - 1) / mr
+		for r := 0; r < panels; r++ {
+			packA(ap[r*t.kb*mr:(r+1)*t.kb*mr], t.a, t.m, t.k, ic+r*mr, min(mr, mb-r*mr), t.pc, t.kb, mr, t.transA)
+		}
+		for q := jlo; q < jhi; q++ {
+			j0 := t.jc + q*nr
+			cols := min(nr, t.jc+t.nb-j0)
+			bq := t.bp[q*t.kb*nr : (q+1)*t.kb*nr]
+			for r := 0; r < panels; r++ {
+				i0 := ic + r*mr
+				rows := min(mr, t.m-i0)
+				aq := ap[r*t.kb*mr : (r+1)*t.kb*mr]
+				if rows == mr && cols == nr {
+					g.kernel(t.kb, aq, bq, t.c[i0*t.n+j0:], t.n, t.add)
+					continue
+				}
+				// Edge tile: compute the full tile aside, keep the valid part.
+				g.kernel(t.kb, aq, bq, tmp, nr, false)
+				for i := 0; i < rows; i++ {
+					dst := t.c[(i0+i)*t.n+j0 : (i0+i)*t.n+j0+cols]
+					src := tmp[i*nr : i*nr+cols]
+					if t.add {
+						for j, v := range src {
+							dst[j] += v
+						}
+					} else {
+						copy(dst, src)
+					}
+				}
+			}
+		}
+	}
+}
+
+// packA copies rows [i0, i0+rows) and columns [p0, p0+kb) of op(a) into dst, one mr-tall
+// panel with element (i, p) at dst[p*mr+i]; rows past rows are zero. op(a) is [m, k]: a
+// itself, or the transpose of a stored [k, m].
+func packA(dst, a []float32, m, k, i0, rows, p0, kb, mr int, trans bool) {
+	if trans {
+		for p := 0; p < kb; p++ {
+			d := dst[p*mr : p*mr+mr]
+			copy(d, a[(p0+p)*m+i0:(p0+p)*m+i0+rows])
+			clear(d[rows:])
+		}
+		return
+	}
+	for i := 0; i < mr; i++ {
+		if i >= rows {
+			for p := 0; p < kb; p++ {
+				dst[p*mr+i] = 0
+			}
+			continue
+		}
+		for p, v := range a[(i0+i)*k+p0 : (i0+i)*k+p0+kb] {
+			dst[p*mr+i] = v
+		}
+	}
+}
+
+// packB copies rows [p0, p0+kb) and columns [j0, j0+cols) of op(b) into dst, one nr-wide
+// panel with element (p, j) at dst[p*nr+j]; columns past cols are zero. op(b) is [k, n]: b
+// itself, or the transpose of b stored [n, k].
+func packB(dst, b []float32, k, n, p0, kb, j0, cols, nr int, trans bool) {
+	if !trans {
+		for p := 0; p < kb; p++ {
+			d := dst[p*nr : p*nr+nr]
+			copy(d, b[(p0+p)*n+j0:(p0+p)*n+j0+cols])
+			clear(d[cols:])
+		}
+		return
+	}
+	for j := 0; j < nr; j++ {
+		if j >= cols {
+			for p := 0; p < kb; p++ {
+				dst[p*nr+j] = 0
+			}
+			continue
+		}
+		for p, v := range b[(j0+j)*k+p0 : (j0+j)*k+p0+kb] {
+			dst[p*nr+j] = v
+		}
+	}
+}
+
+// kernelGo is the plain-Go micro-kernel and the twin of every assembly one: for p < k,
+// acc[i][j] += a[p*mr+i]·b[p*nr+j]; then c[i*ldc+j] = acc[i][j] (or += when add).
+// Go does not fuse the multiply-add on amd64, so it may differ from the assembly in the
+// last bit; both are checked against float64.
+func kernelGo(mr, nr, k int, a, b, c []float32, ldc int, add bool) {
+	var accBuf [maxMR * maxNR]float32
+	acc := accBuf[:mr*nr]
+	for p := 0; p < k; p++ {
+		bp := b[p*nr : p*nr+nr]
+		for i, av := range a[p*mr : p*mr+mr] {
+			row := acc[i*nr : i*nr+nr]
+			for j, bv := range bp {
+				row[j] += av * bv
+			}
+		}
+	}
+	for i := 0; i < mr; i++ {
+		dst := c[i*ldc : i*ldc+nr]
+		if add {
+			for j, v := range acc[i*nr : i*nr+nr] {
+				dst[j] += v
+			}
+		} else {
+			copy(dst, acc[i*nr:i*nr+nr])
+		}
+	}
+}
+
+// maxMR and maxNR bound the micro-tile of every implementation.
+const maxMR, maxNR = 14, 32
+
+func roundUp(x, to int) int { return (x + to - 1) / to * to }
+
+// bufPool recycles packing buffers so that a steady stream of GEMMs does not allocate.
+var bufPool sync.Pool
+
+func getBuf(n int) *[]float32 {
+	if p, ok := bufPool.Get().(*[]float32); ok && cap(*p) >= n {
+		*p = (*p)[:n]
+		return p
+	}
+	s := make([]float32, n)
+	return &s
+}
+
+func putBuf(p *[]float32) { bufPool.Put(p) }

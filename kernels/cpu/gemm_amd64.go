@@ -1,0 +1,33 @@
+//go:build amd64 && !purego
+
+package cpu
+
+import "golang.org/x/sys/cpu"
+
+// archImpls are the assembly GEMMs, best first. The blockings keep one kc×nr B panel in
+// L1 and the mc×kc A block in L2 (Cascade Lake and later: 32–48 KiB L1d, 1–2 MiB L2).
+func archImpls() []*gemmImpl {
+	return []*gemmImpl{
+		{
+			name: "avx512", available: cpu.X86.HasAVX512F,
+			mr: 14, nr: 32, mc: 14 * 12, kc: 256, nc: 3072,
+			kernel: sgemmKernel14x32,
+		},
+		{
+			name: "avx2", available: cpu.X86.HasAVX2 && cpu.X86.HasFMA,
+			mr: 6, nr: 16, mc: 6 * 24, kc: 256, nc: 3072,
+			kernel: sgemmKernel6x16,
+		},
+	}
+}
+
+// sgemmKernel14x32 is kernelGo(14, 32, ...) in AVX-512: 28 zmm accumulators, two zmm of
+// B and one broadcast element of A per row and step, fused multiply-adds.
+//
+//go:noescape
+func sgemmKernel14x32(k int, a, b, c []float32, ldc int, add bool)
+
+// sgemmKernel6x16 is kernelGo(6, 16, ...) in AVX2 with FMA: 12 ymm accumulators.
+//
+//go:noescape
+func sgemmKernel6x16(k int, a, b, c []float32, ldc int, add bool)
