@@ -1,0 +1,67 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+func newPlanCmd() *cobra.Command {
+	var f configFlags
+	c := &cobra.Command{
+		Use:   "plan CONFIG",
+		Short: "Parameters, FLOPs per token and memory per rank of a run, without running it",
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			run, err := f.load(args[0])
+			if err != nil {
+				return err
+			}
+			p := run.Plan()
+			w := c.OutOrStdout()
+			if f.json {
+				return printJSON(w, p)
+			}
+			m := p.Memory
+			fmt.Fprintf(w, "run %s: model %s\n", run.Name, run.Model)
+			fmt.Fprintf(w, "parameters        %s total, %s active per token\n", count(float64(p.Params)), count(float64(p.ActiveParams)))
+			fmt.Fprintf(w, "FLOPs per token   %s (matmuls %s, attention %s), forward + backward\n",
+				count(p.FLOPsPerToken), count(p.MatmulFLOPs), count(p.AttentionFLOPs))
+			fmt.Fprintf(w, "whole run         %s FLOPs over %d steps of %d tokens\n", count(p.TrainFLOPs), run.Train.Steps, p.TokensPerStep)
+			fmt.Fprintf(w, "memory per rank   %s: weights %s, gradients %s, optimizer %s, activations %s (micro-batch %d × %d tokens), %d rank(s)\n",
+				bytes(m.Total), bytes(m.Weights), bytes(m.Grads), bytes(m.Optimizer), bytes(m.Activations), p.MicroBatch, run.Model.SeqLen, p.Ranks)
+			return nil
+		},
+	}
+	f.register(c)
+	return c
+}
+
+// count prints a quantity with a decimal SI suffix, 1.09e11 -> "109 G", and in
+// e-notation past the peta range, where suffixes stop being familiar.
+func count(v float64) string {
+	if v >= 1e18 {
+		return fmt.Sprintf("%.3g", v)
+	}
+	for _, u := range []struct {
+		s string
+		f float64
+	}{{"P", 1e15}, {"T", 1e12}, {"G", 1e9}, {"M", 1e6}, {"k", 1e3}} {
+		if v >= u.f {
+			return fmt.Sprintf("%.3g %s", v/u.f, u.s)
+		}
+	}
+	return fmt.Sprintf("%.3g", v)
+}
+
+// bytes prints a size in binary units: 1<<30 -> "1 GiB".
+func bytes(n int64) string {
+	v := float64(n)
+	for _, u := range []string{"B", "KiB", "MiB", "GiB", "TiB"} {
+		if v < 1024 || u == "TiB" {
+			return fmt.Sprintf("%.3g %s", v, u)
+		}
+		v /= 1024
+	}
+	panic("unreachable")
+}
