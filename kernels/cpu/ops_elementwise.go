@@ -1,0 +1,138 @@
+package cpu
+
+import "math"
+
+// Elementwise and gather ops: SwiGLU, the fused softmax cross-entropy, scale/axpy, and the
+// row gathers that route tokens to experts and combine them back. Each forward sits beside
+// its backward; every output row or element is written by one goroutine only.
+
+// elemGrain is the fewest elements worth a goroutine for O(1) work per element.
+const elemGrain = 1 << 14
+
+// sigmoid is computed in float64; callers round the result to F.
+func sigmoid(a float64) float64 { return 1 / (1 + math.Exp(-a)) }
+
+// SwiGLU: see kernels.Backend.
+func (*Backend[F]) SwiGLU(out, a, u []F) {
+	parallelFor(len(out), elemGrain, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			x := float64(a[i])
+			out[i] = F(x*sigmoid(x)) * u[i]
+		}
+	})
+}
+
+// SwiGLUBackward: see kernels.Backend. silu'(a) = σ(a)·(1 + a·(1-σ(a))).
+func (*Backend[F]) SwiGLUBackward(da, du, dout, a, u []F) {
+	parallelFor(len(dout), elemGrain, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			x := float64(a[i])
+			s := sigmoid(x)
+			du[i] += dout[i] * F(x*s)
+			da[i] += dout[i] * u[i] * F(s*(1+x*(1-s)))
+		}
+	})
+}
+
+// CrossEntropy: see kernels.Backend. The row sum of exponentials runs in F after
+// subtracting the row maximum.
+func (*Backend[F]) CrossEntropy(loss, lse, logits []F, targets []int32, v int) {
+	parallelFor(len(loss), rowGrain, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			row := logits[i*v : i*v+v]
+			mx := row[0]
+			for _, x := range row {
+				mx = max(mx, x)
+			}
+			var sum F
+			for _, x := range row {
+				sum += F(math.Exp(float64(x - mx)))
+			}
+			lse[i] = mx + F(math.Log(float64(sum)))
+			loss[i] = lse[i] - row[targets[i]]
+		}
+	})
+}
+
+// CrossEntropyBackward: see kernels.Backend. Rows with weight 0 are skipped.
+func (*Backend[F]) CrossEntropyBackward(dlogits, logits, lse []F, targets []int32, w []F, v int) {
+	parallelFor(len(lse), rowGrain, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			if w[i] == 0 {
+				continue
+			}
+			row, drow := logits[i*v:i*v+v], dlogits[i*v:i*v+v]
+			for j, x := range row {
+				drow[j] += w[i] * F(math.Exp(float64(x-lse[i])))
+			}
+			drow[targets[i]] -= w[i]
+		}
+	})
+}
+
+// Scale: see kernels.Backend.
+func (*Backend[F]) Scale(x []F, s F) {
+	parallelFor(len(x), elemGrain, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			x[i] *= s
+		}
+	})
+}
+
+// Axpy: see kernels.Backend.
+func (*Backend[F]) Axpy(y, x []F, a F) {
+	parallelFor(len(y), elemGrain, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			y[i] += a * x[i]
+		}
+	})
+}
+
+// GatherRows: see kernels.Backend.
+func (*Backend[F]) GatherRows(dst, src []F, idx []int32, w []F, c int) {
+	parallelFor(len(idx), rowGrain, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			s, o := src[int(idx[i])*c:int(idx[i])*c+c], dst[i*c:i*c+c]
+			if w == nil {
+				copy(o, s)
+				continue
+			}
+			for j, x := range s {
+				o[j] = w[i] * x
+			}
+		}
+	})
+}
+
+// GatherSum: see kernels.Backend.
+func (*Backend[F]) GatherSum(dst, src []F, idx []int32, w []F, k, c int) {
+	parallelFor(len(idx)/k, rowGrain, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			o := dst[i*c : i*c+c]
+			for j := i * k; j < i*k+k; j++ {
+				s := src[int(idx[j])*c : int(idx[j])*c+c]
+				wj := F(1)
+				if w != nil {
+					wj = w[j]
+				}
+				for p, x := range s {
+					o[p] += wj * x
+				}
+			}
+		}
+	})
+}
+
+// RowDots: see kernels.Backend.
+func (*Backend[F]) RowDots(out, a, b []F, idx []int32, c int) {
+	parallelFor(len(idx), rowGrain, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			ar, br := a[int(idx[i])*c:int(idx[i])*c+c], b[i*c:i*c+c]
+			var s F
+			for j, x := range ar {
+				s += x * br[j]
+			}
+			out[i] = s
+		}
+	})
+}

@@ -1,0 +1,91 @@
+package model
+
+// Attention block: x_mid = x + (Attention(RoPE(h·Wqᵀ·m_q), RoPE(h·Wkᵀ·m_k), h·Wvᵀ·m_v)·Woᵀ)·m_o
+// with h = RMSNorm(x)·g. RoPE is skipped on layers where !cfg.UsesRoPE(i).
+
+// attentionForward runs block i's attention half: m.x[i] -> acts.xmid.
+func (m *Model[F]) attentionForward(i int) {
+	l, a, be := m.layers[i], &m.acts[i], m.be
+	N, C := m.n, m.Cfg.DModel
+	H, KV, D := m.Cfg.NHeads, m.Cfg.NKVHeads, m.Cfg.HeadDim()
+	x := m.x[i][:N*C]
+	h1, rstd := a.h1[:N*C], a.rstd1[:N]
+	q, k, v := a.q[:N*H*D], a.k[:N*KV*D], a.v[:N*KV*D]
+	att, lse := a.att[:N*H*D], a.lse[:N*H]
+
+	be.RMSNorm(h1, rstd, x, m.w(l.attnNorm), C, m.Cfg.NormEps)
+	m.linear(q, h1, l.wq, N, C, H*D)
+	m.linear(k, h1, l.wk, N, C, KV*D)
+	m.linear(v, h1, l.wv, N, C, KV*D)
+	if l.rope {
+		be.RoPE(q, m.pos, m.cos, m.sin, H, D)
+		be.RoPE(k, m.pos, m.cos, m.sin, KV, D)
+	}
+	be.Attention(att, lse, q, k, v, m.doc, m.b, m.t, H, KV, D, m.AttnScale)
+	o := m.g.tmp[:N*C]
+	m.linear(o, att, l.wo, N, H*D, C)
+	xmid := a.xmid[:N*C]
+	copy(xmid, x)
+	be.Axpy(xmid, o, 1)
+}
+
+// attentionBackward takes m.g.dx = dL/dx_mid of block i to dL/dx_i and accumulates the
+// block's attention parameter gradients.
+func (m *Model[F]) attentionBackward(i int) {
+	l, a, be, g := m.layers[i], &m.acts[i], m.be, &m.g
+	N, C := m.n, m.Cfg.DModel
+	H, KV, D := m.Cfg.NHeads, m.Cfg.NKVHeads, m.Cfg.HeadDim()
+	dx, dh := g.dx[:N*C], g.dh[:N*C]
+	dq, dk, dv, datt := g.dq[:N*H*D], g.dk[:N*KV*D], g.dv[:N*KV*D], g.datt[:N*H*D]
+
+	// The residual passes dx through; the branch output o gets dx too.
+	do := g.dy[:N*C]
+	copy(do, dx)
+	m.linearBackward(datt, do, a.att[:N*H*D], l.wo, N, H*D, C, false)
+	clear(dq)
+	clear(dk)
+	clear(dv)
+	be.AttentionBackward(dq, dk, dv, datt, a.att[:N*H*D], a.lse[:N*H], a.q[:N*H*D], a.k[:N*KV*D], a.v[:N*KV*D],
+		m.doc, m.b, m.t, H, KV, D, m.AttnScale)
+	if l.rope {
+		be.RoPEBackward(dq, m.pos, m.cos, m.sin, H, D)
+		be.RoPEBackward(dk, m.pos, m.cos, m.sin, KV, D)
+	}
+	h1 := a.h1[:N*C]
+	m.linearBackward(dh, dq, h1, l.wq, N, C, H*D, false)
+	m.linearBackward(dh, dk, h1, l.wk, N, C, KV*D, true)
+	m.linearBackward(dh, dv, h1, l.wv, N, C, KV*D, true)
+	be.RMSNormBackward(dx, m.dw(l.attnNorm), dh, m.x[i][:N*C], m.w(l.attnNorm), a.rstd1[:N], C)
+}
+
+// linear writes y = (x·Wᵀ)·mult for tensor w of shape [out, in], as torch.nn.Linear.
+//
+//	y: [n, out]  x: [n, in]
+func (m *Model[F]) linear(y, x []F, w, n, in, out int) {
+	m.mm(y, x, m.w(w), m.Mult[w], n, in, out)
+}
+
+// linearBackward is linear's backward; see mmBackward.
+func (m *Model[F]) linearBackward(dx, dy, x []F, w, n, in, out int, accumulate bool) {
+	m.mmBackward(dx, m.dw(w), dy, x, m.w(w), m.Mult[w], n, in, out, accumulate)
+}
+
+// mm writes y = (x·Wᵀ)·s.
+//
+//	y: [n, out]  x: [n, in]  W: [out, in]
+func (m *Model[F]) mm(y, x, W []F, s F, n, in, out int) {
+	m.be.MatMul(y, x, W, n, in, out, false, true, false)
+	if s != 1 {
+		m.be.Scale(y, s)
+	}
+}
+
+// mmBackward is mm's backward: with dy' = dy·s (dy is scaled in place), dW += dy'ᵀ·x and
+// dx = dy'·W, or dx += dy'·W when accumulate is set.
+func (m *Model[F]) mmBackward(dx, dW, dy, x, W []F, s F, n, in, out int, accumulate bool) {
+	if s != 1 {
+		m.be.Scale(dy, s)
+	}
+	m.be.MatMul(dW, dy, x, out, n, in, true, false, true)
+	m.be.MatMul(dx, dy, W, n, out, in, false, false, accumulate)
+}

@@ -1,0 +1,235 @@
+package model
+
+import "math"
+
+// Feed-forward half of a block: x_next = x_mid + FFN(h), h = RMSNorm(x_mid)·g2, where FFN
+// is a dense SwiGLU or a mixture of experts.
+//
+// SwiGLU with weights W1, W3 [hid, C], W2 [C, hid] and multipliers m1, m3, m2:
+//
+//	a1 = h·W1ᵀ·m1, a3 = h·W3ᵀ·m3, u = silu(a1)⊙a3, y = u·W2ᵀ·m2
+//
+// Mixture of experts: router logits r = h·Rᵀ·m_r [E]; each token goes to the k experts
+// with the largest logits (ties to the lower index) with gate sigmoid(r_e);
+// y = Σⱼ gateⱼ·SwiGLU_eⱼ(h) + SwiGLU_shared(h). Load-balancing loss
+// aux = coef·E·Σ_e f_e·P_e, f_e the fraction of the N·k slots routed to e (a constant),
+// P_e the mean over the N tokens of softmax(r)_e.
+
+// ffnWeights are one SwiGLU's weights, gradients and multipliers.
+type ffnWeights[F any] struct {
+	w1, w3, w2, dw1, dw3, dw2 []F
+	m1, m3, m2                F
+}
+
+// dense returns tensors w1, w3, w2 as one SwiGLU.
+func (m *Model[F]) dense(w1, w3, w2 int) ffnWeights[F] {
+	return ffnWeights[F]{m.w(w1), m.w(w3), m.w(w2), m.dw(w1), m.dw(w3), m.dw(w2), m.Mult[w1], m.Mult[w3], m.Mult[w2]}
+}
+
+// expert returns routed expert e of layer l as one SwiGLU.
+func (m *Model[F]) expert(l layer, e int) ffnWeights[F] {
+	sz := m.Cfg.MoE.ExpertHidden * m.Cfg.DModel
+	part := func(s []F) []F { return s[e*sz : e*sz+sz] }
+	return ffnWeights[F]{part(m.w(l.ew1)), part(m.w(l.ew3)), part(m.w(l.ew2)), part(m.dw(l.ew1)), part(m.dw(l.ew3)), part(m.dw(l.ew2)),
+		m.Mult[l.ew1], m.Mult[l.ew3], m.Mult[l.ew2]}
+}
+
+// ffnForward writes y = SwiGLU(h) and keeps its activations in a.
+//
+//	y, h: [n, C]  a.*: [n, hid]
+func (m *Model[F]) ffnForward(y, h []F, a ffnActs[F], w ffnWeights[F], n, hid int) {
+	C := m.Cfg.DModel
+	a1, a3, u := a.a1[:n*hid], a.a3[:n*hid], a.u[:n*hid]
+	m.mm(a1, h, w.w1, w.m1, n, C, hid)
+	m.mm(a3, h, w.w3, w.m3, n, C, hid)
+	m.be.SwiGLU(u, a1, a3)
+	m.mm(y, u, w.w2, w.m2, n, hid, C)
+}
+
+// ffnBackward accumulates the SwiGLU's weight gradients and writes dh (adds to it when
+// accumulate is set) from dy, which it scales in place.
+func (m *Model[F]) ffnBackward(dh, dy, h []F, a ffnActs[F], w ffnWeights[F], n, hid int, accumulate bool) {
+	C, g := m.Cfg.DModel, &m.g
+	da1, da3, du := g.da1[:n*hid], g.da3[:n*hid], g.du[:n*hid]
+	m.mmBackward(du, w.dw2, dy, a.u[:n*hid], w.w2, w.m2, n, hid, C, false)
+	clear(da1)
+	clear(da3)
+	m.be.SwiGLUBackward(da1, da3, du, a.a1[:n*hid], a.a3[:n*hid])
+	m.mmBackward(dh, w.dw1, da1, h, w.w1, w.m1, n, C, hid, accumulate)
+	m.mmBackward(dh, w.dw3, da3, h, w.w3, w.m3, n, C, hid, true)
+}
+
+// denseForward runs block i's dense feed-forward half: acts.xmid -> m.x[i+1].
+func (m *Model[F]) denseForward(i int) {
+	l, a := m.layers[i], &m.acts[i]
+	N, C := m.n, m.Cfg.DModel
+	h2 := a.h2[:N*C]
+	m.be.RMSNorm(h2, a.rstd2[:N], a.xmid[:N*C], m.w(l.ffnNorm), C, m.Cfg.NormEps)
+	y := m.g.tmp[:N*C]
+	m.ffnForward(y, h2, a.ffn, m.dense(l.w1, l.w3, l.w2), N, m.Cfg.FFNHidden)
+	xn := m.x[i+1][:N*C]
+	copy(xn, a.xmid[:N*C])
+	m.be.Axpy(xn, y, 1)
+}
+
+// denseBackward takes m.g.dx = dL/dx_{i+1} to dL/dx_mid of block i.
+func (m *Model[F]) denseBackward(i int) {
+	l, a, g := m.layers[i], &m.acts[i], &m.g
+	N, C := m.n, m.Cfg.DModel
+	dy, dh := g.dy[:N*C], g.dh[:N*C]
+	copy(dy, g.dx[:N*C])
+	m.ffnBackward(dh, dy, a.h2[:N*C], a.ffn, m.dense(l.w1, l.w3, l.w2), N, m.Cfg.FFNHidden, false)
+	m.be.RMSNormBackward(g.dx[:N*C], m.dw(l.ffnNorm), dh, a.xmid[:N*C], m.w(l.ffnNorm), a.rstd2[:N], C)
+}
+
+// moeForward runs block i's mixture-of-experts half: acts.xmid -> m.x[i+1]. It returns the
+// auxiliary loss (times its coefficient) and the experts' load.
+func (m *Model[F]) moeForward(i int) (aux float64, load []float64) {
+	l, a, be := m.layers[i], &m.acts[i], m.be
+	N, C := m.n, m.Cfg.DModel
+	E, k, G := m.Cfg.MoE.Experts, m.Cfg.MoE.TopK, m.Cfg.MoE.ExpertHidden
+	h2, xmid, xn := a.h2[:N*C], a.xmid[:N*C], m.x[i+1][:N*C]
+	be.RMSNorm(h2, a.rstd2[:N], xmid, m.w(l.ffnNorm), C, m.Cfg.NormEps)
+	m.linear(a.r[:N*E], h2, l.router, N, C, E)
+	m.route(a, N)
+
+	copy(xn, xmid)
+	if m.Cfg.MoE.SharedExpert {
+		y := m.g.tmp[:N*C]
+		m.ffnForward(y, h2, a.ffn, m.dense(l.sw1, l.sw3, l.sw2), N, G)
+		be.Axpy(xn, y, 1)
+	}
+	be.GatherRows(a.hg[:N*k*C], h2, a.rowTok[:N*k], nil, C)
+	for e := range E {
+		lo, hi := a.start[e], a.start[e+1]
+		if lo == hi {
+			continue
+		}
+		ex := ffnActs[F]{a.experts.a1[lo*G : hi*G], a.experts.a3[lo*G : hi*G], a.experts.u[lo*G : hi*G]}
+		m.ffnForward(a.y[lo*C:hi*C], a.hg[lo*C:hi*C], ex, m.expert(l, e), hi-lo, G)
+	}
+	be.GatherSum(xn, a.y[:N*k*C], a.slotRow[:N*k], a.gate[:N*k], k, C)
+
+	// aux = coef·E·Σ_e f_e·P_e, summed in float64 in token order.
+	for e := range E {
+		var p float64
+		for t := range N {
+			p += float64(a.probs[t*E+e])
+		}
+		aux += a.load[e] * p / float64(N)
+	}
+	return m.Cfg.MoE.AuxLoss * float64(E) * aux, append([]float64(nil), a.load...)
+}
+
+// route picks each token's top-k experts from the router logits a.r, computes gates,
+// softmax and load, and lays the slots out grouped by expert.
+func (m *Model[F]) route(a *layerActs[F], N int) {
+	E, k := m.Cfg.MoE.Experts, m.Cfg.MoE.TopK
+	sel := a.slotRow[:N*k] // expert of each slot until the rows are known
+	count := a.start[1:]
+	clear(a.start)
+	for t := range N {
+		r := a.r[t*E : t*E+E]
+		mx := math.Inf(-1)
+		for _, v := range r {
+			mx = max(mx, float64(v))
+		}
+		var sum float64
+		for e, v := range r {
+			p := math.Exp(float64(v) - mx)
+			a.probs[t*E+e] = F(p)
+			sum += p
+		}
+		for e := range r {
+			a.probs[t*E+e] = F(float64(a.probs[t*E+e]) / sum)
+		}
+		for j := range k {
+			best := -1
+		next:
+			for e, v := range r {
+				for _, c := range sel[t*k : t*k+j] {
+					if int(c) == e {
+						continue next
+					}
+				}
+				if best < 0 || v > r[best] {
+					best = e
+				}
+			}
+			sel[t*k+j] = int32(best)
+			a.gate[t*k+j] = F(1 / (1 + math.Exp(-float64(r[best]))))
+			count[best]++
+		}
+	}
+	for e := range E {
+		a.load[e] = float64(count[e]) / float64(N*k)
+	}
+	// start[e+1] holds expert e's count; prefix sums make start[e] its first row, and
+	// start[e+1] then serves as e's fill cursor until it reaches e+1's first row.
+	for e := 1; e <= E; e++ {
+		a.start[e] += a.start[e-1]
+	}
+	for e := E; e > 0; e-- {
+		a.start[e] = a.start[e-1]
+	}
+	for s := range N * k {
+		e := sel[s]
+		row := a.start[e+1]
+		a.start[e+1]++
+		a.rowTok[row], a.rowGate[row] = int32(s/k), a.gate[s]
+		sel[s] = int32(row)
+	}
+}
+
+// moeBackward takes m.g.dx = dL/dx_{i+1} to dL/dx_mid of block i; scale is Backward's, for
+// the auxiliary loss.
+func (m *Model[F]) moeBackward(i int, scale F) {
+	l, a, be, g := m.layers[i], &m.acts[i], m.be, &m.g
+	N, C := m.n, m.Cfg.DModel
+	E, k, G := m.Cfg.MoE.Experts, m.Cfg.MoE.TopK, m.Cfg.MoE.ExpertHidden
+	dx, dh, h2 := g.dx[:N*C], g.dh[:N*C], a.h2[:N*C]
+	if m.Cfg.MoE.SharedExpert {
+		dy := g.dy[:N*C]
+		copy(dy, dx)
+		m.ffnBackward(dh, dy, h2, a.ffn, m.dense(l.sw1, l.sw3, l.sw2), N, G, false)
+	} else {
+		clear(dh)
+	}
+
+	// Routed experts: gathered row p gets gate_p·dx[token(p)]; its gate gets dx·y_p.
+	dy, dhg, dgate := g.dy[:N*k*C], g.dhg[:N*k*C], g.dgate[:N*k]
+	be.GatherRows(dy, dx, a.rowTok[:N*k], a.rowGate[:N*k], C)
+	be.RowDots(dgate, dx, a.y[:N*k*C], a.rowTok[:N*k], C)
+	dr := g.dr[:N*E]
+	clear(dr)
+	for e := range E {
+		lo, hi := a.start[e], a.start[e+1]
+		if lo == hi {
+			continue
+		}
+		ex := ffnActs[F]{a.experts.a1[lo*G : hi*G], a.experts.a3[lo*G : hi*G], a.experts.u[lo*G : hi*G]}
+		m.ffnBackward(dhg[lo*C:hi*C], dy[lo*C:hi*C], a.hg[lo*C:hi*C], ex, m.expert(l, e), hi-lo, G, false)
+		for p := lo; p < hi; p++ {
+			gt := a.rowGate[p]
+			dr[int(a.rowTok[p])*E+e] += dgate[p] * gt * (1 - gt) // sigmoid'
+		}
+	}
+	be.GatherSum(dh, dhg, a.slotRow[:N*k], nil, k, C)
+
+	// Aux loss through the softmax: dP_e = s·coef·E·f_e, P_e = mean_t softmax(r_t)_e.
+	c := float64(scale) * m.Cfg.MoE.AuxLoss * float64(E) / float64(N)
+	if c != 0 {
+		for t := range N {
+			p := a.probs[t*E : t*E+E]
+			var dot float64
+			for e, v := range p {
+				dot += float64(v) * a.load[e]
+			}
+			for e, v := range p {
+				dr[t*E+e] += F(c * float64(v) * (a.load[e] - dot))
+			}
+		}
+	}
+	m.linearBackward(dh, dr, h2, l.router, N, C, E, true)
+	be.RMSNormBackward(dx, m.dw(l.ffnNorm), dh, a.xmid[:N*C], m.w(l.ffnNorm), a.rstd2[:N], C)
+}
