@@ -7,6 +7,7 @@
 package config
 
 import (
+	"github.com/herdml/herd/metap"
 	"github.com/herdml/herd/trainer/model"
 )
 
@@ -17,7 +18,7 @@ type Run struct {
 	Model    model.Config `yaml:"model" json:"model"`
 	Data     Data         `yaml:"data" json:"data"`
 	Train    Train        `yaml:"train" json:"train"`
-	MetaP    MetaP        `yaml:"metap" json:"metap"`
+	MetaP    metap.Config `yaml:"metap" json:"metap"` // see package metap for the keys, their defaults and bounds
 	Parallel Parallel     `yaml:"parallel" json:"parallel"`
 }
 
@@ -78,31 +79,6 @@ type Checkpoint struct {
 type Eval struct {
 	Every   int `yaml:"every" json:"every"`     // steps between evaluations; 0 = only at the end; default 200; >= 0
 	Batches int `yaml:"batches" json:"batches"` // micro-batches per evaluation; default 8; > 0
-}
-
-// MetaP selects the parametrization; see package metap.
-type MetaP struct {
-	Mode            string     `yaml:"mode" json:"mode"`                         // sp | mup | metap; default sp
-	Base            MetaPBase  `yaml:"base" json:"base"`                         // the proxy shape the hyperparameters were tuned on
-	InitStd         float64    `yaml:"init_std" json:"init_std"`                 // base init std; default 0.02; > 0
-	DepthAlpha      float64    `yaml:"depth_alpha" json:"depth_alpha"`           // depth-transfer exponent; default 1; >= 0
-	HorizonExponent float64    `yaml:"horizon_exponent" json:"horizon_exponent"` // LR scales as (train_tokens / base)^-exponent; default 0; >= 0
-	Overrides       []Override `yaml:"overrides" json:"overrides"`               // per-tensor multipliers; default none
-}
-
-// MetaPBase is the proxy shape the hyperparameters were tuned on; 0 = the target's value.
-type MetaPBase struct {
-	DModel      int     `yaml:"d_model" json:"d_model"`           // default 0; >= 0
-	NLayers     int     `yaml:"n_layers" json:"n_layers"`         // default 0; >= 0
-	BatchTokens int     `yaml:"batch_tokens" json:"batch_tokens"` // tokens per optimizer step; default 0; >= 0
-	TrainTokens float64 `yaml:"train_tokens" json:"train_tokens"` // tokens over the whole run; default 0; >= 0
-}
-
-// Override multiplies the rules' values for tensors whose name matches a glob.
-type Override struct {
-	Match    string  `yaml:"match" json:"match"`         // glob over tensor names, e.g. "layers.*.attn.*"; required
-	LRMult   float64 `yaml:"lr_mult" json:"lr_mult"`     // learning-rate multiplier; absent or 0 = 1; >= 0
-	InitMult float64 `yaml:"init_mult" json:"init_mult"` // init-std multiplier; absent or 0 = 1; >= 0
 }
 
 // Parallel is the parallelism layout.

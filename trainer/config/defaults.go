@@ -1,6 +1,9 @@
 package config
 
-import "github.com/herdml/herd/trainer/model"
+import (
+	"github.com/herdml/herd/metap"
+	"github.com/herdml/herd/trainer/model"
+)
 
 // Default is the configuration a file starts from: every key the file leaves out keeps
 // the value here. The model defaults to the tiny preset's shape, so that a config naming
@@ -22,7 +25,7 @@ func Default() Run {
 			Checkpoint:  Checkpoint{Every: 200, Keep: 3, Dir: "runs"},
 			Eval:        Eval{Every: 200, Batches: 8},
 		},
-		MetaP:    MetaP{Mode: "sp", InitStd: 0.02, DepthAlpha: 1, HorizonExponent: 0},
+		MetaP:    metap.DefaultConfig(),
 		Parallel: Parallel{Data: 1},
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/metap"
 	"github.com/herdml/herd/trainer/model"
 )
 
@@ -66,7 +67,7 @@ func TestLoadReadsTheSketch(t *testing.T) {
 		r.MetaP.Mode != "metap" || r.MetaP.Base.TrainTokens != 4e6 || r.Train.Optim.Betas != [2]float64{0.9, 0.95} {
 		t.Fatalf("values not read: %+v", r)
 	}
-	if want := []Override{{Match: "layers.*.attn.*", LRMult: 0.5}}; !reflect.DeepEqual(r.MetaP.Overrides, want) {
+	if want := []metap.Override{{Match: "layers.*.attn.*", LRMult: 0.5}}; !reflect.DeepEqual(r.MetaP.Overrides, want) {
 		t.Fatalf("overrides %+v, want %+v", r.MetaP.Overrides, want)
 	}
 	// Keys the sketch leaves out keep their defaults.

@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"math"
-	"path"
 	"reflect"
 	"regexp"
 
@@ -36,7 +35,7 @@ func (r Run) Validate() error {
 	if err := r.Train.validate(r.Parallel.Data); err != nil {
 		return err
 	}
-	return r.MetaP.validate()
+	return r.MetaP.Validate()
 }
 
 func (d Data) validate() error {
@@ -118,37 +117,6 @@ func (t Train) validate(ranks int) error {
 func (t Train) LRSchedule() optim.Schedule {
 	s := t.Schedule
 	return optim.Schedule{Steps: t.Steps, Warmup: s.Warmup, Decay: s.Decay, DecaySteps: s.DecaySteps, MinLRRatio: s.MinLRRatio}
-}
-
-func (m MetaP) validate() error {
-	switch m.Mode {
-	case "sp", "mup", "metap":
-	default:
-		return usererr.New("metap.mode", "unknown mode %q; allowed: sp, mup, metap", m.Mode)
-	}
-	b := m.Base
-	if b.DModel < 0 || b.NLayers < 0 || b.BatchTokens < 0 || !(b.TrainTokens >= 0) {
-		return usererr.New("metap.base", "sizes must be at least 0 (0 = the target's), got d_model %d, n_layers %d, batch_tokens %d, train_tokens %g",
-			b.DModel, b.NLayers, b.BatchTokens, b.TrainTokens)
-	}
-	if !(m.InitStd > 0) {
-		return usererr.New("metap.init_std", "must be positive, got %g", m.InitStd)
-	}
-	if !(m.DepthAlpha >= 0) {
-		return usererr.New("metap.depth_alpha", "must be at least 0, got %g", m.DepthAlpha)
-	}
-	if !(m.HorizonExponent >= 0) {
-		return usererr.New("metap.horizon_exponent", "must be at least 0, got %g", m.HorizonExponent)
-	}
-	for i, o := range m.Overrides {
-		if _, err := path.Match(o.Match, ""); o.Match == "" || err != nil {
-			return usererr.New(fmt.Sprintf("metap.overrides[%d].match", i), "want a glob over tensor names such as layers.*.attn.*, got %q", o.Match)
-		}
-		if !(o.LRMult >= 0) || !(o.InitMult >= 0) {
-			return usererr.New(fmt.Sprintf("metap.overrides[%d]", i), "lr_mult and init_mult must be at least 0 (0 = 1), got %g and %g", o.LRMult, o.InitMult)
-		}
-	}
-	return nil
 }
 
 // finite rejects NaN and ±Inf anywhere in v, once for every float key, so that no bound
