@@ -1,0 +1,125 @@
+package fp8
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func randTensor(n int, seed uint64, std float64) []float32 {
+	rng := rand.New(rand.NewPCG(seed, 0))
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(std * rng.NormFloat64())
+	}
+	return x
+}
+
+// The fast paths must agree with Encode/Decode element by element, across chunk borders,
+// on every kind of value: normal, subnormal after scaling, overflowing, Inf, NaN, ±0.
+func TestQuantizeMatchesEncode(t *testing.T) {
+	src := randTensor(3*4096+17, 3, 1)
+	special := []float32{0, float32(math.Copysign(0, -1)), 1e-30, -1e-30, 1e-45, 3e38, -3e38,
+		float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 0x1p-20, -0x1p-12}
+	for i, x := range special {
+		src[i*1000] = x
+	}
+	for _, f := range []Format{E4M3, E5M2} {
+		for _, scale := range []float32{1, 100, 3.7e-3} {
+			codes := make([]uint8, len(src))
+			vals := make([]float32, len(src))
+			amax := Quantize(codes, src, scale, f)
+			if !math.IsNaN(float64(amax)) {
+				t.Errorf("%v: amax of a tensor holding NaN = %g, want NaN", f, amax)
+			}
+			amax2 := quantize(nil, vals, src, scale, f)
+			if math.Float32bits(amax2) != math.Float32bits(amax) {
+				t.Errorf("%v: amax %g from vals-only pass, %g from codes pass", f, amax2, amax)
+			}
+			back := make([]float32, len(src))
+			Dequantize(back, codes, 1/scale, f)
+			for i, x := range src {
+				want := f.Encode(x*scale, SatFinite)
+				if codes[i] != want {
+					t.Fatalf("%v scale %g: code[%d] of %g = %#02x, want %#02x", f, scale, i, x, codes[i], want)
+				}
+				if d := f.Decode(want); math.Float32bits(vals[i]) != math.Float32bits(d) {
+					t.Fatalf("%v: vals[%d] = %g, want %g", f, i, vals[i], d)
+				}
+				if d := f.Decode(want) * (1 / scale); math.Float32bits(back[i]) != math.Float32bits(d) {
+					t.Fatalf("%v: Dequantize[%d] = %g, want %g", f, i, back[i], d)
+				}
+			}
+		}
+	}
+	finite := randTensor(5000, 4, 2)
+	finite[1234] = -77
+	if got := Quantize(make([]uint8, len(finite)), finite, 1, E4M3); got != 77 || got != Amax(finite) {
+		t.Errorf("amax = %g, Amax = %g, want 77", got, Amax(finite))
+	}
+	if Amax(nil) != 0 {
+		t.Errorf("Amax(nil) = %g, want 0", Amax(nil))
+	}
+}
+
+func BenchmarkQuantize(b *testing.B) {
+	const n = 1 << 20
+	src := randTensor(n, 1, 1)
+	dst := make([]uint8, n)
+	for _, f := range []Format{E4M3, E5M2} {
+		b.Run(f.String(), func(b *testing.B) {
+			for b.Loop() {
+				Quantize(dst, src, 100, f)
+			}
+			b.ReportMetric(float64(5*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		})
+	}
+}
+
+func BenchmarkQuantizeDecoded(b *testing.B) {
+	const n = 1 << 20
+	src := randTensor(n, 1, 1)
+	dst := make([]uint8, n)
+	vals := make([]float32, n)
+	b.Run("codes+vals", func(b *testing.B) {
+		for b.Loop() {
+			quantize(dst, vals, src, 100, E4M3)
+		}
+		b.ReportMetric(float64(9*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+	})
+	b.Run("vals", func(b *testing.B) {
+		for b.Loop() {
+			quantize(nil, vals, src, 100, E5M2)
+		}
+		b.ReportMetric(float64(8*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+	})
+}
+
+func BenchmarkDequantize(b *testing.B) {
+	const n = 1 << 20
+	src := make([]uint8, n)
+	Quantize(src, randTensor(n, 1, 1), 100, E4M3)
+	dst := make([]float32, n)
+	for b.Loop() {
+		Dequantize(dst, src, 0.01, E4M3)
+	}
+	b.ReportMetric(float64(5*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+}
+
+var sink float32
+
+// The naive loop, for comparison: Encode per element and a float compare for amax.
+func BenchmarkQuantizeNaive(b *testing.B) {
+	const n = 1 << 20
+	src := randTensor(n, 1, 1)
+	dst := make([]uint8, n)
+	for b.Loop() {
+		var m float32
+		for i, x := range src {
+			m = max(m, float32(math.Abs(float64(x))))
+			dst[i] = E4M3.Encode(x*100, SatFinite)
+		}
+		sink = m
+	}
+	b.ReportMetric(float64(5*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+}
