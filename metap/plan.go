@@ -10,7 +10,8 @@ import (
 
 // Plan returns the table for the target model whose tensors are listed, from hyperparameters
 // hp tuned on the base shape. Zero fields of base are filled first from cfg.Base, then from
-// the target (see fillBase). Errors in cfg or hp are user errors naming the config key.
+// the target (see fillBase), so a trainer normally passes Shape{}. Errors in cfg or hp are
+// user errors naming the config key.
 func Plan(cfg Config, base, target Shape, hp Hyper, tensors []Tensor) (Table, error) {
 	if err := cfg.Validate(); err != nil {
 		return Table{}, err
@@ -21,16 +22,22 @@ func Plan(cfg Config, base, target Shape, hp Hyper, tensors []Tensor) (Table, er
 	if err := target.validate(); err != nil {
 		return Table{}, err
 	}
+	r := newRatios(cfg, fillBase(base, cfg.Base, target), target)
 	t := Table{Mode: cfg.Mode, Entries: make([]Entry, len(tensors))}
 	for i, ten := range tensors {
 		e, err := spEntry(ten, hp)
 		if err != nil {
 			return Table{}, err
 		}
+		if cfg.Mode != "sp" {
+			if err := r.apply(&e, cfg.Mode == "metap"); err != nil {
+				return Table{}, err
+			}
+		}
 		t.Entries[i] = e
 	}
 	if cfg.Mode != "sp" {
-		return Table{}, fmt.Errorf("metap: mode %q is not implemented yet", cfg.Mode)
+		t.AttnScale = r.attnScale()
 	}
 	if err := applyOverrides(t.Entries, cfg.Overrides); err != nil {
 		return Table{}, err

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path"
 	"strings"
 	"testing"
 
@@ -208,4 +209,162 @@ func equalEntry(a, b Entry) bool {
 // close compares values computed in a different order: equal to 1e-12 relative.
 func close(got, want float64) bool {
 	return got == want || math.Abs(got-want) <= 1e-12*math.Abs(want)
+}
+
+// want is one row of a hand-computed table: {init std, lr, weight decay, eps, mult}.
+type want [5]float64
+
+func checkTable(t *testing.T, tab Table, rows map[string]want) {
+	t.Helper()
+	if len(tab.Entries) != len(rows) {
+		t.Fatalf("%d entries, want %d", len(tab.Entries), len(rows))
+	}
+	for _, e := range tab.Entries {
+		w, ok := rows[e.Name]
+		if !ok {
+			t.Errorf("unexpected tensor %s", e.Name)
+			continue
+		}
+		got := want{e.InitStd, e.LR, e.WeightDecay, e.Eps, e.Mult}
+		for i, field := range []string{"init std", "lr", "weight decay", "eps", "mult"} {
+			if !close(got[i], w[i]) {
+				t.Errorf("%s (%s): %s %g, want %g", e.Name, e.Class, field, got[i], w[i])
+			}
+		}
+	}
+}
+
+// rowsByPattern expands {glob: values} to every tensor name of the layout; each name must
+// match exactly one pattern.
+func rowsByPattern(t *testing.T, tensors []Tensor, byPattern map[string]want) map[string]want {
+	t.Helper()
+	rows := map[string]want{}
+	for _, ten := range tensors {
+		n := 0
+		for p, w := range byPattern {
+			if ok, _ := path.Match(p, ten.Name); ok {
+				rows[ten.Name] = w
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("%s matches %d test patterns, want 1", ten.Name, n)
+		}
+	}
+	return rows
+}
+
+// The target is 4x wider (d_model 64 -> 256) and 4x deeper (2 -> 8 layers) than the proxy,
+// with heads, ffn and expert widths scaled like d_model (Shape{} as base).
+func TestMuPTable(t *testing.T) {
+	tensors := layout(256, 256, 768, 4, 512)
+	tab, err := Plan(config("mup"), Shape{}, target, hp, tensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tab.AttnScale != 0 {
+		t.Errorf("attn scale %g; head dim 32 is the proxy's, want 0 (model default)", tab.AttnScale)
+	}
+	const s, lr, wd, eps = 0.02, 3e-3, 0.1, 1e-8
+	hidden := want{s / 2, lr / 4, wd, eps, 1} // σ/√4, η/4
+	checkTable(t, tab, rowsByPattern(t, tensors, map[string]want{
+		"tok_embeddings.weight":  {s, lr, wd, eps, 1},
+		"patch_proj.weight":      {s, lr, wd, eps, 1},
+		"layers.*.*_norm.weight": {0, lr, 0, eps, 1},
+		"layers.*.attn.w?":       hidden,
+		"layers.0.ffn.w?":        hidden,
+		"layers.1.moe.*.w?":      hidden,
+		"layers.1.moe.router":    {s, lr, wd, eps, 0.25},
+		"norm.weight":            {0, lr, 0, eps, 1},
+		"output.weight":          {s, lr, wd, eps, 0.25},
+	}))
+}
+
+func TestMetaPTable(t *testing.T) {
+	const s, lr, wd, eps = 0.02, 3e-3, 0.1, 1e-8
+	tensors := layout(256, 256, 768, 4, 512)
+	for _, alpha := range []float64{1, 0.5} {
+		t.Run(fmt.Sprint("alpha=", alpha), func(t *testing.T) {
+			cfg := config("metap")
+			cfg.DepthAlpha = alpha
+			tab, err := Plan(cfg, Shape{}, target, hp, tensors)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// L/L_base = 4: branches × 4^-α, LR inside blocks × 4^(α-1), eps inside blocks × 4^-α.
+			branch, depthLR := 0.25, 1.0
+			if alpha == 0.5 {
+				branch, depthLR = 0.5, 0.5
+			}
+			// batch 16384/4096 = 4 -> √4; tokens 64e6/4e6 = 16 -> 16^-0.3.
+			g := 2 * math.Pow(16, -0.3)
+			hidden := want{s / 2, lr / 4 * depthLR * g, wd * 4, eps / 4 * branch, 1}
+			down := hidden
+			down[4] = branch
+			checkTable(t, tab, rowsByPattern(t, tensors, map[string]want{
+				"tok_embeddings.weight":  {s, lr * g, wd, eps / 4, 1},
+				"patch_proj.weight":      {s, lr * g, wd, eps / 4, 1},
+				"layers.*.*_norm.weight": {0, lr * depthLR * g, 0, eps / 4 * branch, 1},
+				"layers.*.attn.w[qkv]":   hidden,
+				"layers.*.attn.wo":       down,
+				"layers.0.ffn.w[13]":     hidden,
+				"layers.0.ffn.w2":        down,
+				"layers.1.moe.*.w[13]":   hidden,
+				"layers.1.moe.*.w2":      down,
+				"layers.1.moe.router":    {s, lr * depthLR * g, wd, eps / 4 * branch, 0.25},
+				"norm.weight":            {0, lr * g, 0, eps / 4, 1},
+				"output.weight":          {s, lr * g, wd, eps / 4, 0.25},
+			}))
+		})
+	}
+}
+
+// A proxy given with its own heads, ffn and expert widths: each matrix scales by its own
+// fan-in ratio, and attention by 1/d_head as soon as the head dim grows.
+func TestMuPExplicitProxyWidths(t *testing.T) {
+	const s, lr, wd, eps = 0.02, 3e-3, 0.1, 1e-8
+	tensors := layout(256, 256, 768, 4, 512)
+	base := Shape{NHeads: 4, FFNHidden: 384, ExpertHidden: 256} // head dim 16, ffn ×2, experts ×2
+	tab, err := Plan(config("mup"), base, target, hp, tensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := math.Sqrt(16) / 32; !close(tab.AttnScale, want) {
+		t.Errorf("attn scale %g, want √16/32 = %g", tab.AttnScale, want)
+	}
+	byD := want{s / 2, lr / 4, wd, eps, 1}              // fan-in d_model: ×4
+	byFFN := want{s / math.Sqrt(2), lr / 2, wd, eps, 1} // fan-in ffn_hidden or expert_hidden: ×2
+	checkTable(t, tab, rowsByPattern(t, tensors, map[string]want{
+		"tok_embeddings.weight":  {s, lr, wd, eps, 1},
+		"patch_proj.weight":      {s, lr, wd, eps, 1},
+		"layers.*.*_norm.weight": {0, lr, 0, eps, 1},
+		"layers.*.attn.w?":       byD,
+		"layers.0.ffn.w[13]":     byD,
+		"layers.1.moe.*.w[13]":   byD,
+		"layers.0.ffn.w2":        byFFN,
+		"layers.1.moe.*.w2":      byFFN,
+		"layers.1.moe.router":    {s, lr, wd, eps, 0.25},
+		"norm.weight":            {0, lr, 0, eps, 1},
+		"output.weight":          {s, lr, wd, eps, 0.25},
+	}))
+}
+
+// On the proxy's own shape every rule is the identity: mup and metap give sp's table.
+func TestEveryModeIsSPOnTheProxy(t *testing.T) {
+	proxy := Shape{DModel: 64, NLayers: 2, NHeads: 2, FFNHidden: 192, ExpertHidden: 128, Experts: 4, BatchTokens: 4096, TrainTokens: 4e6}
+	tensors := layout(256, 64, 192, 4, 128)
+	sp, err := Plan(config("sp"), Shape{}, proxy, hp, tensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"mup", "metap"} {
+		tab, err := Plan(config(mode), Shape{}, proxy, hp, tensors)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tab.Mode = "sp"
+		if tab.Hash() != sp.Hash() {
+			t.Errorf("%s on the proxy differs from sp:\n%+v\n%+v", mode, tab, sp)
+		}
+	}
 }
