@@ -24,7 +24,7 @@ lint:
 # comparisons with reference implementations under bench/ when their tools are installed.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./kernels/... ./trainer/... ./data/...
-	@if [ -x bench/run ]; then bench/run; fi
+	@for s in bench/*.sh; do if [ -x "$$s" ]; then echo "== $$s"; "$$s" || exit 1; fi; done
 
 # Trains the tiny preset on Go's sources for a few minutes, then prints the final train and
 # eval loss and bits per byte. Each run starts afresh in runs/demo.
