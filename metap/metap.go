@@ -21,9 +21,9 @@ type Hyper struct{ LR, InitStd, WeightDecay, Eps float64 }
 // Tensor is one parameter as the trainer lists it (model.Layout): its export name, its
 // row-major shape ([out, in] for matrices, [experts, out, in] for expert stacks) and its role.
 type Tensor struct {
-	Name  string
-	Shape []int
-	Class Class
+	Name  string `json:"name"`
+	Shape []int  `json:"shape"`
+	Class Class  `json:"class"`
 }
 
 // Entry is what the trainer uses for one tensor. InitStd is the standard deviation of its
@@ -33,15 +33,19 @@ type Tensor struct {
 // the tensor's matmul output is scaled by it.
 type Entry struct {
 	Tensor
-	InitStd, LR, WeightDecay, Eps, Mult float64
+	InitStd     float64 `json:"init_std"`
+	LR          float64 `json:"lr"`
+	WeightDecay float64 `json:"weight_decay"`
+	Eps         float64 `json:"eps"`
+	Mult        float64 `json:"mult"`
 }
 
 // Table is the per-tensor plan for one target model, in the trainer's tensor order.
 // AttnScale multiplies the attention logits q·k; 0 means the model's default 1/sqrt(head_dim).
 type Table struct {
-	Mode      string
-	Entries   []Entry
-	AttnScale float64
+	Mode      string  `json:"mode"`
+	Entries   []Entry `json:"entries"`
+	AttnScale float64 `json:"attn_scale"`
 }
 
 // Override multiplies the rules' learning rate and init std of every tensor whose name

@@ -27,6 +27,7 @@ func newRootCmd() *cobra.Command {
 		return usererr.New("", "%v; see %s --help", err, c.CommandPath())
 	})
 	root.AddCommand(newPlanCmd())
+	root.AddCommand(newMetapCmd())
 	return root
 }
 
