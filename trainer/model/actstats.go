@@ -1,0 +1,51 @@
+package model
+
+import (
+	"math"
+
+	"github.com/herdml/herd/kernels"
+)
+
+// ActStats are the mean absolute values of the last Forward's activations, one number per
+// activation kind and layer: what a coordinate check (`herd metap coord-check`) follows
+// across widths and depths to see whether a parametrization keeps every activation's
+// scale independent of the model's size.
+type ActStats struct {
+	Embedding float64   // x0, the embedded (and patch-projected) input stream
+	Attention []float64 // per layer, the attention branch output added to the stream
+	FFN       []float64 // per layer, the dense or MoE branch output added to the stream
+	Residual  []float64 // per layer, the residual stream after the block
+	Logits    float64
+}
+
+// ActStats measures the last Forward. The branch outputs are recovered as differences of
+// the residual streams on each side of them, computed in float64; the Forward itself keeps
+// them only in scratch that the next layer overwrites.
+func (m *Model[F]) ActStats() ActStats {
+	N, C, L := m.n, m.Cfg.DModel, len(m.layers)
+	s := ActStats{
+		Embedding: meanAbs(m.x[0][:N*C], nil),
+		Attention: make([]float64, L), FFN: make([]float64, L), Residual: make([]float64, L),
+		Logits: meanAbs(m.Logits(), nil),
+	}
+	for i := range L {
+		xmid := m.acts[i].xmid[:N*C]
+		s.Attention[i] = meanAbs(xmid, m.x[i][:N*C])
+		s.FFN[i] = meanAbs(m.x[i+1][:N*C], xmid)
+		s.Residual[i] = meanAbs(m.x[i+1][:N*C], nil)
+	}
+	return s
+}
+
+// meanAbs is the mean of |a - b| (of |a| when b is nil), summed in float64 in index order.
+func meanAbs[F kernels.Float](a, b []F) float64 {
+	sum := 0.0
+	for i, v := range a {
+		d := float64(v)
+		if b != nil {
+			d -= float64(b[i])
+		}
+		sum += math.Abs(d)
+	}
+	return sum / float64(len(a))
+}
