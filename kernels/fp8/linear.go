@@ -1,0 +1,151 @@
+package fp8
+
+import "fmt"
+
+// Tensor is a tensor stored in FP8: its codes and the inverse of the scale they were made
+// with, so that value[i] ≈ Decode(Codes[i])·ScaleInv. It is how a Linear keeps its input
+// for the backward pass: one byte per element instead of four.
+type Tensor struct {
+	Format   Format
+	Codes    []uint8
+	ScaleInv float32
+}
+
+// Linear is one linear layer's three GEMMs in FP8 with the HYBRID formats, emulated on a
+// float32 backend the way FP8 tensor cores compute them: both operands are quantized with
+// their per-tensor scales, the exact decoded FP8 values are multiplied and accumulated in
+// float32, and the result is scaled back by the product of the inverse scales.
+//
+//	forward   y  = s·x·wᵀ       x, w in E4M3
+//	backward  dx = s·dy·w       dy in E5M2, w the forward's E4M3 copy
+//	          dw += s·dyᵀ·x     x the forward's E4M3 copy
+//
+// Shapes are those of torch.nn.Linear: x [n, in], w [out, in], y and dy [n, out]; s is the
+// layer's forward multiplier (1 for none). Forward keeps x and w in FP8 for Backward, so a
+// model running a Linear need not keep its own float32 copy of x.
+type Linear struct {
+	sc          *Scaling
+	in, w, grad *Scaler
+	shared      *Linear // reads the input that shared quantized, instead of its own
+
+	x, wq   Tensor // saved by Forward
+	xSrc    *float32
+	n, k, o int // n rows, k = in, o = out of the last Forward; n < 0 before any
+}
+
+// Linear registers the scalers of a linear layer named name ("layers.3.attn.wq"):
+// name.input and name.weight in E4M3, name.grad in E5M2.
+func (s *Scaling) Linear(name string) *Linear {
+	return &Linear{sc: s, n: -1,
+		in:   s.Scaler(name+".input", E4M3),
+		w:    s.Scaler(name+".weight", E4M3),
+		grad: s.Scaler(name+".grad", E5M2),
+	}
+}
+
+// LinearSharingInput registers a linear layer that reads the same input as first, whose
+// Forward runs just before its own on the very same slice (k and v after q, the up
+// projection after the gate): it reuses first's FP8 copy of the input, so the input is
+// quantized once and saved once. It has scalers name.weight and name.grad.
+func (s *Scaling) LinearSharingInput(name string, first *Linear) *Linear {
+	return &Linear{sc: s, n: -1, shared: first,
+		w:    s.Scaler(name+".weight", E4M3),
+		grad: s.Scaler(name+".grad", E5M2),
+	}
+}
+
+// workspace returns slot i of the shared workspace with room for n values.
+func (s *Scaling) workspace(i, n int) []float32 {
+	if cap(s.ws[i]) < n {
+		s.ws[i] = make([]float32, n)
+	}
+	return s.ws[i][:n]
+}
+
+// Forward writes y = s·x·wᵀ and keeps x and w in FP8 for Backward.
+//
+//	y: [n, out]  x: [n, in]  w: [out, in]
+func (l *Linear) Forward(y, x, w []float32, s float32, n, in, out int) {
+	if len(x) < n*in || len(w) < out*in || len(y) < n*out {
+		panic(fmt.Sprintf("fp8.Linear.Forward: x %d, w %d, y %d values too short for n=%d in=%d out=%d", len(x), len(w), len(y), n, in, out))
+	}
+	l.n, l.k, l.o = n, in, out
+	if n == 0 {
+		return
+	}
+	x, w, y = x[:n*in], w[:out*in], y[:n*out]
+	xv, wv := l.sc.workspace(0, n*in), l.sc.workspace(1, out*in)
+	if l.shared == nil {
+		l.x.Format, l.x.Codes = E4M3, grow(l.x.Codes, n*in)
+		l.x.ScaleInv = l.in.quantize(l.x.Codes, xv, x)
+		l.xSrc = &x[0]
+	} else {
+		f := l.shared
+		if f.xSrc != &x[0] || f.n != n || f.k != in {
+			panic("fp8.Linear.Forward: a linear sharing its input must run right after the one it shares with, on the same x")
+		}
+		Dequantize(xv, f.x.Codes, 1, E4M3)
+	}
+	l.wq.Format, l.wq.Codes = E4M3, grow(l.wq.Codes, out*in)
+	l.wq.ScaleInv = l.w.quantize(l.wq.Codes, wv, w)
+	l.sc.be.MatMul(y, xv, wv, n, in, out, false, true, false)
+	l.sc.be.Scale(y, s*l.input().ScaleInv*l.wq.ScaleInv)
+}
+
+// input is the FP8 copy of the last Forward's x.
+func (l *Linear) input() *Tensor {
+	if l.shared != nil {
+		return &l.shared.x
+	}
+	return &l.x
+}
+
+// Backward is Forward's backward for the last Forward's x and w: it accumulates
+// dw += s·dyᵀ·x and writes dx = s·dy·w, or adds it to dx when accumulate is set.
+// dx or dw may be nil when that gradient is not needed. dy is not modified.
+//
+//	dx: [n, in]  dw: [out, in]  dy: [n, out]
+func (l *Linear) Backward(dx, dw, dy []float32, s float32, accumulate bool) {
+	n, in, out := l.n, l.k, l.o
+	if n < 0 {
+		panic("fp8.Linear.Backward before Forward")
+	}
+	if len(dy) < n*out || (dx != nil && len(dx) < n*in) || (dw != nil && len(dw) < out*in) {
+		panic(fmt.Sprintf("fp8.Linear.Backward: dy %d, dx %d, dw %d values too short for n=%d in=%d out=%d", len(dy), len(dx), len(dw), n, in, out))
+	}
+	if n == 0 {
+		return
+	}
+	be := l.sc.be
+	dyv := l.sc.workspace(0, n*out)
+	gInv := l.grad.quantize(nil, dyv, dy[:n*out])
+	if dx != nil {
+		dx = dx[:n*in]
+		wv := l.sc.workspace(1, out*in)
+		Dequantize(wv, l.wq.Codes, 1, E4M3)
+		alpha := s * gInv * l.wq.ScaleInv
+		if accumulate {
+			tmp := l.sc.workspace(2, n*in)
+			be.MatMul(tmp, dyv, wv, n, out, in, false, false, false)
+			be.Axpy(dx, tmp, alpha)
+		} else {
+			be.MatMul(dx, dyv, wv, n, out, in, false, false, false)
+			be.Scale(dx, alpha)
+		}
+	}
+	if dw != nil {
+		x := l.input()
+		xv := l.sc.workspace(1, n*in)
+		Dequantize(xv, x.Codes, 1, E4M3)
+		tmp := l.sc.workspace(2, out*in)
+		be.MatMul(tmp, dyv, xv, out, n, in, true, false, false)
+		be.Axpy(dw[:out*in], tmp, s*gInv*x.ScaleInv)
+	}
+}
+
+func grow(b []uint8, n int) []uint8 {
+	if cap(b) < n {
+		return make([]uint8, n)
+	}
+	return b[:n]
+}

@@ -1,0 +1,224 @@
+package fp8
+
+import (
+	"math"
+	"runtime"
+	"testing"
+)
+
+// problem is one linear layer's data: x [n, in], w [out, in], dy [n, out].
+type problem struct {
+	n, in, out int
+	x, w, dy   []float32
+	s          float32
+}
+
+func newProblem(n, in, out int) problem {
+	p := problem{n: n, in: in, out: out, s: 0.7,
+		x: randTensor(n*in, 1, 1), w: randTensor(out*in, 2, 0.05), dy: randTensor(n*out, 3, 1e-3)}
+	p.x[5] = 40 // an activation outlier
+	p.dy[7] = -0.5
+	return p
+}
+
+// bound64 returns, per output element of c = s·a·op(b) computed from FP8 copies of a
+// and b, a bound on |c - c_exact|: per product, |âb̂ - ab| <= ea|b| + |a|eb + ea·eb with
+// e = u|v| + δ (u the format's relative rounding, δ half its smallest subnormal in
+// unscaled units), plus float32 accumulation of k terms.
+func bound64(a, b []float64, ua, ub, da, db, s float64, m, k, n int, bAt func(p, j int) int) (exact, bound []float64) {
+	exact, bound = make([]float64, m*n), make([]float64, m*n)
+	for i := range m {
+		for j := range n {
+			var c, e, mag float64
+			for p := range k {
+				x, y := a[i*k+p], b[bAt(p, j)]
+				ex, ey := ua*math.Abs(x)+da, ub*math.Abs(y)+db
+				c += x * y
+				e += ex*math.Abs(y) + math.Abs(x)*ey + ex*ey
+				mag += (math.Abs(x) + ex) * (math.Abs(y) + ey)
+			}
+			exact[i*n+j] = s * c
+			bound[i*n+j] = s * (e + float64(k+4)*0x1p-24*mag)
+		}
+	}
+	return exact, bound
+}
+
+func f64(x []float32) []float64 {
+	out := make([]float64, len(x))
+	for i, v := range x {
+		out[i] = float64(v)
+	}
+	return out
+}
+
+func transpose(x []float64, r, c int) []float64 {
+	t := make([]float64, len(x))
+	for i := range r {
+		for j := range c {
+			t[j*r+i] = x[i*c+j]
+		}
+	}
+	return t
+}
+
+func within(t *testing.T, what string, got []float32, base float32, exact, bound []float64) {
+	t.Helper()
+	for i := range exact {
+		d := math.Abs(float64(got[i]-base) - exact[i])
+		if d > bound[i]+0x1p-23*math.Abs(float64(base)) {
+			t.Fatalf("%s[%d] = %g, exact %g: error %g above the quantization bound %g", what, i, got[i]-base, exact[i], d, bound[i])
+		}
+	}
+}
+
+// Forward and Backward against float64 references, within the FP8 error bounds; the
+// forward also against the float64 product of the exact decoded operands, which only
+// float32 accumulation separates from the emulated GEMM.
+func TestLinearAgainstFloat64(t *testing.T) {
+	p := newProblem(37, 64, 29)
+	s := newScaling(t, Config{Recipe: Delayed, History: 4})
+	l := s.Linear("layers.0.attn.wq")
+	y := make([]float32, p.n*p.out)
+	l.Forward(y, p.x, p.w, p.s, p.n, p.in, p.out)
+
+	xd, wd := make([]float32, len(p.x)), make([]float32, len(p.w))
+	Dequantize(xd, l.x.Codes, 1, E4M3)
+	Dequantize(wd, l.wq.Codes, 1, E4M3)
+	alpha := float64(p.s) * float64(l.x.ScaleInv) * float64(l.wq.ScaleInv)
+	dec, decBound := bound64(f64(xd), f64(wd), 0, 0, 0, 0, alpha, p.n, p.in, p.out, func(k, j int) int { return j*p.in + k })
+	within(t, "y vs decoded operands", y, 0, dec, decBound)
+
+	dE4 := 0x1p-10 // half the smallest E4M3 subnormal
+	exact, bound := bound64(f64(p.x), f64(p.w), 0x1p-4, 0x1p-4, dE4*float64(l.x.ScaleInv), dE4*float64(l.wq.ScaleInv),
+		float64(p.s), p.n, p.in, p.out, func(k, j int) int { return j*p.in + k })
+	within(t, "y", y, 0, exact, bound)
+
+	dx := make([]float32, p.n*p.in)
+	dw := make([]float32, p.out*p.in)
+	for i := range dx {
+		dx[i] = 1
+	}
+	for i := range dw {
+		dw[i] = 0.5
+	}
+	l.Backward(dx, dw, p.dy, p.s, true)
+	gScale := computeScale(Amax(p.dy), 1, E5M2, 0, false) // first step: just in time
+	gInv := 1 / gScale
+	dE5 := 0x1p-17 * float64(gInv)
+	dyd := make([]float32, len(p.dy))
+	for i, v := range p.dy {
+		dyd[i] = E5M2.Decode(E5M2.Encode(v*gScale, SatFinite))
+	}
+	// Tight: against the product of the decoded operands.
+	dec, decBound = bound64(f64(dyd), f64(wd), 0, 0, 0, 0, float64(p.s)*float64(gInv)*float64(l.wq.ScaleInv),
+		p.n, p.out, p.in, func(k, j int) int { return k*p.in + j })
+	within(t, "dx vs decoded operands", dx, 1, dec, decBound)
+	dec, decBound = bound64(transpose(f64(dyd), p.n, p.out), f64(xd), 0, 0, 0, 0, float64(p.s)*float64(gInv)*float64(l.x.ScaleInv),
+		p.out, p.n, p.in, func(k, j int) int { return k*p.in + j })
+	within(t, "dw vs decoded operands", dw, 0.5, dec, decBound)
+	// Loose: against the exact float64 product, within the FP8 rounding bounds.
+	// dx = s·dy·w: dy [n, out], w [out, in].
+	exact, bound = bound64(f64(p.dy), f64(p.w), 0x1p-3, 0x1p-4, dE5, dE4*float64(l.wq.ScaleInv),
+		float64(p.s), p.n, p.out, p.in, func(k, j int) int { return k*p.in + j })
+	within(t, "dx (accumulated onto 1)", dx, 1, exact, bound)
+	// dw = s·dyᵀ·x: dyᵀ [out, n], x [n, in].
+	exact, bound = bound64(transpose(f64(p.dy), p.n, p.out), f64(p.x), 0x1p-3, 0x1p-4, dE5, dE4*float64(l.x.ScaleInv),
+		float64(p.s), p.out, p.n, p.in, func(k, j int) int { return k*p.in + j })
+	within(t, "dw (accumulated onto 0.5)", dw, 0.5, exact, bound)
+
+	for i := range dx {
+		dx[i] = 1e9
+	}
+	l.Backward(dx, nil, p.dy, p.s, false)
+	exact, bound = bound64(f64(p.dy), f64(p.w), 0x1p-3, 0x1p-4, dE5, dE4*float64(l.wq.ScaleInv),
+		float64(p.s), p.n, p.out, p.in, func(k, j int) int { return k*p.in + j })
+	within(t, "dx (overwritten)", dx, 0, exact, bound)
+
+	// Update turns the recorded amaxes into the delayed scales of the next step.
+	if err := s.Update(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		sc   *Scaler
+		amax float32
+	}{{l.in, Amax(p.x)}, {l.w, Amax(p.w)}, {l.grad, Amax(p.dy)}} {
+		if want := c.sc.Format().Max() / c.amax; c.sc.Scale() != want {
+			t.Errorf("%s: scale %g after Update, want %v max / amax %g = %g", c.sc.Name(), c.sc.Scale(), c.sc.Format(), c.amax, want)
+		}
+	}
+}
+
+// Linears sharing an input give the results of separate ones, with one FP8 copy.
+func TestLinearSharingInput(t *testing.T) {
+	p := newProblem(16, 32, 24)
+	w2 := randTensor(24*32, 9, 0.05)
+	run := func(shared bool) (y2, dx, dw []float32) {
+		s := newScaling(t, Config{Recipe: Current, History: 1})
+		a := s.Linear("q")
+		var b *Linear
+		if shared {
+			b = s.LinearSharingInput("k", a)
+		} else {
+			b = s.Linear("k")
+		}
+		y1 := make([]float32, p.n*p.out)
+		y2 = make([]float32, p.n*p.out)
+		a.Forward(y1, p.x, p.w, 1, p.n, p.in, p.out)
+		b.Forward(y2, p.x, w2, 1, p.n, p.in, p.out)
+		dx, dw = make([]float32, p.n*p.in), make([]float32, len(w2))
+		b.Backward(dx, dw, p.dy, 1, false)
+		return y2, dx, dw
+	}
+	y, dx, dw := run(false)
+	ys, dxs, dws := run(true)
+	for _, c := range [][2][]float32{{y, ys}, {dx, dxs}, {dw, dws}} {
+		for i := range c[0] {
+			if math.Float32bits(c[0][i]) != math.Float32bits(c[1][i]) {
+				t.Fatalf("shared input: element %d is %g, separate linears give %g", i, c[1][i], c[0][i])
+			}
+		}
+	}
+	s := newScaling(t, Config{Recipe: Current, History: 1})
+	a := s.Linear("q")
+	b := s.LinearSharingInput("k", a)
+	y2 := make([]float32, p.n*p.out)
+	a.Forward(y2, p.x, p.w, 1, p.n, p.in, p.out)
+	defer func() {
+		if recover() == nil {
+			t.Error("a sharing linear ran on another x without panicking")
+		}
+	}()
+	b.Forward(y2, append([]float32(nil), p.x...), w2, 1, p.n, p.in, p.out)
+}
+
+// Bit-identical whatever the number of threads; an empty batch (an expert that got no
+// token) is a no-op.
+func TestLinearDeterministicAndEmpty(t *testing.T) {
+	p := newProblem(64, 48, 40)
+	run := func() []float32 {
+		s := newScaling(t, Config{Recipe: Delayed, History: 2})
+		l := s.Linear("w")
+		y := make([]float32, p.n*p.out)
+		dx, dw := make([]float32, p.n*p.in), make([]float32, p.out*p.in)
+		for range 2 {
+			l.Forward(y, p.x, p.w, 1, p.n, p.in, p.out)
+			l.Backward(dx, dw, p.dy, 1, true)
+			if err := s.Update(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.Forward(nil, nil, p.w, 1, 0, p.in, p.out)
+		l.Backward(nil, dw, nil, 1, false)
+		return append(append(y, dx...), dw...)
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	one := run()
+	runtime.GOMAXPROCS(4)
+	four := run()
+	for i := range one {
+		if math.Float32bits(one[i]) != math.Float32bits(four[i]) {
+			t.Fatalf("element %d: %g with 1 thread, %g with 4", i, one[i], four[i])
+		}
+	}
+}
