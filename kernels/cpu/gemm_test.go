@@ -274,6 +274,7 @@ func TestPickImpl(t *testing.T) {
 	if msg := err.Error(); !strings.Contains(msg, "HERD_KERNELS") || !strings.Contains(msg, "go") {
 		t.Errorf("error %q does not name the variable and the allowed kernels", msg)
 	}
+	t.Logf("active kernel: %s", active.name)
 	be := &Backend[float32]{gemm: goImpl}
 	if be.Name() != "cpu/go" {
 		t.Errorf("Name() = %q, want cpu/go", be.Name())
