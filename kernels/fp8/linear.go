@@ -23,6 +23,13 @@ type Tensor struct {
 // Shapes are those of torch.nn.Linear: x [n, in], w [out, in], y and dy [n, out]; s is the
 // layer's forward multiplier (1 for none). Forward keeps x and w in FP8 for Backward, so a
 // model running a Linear need not keep its own float32 copy of x.
+//
+// The scale-back factor α = s·scale_a⁻¹·scale_b⁻¹ is folded into the decoding of the
+// smaller operand (w, or x for dw) instead of a pass over the output: the quantization is
+// bit-exact, and the GEMM differs from "exact products, then ·α" by one float32 rounding
+// per operand element, the size of the float32 accumulation's own rounding (and no
+// rounding at all with power-of-two scales). This saves two passes over the largest
+// tensors and lets the backward accumulate straight into dx and dw.
 type Linear struct {
 	sc          *Scaling
 	in, w, grad *Scaler
@@ -54,7 +61,8 @@ func (s *Scaling) LinearSharingInput(name string, first *Linear) *Linear {
 	}
 }
 
-// workspace returns slot i of the shared workspace with room for n values.
+// workspace returns slot i of the shared workspace with room for n values: slot 0 holds
+// the decoded x or dy, slot 1 the decoded w or x.
 func (s *Scaling) workspace(i, n int) []float32 {
 	if cap(s.ws[i]) < n {
 		s.ws[i] = make([]float32, n)
@@ -87,9 +95,9 @@ func (l *Linear) Forward(y, x, w []float32, s float32, n, in, out int) {
 		Dequantize(xv, f.x.Codes, 1, E4M3)
 	}
 	l.wq.Format, l.wq.Codes = E4M3, grow(l.wq.Codes, out*in)
-	l.wq.ScaleInv = l.w.quantize(l.wq.Codes, wv, w)
+	l.wq.ScaleInv = l.w.quantize(l.wq.Codes, nil, w)
+	Dequantize(wv, l.wq.Codes, s*l.input().ScaleInv*l.wq.ScaleInv, E4M3)
 	l.sc.be.MatMul(y, xv, wv, n, in, out, false, true, false)
-	l.sc.be.Scale(y, s*l.input().ScaleInv*l.wq.ScaleInv)
 }
 
 // input is the FP8 copy of the last Forward's x.
@@ -120,26 +128,15 @@ func (l *Linear) Backward(dx, dw, dy []float32, s float32, accumulate bool) {
 	dyv := l.sc.workspace(0, n*out)
 	gInv := l.grad.quantize(nil, dyv, dy[:n*out])
 	if dx != nil {
-		dx = dx[:n*in]
 		wv := l.sc.workspace(1, out*in)
-		Dequantize(wv, l.wq.Codes, 1, E4M3)
-		alpha := s * gInv * l.wq.ScaleInv
-		if accumulate {
-			tmp := l.sc.workspace(2, n*in)
-			be.MatMul(tmp, dyv, wv, n, out, in, false, false, false)
-			be.Axpy(dx, tmp, alpha)
-		} else {
-			be.MatMul(dx, dyv, wv, n, out, in, false, false, false)
-			be.Scale(dx, alpha)
-		}
+		Dequantize(wv, l.wq.Codes, s*gInv*l.wq.ScaleInv, E4M3)
+		be.MatMul(dx[:n*in], dyv, wv, n, out, in, false, false, accumulate)
 	}
 	if dw != nil {
 		x := l.input()
 		xv := l.sc.workspace(1, n*in)
-		Dequantize(xv, x.Codes, 1, E4M3)
-		tmp := l.sc.workspace(2, out*in)
-		be.MatMul(tmp, dyv, xv, out, n, in, true, false, false)
-		be.Axpy(dw[:out*in], tmp, s*gInv*x.ScaleInv)
+		Dequantize(xv, x.Codes, s*gInv*x.ScaleInv, E4M3)
+		be.MatMul(dw[:out*in], dyv, xv, out, n, in, true, false, true)
 	}
 }
 

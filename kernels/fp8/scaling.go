@@ -156,7 +156,7 @@ type Scaling struct {
 	scalers []*Scaler
 	names   map[string]bool
 	reduce  func(amax []float32) error
-	ws      [3][]float32
+	ws      [2][]float32
 }
 
 // NewScaling returns an empty scaling state for recipe cfg whose GEMMs run on be.
