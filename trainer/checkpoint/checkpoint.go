@@ -260,8 +260,10 @@ func Latest(s Storage) (name string, warnings []string, err error) {
 
 // Load verifies checkpoint name and reads it into snap: snap.State is replaced, and every
 // tensor in snap.Model and snap.Optim is filled. The files must hold exactly those tensors
-// with those shapes. Errors are user errors naming the file.
-func Load(s Storage, name string, snap *Snapshot) error {
+// with those shapes. Errors are user errors naming the file. check, if not nil, sees the
+// state before any tensor is written and may refuse the checkpoint by returning an error,
+// which Load returns; a refused checkpoint leaves the tensors untouched.
+func Load(s Storage, name string, snap *Snapshot, check func(State) error) error {
 	if err := Verify(s, name); err != nil {
 		return err
 	}
@@ -287,6 +289,11 @@ func Load(s Storage, name string, snap *Snapshot) error {
 		return nil
 	}); err != nil {
 		return err
+	}
+	if check != nil {
+		if err := check(snap.State); err != nil {
+			return err
+		}
 	}
 	if err := read(ModelFile, func(r io.Reader) error {
 		_, err := ReadSafetensors(r, snap.Model)

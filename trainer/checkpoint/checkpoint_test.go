@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -113,8 +114,13 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	refused := dest(want)
+	no := errors.New("refused")
+	if err := Load(st, name, &refused, func(State) error { return no }); err != no || refused.Model[0].Data[1] != 0 {
+		t.Fatalf("a refused load returned %v and wrote %v", err, refused.Model[0].Data)
+	}
 	got := dest(want)
-	if err := Load(st, name, &got); err != nil {
+	if err := Load(st, name, &got, nil); err != nil {
 		t.Fatal(err)
 	}
 	for i := range want.Model {
@@ -176,14 +182,14 @@ func TestLatestSkipsBrokenCheckpoints(t *testing.T) {
 
 	// Loading the corrupt one explicitly is a user error naming the file.
 	snap := dest(snapshot(400, 1))
-	err = Load(st, "step-00000400", &snap)
+	err = Load(st, "step-00000400", &snap, nil)
 	if !usererr.Is(err) || !strings.Contains(err.Error(), p) {
 		t.Fatalf("loading a corrupt checkpoint: %v; want a user error naming %s", err, p)
 	}
 	// Tensors that do not fit the model are refused too.
 	snap = dest(snapshot(200, 1))
 	snap.Model[0].Shape = []int{4, 3}
-	if err := Load(st, "step-00000200", &snap); !usererr.Is(err) || !strings.Contains(err.Error(), "shape") {
+	if err := Load(st, "step-00000200", &snap, nil); !usererr.Is(err) || !strings.Contains(err.Error(), "shape") {
 		t.Fatalf("loading into another shape: %v", err)
 	}
 

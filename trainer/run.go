@@ -1,0 +1,152 @@
+package trainer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+
+	"github.com/herdml/herd/data"
+	"github.com/herdml/herd/trainer/checkpoint"
+)
+
+// Run trains until untilStep steps are done (untilStep <= 0: train.steps). It checkpoints
+// every train.checkpoint.every steps and when it reaches untilStep, evaluates every
+// train.eval.every steps and at untilStep, and calls Options.Progress after each step. It
+// stops between steps when ctx is done, returning ctx's error; the last committed
+// checkpoint is then where a later Resume continues. It returns the last step's Stats.
+func (tr *Trainer) Run(ctx context.Context, untilStep int64) (Stats, error) {
+	if untilStep <= 0 {
+		untilStep = int64(tr.Cfg.Train.Steps)
+	}
+	var st Stats
+	for tr.step < untilStep {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		var err error
+		if st, err = tr.Step(); err != nil {
+			return st, err
+		}
+		last := tr.step == untilStep
+		if ev := tr.Cfg.Train.Eval; tr.eval != nil && (last || every(tr.step, ev.Every)) {
+			res, err := tr.Eval(ev.Batches)
+			if err != nil {
+				return st, err
+			}
+			st.Eval = &res
+		}
+		if last || every(tr.step, tr.Cfg.Train.Checkpoint.Every) {
+			if st.Checkpoint, err = tr.Save(); err != nil {
+				return st, err
+			}
+		}
+		if tr.opts.Progress != nil {
+			tr.opts.Progress(st)
+		}
+	}
+	return st, nil
+}
+
+func every(step int64, n int) bool { return n > 0 && step%int64(n) == 0 }
+
+// optimMeta keys of optim.safetensors' metadata.
+const metaAdamT = "adam_t"
+
+// snapshot views the trainer's buffers as checkpoint tensors, without copying: Save
+// writes from them and Load fills them.
+func (tr *Trainer) snapshot() checkpoint.Snapshot {
+	lay := tr.Model.Layout
+	var s checkpoint.Snapshot
+	for _, t := range lay.Tensors {
+		lo, hi := t.Offset, t.Offset+t.Size()
+		s.Model = append(s.Model, checkpoint.Tensor{Name: t.Name, Shape: t.Shape, Data: tr.Model.Params[lo:hi]})
+		s.Optim = append(s.Optim,
+			checkpoint.Tensor{Name: "m." + t.Name, Shape: t.Shape, Data: tr.opt.M[lo:hi]},
+			checkpoint.Tensor{Name: "v." + t.Name, Shape: t.Shape, Data: tr.opt.V[lo:hi]})
+	}
+	return s
+}
+
+// Save writes a checkpoint of the current step, applies the retention policy
+// (train.checkpoint.keep) and returns the checkpoint's name.
+func (tr *Trainer) Save() (string, error) {
+	rng, err := tr.rng.MarshalBinary()
+	if err != nil {
+		return "", err
+	}
+	s := tr.snapshot()
+	s.OptimMeta = map[string]string{metaAdamT: strconv.FormatInt(tr.opt.T, 10)}
+	s.State = checkpoint.State{
+		Step:       tr.step,
+		Data:       []data.State{tr.train.State()},
+		RNG:        rng,
+		Config:     tr.configJSON,
+		ConfigHash: tr.configHash,
+		TableHash:  tr.Table.Hash(),
+	}
+	name, err := checkpoint.Save(tr.store, s)
+	if err != nil {
+		return "", err
+	}
+	if _, err := checkpoint.Retain(tr.store, tr.Cfg.Train.Checkpoint.Keep, 0); err != nil {
+		return name, err
+	}
+	return name, nil
+}
+
+// Resume loads a checkpoint: path names a checkpoint folder, or is empty for the newest
+// valid checkpoint of this run (checkpoints that fail verification are skipped, each with
+// a warning through Options.Warn). It returns the name loaded, or "" when path is empty and
+// the run has no checkpoint yet (training then starts from the initialisation). A
+// checkpoint of another config or MetaP table is refused with a user error that says what
+// differs; an unreadable one with a user error naming the file.
+func (tr *Trainer) Resume(path string) (string, error) {
+	store, name := tr.store, ""
+	if path != "" {
+		store, name = checkpoint.Dir{Root: filepath.Dir(path)}, filepath.Base(path)
+	} else {
+		var warnings []string
+		var err error
+		name, warnings, err = checkpoint.Latest(store)
+		for _, w := range warnings {
+			tr.warn(w)
+		}
+		if errors.Is(err, checkpoint.ErrNone) {
+			return "", nil
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	s := tr.snapshot()
+	check := func(st checkpoint.State) error {
+		return checkpoint.Compatible(store, name, st, tr.configJSON, tr.configHash, tr.Table.Hash())
+	}
+	if err := checkpoint.Load(store, name, &s, check); err != nil {
+		return "", err
+	}
+	st := s.State
+	if len(st.Data) != 1 {
+		return "", fmt.Errorf("checkpoint %s holds the data position of %d ranks, want 1", name, len(st.Data))
+	}
+	if err := tr.train.Restore(st.Data[0]); err != nil {
+		return "", err
+	}
+	t, err := strconv.ParseInt(s.OptimMeta[metaAdamT], 10, 64)
+	if err != nil {
+		return "", fmt.Errorf("checkpoint %s: optimizer step count %q: %w", name, s.OptimMeta[metaAdamT], err)
+	}
+	if err := tr.rng.UnmarshalBinary(st.RNG); err != nil {
+		return "", fmt.Errorf("checkpoint %s: rng state: %w", name, err)
+	}
+	tr.opt.T, tr.step = t, st.Step
+	return name, nil
+}
+
+func (tr *Trainer) warn(msg string) {
+	if tr.opts.Warn != nil {
+		tr.opts.Warn(msg)
+	}
+}

@@ -1,0 +1,293 @@
+// Package trainer is herd's step loop: it builds the model, the MetaP table, the data
+// sources and the optimizer from a run configuration, then runs optimizer steps (gradient
+// accumulation over micro-batches, clipping, schedule, AdamW), evaluates, and saves and
+// resumes checkpoints so that a resumed run is bit-identical to one that never stopped.
+//
+// It knows nothing about Temporal: the CLI calls it directly, and the orchestrator calls
+// the same code from an activity. Run is cancellable between steps and reports every step
+// through Options.Progress, which is where an activity heartbeats.
+package trainer
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"time"
+
+	"github.com/herdml/herd/data"
+	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/kernels"
+	"github.com/herdml/herd/kernels/cpu"
+	"github.com/herdml/herd/metap"
+	"github.com/herdml/herd/trainer/checkpoint"
+	"github.com/herdml/herd/trainer/config"
+	"github.com/herdml/herd/trainer/model"
+	"github.com/herdml/herd/trainer/optim"
+)
+
+// Options are the parts of a run that are not in its configuration.
+type Options struct {
+	// OutDir is the checkpoint root; checkpoints go to OutDir/<run name>/step-NNNNNNNN.
+	// Empty means train.checkpoint.dir.
+	OutDir string
+	// Backend runs the kernels; nil means the CPU backend.
+	Backend kernels.Backend[float32]
+	// Progress, if set, is called after every step of Run, on the caller's goroutine.
+	Progress func(Stats)
+	// Warn, if set, receives warnings (e.g. a corrupt checkpoint skipped on resume).
+	Warn func(string)
+	// Train and Eval replace the sources the configuration names (nil = open them from
+	// data.train and data.eval). Their batch shape must match the configuration's.
+	Train, Eval data.Source
+}
+
+// Stats describe one optimizer step.
+type Stats struct {
+	Step       int64       // steps completed, this one included
+	Steps      int         // train.steps: where the schedule ends
+	Loss       float64     // mean cross-entropy over the step's micro-batches
+	Aux        float64     // load-balancing loss (already times moe.aux_loss), same mean
+	LR         float64     // train.optim.lr times the schedule: the base LR this step used
+	GradNorm   float64     // global gradient norm before clipping
+	Tokens     int64       // tokens this rank processed in the step
+	TokensPerS float64     // Tokens over the step's wall time
+	ExpertLoad [][]float64 // per MoE layer, each expert's share of routed slots, averaged over micro-batches
+	Eval       *EvalResult // set when an evaluation ran after this step
+	Checkpoint string      // set when a checkpoint was written after this step: its name
+}
+
+// EvalResult is the loss on held-out data.
+type EvalResult struct {
+	Loss         float64 // mean cross-entropy per trained-on token
+	BitsPerByte  float64 // Loss / ln 2: byte-level tokens make one token one byte
+	Tokens       float64 // tokens evaluated
+	Batches      int
+	StepsTrained int64
+}
+
+// Trainer holds a run's model, optimizer, data position and schedule.
+type Trainer struct {
+	Cfg   config.Run
+	Model *model.Model[float32]
+	Table metap.Table
+
+	opts      Options
+	opt       *optim.AdamW[float32]
+	sched     optim.Schedule
+	train     data.Source
+	eval      data.Source
+	evalStart data.State // eval always reads the same batches, from here
+	store     checkpoint.Dir
+	rng       *rand.PCG // the run's random stream; seeds init, and is checkpointed
+	step      int64
+	nMicro    int // micro-batches per optimizer step on this rank
+	batch     data.Batch
+
+	configJSON json.RawMessage
+	configHash string
+}
+
+// pcgStream is the second PCG word; fixed so that the seed alone decides the stream.
+const pcgStream = 0x68657264 // "herd"
+
+// New builds a trainer from a validated configuration: the model, initialised from the
+// MetaP table; the optimizer with the table's per-tensor hyperparameters; and the data
+// sources for rank 0 of parallel.data ranks.
+func New(cfg config.Run, opts Options) (*Trainer, error) {
+	if opts.Backend == nil {
+		opts.Backend = cpu.New[float32]()
+	}
+	if opts.OutDir == "" {
+		opts.OutDir = cfg.Train.Checkpoint.Dir
+	}
+	tr := &Trainer{Cfg: cfg, opts: opts, sched: cfg.Train.LRSchedule(), rng: rand.NewPCG(cfg.Seed, pcgStream)}
+	tr.store = checkpoint.Dir{Root: filepath.Join(opts.OutDir, cfg.Name)}
+	world := cfg.Parallel.Data
+	tr.nMicro = cfg.Train.GlobalBatch / (cfg.Train.MicroBatch * world)
+	if tr.nMicro < 1 || cfg.Train.GlobalBatch%(cfg.Train.MicroBatch*world) != 0 {
+		return nil, usererr.New("train.global_batch", "must be a multiple of micro_batch × parallel.data = %d, got %d",
+			cfg.Train.MicroBatch*world, cfg.Train.GlobalBatch)
+	}
+	js, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the config: %w", err)
+	}
+	tr.configJSON, tr.configHash = js, cfg.Hash()
+
+	tr.Model = model.New[float32](cfg.Model, opts.Backend, cfg.Train.MicroBatch)
+	if err := tr.plan(); err != nil {
+		return nil, err
+	}
+	if err := tr.openData(); err != nil {
+		return nil, err
+	}
+	return tr, nil
+}
+
+// plan builds the MetaP table for this model and applies it: init std, forward
+// multipliers, attention scale and the optimizer's per-tensor hyperparameters all come
+// from the table and nowhere else.
+func (tr *Trainer) plan() error {
+	cfg := tr.Cfg
+	lay := tr.Model.Layout
+	tensors := make([]metap.Tensor, len(lay.Tensors))
+	for i, t := range lay.Tensors {
+		tensors[i] = metap.Tensor{Name: t.Name, Shape: t.Shape, Class: t.Class}
+	}
+	m := cfg.Model
+	batchTokens := cfg.Train.GlobalBatch * m.SeqLen
+	target := metap.Shape{
+		DModel: m.DModel, NLayers: m.NLayers, NHeads: m.NHeads, FFNHidden: m.FFNHidden,
+		ExpertHidden: m.MoE.ExpertHidden, Experts: m.MoE.Experts,
+		BatchTokens: batchTokens, TrainTokens: float64(cfg.Train.Steps) * float64(batchTokens),
+	}
+	o := cfg.Train.Optim
+	hp := metap.Hyper{LR: o.LR, InitStd: cfg.MetaP.InitStd, WeightDecay: o.WeightDecay, Eps: o.Eps}
+	table, err := metap.Plan(cfg.MetaP, metap.Shape{}, target, hp, tensors)
+	if err != nil {
+		return err
+	}
+	if len(table.Entries) != len(lay.Tensors) {
+		return fmt.Errorf("metap table has %d entries for %d tensors", len(table.Entries), len(lay.Tensors))
+	}
+	byName := map[string]metap.Entry{}
+	for _, e := range table.Entries {
+		byName[e.Name] = e
+	}
+	groups := make([]optim.Group, len(lay.Tensors))
+	for i, t := range lay.Tensors {
+		e, ok := byName[t.Name]
+		if !ok {
+			return fmt.Errorf("metap table has no entry for %s", t.Name)
+		}
+		tr.Model.Mult[i] = float32(e.Mult)
+		groups[i] = optim.Group{Name: t.Name, Offset: t.Offset, Size: t.Size(), LR: e.LR, WeightDecay: e.WeightDecay, Eps: e.Eps}
+	}
+	if table.AttnScale != 0 {
+		tr.Model.AttnScale = float32(table.AttnScale)
+	}
+	tr.Table = table
+	tr.Model.Init(tr.rng.Uint64(), func(t model.Tensor) float64 { return byName[t.Name].InitStd })
+	opt, err := optim.New[float32](lay.Total, groups, o.Betas[0], o.Betas[1])
+	if err != nil {
+		return err
+	}
+	tr.opt = opt
+	return nil
+}
+
+// openData opens the training and eval sources unless Options gave them.
+func (tr *Trainer) openData() error {
+	cfg := tr.Cfg
+	tr.train, tr.eval = tr.opts.Train, tr.opts.Eval
+	var err error
+	if tr.train == nil {
+		if tr.train, err = openSource(cfg, cfg.Data.Train, cfg.Train.GlobalBatch, 0, cfg.Parallel.Data); err != nil {
+			return err
+		}
+	}
+	if tr.eval == nil && cfg.Data.Eval != "" {
+		// Eval reads micro-batches on one process; its order never changes between evals.
+		if tr.eval, err = openSource(cfg, cfg.Data.Eval, cfg.Train.MicroBatch, 0, 1); err != nil {
+			return err
+		}
+	}
+	if tr.eval != nil {
+		tr.evalStart = tr.eval.State()
+	}
+	return nil
+}
+
+// Step runs one optimizer step: nMicro forward/backward passes accumulating the mean
+// gradient, clipping, the schedule and AdamW. A non-finite loss or gradient norm stops it
+// before any weight changes, with a user error naming the step.
+func (tr *Trainer) Step() (Stats, error) {
+	start := time.Now()
+	step := tr.step + 1
+	m := tr.Model
+	clear(m.Grads)
+	st := Stats{Step: step, Steps: tr.Cfg.Train.Steps}
+	scale := 1 / float32(tr.nMicro)
+	for i := range tr.nMicro {
+		if err := tr.train.Next(&tr.batch); err != nil {
+			return st, fmt.Errorf("step %d: reading micro-batch %d: %w", step, i, err)
+		}
+		r := m.Forward(&tr.batch)
+		if math.IsNaN(r.Loss) || math.IsInf(r.Loss, 0) || math.IsNaN(r.Aux) || math.IsInf(r.Aux, 0) {
+			return st, diverged(step, fmt.Sprintf("loss is %g (aux %g) in micro-batch %d", r.Loss, r.Aux, i))
+		}
+		m.Backward(scale)
+		st.Loss += r.Loss / float64(tr.nMicro)
+		st.Aux += r.Aux / float64(tr.nMicro)
+		st.Tokens += int64(tr.batch.B * tr.batch.T)
+		addLoad(&st.ExpertLoad, r.ExpertLoad, 1/float64(tr.nMicro))
+	}
+	st.GradNorm = optim.Clip(m.Grads, tr.Cfg.Train.Optim.Clip)
+	if math.IsNaN(st.GradNorm) || math.IsInf(st.GradNorm, 0) {
+		return st, diverged(step, fmt.Sprintf("gradient norm is %g", st.GradNorm))
+	}
+	f := tr.sched.Factor(int(step))
+	st.LR = tr.Cfg.Train.Optim.LR * f
+	tr.opt.Step(m.Params, m.Grads, f)
+	tr.step = step
+	st.TokensPerS = float64(st.Tokens) / time.Since(start).Seconds()
+	return st, nil
+}
+
+// diverged is the error of a step that went non-finite: the user's recipe is at fault
+// (usually the learning rate), and retrying from the last checkpoint would diverge again.
+func diverged(step int64, what string) error {
+	return usererr.New(fmt.Sprintf("step %d", step), "training went non-finite: %s; no update was applied. Lower train.optim.lr, "+
+		"lengthen train.schedule.warmup or set train.optim.clip, then resume from the last checkpoint", what)
+}
+
+// addLoad adds w·load into sum, allocating sum on first use.
+func addLoad(sum *[][]float64, load [][]float64, w float64) {
+	if *sum == nil && load != nil {
+		*sum = make([][]float64, len(load))
+		for i, l := range load {
+			(*sum)[i] = make([]float64, len(l))
+		}
+	}
+	for i, l := range load {
+		for e, v := range l {
+			(*sum)[i][e] += w * v
+		}
+	}
+}
+
+// Eval returns the loss over the first batches micro-batches of the eval data, the same
+// batches every time so that evaluations are comparable. Without eval data it is a user
+// error naming data.eval.
+func (tr *Trainer) Eval(batches int) (EvalResult, error) {
+	res := EvalResult{StepsTrained: tr.step}
+	if tr.eval == nil {
+		return res, usererr.New("data.eval", "no eval data; give a glob of held-out files")
+	}
+	if err := tr.eval.Restore(tr.evalStart); err != nil {
+		return res, err
+	}
+	var sum float64
+	for i := range batches {
+		if err := tr.eval.Next(&tr.batch); err != nil {
+			return res, fmt.Errorf("eval batch %d: %w", i, err)
+		}
+		r := tr.Model.Forward(&tr.batch)
+		sum += r.Loss * r.Tokens
+		res.Tokens += r.Tokens
+		res.Batches++
+	}
+	if res.Tokens > 0 {
+		res.Loss = sum / res.Tokens
+	}
+	res.BitsPerByte = res.Loss / math.Ln2
+	return res, nil
+}
+
+// StepCount is the number of optimizer steps completed.
+func (tr *Trainer) StepCount() int64 { return tr.step }
+
+// CheckpointDir is the folder that holds this run's checkpoints.
+func (tr *Trainer) CheckpointDir() string { return tr.store.Root }

@@ -1,0 +1,235 @@
+package trainer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/trainer/checkpoint"
+	"github.com/herdml/herd/trainer/config"
+)
+
+// microYAML is a model small enough to train in seconds on two cores, with every part the
+// step loop touches: gradient accumulation (2 micro-batches per step), an MoE layer, the
+// MetaP table, clipping, warmup and decay. Train and eval data are real Go sources from
+// the standard library, two different packages.
+const microYAML = `
+name: micro
+seed: 1
+model:
+  vocab_size: 256
+  d_model: 48
+  n_layers: 2
+  n_heads: 4
+  n_kv_heads: 2
+  ffn_hidden: 128
+  seq_len: 64
+  nope_every: 2
+  moe: {experts: 2, top_k: 1, shared_expert: true, every: 2, expert_hidden: 64, aux_loss: 0.01}
+data:
+  train: ${GOROOT}/src/strings/*.go
+  eval: ${GOROOT}/src/bytes/*.go
+train:
+  steps: 300
+  global_batch: 8
+  micro_batch: 4
+  optim: {lr: 5.0e-3, weight_decay: 0.1, clip: 1.0}
+  schedule: {warmup: 10, decay: cosine, min_lr_ratio: 0.1}
+  checkpoint: {every: 0, keep: 3}
+  eval: {every: 0, batches: 4}
+`
+
+// microConfig is microYAML with --set overrides, checkpointing under a fresh folder.
+func microConfig(t *testing.T, sets ...string) config.Run {
+	t.Helper()
+	sets = append([]string{"train.checkpoint.dir=" + t.TempDir()}, sets...)
+	cfg, err := config.Parse("micro.yaml", []byte(microYAML), sets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func newTrainer(t *testing.T, cfg config.Run, opts Options) *Trainer {
+	t.Helper()
+	tr, err := New(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// fingerprint is the sha256 of a checkpoint's weights and optimizer files, from its
+// manifest, and the state that shapes the future (all of state.json but the config, whose
+// checkpoint dir differs from test to test).
+func fingerprint(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	var m checkpoint.Manifest
+	var st checkpoint.State
+	for f, v := range map[string]any{checkpoint.ManifestFile: &m, checkpoint.StateFile: &st} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := map[string]string{}
+	for _, f := range m.Files {
+		out[f.Name] = f.SHA256
+	}
+	st.Config = nil
+	b, _ := json.Marshal(st)
+	out[checkpoint.StateFile] = string(b)
+	return out
+}
+
+// Must show 1: training on real Go source lowers the loss well below ln(256) = 5.55, and
+// the held-out loss follows.
+func TestTrainingLearnsGoSource(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains for a while")
+	}
+	cfg := microConfig(t)
+	var first, last Stats
+	tr := newTrainer(t, cfg, Options{Progress: func(s Stats) {
+		if s.Step == 1 {
+			first = s
+		}
+		last = s
+	}})
+	final, err := tr.Run(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final.Step != int64(cfg.Train.Steps) || last.Step != final.Step || final.Checkpoint != "step-00000300" || final.Eval == nil {
+		t.Fatalf("final stats %+v", final)
+	}
+	t.Logf("loss %.3f -> %.3f, eval %.3f (%.3f bits/byte), grad norm %.3f, %.0f tokens/s",
+		first.Loss, final.Loss, final.Eval.Loss, final.Eval.BitsPerByte, final.GradNorm, final.TokensPerS)
+	if !(first.Loss > 5) {
+		t.Errorf("first loss %.3f: an untrained byte model should start near ln(256) = 5.55", first.Loss)
+	}
+	if !(final.Loss < 3.0) || !(final.Eval.Loss < 3.0) {
+		t.Errorf("after %d steps train loss %.3f, eval loss %.3f; want both under 3.0", final.Step, final.Loss, final.Eval.Loss)
+	}
+	if got := final.Eval.Loss / math.Ln2; got != final.Eval.BitsPerByte {
+		t.Errorf("bits per byte %g, want loss/ln2 = %g", final.Eval.BitsPerByte, got)
+	}
+	if len(final.ExpertLoad) != 1 || len(final.ExpertLoad[0]) != 2 {
+		t.Errorf("expert load %v, want one MoE layer with two experts", final.ExpertLoad)
+	}
+}
+
+// Must show 3: the same seed gives bit-identical checkpoints; stopping at step k and
+// resuming gives the same final checkpoint as never stopping; another seed does not.
+func TestDeterministicAndExactResume(t *testing.T) {
+	const k, n = 3, 6
+	run := func(cfg config.Run, stops ...int64) map[string]string {
+		t.Helper()
+		var dir string
+		for i, until := range append(stops, n) {
+			tr := newTrainer(t, cfg, Options{})
+			if i > 0 {
+				name, err := tr.Resume("")
+				if err != nil || name != checkpoint.Name(stops[i-1]) {
+					t.Fatalf("resume: %q, %v; want %s", name, err, checkpoint.Name(stops[i-1]))
+				}
+			}
+			st, err := tr.Run(context.Background(), until)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir = filepath.Join(tr.CheckpointDir(), st.Checkpoint)
+		}
+		return fingerprint(t, dir)
+	}
+	a := run(microConfig(t))
+	b := run(microConfig(t))
+	resumed := run(microConfig(t), k)
+	other := run(microConfig(t, "seed=2"))
+	for _, f := range []string{checkpoint.ModelFile, checkpoint.OptimFile, checkpoint.StateFile} {
+		if a[f] != b[f] {
+			t.Errorf("%s: two runs with the same seed differ: %s vs %s", f, a[f], b[f])
+		}
+		if a[f] != resumed[f] {
+			t.Errorf("%s: stopped at %d and resumed %s, uninterrupted %s", f, k, resumed[f], a[f])
+		}
+	}
+	if a[checkpoint.ModelFile] == other[checkpoint.ModelFile] {
+		t.Error("seed 2 gave the same weights as seed 1")
+	}
+}
+
+func TestResumeSkipsCorruptAndRefusesOtherConfig(t *testing.T) {
+	cfg := microConfig(t, "train.checkpoint.every=1")
+	tr := newTrainer(t, cfg, Options{})
+	if _, err := tr.Run(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	newest := filepath.Join(tr.CheckpointDir(), checkpoint.Name(2), checkpoint.OptimFile)
+	b, _ := os.ReadFile(newest)
+	b[len(b)/2] ^= 0x40
+	os.WriteFile(newest, b, 0o644)
+
+	var warnings []string
+	tr = newTrainer(t, cfg, Options{Warn: func(w string) { warnings = append(warnings, w) }})
+	name, err := tr.Resume("")
+	if err != nil || name != checkpoint.Name(1) || tr.StepCount() != 1 {
+		t.Fatalf("resume: %q at step %d, %v; want step-00000001", name, tr.StepCount(), err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], checkpoint.Name(2)) || !strings.Contains(warnings[0], newest) {
+		t.Fatalf("warnings %q, want one naming %s", warnings, newest)
+	}
+
+	// Given explicitly, the corrupt checkpoint is a user error naming the file.
+	_, err = newTrainer(t, cfg, Options{}).Resume(filepath.Dir(newest))
+	if !usererr.Is(err) || !strings.Contains(err.Error(), newest) {
+		t.Fatalf("explicit corrupt checkpoint: %v", err)
+	}
+	// Another learning rate is another run: refused, naming the key and both values.
+	other := cfg
+	other.Train.Optim.LR = 2e-2
+	_, err = newTrainer(t, other, Options{}).Resume("")
+	if !usererr.Is(err) || !strings.Contains(err.Error(), "train.optim.lr: checkpoint 0.005, now 0.02") {
+		t.Fatalf("resume with another lr: %v", err)
+	}
+}
+
+// A learning rate far too large diverges; the error names the step and nothing of that
+// step is applied or saved.
+func TestDivergenceNamesTheStep(t *testing.T) {
+	cfg := microConfig(t, "train.optim.lr=1.0e+6", "train.optim.clip=0", "train.schedule.warmup=0", "train.checkpoint.every=1")
+	tr := newTrainer(t, cfg, Options{})
+	_, err := tr.Run(context.Background(), 50)
+	if err == nil {
+		t.Fatal("lr 1e6 trained 50 steps without going non-finite")
+	}
+	bad := tr.StepCount() + 1
+	if !usererr.Is(err) || !strings.Contains(err.Error(), fmt.Sprintf("step %d:", bad)) || !strings.Contains(err.Error(), "non-finite") {
+		t.Fatalf("got %v, want a user error naming step %d", err, bad)
+	}
+	if _, err := os.Stat(filepath.Join(tr.CheckpointDir(), checkpoint.Name(bad))); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a checkpoint of the diverged step exists: %v", err)
+	}
+}
+
+func TestRunStopsWhenCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	tr := newTrainer(t, microConfig(t), Options{Progress: func(s Stats) {
+		if s.Step == 2 {
+			cancel()
+		}
+	}})
+	if _, err := tr.Run(ctx, 0); !errors.Is(err, context.Canceled) || tr.StepCount() != 2 {
+		t.Fatalf("Run after cancel at step 2: %v at step %d", err, tr.StepCount())
+	}
+}
