@@ -97,7 +97,7 @@ func (be *Backend[F]) Attention(out, lse, q, k, v []F, doc []int32, b, t, h, kv,
 							row[c] = 0
 							continue
 						}
-						row[c] = F(math.Exp(float64(row[c] - mx)))
+						row[c] = expF(row[c] - mx)
 						sum += row[c]
 					}
 					inv := 1 / sum
@@ -162,7 +162,7 @@ func (be *Backend[F]) AttentionBackward(dq, dk, dv, dout, out, lse, q, k, v []F,
 								prow[c], drow[c] = 0, 0
 								continue
 							}
-							pv := F(math.Exp(float64(scale*prow[c] - l)))
+							pv := expF(scale*prow[c] - l)
 							prow[c] = pv
 							drow[c] = scale * pv * (drow[c] - delta[ti])
 						}

@@ -406,3 +406,20 @@ func TestScaleAxpyGather(t *testing.T) {
 	}
 	closeTo(t, "row dots", dots, want, 1e-14)
 }
+
+func TestExpPoly(t *testing.T) {
+	for x := -87.3; x < 88.7; x += 0.00731 {
+		got, want := expPoly(x), math.Exp(x)
+		if math.Abs(got-want) > 3e-7*want {
+			t.Fatalf("expPoly(%v) = %v, want %v", x, got, want)
+		}
+	}
+	for _, c := range []struct{ x, want float64 }{{-100, 0}, {100, math.Inf(1)}, {0, 1}} {
+		if got := expPoly(c.x); got != c.want {
+			t.Errorf("expPoly(%v) = %v, want %v", c.x, got, c.want)
+		}
+	}
+	if got := expPoly(math.NaN()); !math.IsNaN(got) {
+		t.Errorf("expPoly(NaN) = %v, want NaN", got)
+	}
+}
