@@ -130,22 +130,8 @@ func New(cfg config.Run, opts Options) (*Trainer, error) {
 // multipliers, attention scale and the optimizer's per-tensor hyperparameters all come
 // from the table and nowhere else.
 func (tr *Trainer) plan() error {
-	cfg := tr.Cfg
 	lay := tr.Model.Layout
-	tensors := make([]metap.Tensor, len(lay.Tensors))
-	for i, t := range lay.Tensors {
-		tensors[i] = metap.Tensor{Name: t.Name, Shape: t.Shape, Class: t.Class}
-	}
-	m := cfg.Model
-	batchTokens := cfg.Train.GlobalBatch * m.SeqLen
-	target := metap.Shape{
-		DModel: m.DModel, NLayers: m.NLayers, NHeads: m.NHeads, FFNHidden: m.FFNHidden,
-		ExpertHidden: m.MoE.ExpertHidden, Experts: m.MoE.Experts,
-		BatchTokens: batchTokens, TrainTokens: float64(cfg.Train.Steps) * float64(batchTokens),
-	}
-	o := cfg.Train.Optim
-	hp := metap.Hyper{LR: o.LR, InitStd: cfg.MetaP.InitStd, WeightDecay: o.WeightDecay, Eps: o.Eps}
-	table, err := metap.Plan(cfg.MetaP, metap.Shape{}, target, hp, tensors)
+	table, err := tr.Cfg.MetaPTable()
 	if err != nil {
 		return err
 	}
@@ -170,7 +156,8 @@ func (tr *Trainer) plan() error {
 	}
 	tr.Table = table
 	tr.Model.Init(tr.rng.Uint64(), func(t model.Tensor) float64 { return byName[t.Name].InitStd })
-	opt, err := optim.New[float32](lay.Total, groups, o.Betas[0], o.Betas[1])
+	betas := tr.Cfg.Train.Optim.Betas
+	opt, err := optim.New[float32](lay.Total, groups, betas[0], betas[1])
 	if err != nil {
 		return err
 	}
