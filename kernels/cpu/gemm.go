@@ -96,44 +96,42 @@ func (g *gemmImpl) matMul(c, a, b []float32, m, k, n int, transA, transB, accumu
 	if 2*m*n*k < parallelMinFlops {
 		threads = 1
 	}
-	mTiles := (m + g.mr - 1) / g.mr
+	rowBlocks := (m + g.mc - 1) / g.mc
 	bbuf := getBuf(min(k, g.kc) * roundUp(min(n, g.nc), g.nr))
 	defer putBuf(bbuf)
 	for jc := 0; jc < n; jc += g.nc {
 		nb := min(g.nc, n-jc)
 		nPanels := (nb + g.nr - 1) / g.nr
+		// Chunks of work: mc rows by a group of B panels. Several per thread, so that the
+		// threads stay busy when one is delayed; the rows are not split finer than mc
+		// because every group packs its rows of A again.
+		groups := min(nPanels, max(1, (4*threads+rowBlocks-1)/rowBlocks))
+		if threads == 1 {
+			groups = 1
+		}
+		perGroup := (nPanels + groups - 1) / groups
+		groups = (nPanels + perGroup - 1) / perGroup
 		for pc := 0; pc < k; pc += g.kc {
 			kb := min(g.kc, k-pc)
 			bp := (*bbuf)[:kb*nPanels*g.nr]
-			split(threads, nPanels, func(lo, hi int) {
-				for q := lo; q < hi; q++ {
+			const packChunk = 4 // B panels per chunk of packing
+			parallelChunks((nPanels+packChunk-1)/packChunk, threads, func(i int) {
+				for q := i * packChunk; q < min((i+1)*packChunk, nPanels); q++ {
 					packB(bp[q*kb*g.nr:(q+1)*kb*g.nr], b, k, n, pc, kb, jc+q*g.nr, min(g.nr, nb-q*g.nr), g.nr, transB)
 				}
 			})
-			t := tile{g: g, c: c, a: a, bp: bp, m: m, k: k, n: n, pc: pc, kb: kb, jc: jc, nb: nb,
+			t := block{g: g, c: c, a: a, bp: bp, m: m, k: k, n: n, pc: pc, kb: kb, jc: jc, nb: nb,
 				transA: transA, add: accumulate || pc > 0}
-			// Split the rows when there are enough for every thread; otherwise the B
-			// panels, each goroutine then packing the (few) rows of A itself.
-			if mTiles >= 2*threads || mTiles >= nPanels {
-				split(threads, mTiles, func(lo, hi int) { t.run(lo, hi, 0, nPanels) })
-			} else {
-				split(threads, nPanels, func(lo, hi int) { t.run(0, mTiles, lo, hi) })
-			}
+			parallelChunks(rowBlocks*groups, threads, func(i int) {
+				q := i % groups * perGroup
+				t.run(i/groups*g.mc, q, min(q+perGroup, nPanels))
+			})
 		}
 	}
 }
 
-// split runs body over [0, n) on up to threads goroutines.
-func split(threads, n int, body func(lo, hi int)) {
-	if threads <= 1 {
-		body(0, n)
-		return
-	}
-	parallelFor(n, 1, body)
-}
-
-// tile is one (jc, pc) step of matMul: B is packed, the micro-tiles remain.
-type tile struct {
+// block is one (jc, pc) step of matMul: B is packed; the micro-tiles remain.
+type block struct {
 	g              *gemmImpl
 	c, a, bp       []float32
 	m, k, n        int
@@ -141,43 +139,41 @@ type tile struct {
 	transA, add    bool
 }
 
-// run computes the micro-tiles of rows [ilo, ihi)·mr and B panels [jlo, jhi).
-func (t *tile) run(ilo, ihi, jlo, jhi int) {
+// run packs rows [ic, ic+mc) of A and computes their micro-tiles with B panels [jlo, jhi).
+func (t *block) run(ic, jlo, jhi int) {
 	g := t.g
 	mr, nr := g.mr, g.nr
 	abuf := getBuf(g.mc*t.kb + mr*nr)
 	defer putBuf(abuf)
 	ap, tmp := (*abuf)[:g.mc*t.kb], (*abuf)[g.mc*t.kb:]
-	for ic := ilo * mr; ic < min(ihi*mr, t.m); ic += g.mc {
-		mb := min(g.mc, ihi*mr-ic, t.m-ic)
-		panels := (mb + mr - 1) / mr
+	mb := min(g.mc, t.m-ic)
+	panels := (mb + mr - 1) / mr
+	for r := 0; r < panels; r++ {
+		packA(ap[r*t.kb*mr:(r+1)*t.kb*mr], t.a, t.m, t.k, ic+r*mr, min(mr, mb-r*mr), t.pc, t.kb, mr, t.transA)
+	}
+	for q := jlo; q < jhi; q++ {
+		j0 := t.jc + q*nr
+		cols := min(nr, t.jc+t.nb-j0)
+		bq := t.bp[q*t.kb*nr : (q+1)*t.kb*nr]
 		for r := 0; r < panels; r++ {
-			packA(ap[r*t.kb*mr:(r+1)*t.kb*mr], t.a, t.m, t.k, ic+r*mr, min(mr, mb-r*mr), t.pc, t.kb, mr, t.transA)
-		}
-		for q := jlo; q < jhi; q++ {
-			j0 := t.jc + q*nr
-			cols := min(nr, t.jc+t.nb-j0)
-			bq := t.bp[q*t.kb*nr : (q+1)*t.kb*nr]
-			for r := 0; r < panels; r++ {
-				i0 := ic + r*mr
-				rows := min(mr, t.m-i0)
-				aq := ap[r*t.kb*mr : (r+1)*t.kb*mr]
-				if rows == mr && cols == nr {
-					g.kernel(t.kb, aq, bq, t.c[i0*t.n+j0:], t.n, t.add)
-					continue
-				}
-				// Edge tile: compute the full tile aside, keep the valid part.
-				g.kernel(t.kb, aq, bq, tmp, nr, false)
-				for i := 0; i < rows; i++ {
-					dst := t.c[(i0+i)*t.n+j0 : (i0+i)*t.n+j0+cols]
-					src := tmp[i*nr : i*nr+cols]
-					if t.add {
-						for j, v := range src {
-							dst[j] += v
-						}
-					} else {
-						copy(dst, src)
+			i0 := ic + r*mr
+			rows := min(mr, t.m-i0)
+			aq := ap[r*t.kb*mr : (r+1)*t.kb*mr]
+			if rows == mr && cols == nr {
+				g.kernel(t.kb, aq, bq, t.c[i0*t.n+j0:], t.n, t.add)
+				continue
+			}
+			// Edge tile: compute the full tile aside, keep the valid part.
+			g.kernel(t.kb, aq, bq, tmp, nr, false)
+			for i := 0; i < rows; i++ {
+				dst := t.c[(i0+i)*t.n+j0 : (i0+i)*t.n+j0+cols]
+				src := tmp[i*nr : i*nr+cols]
+				if t.add {
+					for j, v := range src {
+						dst[j] += v
 					}
+				} else {
+					copy(dst, src)
 				}
 			}
 		}

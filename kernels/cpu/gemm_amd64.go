@@ -10,7 +10,7 @@ func archImpls() []*gemmImpl {
 	return []*gemmImpl{
 		{
 			name: "avx512", available: cpu.X86.HasAVX512F,
-			mr: 14, nr: 32, mc: 14 * 12, kc: 256, nc: 3072,
+			mr: 14, nr: 32, mc: 14 * 8, kc: 256, nc: 3072,
 			kernel: sgemmKernel14x32,
 		},
 		{

@@ -39,6 +39,13 @@
 	ADDQ $56, APAN; \
 	ADDQ $128, BPAN
 
+// PREFETCHC: fetch row i of c into L1 now, so that it has arrived when the tile is
+// stored; the rows are ldc apart and the hardware prefetcher does not follow them.
+#define PREFETCHC \
+	PREFETCHT0 (R9); \
+	PREFETCHT0 64(R9); \
+	ADDQ       LDC, R9
+
 // STORE: row i of c = acc0, acc1; next row.
 #define STORE(acc0, acc1) \
 	VMOVUPS acc0, (CROW); \
@@ -61,6 +68,23 @@ TEXT ·sgemmKernel14x32(SB), NOSPLIT, $0-89
 	MOVQ c_base+56(FP), CROW
 	MOVQ ldc+80(FP), LDC
 	SHLQ $2, LDC
+
+	// prefetch the rows of c
+	MOVQ CROW, R9
+	PREFETCHC
+	PREFETCHC
+	PREFETCHC
+	PREFETCHC
+	PREFETCHC
+	PREFETCHC
+	PREFETCHC
+	PREFETCHC
+	PREFETCHC
+	PREFETCHC
+	PREFETCHC
+	PREFETCHC
+	PREFETCHC
+	PREFETCHC
 
 	// acc = 0
 	VPXORD Z0, Z0, Z0

@@ -3,6 +3,7 @@ package cpu
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // parallelFor runs body over [0, n) split into contiguous chunks of at least grain
@@ -31,5 +32,32 @@ func parallelFor(n, grain int, body func(lo, hi int)) {
 			body(lo, hi)
 		}()
 	}
+	wg.Wait()
+}
+
+// parallelChunks runs body(i) for every i in [0, n) on up to threads goroutines, the
+// caller's included, each taking the next index from a shared counter. A goroutine that
+// the scheduler delays (on a machine shared with other work) then holds up at most one
+// chunk instead of a fixed share. Which goroutine runs a chunk is left to chance, so body
+// must compute chunk i the same way whoever runs it, and write only chunk i's outputs.
+func parallelChunks(n, threads int, body func(i int)) {
+	threads = min(threads, n)
+	if threads <= 1 {
+		for i := 0; i < n; i++ {
+			body(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	work := func() {
+		for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+			body(i)
+		}
+	}
+	var wg sync.WaitGroup
+	for range threads - 1 {
+		wg.Go(work)
+	}
+	work()
 	wg.Wait()
 }
