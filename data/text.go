@@ -154,20 +154,21 @@ func (c *Corpus) Row(i int64, L int, r *Row) {
 	}
 }
 
-// TextSource is a Source over a Corpus.
-type TextSource struct {
-	corpus  *Corpus
-	seqLen  int
-	hash    string
-	sampler *Sampler
-	rows    []int64
-	row     Row
+// corpusRows reads a Corpus in rows of L tokens, as a RowReader.
+type corpusRows struct {
+	c *Corpus
+	L int
+}
+
+func (c corpusRows) Row(i int64, r *Row) error {
+	c.c.Row(i, c.L, r)
+	return nil
 }
 
 // OpenText reads the text files pattern selects (see ReadCorpus) and serves them as rows of
-// seqLen+1 byte tokens to rank of world, global and micro batch sizes as in the config,
+// seqLen+1 byte tokens to rank of world, with global and micro batch sizes as in the config,
 // in the order seed draws.
-func OpenText(pattern string, seqLen, globalBatch, microBatch, rank, world int, seed uint64) (*TextSource, error) {
+func OpenText(pattern string, seqLen, globalBatch, microBatch, rank, world int, seed uint64) (*Stream, error) {
 	if seqLen <= 0 {
 		return nil, usererr.New("model.seq_len", "must be a positive integer, got %d", seqLen)
 	}
@@ -175,42 +176,17 @@ func OpenText(pattern string, seqLen, globalBatch, microBatch, rank, world int, 
 	if err != nil {
 		return nil, err
 	}
-	return NewTextSource(c, seqLen, globalBatch, microBatch, rank, world, seed)
+	return NewTextStream(c, seqLen, globalBatch, microBatch, rank, world, seed)
 }
 
-// NewTextSource serves an already read corpus, so that several ranks or an eval source can
-// share one copy in memory.
-func NewTextSource(c *Corpus, seqLen, globalBatch, microBatch, rank, world int, seed uint64) (*TextSource, error) {
-	s, err := NewSampler(c.Rows(seqLen+1), globalBatch, microBatch, rank, world, seed)
-	if err != nil {
-		return nil, err
-	}
-	// The order depends on how the bytes are cut, so the identity includes the row length.
-	h := fmt.Sprintf("text-L%d-%s", seqLen+1, c.Hash)
-	return &TextSource{corpus: c, seqLen: seqLen, hash: h, sampler: s}, nil
-}
-
-// Next fills b with this rank's next micro-batch of [micro_batch, seq_len] positions.
-func (s *TextSource) Next(b *Batch) error {
-	s.rows = s.sampler.Next(s.rows[:0])
-	b.Resize(len(s.rows), s.seqLen)
-	for j, i := range s.rows {
-		s.corpus.Row(i, s.seqLen+1, &s.row)
-		s.row.fill(b, j)
-	}
-	return nil
-}
-
-// State is the position after the last batch.
-func (s *TextSource) State() State { return s.sampler.State(s.hash) }
-
-// Restore continues from a saved position of the same corpus and sequence length.
-func (s *TextSource) Restore(st State) error { return s.sampler.Restore(st, s.hash) }
-
-// Info describes the dataset.
-func (s *TextSource) Info() Info {
-	return Info{Rows: s.sampler.Rows(), SeqLen: s.seqLen, Vocab: 256, Tokens: int64(len(s.corpus.Bytes)),
-		Docs: int64(len(s.corpus.Files)), Hash: s.hash, Tokenizer: "byte"}
+// NewTextStream serves an already read corpus, so that several ranks can share one copy in
+// memory.
+func NewTextStream(c *Corpus, seqLen, globalBatch, microBatch, rank, world int, seed uint64) (*Stream, error) {
+	info := Info{Rows: c.Rows(seqLen + 1), SeqLen: seqLen, Vocab: 256, Tokens: int64(len(c.Bytes)),
+		Docs: int64(len(c.Files)), Tokenizer: "byte",
+		// the order depends on how the bytes are cut, so the identity includes the row length
+		Hash: fmt.Sprintf("text-L%d-%s", seqLen+1, c.Hash)}
+	return NewStream(corpusRows{c, seqLen + 1}, info, globalBatch, microBatch, rank, world, seed)
 }
 
 // Info describes a Source's dataset, for progress displays and epoch arithmetic.
@@ -223,5 +199,3 @@ type Info struct {
 	Hash      string // dataset identity, as in State.Hash
 	Tokenizer string // tokenizer id, e.g. "byte" or "o200k_base"
 }
-
-var _ Source = (*TextSource)(nil)

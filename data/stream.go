@@ -1,0 +1,55 @@
+package data
+
+// RowReader gives random access to a dataset's packed rows. Implementations may point r's
+// slices into their own storage (a memory mapping); they stay valid until the next call.
+type RowReader interface {
+	Row(i int64, r *Row) error
+}
+
+// Stream is a Source over any RowReader, in the Sampler's order. Text files, Arrow shards
+// and Flight all serve their rows through it, so they share one order and one resume logic.
+type Stream struct {
+	rows    RowReader
+	info    Info
+	sampler *Sampler
+	picked  []int64
+	row     Row
+}
+
+// NewStream serves rows, described by info, to rank of world.
+func NewStream(rows RowReader, info Info, globalBatch, microBatch, rank, world int, seed uint64) (*Stream, error) {
+	s, err := NewSampler(info.Rows, globalBatch, microBatch, rank, world, seed)
+	if err != nil {
+		return nil, err
+	}
+	return &Stream{rows: rows, info: info, sampler: s}, nil
+}
+
+// Next fills b with this rank's next micro-batch of [micro_batch, seq_len] positions.
+func (s *Stream) Next(b *Batch) error {
+	before := *s.sampler
+	s.picked = s.sampler.Next(s.picked[:0])
+	b.Resize(len(s.picked), s.info.SeqLen)
+	for j, i := range s.picked {
+		if err := s.rows.Row(i, &s.row); err != nil {
+			*s.sampler = before // a failed batch is not consumed
+			return err
+		}
+		s.row.fill(b, j)
+	}
+	return nil
+}
+
+// State is the position after the last batch.
+func (s *Stream) State() State { return s.sampler.State(s.info.Hash) }
+
+// Restore continues from a saved position of the same dataset.
+func (s *Stream) Restore(st State) error { return s.sampler.Restore(st, s.info.Hash) }
+
+// Info describes the dataset.
+func (s *Stream) Info() Info { return s.info }
+
+// MicroSteps is the number of micro-batches this rank reads per optimizer step.
+func (s *Stream) MicroSteps() int { return s.sampler.MicroSteps() }
+
+var _ Source = (*Stream)(nil)
