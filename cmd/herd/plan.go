@@ -29,7 +29,7 @@ func newPlanCmd() *cobra.Command {
 				count(p.FLOPsPerToken), count(p.MatmulFLOPs), count(p.AttentionFLOPs))
 			fmt.Fprintf(w, "whole run         %s FLOPs over %d steps of %d tokens\n", count(p.TrainFLOPs), run.Train.Steps, p.TokensPerStep)
 			fmt.Fprintf(w, "memory per rank   %s: weights %s, gradients %s, optimizer %s, activations %s (micro-batch %d × %d tokens), %d rank(s)\n",
-				bytes(m.Total), bytes(m.Weights), bytes(m.Grads), bytes(m.Optimizer), bytes(m.Activations), p.MicroBatch, run.Model.SeqLen, p.Ranks)
+				size(m.Total), size(m.Weights), size(m.Grads), size(m.Optimizer), size(m.Activations), p.MicroBatch, run.Model.SeqLen, p.Ranks)
 			return nil
 		},
 	}
@@ -54,8 +54,8 @@ func count(v float64) string {
 	return fmt.Sprintf("%.3g", v)
 }
 
-// bytes prints a size in binary units: 1<<30 -> "1 GiB".
-func bytes(n int64) string {
+// size prints a size in binary units: 1<<30 -> "1 GiB".
+func size(n int64) string {
 	v := float64(n)
 	for _, u := range []string{"B", "KiB", "MiB", "GiB", "TiB"} {
 		if v < 1024 || u == "TiB" {

@@ -26,6 +26,7 @@ func newRootCmd() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usererr.New("", "%v; see %s --help", err, c.CommandPath())
 	})
+	root.AddCommand(newTrainCmd())
 	root.AddCommand(newPlanCmd())
 	root.AddCommand(newMetapCmd())
 	return root

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// The end-to-end tests run herd as users do: a separate process, its exit status, its
+// stdout and stderr. The test binary is that process: with HERD_TEST_MAIN set it runs
+// main() itself, which spares a second link of everything herd imports.
+func TestMain(m *testing.M) {
+	if os.Getenv("HERD_TEST_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// herd runs the binary in dir and returns its stdout, stderr and exit status.
+func herd(t *testing.T, dir string, args ...string) (stdout, stderr string, status int) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "HERD_TEST_MAIN=1")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return out.String(), errb.String(), ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), 0
+}
+
+// tinyRun writes a config for a model small enough to train a few steps in a second, on
+// text copied from Go's sources, and returns the folder holding it.
+func tinyRun(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, src := range map[string]string{"train/a.txt": "errors/errors.go", "train/b.txt": "errors/wrap.go", "eval/c.txt": "io/pipe.go"} {
+		text, err := os.ReadFile(filepath.Join(runtime.GOROOT(), "src", src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), text, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := `
+name: e2e
+model:
+  vocab_size: 256
+  d_model: 32
+  n_layers: 2
+  n_heads: 2
+  n_kv_heads: 1
+  ffn_hidden: 64
+  seq_len: 32
+  moe: {experts: 2, top_k: 1, shared_expert: true, every: 2, expert_hidden: 32}
+data: {train: "train/*.txt", eval: "eval/*.txt"}
+train:
+  steps: 3
+  global_batch: 4
+  micro_batch: 2
+  schedule: {warmup: 1}
+  checkpoint: {every: 2, keep: 2, dir: out}
+  eval: {every: 0, batches: 2}
+metap: {mode: sp}
+`
+	if err := os.WriteFile(filepath.Join(dir, "run.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestTrainJSON(t *testing.T) {
+	dir := tinyRun(t)
+	stdout, stderr, status := herd(t, dir, "train", "run.yaml", "--json", "--out", "ckpts")
+	if status != 0 {
+		t.Fatalf("herd train: status %d\n%s", status, stderr)
+	}
+	var sum trainSummary
+	if err := json.Unmarshal([]byte(stdout), &sum); err != nil {
+		t.Fatalf("stdout is not one JSON summary: %v\n%s", err, stdout)
+	}
+	if sum.Steps != 3 || !(sum.TrainLoss > 0 && sum.TrainLoss < 10) || !(sum.EvalLoss > 0 && sum.EvalLoss < 10) || !(sum.TokensPerS > 0) {
+		t.Fatalf("summary %+v", sum)
+	}
+	if math.Abs(sum.BitsPerByte-sum.EvalLoss/math.Ln2) > 1e-12 {
+		t.Errorf("bits per byte %g, want eval loss / ln 2 = %g", sum.BitsPerByte, sum.EvalLoss/math.Ln2)
+	}
+	if want := filepath.Join("ckpts", "e2e", "step-00000003"); sum.Checkpoint != want {
+		t.Errorf("checkpoint %q, want %q", sum.Checkpoint, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, sum.Checkpoint, "manifest.json")); err != nil {
+		t.Errorf("no committed checkpoint: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out")); !os.IsNotExist(err) {
+		t.Errorf("--out ignored: train.checkpoint.dir was written (%v)", err)
+	}
+
+	// Training again finds the run complete: it resumes from the last checkpoint, trains
+	// nothing, and reports the same checkpoint and eval loss.
+	first := sum
+	stdout, stderr, status = herd(t, dir, "train", "run.yaml", "--json", "--out", "ckpts")
+	if status != 0 {
+		t.Fatalf("second herd train: status %d\n%s", status, stderr)
+	}
+	sum = trainSummary{}
+	if err := json.Unmarshal([]byte(stdout), &sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum.Steps != 3 || sum.ResumedFrom != "step-00000003" || sum.Checkpoint != first.Checkpoint || sum.EvalLoss != first.EvalLoss {
+		t.Errorf("second run %+v, want 3 steps resumed from step-00000003 with eval loss %g", sum, first.EvalLoss)
+	}
+}
+
+func TestPlanJSON(t *testing.T) {
+	dir := tinyRun(t)
+	stdout, stderr, status := herd(t, dir, "plan", "run.yaml", "--json", "--set", "model.n_layers=4")
+	if status != 0 {
+		t.Fatalf("status %d\n%s", status, stderr)
+	}
+	var p struct {
+		Params        int64   `json:"params"`
+		ActiveParams  int64   `json:"active_params"`
+		FLOPsPerToken float64 `json:"flops_per_token"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &p); err != nil {
+		t.Fatal(err)
+	}
+	// Per layer: attention 32·32·2 + 16·32·2 = 3072, gains 64; dense FFN 3·64·32 = 6144;
+	// MoE router 2·32, experts 2·3·32·32 = 6144, shared 3·32·32 = 3072. Two of each kind,
+	// embedding and head 256·32 each, final norm 32.
+	want := int64(2*256*32 + 32 + 4*(3072+64) + 2*6144 + 2*(64+6144+3072))
+	if p.Params != want || p.ActiveParams != want-2*3072 || !(p.FLOPsPerToken > 0) {
+		t.Errorf("plan %+v, want %d parameters, %d active", p, want, want-2*3072)
+	}
+}
+
+// TestBadInput runs each kind of user mistake: exit status 2, one line on stderr naming
+// the key or file and what is allowed, nothing on stdout and nothing written.
+func TestBadInput(t *testing.T) {
+	dir := tinyRun(t)
+	if err := os.WriteFile(filepath.Join(dir, "typo.yaml"), []byte("train: {optim: {lrr: 1}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	train := func(extra ...string) []string {
+		return append([]string{"train", "run.yaml", "--out", "written"}, extra...)
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+		want []string // parts of the message
+	}{
+		{"unknown key", []string{"train", "typo.yaml", "--out", "written"}, []string{"typo.yaml: train.optim.lrr", "allowed at train.optim: lr, betas"}},
+		{"unknown --set key", train("--set", "model.dmodel=4"), []string{"--set model.dmodel", "allowed at model:"}},
+		{"zero size", train("--set", "model.d_model=0"), []string{"model.d_model", "positive"}},
+		{"negative size", train("--steps", "-5"), []string{"train.steps", "positive"}},
+		{"heads do not divide d_model", train("--set", "model.n_heads=3"), []string{"model.n_heads", "must divide d_model (32)"}},
+		{"kv heads do not divide heads", train("--set", "model.n_kv_heads=3"), []string{"model.n_kv_heads", "must divide n_heads (2)"}},
+		{"top_k above experts", train("--set", "model.moe.top_k=3"), []string{"model.moe.top_k", "at most experts (2)"}},
+		{"missing data", train("--set", "data.train=nothere/*.txt"), []string{"nothere/*.txt"}},
+		{"missing config", []string{"train", "nothere.yaml", "--out", "written"}, []string{"nothere.yaml", "no such file"}},
+		{"bad flag", train("--stpes", "3"), []string{"unknown flag: --stpes"}},
+		{"plan bad value", []string{"plan", "run.yaml", "--set", "train.precision=bf16"}, []string{"--set train.precision", "allowed: fp32, fp8"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			stdout, stderr, status := herd(t, dir, c.args...)
+			if status != 2 {
+				t.Fatalf("status %d, want 2\nstderr: %s", status, stderr)
+			}
+			if stdout != "" || strings.Count(stderr, "\n") != 1 {
+				t.Errorf("want one line on stderr and nothing on stdout, got stdout %q, stderr %q", stdout, stderr)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr %q does not contain %q", stderr, w)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(dir, "written")); !os.IsNotExist(err) {
+				t.Errorf("output written on bad input (%v)", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/herdml/herd/trainer"
+)
+
+// trainSummary is what `herd train --json` prints at the end.
+type trainSummary struct {
+	Run         string  `json:"run"`
+	Steps       int64   `json:"steps"`         // optimizer steps completed
+	TrainLoss   float64 `json:"train_loss"`    // mean loss of the last (up to) 10 steps of this invocation
+	EvalLoss    float64 `json:"eval_loss"`     // at the last step; 0 without eval data
+	BitsPerByte float64 `json:"bits_per_byte"` // eval loss / ln 2 (byte-level tokens)
+	TokensPerS  float64 `json:"tokens_per_s"`  // training tokens over training step time, this invocation
+	Checkpoint  string  `json:"checkpoint"`    // the last checkpoint's folder
+	ResumedFrom string  `json:"resumed_from,omitempty"`
+}
+
+func newTrainCmd() *cobra.Command {
+	var (
+		f     configFlags
+		steps int
+		out   string
+	)
+	c := &cobra.Command{
+		Use:   "train CONFIG",
+		Short: "Train in this process, resuming from the run's newest checkpoint",
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			var extra []string
+			if c.Flags().Changed("steps") {
+				extra = append(extra, fmt.Sprintf("train.steps=%d", steps))
+			}
+			run, err := f.load(args[0], extra...)
+			if err != nil {
+				return err
+			}
+			stderr := c.ErrOrStderr()
+			p := newProgress(stderr, run.Train.Steps)
+			tr, err := trainer.New(run, trainer.Options{
+				OutDir:   out,
+				Progress: p.update,
+				Warn:     func(w string) { p.println("warning: " + w) },
+			})
+			if err != nil {
+				return err
+			}
+			sum := trainSummary{Run: run.Name}
+			if sum.ResumedFrom, err = tr.Resume(""); err != nil {
+				return err
+			}
+			if sum.ResumedFrom != "" {
+				p.println(fmt.Sprintf("resuming %s from %s", run.Name, filepath.Join(tr.CheckpointDir(), sum.ResumedFrom)))
+			}
+			p.start(tr.StepCount())
+			// Ctrl-C stops between steps; the newest checkpoint is where the next train resumes.
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+			defer stop()
+			last, err := tr.Run(ctx, 0)
+			p.finish()
+			if err != nil {
+				return err
+			}
+			sum.Steps = tr.StepCount()
+			sum.TrainLoss, sum.TokensPerS = p.trainLoss(), p.tokensPerS()
+			if last.Checkpoint != "" {
+				sum.Checkpoint = filepath.Join(tr.CheckpointDir(), last.Checkpoint)
+			} else if sum.ResumedFrom != "" { // nothing left to train
+				sum.Checkpoint = filepath.Join(tr.CheckpointDir(), sum.ResumedFrom)
+			}
+			ev := last.Eval
+			if ev == nil && run.Data.Eval != "" {
+				res, err := tr.Eval(run.Train.Eval.Batches)
+				if err != nil {
+					return err
+				}
+				ev = &res
+			}
+			if ev != nil {
+				sum.EvalLoss, sum.BitsPerByte = ev.Loss, ev.BitsPerByte
+			}
+			if f.json {
+				return printJSON(c.OutOrStdout(), sum)
+			}
+			w := c.OutOrStdout()
+			if p.tokens == 0 {
+				fmt.Fprintf(w, "%s: already trained %d steps\n", sum.Run, sum.Steps)
+			} else {
+				fmt.Fprintf(w, "%s: %d steps, train loss %.4f (mean of the last %d steps), %.0f tokens/s\n",
+					sum.Run, sum.Steps, sum.TrainLoss, len(p.losses), sum.TokensPerS)
+			}
+			if ev != nil {
+				fmt.Fprintf(w, "eval loss %.4f, %.4f bits per byte\n", sum.EvalLoss, sum.BitsPerByte)
+			}
+			fmt.Fprintf(w, "checkpoint %s\n", sum.Checkpoint)
+			return nil
+		},
+	}
+	f.register(c)
+	c.Flags().IntVar(&steps, "steps", 0, "train this many steps in all (sets train.steps)")
+	c.Flags().StringVar(&out, "out", "", "checkpoint root, instead of train.checkpoint.dir; the run writes under DIR/<name>")
+	return c
+}
+
+// progress shows training as it goes: one line rewritten in place on a terminal, and a
+// plain line every few seconds otherwise, so that logs stay readable. Evaluations and
+// checkpoints get lines of their own.
+type progress struct {
+	w        io.Writer
+	tty      bool
+	steps    int
+	began    time.Time
+	first    int64         // step the invocation started from
+	shown    time.Time     // when the last plain line was printed
+	losses   []float64     // last 10 steps' losses
+	tokens   int64         // tokens trained in this invocation
+	stepTime time.Duration // time spent in steps, from the trainer's tokens/s
+	pending  bool          // a rewritable line is on screen
+}
+
+func newProgress(w io.Writer, steps int) *progress {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil {
+			tty = fi.Mode()&os.ModeCharDevice != 0
+		}
+	}
+	return &progress{w: w, tty: tty, steps: steps}
+}
+
+func (p *progress) start(step int64) { p.first, p.began, p.shown = step, time.Now(), time.Now() }
+
+func (p *progress) update(st trainer.Stats) {
+	p.losses = append(p.losses, st.Loss)
+	if len(p.losses) > 10 {
+		p.losses = p.losses[1:]
+	}
+	p.tokens += st.Tokens
+	if st.TokensPerS > 0 {
+		p.stepTime += time.Duration(float64(st.Tokens) / st.TokensPerS * float64(time.Second))
+	}
+	done := st.Step - p.first
+	eta := time.Duration(float64(time.Since(p.began)) / float64(done) * float64(int64(st.Steps)-st.Step)).Round(time.Second)
+	line := fmt.Sprintf("step %d/%d  loss %.4f  lr %.2e  %.0f tokens/s  ETA %s", st.Step, st.Steps, st.Loss, st.LR, st.TokensPerS, eta)
+	if st.Eval != nil {
+		p.println(fmt.Sprintf("step %d: eval loss %.4f, %.4f bits per byte", st.Step, st.Eval.Loss, st.Eval.BitsPerByte))
+	}
+	if st.Checkpoint != "" {
+		p.println(fmt.Sprintf("step %d: checkpoint %s", st.Step, st.Checkpoint))
+	}
+	switch {
+	case p.tty:
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+		p.pending = true
+	case time.Since(p.shown) >= 10*time.Second || st.Step == int64(st.Steps):
+		fmt.Fprintln(p.w, line)
+		p.shown = time.Now()
+	}
+}
+
+// println prints a line of its own, above the rewritable one.
+func (p *progress) println(s string) {
+	if p.pending {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.pending = false
+	}
+	fmt.Fprintln(p.w, s)
+}
+
+func (p *progress) finish() {
+	if p.pending {
+		fmt.Fprintln(p.w)
+		p.pending = false
+	}
+}
+
+func (p *progress) trainLoss() float64 {
+	var s float64
+	for _, l := range p.losses {
+		s += l
+	}
+	if len(p.losses) == 0 {
+		return 0
+	}
+	return s / float64(len(p.losses))
+}
+
+func (p *progress) tokensPerS() float64 {
+	if p.stepTime <= 0 {
+		return 0
+	}
+	return float64(p.tokens) / p.stepTime.Seconds()
+}
