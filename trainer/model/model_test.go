@@ -195,3 +195,63 @@ func TestThreadCountDoesNotChangeResults(t *testing.T) {
 			r1.Loss, r1.Aux, r2.Loss, r2.Aux, slices.Equal(l1, l2), slices.Equal(g1, g2))
 	}
 }
+
+// A batch smaller than the micro-batch (an eval tail) must give the results of a model
+// sized for it exactly, also after a larger batch left its activations in the buffers.
+func TestSmallerBatchThanMicroBatch(t *testing.T) {
+	cfg := testConfig()
+	big, small := newTestModel[float64](cfg, 3), newTestModel[float64](cfg, 2)
+	big.Forward(testBatch(cfg, 3, 6))
+	big.Backward(1)
+	clear(big.Grads)
+	b := testBatch(cfg, 2, 7)
+	rb, rs := big.Forward(b), small.Forward(b)
+	big.Backward(0.5)
+	small.Backward(0.5)
+	if rb.Loss != rs.Loss || rb.Aux != rs.Aux || rb.Tokens != rs.Tokens {
+		t.Fatalf("micro-batch 3 model: %+v; micro-batch 2 model: %+v", rb, rs)
+	}
+	if !slices.Equal(big.Logits(), small.Logits()) || !slices.Equal(big.Grads, small.Grads) {
+		t.Fatal("logits or gradients of a 2-sequence batch differ between models sized for 3 and 2")
+	}
+}
+
+func TestRouting(t *testing.T) {
+	cfg := testConfig()
+	cfg.MoE.Experts, cfg.MoE.TopK = 4, 2
+	m := New[float64](cfg, cpu.New[float64](), 1)
+	a := &m.acts[1]
+	// Token 0 ties experts 1 and 3 for first place: the lower index wins. Token 1 ties 0
+	// and 2 for second place. Token 2 is plain.
+	r := []float64{
+		0.1, 2, -1, 2,
+		3, -2, 3, 5,
+		-1, 0.5, 0.25, 0,
+	}
+	copy(a.r, r)
+	m.route(a, 3)
+	wantExperts := []int{1, 3, 3, 0, 1, 2}
+	for s, e := range wantExperts {
+		tok := s / 2
+		row := int(a.slotRow[s])
+		if int(a.rowTok[row]) != tok || row < a.start[e] || row >= a.start[e+1] {
+			t.Errorf("slot %d (token %d): gathered row %d of token %d, want a row of expert %d in [%d, %d)",
+				s, tok, row, a.rowTok[row], e, a.start[e], a.start[e+1])
+		}
+		if want := 1 / (1 + math.Exp(-r[tok*4+e])); math.Abs(a.gate[s]-want) > 1e-15 || a.rowGate[row] != a.gate[s] {
+			t.Errorf("slot %d: gate %v (row %v), want sigmoid(%v) = %v", s, a.gate[s], a.rowGate[row], r[tok*4+e], want)
+		}
+	}
+	if want := []float64{1.0 / 6, 2.0 / 6, 1.0 / 6, 2.0 / 6}; !slices.Equal(a.load, want) {
+		t.Errorf("load %v, want %v", a.load, want)
+	}
+	for tok := range 3 {
+		var sum float64
+		for e := range 4 {
+			sum += a.probs[tok*4+e]
+		}
+		if math.Abs(sum-1) > 1e-15 {
+			t.Errorf("token %d: router probabilities sum to %v", tok, sum)
+		}
+	}
+}
