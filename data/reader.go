@@ -380,19 +380,36 @@ func (s *Shards) Close() error {
 
 // OpenShardStream opens a dataset's manifest and serves it as a Stream; seqLen must be
 // the one the data was packed for.
-func OpenShardStream(manifestPath string, seqLen, globalBatch, microBatch, rank, world int, seed uint64) (*Stream, *Shards, error) {
+func OpenShardStream(manifestPath string, seqLen, globalBatch, microBatch, rank, world int, seed uint64) (*Stream, error) {
 	sh, err := OpenShards(manifestPath, nil)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if sh.Manifest.SeqLen != seqLen {
 		sh.Close()
-		return nil, nil, usererr.New("model.seq_len", "is %d but %s was packed for seq_len %d; set model.seq_len to %d or pack again", seqLen, manifestPath, sh.Manifest.SeqLen, sh.Manifest.SeqLen)
+		return nil, usererr.New("model.seq_len", "is %d but %s was packed for seq_len %d; set model.seq_len to %d or pack again", seqLen, manifestPath, sh.Manifest.SeqLen, sh.Manifest.SeqLen)
 	}
 	st, err := NewStream(sh, sh.Info(), globalBatch, microBatch, rank, world, seed)
 	if err != nil {
 		sh.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	return st, sh, nil
+	st.closer = sh
+	return st, nil
+}
+
+// Verify checks every shard's hash and every row, reporting each shard's bytes to progress
+// (which may be nil) as it is done.
+func (s *Shards) Verify(progress func(bytes int64)) error {
+	for k, info := range s.Manifest.Shards {
+		for bi := 0; int64(bi*s.Manifest.BatchRows) < info.Rows; bi++ {
+			if _, err := s.batch(k, bi); err != nil {
+				return err
+			}
+		}
+		if progress != nil {
+			progress(info.Bytes)
+		}
+	}
+	return nil
 }

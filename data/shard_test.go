@@ -73,11 +73,11 @@ func TestShardsHoldTheTextSourceRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	arrow, sh2, err := OpenShardStream(filepath.Join(dir, ManifestName), testT, 8, 4, 0, 1, 3)
+	arrow, err := Open(dir, testT, 8, 4, 0, 1, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sh2.Close()
+	defer arrow.Close()
 	var a, b Batch
 	for range 10 {
 		if err := text.Next(&a); err != nil {
@@ -117,15 +117,15 @@ func TestShardStreamResumesExactly(t *testing.T) {
 	packGo(t, dir)
 	manifest := filepath.Join(dir, ManifestName)
 	const G = 8
-	open := func(M, rank, world int) (*Stream, *Shards) {
-		s, sh, err := OpenShardStream(manifest, testT, G, M, rank, world, 11)
+	open := func(M, rank, world int) *Stream {
+		s, err := OpenShardStream(manifest, testT, G, M, rank, world, 11)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return s, sh
+		return s
 	}
-	ref, refSh := open(2, 0, 1)
-	defer refSh.Close()
+	ref := open(2, 0, 1)
+	defer ref.Close()
 	var want []Batch
 	for range 40 {
 		var b Batch
@@ -135,18 +135,18 @@ func TestShardStreamResumesExactly(t *testing.T) {
 		want = append(want, b)
 	}
 	for _, k := range []int{4, 17} {
-		s, sh := open(2, 0, 1)
+		s := open(2, 0, 1)
 		for range k {
 			var b Batch
 			s.Next(&b)
 		}
 		saved, _ := json.Marshal(s.State())
-		sh.Close()
+		s.Close()
 		var st State
 		if err := json.Unmarshal(saved, &st); err != nil {
 			t.Fatal(err)
 		}
-		s, sh = open(2, 0, 1)
+		s = open(2, 0, 1)
 		if err := s.Restore(st); err != nil {
 			t.Fatal(err)
 		}
@@ -159,14 +159,14 @@ func TestShardStreamResumesExactly(t *testing.T) {
 				t.Fatalf("resumed after %d batches: batch %d differs", k, i)
 			}
 		}
-		sh.Close()
+		s.Close()
 	}
 	// elastic: one step of world 1 is 4 micro-batches of 2; worlds 2 and 4 read it together
 	for _, world := range []int{2, 4} {
 		var ranks []*Stream
 		for r := range world {
-			s, sh := open(2, r, world)
-			defer sh.Close()
+			s := open(2, r, world)
+			defer s.Close()
 			ranks = append(ranks, s)
 		}
 		for step := 0; step < 10; step++ {
@@ -205,13 +205,7 @@ func readAll(manifest string) error {
 		return err
 	}
 	defer sh.Close()
-	var r Row
-	for i := int64(0); i < sh.Manifest.Rows; i++ {
-		if err := sh.Row(i, &r); err != nil {
-			return err
-		}
-	}
-	return nil
+	return sh.Verify(nil)
 }
 
 func writeManifest(t testing.TB, dir string, m *Manifest) {

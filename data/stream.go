@@ -1,5 +1,30 @@
 package data
 
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/herdml/herd/internal/usererr"
+)
+
+// Open serves the dataset spec names to rank of world: a shard manifest (a .json file, or
+// a folder holding manifest.json), or else a glob of text files (see OpenText). Close the
+// Stream when done.
+func Open(spec string, seqLen, globalBatch, microBatch, rank, world int, seed uint64) (*Stream, error) {
+	if strings.HasPrefix(spec, "grpc://") {
+		return nil, usererr.New(spec, "remote datasets (grpc://) are not served yet; pack the data locally and give its manifest.json")
+	}
+	if fi, err := os.Stat(spec); err == nil && fi.IsDir() {
+		spec = filepath.Join(spec, ManifestName)
+	}
+	if strings.HasSuffix(spec, ".json") {
+		return OpenShardStream(spec, seqLen, globalBatch, microBatch, rank, world, seed)
+	}
+	return OpenText(spec, seqLen, globalBatch, microBatch, rank, world, seed)
+}
+
 // RowReader gives random access to a dataset's packed rows. Implementations may point r's
 // slices into their own storage (a memory mapping); they stay valid until the next call.
 type RowReader interface {
@@ -14,6 +39,7 @@ type Stream struct {
 	sampler *Sampler
 	picked  []int64
 	row     Row
+	closer  io.Closer // releases the rows' storage, if any
 }
 
 // NewStream serves rows, described by info, to rank of world.
@@ -48,6 +74,14 @@ func (s *Stream) Restore(st State) error { return s.sampler.Restore(st, s.info.H
 
 // Info describes the dataset.
 func (s *Stream) Info() Info { return s.info }
+
+// Close releases the dataset's files; batches filled before stay valid.
+func (s *Stream) Close() error {
+	if s.closer == nil {
+		return nil
+	}
+	return s.closer.Close()
+}
 
 // MicroSteps is the number of micro-batches this rank reads per optimizer step.
 func (s *Stream) MicroSteps() int { return s.sampler.MicroSteps() }
