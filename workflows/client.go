@@ -1,0 +1,290 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/trainer/checkpoint"
+)
+
+// Dial connects to a Temporal frontend. The SDK logs warnings and errors only (a skipped
+// corrupt checkpoint is a warning the user must see); its routine lines are noise here.
+func Dial(addr, namespace string) (client.Client, error) {
+	if namespace == "" {
+		namespace = "default"
+	}
+	logger := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	c, err := client.Dial(client.Options{HostPort: addr, Namespace: namespace, Logger: logger})
+	if err != nil {
+		return nil, usererr.New("--temporal "+addr, "cannot reach a Temporal server: %v; start one with `herd server` or leave --temporal out to use the embedded one", err)
+	}
+	return c, nil
+}
+
+// Submit starts the run in.Config.Name, or attaches to it when it is already running:
+// the workflow ID is the run name, so launching twice never trains twice.
+func Submit(ctx context.Context, c client.Client, queue string, in RunInput) (attached bool, err error) {
+	name := in.Config.Name
+	d, err := c.DescribeWorkflowExecution(ctx, name, "")
+	if err == nil && d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return true, nil
+	}
+	var nf *serviceerror.NotFound
+	if err != nil && !errors.As(err, &nf) {
+		return false, fmt.Errorf("looking up run %s: %w", name, err)
+	}
+	if in.SegmentsPerRun == 0 {
+		in.SegmentsPerRun = 200
+	}
+	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:        name,
+		TaskQueue: queue,
+		// A run started by someone else in the meantime is attached to, not duplicated.
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+	}, WorkflowName, in)
+	if err != nil {
+		return false, fmt.Errorf("starting run %s: %w", name, err)
+	}
+	return false, nil
+}
+
+// Status is what `herd status` shows: the workflow's own Progress plus what the server
+// knows of the segment in flight.
+type Status struct {
+	Progress
+	Workflow    string     `json:"workflow"`               // Temporal's execution status: Running, Completed, Failed, ...
+	Live        *Heartbeat `json:"live,omitempty"`         // last heartbeat of the segment in flight
+	Attempt     int32      `json:"attempt,omitempty"`      // its attempt, 1 on a first try
+	LastFailure string     `json:"last_failure,omitempty"` // why its previous attempt ended
+	ETA         string     `json:"eta,omitempty"`          // at the live tokens/s
+	Checkpoints []string   `json:"checkpoints,omitempty"`  // committed, oldest first, where readable from here
+}
+
+// GetStatus reads a run's status with DescribeWorkflowExecution, so it works with no
+// worker running (the workflow keeps its Progress in its memo).
+func GetStatus(ctx context.Context, c client.Client, name string) (Status, error) {
+	d, err := c.DescribeWorkflowExecution(ctx, name, "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return Status{}, usererr.New("run "+name, "no such run; `herd ls` lists runs")
+	}
+	if err != nil {
+		return Status{}, fmt.Errorf("describing run %s: %w", name, err)
+	}
+	info := d.GetWorkflowExecutionInfo()
+	s := Status{Workflow: statusName(info.GetStatus())}
+	if p, ok := info.GetMemo().GetFields()[memoProgress]; ok {
+		if err := converter.GetDefaultDataConverter().FromPayload(p, &s.Progress); err != nil {
+			return Status{}, fmt.Errorf("run %s: decoding its progress: %w", name, err)
+		}
+	}
+	s.Name = name
+	for _, a := range d.GetPendingActivities() {
+		if a.GetActivityType().GetName() != SegmentActivity {
+			continue
+		}
+		s.Attempt = a.GetAttempt()
+		s.LastFailure = a.GetLastFailure().GetMessage()
+		if a.GetLastWorkerIdentity() != "" {
+			s.Worker = a.GetLastWorkerIdentity()
+		}
+		if det := a.GetHeartbeatDetails(); det != nil {
+			var hb Heartbeat
+			if converter.GetDefaultDataConverter().FromPayloads(det, &hb) == nil {
+				s.Live = &hb
+			}
+		}
+	}
+	if s.Live != nil && s.Live.TokensPerS > 0 && s.TokensPerStep > 0 && s.Live.Step < s.Steps {
+		eta := time.Duration(float64(s.Steps-s.Live.Step) * float64(s.TokensPerStep) / s.Live.TokensPerS * float64(time.Second))
+		s.ETA = eta.Round(time.Second).String()
+	}
+	if s.Dir != "" {
+		if names, err := (checkpoint.Dir{Root: s.Dir}).List(); err == nil {
+			s.Checkpoints = names
+		}
+	}
+	return s, nil
+}
+
+func statusName(st enumspb.WorkflowExecutionStatus) string {
+	return map[enumspb.WorkflowExecutionStatus]string{
+		enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:          "Running",
+		enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:        "Completed",
+		enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:           "Failed",
+		enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:         "Canceled",
+		enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED:       "Terminated",
+		enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW: "ContinuedAsNew",
+		enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT:        "TimedOut",
+	}[st]
+}
+
+// List returns every run the namespace knows, newest first, from visibility alone.
+func List(ctx context.Context, c client.Client) ([]Status, error) {
+	var out []Status
+	var token []byte
+	for {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query:         fmt.Sprintf("WorkflowType = '%s'", WorkflowName),
+			NextPageToken: token,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("listing runs: %w", err)
+		}
+		for _, e := range resp.GetExecutions() {
+			if e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW {
+				continue // an earlier execution of a run listed by its latest
+			}
+			s := Status{Workflow: statusName(e.GetStatus())}
+			if p, ok := e.GetMemo().GetFields()[memoProgress]; ok {
+				_ = converter.GetDefaultDataConverter().FromPayload(p, &s.Progress)
+			}
+			s.Name = e.GetExecution().GetWorkflowId()
+			out = append(out, s)
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			return out, nil
+		}
+	}
+}
+
+// Control sends a pause, resume or stop update and returns the run's Progress after it.
+func Control(ctx context.Context, c client.Client, name, update string) (Progress, error) {
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   name,
+		UpdateName:   update,
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return Progress{}, controlError(name, update, err)
+	}
+	var p Progress
+	if err := h.Get(ctx, &p); err != nil {
+		return Progress{}, controlError(name, update, err)
+	}
+	return p, nil
+}
+
+func controlError(name, update string, err error) error {
+	var nf *serviceerror.NotFound
+	var app *temporal.ApplicationError
+	switch {
+	case errors.As(err, &nf):
+		return usererr.New("run "+name, "no running run by this name; `herd ls` lists runs")
+	case errors.As(err, &app):
+		return usererr.New("run "+name, "cannot %s: %s", update, app.Message())
+	}
+	return fmt.Errorf("%s %s: %w", update, name, err)
+}
+
+// Resume continues a run: a paused or failed one through the resume update; one whose
+// workflow has ended (stopped, terminated, ended by an error, or killed with its server
+// and never restarted) by starting it again from its original input and last Progress.
+// Either way training continues from the newest committed checkpoint.
+func Resume(ctx context.Context, c client.Client, queue, name string) error {
+	d, err := c.DescribeWorkflowExecution(ctx, name, "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return usererr.New("run "+name, "no such run; `herd ls` lists runs, `herd run CONFIG` starts one")
+	}
+	if err != nil {
+		return fmt.Errorf("describing run %s: %w", name, err)
+	}
+	if d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		_, err := Control(ctx, c, name, UpdateResume)
+		return err
+	}
+	in, err := firstInput(ctx, c, name)
+	if err != nil {
+		return err
+	}
+	s, err := GetStatus(ctx, c, name)
+	if err != nil {
+		return err
+	}
+	carry := s.Progress
+	carry.State, carry.Error = StateRunning, ""
+	in.Carry = &carry
+	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       name,
+		TaskQueue:                queue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+	}, WorkflowName, in)
+	if err != nil {
+		return fmt.Errorf("restarting run %s: %w", name, err)
+	}
+	return nil
+}
+
+// firstInput reads the RunInput the run's latest execution started with.
+func firstInput(ctx context.Context, c client.Client, name string) (RunInput, error) {
+	it := c.GetWorkflowHistory(ctx, name, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	if !it.HasNext() {
+		return RunInput{}, fmt.Errorf("run %s has no history", name)
+	}
+	ev, err := it.Next()
+	if err != nil {
+		return RunInput{}, fmt.Errorf("reading run %s: %w", name, err)
+	}
+	var in RunInput
+	attrs := ev.GetWorkflowExecutionStartedEventAttributes()
+	if err := converter.GetDefaultDataConverter().FromPayloads(attrs.GetInput(), &in); err != nil {
+		return RunInput{}, fmt.Errorf("run %s: decoding its input: %w", name, err)
+	}
+	return in, nil
+}
+
+// Follow calls show with the run's status every interval until the run ends, then returns
+// its final Progress, or its error: a user error (bad config, corrupt data, divergence) as
+// a usererr, so that the CLI exits with status 2.
+func Follow(ctx context.Context, c client.Client, name string, every time.Duration, show func(Status)) (Progress, error) {
+	done := make(chan struct{})
+	var p Progress
+	var runErr error
+	go func() {
+		defer close(done)
+		// GetWorkflow with no run ID follows ContinueAsNew to the run's final execution.
+		runErr = c.GetWorkflow(ctx, name, "").Get(ctx, &p)
+	}()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			if show != nil {
+				if s, err := GetStatus(ctx, c, name); err == nil {
+					show(s)
+				}
+			}
+			return p, asUserError(name, runErr)
+		case <-tick.C:
+			if show != nil {
+				if s, err := GetStatus(ctx, c, name); err == nil {
+					show(s)
+				}
+			}
+		}
+	}
+}
+
+// asUserError turns the workflow's ErrUser failure back into a usererr.
+func asUserError(name string, err error) error {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) && app.Type() == ErrUser {
+		return usererr.New("run "+name, "%s", app.Message())
+	}
+	return err
+}

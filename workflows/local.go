@@ -1,0 +1,113 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/herdml/herd/workflows/devserver"
+)
+
+// StateDir is the state directory: $HERD_HOME, else ~/.herd.
+func StateDir() string {
+	if d := os.Getenv("HERD_HOME"); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".herd"
+	}
+	return filepath.Join(home, ".herd")
+}
+
+// Local is herd's own Temporal, used when no --temporal address is given: the embedded
+// server on the state directory, or, when another herd process already serves that
+// directory, a connection to it. With a worker it also trains in this process.
+type Local struct {
+	Client client.Client
+	Addr   string
+	srv    *devserver.Server // nil when another process serves
+	w      worker.Worker
+}
+
+// StartLocal starts (or joins) the embedded server on stateDir, and a worker on queue
+// with acts unless acts is nil.
+func StartLocal(stateDir, queue string, acts *Activities) (*Local, error) {
+	l := &Local{}
+	srv, err := devserver.Start(devserver.Options{StateDir: stateDir})
+	var busy *devserver.BusyError
+	switch {
+	case errors.As(err, &busy):
+		l.Addr = busy.Addr
+	case err != nil:
+		return nil, err
+	default:
+		l.srv, l.Addr = srv, srv.Addr()
+	}
+	if l.Client, err = Dial(l.Addr, ""); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if acts != nil {
+		l.w = NewWorker(l.Client, queue, acts)
+		if err := l.w.Start(); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("starting the in-process worker: %w", err)
+		}
+	}
+	return l, nil
+}
+
+// Close stops the worker (which first checkpoints a segment in flight), then the server.
+func (l *Local) Close() {
+	if l.w != nil {
+		l.w.Stop()
+	}
+	if l.Client != nil {
+		l.Client.Close()
+	}
+	if l.srv != nil {
+		l.srv.Stop()
+	}
+}
+
+// RunLocal is `herd run` without --temporal: it starts or joins the embedded server,
+// starts a worker in this process, submits the run (or attaches to it) and follows it to
+// its end, calling show on every tick.
+func RunLocal(ctx context.Context, stateDir string, in RunInput, acts *Activities, show func(Status)) (Progress, error) {
+	l, err := StartLocal(stateDir, TaskQueue, acts)
+	if err != nil {
+		return Progress{}, err
+	}
+	defer l.Close()
+	in.SearchAttributes = true
+	if _, err := Submit(ctx, l.Client, TaskQueue, in); err != nil {
+		return Progress{}, err
+	}
+	return Follow(ctx, l.Client, in.Config.Name, FollowEvery, show)
+}
+
+// ResumeLocal is `herd resume` without --temporal, also after the process that ran the
+// run, server included, was killed: the server comes back on the same file, the dead
+// segment's heartbeat times out, and this process's worker retries it from the last
+// committed checkpoint.
+func ResumeLocal(ctx context.Context, stateDir, name string, acts *Activities, show func(Status)) (Progress, error) {
+	l, err := StartLocal(stateDir, TaskQueue, acts)
+	if err != nil {
+		return Progress{}, err
+	}
+	defer l.Close()
+	if err := Resume(ctx, l.Client, TaskQueue, name); err != nil {
+		return Progress{}, err
+	}
+	return Follow(ctx, l.Client, name, FollowEvery, show)
+}
+
+// FollowEvery is how often a following CLI refreshes its display.
+const FollowEvery = 500 * time.Millisecond

@@ -1,0 +1,194 @@
+package workflows
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/worker"
+
+	"github.com/herdml/herd/trainer"
+	"github.com/herdml/herd/trainer/checkpoint"
+	"github.com/herdml/herd/trainer/config"
+	"github.com/herdml/herd/workflows/devserver"
+)
+
+// The tests run against a real embedded Temporal server. Workers and whole `herd run`
+// processes that a test kills with SIGKILL are this test binary run again in a helper
+// mode, chosen by environment variables:
+//
+//	HERD_TEST_WORKER=addr  a worker on addr, queue $HERD_TEST_QUEUE (`herd worker`)
+//	HERD_TEST_RUN=dir      RunLocal of the config in $HERD_TEST_CONFIG on state dir dir (`herd run`)
+func TestMain(m *testing.M) {
+	switch {
+	case os.Getenv("HERD_TEST_WORKER") != "":
+		c, err := Dial(os.Getenv("HERD_TEST_WORKER"), "")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if err := NewWorker(c, os.Getenv("HERD_TEST_QUEUE"), &Activities{}).Run(worker.InterruptCh()); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	case os.Getenv("HERD_TEST_RUN") != "":
+		var in RunInput
+		if err := json.Unmarshal([]byte(os.Getenv("HERD_TEST_CONFIG")), &in); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if _, err := RunLocal(context.Background(), os.Getenv("HERD_TEST_RUN"), in, &Activities{}, nil); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	code := m.Run()
+	if server.srv != nil {
+		server.srv.Stop()
+		_ = os.RemoveAll(server.dir)
+	}
+	os.Exit(code)
+}
+
+// microYAML is a model small enough for a step to take tens of milliseconds on two cores,
+// and slow enough that a segment of 30 steps (a second or more) gives tests time to
+// kill a worker in the middle of one. Data: Go sources of the standard library.
+const microYAML = `
+seed: 3
+model:
+  vocab_size: 256
+  d_model: 48
+  n_layers: 2
+  n_heads: 4
+  n_kv_heads: 2
+  ffn_hidden: 128
+  seq_len: 64
+  nope_every: 2
+  moe: {experts: 2, top_k: 1, shared_expert: true, every: 2, expert_hidden: 64, aux_loss: 0.01}
+data:
+  train: ${GOROOT}/src/strings/*.go
+train:
+  steps: 60
+  global_batch: 8
+  micro_batch: 4
+  optim: {lr: 1.0e-2, weight_decay: 0.1, clip: 1.0}
+  schedule: {warmup: 4, decay: cosine, min_lr_ratio: 0.1}
+  checkpoint: {every: 30, keep: 2}
+  eval: {every: 0, batches: 1}
+`
+
+// microConfig is microYAML named name, checkpointing under a fresh folder.
+func microConfig(t testing.TB, name string, sets ...string) config.Run {
+	t.Helper()
+	sets = append([]string{"name=" + name, "train.checkpoint.dir=" + t.TempDir()}, sets...)
+	cfg, err := config.Parse("micro.yaml", []byte(microYAML), sets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// input is a RunInput with a short heartbeat timeout, so that a killed worker is noticed
+// in two seconds.
+func input(cfg config.Run) RunInput {
+	return RunInput{Config: cfg, HeartbeatTimeout: 2 * time.Second, SearchAttributes: true}
+}
+
+// trainDirect is `herd train`: the trainer run straight through, no Temporal.
+func trainDirect(t testing.TB, cfg config.Run) string {
+	t.Helper()
+	return trainUntil(t, cfg, 0)
+}
+
+// trainUntil runs the trainer directly up to step until (0 = train.steps) and returns the
+// run's checkpoint folder.
+func trainUntil(t testing.TB, cfg config.Run, until int64) string {
+	t.Helper()
+	tr, err := trainer.New(cfg, trainer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Resume(""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Run(context.Background(), until); err != nil {
+		t.Fatal(err)
+	}
+	return tr.CheckpointDir()
+}
+
+// fingerprint is the sha256 of the weights and optimizer state of a run's newest
+// checkpoint, and its name.
+func fingerprint(t testing.TB, cfg config.Run) string {
+	t.Helper()
+	dir := filepath.Join(cfg.Train.Checkpoint.Dir, cfg.Name)
+	name, _, err := checkpoint.Latest(checkpoint.Dir{Root: dir})
+	if err != nil {
+		t.Fatalf("%s: %v", dir, err)
+	}
+	h := sha256.New()
+	for _, f := range []string{checkpoint.ModelFile, checkpoint.OptimFile} {
+		r, err := os.Open(filepath.Join(dir, name, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = io.Copy(h, r)
+		r.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return name + " " + hex.EncodeToString(h.Sum(nil))
+}
+
+// server is the embedded server shared by the tests of this package.
+var server struct {
+	srv *devserver.Server
+	dir string
+	err error
+}
+
+func startServer(t testing.TB) *devserver.Server {
+	t.Helper()
+	if server.srv == nil && server.err == nil {
+		server.dir, server.err = os.MkdirTemp("", "herd-workflows-test")
+		if server.err == nil {
+			server.srv, server.err = devserver.Start(devserver.Options{StateDir: server.dir})
+		}
+	}
+	if server.err != nil {
+		t.Fatal(server.err)
+	}
+	return server.srv
+}
+
+// helper starts this test binary in a helper mode; the test kills it when done.
+func helper(t testing.TB, env ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("helper %v output:\n%s", env, out.String())
+		}
+	})
+	return cmd
+}

@@ -1,0 +1,311 @@
+// Package workflows runs training as a durable Temporal workflow. TrainRun drives a run
+// through TrainSegment activities, each of which trains many steps through package trainer
+// and ends with a committed checkpoint; a dead worker is noticed by its missing heartbeat
+// and the segment is retried from the last committed checkpoint, so a crash costs at most
+// one segment's progress and never changes the result.
+//
+// The workflow is thin and deterministic: it holds only small state (step, checkpoint
+// name, metrics) and decides what runs next. Tensors never pass through Temporal.
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/herdml/herd/trainer/config"
+)
+
+// Names shared by the workflow, its workers and its clients. Changing one breaks running
+// workflows; the replay test guards them.
+const (
+	TaskQueue       = "herd"         // default task queue of workflows and segments
+	WorkflowName    = "TrainRun"     // workflow type
+	SegmentActivity = "TrainSegment" // activity type
+	QueryProgress   = "progress"     // query: returns Progress
+	UpdatePause     = "pause"        // update: pause after checkpointing the current step
+	UpdateResume    = "resume"       // update: continue a paused or failed run
+	UpdateStop      = "stop"         // update: checkpoint and end the run
+	// ErrUser is the application error type of a user's mistake or a diverged run:
+	// never retried, and the CLI exits with status 2 on it.
+	ErrUser = "UserError"
+	// memoProgress is the memo key holding Progress, readable with DescribeWorkflowExecution
+	// by any client even when no worker is running.
+	memoProgress = "progress"
+)
+
+// Run states, as in Progress.State and the HerdState search attribute.
+const (
+	StateRunning   = "running"
+	StatePaused    = "paused"
+	StateFailed    = "failed" // retries exhausted; waits for `herd resume`
+	StateCompleted = "completed"
+	StateStopped   = "stopped"
+	StateError     = "error" // a user error or divergence ended the run
+)
+
+// RunInput starts a TrainRun. Zero fields take the defaults documented on each.
+type RunInput struct {
+	Config config.Run // validated, with absolute paths: any worker may run any segment
+	// SegmentSteps is how many steps one TrainSegment trains; 0 = train.checkpoint.every
+	// (or all steps when that is 0), so that segments end where `herd train` checkpoints.
+	SegmentSteps int64
+	// HeartbeatTimeout is how long a silent segment may go before it is retried
+	// elsewhere; 0 = 10 s.
+	HeartbeatTimeout time.Duration
+	// MaxAttempts per segment before the run waits as failed; 0 = 5.
+	MaxAttempts int32
+	// SegmentsPerRun bounds segments per workflow execution before ContinueAsNew; 0 = 200.
+	// The server's own suggestion (history size) also triggers it.
+	SegmentsPerRun int
+	// SearchAttributes upserts HerdState and HerdStep; set only where they are registered
+	// (the embedded server registers them; another cluster may not).
+	SearchAttributes bool
+	// Carry is the state handed over by ContinueAsNew; nil on a fresh start.
+	Carry *Progress
+}
+
+// Progress is a run's state as the workflow knows it: returned by the progress query,
+// kept in the memo, and returned as the workflow's result.
+type Progress struct {
+	Name       string  `json:"name"`
+	State      string  `json:"state"`
+	Step       int64   `json:"step"`  // last committed step
+	Steps      int64   `json:"steps"` // train.steps
+	Loss       float64 `json:"loss"`  // at the last committed step
+	TokensPerS float64 `json:"tokens_per_s"`
+	// TokensPerStep is what one rank processes per step (for the ETA).
+	TokensPerStep int64     `json:"tokens_per_step"`
+	Checkpoint    string    `json:"checkpoint"` // newest committed checkpoint's name
+	Dir           string    `json:"dir"`        // folder holding the run's checkpoints
+	Segments      int       `json:"segments"`   // segments completed, over all executions
+	Failures      int       `json:"failures"`   // segments that exhausted their retries
+	Worker        string    `json:"worker"`     // identity of the worker of the last segment
+	Error         string    `json:"error,omitempty"`
+	Warnings      []string  `json:"warnings,omitempty"`
+	Started       time.Time `json:"started"` // workflow time of the first start
+	Updated       time.Time `json:"updated"`
+}
+
+// SegmentInput asks a worker to train from the last committed checkpoint up to Until.
+type SegmentInput struct {
+	Config config.Run
+	Until  int64
+}
+
+// SegmentResult is where a segment stopped: Step < Until when it was interrupted (pause,
+// stop, worker shutdown) after committing a checkpoint.
+type SegmentResult struct {
+	Step       int64
+	Loss       float64
+	TokensPerS float64
+	Checkpoint string
+	Dir        string
+	Worker     string
+	Warnings   []string
+}
+
+var (
+	saState = temporal.NewSearchAttributeKeyKeyword("HerdState")
+	saStep  = temporal.NewSearchAttributeKeyInt64("HerdStep")
+)
+
+// run is the workflow's mutable state, touched only by the workflow goroutine and its
+// handlers (which Temporal runs one at a time).
+type run struct {
+	in     RunInput
+	p      Progress
+	paused bool
+	stop   bool
+	cancel workflow.CancelFunc // cancels the running segment; nil between segments
+}
+
+// TrainRun is the workflow: segments until train.steps, pausing, resuming and stopping on
+// request, waiting for `herd resume` when a segment exhausts its retries.
+func TrainRun(ctx workflow.Context, in RunInput) (Progress, error) {
+	r := &run{in: in}
+	if in.Carry != nil {
+		r.p = *in.Carry
+		r.paused = r.p.State == StatePaused
+	} else {
+		r.p = Progress{Name: in.Config.Name, Steps: int64(in.Config.Train.Steps), Started: workflow.Now(ctx)}
+	}
+	cfg := in.Config
+	r.p.Steps = int64(cfg.Train.Steps)
+	r.p.TokensPerStep = int64(cfg.Train.GlobalBatch * cfg.Model.SeqLen / max(cfg.Parallel.Data, 1))
+	if err := r.handlers(ctx); err != nil {
+		return r.p, err
+	}
+	segments := 0
+	for {
+		if err := workflow.Await(ctx, func() bool { return r.stop || (!r.paused && r.p.Error == "") }); err != nil {
+			return r.p, err
+		}
+		switch {
+		case r.stop:
+			return r.finish(ctx, StateStopped)
+		case r.p.Step >= r.p.Steps:
+			return r.finish(ctx, StateCompleted)
+		}
+		limit := in.SegmentsPerRun
+		if limit <= 0 {
+			limit = 200
+		}
+		if segments >= limit || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+				return r.p, err
+			}
+			next := in
+			carry := r.p
+			next.Carry = &carry
+			return r.p, workflow.NewContinueAsNewError(ctx, WorkflowName, next)
+		}
+		r.set(ctx, StateRunning)
+		if err := r.segment(ctx); err != nil {
+			r.p.Error = err.Error()
+			r.set(ctx, StateError)
+			return r.p, temporal.NewNonRetryableApplicationError(err.Error(), ErrUser, nil)
+		}
+		segments++
+	}
+}
+
+// segment runs one TrainSegment and folds its outcome into the state. It returns an error
+// only for a user error or divergence, which ends the run.
+func (r *run) segment(ctx workflow.Context) error {
+	seg := r.in.SegmentSteps
+	if seg <= 0 {
+		seg = int64(r.in.Config.Train.Checkpoint.Every)
+	}
+	if seg <= 0 {
+		seg = r.p.Steps
+	}
+	hb := r.in.HeartbeatTimeout
+	if hb <= 0 {
+		hb = 10 * time.Second
+	}
+	attempts := r.in.MaxAttempts
+	if attempts <= 0 {
+		attempts = 5
+	}
+	actx, cancel := workflow.WithCancel(ctx)
+	r.cancel = cancel
+	defer func() { r.cancel = nil }()
+	actx = workflow.WithActivityOptions(actx, workflow.ActivityOptions{
+		// A segment is minutes of work; the heartbeat, not this, detects a dead worker.
+		StartToCloseTimeout: 7 * 24 * time.Hour,
+		HeartbeatTimeout:    hb,
+		// Cancellation (pause, stop) waits for the segment to commit its checkpoint.
+		WaitForCancellation: true,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			MaximumAttempts:        attempts,
+			NonRetryableErrorTypes: []string{ErrUser},
+		},
+	})
+	until := min(r.p.Step+seg, r.p.Steps)
+	var res SegmentResult
+	err := workflow.ExecuteActivity(actx, SegmentActivity, SegmentInput{Config: r.in.Config, Until: until}).Get(ctx, &res)
+	var canceled *temporal.CanceledError
+	var app *temporal.ApplicationError
+	switch {
+	case err == nil:
+		r.apply(res)
+	case errors.As(err, &canceled):
+		// Paused or stopped: the segment reports where it committed in the error details.
+		if canceled.HasDetails() && canceled.Details(&res) == nil {
+			r.apply(res)
+		}
+	case errors.As(err, &app) && app.Type() == ErrUser:
+		return errors.New(app.Message())
+	default:
+		r.p.Failures++
+		r.p.Error = fmt.Sprintf("segment to step %d failed after %d attempts: %v", until, attempts, err)
+		r.set(ctx, StateFailed)
+	}
+	return nil
+}
+
+func (r *run) apply(res SegmentResult) {
+	if res.Step > r.p.Step { // a segment that trained nothing has no loss to report
+		r.p.Loss, r.p.TokensPerS = res.Loss, res.TokensPerS
+	}
+	r.p.Step = res.Step
+	r.p.Checkpoint, r.p.Dir, r.p.Worker = res.Checkpoint, res.Dir, res.Worker
+	r.p.Warnings = append(r.p.Warnings, res.Warnings...)
+	r.p.Segments++
+}
+
+// set records a state change where clients can see it without a worker: the memo, and
+// the search attributes where registered.
+func (r *run) set(ctx workflow.Context, state string) {
+	r.p.State = state
+	r.p.Updated = workflow.Now(ctx)
+	// Both calls only record a command; failing to encode Progress would be a bug.
+	if err := workflow.UpsertMemo(ctx, map[string]any{memoProgress: r.p}); err != nil {
+		panic(err)
+	}
+	if r.in.SearchAttributes {
+		if err := workflow.UpsertTypedSearchAttributes(ctx, saState.ValueSet(state), saStep.ValueSet(r.p.Step)); err != nil {
+			panic(err)
+		}
+	}
+}
+
+func (r *run) finish(ctx workflow.Context, state string) (Progress, error) {
+	r.set(ctx, state)
+	err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+	return r.p, err
+}
+
+// handlers registers the progress query and the pause, resume and stop updates. Pause and
+// stop cancel the running segment, which commits a checkpoint of the step it is on.
+func (r *run) handlers(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) { return r.p, nil }); err != nil {
+		return err
+	}
+	ended := func() error {
+		if r.stop || r.p.State == StateCompleted {
+			return fmt.Errorf("run %s has ended (%s)", r.p.Name, r.p.State)
+		}
+		return nil
+	}
+	for _, u := range []struct {
+		name string
+		do   func(workflow.Context)
+	}{
+		{UpdatePause, func(ctx workflow.Context) {
+			r.paused = true
+			r.interrupt()
+			r.set(ctx, StatePaused)
+		}},
+		{UpdateResume, func(ctx workflow.Context) {
+			r.paused = false
+			r.p.Error = ""
+			r.set(ctx, StateRunning)
+		}},
+		{UpdateStop, func(workflow.Context) {
+			r.stop = true
+			r.interrupt()
+		}},
+	} {
+		err := workflow.SetUpdateHandlerWithOptions(ctx, u.name,
+			func(ctx workflow.Context) (Progress, error) { u.do(ctx); return r.p, nil },
+			workflow.UpdateHandlerOptions{Validator: ended})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *run) interrupt() {
+	if r.cancel != nil {
+		r.cancel()
+	}
+}

@@ -1,0 +1,325 @@
+package workflows
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/trainer/checkpoint"
+)
+
+// inProcessWorker runs a worker in the test process until the test ends.
+func inProcessWorker(t *testing.T, c client.Client) {
+	t.Helper()
+	w := NewWorker(c, TaskQueue, &Activities{})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+}
+
+func dialTest(t *testing.T, addr string) client.Client {
+	t.Helper()
+	c, err := Dial(addr, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func follow(t *testing.T, c client.Client, name string) Progress {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p, err := Follow(ctx, c, name, 100*time.Millisecond, nil)
+	if err != nil {
+		t.Fatalf("run %s: %v", name, err)
+	}
+	return p
+}
+
+// waitFor polls cond every 20 ms for up to a minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// segmentAttempts counts the TrainSegment attempts that started, from the run's history.
+func segmentAttempts(t *testing.T, c client.Client, name string) (started int, maxAttempt int32) {
+	t.Helper()
+	it := c.GetWorkflowHistory(context.Background(), name, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := ev.GetActivityTaskStartedEventAttributes(); a != nil {
+			started++
+			maxAttempt = max(maxAttempt, a.GetAttempt())
+		}
+	}
+	return started, maxAttempt
+}
+
+// Must-show 1 and 5: a worker killed with SIGKILL in the middle of a segment; another
+// worker finishes the run after the heartbeat timeout, and the final weights and optimizer
+// state are bit-identical to an uninterrupted orchestrated run (which here also pauses,
+// resumes and continues as new after every segment) and to `herd train`. A standard SDK
+// client, not herd's code, then lists, describes and queries the runs.
+func TestWorkerKilledMidSegment(t *testing.T) {
+	srv := startServer(t)
+	c := dialTest(t, srv.Addr())
+	ctx := context.Background()
+
+	direct := microConfig(t, "direct")
+	trainDirect(t, direct)
+	want := fingerprint(t, direct)
+
+	// Uninterrupted by crashes, but paused mid-segment and resumed, and continued as new
+	// after each segment: none of it may change the result.
+	plain := microConfig(t, "plain")
+	inProcessWorker(t, c)
+	in := input(plain)
+	in.SegmentsPerRun = 1
+	if _, err := Submit(ctx, c, TaskQueue, in); err != nil {
+		t.Fatal(err)
+	}
+	attached, err := Submit(ctx, c, TaskQueue, in)
+	if err != nil || !attached {
+		t.Fatalf("second Submit: attached=%v err=%v, want an attach", attached, err)
+	}
+	waitFor(t, "a first step", func() bool {
+		s, err := GetStatus(ctx, c, "plain")
+		return err == nil && s.Live != nil && s.Live.Step > 0
+	})
+	p, err := Control(ctx, c, "plain", UpdatePause)
+	if err != nil || p.State != StatePaused {
+		t.Fatalf("pause: %+v, %v", p, err)
+	}
+	waitFor(t, "the pause to commit", func() bool {
+		s, err := GetStatus(ctx, c, "plain")
+		return err == nil && s.Live == nil && s.Step > 0
+	})
+	paused, _ := GetStatus(ctx, c, "plain")
+	if paused.State != StatePaused || paused.Step >= paused.Steps || paused.Checkpoint != checkpoint.Name(paused.Step) {
+		t.Fatalf("paused run: %+v; want paused with a checkpoint of its step", paused.Progress)
+	}
+	if _, err := Control(ctx, c, "plain", UpdateResume); err != nil {
+		t.Fatal(err)
+	}
+	if p := follow(t, c, "plain"); p.State != StateCompleted || p.Step != 60 {
+		t.Fatalf("plain run ended %+v", p)
+	}
+	if got := fingerprint(t, plain); got != want {
+		t.Errorf("paused and continued-as-new run: %s\nherd train:                        %s", got, want)
+	}
+
+	// The crash: a worker in another process is killed while it trains the second
+	// segment. The run has a queue of its own, so that only the helpers train it.
+	killed := microConfig(t, "killed")
+	w1 := helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE=killed")
+	if _, err := Submit(ctx, c, "killed", input(killed)); err != nil {
+		t.Fatal(err)
+	}
+	first := filepath.Join(killed.Train.Checkpoint.Dir, "killed", checkpoint.Name(30))
+	waitFor(t, "the first segment's checkpoint", func() bool { return exists(first) })
+	time.Sleep(300 * time.Millisecond) // well inside the second segment (30 steps, > 1 s)
+	if err := w1.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE=killed")
+	if p := follow(t, c, "killed"); p.State != StateCompleted || p.Step != 60 {
+		t.Fatalf("killed run ended %+v", p)
+	}
+	if _, attempt := segmentAttempts(t, c, "killed"); attempt < 2 {
+		t.Errorf("the second segment ran %d time(s); the kill should have forced a retry", attempt)
+	}
+	if got := fingerprint(t, killed); got != want {
+		t.Errorf("run with a killed worker: %s\nherd train:                %s", got, want)
+	}
+
+	// Must-show 5: the plain SDK client, with none of herd's helpers.
+	std, err := client.Dial(client.Options{HostPort: srv.Addr(), Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer std.Close()
+	list, err := std.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		Query: "WorkflowType = 'TrainRun' AND HerdState = 'completed' AND ExecutionStatus = 'Completed'"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, e := range list.GetExecutions() {
+		names[e.GetExecution().GetWorkflowId()] = true
+	}
+	if !names["plain"] || !names["killed"] {
+		t.Errorf("standard client lists %v, want plain and killed", names)
+	}
+	d, err := std.DescribeWorkflowExecution(ctx, "killed", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if typ := d.GetWorkflowExecutionInfo().GetType().GetName(); typ != WorkflowName {
+		t.Errorf("described type %q", typ)
+	}
+	v, err := std.QueryWorkflow(ctx, "killed", "", QueryProgress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q Progress
+	if err := v.Get(&q); err != nil || q.Step != 60 || q.Checkpoint != checkpoint.Name(60) {
+		t.Errorf("progress query: %+v, %v", q, err)
+	}
+}
+
+// Must-show 2: the whole `herd run` process, embedded server and worker included, is
+// killed mid-segment; `herd resume` in a new process (here, this one) brings the server
+// back on the same SQLite file and finishes with the same weights as `herd train`.
+func TestRunProcessKilled(t *testing.T) {
+	direct := microConfig(t, "direct")
+	trainDirect(t, direct)
+	want := fingerprint(t, direct)
+
+	cfg := microConfig(t, "whole")
+	state := t.TempDir()
+	js, err := json.Marshal(input(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := helper(t, "HERD_TEST_RUN="+state, "HERD_TEST_CONFIG="+string(js))
+	first := filepath.Join(cfg.Train.Checkpoint.Dir, "whole", checkpoint.Name(30))
+	waitFor(t, "the first segment's checkpoint", func() bool { return exists(first) })
+	time.Sleep(300 * time.Millisecond)
+	if err := run.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = run.Wait()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p, err := ResumeLocal(ctx, state, "whole", &Activities{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.State != StateCompleted || p.Step != 60 {
+		t.Fatalf("resumed run ended %+v", p)
+	}
+	if got := fingerprint(t, cfg); got != want {
+		t.Errorf("killed and resumed: %s\nherd train:         %s", got, want)
+	}
+}
+
+// Must-show 3: the newest checkpoint is corrupt; the segment skips it with a warning that
+// names it, resumes from the one before, and the run finishes.
+func TestCorruptNewestCheckpoint(t *testing.T) {
+	srv := startServer(t)
+	c := dialTest(t, srv.Addr())
+	inProcessWorker(t, c)
+
+	// Steps 1-40 trained directly leave step-30 and step-40 (keep 2).
+	cfg := microConfig(t, "corrupt", "train.checkpoint.every=10")
+	dir := trainUntil(t, cfg, 40)
+	newest := filepath.Join(dir, checkpoint.Name(40), checkpoint.ModelFile)
+	b, err := os.ReadFile(newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 0xff
+	if err := os.WriteFile(newest, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Submit(context.Background(), c, TaskQueue, input(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	p := follow(t, c, "corrupt")
+	if p.State != StateCompleted || p.Step != 60 {
+		t.Fatalf("run ended %+v", p)
+	}
+	if !strings.Contains(strings.Join(p.Warnings, "\n"), checkpoint.Name(40)) {
+		t.Errorf("warnings %q do not name %s", p.Warnings, checkpoint.Name(40))
+	}
+}
+
+// Must-show 4: a diverging recipe stops at once with a non-retryable user error naming
+// the step that went non-finite; the segment is not retried.
+func TestDivergenceIsNotRetried(t *testing.T) {
+	srv := startServer(t)
+	c := dialTest(t, srv.Addr())
+	inProcessWorker(t, c)
+	cfg := microConfig(t, "diverge", "train.optim.lr=1e12", "train.optim.clip=0", "train.schedule.warmup=0")
+	if _, err := Submit(context.Background(), c, TaskQueue, input(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := Follow(ctx, c, "diverge", 100*time.Millisecond, nil)
+	if !usererr.Is(err) || !strings.Contains(err.Error(), "non-finite") || !strings.Contains(err.Error(), "step ") {
+		t.Fatalf("err = %v, want a user error naming the non-finite step", err)
+	}
+	if started, _ := segmentAttempts(t, c, "diverge"); started != 1 {
+		t.Errorf("%d segment attempts, want 1 (no retry)", started)
+	}
+	s, err := GetStatus(ctx, c, "diverge")
+	if err != nil || s.State != StateError || s.Workflow != "Failed" {
+		t.Errorf("status %+v, %v; want state error, workflow Failed", s, err)
+	}
+}
+
+// Stop checkpoints the step the run is on and ends it; `herd resume` then finishes it
+// with the same result as an uninterrupted run.
+func TestStopThenResume(t *testing.T) {
+	srv := startServer(t)
+	c := dialTest(t, srv.Addr())
+	inProcessWorker(t, c)
+	ctx := context.Background()
+	cfg := microConfig(t, "stopped")
+	if _, err := Submit(ctx, c, TaskQueue, input(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a first step", func() bool {
+		s, err := GetStatus(ctx, c, "stopped")
+		return err == nil && s.Live != nil && s.Live.Step > 0
+	})
+	if _, err := Control(ctx, c, "stopped", UpdateStop); err != nil {
+		t.Fatal(err)
+	}
+	p := follow(t, c, "stopped")
+	if p.State != StateStopped || p.Step == 0 || p.Step == 60 {
+		t.Fatalf("stopped run: %+v", p)
+	}
+	if _, err := Control(ctx, c, "stopped", UpdatePause); !usererr.Is(err) {
+		t.Errorf("pausing an ended run: %v, want a user error", err)
+	}
+	if err := Resume(ctx, c, TaskQueue, "stopped"); err != nil {
+		t.Fatal(err)
+	}
+	if p := follow(t, c, "stopped"); p.State != StateCompleted || p.Step != 60 {
+		t.Fatalf("resumed run: %+v", p)
+	}
+	direct := microConfig(t, "direct")
+	trainDirect(t, direct)
+	if got, want := fingerprint(t, cfg), fingerprint(t, direct); got != want {
+		t.Errorf("stopped and resumed: %s\nherd train:          %s", got, want)
+	}
+}

@@ -1,0 +1,37 @@
+package workflows
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Identity is how a worker of this process names itself: pid@host, as the SDK does, plus
+// the queue.
+func Identity(queue string) string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%d@%s/%s", os.Getpid(), host, queue)
+}
+
+// NewWorker builds a worker that runs TrainRun workflows and TrainSegment activities from
+// queue. It runs one segment at a time: a segment uses every core (or the GPU) it has.
+func NewWorker(c client.Client, queue string, acts *Activities) worker.Worker {
+	if acts.Identity == "" {
+		acts.Identity = Identity(queue)
+	}
+	w := worker.New(c, queue, worker.Options{
+		Identity:                           acts.Identity,
+		MaxConcurrentActivityExecutionSize: 1,
+		// On Stop, a segment ends at its next step boundary and commits a checkpoint;
+		// this is how long that may take before the SDK cancels it anyway.
+		WorkerStopTimeout: 5 * time.Minute,
+	})
+	w.RegisterWorkflowWithOptions(TrainRun, workflow.RegisterOptions{Name: WorkflowName})
+	w.RegisterActivityWithOptions(acts.TrainSegment, activity.RegisterOptions{Name: SegmentActivity})
+	return w
+}
