@@ -49,7 +49,18 @@ type format struct {
 	minNormal uint32  // float32 bits of 2^emin
 	magic     float32 // 2^(emin-mbits+23): adding it rounds |x| < 2^emin to the subnormal grid
 	rebias    uint32  // (127 - bias) << mbits: float32 exponent field to FP8 exponent field
+	enc       encConsts
 	decode    [256]float32
+}
+
+// encConsts are encodeSat's loop constants, laid out for the assembly loop.
+type encConsts struct {
+	k         uint32 // 2^(shift-1) - 1 - rebias << shift: round-half-even bias, rebias folded in
+	shift     uint32 // 23 - mbits: float32 mantissa bits dropped
+	minNormal uint32
+	maxCode   uint32
+	magic     uint32 // bits of magic
+	valBias   uint32 // rebias << shift: a normal code shifted back, plus this, is its value
 }
 
 var formats = [2]format{
@@ -65,6 +76,9 @@ func newFormat(name string, mbits uint32, bias int, maxCode, overCode uint32) fo
 		magic:     float32(math.Ldexp(1, emin-int(mbits)+23)),
 		rebias:    uint32(127-bias) << mbits,
 	}
+	s := 23 - mbits
+	f.enc = encConsts{k: 1<<(s-1) - 1 - f.rebias<<s, shift: s, minNormal: f.minNormal, maxCode: maxCode,
+		magic: math.Float32bits(f.magic), valBias: f.rebias << s}
 	ebits := 7 - mbits
 	for c := range 256 {
 		e := (c >> mbits) & (1<<ebits - 1)

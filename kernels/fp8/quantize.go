@@ -1,6 +1,10 @@
 package fp8
 
-import "math"
+import (
+	"math"
+	"runtime"
+	"sync"
+)
 
 // Quantize writes dst[i] = Encode(src[i]·scale, SatFinite) and returns amax = max|src[i]|,
 // read in the same pass (NaN if any src[i] is NaN, so that a broken tensor never passes for
@@ -15,9 +19,13 @@ func Quantize(dst []uint8, src []float32, scale float32, f Format) (amax float32
 func Dequantize(dst []float32, src []uint8, scaleInv float32, f Format) {
 	tab := &formats[f].decode
 	dst = dst[:len(src)]
-	for i, c := range src {
-		dst[i] = tab[c] * scaleInv
-	}
+	parallelMax(len(src), func(lo, hi int) uint32 {
+		d := dst[lo:hi]
+		for i, c := range src[lo:hi] {
+			d[i] = tab[c] * scaleInv
+		}
+		return 0
+	})
 }
 
 // Amax returns max|src[i]|, NaN if any src[i] is NaN, 0 for an empty slice.
@@ -34,43 +42,79 @@ func Amax(src []float32) float32 {
 // codes, the codes of each chunk go through a small buffer that stays in L1.
 func quantize(codes []uint8, vals, src []float32, scale float32, f Format) float32 {
 	p := &formats[f]
-	var buf [4096]uint8
-	var m uint32
-	for lo := 0; lo < len(src); lo += len(buf) {
-		hi := min(lo+len(buf), len(src))
-		c := buf[:hi-lo]
-		if codes != nil {
-			c = codes[lo:hi]
-		}
-		m = max(m, p.encodeSat(c, src[lo:hi], scale))
-		if vals != nil {
-			v := vals[lo:hi]
-			for i, b := range c {
-				v[i] = p.decode[b]
-			}
-		}
+	if codes != nil {
+		codes = codes[:len(src)]
 	}
+	if vals != nil {
+		vals = vals[:len(src)]
+	}
+	m := parallelMax(len(src), func(lo, hi int) uint32 {
+		var buf [4096]uint8
+		var m uint32
+		for ; lo < hi; lo += len(buf) {
+			end := min(lo+len(buf), hi)
+			c := buf[:end-lo]
+			if codes != nil {
+				c = codes[lo:end]
+			}
+			var v []float32
+			if vals != nil {
+				v = vals[lo:end]
+			}
+			m = max(m, p.encodeSat(c, v, src[lo:end], scale))
+		}
+		return m
+	})
 	return math.Float32frombits(m)
 }
 
-// encodeSat writes dst[i] = Encode(src[i]·scale, SatFinite) and returns the largest
-// |src[i]| as bits. It is Encode with its constants hoisted and its rare cases moved out:
-// the subnormal branch is almost never taken once a tensor is scaled to the FP8 range, and
-// NaN is fixed up afterwards, since the product src[i]·scale (scale finite and non-zero)
-// is NaN only where src[i] is.
+// grain is the fewest elements worth a goroutine: about 20 µs of work.
+const grain = 1 << 15
+
+// parallelMax runs body over [0, n) split into contiguous chunks, one goroutine per chunk,
+// up to GOMAXPROCS chunks of at least grain elements, and returns the maximum of the
+// bodies' results. Each element is handled by one body and max does not depend on the
+// order, so the result is the same for any number of threads.
+func parallelMax(n int, body func(lo, hi int) uint32) uint32 {
+	chunks := min(runtime.GOMAXPROCS(0), n/grain)
+	if chunks <= 1 {
+		return body(0, n)
+	}
+	res := make([]uint32, chunks)
+	per := (n + chunks - 1) / chunks
+	var wg sync.WaitGroup
+	for c := range chunks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[c] = body(c*per, min(c*per+per, n))
+		}()
+	}
+	wg.Wait()
+	var m uint32
+	for _, r := range res {
+		m = max(m, r)
+	}
+	return m
+}
+
+// encodeSat writes dst[i] = Encode(src[i]·scale, SatFinite), and vals[i] = Decode(dst[i])
+// unless vals is nil, and returns the largest |src[i]| as bits. It is Encode with its
+// constants hoisted and its rare cases moved out: the subnormal branch is almost never
+// taken once a tensor is scaled to the FP8 range, and NaN is fixed up afterwards, since
+// the product src[i]·scale (scale finite and non-zero) is NaN only where src[i] is.
 //
 // The maximum is taken over the magnitudes' bit patterns: for non-negative floats the
 // integer order is the numeric order, and every NaN pattern is above +Inf, so the result
 // is NaN exactly when a NaN was seen.
-func (p *format) encodeSat(dst []uint8, src []float32, scale float32) uint32 {
-	s := (23 - p.mbits) & 31 // the mask tells the compiler the shift is below 32
-	// Normal range, as in magnitude: (a + half + lsb) >> s - rebias, with the rebias folded
-	// into the constant (uint32 wrap-around is exact here: a >= minNormal > rebias << s).
-	k := uint32(1)<<s>>1 - 1 - p.rebias<<s
-	minNormal, maxCode := p.minNormal, p.maxCode
-	var m uint32
+func (p *format) encodeSat(dst []uint8, vals, src []float32, scale float32) uint32 {
 	dst = dst[:len(src)]
-	for i, x := range src {
+	done, m := encodeSatBulk(p, dst, vals, src, scale)
+	c := &p.enc
+	s := c.shift & 31 // the mask tells the compiler the shift is below 32
+	k, minNormal, maxCode := c.k, c.minNormal, c.maxCode
+	for i := done; i < len(src); i++ {
+		x := src[i]
 		m = max(m, math.Float32bits(x)&0x7FFFFFFF)
 		b := math.Float32bits(x * scale)
 		a := b & 0x7FFFFFFF
@@ -81,11 +125,17 @@ func (p *format) encodeSat(dst []uint8, src []float32, scale float32) uint32 {
 			code = p.magnitude(a)
 		}
 		dst[i] = uint8(code | b>>24&0x80)
+		if vals != nil {
+			vals[i] = p.decode[dst[i]]
+		}
 	}
 	if m > 0x7F800000 {
 		for i, x := range src {
 			if x != x {
 				dst[i] = 0x7F
+				if vals != nil {
+					vals[i] = p.decode[0x7F]
+				}
 			}
 		}
 	}

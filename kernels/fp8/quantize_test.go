@@ -15,20 +15,54 @@ func randTensor(n int, seed uint64, std float64) []float32 {
 	return x
 }
 
+// useAsm switches the assembly quantizer on or off; nil where there is none.
+var useAsm func(on bool)
+
+// forEachImpl runs test once with the Go loop and once with the assembly, if any.
+func forEachImpl(t *testing.T, test func(t *testing.T)) {
+	if useAsm != nil {
+		defer useAsm(true)
+		useAsm(false)
+	}
+	t.Run("go", test)
+	if useAsm != nil {
+		useAsm(true)
+		t.Run("asm", test)
+	}
+}
+
 // The fast paths must agree with Encode/Decode element by element, across chunk borders,
-// on every kind of value: normal, subnormal after scaling, overflowing, Inf, NaN, ±0.
+// on every kind of value: normal, subnormal after scaling, overflowing, Inf, NaN, ±0;
+// and write nothing past the end of dst.
 func TestQuantizeMatchesEncode(t *testing.T) {
+	forEachImpl(t, testQuantizeMatchesEncode)
+}
+
+func testQuantizeMatchesEncode(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
 	src := randTensor(3*4096+17, 3, 1)
+	for i := range src[:5000] { // magnitudes spread over 2^-40 .. 2^40
+		src[i] = float32(math.Copysign(math.Exp2(80*rng.Float64()-40), rng.Float64()-0.5))
+	}
 	special := []float32{0, float32(math.Copysign(0, -1)), 1e-30, -1e-30, 1e-45, 3e38, -3e38,
 		float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 0x1p-20, -0x1p-12}
 	for i, x := range special {
-		src[i*1000] = x
+		src[6000+i*500] = x
 	}
+	const guard = 16
 	for _, f := range []Format{E4M3, E5M2} {
 		for _, scale := range []float32{1, 100, 3.7e-3} {
-			codes := make([]uint8, len(src))
+			codes := make([]uint8, len(src)+guard)
+			for i := range codes {
+				codes[i] = 0xAA
+			}
 			vals := make([]float32, len(src))
-			amax := Quantize(codes, src, scale, f)
+			amax := Quantize(codes[:len(src)], src, scale, f)
+			for i, c := range codes[len(src):] {
+				if c != 0xAA {
+					t.Fatalf("%v: guard byte %d overwritten", f, i)
+				}
+			}
 			if !math.IsNaN(float64(amax)) {
 				t.Errorf("%v: amax of a tensor holding NaN = %g, want NaN", f, amax)
 			}
@@ -37,7 +71,7 @@ func TestQuantizeMatchesEncode(t *testing.T) {
 				t.Errorf("%v: amax %g from vals-only pass, %g from codes pass", f, amax2, amax)
 			}
 			back := make([]float32, len(src))
-			Dequantize(back, codes, 1/scale, f)
+			Dequantize(back, codes[:len(src)], 1/scale, f)
 			for i, x := range src {
 				want := f.Encode(x*scale, SatFinite)
 				if codes[i] != want {
@@ -52,7 +86,7 @@ func TestQuantizeMatchesEncode(t *testing.T) {
 			}
 		}
 	}
-	finite := randTensor(5000, 4, 2)
+	finite := randTensor(5003, 4, 2)
 	finite[1234] = -77
 	if got := Quantize(make([]uint8, len(finite)), finite, 1, E4M3); got != 77 || got != Amax(finite) {
 		t.Errorf("amax = %g, Amax = %g, want 77", got, Amax(finite))

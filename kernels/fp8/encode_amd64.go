@@ -1,0 +1,28 @@
+//go:build amd64 && !purego
+
+package fp8
+
+import "golang.org/x/sys/cpu"
+
+// hasAVX2 selects the assembly quantizer; tests turn it off to run the Go twin.
+var hasAVX2 = cpu.X86.HasAVX2
+
+// encodeSatBulk runs encodeSat's loop on the largest multiple of 8 elements of src with
+// AVX2, when the CPU has it, writing vals too unless it is nil. It returns how many
+// elements it did and their amax bits.
+func encodeSatBulk(p *format, dst []uint8, vals, src []float32, scale float32) (done int, amax uint32) {
+	n := len(src) &^ 7
+	if !hasAVX2 || n == 0 {
+		return 0, 0
+	}
+	if vals != nil {
+		vals = vals[:n]
+	}
+	return n, encodeSatAVX2(dst[:n], vals, src[:n], scale, &p.enc)
+}
+
+// encodeSatAVX2 is encodeSat's loop, without the NaN fix-up, eight elements at a time;
+// len(src) is a multiple of 8, len(dst) = len(src), and vals is empty or as long.
+//
+//go:noescape
+func encodeSatAVX2(dst []uint8, vals, src []float32, scale float32, c *encConsts) (amax uint32)
