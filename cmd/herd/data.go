@@ -1,0 +1,232 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/herdml/herd/data"
+	"github.com/herdml/herd/internal/usererr"
+)
+
+// newDataCmd groups the dataset commands: pack, inspect, verify.
+func newDataCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "data",
+		Short: "Pack corpora into Arrow token shards, inspect and verify them",
+		Args:  noArgs,
+		RunE:  func(c *cobra.Command, _ []string) error { return c.Help() },
+	}
+	c.AddCommand(newDataPackCmd(), newDataInspectCmd(), newDataVerifyCmd())
+	return c
+}
+
+func newDataPackCmd() *cobra.Command {
+	var (
+		o                  data.PackOptions
+		text, jsonl, field string
+		fashion, split     string
+		quiet, asJSON      bool
+	)
+	c := &cobra.Command{
+		Use:   "pack --out DIR (--text GLOB | --jsonl GLOB --field NAME | --fashion-mnist DIR --split train|test)",
+		Short: "Tokenize and pack documents into Arrow shards with a manifest",
+		Long: `Tokenize and pack documents into rows of seq_len+1 tokens, written as Arrow IPC
+shards plus manifest.json (format: docs/data.md). Text globs take ** and environment
+variables, and an optional #train or #eval suffix selects a deterministic 95/5 split
+by file. The output is the same for the same input, whatever the number of threads.`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			var read func(func(*data.RawDoc) error) error
+			total, unit := int64(-1), "bytes"
+			var bar *progressbar.ProgressBar
+			progress := func(n int64) {
+				if bar != nil {
+					bar.Add64(n)
+				}
+			}
+			switch {
+			case numTrue(text != "", jsonl != "", fashion != "") != 1:
+				return usererr.New("herd data pack", "give exactly one input: --text, --jsonl or --fashion-mnist")
+			case text != "":
+				read = data.TextFiles(text, progress)
+			case jsonl != "":
+				if field == "" {
+					return usererr.New("--field", "name the JSON field that holds the text")
+				}
+				read = data.JSONLFiles(jsonl, field, progress)
+			default:
+				if o.Patch == 0 {
+					o.Patch = 4
+				}
+				o.Channels, unit = 1, "images"
+				read = data.FashionMNIST(fashion, split, progress)
+			}
+			if o.Out == "" {
+				return usererr.New("--out", "name the folder to write the dataset to")
+			}
+			if !quiet {
+				bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(os.Stderr),
+					progressbar.OptionSetDescription("packing "+unit), progressbar.OptionShowBytes(unit == "bytes"),
+					progressbar.OptionShowCount(), progressbar.OptionThrottle(200e6))
+			}
+			m, err := data.Pack(read, o)
+			if bar != nil {
+				bar.Finish()
+				fmt.Fprintln(os.Stderr)
+			}
+			if err != nil {
+				return err
+			}
+			return printManifest(c, filepath.Join(o.Out, data.ManifestName), m, asJSON)
+		},
+	}
+	fl := c.Flags()
+	fl.StringVar(&o.Out, "out", "", "output folder")
+	fl.StringVar(&text, "text", "", "glob of text files, one document each (e.g. '${GOROOT}/src/**/*.go#train')")
+	fl.StringVar(&jsonl, "jsonl", "", "glob of JSONL files, one document per line")
+	fl.StringVar(&field, "field", "text", "JSONL field holding the text")
+	fl.StringVar(&fashion, "fashion-mnist", "", "folder of Fashion-MNIST IDX files (Debian: /usr/share/datasets/fashion-mnist)")
+	fl.StringVar(&split, "split", "train", "Fashion-MNIST split: train or test")
+	fl.IntVar(&o.SeqLen, "seq-len", 256, "positions per training sequence T (rows hold T+1 tokens); must equal model.seq_len")
+	fl.StringVar(&o.Tokenizer, "tokenizer", "byte", "byte, o200k_base or cl100k_base (BPE, offline)")
+	fl.IntVar(&o.Patch, "patch", 0, "image patch side in pixels (images only; default 4)")
+	fl.IntVar(&o.ShardRows, "shard-rows", 65536, "rows per shard")
+	fl.IntVar(&o.BatchRows, "batch-rows", 1024, "rows per Arrow record batch")
+	fl.BoolVar(&quiet, "quiet", false, "no progress bar")
+	fl.BoolVar(&asJSON, "json", false, "print the manifest as JSON on stdout")
+	return c
+}
+
+func numTrue(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
+}
+
+// printManifest prints a dataset's summary, or its manifest as JSON.
+func printManifest(c *cobra.Command, path string, m *data.Manifest, asJSON bool) error {
+	w := c.OutOrStdout()
+	if asJSON {
+		return printJSON(w, m)
+	}
+	bytes := int64(0)
+	for _, s := range m.Shards {
+		bytes += s.Bytes
+	}
+	L := int64(m.SeqLen + 1)
+	fmt.Fprintf(w, "%s: %d rows of %d tokens in %d shards (%.1f MB), tokenizer %s (vocabulary %d)\n",
+		path, m.Rows, L, len(m.Shards), float64(bytes)/1e6, m.Tokenizer, m.VocabSize)
+	fmt.Fprintf(w, "%d documents, %d tokens, %.2f%% padding\n", m.Docs, m.Tokens, 100*(1-float64(m.Tokens)/float64(m.Rows*L)))
+	if m.Patch > 0 {
+		fmt.Fprintf(w, "images: patches of %dx%d pixels, %d channel(s)\n", m.Patch, m.Patch, m.Channels)
+	}
+	return nil
+}
+
+func newDataInspectCmd() *cobra.Command {
+	var (
+		rows   []int64
+		asJSON bool
+	)
+	c := &cobra.Command{
+		Use:   "inspect MANIFEST",
+		Short: "Show a dataset's statistics and decode rows back to text",
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			path := manifestPath(args[0])
+			sh, err := data.OpenShards(path, nil)
+			if err != nil {
+				return err
+			}
+			defer sh.Close()
+			if err := printManifest(c, path, &sh.Manifest, asJSON); err != nil || len(rows) == 0 {
+				return err
+			}
+			tok, err := data.NewTokenizer(sh.Manifest.Tokenizer)
+			if err != nil {
+				return err
+			}
+			var r data.Row
+			for _, i := range rows {
+				if i < 0 || i >= sh.Manifest.Rows {
+					return usererr.New("--row", "row %d is outside [0, %d)", i, sh.Manifest.Rows)
+				}
+				if err := sh.Row(i, &r); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.OutOrStdout(), "--- row %d: documents %v, not trained %v, images %v\n%s\n", i, r.Docs, r.NoLoss, r.Images, decodeRow(tok, &r))
+			}
+			return nil
+		},
+	}
+	c.Flags().Int64SliceVar(&rows, "row", nil, "rows to decode (repeatable)")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the manifest as JSON on stdout")
+	return c
+}
+
+// decodeRow renders a row as text, documents separated by a marker line and each image
+// as one <image: N patches> placeholder.
+func decodeRow(tok data.Tokenizer, r *data.Row) string {
+	var b strings.Builder
+	img, start := 0, 0
+	for d, n := range r.Docs {
+		if d > 0 {
+			b.WriteString("\n<|document|>\n")
+		}
+		end := start + int(n)
+		for t := start; t < end; {
+			if img+1 < len(r.Images) && int(r.Images[img]) == t {
+				fmt.Fprintf(&b, "<image: %d patches>", r.Images[img+1])
+				t += int(r.Images[img+1])
+				img += 2
+				continue
+			}
+			next := end
+			if img < len(r.Images) {
+				next = min(next, int(r.Images[img]))
+			}
+			b.WriteString(tok.Decode(r.Tokens[t:next]))
+			t = next
+		}
+		start = end
+	}
+	return b.String()
+}
+
+func newDataVerifyCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "verify MANIFEST",
+		Short: "Check every shard's sha256 against the manifest and every row against the format",
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			path := manifestPath(args[0])
+			sh, err := data.OpenShards(path, nil)
+			if err != nil {
+				return err
+			}
+			defer sh.Close()
+			if err := sh.Verify(nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "%s: %d shards, %d rows: every hash and row is good\n", path, len(sh.Manifest.Shards), sh.Manifest.Rows)
+			return nil
+		},
+	}
+}
+
+// manifestPath accepts a dataset folder for its manifest.
+func manifestPath(p string) string {
+	if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+		return filepath.Join(p, data.ManifestName)
+	}
+	return p
+}
