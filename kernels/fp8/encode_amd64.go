@@ -4,7 +4,7 @@ package fp8
 
 import "golang.org/x/sys/cpu"
 
-// hasAVX2 selects the assembly quantizer; tests turn it off to run the Go twin.
+// hasAVX2 selects the assembly loops; tests turn it off to run their Go twins.
 var hasAVX2 = cpu.X86.HasAVX2
 
 // encodeSatBulk runs encodeSat's loop on the largest multiple of 8 elements of src with
@@ -26,3 +26,20 @@ func encodeSatBulk(p *format, dst []uint8, vals, src []float32, scale float32) (
 //
 //go:noescape
 func encodeSatAVX2(dst []uint8, vals, src []float32, scale float32, c *encConsts) (amax uint32)
+
+// decodeBulk runs Dequantize's loop on the largest multiple of 8 elements of src with
+// AVX2, when the CPU has it, and returns how many it did.
+func decodeBulk(dst []float32, src []uint8, scaleInv float32, tab *[256]float32) int {
+	n := len(src) &^ 7
+	if !hasAVX2 || n == 0 {
+		return 0
+	}
+	decodeAVX2(dst[:n], src[:n], scaleInv, tab)
+	return n
+}
+
+// decodeAVX2 is Dequantize's loop eight elements at a time; len(src) is a multiple of 8
+// and len(dst) = len(src).
+//
+//go:noescape
+func decodeAVX2(dst []float32, src []uint8, scaleInv float32, tab *[256]float32)

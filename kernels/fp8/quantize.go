@@ -20,9 +20,9 @@ func Dequantize(dst []float32, src []uint8, scaleInv float32, f Format) {
 	tab := &formats[f].decode
 	dst = dst[:len(src)]
 	parallelMax(len(src), func(lo, hi int) uint32 {
-		d := dst[lo:hi]
-		for i, c := range src[lo:hi] {
-			d[i] = tab[c] * scaleInv
+		d, c := dst[lo:hi], src[lo:hi]
+		for i := decodeBulk(d, c, scaleInv, tab); i < len(c); i++ {
+			d[i] = tab[c[i]] * scaleInv
 		}
 		return 0
 	})
