@@ -114,6 +114,29 @@ func TestTrainJSON(t *testing.T) {
 		t.Errorf("--out ignored: train.checkpoint.dir was written (%v)", err)
 	}
 
+	// herd eval on the same held-out data and batches gives the training run's eval loss,
+	// bit for bit: the checkpoint holds everything the forward pass needs.
+	stdout, stderr, status = herd(t, dir, "eval", sum.Checkpoint, "--data", "eval/*.txt", "--batches", "2", "--json")
+	if status != 0 {
+		t.Fatalf("herd eval: status %d\n%s", status, stderr)
+	}
+	var ev evalSummary
+	if err := json.Unmarshal([]byte(stdout), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Loss != sum.EvalLoss || ev.Step != 3 || ev.Batches != 2 {
+		t.Errorf("herd eval %+v, want loss %v at step 3 over 2 batches", ev, sum.EvalLoss)
+	}
+
+	if _, stderr, status = herd(t, dir, "export", sum.Checkpoint, "exported"); status != 0 {
+		t.Fatalf("herd export: status %d\n%s", status, stderr)
+	}
+	for _, f := range []string{"model.safetensors", "config.json"} {
+		if fi, err := os.Stat(filepath.Join(dir, "exported", f)); err != nil || fi.Size() == 0 {
+			t.Errorf("export wrote no %s (%v)", f, err)
+		}
+	}
+
 	// Training again finds the run complete: it resumes from the last checkpoint, trains
 	// nothing, and reports the same checkpoint and eval loss.
 	first := sum
@@ -160,6 +183,27 @@ func TestBadInput(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "typo.yaml"), []byte("train: {optim: {lrr: 1}}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A good checkpoint, and a copy of it with its weights damaged.
+	if _, stderr, status := herd(t, dir, "train", "run.yaml", "--out", "good"); status != 0 {
+		t.Fatalf("herd train: status %d\n%s", status, stderr)
+	}
+	good := filepath.Join(dir, "good", "e2e", "step-00000003")
+	broken := filepath.Join(dir, "broken", "step-00000003")
+	if err := os.MkdirAll(broken, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"model.safetensors", "optim.safetensors", "state.json", "manifest.json"} {
+		b, err := os.ReadFile(filepath.Join(good, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f == "model.safetensors" {
+			b[len(b)-1] ^= 1
+		}
+		if err := os.WriteFile(filepath.Join(broken, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	train := func(extra ...string) []string {
 		return append([]string{"train", "run.yaml", "--out", "written"}, extra...)
 	}
@@ -178,6 +222,10 @@ func TestBadInput(t *testing.T) {
 		{"missing data", train("--set", "data.train=nothere/*.txt"), []string{"nothere/*.txt"}},
 		{"missing config", []string{"train", "nothere.yaml", "--out", "written"}, []string{"nothere.yaml", "no such file"}},
 		{"bad flag", train("--stpes", "3"), []string{"unknown flag: --stpes"}},
+		{"checkpoint missing", []string{"eval", "ckpts/e2e/step-00000009", "--data", "eval/*.txt"}, []string{"ckpts/e2e/step-00000009/manifest.json", "unreadable checkpoint"}},
+		{"checkpoint corrupt", []string{"export", "broken/step-00000003", "written"}, []string{"broken/step-00000003/model.safetensors", "sha256"}},
+		{"eval without data", []string{"eval", "broken/step-00000003"}, []string{"--data", "required"}},
+		{"eval data missing", []string{"eval", "good/e2e/step-00000003", "--data", "nothere/*.txt"}, []string{"nothere/*.txt"}},
 		{"plan bad value", []string{"plan", "run.yaml", "--set", "train.precision=bf16"}, []string{"--set train.precision", "allowed: fp32, fp8"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

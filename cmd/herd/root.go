@@ -27,6 +27,8 @@ func newRootCmd() *cobra.Command {
 		return usererr.New("", "%v; see %s --help", err, c.CommandPath())
 	})
 	root.AddCommand(newTrainCmd())
+	root.AddCommand(newEvalCmd())
+	root.AddCommand(newExportCmd())
 	root.AddCommand(newPlanCmd())
 	root.AddCommand(newMetapCmd())
 	root.AddCommand(newDataCmd())

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/herdml/herd/trainer"
+)
+
+func newExportCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "export CKPT DIR",
+		Short: "Write a checkpoint's model as DIR/model.safetensors and DIR/config.json",
+		Long: "Writes the weights of the checkpoint folder CKPT by their documented names (docs/model.md) and a\n" +
+			"config.json with the model config, the forward multipliers of every tensor and the attention scale.",
+		Args: exactArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			tr, err := trainer.Open(args[0], "", trainer.Options{})
+			if err != nil {
+				return err
+			}
+			if err := tr.Export(args[1]); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "wrote %s and %s\n", filepath.Join(args[1], "model.safetensors"), filepath.Join(args[1], "config.json"))
+			return nil
+		},
+	}
+}
