@@ -1,6 +1,9 @@
 package data
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // BenchmarkReadGoSources reads every .go file of GOROOT/src, as the demo does.
 func BenchmarkReadGoSources(b *testing.B) {
@@ -13,4 +16,50 @@ func BenchmarkReadGoSources(b *testing.B) {
 		n = int64(len(c.Bytes))
 	}
 	b.SetBytes(n)
+}
+
+// BenchmarkShardReadVsScan reads every row of a packed slice of the Go sources through
+// the mmap reader and the sampler, one goroutine, from the page cache, and compares it
+// with a plain scan of the same tokens already in memory.
+func BenchmarkShardReadVsScan(b *testing.B) {
+	dir := b.TempDir()
+	m, err := Pack(TextFiles("${GOROOT}/src/net/**/*.go", nil), PackOptions{Out: dir, SeqLen: 256})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const M = 8
+	s, err := Open(dir, 256, M, M, 0, 1, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	flat := make([]int32, m.Rows*257)
+	for i := range flat {
+		flat[i] = int32(i)
+	}
+	steps := int(m.Rows / M)
+	tokens := float64(steps * M * 256)
+	var batch Batch
+	var read, scan time.Duration
+	var sink int32
+	for b.Loop() {
+		t0 := time.Now()
+		for range steps {
+			if err := s.Next(&batch); err != nil {
+				b.Fatal(err)
+			}
+			sink += batch.Tokens[0]
+		}
+		t1 := time.Now()
+		for _, v := range flat {
+			sink ^= v
+		}
+		read, scan = read+t1.Sub(t0), scan+time.Since(t1)
+	}
+	b.ReportMetric(tokens*float64(b.N)/read.Seconds(), "tokens/s")
+	b.ReportMetric(tokens*float64(b.N)/scan.Seconds(), "scan-tokens/s")
+	b.ReportMetric(read.Seconds()/scan.Seconds(), "read/scan")
+	if sink == 42 {
+		b.Log(sink)
+	}
 }
