@@ -120,29 +120,37 @@ func (tr *Trainer) Resume(path string) (string, error) {
 			return "", err
 		}
 	}
+	return name, tr.load(store, name, tr.configHash)
+}
+
+// load reads checkpoint name into the trainer after checking that it was trained with
+// configHash and with this trainer's MetaP table.
+func (tr *Trainer) load(store checkpoint.Dir, name, configHash string) error {
 	s := tr.snapshot()
 	check := func(st checkpoint.State) error {
-		return checkpoint.Compatible(store, name, st, tr.configJSON, tr.configHash, tr.Table.Hash())
+		return checkpoint.Compatible(store, name, st, tr.configJSON, configHash, tr.Table.Hash())
 	}
 	if err := checkpoint.Load(store, name, &s, check); err != nil {
-		return "", err
+		return err
 	}
 	st := s.State
 	if len(st.Data) != 1 {
-		return "", fmt.Errorf("checkpoint %s holds the data position of %d ranks, want 1", name, len(st.Data))
+		return fmt.Errorf("checkpoint %s holds the data position of %d ranks, want 1", name, len(st.Data))
 	}
-	if err := tr.train.Restore(st.Data[0]); err != nil {
-		return "", err
+	if tr.train != nil {
+		if err := tr.train.Restore(st.Data[0]); err != nil {
+			return err
+		}
 	}
 	t, err := strconv.ParseInt(s.OptimMeta[metaAdamT], 10, 64)
 	if err != nil {
-		return "", fmt.Errorf("checkpoint %s: optimizer step count %q: %w", name, s.OptimMeta[metaAdamT], err)
+		return fmt.Errorf("checkpoint %s: optimizer step count %q: %w", name, s.OptimMeta[metaAdamT], err)
 	}
 	if err := tr.rng.UnmarshalBinary(st.RNG); err != nil {
-		return "", fmt.Errorf("checkpoint %s: rng state: %w", name, err)
+		return fmt.Errorf("checkpoint %s: rng state: %w", name, err)
 	}
 	tr.opt.T, tr.step = t, st.Step
-	return name, nil
+	return nil
 }
 
 func (tr *Trainer) warn(msg string) {

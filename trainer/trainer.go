@@ -10,6 +10,7 @@ package trainer
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -94,8 +95,20 @@ const pcgStream = 0x68657264 // "herd"
 
 // New builds a trainer from a validated configuration: the model, initialised from the
 // MetaP table; the optimizer with the table's per-tensor hyperparameters; and the data
-// sources for rank 0 of parallel.data ranks.
+// sources for rank 0 of parallel.data ranks. Close releases the sources.
 func New(cfg config.Run, opts Options) (*Trainer, error) {
+	tr, err := build(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := tr.openData(true); err != nil {
+		return nil, err
+	}
+	return tr, nil
+}
+
+// build makes everything but the data sources.
+func build(cfg config.Run, opts Options) (*Trainer, error) {
 	if opts.Backend == nil {
 		opts.Backend = cpu.New[float32]()
 	}
@@ -118,9 +131,6 @@ func New(cfg config.Run, opts Options) (*Trainer, error) {
 
 	tr.Model = model.New[float32](cfg.Model, opts.Backend, cfg.Train.MicroBatch)
 	if err := tr.plan(); err != nil {
-		return nil, err
-	}
-	if err := tr.openData(); err != nil {
 		return nil, err
 	}
 	return tr, nil
@@ -165,12 +175,13 @@ func (tr *Trainer) plan() error {
 	return nil
 }
 
-// openData opens the training and eval sources unless Options gave them.
-func (tr *Trainer) openData() error {
+// openData opens the eval source and, if train is set, the training source, unless
+// Options gave them.
+func (tr *Trainer) openData(train bool) error {
 	cfg := tr.Cfg
 	tr.train, tr.eval = tr.opts.Train, tr.opts.Eval
 	var err error
-	if tr.train == nil {
+	if tr.train == nil && train {
 		if tr.train, err = openSource(cfg, cfg.Data.Train, cfg.Train.GlobalBatch, 0, cfg.Parallel.Data); err != nil {
 			return err
 		}
@@ -194,8 +205,11 @@ func (tr *Trainer) Step() (Stats, error) {
 	start := time.Now()
 	step := tr.step + 1
 	m := tr.Model
-	clear(m.Grads)
 	st := Stats{Step: step, Steps: tr.Cfg.Train.Steps}
+	if tr.train == nil {
+		return st, errors.New("trainer: opened for evaluation (Open) without training data; use New to train")
+	}
+	clear(m.Grads)
 	scale := 1 / float32(tr.nMicro)
 	for i := range tr.nMicro {
 		if err := tr.train.Next(&tr.batch); err != nil {

@@ -258,6 +258,43 @@ func Latest(s Storage) (name string, warnings []string, err error) {
 	return "", warnings, ErrNone
 }
 
+// ReadState verifies checkpoint name and returns its state.json: enough to rebuild the
+// model it holds (State.Config) before loading the tensors with Load.
+func ReadState(s Storage, name string) (State, error) {
+	if err := Verify(s, name); err != nil {
+		return State{}, err
+	}
+	return readState(s, name)
+}
+
+func readState(s Storage, name string) (State, error) {
+	var st State
+	err := readFile(s, name, StateFile, func(r io.Reader) error {
+		if err := json.NewDecoder(r).Decode(&st); err != nil {
+			return err
+		}
+		if st.Format != Format {
+			return fmt.Errorf("format %d, this herd reads format %d", st.Format, Format)
+		}
+		return nil
+	})
+	return st, err
+}
+
+// readFile opens one file of checkpoint name for fn; any failure is a user error naming
+// the file.
+func readFile(s Storage, name, file string, fn func(io.Reader) error) error {
+	r, err := s.Open(name, file)
+	if err != nil {
+		return corrupt(s, name, file, "%v", err)
+	}
+	defer r.Close()
+	if err := fn(r); err != nil {
+		return corrupt(s, name, file, "%v", err)
+	}
+	return nil
+}
+
 // Load verifies checkpoint name and reads it into snap: snap.State is replaced, and every
 // tensor in snap.Model and snap.Optim is filled. The files must hold exactly those tensors
 // with those shapes. Errors are user errors naming the file. check, if not nil, sees the
@@ -267,41 +304,23 @@ func Load(s Storage, name string, snap *Snapshot, check func(State) error) error
 	if err := Verify(s, name); err != nil {
 		return err
 	}
-	read := func(file string, fn func(io.Reader) error) error {
-		r, err := s.Open(name, file)
-		if err != nil {
-			return corrupt(s, name, file, "%v", err)
-		}
-		defer r.Close()
-		if err := fn(r); err != nil {
-			return corrupt(s, name, file, "%v", err)
-		}
-		return nil
-	}
-	if err := read(StateFile, func(r io.Reader) error {
-		snap.State = State{}
-		if err := json.NewDecoder(r).Decode(&snap.State); err != nil {
-			return err
-		}
-		if snap.State.Format != Format {
-			return fmt.Errorf("format %d, this herd reads format %d", snap.State.Format, Format)
-		}
-		return nil
-	}); err != nil {
+	st, err := readState(s, name)
+	if err != nil {
 		return err
 	}
+	snap.State = st
 	if check != nil {
-		if err := check(snap.State); err != nil {
+		if err := check(st); err != nil {
 			return err
 		}
 	}
-	if err := read(ModelFile, func(r io.Reader) error {
+	if err := readFile(s, name, ModelFile, func(r io.Reader) error {
 		_, err := ReadSafetensors(r, snap.Model)
 		return err
 	}); err != nil {
 		return err
 	}
-	return read(OptimFile, func(r io.Reader) error {
+	return readFile(s, name, OptimFile, func(r io.Reader) error {
 		meta, err := ReadSafetensors(r, snap.Optim)
 		snap.OptimMeta = meta
 		return err
