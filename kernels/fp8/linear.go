@@ -2,13 +2,12 @@ package fp8
 
 import "fmt"
 
-// Tensor is a tensor stored in FP8: its codes and the inverse of the scale they were made
-// with, so that value[i] ≈ Decode(Codes[i])·ScaleInv. It is how a Linear keeps its input
-// for the backward pass: one byte per element instead of four.
-type Tensor struct {
-	Format   Format
-	Codes    []uint8
-	ScaleInv float32
+// tensor is a tensor stored in FP8 (E4M3): its codes and the inverse of the scale they
+// were made with, so that value[i] ≈ Decode(codes[i])·scaleInv. It is how a Linear keeps
+// its input for the backward pass: one byte per element instead of four.
+type tensor struct {
+	codes    []uint8
+	scaleInv float32
 }
 
 // Linear is one linear layer's three GEMMs in FP8 with the HYBRID formats, emulated on a
@@ -35,7 +34,7 @@ type Linear struct {
 	in, w, grad *Scaler
 	shared      *Linear // reads the input that shared quantized, instead of its own
 
-	x, wq   Tensor // saved by Forward
+	x, wq   tensor // saved by Forward
 	xSrc    *float32
 	n, k, o int // n rows, k = in, o = out of the last Forward; n < 0 before any
 }
@@ -84,24 +83,24 @@ func (l *Linear) Forward(y, x, w []float32, s float32, n, in, out int) {
 	x, w, y = x[:n*in], w[:out*in], y[:n*out]
 	xv, wv := l.sc.workspace(0, n*in), l.sc.workspace(1, out*in)
 	if l.shared == nil {
-		l.x.Format, l.x.Codes = E4M3, grow(l.x.Codes, n*in)
-		l.x.ScaleInv = l.in.quantize(l.x.Codes, xv, x)
+		l.x.codes = grow(l.x.codes, n*in)
+		l.x.scaleInv = l.in.quantize(l.x.codes, xv, x)
 		l.xSrc = &x[0]
 	} else {
 		f := l.shared
 		if f.xSrc != &x[0] || f.n != n || f.k != in {
 			panic("fp8.Linear.Forward: a linear sharing its input must run right after the one it shares with, on the same x")
 		}
-		Dequantize(xv, f.x.Codes, 1, E4M3)
+		Dequantize(xv, f.x.codes, 1, E4M3)
 	}
-	l.wq.Format, l.wq.Codes = E4M3, grow(l.wq.Codes, out*in)
-	l.wq.ScaleInv = l.w.quantize(l.wq.Codes, nil, w)
-	Dequantize(wv, l.wq.Codes, s*l.input().ScaleInv*l.wq.ScaleInv, E4M3)
+	l.wq.codes = grow(l.wq.codes, out*in)
+	l.wq.scaleInv = l.w.quantize(l.wq.codes, nil, w)
+	Dequantize(wv, l.wq.codes, s*l.input().scaleInv*l.wq.scaleInv, E4M3)
 	l.sc.be.MatMul(y, xv, wv, n, in, out, false, true, false)
 }
 
 // input is the FP8 copy of the last Forward's x.
-func (l *Linear) input() *Tensor {
+func (l *Linear) input() *tensor {
 	if l.shared != nil {
 		return &l.shared.x
 	}
@@ -129,13 +128,13 @@ func (l *Linear) Backward(dx, dw, dy []float32, s float32, accumulate bool) {
 	gInv := l.grad.quantize(nil, dyv, dy[:n*out])
 	if dx != nil {
 		wv := l.sc.workspace(1, out*in)
-		Dequantize(wv, l.wq.Codes, s*gInv*l.wq.ScaleInv, E4M3)
+		Dequantize(wv, l.wq.codes, s*gInv*l.wq.scaleInv, E4M3)
 		be.MatMul(dx[:n*in], dyv, wv, n, out, in, false, false, accumulate)
 	}
 	if dw != nil {
 		x := l.input()
 		xv := l.sc.workspace(1, n*in)
-		Dequantize(xv, x.Codes, s*gInv*x.ScaleInv, E4M3)
+		Dequantize(xv, x.codes, s*gInv*x.scaleInv, E4M3)
 		be.MatMul(dw[:out*in], dyv, xv, out, n, in, true, false, true)
 	}
 }

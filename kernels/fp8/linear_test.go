@@ -86,14 +86,14 @@ func TestLinearAgainstFloat64(t *testing.T) {
 	l.Forward(y, p.x, p.w, p.s, p.n, p.in, p.out)
 
 	xd, wd := make([]float32, len(p.x)), make([]float32, len(p.w))
-	Dequantize(xd, l.x.Codes, 1, E4M3)
-	Dequantize(wd, l.wq.Codes, 1, E4M3)
-	alpha := float64(p.s) * float64(l.x.ScaleInv) * float64(l.wq.ScaleInv)
+	Dequantize(xd, l.x.codes, 1, E4M3)
+	Dequantize(wd, l.wq.codes, 1, E4M3)
+	alpha := float64(p.s) * float64(l.x.scaleInv) * float64(l.wq.scaleInv)
 	dec, decBound := bound64(f64(xd), f64(wd), 0, 0, 0, 0, alpha, p.n, p.in, p.out, func(k, j int) int { return j*p.in + k })
 	within(t, "y vs decoded operands", y, 0, dec, decBound)
 
 	dE4 := 0x1p-10 // half the smallest E4M3 subnormal
-	exact, bound := bound64(f64(p.x), f64(p.w), 0x1p-4, 0x1p-4, dE4*float64(l.x.ScaleInv), dE4*float64(l.wq.ScaleInv),
+	exact, bound := bound64(f64(p.x), f64(p.w), 0x1p-4, 0x1p-4, dE4*float64(l.x.scaleInv), dE4*float64(l.wq.scaleInv),
 		float64(p.s), p.n, p.in, p.out, func(k, j int) int { return j*p.in + k })
 	within(t, "y", y, 0, exact, bound)
 
@@ -114,19 +114,19 @@ func TestLinearAgainstFloat64(t *testing.T) {
 		dyd[i] = E5M2.Decode(E5M2.Encode(v*gScale, SatFinite))
 	}
 	// Tight: against the product of the decoded operands.
-	dec, decBound = bound64(f64(dyd), f64(wd), 0, 0, 0, 0, float64(p.s)*float64(gInv)*float64(l.wq.ScaleInv),
+	dec, decBound = bound64(f64(dyd), f64(wd), 0, 0, 0, 0, float64(p.s)*float64(gInv)*float64(l.wq.scaleInv),
 		p.n, p.out, p.in, func(k, j int) int { return k*p.in + j })
 	within(t, "dx vs decoded operands", dx, 1, dec, decBound)
-	dec, decBound = bound64(transpose(f64(dyd), p.n, p.out), f64(xd), 0, 0, 0, 0, float64(p.s)*float64(gInv)*float64(l.x.ScaleInv),
+	dec, decBound = bound64(transpose(f64(dyd), p.n, p.out), f64(xd), 0, 0, 0, 0, float64(p.s)*float64(gInv)*float64(l.x.scaleInv),
 		p.out, p.n, p.in, func(k, j int) int { return k*p.in + j })
 	within(t, "dw vs decoded operands", dw, 0.5, dec, decBound)
 	// Loose: against the exact float64 product, within the FP8 rounding bounds.
 	// dx = s·dy·w: dy [n, out], w [out, in].
-	exact, bound = bound64(f64(p.dy), f64(p.w), 0x1p-3, 0x1p-4, dE5, dE4*float64(l.wq.ScaleInv),
+	exact, bound = bound64(f64(p.dy), f64(p.w), 0x1p-3, 0x1p-4, dE5, dE4*float64(l.wq.scaleInv),
 		float64(p.s), p.n, p.out, p.in, func(k, j int) int { return k*p.in + j })
 	within(t, "dx (accumulated onto 1)", dx, 1, exact, bound)
 	// dw = s·dyᵀ·x: dyᵀ [out, n], x [n, in].
-	exact, bound = bound64(transpose(f64(p.dy), p.n, p.out), f64(p.x), 0x1p-3, 0x1p-4, dE5, dE4*float64(l.x.ScaleInv),
+	exact, bound = bound64(transpose(f64(p.dy), p.n, p.out), f64(p.x), 0x1p-3, 0x1p-4, dE5, dE4*float64(l.x.scaleInv),
 		float64(p.s), p.out, p.n, p.in, func(k, j int) int { return k*p.in + j })
 	within(t, "dw (accumulated onto 0.5)", dw, 0.5, exact, bound)
 
@@ -134,7 +134,7 @@ func TestLinearAgainstFloat64(t *testing.T) {
 		dx[i] = 1e9
 	}
 	l.Backward(dx, nil, p.dy, p.s, false)
-	exact, bound = bound64(f64(p.dy), f64(p.w), 0x1p-3, 0x1p-4, dE5, dE4*float64(l.wq.ScaleInv),
+	exact, bound = bound64(f64(p.dy), f64(p.w), 0x1p-3, 0x1p-4, dE5, dE4*float64(l.wq.scaleInv),
 		float64(p.s), p.n, p.out, p.in, func(k, j int) int { return k*p.in + j })
 	within(t, "dx (overwritten)", dx, 0, exact, bound)
 

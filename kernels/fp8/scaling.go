@@ -1,6 +1,7 @@
 package fp8
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -207,6 +208,23 @@ func (s *Scaling) Update() error {
 	}
 	for _, sc := range s.scalers {
 		sc.update()
+	}
+	return nil
+}
+
+// ErrNonFinite says that a tensor quantized in this step held Inf or NaN.
+var ErrNonFinite = errors.New("Inf or NaN in an FP8 tensor")
+
+// Check reports, as an error wrapping ErrNonFinite that names the first such tensor,
+// whether any tensor quantized since the last Update held Inf or NaN. Saturation turns
+// an Inf into ±max, so without this check a run that diverges inside a linear layer could
+// go on with finite losses; the trainer calls it before the optimizer step and stops as
+// it does on a non-finite loss.
+func (s *Scaling) Check() error {
+	for _, sc := range s.scalers {
+		if !(sc.amax <= math.MaxFloat32) {
+			return fmt.Errorf("fp8: %s: %w (amax %g)", sc.name, ErrNonFinite, sc.amax)
+		}
 	}
 	return nil
 }

@@ -127,6 +127,13 @@ func TestOutlierAndZeroTensors(t *testing.T) {
 			t.Fatal(err)
 		}
 		finiteScale(t, recipe+" after outlier", sc.Scale())
+		g.Quantize(codes, []float32{float32(math.Inf(-1))})
+		if err := s.Check(); !errors.Is(err, ErrNonFinite) {
+			t.Errorf("%s: Check after an Inf = %v, want ErrNonFinite", recipe, err)
+		}
+		if err := s.Update(); err != nil { // the Inf is now in g's history; g's scale is kept
+			t.Fatal(err)
+		}
 		if want := float32(448) / 3e38; sc.Scale() != want {
 			t.Errorf("%s: scale after outlier %g, want 448/3e38 = %g", recipe, sc.Scale(), want)
 		}
@@ -146,9 +153,15 @@ func TestOutlierAndZeroTensors(t *testing.T) {
 		if after := [2]float32{sc.Scale(), g.Scale()}; after != before {
 			t.Errorf("%s: all-zero steps changed the scales %v to %v", recipe, before, after)
 		}
+		if err := s.Check(); err != nil {
+			t.Errorf("%s: Check after finite steps = %v", recipe, err)
+		}
 		withNaN := fill(64, 2)
 		withNaN[3] = float32(math.NaN())
 		sc.Quantize(codes, withNaN)
+		if err := s.Check(); !errors.Is(err, ErrNonFinite) {
+			t.Errorf("%s: Check after a NaN = %v, want ErrNonFinite", recipe, err)
+		}
 		if err := s.Update(); err != nil {
 			t.Fatal(err)
 		}
