@@ -39,6 +39,15 @@ type gemmImpl struct {
 	// kernel computes the mr×nr tile acc[i][j] = Σ_p a[p*mr+i]·b[p*nr+j] for p < k over
 	// packed panels, and stores c[i*ldc+j] = acc[i][j], or adds it to c when add is set.
 	kernel func(k int, a, b, c []float32, ldc int, add bool)
+
+	// packRows, if set, is a fast packA for mr full rows of an untransposed a, 16 columns
+	// per group: dst[p*mr+i] = a[i*lda+p] for p < 16*groups. packA does the rest.
+	packRows func(dst, a []float32, lda, groups int)
+	// packRowsT, if set, is the same for a transposed a: dst[p*mr+i] = a[p*lda+i], p < kb.
+	packRowsT func(dst, a []float32, lda, kb int)
+	// packColsT, if set, is a fast packB for nr full columns of a transposed b, 16 rows per
+	// group: dst[p*nr+j] = b[j*ldb+p] for p < 16*groups. packB does the rest.
+	packColsT func(dst, b []float32, ldb, groups int)
 }
 
 // goImpl runs everywhere: the packed driver around the plain-Go micro-kernel.
@@ -117,7 +126,7 @@ func (g *gemmImpl) matMul(c, a, b []float32, m, k, n int, transA, transB, accumu
 			const packChunk = 4 // B panels per chunk of packing
 			parallelChunks((nPanels+packChunk-1)/packChunk, threads, func(i int) {
 				for q := i * packChunk; q < min((i+1)*packChunk, nPanels); q++ {
-					packB(bp[q*kb*g.nr:(q+1)*kb*g.nr], b, k, n, pc, kb, jc+q*g.nr, min(g.nr, nb-q*g.nr), g.nr, transB)
+					g.packB(bp[q*kb*g.nr:(q+1)*kb*g.nr], b, k, n, pc, kb, jc+q*g.nr, min(g.nr, nb-q*g.nr), transB)
 				}
 			})
 			t := block{g: g, c: c, a: a, bp: bp, m: m, k: k, n: n, pc: pc, kb: kb, jc: jc, nb: nb,
@@ -149,7 +158,7 @@ func (t *block) run(ic, jlo, jhi int) {
 	mb := min(g.mc, t.m-ic)
 	panels := (mb + mr - 1) / mr
 	for r := 0; r < panels; r++ {
-		packA(ap[r*t.kb*mr:(r+1)*t.kb*mr], t.a, t.m, t.k, ic+r*mr, min(mr, mb-r*mr), t.pc, t.kb, mr, t.transA)
+		g.packA(ap[r*t.kb*mr:(r+1)*t.kb*mr], t.a, t.m, t.k, ic+r*mr, min(mr, mb-r*mr), t.pc, t.kb, t.transA)
 	}
 	for q := jlo; q < jhi; q++ {
 		j0 := t.jc + q*nr
@@ -183,8 +192,20 @@ func (t *block) run(ic, jlo, jhi int) {
 // packA copies rows [i0, i0+rows) and columns [p0, p0+kb) of op(a) into dst, one mr-tall
 // panel with element (i, p) at dst[p*mr+i]; rows past rows are zero. op(a) is [m, k]: a
 // itself, or the transpose of a stored [k, m].
-func packA(dst, a []float32, m, k, i0, rows, p0, kb, mr int, trans bool) {
+func (g *gemmImpl) packA(dst, a []float32, m, k, i0, rows, p0, kb int, trans bool) {
+	mr := g.mr
+	if !trans && rows == mr && g.packRows != nil && kb >= 16 {
+		// The transpose of a whole panel, in registers; the columns left over below.
+		done := kb / 16 * 16
+		g.packRows(dst, a[i0*k+p0:], k, kb/16)
+		dst, p0, kb = dst[done*mr:], p0+done, kb-done
+	}
+	if trans && rows == mr && g.packRowsT != nil {
+		g.packRowsT(dst, a[p0*m+i0:], m, kb)
+		return
+	}
 	if trans {
+		// A loop, not copy: runs of mr elements are too short to pay for a memmove call.
 		for p := 0; p < kb; p++ {
 			d := dst[p*mr : p*mr+mr]
 			copy(d, a[(p0+p)*m+i0:(p0+p)*m+i0+rows])
@@ -208,7 +229,13 @@ func packA(dst, a []float32, m, k, i0, rows, p0, kb, mr int, trans bool) {
 // packB copies rows [p0, p0+kb) and columns [j0, j0+cols) of op(b) into dst, one nr-wide
 // panel with element (p, j) at dst[p*nr+j]; columns past cols are zero. op(b) is [k, n]: b
 // itself, or the transpose of b stored [n, k].
-func packB(dst, b []float32, k, n, p0, kb, j0, cols, nr int, trans bool) {
+func (g *gemmImpl) packB(dst, b []float32, k, n, p0, kb, j0, cols int, trans bool) {
+	nr := g.nr
+	if trans && cols == nr && g.packColsT != nil && kb >= 16 {
+		done := kb / 16 * 16
+		g.packColsT(dst, b[j0*k+p0:], k, kb/16)
+		dst, p0, kb = dst[done*nr:], p0+done, kb-done
+	}
 	if !trans {
 		for p := 0; p < kb; p++ {
 			d := dst[p*nr : p*nr+nr]

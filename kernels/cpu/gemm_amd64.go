@@ -11,7 +11,7 @@ func archImpls() []*gemmImpl {
 		{
 			name: "avx512", available: cpu.X86.HasAVX512F,
 			mr: 14, nr: 32, mc: 14 * 8, kc: 256, nc: 3072,
-			kernel: sgemmKernel14x32,
+			kernel: sgemmKernel14x32, packRows: packA14, packRowsT: packA14T, packColsT: packB32T,
 		},
 		{
 			name: "avx2", available: cpu.X86.HasAVX2 && cpu.X86.HasFMA,
@@ -31,3 +31,21 @@ func sgemmKernel14x32(k int, a, b, c []float32, ldc int, add bool)
 //
 //go:noescape
 func sgemmKernel6x16(k int, a, b, c []float32, ldc int, add bool)
+
+// packA14 is packA's loop for 14 full rows of an untransposed a, in AVX-512: each group
+// of 16 columns is a 16×16 transpose in registers.
+//
+//go:noescape
+func packA14(dst, a []float32, lda, groups int)
+
+// packA14T is packA's loop for 14 full rows of a transposed a, in AVX-512: one masked
+// load and store per column.
+//
+//go:noescape
+func packA14T(dst, a []float32, lda, kb int)
+
+// packB32T is packB's loop for 32 full columns of a transposed b, in AVX-512: two 16×16
+// transposes in registers per 16 rows.
+//
+//go:noescape
+func packB32T(dst, b []float32, ldb, groups int)
