@@ -42,7 +42,6 @@ const (
 type format struct {
 	name      string
 	mbits     uint32  // mantissa bits
-	emin      int     // exponent of the smallest normal
 	max       float32 // largest finite value
 	maxCode   uint32  // code of +max
 	overCode  uint32  // NoSat overflow code, before the sign
@@ -71,7 +70,7 @@ var formats = [2]format{
 func newFormat(name string, mbits uint32, bias int, maxCode, overCode uint32) format {
 	emin := 1 - bias
 	f := format{
-		name: name, mbits: mbits, emin: emin, maxCode: maxCode, overCode: overCode,
+		name: name, mbits: mbits, maxCode: maxCode, overCode: overCode,
 		minNormal: math.Float32bits(float32(math.Ldexp(1, emin))),
 		magic:     float32(math.Ldexp(1, emin-int(mbits)+23)),
 		rebias:    uint32(127-bias) << mbits,

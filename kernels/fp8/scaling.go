@@ -98,7 +98,8 @@ func (s *Scaler) Name() string { return s.name }
 // Format is the FP8 format this tensor is quantized to.
 func (s *Scaler) Format() Format { return s.format }
 
-// Scale is the scale the next delayed-scaling quantization will use.
+// Scale is the current scale: set by the last Update (delayed) or the last quantization
+// (current).
 func (s *Scaler) Scale() float32 { return s.scale }
 
 // Quantize writes dst[i] = Encode(src[i]·scale, SatFinite) with this tensor's scale,
