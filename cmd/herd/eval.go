@@ -39,6 +39,7 @@ func newEvalCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer tr.Close()
 			if batches <= 0 {
 				batches = tr.Cfg.Train.Eval.Batches
 			}

@@ -21,6 +21,7 @@ func newExportCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer tr.Close()
 			if err := tr.Export(args[1]); err != nil {
 				return err
 			}
