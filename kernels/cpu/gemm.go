@@ -105,8 +105,12 @@ func (g *gemmImpl) matMul(c, a, b []float32, m, k, n int, transA, transB, accumu
 	if 2*m*n*k < parallelMinFlops {
 		threads = 1
 	}
-	rowBlocks := (m + g.mc - 1) / g.mc
-	bbuf := getBuf(min(k, g.kc) * roundUp(min(n, g.nc), g.nr))
+	// Blocks as equal as the alignment allows, so that no short last block leaves a thread
+	// idle or pays the load and store of c for little work. Multiples of 16 in k suit the
+	// packing's register transposes.
+	mc, kc := balance(m, g.mc, g.mr), balance(k, g.kc, 16)
+	rowBlocks := (m + mc - 1) / mc
+	bbuf := getBuf(min(k, kc) * roundUp(min(n, g.nc), g.nr))
 	defer putBuf(bbuf)
 	for jc := 0; jc < n; jc += g.nc {
 		nb := min(g.nc, n-jc)
@@ -120,8 +124,8 @@ func (g *gemmImpl) matMul(c, a, b []float32, m, k, n int, transA, transB, accumu
 		}
 		perGroup := (nPanels + groups - 1) / groups
 		groups = (nPanels + perGroup - 1) / perGroup
-		for pc := 0; pc < k; pc += g.kc {
-			kb := min(g.kc, k-pc)
+		for pc := 0; pc < k; pc += kc {
+			kb := min(kc, k-pc)
 			bp := (*bbuf)[:kb*nPanels*g.nr]
 			const packChunk = 4 // B panels per chunk of packing
 			parallelChunks((nPanels+packChunk-1)/packChunk, threads, func(i int) {
@@ -129,11 +133,11 @@ func (g *gemmImpl) matMul(c, a, b []float32, m, k, n int, transA, transB, accumu
 					g.packB(bp[q*kb*g.nr:(q+1)*kb*g.nr], b, k, n, pc, kb, jc+q*g.nr, min(g.nr, nb-q*g.nr), transB)
 				}
 			})
-			t := block{g: g, c: c, a: a, bp: bp, m: m, k: k, n: n, pc: pc, kb: kb, jc: jc, nb: nb,
+			t := block{g: g, c: c, a: a, bp: bp, m: m, k: k, n: n, mc: mc, pc: pc, kb: kb, jc: jc, nb: nb,
 				transA: transA, add: accumulate || pc > 0}
 			parallelChunks(rowBlocks*groups, threads, func(i int) {
 				q := i % groups * perGroup
-				t.run(i/groups*g.mc, q, min(q+perGroup, nPanels))
+				t.run(i/groups*mc, q, min(q+perGroup, nPanels))
 			})
 		}
 	}
@@ -143,7 +147,7 @@ func (g *gemmImpl) matMul(c, a, b []float32, m, k, n int, transA, transB, accumu
 type block struct {
 	g              *gemmImpl
 	c, a, bp       []float32
-	m, k, n        int
+	m, k, n, mc    int
 	pc, kb, jc, nb int
 	transA, add    bool
 }
@@ -152,10 +156,10 @@ type block struct {
 func (t *block) run(ic, jlo, jhi int) {
 	g := t.g
 	mr, nr := g.mr, g.nr
-	abuf := getBuf(g.mc*t.kb + mr*nr)
+	abuf := getBuf(t.mc*t.kb + mr*nr)
 	defer putBuf(abuf)
-	ap, tmp := (*abuf)[:g.mc*t.kb], (*abuf)[g.mc*t.kb:]
-	mb := min(g.mc, t.m-ic)
+	ap, tmp := (*abuf)[:t.mc*t.kb], (*abuf)[t.mc*t.kb:]
+	mb := min(t.mc, t.m-ic)
 	panels := (mb + mr - 1) / mr
 	for r := 0; r < panels; r++ {
 		g.packA(ap[r*t.kb*mr:(r+1)*t.kb*mr], t.a, t.m, t.k, ic+r*mr, min(mr, mb-r*mr), t.pc, t.kb, t.transA)
@@ -289,6 +293,13 @@ func kernelGo(mr, nr, k int, a, b, c []float32, ldc int, add bool) {
 const maxMR, maxNR = 14, 32
 
 func roundUp(x, to int) int { return (x + to - 1) / to * to }
+
+// balance returns the size of the blocks that split n into as few blocks of at most
+// limit as possible, of nearly equal sizes rounded up to a multiple of align.
+func balance(n, limit, align int) int {
+	blocks := (n + limit - 1) / limit
+	return min(limit, roundUp((n+blocks-1)/blocks, align))
+}
 
 // bufPool recycles packing buffers so that a steady stream of GEMMs does not allocate.
 var bufPool sync.Pool
