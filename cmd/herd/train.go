@@ -151,7 +151,8 @@ func (p *progress) update(st trainer.Stats) {
 	}
 	done := st.Step - p.first
 	eta := time.Duration(float64(time.Since(p.began)) / float64(done) * float64(int64(st.Steps)-st.Step)).Round(time.Second)
-	line := fmt.Sprintf("step %d/%d  loss %.4f  lr %.2e  %.0f tokens/s  ETA %s", st.Step, st.Steps, st.Loss, st.LR, st.TokensPerS, eta)
+	// tokens/s is the mean over this invocation: one step's figure jumps with the machine's load.
+	line := fmt.Sprintf("step %d/%d  loss %.4f  lr %.2e  %.0f tokens/s  ETA %s", st.Step, st.Steps, st.Loss, st.LR, p.tokensPerS(), eta)
 	if st.Eval != nil {
 		p.println(fmt.Sprintf("step %d: eval loss %.4f, %.4f bits per byte", st.Step, st.Eval.Loss, st.Eval.BitsPerByte))
 	}
