@@ -17,12 +17,12 @@ import (
 // trainSummary is what `herd train --json` prints at the end.
 type trainSummary struct {
 	Run         string  `json:"run"`
-	Steps       int64   `json:"steps"`         // optimizer steps completed
-	TrainLoss   float64 `json:"train_loss"`    // mean loss of the last (up to) 10 steps of this invocation
-	EvalLoss    float64 `json:"eval_loss"`     // at the last step; 0 without eval data
-	BitsPerByte float64 `json:"bits_per_byte"` // eval loss / ln 2 (byte-level tokens)
-	TokensPerS  float64 `json:"tokens_per_s"`  // training tokens over training step time, this invocation
-	Checkpoint  string  `json:"checkpoint"`    // the last checkpoint's folder
+	Steps       int64   `json:"steps"`                   // optimizer steps completed
+	TrainLoss   float64 `json:"train_loss"`              // mean loss of the last (up to) 10 steps of this invocation; 0 if none ran
+	EvalLoss    float64 `json:"eval_loss,omitempty"`     // at the last step; absent without eval data
+	BitsPerByte float64 `json:"bits_per_byte,omitempty"` // eval loss / ln 2 (byte-level tokens)
+	TokensPerS  float64 `json:"tokens_per_s"`            // training tokens over training step time, this invocation
+	Checkpoint  string  `json:"checkpoint"`              // the last checkpoint's folder
 	ResumedFrom string  `json:"resumed_from,omitempty"`
 }
 
