@@ -31,21 +31,24 @@ func testBatch(cfg Config, B int, seed uint64) *data.Batch {
 	T := cfg.SeqLen
 	b := &data.Batch{}
 	b.Resize(B, T)
+	// Document lengths per sequence, repeated until the sequence is full.
 	docLens := [][]int{{4, 5}, {3, 3, 3}, {9}}
 	for s := range B {
-		t := 0
-		for d, n := range docLens[s%len(docLens)] {
-			for p := range n {
-				i := s*T + t
-				b.Tokens[i] = int32(rng.IntN(cfg.VocabSize))
-				b.Targets[i] = int32(rng.IntN(cfg.VocabSize))
-				b.Pos[i], b.Doc[i] = int32(p), int32(d)
-				b.Mask[i] = 1
-				if rng.IntN(4) == 0 {
-					b.Mask[i] = 0
-				}
-				t++
+		lens := docLens[s%len(docLens)]
+		d, p := 0, 0
+		for t := range T {
+			if p == lens[d%len(lens)] {
+				d, p = d+1, 0
 			}
+			i := s*T + t
+			b.Tokens[i] = int32(rng.IntN(cfg.VocabSize))
+			b.Targets[i] = int32(rng.IntN(cfg.VocabSize))
+			b.Pos[i], b.Doc[i] = int32(p), int32(d)
+			b.Mask[i] = 1
+			if rng.IntN(4) == 0 {
+				b.Mask[i] = 0
+			}
+			p++
 		}
 	}
 	if P := cfg.PatchPixels(); P > 0 {
@@ -179,7 +182,7 @@ func TestFloat32MatchesFloat64(t *testing.T) {
 
 func TestThreadCountDoesNotChangeResults(t *testing.T) {
 	cfg := testConfig()
-	cfg.SeqLen = 33
+	cfg.SeqLen = 70 // more than one attention block of query rows
 	b := testBatch(cfg, 3, 4)
 	run := func(procs int) (Result, []float32, []float32) {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
