@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -68,6 +69,9 @@ func newTrainCmd() *cobra.Command {
 			defer stop()
 			last, err := tr.Run(ctx, 0)
 			p.finish()
+			if errors.Is(err, context.Canceled) {
+				return fmt.Errorf("interrupted after step %d; run the same command again to resume from the newest checkpoint in %s", tr.StepCount(), tr.CheckpointDir())
+			}
 			if err != nil {
 				return err
 			}
