@@ -247,3 +247,24 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestExamplesPlan keeps every example config loadable, and checks `herd plan` on the
+// Llama 4 shapes: 17B active parameters each, 109B and 400B in all (herd counts a patch
+// projection where Llama 4 has a vision encoder, hence 108 G).
+func TestExamplesPlan(t *testing.T) {
+	examples, err := filepath.Glob("../../examples/*.yaml")
+	if err != nil || len(examples) < 5 {
+		t.Fatalf("examples: %v %v", examples, err)
+	}
+	for _, ex := range examples {
+		if _, stderr, status := herd(t, ".", "plan", ex, "--json"); status != 0 {
+			t.Errorf("herd plan %s: status %d\n%s", ex, status, stderr)
+		}
+	}
+	for ex, want := range map[string]string{"scout": "108 G total, 17.2 G active", "maverick": "401 G total, 17.2 G active"} {
+		stdout, stderr, status := herd(t, ".", "plan", "../../examples/"+ex+".yaml")
+		if status != 0 || !strings.Contains(stdout, want) {
+			t.Errorf("herd plan %s: status %d, stdout %q, stderr %q; want %q", ex, status, stdout, stderr, want)
+		}
+	}
+}
