@@ -83,8 +83,10 @@ func Parse(name string, src []byte, sets []string) (Run, error) {
 		var u *usererr.Error
 		if errors.As(err, &u) {
 			loc := fileLoc
-			if setKeys[u.Where] {
-				loc = setLoc
+			for k := range setKeys { // the value at fault came from a --set of it or of a key above it
+				if u.Where == k || strings.HasPrefix(u.Where, k+".") || strings.HasPrefix(u.Where, k+"[") {
+					loc = setLoc
+				}
 			}
 			return Run{}, &usererr.Error{Where: loc(u.Where), What: u.What}
 		}

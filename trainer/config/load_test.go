@@ -141,6 +141,7 @@ func TestBadInput(t *testing.T) {
 		{"zero size", ok + "model: {d_model: 0}", nil, "r.yaml: model.d_model", "must be a positive integer, got 0"},
 		{"negative size", ok + "model: {n_layers: -2}", nil, "r.yaml: model.n_layers", "must be a positive integer, got -2"},
 		{"negative size by set", ok, []string{"train.steps=-1"}, "--set train.steps", "must be a positive integer, got -1"},
+		{"bad list item by set", ok, []string{"metap.overrides=[{match: '['}]"}, "--set metap.overrides[0].match", "want a glob"},
 		{"heads do not divide d_model", ok + "model: {d_model: 100, n_heads: 8}", nil, "r.yaml: model.n_heads", "must divide d_model (100)"},
 		{"kv heads do not divide heads", ok + "model: {n_heads: 4, n_kv_heads: 3}", nil, "r.yaml: model.n_kv_heads", "must divide n_heads (4)"},
 		{"top_k above experts", ok + "model: {moe: {experts: 2, top_k: 3}}", nil, "r.yaml: model.moe.top_k", "must be at most experts (2)"},
