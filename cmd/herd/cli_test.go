@@ -98,6 +98,12 @@ func TestTrainJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &sum); err != nil {
 		t.Fatalf("stdout is not one JSON summary: %v\n%s", err, stdout)
 	}
+	// Not a terminal: progress comes as plain lines on stderr, the last step always among them.
+	for _, want := range []string{"step 2: checkpoint step-00000002", "step 3: eval loss", "step 3/3  loss"} {
+		if !strings.Contains(stderr, want) || strings.Contains(stderr, "\r") {
+			t.Errorf("progress on stderr lacks %q or rewrites lines:\n%s", want, stderr)
+		}
+	}
 	if sum.Steps != 3 || !(sum.TrainLoss > 0 && sum.TrainLoss < 10) || !(sum.EvalLoss > 0 && sum.EvalLoss < 10) || !(sum.TokensPerS > 0) {
 		t.Fatalf("summary %+v", sum)
 	}
