@@ -163,6 +163,10 @@ func (m *Model[F]) Init(seed uint64, std func(Tensor) float64) {
 			continue
 		}
 		s := std(t)
+		if s == 0 {
+			clear(w) // +0, not the -0 of 0·(negative draw)
+			continue
+		}
 		rng := rand.New(rand.NewPCG(seed, uint64(i)))
 		for j := range w {
 			w[j] = F(s * rng.NormFloat64())

@@ -258,3 +258,42 @@ func TestRouting(t *testing.T) {
 		}
 	}
 }
+
+func TestInit(t *testing.T) {
+	cfg := testConfig()
+	std := func(t Tensor) float64 {
+		if t.Class == metap.Readout {
+			return 0
+		}
+		return 0.02 * float64(len(t.Name)) // a different scale per tensor
+	}
+	a, b := New[float32](cfg, cpu.New[float32](), 1), New[float32](cfg, cpu.New[float32](), 1)
+	a.Init(7, std)
+	b.Init(7, std)
+	if !slices.Equal(a.Params, b.Params) {
+		t.Fatal("same seed, different parameters")
+	}
+	b.Init(8, std)
+	for _, tn := range a.Layout.Tensors {
+		w, w2 := a.Params[tn.Offset:tn.Offset+tn.Size()], b.Params[tn.Offset:tn.Offset+tn.Size()]
+		var ss float64
+		for _, v := range w {
+			ss += float64(v) * float64(v)
+		}
+		rms := math.Sqrt(ss / float64(len(w)))
+		switch {
+		case tn.Class == metap.Gain:
+			if slices.ContainsFunc(w, func(v float32) bool { return v != 1 }) {
+				t.Errorf("%s: gains not all 1", tn.Name)
+			}
+		case std(tn) == 0:
+			if slices.ContainsFunc(w, func(v float32) bool { return math.Float32bits(v) != 0 }) {
+				t.Errorf("%s: std 0 but not all +0", tn.Name)
+			}
+		case len(w) >= 64 && math.Abs(rms-std(tn)) > 0.3*std(tn):
+			t.Errorf("%s: rms %v, want about %v", tn.Name, rms, std(tn))
+		case slices.Equal(w, w2):
+			t.Errorf("%s: seeds 7 and 8 give the same values", tn.Name)
+		}
+	}
+}
