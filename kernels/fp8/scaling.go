@@ -82,7 +82,7 @@ func computeScale(amax, prev float32, f Format, margin int, pow2 bool) float32 {
 type Scaler struct {
 	name   string
 	format Format
-	cfg    *Config
+	owner  *Scaling
 	scale  float32
 	// ready: delayed scaling has set the scale from a real amax. Before that (the first
 	// step, or while the tensor was all zeros) the tensor is scaled just in time: the
@@ -110,14 +110,18 @@ func (s *Scaler) Quantize(dst []uint8, src []float32) (scaleInv float32) {
 
 // quantize is Quantize writing codes, the decoded (unscaled) values, or both.
 func (s *Scaler) quantize(codes []uint8, vals, src []float32) float32 {
+	cfg, frozen := &s.owner.cfg, s.owner.frozen
 	scale := s.scale
-	if s.cfg.Recipe == Current || !s.ready {
-		scale = computeScale(Amax(src), s.scale, s.format, s.cfg.Margin, s.cfg.Pow2)
-		if s.cfg.Recipe == Current {
+	if cfg.Recipe == Current || !s.ready {
+		scale = computeScale(Amax(src), s.scale, s.format, cfg.Margin, cfg.Pow2)
+		if cfg.Recipe == Current && !frozen {
 			s.scale = scale
 		}
 	}
-	s.amax = maxAmax(s.amax, quantize(codes, vals, src, scale, s.format))
+	amax := quantize(codes, vals, src, scale, s.format)
+	if !frozen {
+		s.amax = maxAmax(s.amax, amax)
+	}
 	return 1 / scale
 }
 
@@ -128,20 +132,21 @@ func maxAmax(a, b float32) float32 {
 
 // update ends a step for this tensor, with its amax already reduced across ranks.
 func (s *Scaler) update() {
+	cfg := &s.owner.cfg
 	a := s.amax
 	s.amax = 0
-	if s.cfg.Recipe != Delayed {
+	if cfg.Recipe != Delayed {
 		return
 	}
 	copy(s.history, s.history[1:])
 	s.history[len(s.history)-1] = a
-	if s.cfg.Amax != AmaxMostRecent {
+	if cfg.Amax != AmaxMostRecent {
 		for _, h := range s.history {
 			a = maxAmax(a, h)
 		}
 	}
 	if a > 0 && a <= math.MaxFloat32 {
-		s.scale = computeScale(a, s.scale, s.format, s.cfg.Margin, s.cfg.Pow2)
+		s.scale = computeScale(a, s.scale, s.format, cfg.Margin, cfg.Pow2)
 		s.ready = true
 	}
 }
@@ -158,6 +163,7 @@ type Scaling struct {
 	scalers []*Scaler
 	names   map[string]bool
 	reduce  func(amax []float32) error
+	frozen  bool
 	ws      [2][]float32
 }
 
@@ -175,13 +181,18 @@ func (s *Scaling) Scaler(name string, f Format) *Scaler {
 		panic(fmt.Sprintf("fp8: scaler %q registered twice", name))
 	}
 	s.names[name] = true
-	sc := &Scaler{name: name, format: f, cfg: &s.cfg, scale: 1}
+	sc := &Scaler{name: name, format: f, owner: s, scale: 1}
 	if s.cfg.Recipe == Delayed {
 		sc.history = make([]float32, s.cfg.History)
 	}
 	s.scalers = append(s.scalers, sc)
 	return sc
 }
+
+// SetFrozen freezes or thaws the scaling state. While frozen, quantizing uses the
+// scales as they are but records no amax and sets no scale, so that an evaluation on
+// held-out data runs on the training scales without steering them.
+func (s *Scaling) SetFrozen(frozen bool) { s.frozen = frozen }
 
 // SetReduce installs the hook that MAX-reduces amaxes across data-parallel ranks before
 // Update turns them into scales, so that every rank computes the same scales. It gets

@@ -374,3 +374,31 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// An evaluation while frozen quantizes with the training scales and leaves the state as
+// it found it: no amax recorded, no scale set.
+func TestFrozenLeavesStateAlone(t *testing.T) {
+	for _, recipe := range []string{Delayed, Current} {
+		s := newScaling(t, Config{Recipe: recipe, History: 2})
+		sc := s.Scaler("x", E4M3)
+		codes := make([]uint8, 16)
+		sc.Quantize(codes, fill(16, 2))
+		if err := s.Update(); err != nil {
+			t.Fatal(err)
+		}
+		sc.Quantize(codes, fill(16, 3)) // this step's amax so far: 3
+		before := s.State()
+		s.SetFrozen(true)
+		inv := sc.Quantize(codes, fill(16, 50))
+		s.SetFrozen(false)
+		if after := s.State(); !sameState(before, after) {
+			t.Errorf("%s: a frozen quantization changed the state:\n%+v\n%+v", recipe, before, after)
+		}
+		if recipe == Delayed && inv != 1/sc.Scale() {
+			t.Errorf("delayed: frozen quantization used 1/scale %g, want the training 1/%g", inv, sc.Scale())
+		}
+		if recipe == Current && inv != 1/(448.0/50) {
+			t.Errorf("current: frozen quantization used 1/scale %g, want its own 50/448", inv)
+		}
+	}
+}
