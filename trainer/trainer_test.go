@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -129,8 +130,9 @@ func TestTrainingLearnsGoSource(t *testing.T) {
 	}
 }
 
-// Must show 3: the same seed gives bit-identical checkpoints; stopping at step k and
-// resuming gives the same final checkpoint as never stopping; another seed does not.
+// Must show 3: the same seed gives bit-identical checkpoints, on any number of threads;
+// stopping at step k and resuming gives the same final checkpoint as never stopping;
+// another seed does not.
 func TestDeterministicAndExactResume(t *testing.T) {
 	const k, n = 3, 6
 	run := func(cfg config.Run, stops ...int64) map[string]string {
@@ -153,12 +155,14 @@ func TestDeterministicAndExactResume(t *testing.T) {
 		return fingerprint(t, dir)
 	}
 	a := run(microConfig(t))
+	procs := runtime.GOMAXPROCS(1)
 	b := run(microConfig(t))
+	runtime.GOMAXPROCS(procs)
 	resumed := run(microConfig(t), k)
 	other := run(microConfig(t, "seed=2"))
 	for _, f := range []string{checkpoint.ModelFile, checkpoint.OptimFile, checkpoint.StateFile} {
 		if a[f] != b[f] {
-			t.Errorf("%s: two runs with the same seed differ: %s vs %s", f, a[f], b[f])
+			t.Errorf("%s: two runs with the same seed (%d threads, 1 thread) differ: %s vs %s", f, procs, a[f], b[f])
 		}
 		if a[f] != resumed[f] {
 			t.Errorf("%s: stopped at %d and resumed %s, uninterrupted %s", f, k, resumed[f], a[f])

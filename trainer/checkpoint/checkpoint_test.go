@@ -114,6 +114,9 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if st, err := ReadState(st, name); err != nil || st.Step != 200 || st.Data[0] != want.State.Data[0] {
+		t.Fatalf("ReadState: %+v, %v", st, err)
+	}
 	refused := dest(want)
 	no := errors.New("refused")
 	if err := Load(st, name, &refused, func(State) error { return no }); err != no || refused.Model[0].Data[1] != 0 {
