@@ -115,6 +115,11 @@ func build(cfg config.Run, opts Options) (*Trainer, error) {
 	if opts.OutDir == "" {
 		opts.OutDir = cfg.Train.Checkpoint.Dir
 	}
+	if cfg.Train.Precision != "fp32" {
+		// kernels/fp8 has the scaling and the FP8 linear layer, but the model does not run
+		// its matmuls through them yet; training fp32 under an fp8 label would mislead.
+		return nil, usererr.New("train.precision", "%s training is not wired into the model yet; use fp32", cfg.Train.Precision)
+	}
 	tr := &Trainer{Cfg: cfg, opts: opts, sched: cfg.Train.LRSchedule(), rng: rand.NewPCG(cfg.Seed, pcgStream)}
 	tr.store = checkpoint.Dir{Root: filepath.Join(opts.OutDir, cfg.Name)}
 	world := cfg.Parallel.Data

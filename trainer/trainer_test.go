@@ -226,6 +226,12 @@ func TestDivergenceNamesTheStep(t *testing.T) {
 	}
 }
 
+func TestUnsupportedPrecisionIsRefused(t *testing.T) {
+	if _, err := New(microConfig(t, "train.precision=fp8"), Options{}); !usererr.Is(err) || !strings.Contains(err.Error(), "train.precision") {
+		t.Fatalf("fp8: %v, want a user error naming train.precision", err)
+	}
+}
+
 func TestRunStopsWhenCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	tr := newTrainer(t, microConfig(t), Options{Progress: func(s Stats) {
