@@ -168,23 +168,31 @@ func (s *Shards) batch(k, bi int) (*shardBatch, error) {
 	return b, nil
 }
 
-func (s *Shards) openShard(k int) (sh *mappedShard, err error) {
+func (s *Shards) openShard(k int) (*mappedShard, error) {
 	info := s.Manifest.Shards[k]
 	name := filepath.Join(s.dir, filepath.FromSlash(info.Path))
 	data, err := mapFile(name)
 	if err != nil {
 		return nil, usererr.New(name, "cannot map shard: %v", err)
 	}
-	defer func() {
-		if err != nil {
-			unmapFile(data)
-		}
-	}()
+	sh, err := s.decodeShard(name, data, info)
+	if err != nil {
+		unmapFile(data)
+	}
+	return sh, err
+}
+
+// decodeShard checks a shard's bytes against its manifest entry and the format, and opens
+// it for reading.
+func (s *Shards) decodeShard(name string, data []byte, info ShardInfo) (*mappedShard, error) {
 	if int64(len(data)) != info.Bytes {
 		return nil, usererr.New(name, "is %d bytes but the manifest says %d: truncated or replaced", len(data), info.Bytes)
 	}
 	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != info.SHA256 {
 		return nil, usererr.New(name, "sha256 does not match the manifest: the shard is corrupt; pack it again or restore it")
+	}
+	if err := checkIPC(data); err != nil {
+		return nil, usererr.New(name, "not a readable Arrow IPC file: %v", err)
 	}
 	fr, err := openArrow(data, s.mem)
 	if err != nil {
@@ -195,9 +203,9 @@ func (s *Shards) openShard(k int) (sh *mappedShard, err error) {
 		return nil, usererr.New(name, "%v", err)
 	}
 	batches := (info.Rows + int64(s.Manifest.BatchRows) - 1) / int64(s.Manifest.BatchRows)
-	if int64(fr.NumRecords()) != batches {
+	if n := fr.NumRecords(); int64(n) != batches {
 		fr.Close()
-		return nil, usererr.New(name, "holds %d record batches, want %d for %d rows of batch_rows %d", fr.NumRecords(), batches, info.Rows, s.Manifest.BatchRows)
+		return nil, usererr.New(name, "holds %d record batches, want %d for %d rows of batch_rows %d", n, batches, info.Rows, s.Manifest.BatchRows)
 	}
 	return &mappedShard{name: name, data: data, fr: fr, batches: make([]*shardBatch, batches)}, nil
 }
