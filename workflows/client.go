@@ -34,12 +34,16 @@ func Dial(addr, namespace string) (client.Client, error) {
 	return c, nil
 }
 
-// Submit starts the run in.Config.Name, or attaches to it when it is already running:
-// the workflow ID is the run name, so launching twice never trains twice.
+// Submit starts the run in.Config.Name, or attaches to it when it is running or has
+// completed: the workflow ID is the run name, so launching twice never trains twice.
 func Submit(ctx context.Context, c client.Client, queue string, in RunInput) (attached bool, err error) {
 	name := in.Config.Name
 	d, err := c.DescribeWorkflowExecution(ctx, name, "")
-	if err == nil && d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+	switch d.GetWorkflowExecutionInfo().GetStatus() {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		// Running: follow it. Completed: its result is the answer; training it again
+		// would only find the final checkpoint. Runs that ended otherwise start afresh
+		// from their newest checkpoint.
 		return true, nil
 	}
 	var nf *serviceerror.NotFound

@@ -10,6 +10,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/herdml/herd/workflows/devserver"
 )
@@ -36,8 +37,9 @@ type Local struct {
 	w      worker.Worker
 }
 
-// StartLocal starts (or joins) the embedded server on stateDir, and a worker on queue
-// with acts unless acts is nil.
+// StartLocal starts (or joins) the embedded server on stateDir and a worker on queue.
+// With acts the worker trains; without, it only runs workflow code, so that queries and
+// pause/stop updates are answered without this process taking up a segment.
 func StartLocal(stateDir, queue string, acts *Activities) (*Local, error) {
 	l := &Local{}
 	srv, err := devserver.Start(devserver.Options{StateDir: stateDir})
@@ -56,10 +58,13 @@ func StartLocal(stateDir, queue string, acts *Activities) (*Local, error) {
 	}
 	if acts != nil {
 		l.w = NewWorker(l.Client, queue, acts)
-		if err := l.w.Start(); err != nil {
-			l.Close()
-			return nil, fmt.Errorf("starting the in-process worker: %w", err)
-		}
+	} else {
+		l.w = worker.New(l.Client, queue, worker.Options{Identity: Identity(queue), LocalActivityWorkerOnly: true})
+		l.w.RegisterWorkflowWithOptions(TrainRun, workflow.RegisterOptions{Name: WorkflowName})
+	}
+	if err := l.w.Start(); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("starting the in-process worker: %w", err)
 	}
 	return l, nil
 }

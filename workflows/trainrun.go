@@ -139,6 +139,9 @@ func TrainRun(ctx workflow.Context, in RunInput) (Progress, error) {
 	if err := r.handlers(ctx); err != nil {
 		return r.p, err
 	}
+	if in.Carry != nil { // a new execution starts with an empty memo
+		r.set(ctx, r.p.State)
+	}
 	segments := 0
 	for {
 		if err := workflow.Await(ctx, func() bool { return r.stop || (!r.paused && r.p.Error == "") }); err != nil {
@@ -163,7 +166,9 @@ func TrainRun(ctx workflow.Context, in RunInput) (Progress, error) {
 			next.Carry = &carry
 			return r.p, workflow.NewContinueAsNewError(ctx, WorkflowName, next)
 		}
-		r.set(ctx, StateRunning)
+		if r.p.State != StateRunning {
+			r.set(ctx, StateRunning)
+		}
 		if err := r.segment(ctx); err != nil {
 			r.p.Error = err.Error()
 			r.set(ctx, StateError)
@@ -227,7 +232,9 @@ func (r *run) segment(ctx workflow.Context) error {
 		r.p.Failures++
 		r.p.Error = fmt.Sprintf("segment to step %d failed after %d attempts: %v", until, attempts, err)
 		r.set(ctx, StateFailed)
+		return nil
 	}
+	r.set(ctx, r.p.State) // the new step, for clients without a worker
 	return nil
 }
 
@@ -264,7 +271,8 @@ func (r *run) finish(ctx workflow.Context, state string) (Progress, error) {
 }
 
 // handlers registers the progress query and the pause, resume and stop updates. Pause and
-// stop cancel the running segment, which commits a checkpoint of the step it is on.
+// stop cancel the running segment, which commits a checkpoint of the step it is on, and
+// reply once it has.
 func (r *run) handlers(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) { return r.p, nil }); err != nil {
 		return err
@@ -281,17 +289,17 @@ func (r *run) handlers(ctx workflow.Context) error {
 	}{
 		{UpdatePause, func(ctx workflow.Context) {
 			r.paused = true
-			r.interrupt()
 			r.set(ctx, StatePaused)
+			r.interrupt(ctx)
 		}},
 		{UpdateResume, func(ctx workflow.Context) {
 			r.paused = false
 			r.p.Error = ""
 			r.set(ctx, StateRunning)
 		}},
-		{UpdateStop, func(workflow.Context) {
+		{UpdateStop, func(ctx workflow.Context) {
 			r.stop = true
-			r.interrupt()
+			r.interrupt(ctx)
 		}},
 	} {
 		err := workflow.SetUpdateHandlerWithOptions(ctx, u.name,
@@ -304,8 +312,13 @@ func (r *run) handlers(ctx workflow.Context) error {
 	return nil
 }
 
-func (r *run) interrupt() {
-	if r.cancel != nil {
-		r.cancel()
+// interrupt cancels the segment in flight and waits until it has committed, so that the
+// update's reply carries the step the run now stands at.
+func (r *run) interrupt(ctx workflow.Context) {
+	if r.cancel == nil {
+		return
 	}
+	r.cancel()
+	// Only an ended workflow cancels this wait; the reply is then moot.
+	_ = workflow.Await(ctx, func() bool { return r.cancel == nil })
 }

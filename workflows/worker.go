@@ -30,6 +30,9 @@ func NewWorker(c client.Client, queue string, acts *Activities) worker.Worker {
 		// On Stop, a segment ends at its next step boundary and commits a checkpoint;
 		// this is how long that may take before the SDK cancels it anyway.
 		WorkerStopTimeout: 5 * time.Minute,
+		// The SDK sends heartbeats at most every 0.8 heartbeat timeouts by default, so
+		// `herd status` would show a step up to 8 s old; one a second is cheap.
+		MaxHeartbeatThrottleInterval: time.Second,
 	})
 	w.RegisterWorkflowWithOptions(TrainRun, workflow.RegisterOptions{Name: WorkflowName})
 	w.RegisterActivityWithOptions(acts.TrainSegment, activity.RegisterOptions{Name: SegmentActivity})

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/trainer/config"
+	"github.com/herdml/herd/workflows"
+	"github.com/herdml/herd/workflows/devserver"
+)
+
+func newRunCmd() *cobra.Command {
+	var (
+		f       configFlags
+		tf      temporalFlags
+		detach  bool
+		segment int64
+	)
+	c := &cobra.Command{
+		Use:   "run CONFIG",
+		Short: "Train as a durable Temporal workflow that survives crashes and resumes exactly",
+		Long: "Train as a durable Temporal workflow (ID = run name: launching twice attaches).\n" +
+			"Without --temporal (or $HERD_TEMPORAL) herd starts its embedded Temporal server on the\n" +
+			"state dir and a worker in this process; with it, herd submits and follows, and `herd worker`\n" +
+			"processes train.",
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			run, err := f.load(args[0])
+			if err != nil {
+				return err
+			}
+			if err := absolutePaths(&run); err != nil {
+				return err
+			}
+			in := workflows.RunInput{Config: run, SegmentSteps: segment}
+			out, errw := c.OutOrStdout(), c.ErrOrStderr()
+			ctx, stop := interruptContext()
+			defer stop()
+			d := newFollowDisplay(errw)
+			var p workflows.Progress
+			if tf.addr == "" && devserver.RunningAddr(tf.stateDir) == "" {
+				if detach {
+					return detachNeedsServer()
+				}
+				fmt.Fprintf(errw, "run %s on the embedded Temporal server (%s). Ctrl-C checkpoints and stops; `herd resume %s` continues.\n",
+					run.Name, tf.stateDir, run.Name)
+				p, err = workflows.RunLocal(ctx, tf.stateDir, in, &workflows.Activities{}, d.show)
+			} else {
+				cl, done, cerr := tf.connect()
+				if cerr != nil {
+					return cerr
+				}
+				defer done()
+				in.SearchAttributes = tf.addr == "" // herd's own server registers them
+				attached, serr := workflows.Submit(ctx, cl, tf.queue, in)
+				if serr != nil {
+					return serr
+				}
+				verb := "started"
+				if attached {
+					verb = "already running; attached"
+				}
+				if detach {
+					if f.json {
+						return printJSON(out, map[string]any{"run": run.Name, "attached": attached})
+					}
+					fmt.Fprintf(out, "run %s %s. `herd status %s` shows it, `herd run %s` follows it.\n", run.Name, verb, run.Name, args[0])
+					return nil
+				}
+				fmt.Fprintf(errw, "run %s %s. Ctrl-C stops following; the run goes on (`herd status %s`).\n", run.Name, verb, run.Name)
+				p, err = workflows.Follow(ctx, cl, run.Name, workflows.FollowEvery, d.show)
+			}
+			d.finish()
+			return finishRun(c, p, err, f.json)
+		},
+	}
+	f.register(c)
+	tf.register(c)
+	c.Flags().BoolVar(&detach, "detach", false, "return once submitted instead of following (needs --temporal or a running herd server)")
+	c.Flags().Int64Var(&segment, "segment-steps", 0, "steps per TrainSegment activity (default train.checkpoint.every)")
+	return c
+}
+
+// absolutePaths makes the config's local paths absolute: a worker in another directory,
+// or on another host with the same mounts, must read and write the same files.
+func absolutePaths(run *config.Run) error {
+	for _, p := range []*string{&run.Data.Train, &run.Data.Eval, &run.Train.Checkpoint.Dir} {
+		if *p == "" || filepath.IsAbs(*p) || strings.HasPrefix(*p, "$") || strings.Contains(*p, "://") {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return fmt.Errorf("resolving %s: %w", *p, err)
+		}
+		*p = abs
+	}
+	return nil
+}
+
+func detachNeedsServer() error {
+	return usererr.New("--detach", "the embedded server lives in this process and would stop with it; "+
+		"start `herd server` and `herd worker`, then pass --temporal (or drop --detach)")
+}
+
+// interruptContext is cancelled by Ctrl-C or SIGTERM.
+func interruptContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// finishRun prints how a followed run ended.
+func finishRun(c *cobra.Command, p workflows.Progress, err error, jsonOut bool) error {
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintf(c.ErrOrStderr(), "stopped following %s; `herd resume %s` continues it\n", p.Name, p.Name)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if jsonOut {
+		return printJSON(c.OutOrStdout(), p)
+	}
+	for _, w := range p.Warnings {
+		fmt.Fprintln(c.ErrOrStderr(), "warning: "+w)
+	}
+	fmt.Fprintf(c.OutOrStdout(), "%s: %s at step %d/%d, loss %.4f, checkpoint %s\n",
+		p.Name, p.State, p.Step, p.Steps, p.Loss, filepath.Join(p.Dir, p.Checkpoint))
+	return nil
+}
+
+// followDisplay shows a followed run: a progress bar on a terminal, a plain line every ten
+// seconds otherwise, so that logs stay readable.
+type followDisplay struct {
+	w     io.Writer
+	bar   *progressbar.ProgressBar
+	shown time.Time
+	last  string
+}
+
+func newFollowDisplay(w io.Writer) *followDisplay {
+	d := &followDisplay{w: w}
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			d.bar = progressbar.NewOptions64(1, progressbar.OptionSetWriter(w), progressbar.OptionShowCount(),
+				progressbar.OptionSetPredictTime(false), progressbar.OptionThrottle(100*time.Millisecond))
+		}
+	}
+	return d
+}
+
+func (d *followDisplay) show(s workflows.Status) {
+	step, loss, tps := s.Step, s.Loss, s.TokensPerS
+	if s.Live != nil {
+		step, loss, tps = s.Live.Step, s.Live.Loss, s.Live.TokensPerS
+	}
+	line := fmt.Sprintf("%s  loss %.4f  %.0f tokens/s", state(s), loss, tps)
+	if s.ETA != "" {
+		line += "  ETA " + s.ETA
+	}
+	if s.Attempt > 1 {
+		line += fmt.Sprintf("  attempt %d", s.Attempt)
+	}
+	if d.bar != nil {
+		d.bar.ChangeMax64(max(s.Steps, 1))
+		d.bar.Describe(line)
+		_ = d.bar.Set64(step)
+		return
+	}
+	line = fmt.Sprintf("step %d/%d  %s", step, s.Steps, line)
+	if line != d.last && time.Since(d.shown) >= 10*time.Second {
+		fmt.Fprintln(d.w, line)
+		d.shown, d.last = time.Now(), line
+	}
+}
+
+func (d *followDisplay) finish() {
+	if d.bar != nil {
+		_ = d.bar.Finish()
+		fmt.Fprintln(d.w)
+	}
+}

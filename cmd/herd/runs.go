@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/herdml/herd/workflows"
+	"github.com/herdml/herd/workflows/devserver"
+)
+
+// temporalFlags say which Temporal server the orchestration commands talk to.
+type temporalFlags struct {
+	addr, namespace, queue, stateDir string
+}
+
+func (f *temporalFlags) register(c *cobra.Command) {
+	c.Flags().StringVar(&f.addr, "temporal", os.Getenv("HERD_TEMPORAL"), "Temporal frontend host:port (default $HERD_TEMPORAL; empty = herd's embedded server)")
+	c.Flags().StringVar(&f.namespace, "namespace", "default", "Temporal namespace")
+	c.Flags().StringVar(&f.queue, "queue", workflows.TaskQueue, "task queue of herd's workflows and workers")
+	c.Flags().StringVar(&f.stateDir, "state-dir", workflows.StateDir(), "embedded server's state (default $HERD_HOME or ~/.herd)")
+}
+
+// connect returns a client of --temporal if given; else of the herd process already
+// serving the state dir; else of an embedded server started for this command, with a
+// worker that answers queries and updates but does not train. done releases it all.
+func (f *temporalFlags) connect() (c client.Client, done func(), err error) {
+	addr := f.addr
+	if addr == "" {
+		addr = devserver.RunningAddr(f.stateDir)
+	}
+	if addr != "" {
+		c, err := workflows.Dial(addr, f.namespace)
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, c.Close, nil
+	}
+	l, err := workflows.StartLocal(f.stateDir, f.queue, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return l.Client, l.Close, nil
+}
+
+func newLsCmd() *cobra.Command {
+	var (
+		tf      temporalFlags
+		jsonOut bool
+	)
+	c := &cobra.Command{
+		Use:   "ls",
+		Short: "List runs: state, step, loss",
+		Args:  noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cl, done, err := tf.connect()
+			if err != nil {
+				return err
+			}
+			defer done()
+			runs, err := workflows.List(context.Background(), cl)
+			if err != nil {
+				return err
+			}
+			if jsonOut {
+				return printJSON(c.OutOrStdout(), runs)
+			}
+			w := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "RUN\tSTATE\tSTEP\tLOSS\tUPDATED")
+			for _, r := range runs {
+				fmt.Fprintf(w, "%s\t%s\t%d/%d\t%.4f\t%s\n", r.Name, state(r), r.Step, r.Steps, r.Loss, r.Updated.Local().Format(time.DateTime))
+			}
+			return w.Flush()
+		},
+	}
+	tf.register(c)
+	c.Flags().BoolVar(&jsonOut, "json", false, "print the runs as JSON")
+	return c
+}
+
+// state is the run's own state, or the workflow's status when the workflow ended
+// without saying (terminated, timed out).
+func state(s workflows.Status) string {
+	if s.State == "" || (s.Workflow != "Running" && s.State == workflows.StateRunning) {
+		return strings.ToLower(s.Workflow)
+	}
+	return s.State
+}
+
+func newStatusCmd() *cobra.Command {
+	var (
+		tf      temporalFlags
+		jsonOut bool
+	)
+	c := &cobra.Command{
+		Use:   "status RUN",
+		Short: "Show a run: step, loss, tokens/s, ETA, checkpoints, attempts, worker",
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, done, err := tf.connect()
+			if err != nil {
+				return err
+			}
+			defer done()
+			s, err := workflows.GetStatus(context.Background(), cl, args[0])
+			if err != nil {
+				return err
+			}
+			if jsonOut {
+				return printJSON(c.OutOrStdout(), s)
+			}
+			printStatus(c.OutOrStdout(), s)
+			return nil
+		},
+	}
+	tf.register(c)
+	c.Flags().BoolVar(&jsonOut, "json", false, "print the status as JSON")
+	return c
+}
+
+func printStatus(out io.Writer, s workflows.Status) {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	row := func(k, format string, args ...any) { fmt.Fprintf(w, "%s\t"+format+"\n", append([]any{k}, args...)...) }
+	row("run", "%s", s.Name)
+	row("state", "%s", state(s))
+	row("step", "%d of %d committed", s.Step, s.Steps)
+	if s.Live != nil {
+		row("training", "step %d, loss %.4f, %.0f tokens/s", s.Live.Step, s.Live.Loss, s.Live.TokensPerS)
+	} else if s.Step > 0 {
+		row("loss", "%.4f", s.Loss)
+		row("tokens/s", "%.0f", s.TokensPerS)
+	}
+	if s.ETA != "" {
+		row("ETA", "%s", s.ETA)
+	}
+	if s.Checkpoint != "" {
+		row("checkpoint", "%s/%s", s.Dir, s.Checkpoint)
+	}
+	if len(s.Checkpoints) > 0 {
+		row("checkpoints", "%s", strings.Join(s.Checkpoints, " "))
+	}
+	if s.Attempt > 0 {
+		row("attempt", "%d", s.Attempt)
+	}
+	if s.Worker != "" {
+		row("worker", "%s", s.Worker)
+	}
+	if s.LastFailure != "" {
+		row("last failure", "%s", s.LastFailure)
+	}
+	if s.Error != "" {
+		row("error", "%s", s.Error)
+	}
+	for _, warn := range s.Warnings {
+		row("warning", "%s", warn)
+	}
+	_ = w.Flush()
+}
+
+// newControlCmd builds `herd pause` and `herd stop`.
+func newControlCmd(update, short string) *cobra.Command {
+	var tf temporalFlags
+	c := &cobra.Command{
+		Use:   update + " RUN",
+		Short: short,
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, done, err := tf.connect()
+			if err != nil {
+				return err
+			}
+			defer done()
+			p, err := workflows.Control(context.Background(), cl, args[0], update)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "%s: %s at step %d; `herd resume %s` continues it\n", p.Name, update, p.Step, p.Name)
+			return nil
+		},
+	}
+	tf.register(c)
+	return c
+}
+
+func newPauseCmd() *cobra.Command {
+	return newControlCmd(workflows.UpdatePause, "Pause a run after checkpointing the step it is on")
+}
+
+func newStopCmd() *cobra.Command {
+	return newControlCmd(workflows.UpdateStop, "End a run after checkpointing the step it is on")
+}
+
+func newResumeCmd() *cobra.Command {
+	var (
+		tf      temporalFlags
+		detach  bool
+		jsonOut bool
+	)
+	c := &cobra.Command{
+		Use:   "resume RUN",
+		Short: "Continue a paused, stopped or failed run from its last committed checkpoint",
+		Long: "Continue a paused, stopped or failed run from its last committed checkpoint, also after the\n" +
+			"process that ran it, embedded server included, was killed. Without --temporal this process\n" +
+			"serves the embedded server and trains; with it, resume only asks and then follows.",
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			name := args[0]
+			ctx, stop := interruptContext()
+			defer stop()
+			d := newFollowDisplay(c.ErrOrStderr())
+			var p workflows.Progress
+			var err error
+			if tf.addr == "" && devserver.RunningAddr(tf.stateDir) == "" {
+				if detach {
+					return detachNeedsServer()
+				}
+				p, err = workflows.ResumeLocal(ctx, tf.stateDir, name, &workflows.Activities{}, d.show)
+			} else {
+				cl, done, cerr := tf.connect()
+				if cerr != nil {
+					return cerr
+				}
+				defer done()
+				if err := workflows.Resume(ctx, cl, tf.queue, name); err != nil {
+					return err
+				}
+				if detach {
+					fmt.Fprintf(c.OutOrStdout(), "%s: resumed; `herd status %s` shows it\n", name, name)
+					return nil
+				}
+				p, err = workflows.Follow(ctx, cl, name, workflows.FollowEvery, d.show)
+			}
+			d.finish()
+			return finishRun(c, p, err, jsonOut)
+		},
+	}
+	tf.register(c)
+	c.Flags().BoolVar(&detach, "detach", false, "return once resumed instead of following (needs --temporal or a running herd server)")
+	c.Flags().BoolVar(&jsonOut, "json", false, "print the final progress as JSON")
+	return c
+}
