@@ -92,11 +92,14 @@ func newRatios(cfg Config, base, target Shape) ratios {
 //   - Hidden and expert matrices: init σ/√m and Adam LR η/m, with m the ratio of the
 //     tensor's fan-in (d_model for q/k/v/o and the up projections, ffn_hidden or
 //     expert_hidden for the down projections; routed and shared experts alike).
-//   - Readout (LM head): forward multiplier 1/m, init σ and LR η. herd prefers the
-//     multiplier to zero init because it keeps the init-time logits nonzero, so a coord
-//     check can measure them at every width.
+//   - Readout (LM head): forward multiplier 1/m and LR η, and zero init [TP5, §D.2, and
+//     microsoft/mup's readout_zero_init]. The multiplier alone, with init σ, is also μP,
+//     but its init-time logits shrink as 1/√m and dominate the first updates' Θ(1)
+//     change: herd's coord check measured the logits' width slope after one step at -0.40
+//     with init σ and -0.22 with zero init (tiny family, widths 64-512, 3 seeds).
 //   - Router: output-like, since its fan-out is the expert count, not a width: multiplier
-//     1/m on its logits, init σ, LR η.
+//     1/m on its logits, LR η, but init σ: a zero router would send every token to the
+//     same expert (ties) until it learns.
 //   - Embedding and patch projection: input-like, σ and η unchanged. [uMuP] instead lowers
 //     the embedding LR by 1/√(fan-out); herd follows [TP5] and [CompleteP], whose depth
 //     rules were derived and validated with a width-independent embedding LR, and [uMuP]'s
@@ -153,6 +156,9 @@ func (r ratios) apply(e *Entry, full bool) error {
 			return err
 		}
 		e.Mult = 1 / m
+		if e.Class == Readout {
+			e.InitStd = 0
+		}
 	}
 	if full {
 		if inBlock {
