@@ -63,9 +63,9 @@ type Stats struct {
 type EvalResult struct {
 	Loss         float64 // mean cross-entropy per trained-on token
 	BitsPerByte  float64 // Loss / ln 2: byte-level tokens make one token one byte
-	Tokens       float64 // tokens evaluated
-	Batches      int
-	StepsTrained int64
+	Tokens       float64 // tokens evaluated (Σ loss mask)
+	Batches      int     // micro-batches evaluated
+	StepsTrained int64   // optimizer steps the evaluated weights had
 }
 
 // Trainer holds a run's model, optimizer, data position and schedule.

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"path"
 	"sort"
 	"strconv"
@@ -184,6 +185,9 @@ func Verify(s Storage, name string) error {
 func readManifest(s Storage, name string) (Manifest, error) {
 	var m Manifest
 	r, err := s.Open(name, ManifestFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return m, corrupt(s, name, ManifestFile, "no such file: not a checkpoint folder, or one whose save never finished")
+	}
 	if err != nil {
 		return m, corrupt(s, name, ManifestFile, "%v", err)
 	}
