@@ -1,6 +1,7 @@
 package data
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -62,4 +63,47 @@ func BenchmarkShardReadVsScan(b *testing.B) {
 	if sink == 42 {
 		b.Log(sink)
 	}
+}
+
+// BenchmarkFlightVsLocal reads every row of a dataset in order over Arrow Flight on
+// loopback, and through the local mmap reader, and reports both in MB/s of shard data.
+func BenchmarkFlightVsLocal(b *testing.B) {
+	dir := b.TempDir()
+	m, err := Pack(TextFiles("${GOROOT}/src/net/**/*.go", nil), PackOptions{Out: filepath.Join(dir, "net"), SeqLen: 256})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := NewFlightServer(dir)
+	gs, lis, err := srv.Listen(ServeOptions{Addr: "127.0.0.1:0"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go gs.Serve(lis)
+	defer func() { gs.Stop(); srv.Close() }()
+	bytes := 0.0
+	for _, s := range m.Shards {
+		bytes += float64(s.Bytes)
+	}
+	readAll := func(open func() (*Shards, error)) time.Duration {
+		sh, err := open()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer sh.Close()
+		t0 := time.Now()
+		var r Row
+		for i := int64(0); i < sh.Manifest.Rows; i++ {
+			if err := sh.Row(i, &r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(t0)
+	}
+	var remote, local time.Duration
+	for b.Loop() {
+		remote += readAll(func() (*Shards, error) { return OpenRemote("grpc://" + lis.Addr().String() + "/net") })
+		local += readAll(func() (*Shards, error) { return OpenShards(filepath.Join(dir, "net", ManifestName), nil) })
+	}
+	b.ReportMetric(bytes*float64(b.N)/remote.Seconds()/1e6, "flight-MB/s")
+	b.ReportMetric(bytes*float64(b.N)/local.Seconds()/1e6, "local-MB/s")
 }

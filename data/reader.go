@@ -32,6 +32,7 @@ type Shards struct {
 
 	mu     sync.Mutex
 	shards []*mappedShard
+	remote *remote // set when the shards are read over Arrow Flight
 }
 
 type mappedShard struct {
@@ -147,6 +148,11 @@ func (s *Shards) Row(i int64, r *Row) error {
 func (s *Shards) batch(k, bi int) (*shardBatch, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	first := int64(bi * s.Manifest.BatchRows)
+	want := min(int64(s.Manifest.BatchRows), s.Manifest.Shards[k].Rows-first)
+	if s.remote != nil {
+		return s.remote.batch(s, k, bi, first, want)
+	}
 	sh := s.shards[k]
 	if sh == nil {
 		var err error
@@ -158,8 +164,6 @@ func (s *Shards) batch(k, bi int) (*shardBatch, error) {
 	if b := sh.batches[bi]; b != nil {
 		return b, nil
 	}
-	first := int64(bi * s.Manifest.BatchRows)
-	want := min(int64(s.Manifest.BatchRows), s.Manifest.Shards[k].Rows-first)
 	b, err := s.loadBatch(sh, bi, first, want)
 	if err != nil {
 		return nil, err
@@ -232,7 +236,7 @@ func (s *Shards) checkSchema(got *arrow.Schema) error {
 		}
 		return fmt.Errorf("schema metadata herd.version is %s; this herd reads version %d: pack the data again", ver, FormatVersion)
 	}
-	if !got.Equal(want) {
+	if !sameColumns(got, want) {
 		return fmt.Errorf("schema %v differs from the format's %v", got, want)
 	}
 	wmd := want.Metadata()
@@ -246,6 +250,24 @@ func (s *Shards) checkSchema(got *arrow.Schema) error {
 		}
 	}
 	return nil
+}
+
+// sameColumns reports whether got has want's column names and types. Nullability is not
+// compared (pyarrow marks fields nullable by default); nulls are refused row by row.
+func sameColumns(got, want *arrow.Schema) bool {
+	if got.NumFields() != want.NumFields() {
+		return false
+	}
+	for i, w := range want.Fields() {
+		g := got.Field(i)
+		if g.Name != w.Name || g.Type.ID() != w.Type.ID() {
+			return false
+		}
+		if wl, ok := w.Type.(*arrow.ListType); ok && g.Type.(*arrow.ListType).Elem().ID() != wl.Elem().ID() {
+			return false
+		}
+	}
+	return true
 }
 
 // canonicalJSON re-encodes a JSON map of special tokens so that key order and spacing
@@ -262,15 +284,31 @@ func canonicalJSON(s string) string {
 // loadBatch reads and validates record batch bi, which must hold want rows starting at the
 // shard's row first.
 func (s *Shards) loadBatch(sh *mappedShard, bi int, first, want int64) (b *shardBatch, err error) {
-	where := func(row int64) string { return fmt.Sprintf("%s row %d", sh.name, first+row) }
 	defer func() {
 		if p := recover(); p != nil {
-			b, err = nil, usererr.New(where(0), "malformed record batch %d: %v", bi, p)
+			b, err = nil, usererr.New(fmt.Sprintf("%s row %d", sh.name, first), "malformed record batch %d: %v", bi, p)
 		}
 	}()
 	rec, err := sh.fr.RecordBatchAt(bi)
 	if err != nil {
-		return nil, usererr.New(where(0), "unreadable record batch %d: %v", bi, err)
+		return nil, usererr.New(fmt.Sprintf("%s row %d", sh.name, first), "unreadable record batch %d: %v", bi, err)
+	}
+	return s.checkBatch(rec, sh.name, bi, first, want)
+}
+
+// checkBatch validates record batch bi of shard name, which must hold want rows starting
+// at the shard's row first, and takes ownership of rec.
+func (s *Shards) checkBatch(rec arrow.RecordBatch, name string, bi int, first, want int64) (b *shardBatch, err error) {
+	where := func(row int64) string { return fmt.Sprintf("%s row %d", name, first+row) }
+	defer func() {
+		if p := recover(); p != nil {
+			rec.Release()
+			b, err = nil, usererr.New(where(0), "malformed record batch %d: %v", bi, p)
+		}
+	}()
+	if !sameColumns(rec.Schema(), s.Manifest.Schema()) {
+		rec.Release()
+		return nil, usererr.New(where(0), "record batch %d has schema %v, not the format's", bi, rec.Schema())
 	}
 	if rec.NumRows() != want {
 		rec.Release()
@@ -383,6 +421,9 @@ func (s *Shards) Close() error {
 		unmapFile(sh.data)
 		s.shards[k] = nil
 	}
+	if s.remote != nil {
+		s.remote.close()
+	}
 	return nil
 }
 
@@ -393,9 +434,14 @@ func OpenShardStream(manifestPath string, seqLen, globalBatch, microBatch, rank,
 	if err != nil {
 		return nil, err
 	}
+	return shardStream(sh, manifestPath, seqLen, globalBatch, microBatch, rank, world, seed)
+}
+
+// shardStream serves sh, local or remote, as a Stream that closes it.
+func shardStream(sh *Shards, where string, seqLen, globalBatch, microBatch, rank, world int, seed uint64) (*Stream, error) {
 	if sh.Manifest.SeqLen != seqLen {
 		sh.Close()
-		return nil, usererr.New("model.seq_len", "is %d but %s was packed for seq_len %d; set model.seq_len to %d or pack again", seqLen, manifestPath, sh.Manifest.SeqLen, sh.Manifest.SeqLen)
+		return nil, usererr.New("model.seq_len", "is %d but %s was packed for seq_len %d; set model.seq_len to %d or pack again", seqLen, where, sh.Manifest.SeqLen, sh.Manifest.SeqLen)
 	}
 	st, err := NewStream(sh, sh.Info(), globalBatch, microBatch, rank, world, seed)
 	if err != nil {

@@ -5,16 +5,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/herdml/herd/internal/usererr"
 )
 
 // Open serves the dataset spec names to rank of world: a shard manifest (a .json file, or
-// a folder holding manifest.json), or else a glob of text files (see OpenText). Close the
-// Stream when done.
+// a folder holding manifest.json), a dataset served over Arrow Flight
+// (grpc://host:port/name, see OpenRemote), or else a glob of text files (see OpenText).
+// Close the Stream when done.
 func Open(spec string, seqLen, globalBatch, microBatch, rank, world int, seed uint64) (*Stream, error) {
 	if strings.HasPrefix(spec, "grpc://") {
-		return nil, usererr.New(spec, "remote datasets (grpc://) are not served yet; pack the data locally and give its manifest.json")
+		sh, err := OpenRemote(spec)
+		if err != nil {
+			return nil, err
+		}
+		return shardStream(sh, spec, seqLen, globalBatch, microBatch, rank, world, seed)
 	}
 	if fi, err := os.Stat(spec); err == nil && fi.IsDir() {
 		spec = filepath.Join(spec, ManifestName)
