@@ -243,3 +243,35 @@ func TestRunStopsWhenCancelled(t *testing.T) {
 		t.Fatalf("Run after cancel at step 2: %v at step %d", err, tr.StepCount())
 	}
 }
+
+// Gradient accumulation: two micro-batches of 4 give the gradient and loss of one batch
+// of 8 (random tokens, so every position weighs the same), up to float32 rounding. The
+// load-balancing loss is off here: it is a product of two means over the micro-batch, so
+// splitting the batch changes it, as in every framework that accumulates.
+func TestAccumulationMatchesOneBigBatch(t *testing.T) {
+	step := func(micro int) (*Trainer, Stats) {
+		cfg := microConfig(t)
+		cfg.Data = config.Data{Synthetic: true, ShuffleSeed: 1}
+		cfg.Train.MicroBatch = micro
+		cfg.Model.MoE.AuxLoss = 0
+		tr := newTrainer(t, cfg, Options{})
+		st, err := tr.Step()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr, st
+	}
+	one, s1 := step(8)
+	two, s2 := step(4)
+	if math.Abs(s1.Loss-s2.Loss) > 1e-6*s1.Loss {
+		t.Errorf("loss %v with one micro-batch, %v with two", s1.Loss, s2.Loss)
+	}
+	var diff, size float64
+	for i, g := range one.Model.Grads {
+		diff = math.Max(diff, math.Abs(float64(g-two.Model.Grads[i])))
+		size = math.Max(size, math.Abs(float64(g)))
+	}
+	if diff > 1e-5*size {
+		t.Errorf("gradients differ by %g (largest %g)", diff, size)
+	}
+}
