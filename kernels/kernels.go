@@ -64,11 +64,12 @@ type Backend[F Float] interface {
 	// AttentionBackward accumulates dq, dk, dv from dout.
 	AttentionBackward(dq, dk, dv, dout, out, lse, q, k, v []F, doc []int32, b, t, h, kv, d int, scale F)
 
-	// SwiGLU writes out = silu(a) ⊙ u elementwise, silu(a) = a·sigmoid(a).
-	//   out, a, u: [N]
-	SwiGLU(out, a, u []F)
-	// SwiGLUBackward accumulates da and du from dout.
-	SwiGLUBackward(da, du, dout, a, u []F)
+	// SwiGLU writes out = silu(a) ⊙ u elementwise, silu(a) = a·sigmoid(a), and keeps
+	// sig = sigmoid(a) for the backward, which then needs no exponential.
+	//   out, sig, a, u: [N]
+	SwiGLU(out, sig, a, u []F)
+	// SwiGLUBackward accumulates da and du from dout, using the forward's sig.
+	SwiGLUBackward(da, du, dout, a, u, sig []F)
 
 	// CrossEntropy writes, per row, lse[i] = logsumexp(logits[i,:]) and
 	// loss[i] = lse[i] - logits[i, targets[i]].

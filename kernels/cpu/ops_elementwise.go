@@ -43,25 +43,25 @@ func expPoly(x float64) float64 {
 	return p * math.Float64frombits(uint64(int64(n)+1023)<<52)
 }
 
-// sigmoid is 1/(1+e^-a), computed in float64 from expF's e^-a.
-func sigmoid[F kernels.Float](a F) float64 { return 1 / (1 + float64(expF(-a))) }
-
-// SwiGLU: see kernels.Backend.
-func (*Backend[F]) SwiGLU(out, a, u []F) {
+// SwiGLU: see kernels.Backend. sigmoid(a) = 1/(1+e^-a), divided in float64.
+func (*Backend[F]) SwiGLU(out, sig, a, u []F) {
 	parallelFor(len(out), elemGrain, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			out[i] = F(float64(a[i])*sigmoid(a[i])) * u[i]
+			s := F(1 / (1 + float64(expF(-a[i]))))
+			sig[i] = s
+			out[i] = a[i] * s * u[i]
 		}
 	})
 }
 
-// SwiGLUBackward: see kernels.Backend. silu'(a) = σ(a)·(1 + a·(1-σ(a))).
-func (*Backend[F]) SwiGLUBackward(da, du, dout, a, u []F) {
+// SwiGLUBackward: see kernels.Backend. With s = sigmoid(a): silu(a) = a·s and
+// silu'(a) = s·(1 + a·(1-s)).
+func (*Backend[F]) SwiGLUBackward(da, du, dout, a, u, sig []F) {
 	parallelFor(len(dout), elemGrain, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			x, s := float64(a[i]), sigmoid(a[i])
-			du[i] += dout[i] * F(x*s)
-			da[i] += dout[i] * u[i] * F(s*(1+x*(1-s)))
+			x, s := a[i], sig[i]
+			du[i] += dout[i] * x * s
+			da[i] += dout[i] * u[i] * s * (1 + x*(1-s))
 		}
 	})
 }

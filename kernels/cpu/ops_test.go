@@ -283,23 +283,27 @@ func TestSwiGLU(t *testing.T) {
 	be := New[float64]()
 	n := 37
 	a, u := opRand(r, n), opRand(r, n)
-	want := make([]float64, n)
+	a[3], a[4] = -100, 100 // saturated gates
+	want, wantSig := make([]float64, n), make([]float64, n)
 	for i := range n {
-		want[i] = a[i] / (1 + math.Exp(-a[i])) * u[i]
+		wantSig[i] = 1 / (1 + math.Exp(-a[i]))
+		want[i] = a[i] * wantSig[i] * u[i]
 	}
-	out := make([]float64, n)
-	be.SwiGLU(out, a, u)
+	out, sig := make([]float64, n), make([]float64, n)
+	be.SwiGLU(out, sig, a, u)
 	closeTo(t, "swiglu", out, want, 1e-14)
-	out32 := make([]float32, n)
-	New[float32]().SwiGLU(out32, to[float32](a), to[float32](u))
+	closeTo(t, "swiglu sigmoid", sig, wantSig, 1e-15)
+	out32, sig32 := make([]float32, n), make([]float32, n)
+	New[float32]().SwiGLU(out32, sig32, to[float32](a), to[float32](u))
 	closeTo(t, "float32 swiglu", out32, want, 1e-6)
+	closeTo(t, "float32 swiglu sigmoid", sig32, wantSig, 1e-6)
 
 	dout := opRand(r, n)
 	da, du := opRand(r, n), opRand(r, n)
 	da0, du0 := slices.Clone(da), slices.Clone(du)
-	be.SwiGLUBackward(da, du, dout, a, u)
+	be.SwiGLUBackward(da, du, dout, a, u, sig)
 	loss := func() float64 {
-		be.SwiGLU(out, a, u)
+		be.SwiGLU(out, make([]float64, n), a, u)
 		return dot(out, dout)
 	}
 	gradCheck(t, "swiglu da", a, da0, da, loss)

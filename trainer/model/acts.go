@@ -28,13 +28,19 @@ type layerActs[F kernels.Float] struct {
 	y        []F // [N*k, C] expert outputs before gating
 }
 
-// ffnActs are one SwiGLU feed-forward's activations: a1 = h·W1ᵀ, a3 = h·W3ᵀ, u = silu(a1)⊙a3.
+// ffnActs are one SwiGLU feed-forward's activations: a1 = h·W1ᵀ, a3 = h·W3ᵀ,
+// u = silu(a1)⊙a3 and s = sigmoid(a1).
 type ffnActs[F kernels.Float] struct {
-	a1, a3, u []F // [rows, hidden]
+	a1, a3, u, s []F // [rows, hidden]
 }
 
 func newFFNActs[F kernels.Float](n int) ffnActs[F] {
-	return ffnActs[F]{make([]F, n), make([]F, n), make([]F, n)}
+	return ffnActs[F]{make([]F, n), make([]F, n), make([]F, n), make([]F, n)}
+}
+
+// rows returns the activations of rows [lo, hi) (a routed expert's share of the block).
+func (a ffnActs[F]) rows(lo, hi, hid int) ffnActs[F] {
+	return ffnActs[F]{a.a1[lo*hid : hi*hid], a.a3[lo*hid : hi*hid], a.u[lo*hid : hi*hid], a.s[lo*hid : hi*hid]}
 }
 
 func newLayerActs[F kernels.Float](cfg Config, moe bool, N int) layerActs[F] {

@@ -42,7 +42,7 @@ func (m *Model[F]) ffnForward(y, h []F, a ffnActs[F], w ffnWeights[F], n, hid in
 	a1, a3, u := a.a1[:n*hid], a.a3[:n*hid], a.u[:n*hid]
 	m.mm(a1, h, w.w1, w.m1, n, C, hid)
 	m.mm(a3, h, w.w3, w.m3, n, C, hid)
-	m.be.SwiGLU(u, a1, a3)
+	m.be.SwiGLU(u, a.s[:n*hid], a1, a3)
 	m.mm(y, u, w.w2, w.m2, n, hid, C)
 }
 
@@ -54,7 +54,7 @@ func (m *Model[F]) ffnBackward(dh, dy, h []F, a ffnActs[F], w ffnWeights[F], n, 
 	m.mmBackward(du, w.dw2, dy, a.u[:n*hid], w.w2, w.m2, n, hid, C, false)
 	clear(da1)
 	clear(da3)
-	m.be.SwiGLUBackward(da1, da3, du, a.a1[:n*hid], a.a3[:n*hid])
+	m.be.SwiGLUBackward(da1, da3, du, a.a1[:n*hid], a.a3[:n*hid], a.s[:n*hid])
 	m.mmBackward(dh, w.dw1, da1, h, w.w1, w.m1, n, C, hid, accumulate)
 	m.mmBackward(dh, w.dw3, da3, h, w.w3, w.m3, n, C, hid, true)
 }
@@ -105,8 +105,7 @@ func (m *Model[F]) moeForward(i int) (aux float64, load []float64) {
 		if lo == hi {
 			continue
 		}
-		ex := ffnActs[F]{a.experts.a1[lo*G : hi*G], a.experts.a3[lo*G : hi*G], a.experts.u[lo*G : hi*G]}
-		m.ffnForward(a.y[lo*C:hi*C], a.hg[lo*C:hi*C], ex, m.expert(l, e), hi-lo, G)
+		m.ffnForward(a.y[lo*C:hi*C], a.hg[lo*C:hi*C], a.experts.rows(lo, hi, G), m.expert(l, e), hi-lo, G)
 	}
 	be.GatherSum(xn, a.y[:N*k*C], a.slotRow[:N*k], a.gate[:N*k], k, C)
 
@@ -207,8 +206,7 @@ func (m *Model[F]) moeBackward(i int, scale F) {
 		if lo == hi {
 			continue
 		}
-		ex := ffnActs[F]{a.experts.a1[lo*G : hi*G], a.experts.a3[lo*G : hi*G], a.experts.u[lo*G : hi*G]}
-		m.ffnBackward(dhg[lo*C:hi*C], dy[lo*C:hi*C], a.hg[lo*C:hi*C], ex, m.expert(l, e), hi-lo, G, false)
+		m.ffnBackward(dhg[lo*C:hi*C], dy[lo*C:hi*C], a.hg[lo*C:hi*C], a.experts.rows(lo, hi, G), m.expert(l, e), hi-lo, G, false)
 		for p := lo; p < hi; p++ {
 			gt := a.rowGate[p]
 			dr[int(a.rowTok[p])*E+e] += dgate[p] * gt * (1 - gt) // sigmoid'
