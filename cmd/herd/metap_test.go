@@ -77,3 +77,54 @@ func TestMetapTable(t *testing.T) {
 		t.Fatalf("depth_alpha 2: want a user error, got %v", err)
 	}
 }
+
+func TestMetapCoordCheck(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "run.yaml")
+	src := `model: {vocab_size: 64, d_model: 32, n_layers: 2, n_heads: 2, n_kv_heads: 1, ffn_hidden: 96, seq_len: 16,
+        moe: {experts: 2, top_k: 1, shared_expert: true, every: 2, expert_hidden: 64}}
+data: {synthetic: true}
+metap: {mode: sp}
+`
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pngPath := filepath.Join(dir, "coord.png")
+	args := []string{"metap", "coord-check", path, "--widths", "32,64", "--steps", "2", "--batch", "1", "--seq-len", "8", "--png", pngPath}
+
+	// sp grows with width: the gate fails, as an internal error (not the user's config).
+	out, err := herdOut(t, args...)
+	if err == nil || usererr.Is(err) || !strings.Contains(err.Error(), "coord check failed under sp") {
+		t.Fatalf("sp: want the gate to fail, got %v", err)
+	}
+	if !strings.Contains(out, "residual (block 1)") || !strings.Contains(out, "logits") {
+		t.Fatalf("no slope table:\n%s", out)
+	}
+	if st, err := os.Stat(pngPath); err != nil || st.Size() == 0 {
+		t.Fatalf("no PNG written: %v", err)
+	}
+
+	// Report only, as JSON: the zero-init logits' undefined slope at step 0 is null.
+	out, err = herdOut(t, append(args, "--set", "metap.mode=metap", "--max-slope", "0", "--json")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Mode   string `json:"mode"`
+		Series []struct {
+			Kind   string     `json:"kind"`
+			Slopes []*float64 `json:"slopes"`
+		} `json:"series"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v in %s", err, out)
+	}
+	logits := res.Series[len(res.Series)-1]
+	if res.Mode != "metap" || logits.Kind != "logits" || len(logits.Slopes) != 3 || logits.Slopes[0] != nil || logits.Slopes[2] == nil {
+		t.Fatalf("json %+v", res)
+	}
+
+	if _, err := herdOut(t, "metap", "coord-check", path, "--widths", "32"); !usererr.Is(err) {
+		t.Fatalf("one width: want a user error, got %v", err)
+	}
+}

@@ -1,0 +1,106 @@
+package coordcheck
+
+import (
+	"fmt"
+	"image/color"
+	"io"
+	"strconv"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// kinds are the width panels, in the order of the forward pass.
+var kinds = []string{"embedding", "attention", "ffn", "residual", "logits"}
+
+// WritePNG draws one panel per activation kind against width (attention, ffn and residual
+// averaged over the blocks), plus one for the last residual stream against depth when the
+// check has a depth family: log-log axes, one line per step, light (init) to dark (last).
+// A flat line is a width-independent activation.
+func (r Result) WritePNG(w io.Writer) error {
+	var panels []*plot.Plot
+	for _, k := range kinds {
+		p, err := r.panel("width", k)
+		if err != nil {
+			return err
+		}
+		panels = append(panels, p)
+	}
+	if p, err := r.panel("depth", "residual"); err != nil {
+		return err
+	} else if p != nil {
+		panels = append(panels, p)
+	}
+	const side = 3.2 * vg.Inch
+	img := vgimg.New(side*vg.Length(len(panels)), side)
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: 1, Cols: len(panels), PadX: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2}
+	canvases := plot.Align([][]*plot.Plot{panels}, tiles, dc)
+	for i, p := range panels {
+		p.Draw(canvases[0][i])
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w); err != nil {
+		return fmt.Errorf("coordcheck: writing the PNG: %w", err)
+	}
+	return nil
+}
+
+// panel plots the mean over blocks of every series of kind along axis; nil when there is
+// none.
+func (r Result) panel(axis, kind string) (*plot.Plot, error) {
+	var series []Series
+	for _, s := range r.Series {
+		if s.Axis == axis && s.Kind == kind {
+			series = append(series, s)
+		}
+	}
+	if len(series) == 0 {
+		return nil, nil
+	}
+	sizes := series[0].Sizes
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("%s (%s)", kind, r.Mode)
+	if axis == "depth" {
+		p.Title.Text = fmt.Sprintf("last residual (%s)", r.Mode)
+	}
+	p.X.Label.Text = axis
+	p.Y.Label.Text = "mean |activation|"
+	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	var ticks []plot.Tick
+	for _, s := range sizes {
+		ticks = append(ticks, plot.Tick{Value: float64(s), Label: strconv.Itoa(s)})
+	}
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	p.Legend.Top, p.Legend.Left = true, true
+	for t := range r.Steps + 1 {
+		var xys plotter.XYs
+		for i, size := range sizes {
+			mean := 0.0
+			for _, s := range series {
+				mean += s.Values[t][i] / float64(len(series))
+			}
+			if mean > 0 { // a log axis cannot show 0
+				xys = append(xys, plotter.XY{X: float64(size), Y: mean})
+			}
+		}
+		if len(xys) == 0 {
+			continue
+		}
+		line, err := plotter.NewLine(xys)
+		if err != nil {
+			return nil, fmt.Errorf("coordcheck: %w", err)
+		}
+		shade := uint8(200 - 200*t/max(1, r.Steps))
+		line.Color = color.RGBA{R: shade, G: shade, B: 255, A: 255}
+		line.Width = vg.Points(1.5)
+		p.Add(line)
+		if t == 0 || t == r.Steps {
+			p.Legend.Add(fmt.Sprintf("step %d", t), line)
+		}
+	}
+	return p, nil
+}
