@@ -19,7 +19,7 @@ import (
 
 // microYAML is a model small enough to train in seconds on two cores, with every part the
 // step loop touches: gradient accumulation (2 micro-batches per step), an MoE layer, the
-// MetaP table, clipping, warmup and decay. Train and eval data are real Go sources from
+// MetaP table (sp: the tuned base values as they are), clipping, warmup and decay. Train and eval data are real Go sources from
 // the standard library, two different packages.
 const microYAML = `
 name: micro
@@ -45,6 +45,7 @@ train:
   schedule: {warmup: 10, decay: cosine, min_lr_ratio: 0.1}
   checkpoint: {every: 0, keep: 3}
   eval: {every: 0, batches: 4}
+metap: {mode: sp}
 `
 
 // microConfig is microYAML with --set overrides, checkpointing under a fresh folder.
