@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """PyTorch CPU reference for herd's training-step benchmark (bench/train_step.sh).
 
-One step = forward, backward and AdamW on the dense config of issue 2: vocab 256,
-d_model 256, 4 layers, 4 heads (4 kv heads), SwiGLU hidden 768, seq 256, batch 8, fp32,
-pre-norm RMSNorm, RoPE, causal attention, untied LM head, cross-entropy. The same
-computation herd's step does, written plainly in PyTorch (1.13 has no fused attention).
+One step = forward, backward, global-norm clipping and AdamW on the dense config of
+issue 2 (herd's examples/dense-bench.yaml): vocab 256, d_model 256, 4 layers, 4 heads
+(4 kv heads), SwiGLU hidden 768, seq 256, batch 8, fp32, pre-norm RMSNorm, RoPE, causal
+attention, untied LM head, cross-entropy. The same computation herd's step does, written
+plainly in PyTorch (1.13 has no fused attention).
 
 usage: train_step.py [STEPS] [THREADS]      (defaults 10 and 2)
 Prints the median step time and tokens/s over STEPS steps after 2 warm-up steps.
@@ -85,7 +86,7 @@ def main():
     torch.set_num_threads(threads)
     torch.manual_seed(1)
     model = Model()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
     data = torch.randint(0, VOCAB, (BATCH, SEQ + 1))
     tokens, targets = data[:, :-1].contiguous(), data[:, 1:].contiguous()
     times = []
@@ -94,6 +95,7 @@ def main():
         opt.zero_grad(set_to_none=True)
         loss = model(tokens, targets)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if i >= 2:
             times.append(time.perf_counter() - t)
