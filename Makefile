@@ -21,10 +21,14 @@ lint:
 	$(GO) vet -tags purego ./kernels/...
 
 # Go benchmarks (GFLOP/s, tokens/s, GB/s as custom metrics), then the side-by-side
-# comparisons with reference implementations under bench/ when their tools are installed.
+# comparisons with numpy and PyTorch under bench/ when those are installed.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./kernels/... ./trainer/... ./data/...
-	@for s in bench/*.sh; do if [ -x "$$s" ]; then echo "== $$s"; "$$s" || exit 1; fi; done
+	@if python3 -c 'import numpy, torch' 2>/dev/null; then \
+		for s in bench/*.sh; do echo "== $$s"; "$$s" || exit 1; done; \
+	else \
+		echo "bench/: apt-get install python3-numpy python3-torch libopenblas0-pthread for the side-by-side comparisons"; \
+	fi
 
 # Trains the tiny preset on Go's sources for a few minutes, then prints the final train and
 # eval loss and bits per byte. Each run starts afresh in runs/demo.
