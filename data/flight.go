@@ -66,7 +66,11 @@ func (s *FlightServer) dataset(name string) (*Shards, error) {
 	if sh := s.sets[name]; sh != nil {
 		return sh, nil
 	}
-	sh, err := OpenShards(filepath.Join(s.dir, name, ManifestName), nil)
+	manifest := filepath.Join(s.dir, name, ManifestName)
+	if _, err := os.Stat(manifest); err != nil {
+		return nil, status.Errorf(codes.NotFound, "no dataset %q on this server", name)
+	}
+	sh, err := OpenShards(manifest, nil)
 	if err != nil {
 		return nil, status.Errorf(codes.NotFound, "%v", err)
 	}

@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -17,11 +19,11 @@ import (
 func newDataCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "data",
-		Short: "Pack corpora into Arrow token shards, inspect and verify them",
+		Short: "Pack corpora into Arrow token shards, inspect, verify and serve them",
 		Args:  noArgs,
 		RunE:  func(c *cobra.Command, _ []string) error { return c.Help() },
 	}
-	c.AddCommand(newDataPackCmd(), newDataInspectCmd(), newDataVerifyCmd())
+	c.AddCommand(newDataPackCmd(), newDataInspectCmd(), newDataVerifyCmd(), newDataServeCmd())
 	return c
 }
 
@@ -138,12 +140,11 @@ func newDataInspectCmd() *cobra.Command {
 		asJSON bool
 	)
 	c := &cobra.Command{
-		Use:   "inspect MANIFEST",
+		Use:   "inspect DATASET",
 		Short: "Show a dataset's statistics and decode rows back to text",
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			path := manifestPath(args[0])
-			sh, err := data.OpenShards(path, nil)
+			sh, path, err := openDataset(args[0])
 			if err != nil {
 				return err
 			}
@@ -204,12 +205,14 @@ func decodeRow(tok data.Tokenizer, r *data.Row) string {
 
 func newDataVerifyCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "verify MANIFEST",
+		Use:   "verify DATASET",
 		Short: "Check every shard's sha256 against the manifest and every row against the format",
-		Args:  exactArgs(1),
+		Long: `Check every shard's sha256 against the manifest and every row against the format.
+DATASET is a manifest.json, its folder, or grpc://host:port/NAME (rows only: the
+server checks the hashes).`,
+		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			path := manifestPath(args[0])
-			sh, err := data.OpenShards(path, nil)
+			sh, path, err := openDataset(args[0])
 			if err != nil {
 				return err
 			}
@@ -223,10 +226,50 @@ func newDataVerifyCmd() *cobra.Command {
 	}
 }
 
-// manifestPath accepts a dataset folder for its manifest.
-func manifestPath(p string) string {
-	if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-		return filepath.Join(p, data.ManifestName)
+// openDataset opens a manifest, a dataset folder or a grpc://host:port/NAME dataset.
+func openDataset(spec string) (*data.Shards, string, error) {
+	if strings.HasPrefix(spec, "grpc://") {
+		sh, err := data.OpenRemote(spec)
+		return sh, spec, err
 	}
-	return p
+	if fi, err := os.Stat(spec); err == nil && fi.IsDir() {
+		spec = filepath.Join(spec, data.ManifestName)
+	}
+	sh, err := data.OpenShards(spec, nil)
+	return sh, spec, err
+}
+
+func newDataServeCmd() *cobra.Command {
+	var o data.ServeOptions
+	c := &cobra.Command{
+		Use:   "serve DIR",
+		Short: "Serve the datasets under DIR over Arrow Flight, as grpc://host:port/NAME",
+		Long: `Serve every dataset folder DIR/NAME (holding manifest.json) to trainers, which read
+grpc://host:port/NAME exactly as a local manifest. Listens on loopback by default; any
+other address needs --tls-cert, --tls-key and --token (clients set HERD_DATA_CA and
+HERD_DATA_TOKEN). Stops on interrupt.`,
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if fi, err := os.Stat(args[0]); err != nil || !fi.IsDir() {
+				return usererr.New(args[0], "not a folder of datasets")
+			}
+			srv := data.NewFlightServer(args[0])
+			defer srv.Close()
+			gs, lis, err := srv.Listen(o)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			go func() { <-ctx.Done(); gs.GracefulStop() }()
+			fmt.Fprintf(c.ErrOrStderr(), "serving %s on grpc://%s/NAME\n", args[0], lis.Addr())
+			return gs.Serve(lis)
+		},
+	}
+	fl := c.Flags()
+	fl.StringVar(&o.Addr, "addr", "127.0.0.1:8815", "host:port to listen on")
+	fl.StringVar(&o.CertFile, "tls-cert", "", "TLS certificate (PEM)")
+	fl.StringVar(&o.KeyFile, "tls-key", "", "TLS private key (PEM)")
+	fl.StringVar(&o.Token, "token", "", "token clients must send (HERD_DATA_TOKEN)")
+	return c
 }
