@@ -196,7 +196,7 @@ func PackStream(read func(emit func(*RawDoc) error) error, tok Tokenizer, patch 
 			err = j.err
 		}
 		if err == nil {
-			if err = pk.Add(j.doc); err == nil {
+			if err = pk.Add(j.doc); err == nil && len(j.doc.Tokens) > 0 {
 				counted(int64(len(j.doc.Tokens)), 1)
 			}
 		}

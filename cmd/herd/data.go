@@ -31,11 +31,12 @@ func newDataPackCmd() *cobra.Command {
 	var (
 		o                  data.PackOptions
 		text, jsonl, field string
+		parquet, column    string
 		fashion, split     string
 		quiet, asJSON      bool
 	)
 	c := &cobra.Command{
-		Use:   "pack --out DIR (--text GLOB | --jsonl GLOB --field NAME | --fashion-mnist DIR --split train|test)",
+		Use:   "pack --out DIR (--text GLOB | --jsonl GLOB [--field F] | --parquet GLOB [--column C] | --fashion-mnist DIR [--split S])",
 		Short: "Tokenize and pack documents into Arrow shards with a manifest",
 		Long: `Tokenize and pack documents into rows of seq_len+1 tokens, written as Arrow IPC
 shards plus manifest.json (format: docs/data.md). Text globs take ** and environment
@@ -52,8 +53,8 @@ by file. The output is the same for the same input, whatever the number of threa
 				}
 			}
 			switch {
-			case numTrue(text != "", jsonl != "", fashion != "") != 1:
-				return usererr.New("herd data pack", "give exactly one input: --text, --jsonl or --fashion-mnist")
+			case numTrue(text != "", jsonl != "", parquet != "", fashion != "") != 1:
+				return usererr.New("herd data pack", "give exactly one input: --text, --jsonl, --parquet or --fashion-mnist")
 			case text != "":
 				read = data.TextFiles(text, progress)
 			case jsonl != "":
@@ -61,6 +62,8 @@ by file. The output is the same for the same input, whatever the number of threa
 					return usererr.New("--field", "name the JSON field that holds the text")
 				}
 				read = data.JSONLFiles(jsonl, field, progress)
+			case parquet != "":
+				read = data.ParquetFiles(parquet, column, progress)
 			default:
 				if o.Patch == 0 {
 					o.Patch = 4
@@ -92,6 +95,8 @@ by file. The output is the same for the same input, whatever the number of threa
 	fl.StringVar(&text, "text", "", "glob of text files, one document each (e.g. '${GOROOT}/src/**/*.go#train')")
 	fl.StringVar(&jsonl, "jsonl", "", "glob of JSONL files, one document per line")
 	fl.StringVar(&field, "field", "text", "JSONL field holding the text")
+	fl.StringVar(&parquet, "parquet", "", "glob of Parquet files, one document per row")
+	fl.StringVar(&column, "column", "text", "Parquet string column holding the text")
 	fl.StringVar(&fashion, "fashion-mnist", "", "folder of Fashion-MNIST IDX files (Debian: /usr/share/datasets/fashion-mnist)")
 	fl.StringVar(&split, "split", "train", "Fashion-MNIST split: train or test")
 	fl.IntVar(&o.SeqLen, "seq-len", 256, "positions per training sequence T (rows hold T+1 tokens); must equal model.seq_len")
