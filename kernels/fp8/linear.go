@@ -24,12 +24,12 @@ type tensor struct {
 // model running a Linear need not keep its own float32 copy of x.
 //
 // The scale-back factor α = s·scale_a⁻¹·scale_b⁻¹ is folded into the decoding of the
-// operand read back from its codes (w, or x for dw) instead of a pass over the output,
-// which is the larger tensor: the quantization is
+// operand read back from its codes (w, or x for dw) instead of a pass over the output:
+// the quantization is
 // bit-exact, and the GEMM differs from "exact products, then ·α" by one float32 rounding
 // per operand element, the size of the float32 accumulation's own rounding (and no
-// rounding at all with power-of-two scales). This saves two passes over the largest
-// tensors and lets the backward accumulate straight into dx and dw.
+// rounding at all with power-of-two scales). This saves a pass over each GEMM's output and
+// lets the backward accumulate straight into dx and dw.
 type Linear struct {
 	sc          *Scaling
 	in, w, grad *Scaler
