@@ -25,11 +25,10 @@ type tensor struct {
 //
 // The scale-back factor α = s·scale_a⁻¹·scale_b⁻¹ is folded into the decoding of the
 // operand read back from its codes (w, or x for dw) instead of a pass over the output:
-// the quantization is
-// bit-exact, and the GEMM differs from "exact products, then ·α" by one float32 rounding
-// per operand element, the size of the float32 accumulation's own rounding (and no
-// rounding at all with power-of-two scales). This saves a pass over each GEMM's output and
-// lets the backward accumulate straight into dx and dw.
+// the quantization is bit-exact, and the GEMM differs from "exact products, then ·α" by
+// one float32 rounding per operand element, the size of the float32 accumulation's own
+// rounding (and none with power-of-two scales). This saves a pass over each GEMM's output
+// and lets the backward accumulate straight into dx and dw.
 type Linear struct {
 	sc          *Scaling
 	in, w, grad *Scaler
