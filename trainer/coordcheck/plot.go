@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"io"
+	"math"
 	"strconv"
 
 	"gonum.org/v1/plot"
@@ -34,7 +35,7 @@ func (r Result) WritePNG(w io.Writer) error {
 	} else if p != nil {
 		panels = append(panels, p)
 	}
-	const side = 3.2 * vg.Inch
+	const side = 4 * vg.Inch
 	img := vgimg.New(side*vg.Length(len(panels)), side)
 	dc := draw.New(img)
 	tiles := draw.Tiles{Rows: 1, Cols: len(panels), PadX: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2}
@@ -62,20 +63,20 @@ func (r Result) panel(axis, kind string) (*plot.Plot, error) {
 	}
 	sizes := series[0].Sizes
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("%s (%s)", kind, r.Mode)
+	name := kind
 	if axis == "depth" {
-		p.Title.Text = fmt.Sprintf("last residual (%s)", r.Mode)
+		name = "last residual"
 	}
+	p.Title.Text = fmt.Sprintf("%s, %s\nsteps 0 (light) to %d (dark)", name, r.Mode, r.Steps)
 	p.X.Label.Text = axis
 	p.Y.Label.Text = "mean |activation|"
 	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Tick.Marker = plot.TickerFunc(octaves)
 	var ticks []plot.Tick
 	for _, s := range sizes {
 		ticks = append(ticks, plot.Tick{Value: float64(s), Label: strconv.Itoa(s)})
 	}
 	p.X.Tick.Marker = plot.ConstantTicks(ticks)
-	p.Legend.Top, p.Legend.Left = true, true
 	for t := range r.Steps + 1 {
 		var xys plotter.XYs
 		for i, size := range sizes {
@@ -98,9 +99,23 @@ func (r Result) panel(axis, kind string) (*plot.Plot, error) {
 		line.Color = color.RGBA{R: shade, G: shade, B: 255, A: 255}
 		line.Width = vg.Points(1.5)
 		p.Add(line)
-		if t == 0 || t == r.Steps {
-			p.Legend.Add(fmt.Sprintf("step %d", t), line)
-		}
 	}
 	return p, nil
+}
+
+// octaves marks a log axis at the powers of two inside [lo, hi], with the ends labelled
+// too when fewer than two powers fall inside: activations often span less than a decade,
+// where plot.LogTicks would label nothing.
+func octaves(lo, hi float64) []plot.Tick {
+	var ticks []plot.Tick
+	for k := math.Floor(math.Log2(lo)); k <= math.Ceil(math.Log2(hi)); k++ {
+		if v := math.Exp2(k); v >= lo && v <= hi {
+			ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'g', 3, 64)})
+		}
+	}
+	if len(ticks) < 2 {
+		ticks = append(ticks, plot.Tick{Value: lo, Label: strconv.FormatFloat(lo, 'g', 2, 64)},
+			plot.Tick{Value: hi, Label: strconv.FormatFloat(hi, 'g', 2, 64)})
+	}
+	return ticks
 }
