@@ -32,11 +32,13 @@ func newDataPackCmd() *cobra.Command {
 		o                  data.PackOptions
 		text, jsonl, field string
 		parquet, column    string
+		images             string
+		imageSize          int
 		fashion, split     string
 		quiet, asJSON      bool
 	)
 	c := &cobra.Command{
-		Use:   "pack --out DIR (--text GLOB | --jsonl GLOB [--field F] | --parquet GLOB [--column C] | --fashion-mnist DIR [--split S])",
+		Use:   "pack --out DIR (--text GLOB | --jsonl GLOB [--field F] | --parquet GLOB [--column C] | --images LIST | --fashion-mnist DIR [--split S])",
 		Short: "Tokenize and pack documents into Arrow shards with a manifest",
 		Long: `Tokenize and pack documents into rows of seq_len+1 tokens, written as Arrow IPC
 shards plus manifest.json (format: docs/data.md). Text globs take ** and environment
@@ -53,8 +55,8 @@ by file. The output is the same for the same input, whatever the number of threa
 				}
 			}
 			switch {
-			case numTrue(text != "", jsonl != "", parquet != "", fashion != "") != 1:
-				return usererr.New("herd data pack", "give exactly one input: --text, --jsonl, --parquet or --fashion-mnist")
+			case numTrue(text != "", jsonl != "", parquet != "", images != "", fashion != "") != 1:
+				return usererr.New("herd data pack", "give exactly one input: --text, --jsonl, --parquet, --images or --fashion-mnist")
 			case text != "":
 				read = data.TextFiles(text, progress)
 			case jsonl != "":
@@ -64,6 +66,15 @@ by file. The output is the same for the same input, whatever the number of threa
 				read = data.JSONLFiles(jsonl, field, progress)
 			case parquet != "":
 				read = data.ParquetFiles(parquet, column, progress)
+			case images != "":
+				if o.Patch == 0 {
+					o.Patch = 4
+				}
+				if o.Channels == 0 {
+					o.Channels = 3
+				}
+				unit = "images"
+				read = data.ImageCaptions(images, imageSize, o.Channels, progress)
 			default:
 				if o.Patch == 0 {
 					o.Patch = 4
@@ -97,6 +108,9 @@ by file. The output is the same for the same input, whatever the number of threa
 	fl.StringVar(&field, "field", "text", "JSONL field holding the text")
 	fl.StringVar(&parquet, "parquet", "", "glob of Parquet files, one document per row")
 	fl.StringVar(&column, "column", "text", "Parquet string column holding the text")
+	fl.StringVar(&images, "images", "", "JSONL or CSV list of image files (PNG/JPEG) and captions")
+	fl.IntVar(&imageSize, "image-size", 0, "scale images to this many pixels square (0 = keep; sides must divide by --patch)")
+	fl.IntVar(&o.Channels, "channels", 0, "image colour channels: 1 (grey) or 3 (RGB, default for --images)")
 	fl.StringVar(&fashion, "fashion-mnist", "", "folder of Fashion-MNIST IDX files (Debian: /usr/share/datasets/fashion-mnist)")
 	fl.StringVar(&split, "split", "train", "Fashion-MNIST split: train or test")
 	fl.IntVar(&o.SeqLen, "seq-len", 256, "positions per training sequence T (rows hold T+1 tokens); must equal model.seq_len")
