@@ -16,7 +16,7 @@ import (
 // The checkpoint is refused if the MetaP rules of this herd give another table than the
 // one it was trained with, since its forward multipliers would differ.
 func Open(path, evalSpec string, opts Options) (*Trainer, error) {
-	store, name := checkpoint.Dir{Root: filepath.Dir(path)}, filepath.Base(path)
+	store, name := checkpoint.At(path)
 	st, err := checkpoint.ReadState(store, name)
 	if err != nil {
 		return nil, err

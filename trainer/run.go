@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strconv"
 
 	"github.com/herdml/herd/data"
@@ -105,7 +104,7 @@ func (tr *Trainer) Save() (string, error) {
 func (tr *Trainer) Resume(path string) (string, error) {
 	store, name := tr.store, ""
 	if path != "" {
-		store, name = checkpoint.Dir{Root: filepath.Dir(path)}, filepath.Base(path)
+		store, name = checkpoint.At(path)
 	} else {
 		var warnings []string
 		var err error

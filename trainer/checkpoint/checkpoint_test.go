@@ -117,6 +117,9 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	if st, err := ReadState(st, name); err != nil || st.Step != 200 || st.Data[0] != want.State.Data[0] {
 		t.Fatalf("ReadState: %+v, %v", st, err)
 	}
+	if d, n := At(filepath.Join(st.Root, name) + "/"); d != st || n != name {
+		t.Fatalf("At: %v, %q; want %v, %q", d, n, st, name)
+	}
 	refused := dest(want)
 	no := errors.New("refused")
 	if err := Load(st, name, &refused, func(State) error { return no }); err != no || refused.Model[0].Data[1] != 0 {

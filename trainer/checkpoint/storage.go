@@ -40,6 +40,12 @@ type File struct {
 // one, never a half-written checkpoint under a real name.
 type Dir struct{ Root string }
 
+// At splits the path of one checkpoint folder into the Dir that holds it and its name.
+func At(path string) (Dir, string) {
+	path = filepath.Clean(path)
+	return Dir{Root: filepath.Dir(path)}, filepath.Base(path)
+}
+
 // String is the root folder, for messages.
 func (d Dir) String() string { return d.Root }
 
