@@ -50,7 +50,7 @@ func (tr *Trainer) Run(ctx context.Context, untilStep int64) (Stats, error) {
 
 func every(step int64, n int) bool { return n > 0 && step%int64(n) == 0 }
 
-// optimMeta keys of optim.safetensors' metadata.
+// metaAdamT is the key, in optim.safetensors' metadata, of AdamW's update count.
 const metaAdamT = "adam_t"
 
 // snapshot views the trainer's buffers as checkpoint tensors, without copying: Save
@@ -71,6 +71,9 @@ func (tr *Trainer) snapshot() checkpoint.Snapshot {
 // Save writes a checkpoint of the current step, applies the retention policy
 // (train.checkpoint.keep) and returns the checkpoint's name.
 func (tr *Trainer) Save() (string, error) {
+	if tr.train == nil {
+		return "", errOpened
+	}
 	rng, err := tr.rng.MarshalBinary()
 	if err != nil {
 		return "", err

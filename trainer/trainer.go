@@ -212,7 +212,7 @@ func (tr *Trainer) Step() (Stats, error) {
 	m := tr.Model
 	st := Stats{Step: step, Steps: tr.Cfg.Train.Steps}
 	if tr.train == nil {
-		return st, errors.New("trainer: opened for evaluation (Open) without training data; use New to train")
+		return st, errOpened
 	}
 	clear(m.Grads)
 	scale := 1 / float32(tr.nMicro)
@@ -241,6 +241,10 @@ func (tr *Trainer) Step() (Stats, error) {
 	st.TokensPerS = float64(st.Tokens) / time.Since(start).Seconds()
 	return st, nil
 }
+
+// errOpened refuses to train or save a trainer that Open made: it has no training data
+// and so no data position to continue from.
+var errOpened = errors.New("trainer: opened for evaluation (Open) without training data; use New to train")
 
 // diverged is the error of a step that went non-finite: the user's recipe is at fault
 // (usually the learning rate), and retrying from the last checkpoint would diverge again.

@@ -195,6 +195,18 @@ func TestResumeSkipsCorruptAndRefusesOtherConfig(t *testing.T) {
 		t.Fatalf("warnings %q, want one naming %s", warnings, newest)
 	}
 
+	// Opened for evaluation, a checkpoint has its step but cannot train or save.
+	op, err := Open(filepath.Join(tr.CheckpointDir(), checkpoint.Name(1)), "", Options{})
+	if err != nil || op.StepCount() != 1 {
+		t.Fatalf("Open: %v", err)
+	}
+	if _, err := op.Step(); !errors.Is(err, errOpened) {
+		t.Fatalf("Step of an opened checkpoint: %v", err)
+	}
+	if _, err := op.Save(); !errors.Is(err, errOpened) {
+		t.Fatalf("Save of an opened checkpoint: %v", err)
+	}
+
 	// Given explicitly, the corrupt checkpoint is a user error naming the file.
 	_, err = newTrainer(t, cfg, Options{}).Resume(filepath.Dir(newest))
 	if !usererr.Is(err) || !strings.Contains(err.Error(), newest) {
