@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"path"
+	"slices"
+	"strings"
 
 	"github.com/herdml/herd/internal/usererr"
 )
@@ -87,10 +89,8 @@ func DefaultConfig() Config {
 // Validate checks every key. Errors are user errors naming the key under `metap.` and
 // what is allowed there.
 func (c Config) Validate() error {
-	switch c.Mode {
-	case "sp", "mup", "metap":
-	default:
-		return usererr.New("metap.mode", "unknown mode %q; allowed: sp, mup, metap", c.Mode)
+	if !slices.Contains(Modes, c.Mode) {
+		return usererr.New("metap.mode", "unknown mode %q; allowed: %s", c.Mode, strings.Join(Modes, ", "))
 	}
 	for _, f := range []struct {
 		key string
