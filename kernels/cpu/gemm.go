@@ -22,6 +22,10 @@ import (
 // Packing reads op(a) and op(b) through their strides, so the transposes are never
 // materialised, and zero-pads the edges so the micro-kernel always runs a full tile.
 //
+// Parallelism: for each (jc, pc) step the threads pack B panels, then compute chunks of
+// mc rows by a group of B panels (the ic and jr loops), taking the next chunk from a
+// shared counter (parallelChunks).
+//
 // Determinism: an element of c is the sum over the kc blocks in increasing order, each
 // block summed by the micro-kernel over p in increasing order. The blocking depends on the
 // shapes only, and the parallel split only decides which goroutine computes a tile, never
@@ -86,8 +90,8 @@ func pickImpl(want string) (*gemmImpl, error) {
 // New then runs the best one instead. Commands call it at start to tell the user.
 func CheckEnv() error { return envErr }
 
-// parallelMinFlops is the work below which a GEMM runs on the calling goroutine: starting
-// goroutines costs about a microsecond, as much as this many flops.
+// parallelMinFlops is the work below which a GEMM runs on the calling goroutine: it takes
+// a few microseconds, about what starting and joining goroutines costs.
 const parallelMinFlops = 1 << 18
 
 // matMul: see kernels.Backend.MatMul.
