@@ -378,3 +378,27 @@ func TestEveryModeIsSPOnTheProxy(t *testing.T) {
 		}
 	}
 }
+
+// A proxy size of 0 is the target's: with an empty metap.base nothing transfers, and the
+// table is the base values (but for the readout's zero init).
+func TestEmptyBaseTransfersNothing(t *testing.T) {
+	tensors := layout(256, 256, 768, 4, 512)
+	cfg := config("metap")
+	cfg.Base = Base{}
+	tab, err := Plan(cfg, Shape{}, target, hp, tensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range tab.Entries {
+		want := Entry{Tensor: tensors[i], InitStd: 0.02, LR: 3e-3, WeightDecay: 0.1, Eps: 1e-8, Mult: 1}
+		switch e.Class {
+		case Gain:
+			want.InitStd, want.WeightDecay = 0, 0
+		case Readout:
+			want.InitStd = 0
+		}
+		if !equalEntry(e, want) {
+			t.Errorf("%s: got %+v, want %+v", e.Name, e, want)
+		}
+	}
+}
