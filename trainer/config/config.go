@@ -49,6 +49,7 @@ type FP8 struct {
 	History int    `yaml:"history" json:"history"` // amax history length (delayed); default 16; > 0
 	Margin  int    `yaml:"margin" json:"margin"`   // scale = fp8_max / amax / 2^margin; default 0; >= 0
 	Pow2    bool   `yaml:"pow2" json:"pow2"`       // round scales down to powers of two; default false
+	Amax    string `yaml:"amax" json:"amax"`       // delayed: the history's max | most_recent amax sets the scale; default max
 }
 
 // Optim is AdamW with global-norm clipping.

@@ -77,6 +77,11 @@ func (t Train) validate(ranks int) error {
 	if t.FP8.History <= 0 {
 		return usererr.New("train.fp8.history", "must be a positive integer, got %d", t.FP8.History)
 	}
+	switch t.FP8.Amax {
+	case "max", "most_recent":
+	default:
+		return usererr.New("train.fp8.amax", "unknown amax algorithm %q; allowed: max, most_recent", t.FP8.Amax)
+	}
 	if t.FP8.Margin < 0 {
 		return usererr.New("train.fp8.margin", "must be at least 0, got %d", t.FP8.Margin)
 	}
