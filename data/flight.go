@@ -206,7 +206,7 @@ type remote struct {
 }
 
 // remoteCacheBatches bounds the record batches a client holds.
-const remoteCacheBatches = 16
+const remoteCacheBatches = 64
 
 func (r *remote) ctx() context.Context {
 	ctx := context.Background()

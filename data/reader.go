@@ -127,14 +127,31 @@ func (s *Shards) Info() Info {
 		Hash: m.Hash(), Tokenizer: m.Tokenizer}
 }
 
+// Warm loads the record batches holding rows, so that reading them later does not wait.
+func (s *Shards) Warm(rows []int64) {
+	for _, i := range rows {
+		if k, bi, _, ok := s.locate(i); ok {
+			s.batch(k, bi) // an error here is met again, and reported, by Row
+		}
+	}
+}
+
+// locate maps global row i to (shard, record batch, row in the batch).
+func (s *Shards) locate(i int64) (k, bi, row int, ok bool) {
+	if i < 0 || i >= s.Manifest.Rows {
+		return 0, 0, 0, false
+	}
+	k = sort.Search(len(s.start)-1, func(k int) bool { return s.start[k+1] > i })
+	local := i - s.start[k]
+	return k, int(local / int64(s.Manifest.BatchRows)), int(local % int64(s.Manifest.BatchRows)), true
+}
+
 // Row points r into global row i.
 func (s *Shards) Row(i int64, r *Row) error {
-	if i < 0 || i >= s.Manifest.Rows {
+	k, bi, row, ok := s.locate(i)
+	if !ok {
 		return fmt.Errorf("row %d outside [0, %d)", i, s.Manifest.Rows)
 	}
-	k := sort.Search(len(s.start)-1, func(k int) bool { return s.start[k+1] > i })
-	local := i - s.start[k]
-	bi, row := int(local/int64(s.Manifest.BatchRows)), int(local%int64(s.Manifest.BatchRows))
 	b, err := s.batch(k, bi)
 	if err != nil {
 		return err

@@ -340,3 +340,47 @@ func FuzzShardReader(f *testing.F) {
 		}
 	})
 }
+
+// After a batch, the stream has already loaded what the next one needs, and no more.
+func TestPrefetchLoadsTheNextBatchOnly(t *testing.T) {
+	dir := t.TempDir()
+	packGo(t, dir)
+	s, err := Open(dir, testT, 4, 2, 0, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sh := s.rows.(*Shards)
+	loaded := func() int {
+		n := 0
+		for _, m := range sh.shards {
+			if m != nil {
+				for _, b := range m.batches {
+					if b != nil {
+						n++
+					}
+				}
+			}
+		}
+		return n
+	}
+	var b Batch
+	for range 5 {
+		if err := s.Next(&b); err != nil {
+			t.Fatal(err)
+		}
+		ahead := *s.sampler
+		next := ahead.Next(nil)
+		s.wait()
+		for _, i := range next {
+			k, bi, _, _ := sh.locate(i)
+			if sh.shards[k] == nil || sh.shards[k].batches[bi] == nil {
+				t.Fatalf("row %d of the next batch is not loaded", i)
+			}
+		}
+	}
+	// 5 batches of 2 rows plus the prefetched 2 rows touch at most 12 record batches
+	if n := loaded(); n > 12 {
+		t.Fatalf("%d record batches loaded after 5 micro-batches of 2 rows", n)
+	}
+}

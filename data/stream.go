@@ -42,7 +42,14 @@ type Stream struct {
 	sampler *Sampler
 	picked  []int64
 	row     Row
-	closer  io.Closer // releases the rows' storage, if any
+	closer  io.Closer     // releases the rows' storage, if any
+	warming chan struct{} // closed when the prefetch of the next micro-batch is done
+}
+
+// warmer is a RowReader that can load rows ahead of use, so that the next micro-batch's
+// record batches are fetched, checked and paged in while the trainer computes.
+type warmer interface {
+	Warm(rows []int64)
 }
 
 // NewStream serves rows, described by info, to rank of world.
@@ -56,6 +63,7 @@ func NewStream(rows RowReader, info Info, globalBatch, microBatch, rank, world i
 
 // Next fills b with this rank's next micro-batch of [micro_batch, seq_len] positions.
 func (s *Stream) Next(b *Batch) error {
+	s.wait()
 	before := *s.sampler
 	s.picked = s.sampler.Next(s.picked[:0])
 	b.Resize(len(s.picked), s.info.SeqLen)
@@ -66,20 +74,51 @@ func (s *Stream) Next(b *Batch) error {
 		}
 		s.row.fill(b, j)
 	}
+	s.prefetch()
 	return nil
+}
+
+// prefetch warms the rows of the next micro-batch in the background: one micro-batch
+// ahead at most, so memory stays bounded. Reading ahead changes no result: errors are
+// left for Next to meet and report.
+func (s *Stream) prefetch() {
+	w, ok := s.rows.(warmer)
+	if !ok {
+		return
+	}
+	ahead := *s.sampler
+	rows := ahead.Next(nil)
+	done := make(chan struct{})
+	s.warming = done
+	go func() {
+		defer close(done)
+		w.Warm(rows)
+	}()
+}
+
+// wait lets a prefetch in flight finish.
+func (s *Stream) wait() {
+	if s.warming != nil {
+		<-s.warming
+		s.warming = nil
+	}
 }
 
 // State is the position after the last batch.
 func (s *Stream) State() State { return s.sampler.State(s.info.Hash) }
 
 // Restore continues from a saved position of the same dataset.
-func (s *Stream) Restore(st State) error { return s.sampler.Restore(st, s.info.Hash) }
+func (s *Stream) Restore(st State) error {
+	s.wait()
+	return s.sampler.Restore(st, s.info.Hash)
+}
 
 // Info describes the dataset.
 func (s *Stream) Info() Info { return s.info }
 
 // Close releases the dataset's files; batches filled before stay valid.
 func (s *Stream) Close() error {
+	s.wait()
 	if s.closer == nil {
 		return nil
 	}
