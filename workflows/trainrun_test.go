@@ -323,3 +323,44 @@ func TestStopThenResume(t *testing.T) {
 		t.Errorf("stopped and resumed: %s\nherd train:          %s", got, want)
 	}
 }
+
+// A worker stopped gracefully (SIGTERM, Ctrl-C: worker.Stop) checkpoints the step its
+// segment is on before it goes; a new worker continues from there to the same result.
+func TestGracefulWorkerShutdown(t *testing.T) {
+	srv := startServer(t)
+	c := dialTest(t, srv.Addr())
+	ctx := context.Background()
+	cfg := microConfig(t, "graceful")
+	w := NewWorker(c, "graceful", &Activities{})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Submit(ctx, c, "graceful", input(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a first step", func() bool {
+		s, err := GetStatus(ctx, c, "graceful")
+		return err == nil && s.Live != nil && s.Live.Step > 0
+	})
+	w.Stop()
+	names, err := (checkpoint.Dir{Root: filepath.Join(cfg.Train.Checkpoint.Dir, "graceful")}).List()
+	if err != nil || len(names) == 0 || names[len(names)-1] == checkpoint.Name(30) || names[len(names)-1] == checkpoint.Name(60) {
+		t.Fatalf("checkpoints after a graceful stop: %v (%v); want one of the step the segment was on", names, err)
+	}
+	w = NewWorker(c, "graceful", &Activities{})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if p := follow(t, c, "graceful"); p.State != StateCompleted || p.Step != 60 {
+		t.Fatalf("run ended %+v", p)
+	}
+	if _, attempt := segmentAttempts(t, c, "graceful"); attempt != 1 {
+		t.Errorf("a graceful stop used a retry (attempt %d)", attempt)
+	}
+	direct := microConfig(t, "direct")
+	trainDirect(t, direct)
+	if got, want := fingerprint(t, cfg), fingerprint(t, direct); got != want {
+		t.Errorf("after a graceful stop: %s\nherd train:          %s", got, want)
+	}
+}
