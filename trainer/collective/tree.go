@@ -1,0 +1,123 @@
+package collective
+
+import "context"
+
+// AllReduceTree replaces x on every rank by the sum of every rank's x, added in one
+// canonical binary tree over the ranks: Tree(0, W), where Tree(lo, hi) of more than one
+// rank is Tree(lo, lo+p) + Tree(lo+p, hi) with p the largest power of two below hi-lo.
+// Float addition is commutative, so only the tree's shape decides the bits, and the shape
+// depends on W alone. A caller that sums its own units with the same rule (TreeSum) gets,
+// when every rank holds a power-of-two number of units, exactly the sum Tree(0, U) over
+// all U units: the same bits for every world size.
+//
+// The reduce-scatter is direct: chunk c of every rank goes to rank c, which sums the W
+// contributions in the tree; the all-gather sends each complete chunk from its owner to
+// every rank. Each rank sends and receives (W-1)/W of x in each phase, as in a ring or in
+// recursive halving/doubling, whose pairings give the same tree for power-of-two W, but
+// in one round instead of log2 W and for any W.
+func (g *Group) AllReduceTree(ctx context.Context, x []float32) error {
+	c, done, err := g.begin(ctx, "tree all-reduce")
+	defer done()
+	if err != nil || g.world == 1 {
+		return err
+	}
+	cd := codec{g.opts.Wire}
+	w, r := g.world, g.rank
+	ch := chunks(len(x), w)
+	for off := 1; off < w; off++ { // start with the next rank, so that no rank is everyone's first
+		q := (r + off) % w
+		for _, p := range cd.pieces(ch[q]) {
+			if err := c.sendValues(q, cd, x, p); err != nil {
+				return err
+			}
+		}
+	}
+	var parts [][]float32 // contributions to one piece, by rank
+	for _, p := range cd.pieces(ch[r]) {
+		n := p.hi - p.lo
+		parts = parts[:0]
+		for q := range w {
+			v := make([]float32, n)
+			if q == r {
+				copy(v, x[p.lo:p.hi])
+			} else {
+				b, err := c.recvValues(q, cd, n)
+				if err != nil {
+					return err
+				}
+				cd.decode(v, b, Sum, true)
+			}
+			parts = append(parts, v)
+		}
+		copy(x[p.lo:p.hi], TreeSum(parts))
+		cd.round(x[p.lo:p.hi])
+		for off := 1; off < w; off++ {
+			if err := c.sendValues((r+off)%w, cd, x, p); err != nil {
+				return err
+			}
+		}
+	}
+	for off := 1; off < w; off++ {
+		q := (r - off + w) % w
+		for _, p := range cd.pieces(ch[q]) {
+			b, err := c.recvValues(q, cd, p.hi-p.lo)
+			if err != nil {
+				return err
+			}
+			cd.decode(x[p.lo:p.hi], b, Sum, true)
+		}
+	}
+	return nil
+}
+
+// TreeSum adds equal-length vectors in the canonical tree (see AllReduceTree), reusing
+// them as scratch, and returns the vector holding the sum.
+func TreeSum(v [][]float32) []float32 {
+	var t Tree
+	for _, x := range v {
+		t.Push(x)
+	}
+	return t.Sum()
+}
+
+// Tree adds vectors pushed one by one in the canonical binary tree, holding at most
+// log2(n)+1 partial sums: after each push, two partial sums over equally many leaves
+// merge, like the carries of a binary counter; Sum merges what remains from the top.
+// Push takes ownership of x (it becomes scratch).
+type Tree struct {
+	sums   [][]float32
+	leaves []int
+}
+
+// Push adds the next leaf.
+func (t *Tree) Push(x []float32) {
+	t.sums = append(t.sums, x)
+	t.leaves = append(t.leaves, 1)
+	for n := len(t.sums); n >= 2 && t.leaves[n-1] == t.leaves[n-2]; n = len(t.sums) {
+		t.merge()
+	}
+}
+
+// merge adds the top partial sum into the one below it.
+func (t *Tree) merge() {
+	n := len(t.sums)
+	a, b := t.sums[n-2], t.sums[n-1]
+	for i := range a {
+		a[i] += b[i]
+	}
+	t.leaves[n-2] += t.leaves[n-1]
+	t.sums, t.leaves = t.sums[:n-1], t.leaves[:n-1]
+}
+
+// Sum returns the total of the leaves pushed (nil if none) and empties the tree.
+func (t *Tree) Sum() []float32 {
+	for len(t.sums) > 1 {
+		t.merge()
+	}
+	var s []float32
+	if len(t.sums) == 1 {
+		s = t.sums[0]
+	}
+	t.sums, t.leaves = t.sums[:0], t.leaves[:0]
+	return s
+}

@@ -1,0 +1,63 @@
+package collective
+
+// This file is what protoc would generate for the service below, written by hand because
+// the build has no protoc and the messages are opaque frames anyway:
+//
+//	service Collective { rpc Send(stream Frame) returns (Empty); }
+//
+// A Frame is raw bytes: an 8-byte little-endian collective sequence number, then the
+// payload (float32 or bfloat16 values, little-endian, or an opaque blob). One client
+// stream per ordered pair of ranks carries every frame from one rank to another, in order.
+
+import (
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/mem"
+)
+
+const (
+	serviceName = "herd.collective.Collective"
+	sendMethod  = "/" + serviceName + "/Send"
+)
+
+// sendServer is the server side of the Send stream.
+type sendServer interface {
+	send(stream grpc.ServerStream) error
+}
+
+var serviceDesc = grpc.ServiceDesc{
+	ServiceName: serviceName,
+	HandlerType: (*sendServer)(nil),
+	Streams: []grpc.StreamDesc{{
+		StreamName:    "Send",
+		ClientStreams: true,
+		Handler: func(srv any, stream grpc.ServerStream) error {
+			return srv.(sendServer).send(stream)
+		},
+	}},
+	Metadata: "herd/collective.proto",
+}
+
+// rawCodec passes frames through untouched: Marshal wraps the caller's bytes without a
+// copy; Unmarshal copies, because gRPC frees its buffers when Unmarshal returns.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	b, ok := v.(*[]byte)
+	if !ok {
+		return nil, fmt.Errorf("collective codec: cannot marshal %T", v)
+	}
+	return mem.BufferSlice{mem.SliceBuffer(*b)}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	b, ok := v.(*[]byte)
+	if !ok {
+		return fmt.Errorf("collective codec: cannot unmarshal into %T", v)
+	}
+	*b = data.Materialize()
+	return nil
+}
+
+func (rawCodec) Name() string { return "herd-raw" }
