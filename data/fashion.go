@@ -96,3 +96,16 @@ func readIDX(name string, magic uint32, ndim int) ([]byte, []int, error) {
 	}
 	return body, dims, nil
 }
+
+// FashionClass maps a model's greedy continuation of FashionCaptionPrefix to a label: the
+// class whose name is the text up to the first newline, or -1 if none matches. Caption
+// accuracy on the test split is the share of images whose continuation names their label.
+func FashionClass(continuation string) int {
+	name, _, _ := strings.Cut(continuation, "\n")
+	for i, c := range FashionClasses {
+		if name == c {
+			return i
+		}
+	}
+	return -1
+}

@@ -103,3 +103,16 @@ func TestPackFashionMNIST(t *testing.T) {
 		}
 	}
 }
+
+func TestFashionClass(t *testing.T) {
+	for i, c := range FashionClasses {
+		if got := FashionClass(c + "\nsomething after"); got != i {
+			t.Errorf("FashionClass(%q) = %d, want %d", c, got, i)
+		}
+	}
+	for _, s := range []string{"shirt and trouser\n", "", "sneakers\n", "t-shirt"} {
+		if got := FashionClass(s); got != -1 {
+			t.Errorf("FashionClass(%q) = %d, want -1", s, got)
+		}
+	}
+}
