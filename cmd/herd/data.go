@@ -193,8 +193,8 @@ func newDataInspectCmd() *cobra.Command {
 	return c
 }
 
-// decodeRow renders a row as text, documents separated by a marker line and each image
-// as one <image: N patches> placeholder.
+// decodeRow renders a row as text, documents separated by a marker line, each image as
+// one <image: N patches> placeholder and trailing padding as <padding: N tokens>.
 func decodeRow(tok data.Tokenizer, r *data.Row) string {
 	var b strings.Builder
 	img, start := 0, 0
@@ -203,6 +203,10 @@ func decodeRow(tok data.Tokenizer, r *data.Row) string {
 			b.WriteString("\n<|document|>\n")
 		}
 		end := start + int(n)
+		if k := len(r.NoLoss); d == len(r.Docs)-1 && k >= 2 && int(r.NoLoss[k-2]) == start && int(r.NoLoss[k-1]) == end {
+			fmt.Fprintf(&b, "<padding: %d tokens>", n) // the packer's padding: a last segment never trained on
+			break
+		}
 		for t := start; t < end; {
 			if img+1 < len(r.Images) && int(r.Images[img]) == t {
 				fmt.Fprintf(&b, "<image: %d patches>", r.Images[img+1])
