@@ -130,7 +130,8 @@ func New(lis net.Listener, rank int, addrs []string, opts Options) (*Group, erro
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	creds := insecure.NewCredentials()
 	sopts := []grpc.ServerOption{grpc.ForceServerCodecV2(rawCodec{}), grpc.MaxRecvMsgSize(2 * pieceBytes),
-		grpc.InitialWindowSize(windowBytes), grpc.InitialConnWindowSize(windowBytes)}
+		grpc.InitialWindowSize(windowBytes), grpc.InitialConnWindowSize(windowBytes),
+		grpc.ReadBufferSize(ioBytes), grpc.WriteBufferSize(ioBytes)}
 	if opts.TLS != nil {
 		creds = credentials.NewTLS(opts.TLS)
 		sopts = append(sopts, grpc.Creds(creds))
@@ -141,6 +142,7 @@ func New(lis net.Listener, rank int, addrs []string, opts Options) (*Group, erro
 		}
 		conn, err := grpc.NewClient(a, grpc.WithTransportCredentials(creds),
 			grpc.WithInitialWindowSize(windowBytes), grpc.WithInitialConnWindowSize(windowBytes),
+			grpc.WithReadBufferSize(ioBytes), grpc.WithWriteBufferSize(ioBytes),
 			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
 		if err != nil {
 			g.Close()
@@ -157,6 +159,9 @@ func New(lis net.Listener, rank int, addrs []string, opts Options) (*Group, erro
 // windowBytes is gRPC's flow-control window: several pieces, so that a link is never idle
 // waiting for a window update on loopback or a LAN.
 const windowBytes = 16 << 20
+
+// ioBytes is the size of gRPC's socket read and write buffers: a piece in few system calls.
+const ioBytes = 1 << 20
 
 // loopback reports whether host:port names this machine only.
 func loopback(addr string) bool {

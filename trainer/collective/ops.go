@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"math"
+	"unsafe"
 )
 
 // Op combines two values of an all-reduce.
@@ -33,13 +34,36 @@ func (c codec) encode(dst []byte, src []float32) {
 		}
 		return
 	}
+	if littleEndian && len(src) > 0 {
+		copy(dst, unsafe.Slice((*byte)(unsafe.Pointer(&src[0])), 4*len(src)))
+		return
+	}
 	for i, v := range src {
 		binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
 	}
 }
 
+// littleEndian is true where float32 slices are already in wire order, so that encoding
+// and decoding float32 is a memory copy. Payloads start 8 bytes into a frame of their own
+// allocation, so they are aligned for float32.
+var littleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
+
 // decode combines the values in src into dst: dst = src (copy), dst + src or max(dst, src).
 func (c codec) decode(dst []float32, src []byte, op Op, copyOnly bool) {
+	if c.wire == F32 && littleEndian && op == Sum && len(dst) > 0 {
+		v := unsafe.Slice((*float32)(unsafe.Pointer(&src[0])), len(dst))
+		if copyOnly {
+			copy(dst, v)
+			return
+		}
+		for i, x := range v {
+			dst[i] += x
+		}
+		return
+	}
 	for i := range dst {
 		var v float32
 		if c.wire == BF16 {
