@@ -22,7 +22,7 @@ func Open(spec string, seqLen, globalBatch, microBatch, rank, world int, seed ui
 	if fi, err := os.Stat(spec); err == nil && fi.IsDir() {
 		spec = filepath.Join(spec, ManifestName)
 	}
-	if strings.HasSuffix(spec, ".json") {
+	if strings.HasSuffix(spec, ".json") && !hasMeta(spec) {
 		return OpenShardStream(spec, seqLen, globalBatch, microBatch, rank, world, seed)
 	}
 	return OpenText(spec, seqLen, globalBatch, microBatch, rank, world, seed)
