@@ -74,6 +74,10 @@ func (m *Model[F]) linearBackward(dx, dy, x []F, w, n, in, out int, accumulate b
 //
 //	y: [n, out]  x: [n, in]  W: [out, in]
 func (m *Model[F]) mm(y, x, W []F, s F, n, in, out int) {
+	if l := m.linears[&W[0]]; l != nil {
+		l.Forward(y, x, W, s, n, in, out)
+		return
+	}
 	m.be.MatMul(y, x, W, n, in, out, false, true, false)
 	if s != 1 {
 		m.be.Scale(y, s)
@@ -83,6 +87,10 @@ func (m *Model[F]) mm(y, x, W []F, s F, n, in, out int) {
 // mmBackward is mm's backward: with dy' = dy·s (dy is scaled in place), dW += dy'ᵀ·x and
 // dx = dy'·W, or dx += dy'·W when accumulate is set.
 func (m *Model[F]) mmBackward(dx, dW, dy, x, W []F, s F, n, in, out int, accumulate bool) {
+	if l := m.linears[&W[0]]; l != nil {
+		l.Backward(dx, dW, dy, s, accumulate)
+		return
+	}
 	if s != 1 {
 		m.be.Scale(dy, s)
 	}

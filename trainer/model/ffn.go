@@ -228,6 +228,11 @@ func (m *Model[F]) moeBackward(i int, scale F) {
 			}
 		}
 	}
+	if m.linears != nil {
+		// h2 is scratch that later layers overwrote (see SetLinears); the router's float32
+		// backward needs it: recompute it, the same values as the forward's.
+		be.RMSNorm(h2, a.rstd2[:N], a.xmid[:N*C], m.w(l.ffnNorm), C, m.Cfg.NormEps)
+	}
 	m.linearBackward(dh, dr, h2, l.router, N, C, E, true)
 	be.RMSNormBackward(dx, m.dw(l.ffnNorm), dh, a.xmid[:N*C], m.w(l.ffnNorm), a.rstd2[:N], C)
 }

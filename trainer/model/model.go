@@ -64,6 +64,18 @@ type Model[F kernels.Float] struct {
 	lseRow  []F // [N] per-row logsumexp of the logits
 
 	g grads[F] // scratch for activation gradients, reused by every layer
+
+	// linears, once SetLinears ran, runs the GEMMs whose weight starts at the key instead
+	// of MatMul: one per hidden and expert matrix (per expert).
+	linears map[*F]Linear[F]
+}
+
+// Linear runs one linear layer's GEMMs: y = s·x·Wᵀ and its backward, dW += s·dyᵀ·x and
+// dx = s·dy·W (dx += … when accumulate), with the x and W of its last Forward, which it
+// keeps itself (FP8 training: fp8.Linear keeps them as FP8 codes).
+type Linear[F kernels.Float] interface {
+	Forward(y, x, W []F, s F, n, in, out int)
+	Backward(dx, dW, dy []F, s F, accumulate bool)
 }
 
 // Result is what one Forward reports.

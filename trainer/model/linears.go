@@ -1,0 +1,63 @@
+package model
+
+import "fmt"
+
+// SetLinears hands the GEMMs of every hidden and expert matrix (q/k/v/o, the dense and
+// shared SwiGLUs' w1/w3/w2, each routed expert's w1/w3/w2) to a Linear that newLinear
+// makes, e.g. an FP8 linear layer. newLinear gets the matrix's name ("layers.0.attn.wq",
+// an expert's with its index: "layers.1.moe.experts.w1.3") and, when the matrix reads the
+// same input as one made before it, which then runs just before it on that very input, that
+// one's Linear (k and v: q's, w3: w1's), so that the input can be converted once. It is
+// called in the order of the forward pass.
+//
+// Since each Linear keeps its own copy of its input for the backward pass, the model stops
+// keeping float32 copies of the linears' inputs: the norm outputs h1 and h2, the SwiGLU
+// outputs u and the gathered expert inputs hg become scratch shared by all layers (h2, which
+// the float32 router's backward needs, is recomputed there). Call it before the first
+// Forward, when those per-layer buffers have not been touched yet.
+func (m *Model[F]) SetLinears(newLinear func(name string, first Linear[F]) Linear[F]) {
+	m.linears = map[*F]Linear[F]{}
+	add := func(t, expert int, first Linear[F]) Linear[F] {
+		name, w := m.Layout.Tensors[t].Name, m.w(t)
+		if expert >= 0 {
+			sz := m.Cfg.MoE.ExpertHidden * m.Cfg.DModel
+			name, w = fmt.Sprintf("%s.%d", name, expert), w[expert*sz:]
+		}
+		l := newLinear(name, first)
+		m.linears[&w[0]] = l
+		return l
+	}
+	swiglu := func(w1, w3, w2, expert int) {
+		add(w3, expert, add(w1, expert, nil))
+		add(w2, expert, nil)
+	}
+	for _, l := range m.layers {
+		q := add(l.wq, -1, nil)
+		add(l.wk, -1, q)
+		add(l.wv, -1, q)
+		add(l.wo, -1, nil)
+		if !l.moe {
+			swiglu(l.w1, l.w3, l.w2, -1)
+			continue
+		}
+		if m.Cfg.MoE.SharedExpert {
+			swiglu(l.sw1, l.sw3, l.sw2, -1)
+		}
+		for e := range m.Cfg.MoE.Experts {
+			swiglu(l.ew1, l.ew3, l.ew2, e)
+		}
+	}
+
+	N, C := m.microBatch*m.Cfg.SeqLen, m.Cfg.DModel
+	var nu, nhg int
+	for _, a := range m.acts {
+		nu, nhg = max(nu, len(a.ffn.u), len(a.experts.u)), max(nhg, len(a.hg))
+	}
+	h1, h2, u, hg := make([]F, N*C), make([]F, N*C), make([]F, nu), make([]F, nhg)
+	for i := range m.acts {
+		a := &m.acts[i]
+		a.h1, a.h2 = h1, h2
+		a.ffn.u, a.experts.u = u[:len(a.ffn.u)], u[:len(a.experts.u)]
+		a.hg = hg[:len(a.hg)]
+	}
+}
