@@ -19,11 +19,39 @@ func BenchmarkTrainStep(b *testing.B) {
 		m.SeqLen != 256 || m.MoE.Experts != 0 || cfg.Train.GlobalBatch != 8 || cfg.Train.Precision != "fp32" || !cfg.Data.Synthetic {
 		b.Fatalf("examples/dense-bench.yaml is no longer the benchmark config (V256 C256 L4 H4/4 F768 T256 B8 fp32, synthetic): %v", m)
 	}
+	benchSteps(b, cfg)
+}
+
+// BenchmarkTrainStepPrecision puts fp32 and fp8 (delayed scaling, emulated) steps side by
+// side: on the dense benchmark model, and on the small preset (MoE on every other layer)
+// with micro-batches of 8 on random tokens. Compare ms/step of the pairs.
+func BenchmarkTrainStepPrecision(b *testing.B) {
+	for _, c := range []struct{ name, file string }{
+		{"dense", "../examples/dense-bench.yaml"},
+		{"small", "../examples/small.yaml"},
+	} {
+		for _, precision := range []string{"fp32", "fp8"} {
+			b.Run(c.name+"/"+precision, func(b *testing.B) {
+				cfg, err := config.Load(c.file, []string{"train.checkpoint.dir=" + b.TempDir(), "train.precision=" + precision,
+					"data.train=", "data.eval=", "data.synthetic=true", "train.global_batch=8", "train.micro_batch=8"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				benchSteps(b, cfg)
+			})
+		}
+	}
+}
+
+// benchSteps runs b.N optimizer steps of cfg after one untimed step (the first touch of
+// every buffer) and reports tokens/s and ms/step.
+func benchSteps(b *testing.B, cfg config.Run) {
 	tr, err := New(cfg, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := tr.Step(); err != nil { // first touch of every buffer
+	defer tr.Close()
+	if _, err := tr.Step(); err != nil {
 		b.Fatal(err)
 	}
 	var tokens int64
@@ -36,4 +64,5 @@ func BenchmarkTrainStep(b *testing.B) {
 		tokens += st.Tokens
 	}
 	b.ReportMetric(float64(tokens)/b.Elapsed().Seconds(), "tokens/s")
+	b.ReportMetric(b.Elapsed().Seconds()*1e3/float64(b.N), "ms/step")
 }

@@ -2,11 +2,14 @@ package trainer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 
-	"github.com/herdml/herd/data"
+	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/kernels/fp8"
 	"github.com/herdml/herd/trainer/checkpoint"
 )
 
@@ -68,9 +71,10 @@ func (tr *Trainer) snapshot() checkpoint.Snapshot {
 	return s
 }
 
-// Save writes a checkpoint of the current step, applies the retention policy
-// (train.checkpoint.keep) and returns the checkpoint's name.
-func (tr *Trainer) Save() (string, error) {
+// save writes a checkpoint of the current step from this rank (Save calls it on rank 0
+// once all ranks agree), applies the retention policy (train.checkpoint.keep) and returns
+// the checkpoint's name.
+func (tr *Trainer) save() (string, error) {
 	if tr.train == nil {
 		return "", errOpened
 	}
@@ -82,11 +86,16 @@ func (tr *Trainer) Save() (string, error) {
 	s.OptimMeta = map[string]string{metaAdamT: strconv.FormatInt(tr.opt.T, 10)}
 	s.State = checkpoint.State{
 		Step:       tr.step,
-		Data:       []data.State{tr.train.State()},
+		Data:       tr.dataStates(),
 		RNG:        rng,
 		Config:     tr.configJSON,
 		ConfigHash: tr.configHash,
 		TableHash:  tr.Table.Hash(),
+	}
+	if tr.fp8 != nil {
+		if s.State.FP8, err = json.Marshal(tr.fp8.State()); err != nil {
+			return "", fmt.Errorf("encoding the FP8 state: %w", err)
+		}
 	}
 	name, err := checkpoint.Save(tr.store, s)
 	if err != nil {
@@ -122,7 +131,7 @@ func (tr *Trainer) Resume(path string) (string, error) {
 			return "", err
 		}
 	}
-	return name, tr.load(store, name, tr.configHash)
+	return name, tr.loadAll(store, name)
 }
 
 // load reads checkpoint name into the trainer after checking that it was trained with
@@ -136,11 +145,12 @@ func (tr *Trainer) load(store checkpoint.Dir, name, configHash string) error {
 		return err
 	}
 	st := s.State
-	if len(st.Data) != 1 {
-		return fmt.Errorf("checkpoint %s holds the data position of %d ranks, want 1", name, len(st.Data))
+	pos, err := dataState(name, st.Data)
+	if err != nil {
+		return err
 	}
 	if tr.train != nil {
-		if err := tr.train.Restore(st.Data[0]); err != nil {
+		if err := tr.train.Restore(pos); err != nil {
 			return err
 		}
 	}
@@ -150,6 +160,16 @@ func (tr *Trainer) load(store checkpoint.Dir, name, configHash string) error {
 	}
 	if err := tr.rng.UnmarshalBinary(st.RNG); err != nil {
 		return fmt.Errorf("checkpoint %s: rng state: %w", name, err)
+	}
+	if tr.fp8 != nil {
+		where := filepath.Join(store.Root, name, checkpoint.StateFile)
+		var fs fp8.State
+		if err := json.Unmarshal(st.FP8, &fs); err != nil {
+			return usererr.New(where, "fp8: %v", err)
+		}
+		if err := tr.fp8.Restore(fs, where); err != nil {
+			return err
+		}
 	}
 	tr.opt.T, tr.step = t, st.Step
 	return nil

@@ -21,6 +21,7 @@ import (
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/kernels"
 	"github.com/herdml/herd/kernels/cpu"
+	"github.com/herdml/herd/kernels/fp8"
 	"github.com/herdml/herd/metap"
 	"github.com/herdml/herd/trainer/checkpoint"
 	"github.com/herdml/herd/trainer/config"
@@ -85,6 +86,11 @@ type Trainer struct {
 	step      int64
 	nMicro    int // micro-batches per optimizer step on this rank
 	batch     data.Batch
+	rank      int           // this trainer's rank of parallel.data
+	acc       accumulator   // the step's micro-batch gradients (parallel.go)
+	dp        *dataParallel // nil on one rank (parallel.go)
+
+	fp8 *fp8.Scaling // nil in fp32
 
 	configJSON json.RawMessage
 	configHash string
@@ -104,6 +110,12 @@ func New(cfg config.Run, opts Options) (*Trainer, error) {
 	if err := tr.openData(true); err != nil {
 		return nil, err
 	}
+	if cfg.Parallel.Data > 1 {
+		if err := tr.startRanks(); err != nil {
+			tr.Close()
+			return nil, err
+		}
+	}
 	return tr, nil
 }
 
@@ -114,11 +126,6 @@ func build(cfg config.Run, opts Options) (*Trainer, error) {
 	}
 	if opts.OutDir == "" {
 		opts.OutDir = cfg.Train.Checkpoint.Dir
-	}
-	if cfg.Train.Precision != "fp32" {
-		// kernels/fp8 has the scaling and the FP8 linear layer, but the model does not run
-		// its matmuls through them yet; training fp32 under an fp8 label would mislead.
-		return nil, usererr.New("train.precision", "%s training is not wired into the model yet; use fp32", cfg.Train.Precision)
 	}
 	tr := &Trainer{Cfg: cfg, opts: opts, sched: cfg.Train.LRSchedule(), rng: rand.NewPCG(cfg.Seed, pcgStream)}
 	tr.store = checkpoint.Dir{Root: filepath.Join(opts.OutDir, cfg.Name)}
@@ -137,6 +144,11 @@ func build(cfg config.Run, opts Options) (*Trainer, error) {
 	tr.Model = model.New[float32](cfg.Model, opts.Backend, cfg.Train.MicroBatch)
 	if err := tr.plan(); err != nil {
 		return nil, err
+	}
+	if cfg.Train.Precision == "fp8" {
+		if err := tr.attachFP8(); err != nil {
+			return nil, err
+		}
 	}
 	return tr, nil
 }
@@ -187,11 +199,11 @@ func (tr *Trainer) openData(train bool) error {
 	tr.train, tr.eval = tr.opts.Train, tr.opts.Eval
 	var err error
 	if tr.train == nil && train {
-		if tr.train, err = openSource(cfg, cfg.Data.Train, cfg.Train.GlobalBatch, 0, cfg.Parallel.Data); err != nil {
+		if tr.train, err = openSource(cfg, cfg.Data.Train, cfg.Train.GlobalBatch, tr.rank, cfg.Parallel.Data); err != nil {
 			return err
 		}
 	}
-	if tr.eval == nil && cfg.Data.Eval != "" {
+	if tr.eval == nil && cfg.Data.Eval != "" && tr.rank == 0 { // the weights are replicated: rank 0 evaluates
 		// Eval reads micro-batches on one process; its order never changes between evals.
 		if tr.eval, err = openSource(cfg, cfg.Data.Eval, cfg.Train.MicroBatch, 0, 1); err != nil {
 			return err
@@ -203,10 +215,10 @@ func (tr *Trainer) openData(train bool) error {
 	return nil
 }
 
-// Step runs one optimizer step: nMicro forward/backward passes accumulating the mean
-// gradient, clipping, the schedule and AdamW. A non-finite loss or gradient norm stops it
-// before any weight changes, with a user error naming the step.
-func (tr *Trainer) Step() (Stats, error) {
+// localStep runs one optimizer step on this rank (Step runs it on every rank): nMicro
+// forward/backward passes, each unit's gradient summed in the canonical tree and over the
+// ranks, clipping, the schedule and AdamW.
+func (tr *Trainer) localStep() (Stats, error) {
 	start := time.Now()
 	step := tr.step + 1
 	m := tr.Model
@@ -215,7 +227,7 @@ func (tr *Trainer) Step() (Stats, error) {
 		return st, errOpened
 	}
 	clear(m.Grads)
-	scale := 1 / float32(tr.nMicro)
+	scale := 1 / float32(tr.nMicro*tr.Cfg.Parallel.Data) // 1/units of the global batch
 	for i := range tr.nMicro {
 		if err := tr.train.Next(&tr.batch); err != nil {
 			return st, fmt.Errorf("step %d: reading micro-batch %d: %w", step, i, err)
@@ -225,10 +237,19 @@ func (tr *Trainer) Step() (Stats, error) {
 			return st, diverged(step, fmt.Sprintf("loss is %g (aux %g) in micro-batch %d", r.Loss, r.Aux, i))
 		}
 		m.Backward(scale)
+		tr.unitDone(r)
 		st.Loss += r.Loss / float64(tr.nMicro)
 		st.Aux += r.Aux / float64(tr.nMicro)
 		st.Tokens += int64(tr.batch.B * tr.batch.T)
 		addLoad(&st.ExpertLoad, r.ExpertLoad, 1/float64(tr.nMicro))
+	}
+	if tr.fp8 != nil {
+		if err := tr.fp8.Check(); err != nil {
+			return st, diverged(step, err.Error())
+		}
+	}
+	if err := tr.reduce(&st); err != nil {
+		return st, fmt.Errorf("step %d: %w", step, err)
 	}
 	st.GradNorm = optim.Clip(m.Grads, tr.Cfg.Train.Optim.Clip)
 	if math.IsNaN(st.GradNorm) || math.IsInf(st.GradNorm, 0) {
@@ -237,6 +258,11 @@ func (tr *Trainer) Step() (Stats, error) {
 	f := tr.sched.Factor(int(step))
 	st.LR = tr.Cfg.Train.Optim.LR * f
 	tr.opt.Step(m.Params, m.Grads, f)
+	if tr.fp8 != nil {
+		if err := tr.fp8.Update(); err != nil {
+			return st, err
+		}
+	}
 	tr.step = step
 	st.TokensPerS = float64(st.Tokens) / time.Since(start).Seconds()
 	return st, nil
@@ -278,6 +304,10 @@ func (tr *Trainer) Eval(batches int) (EvalResult, error) {
 	}
 	if err := tr.eval.Restore(tr.evalStart); err != nil {
 		return res, err
+	}
+	if tr.fp8 != nil {
+		tr.fp8.SetFrozen(true)
+		defer tr.fp8.SetFrozen(false)
 	}
 	var sum float64
 	for i := range batches {

@@ -9,12 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/checkpoint"
 	"github.com/herdml/herd/trainer/config"
+	"github.com/herdml/herd/trainer/model"
 )
 
 // microYAML is a model small enough to train in seconds on two cores, with every part the
@@ -135,6 +137,14 @@ func TestTrainingLearnsGoSource(t *testing.T) {
 // stopping at step k and resuming gives the same final checkpoint as never stopping;
 // another seed does not.
 func TestDeterministicAndExactResume(t *testing.T) {
+	testDeterministicAndExactResume(t)
+}
+
+func TestDeterministicAndExactResumeFP8(t *testing.T) {
+	testDeterministicAndExactResume(t, "train.precision=fp8")
+}
+
+func testDeterministicAndExactResume(t *testing.T, sets ...string) {
 	const k, n = 3, 6
 	run := func(cfg config.Run, stops ...int64) map[string]string {
 		t.Helper()
@@ -155,12 +165,12 @@ func TestDeterministicAndExactResume(t *testing.T) {
 		}
 		return fingerprint(t, dir)
 	}
-	a := run(microConfig(t))
+	a := run(microConfig(t, sets...))
 	procs := runtime.GOMAXPROCS(1)
-	b := run(microConfig(t))
+	b := run(microConfig(t, sets...))
 	runtime.GOMAXPROCS(procs)
-	resumed := run(microConfig(t), k)
-	other := run(microConfig(t, "seed=2"))
+	resumed := run(microConfig(t, sets...), k)
+	other := run(microConfig(t, append(sets, "seed=2")...))
 	for _, f := range []string{checkpoint.ModelFile, checkpoint.OptimFile, checkpoint.StateFile} {
 		if a[f] != b[f] {
 			t.Errorf("%s: two runs with the same seed (%d threads, 1 thread) differ: %s vs %s", f, procs, a[f], b[f])
@@ -222,16 +232,27 @@ func TestResumeSkipsCorruptAndRefusesOtherConfig(t *testing.T) {
 }
 
 // A learning rate far too large diverges; the error names the step and nothing of that
-// step is applied or saved.
+// step is applied or saved. FP8 stops the same way, although saturation would keep its
+// losses finite for longer.
 func TestDivergenceNamesTheStep(t *testing.T) {
-	cfg := microConfig(t, "train.optim.lr=1.0e+6", "train.optim.clip=0", "train.schedule.warmup=0", "train.checkpoint.every=1")
-	tr := newTrainer(t, cfg, Options{})
-	_, err := tr.Run(context.Background(), 50)
-	if err == nil {
-		t.Fatal("lr 1e6 trained 50 steps without going non-finite")
+	for _, precision := range []string{"fp32", "fp8"} {
+		t.Run(precision, func(t *testing.T) {
+			cfg := microConfig(t, "train.precision="+precision, "train.optim.lr=1.0e+6", "train.optim.clip=0", "train.schedule.warmup=0", "train.checkpoint.every=1")
+			tr := newTrainer(t, cfg, Options{})
+			_, err := tr.Run(context.Background(), 50)
+			if err == nil {
+				t.Fatal("lr 1e6 trained 50 steps without going non-finite")
+			}
+			checkDiverged(t, tr, err, tr.StepCount()+1)
+		})
 	}
-	bad := tr.StepCount() + 1
-	if !usererr.Is(err) || !strings.Contains(err.Error(), fmt.Sprintf("step %d:", bad)) || !strings.Contains(err.Error(), "non-finite") {
+}
+
+// checkDiverged wants err to be the user error of a step that went non-finite at step bad,
+// with no checkpoint of that step.
+func checkDiverged(t *testing.T, tr *Trainer, err error, bad int64) {
+	t.Helper()
+	if !usererr.Is(err) || !strings.Contains(err.Error(), fmt.Sprintf("step %d: training went non-finite", bad)) {
 		t.Fatalf("got %v, want a user error naming step %d", err, bad)
 	}
 	if _, err := os.Stat(filepath.Join(tr.CheckpointDir(), checkpoint.Name(bad))); !errors.Is(err, os.ErrNotExist) {
@@ -239,9 +260,29 @@ func TestDivergenceNamesTheStep(t *testing.T) {
 	}
 }
 
-func TestUnsupportedPrecisionIsRefused(t *testing.T) {
-	if _, err := New(microConfig(t, "train.precision=fp8"), Options{}); !usererr.Is(err) || !strings.Contains(err.Error(), "train.precision") {
-		t.Fatalf("fp8: %v, want a user error naming train.precision", err)
+// An Inf weight in a linear layer makes the fp32 loss NaN. In FP8 the weight saturates to
+// ±448 and the loss stays finite: the scaling's check must stop the step all the same,
+// naming the tensor, before any update.
+func TestInfInsideFP8LinearStops(t *testing.T) {
+	for _, precision := range []string{"fp32", "fp8"} {
+		t.Run(precision, func(t *testing.T) {
+			tr := newTrainer(t, microConfig(t, "train.precision="+precision, "train.checkpoint.every=1"), Options{})
+			if _, err := tr.Run(context.Background(), 1); err != nil {
+				t.Fatal(err)
+			}
+			m := tr.Model
+			wq := m.Layout.Tensors[slices.IndexFunc(m.Layout.Tensors, func(t model.Tensor) bool { return t.Name == "layers.0.attn.wq" })]
+			m.Params[wq.Offset+3] = float32(math.Inf(1))
+			before := slices.Clone(m.Params)
+			_, err := tr.Step()
+			checkDiverged(t, tr, err, 2)
+			if precision == "fp8" && !strings.Contains(err.Error(), "layers.0.attn.wq.weight") {
+				t.Errorf("%v: want the FP8 tensor named", err)
+			}
+			if !slices.Equal(m.Params[:wq.Offset+3], before[:wq.Offset+3]) || !slices.Equal(m.Params[wq.Offset+4:], before[wq.Offset+4:]) {
+				t.Error("the diverged step changed the weights")
+			}
+		})
 	}
 }
 
