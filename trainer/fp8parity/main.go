@@ -1,0 +1,250 @@
+// Command fp8parity makes the figures of docs/fp8.md: it trains one configuration and
+// records its loss curve and peak resident memory, and plots fp32 and fp8 curves side by
+// side.
+//
+//	go run ./trainer/fp8parity train -o tiny-fp8.json examples/tiny.yaml --set train.precision=fp8
+//	go run ./trainer/fp8parity plot -o docs/fp8-parity.png tiny-fp32.json tiny-fp8.json ...
+//
+// train starts from the initialisation every time (its checkpoints go to a temporary
+// folder), so two runs that differ only in train.precision see the same init and the
+// same batches.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"image/color"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+
+	"github.com/herdml/herd/trainer"
+	"github.com/herdml/herd/trainer/config"
+)
+
+// Curve is one run's record, the JSON that train writes and plot reads.
+type Curve struct {
+	Config    string    `json:"config"`
+	Sets      []string  `json:"sets"`
+	Precision string    `json:"precision"`
+	Loss      []float64 `json:"loss"`       // training loss of every step
+	EvalSteps []int64   `json:"eval_steps"` // steps after which an evaluation ran
+	EvalLoss  []float64 `json:"eval_loss"`
+	// PeakRSS is the process's peak resident memory (VmHWM) after training, in bytes:
+	// with data.synthetic, the model, optimizer and activations of the training steps.
+	PeakRSS int64 `json:"peak_rss"`
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "fp8parity:", err)
+		os.Exit(1)
+	}
+}
+
+type sets []string
+
+func (s *sets) String() string     { return strings.Join(*s, " ") }
+func (s *sets) Set(v string) error { *s = append(*s, v); return nil }
+
+func run(args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: fp8parity train|plot ...")
+	}
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	out := fs.String("o", "", "output file")
+	var set sets
+	fs.Var(&set, "set", "key.path=value override (repeatable)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *out == "" {
+		return errors.New("-o is required")
+	}
+	switch args[0] {
+	case "train":
+		if fs.NArg() != 1 {
+			return errors.New("train wants one config")
+		}
+		c, err := train(fs.Arg(0), set)
+		if err != nil {
+			return err
+		}
+		b, err := json.MarshalIndent(c, "", " ")
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(*out, b, 0o644)
+	case "plot":
+		var cs []Curve
+		for _, f := range fs.Args() {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			var c Curve
+			if err := json.Unmarshal(b, &c); err != nil {
+				return fmt.Errorf("%s: %w", f, err)
+			}
+			cs = append(cs, c)
+		}
+		return plotCurves(*out, cs)
+	}
+	return fmt.Errorf("unknown command %q; want train or plot", args[0])
+}
+
+func train(path string, set []string) (Curve, error) {
+	dir, err := os.MkdirTemp("", "fp8parity")
+	if err != nil {
+		return Curve{}, err
+	}
+	defer os.RemoveAll(dir)
+	cfg, err := config.Load(path, set)
+	if err != nil {
+		return Curve{}, err
+	}
+	c := Curve{Config: path, Sets: set, Precision: cfg.Train.Precision}
+	tr, err := trainer.New(cfg, trainer.Options{OutDir: dir, Progress: func(s trainer.Stats) {
+		c.Loss = append(c.Loss, s.Loss)
+		if s.Eval != nil {
+			c.EvalSteps = append(c.EvalSteps, s.Step)
+			c.EvalLoss = append(c.EvalLoss, s.Eval.Loss)
+		}
+		fmt.Fprintf(os.Stderr, "%s %s step %d loss %.4f\n", filepath.Base(path), c.Precision, s.Step, s.Loss)
+	}})
+	if err != nil {
+		return c, err
+	}
+	defer tr.Close()
+	if _, err := tr.Run(context.Background(), 0); err != nil {
+		return c, err
+	}
+	c.PeakRSS, err = peakRSS()
+	return c, err
+}
+
+// peakRSS reads VmHWM, the peak resident set size, from /proc/self/status.
+func peakRSS() (int64, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmHWM in /proc/self/status")
+}
+
+// plotCurves draws one panel per config (training loss faint, eval loss bold, fp32 and
+// fp8) and a last panel with the eval loss gap of fp8 over fp32 in percent.
+func plotCurves(out string, cs []Curve) error {
+	var configs []string
+	byConfig := map[string]map[string]Curve{}
+	for _, c := range cs {
+		if byConfig[c.Config] == nil {
+			configs = append(configs, c.Config)
+			byConfig[c.Config] = map[string]Curve{}
+		}
+		byConfig[c.Config][c.Precision] = c
+	}
+	colors := map[string]color.Color{"fp32": color.RGBA{0, 90, 180, 255}, "fp8": color.RGBA{220, 60, 30, 255}}
+	gap := plot.New()
+	gap.Title.Text = "eval loss, fp8 vs fp32"
+	gap.X.Label.Text, gap.Y.Label.Text = "step", "gap (%)"
+	gap.Add(plotter.NewGrid())
+	var panels []*plot.Plot
+	for i, name := range configs {
+		p := plot.New()
+		p.Title.Text = filepath.Base(name)
+		p.X.Label.Text, p.Y.Label.Text = "step", "loss"
+		for _, prec := range []string{"fp32", "fp8"} {
+			c, ok := byConfig[name][prec]
+			if !ok {
+				continue
+			}
+			train := make(plotter.XYs, len(c.Loss))
+			for s, l := range c.Loss {
+				train[s] = plotter.XY{X: float64(s + 1), Y: l}
+			}
+			tl, err := plotter.NewLine(train)
+			if err != nil {
+				return err
+			}
+			tl.Color, tl.Width = faded(colors[prec]), vg.Points(0.6)
+			el, ep, err := plotter.NewLinePoints(evalXYs(c, func(_ int, l float64) float64 { return l }))
+			if err != nil {
+				return err
+			}
+			el.Color, ep.Color, el.Width = colors[prec], colors[prec], vg.Points(1.5)
+			p.Add(tl, el, ep)
+			p.Legend.Add(prec+" train", tl)
+			p.Legend.Add(prec+" eval", el, ep)
+		}
+		p.Legend.Top = true
+		panels = append(panels, p)
+		a, okA := byConfig[name]["fp32"]
+		b, okB := byConfig[name]["fp8"]
+		if !okA || !okB || len(a.EvalLoss) != len(b.EvalLoss) {
+			continue
+		}
+		gl, gp, err := plotter.NewLinePoints(evalXYs(b, func(j int, l float64) float64 { return 100 * (l/a.EvalLoss[j] - 1) }))
+		if err != nil {
+			return err
+		}
+		gl.Color = plotutilColor(i)
+		gp.Color = gl.Color
+		gap.Add(gl, gp)
+		gap.Legend.Add(filepath.Base(name), gl, gp)
+	}
+	gap.Legend.Top = true
+	panels = append(panels, gap)
+
+	const side = 4 * vg.Inch
+	img := vgimg.New(side*vg.Length(len(panels)), side)
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: 1, Cols: len(panels), PadX: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2}
+	canvases := plot.Align([][]*plot.Plot{panels}, tiles, dc)
+	for i, p := range panels {
+		p.Draw(canvases[0][i])
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// evalXYs are c's evaluations as (step, f(index, loss)).
+func evalXYs(c Curve, f func(int, float64) float64) plotter.XYs {
+	xy := make(plotter.XYs, len(c.EvalLoss))
+	for j, l := range c.EvalLoss {
+		xy[j] = plotter.XY{X: float64(c.EvalSteps[j]), Y: f(j, l)}
+	}
+	return xy
+}
+
+func plotutilColor(i int) color.Color {
+	return []color.Color{color.RGBA{40, 140, 60, 255}, color.RGBA{130, 50, 160, 255}, color.Black}[i%3]
+}
+
+func faded(c color.Color) color.Color {
+	r, g, b, _ := c.RGBA()
+	return color.NRGBA{uint8(r >> 8), uint8(g >> 8), uint8(b >> 8), 90}
+}
