@@ -47,7 +47,7 @@ func Open(path, evalSpec string, opts Options) (*Trainer, error) {
 
 // Close releases the data sources' files.
 func (tr *Trainer) Close() error {
-	var first error
+	first := tr.closeRanks()
 	for _, s := range []any{tr.train, tr.eval} {
 		if c, ok := s.(io.Closer); ok {
 			if err := c.Close(); err != nil && first == nil {

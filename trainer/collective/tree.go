@@ -83,11 +83,28 @@ func TreeSum(v [][]float32) []float32 {
 // Tree adds vectors pushed one by one in the canonical binary tree, holding at most
 // log2(n)+1 partial sums: after each push, two partial sums over equally many leaves
 // merge, like the carries of a binary counter; Sum merges what remains from the top.
-// Push takes ownership of x (it becomes scratch).
+// Push takes ownership of x; vectors merged away are kept for Buffer to hand out again,
+// so that a loop of Buffer, fill, Push, ..., Sum, Release allocates nothing after the
+// first round.
 type Tree struct {
 	sums   [][]float32
 	leaves []int
+	free   [][]float32
 }
+
+// Buffer returns a vector of n values to fill and Push: a spare one or a new one.
+func (t *Tree) Buffer(n int) []float32 {
+	for k := len(t.free) - 1; k >= 0; k-- {
+		if b := t.free[k]; len(b) == n {
+			t.free = append(t.free[:k], t.free[k+1:]...)
+			return b
+		}
+	}
+	return make([]float32, n)
+}
+
+// Release gives back a vector, such as Sum's result once read, for Buffer to reuse.
+func (t *Tree) Release(x []float32) { t.free = append(t.free, x) }
 
 // Push adds the next leaf.
 func (t *Tree) Push(x []float32) {
@@ -107,6 +124,7 @@ func (t *Tree) merge() {
 	}
 	t.leaves[n-2] += t.leaves[n-1]
 	t.sums, t.leaves = t.sums[:n-1], t.leaves[:n-1]
+	t.free = append(t.free, b)
 }
 
 // Sum returns the total of the leaves pushed (nil if none) and empties the tree.
