@@ -268,6 +268,9 @@ func Follow(ctx context.Context, c client.Client, name string, every time.Durati
 	for {
 		select {
 		case <-done:
+			if ctx.Err() != nil { // the caller stopped following; the run goes on
+				return p, ctx.Err()
+			}
 			if show != nil {
 				if s, err := GetStatus(ctx, c, name); err == nil {
 					show(s)

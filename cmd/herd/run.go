@@ -83,7 +83,7 @@ func newRunCmd() *cobra.Command {
 				p, err = workflows.Follow(ctx, cl, run.Name, workflows.FollowEvery, d.show)
 			}
 			d.finish()
-			return finishRun(c, p, err, f.json)
+			return finishRun(c, run.Name, p, err, f.json)
 		},
 	}
 	f.register(c)
@@ -119,10 +119,10 @@ func interruptContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-// finishRun prints how a followed run ended.
-func finishRun(c *cobra.Command, p workflows.Progress, err error, jsonOut bool) error {
+// finishRun prints how the followed run name ended.
+func finishRun(c *cobra.Command, name string, p workflows.Progress, err error, jsonOut bool) error {
 	if errors.Is(err, context.Canceled) {
-		fmt.Fprintf(c.ErrOrStderr(), "stopped following %s; `herd resume %s` continues it\n", p.Name, p.Name)
+		fmt.Fprintf(c.ErrOrStderr(), "stopped following %s; `herd status %s` shows it, `herd resume %s` continues it\n", name, name, name)
 		return nil
 	}
 	if err != nil {
@@ -163,6 +163,9 @@ func (d *followDisplay) show(s workflows.Status) {
 	step, loss, tps := s.Step, s.Loss, s.TokensPerS
 	if s.Live != nil {
 		step, loss, tps = s.Live.Step, s.Live.Loss, s.Live.TokensPerS
+	}
+	if tps == 0 && s.Workflow == "Running" {
+		return // nothing trained yet: no numbers worth a line
 	}
 	line := fmt.Sprintf("%s  loss %.4f  %.0f tokens/s", state(s), loss, tps)
 	if s.ETA != "" {

@@ -238,7 +238,7 @@ func newResumeCmd() *cobra.Command {
 				p, err = workflows.Follow(ctx, cl, name, workflows.FollowEvery, d.show)
 			}
 			d.finish()
-			return finishRun(c, p, err, jsonOut)
+			return finishRun(c, name, p, err, jsonOut)
 		},
 	}
 	tf.register(c)
