@@ -123,8 +123,8 @@ func bytesFloat64(b []byte) []float64 {
 // the other ranks' trainers and drives them.
 type dataParallel struct {
 	group    *collective.Group
-	siblings []*Trainer   // ranks 1..W-1, in-process, on rank 0 only
-	states   []data.State // every rank's data position, gathered for the checkpoint
+	siblings []*Trainer // ranks 1..W-1, in-process, on rank 0 only
+	state    data.State // the data position every rank reported at the last Save
 }
 
 // startRanks makes the in-process ranks 1..parallel.data-1 beside tr, which becomes rank
@@ -228,7 +228,7 @@ func (tr *Trainer) saveRank() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	tr.dp.states = tr.dp.states[:0]
+	var first data.State
 	for r, b := range all {
 		if !bytes.Equal(b[len(b)-sha256.Size:], all[0][len(all[0])-sha256.Size:]) {
 			return "", fmt.Errorf("data parallel: rank %d's weights or optimizer state differ from rank 0's at step %d; the replicas diverged", r, tr.step)
@@ -237,8 +237,13 @@ func (tr *Trainer) saveRank() (string, error) {
 		if err := json.Unmarshal(b[:len(b)-sha256.Size], &s); err != nil {
 			return "", fmt.Errorf("data parallel: rank %d's data position: %w", r, err)
 		}
-		tr.dp.states = append(tr.dp.states, s)
+		if r == 0 {
+			first = s
+		} else if s != first {
+			return "", fmt.Errorf("data parallel: rank %d is at data position %+v, rank 0 at %+v, at step %d", r, s, first, tr.step)
+		}
 	}
+	tr.dp.state = first
 	var name string
 	if g.Rank() == 0 {
 		if name, err = tr.save(); err != nil {
@@ -255,17 +260,19 @@ func (tr *Trainer) saveRank() (string, error) {
 	return string(names[0]), nil
 }
 
-// dataStates are the data positions a checkpoint records, by rank.
+// dataStates are the data positions a checkpoint records. At a step boundary every rank,
+// of any world size, is at the same sample (see data.Sampler), so one position is stored:
+// the checkpoint is then the same whatever the world size, and resumes on any number of
+// ranks in the same sample order. Save has checked that the ranks agree.
 func (tr *Trainer) dataStates() []data.State {
 	if tr.dp != nil {
-		return tr.dp.states
+		return []data.State{tr.dp.state}
 	}
 	return []data.State{tr.train.State()}
 }
 
-// dataState is where a rank continues from a checkpoint's data positions. At a step
-// boundary every rank of any world size is at the same sample, so a checkpoint of W ranks
-// resumes with any number of ranks (the sampler keeps the sample order).
+// dataState is where a rank continues from a checkpoint's data positions: one position,
+// or one per rank as a checkpoint may list them, which must then agree.
 func dataState(name string, states []data.State) (data.State, error) {
 	if len(states) == 0 {
 		return data.State{}, fmt.Errorf("checkpoint %s holds no data position", name)

@@ -1,0 +1,129 @@
+package trainer
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"path/filepath"
+	"testing"
+
+	"github.com/herdml/herd/data"
+	"github.com/herdml/herd/trainer/checkpoint"
+	"github.com/herdml/herd/trainer/config"
+)
+
+// dpConfig is the micro config with 4 micro-batch units of 2 sequences per step, so that
+// 1, 2 and 4 ranks each hold a power-of-two number of units.
+func dpConfig(t *testing.T, ranks, steps int, sets ...string) config.Run {
+	t.Helper()
+	return microConfig(t, append([]string{
+		fmt.Sprintf("parallel.data=%d", ranks), fmt.Sprintf("train.steps=%d", steps),
+		"train.global_batch=8", "train.micro_batch=2", "data.eval=",
+	}, sets...)...)
+}
+
+// dpRun is what a run leaves: per-step losses and data positions, and its last checkpoint.
+type dpRun struct {
+	loss []float64
+	pos  []data.State
+	ckpt string // folder of the last checkpoint
+}
+
+// trainDP trains cfg until step until, first resuming from the checkpoint folder from if
+// it is set.
+func trainDP(t *testing.T, cfg config.Run, from string, until int64) dpRun {
+	t.Helper()
+	var out dpRun
+	var tr *Trainer
+	tr = newTrainer(t, cfg, Options{Progress: func(st Stats) {
+		out.loss = append(out.loss, st.Loss)
+		out.pos = append(out.pos, tr.train.State())
+	}})
+	defer tr.Close()
+	if from != "" {
+		if _, err := tr.Resume(from); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := tr.Run(context.Background(), until)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.ckpt = filepath.Join(tr.CheckpointDir(), st.Checkpoint)
+	return out
+}
+
+// weights are the sha256 of a checkpoint's weight and optimizer files, and its step.
+func weights(t *testing.T, dir string) string {
+	f := fingerprint(t, dir)
+	return f[checkpoint.ModelFile] + " " + f[checkpoint.OptimFile]
+}
+
+// Must show 1: with the canonical tree, 2 and 4 ranks give the losses and checkpoints of
+// one rank bit for bit over 50 steps, and a world size run twice gives the same
+// checkpoint.
+func TestDataParallelMatchesOneRankBitForBit(t *testing.T) {
+	const steps = 50
+	one := trainDP(t, dpConfig(t, 1, steps), "", 0)
+	if one.loss[steps-1] > 0.8*one.loss[0] {
+		t.Fatalf("one rank did not learn: loss %g then %g", one.loss[0], one.loss[steps-1])
+	}
+	for _, ranks := range []int{2, 4, 4} {
+		dp := trainDP(t, dpConfig(t, ranks, steps), "", 0)
+		for i := range steps {
+			if math.Float64bits(dp.loss[i]) != math.Float64bits(one.loss[i]) {
+				t.Fatalf("%d ranks, step %d: loss %.17g, one rank %.17g", ranks, i+1, dp.loss[i], one.loss[i])
+			}
+			if dp.pos[i] != one.pos[i] {
+				t.Fatalf("%d ranks, step %d: data position %+v, one rank %+v", ranks, i+1, dp.pos[i], one.pos[i])
+			}
+		}
+		if a, b := weights(t, dp.ckpt), weights(t, one.ckpt); a != b {
+			t.Fatalf("%d ranks: checkpoint %s, one rank %s", ranks, a, b)
+		}
+	}
+}
+
+// Must show 3: a checkpoint of 2 ranks resumes on 1 and on 4 ranks on the same sample
+// order, and the run continues as if it had never stopped.
+func TestResumeOnAnotherWorldSize(t *testing.T) {
+	const stop, steps = 4, 8
+	cfg := dpConfig(t, 2, steps, "train.checkpoint.every=4")
+	whole := trainDP(t, cfg, "", 0)
+	first := trainDP(t, dpConfig(t, 2, steps, "train.checkpoint.every=4"), "", stop)
+	for _, ranks := range []int{1, 4} {
+		rest := trainDP(t, dpConfig(t, ranks, steps), first.ckpt, 0)
+		if len(rest.loss) != steps-stop {
+			t.Fatalf("%d ranks: resumed for %d steps, want %d", ranks, len(rest.loss), steps-stop)
+		}
+		for i := range rest.loss {
+			if rest.pos[i] != whole.pos[stop+i] {
+				t.Fatalf("%d ranks, step %d: data position %+v, uninterrupted %+v", ranks, stop+i+1, rest.pos[i], whole.pos[stop+i])
+			}
+			if rest.loss[i] != whole.loss[stop+i] {
+				t.Fatalf("%d ranks, step %d: loss %.17g, uninterrupted %.17g", ranks, stop+i+1, rest.loss[i], whole.loss[stop+i])
+			}
+		}
+		if a, b := weights(t, rest.ckpt), weights(t, whole.ckpt); a != b {
+			t.Fatalf("resumed on %d ranks: checkpoint %s, uninterrupted %s", ranks, a, b)
+		}
+	}
+}
+
+// With 3 units per rank the tree differs between world sizes, but a world size still
+// repeats itself bit for bit, and tracks one rank's loss closely.
+func TestDataParallelOddUnitsTracksOneRank(t *testing.T) {
+	const steps = 20
+	sets := []string{"train.global_batch=12"}
+	one := trainDP(t, dpConfig(t, 1, steps, sets...), "", 0)
+	a := trainDP(t, dpConfig(t, 2, steps, sets...), "", 0)
+	b := trainDP(t, dpConfig(t, 2, steps, sets...), "", 0)
+	if weights(t, a.ckpt) != weights(t, b.ckpt) {
+		t.Fatal("two runs on 2 ranks differ")
+	}
+	for i := range steps {
+		if d := math.Abs(a.loss[i]-one.loss[i]) / one.loss[i]; d > 1e-5 {
+			t.Errorf("step %d: 2 ranks %.9g, one rank %.9g: %.2g relative", i+1, a.loss[i], one.loss[i], d)
+		}
+	}
+}
