@@ -1,7 +1,10 @@
 package trainer
 
 import (
+	"context"
+
 	"github.com/herdml/herd/kernels/fp8"
+	"github.com/herdml/herd/trainer/collective"
 	"github.com/herdml/herd/trainer/model"
 )
 
@@ -19,6 +22,15 @@ func (tr *Trainer) attachFP8() error {
 			return sc.LinearSharingInput(name, first.(*fp8.Linear))
 		}
 		return sc.Linear(name)
+	})
+	// Each rank quantizes only its own micro-batches; taking the maximum of every amax over
+	// the ranks before the scales are updated keeps the scales, and so the weights, the same
+	// on every rank (tr.dp is set once the ranks are started, after attachFP8).
+	sc.SetReduce(func(amax []float32) error {
+		if tr.dp == nil {
+			return nil
+		}
+		return tr.dp.group.AllReduce(context.Background(), amax, collective.Max)
 	})
 	tr.fp8 = sc
 	return nil

@@ -329,3 +329,24 @@ func TestAccumulationMatchesOneBigBatch(t *testing.T) {
 		t.Errorf("gradients differ by %g (largest %g)", diff, size)
 	}
 }
+
+// FP8 on two data-parallel ranks: each rank sees half the micro-batches, the amaxes are
+// MAX-reduced before the scales move, so the run is bit-identical to one rank's.
+func TestFP8DataParallelMatchesOneRank(t *testing.T) {
+	run := func(world string) map[string]string {
+		tr := newTrainer(t, microConfig(t, "train.precision=fp8", "parallel.data="+world), Options{})
+		defer tr.Close()
+		st, err := tr.Run(context.Background(), 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fingerprint(t, filepath.Join(tr.CheckpointDir(), st.Checkpoint))
+	}
+	one, two := run("1"), run("2")
+	// state.json differs: it holds each rank's data position.
+	for _, f := range []string{checkpoint.ModelFile, checkpoint.OptimFile} {
+		if one[f] != two[f] {
+			t.Errorf("%s: 1 rank %s, 2 ranks %s", f, one[f], two[f])
+		}
+	}
+}
