@@ -52,11 +52,51 @@ func (a *Activities) TrainSegment(ctx context.Context, in SegmentInput) (Segment
 		}
 	}
 
+	// hb is what the ticker reports: the previous attempt's details until this attempt
+	// knows better, so that an attempt that dies while loading does not erase them.
 	var (
 		mu       sync.Mutex
-		hb       Heartbeat
+		hb       = prev
 		warnings []string
 	)
+	snapshot := func() Heartbeat { mu.Lock(); defer mu.Unlock(); return hb }
+	every := a.HeartbeatEvery
+	if every <= 0 {
+		every = max(info.HeartbeatTimeout/3, 100*time.Millisecond)
+	}
+	// The trainer gets its own context: cancellation by the server and the worker's
+	// shutdown both end it at a step boundary, and then this segment still commits.
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	done := make(chan struct{})
+	var beats sync.WaitGroup
+	beats.Add(1)
+	// The ticker runs from before the model is built until the last checkpoint is
+	// written, so that neither loading nor saving a large model looks like a dead worker.
+	go func() {
+		defer beats.Done()
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		cancelled, stopping := ctx.Done(), activity.GetWorkerStopChannel(ctx)
+		for {
+			select {
+			case <-done:
+				return
+			case <-cancelled:
+				stopRun()
+				cancelled = nil
+			case <-stopping:
+				stopRun()
+				stopping = nil
+			case <-tick.C:
+				if ctx.Err() == nil { // the server answers a cancelled attempt's beats with an error
+					activity.RecordHeartbeat(ctx, snapshot())
+				}
+			}
+		}
+	}()
+	defer func() { close(done); beats.Wait() }()
+
 	opts := trainer.Options{
 		Backend: a.Backend,
 		Warn: func(w string) {
@@ -80,71 +120,39 @@ func (a *Activities) TrainSegment(ctx context.Context, in SegmentInput) (Segment
 	if err != nil {
 		return SegmentResult{}, classify(err)
 	}
-	hb.Step, hb.Checkpoint, hb.Committed = tr.StepCount(), name, tr.StepCount()
-	if prev.Committed > hb.Committed {
+	if prev.Committed > tr.StepCount() {
 		opts.Warn(fmt.Sprintf("attempt %d committed %s, which no longer verifies; attempt %d resumes from %q",
 			info.Attempt-1, prev.Checkpoint, info.Attempt, name))
 	}
-	activity.RecordHeartbeat(ctx, hb)
+	mu.Lock()
+	hb = Heartbeat{Step: tr.StepCount(), Checkpoint: name, Committed: tr.StepCount()}
+	mu.Unlock()
+	activity.RecordHeartbeat(ctx, snapshot())
 
-	every := a.HeartbeatEvery
-	if every <= 0 {
-		every = max(info.HeartbeatTimeout/3, 100*time.Millisecond)
-	}
-	// The trainer gets its own context: cancellation by the server and the worker's
-	// shutdown both end it at a step boundary, and then this segment still commits.
-	runCtx, stopRun := context.WithCancel(context.Background())
-	defer stopRun()
-	done := make(chan struct{})
-	var beats sync.WaitGroup
-	beats.Add(1)
-	go func() {
-		defer beats.Done()
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				stopRun()
-				return
-			case <-activity.GetWorkerStopChannel(ctx):
-				stopRun()
-				return
-			case <-tick.C:
-				mu.Lock()
-				beat := hb
-				mu.Unlock()
-				activity.RecordHeartbeat(ctx, beat)
-			}
-		}
-	}()
-	_, err = tr.Run(runCtx, in.Until)
-	close(done)
-	beats.Wait()
-	if err != nil && !errors.Is(err, context.Canceled) {
+	if _, err := tr.Run(runCtx, in.Until); err != nil && !errors.Is(err, context.Canceled) {
 		return SegmentResult{}, classify(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if tr.StepCount() > hb.Committed { // interrupted between checkpoints: commit now
+	// Run is over: only this goroutine writes hb from here on.
+	if last := snapshot(); tr.StepCount() > last.Committed { // interrupted between checkpoints: commit now
 		name, err := tr.Save()
 		if err != nil {
 			return SegmentResult{}, classify(err)
 		}
+		mu.Lock()
 		hb.Checkpoint, hb.Committed = name, tr.StepCount()
+		mu.Unlock()
 	}
+	end := snapshot()
 	res := SegmentResult{
-		Step: hb.Committed, Loss: hb.Loss, TokensPerS: hb.TokensPerS,
-		Checkpoint: hb.Checkpoint, Dir: tr.CheckpointDir(),
+		Step: end.Committed, Loss: end.Loss, TokensPerS: end.TokensPerS,
+		Checkpoint: end.Checkpoint, Dir: tr.CheckpointDir(),
 		Worker: a.Identity, Warnings: warnings,
 	}
 	if ctx.Err() != nil {
 		// Cancelled by the workflow: the details tell it where the run now stands.
 		return res, temporal.NewCanceledError(res)
 	}
-	activity.RecordHeartbeat(ctx, hb)
+	activity.RecordHeartbeat(ctx, end)
 	return res, nil
 }
 
