@@ -20,7 +20,7 @@ type Memory struct {
 	Weights     int64 `json:"weights"`     // FP32 parameters
 	Grads       int64 `json:"grads"`       // FP32 gradients, same layout
 	Optimizer   int64 `json:"optimizer"`   // AdamW's two FP32 moments
-	Activations int64 `json:"activations"` // what the forward pass keeps for the backward, for one micro-batch
+	Activations int64 `json:"activations"` // every buffer sized by the micro-batch: inputs, saved activations, gradient scratch
 	Total       int64 `json:"total"`
 }
 
@@ -57,26 +57,46 @@ func NewPlan(cfg Config, microBatch int) Plan {
 	return p
 }
 
-// activationsPerToken counts the 4-byte values the forward pass keeps per token for the
-// backward: the residual stream entering every block and the final one, each block's
-// saved tensors (acts.go) and the head's. The per-layer gradient scratch, reused by every
-// layer, is left out. Keep it in step with acts.go and New.
+// activationsPerToken counts the 4-byte values per token of every buffer New allocates in
+// proportion to the micro-batch: the batch itself, the residual streams, each block's
+// saved activations (acts.go), the head's, and the activation-gradient scratch that the
+// backward pass reuses from layer to layer. TestPlanActivationsMatchNew holds it to what
+// New really allocates.
 func activationsPerToken(cfg Config) int64 {
 	V, C, L := int64(cfg.VocabSize), int64(cfg.DModel), int64(cfg.NLayers)
 	H, KV, D := int64(cfg.NHeads), int64(cfg.NKVHeads), int64(cfg.HeadDim())
 	F, E, k, G := int64(cfg.FFNHidden), int64(cfg.MoE.Experts), int64(cfg.MoE.TopK), int64(cfg.MoE.ExpertHidden)
+	P := int64(cfg.PatchPixels())
 
-	n := (L+1)*C + C + 1 + V + 2 // streams; final norm output and rstd, logits, loss and logsumexp per row
+	n := int64(5) // token, target, position, document, loss weight
+	if P > 0 {
+		n += 1 + P // a patch could sit at every position: its place and pixels
+	}
+	n += (L + 1) * C       // residual streams
+	n += C + 1 + V + 1 + 1 // final norm output and rstd, logits, per-row loss and logsumexp
 	for i := range cfg.NLayers {
 		n += C + 1 + H*D + 2*KV*D + H*D + H + C + C + 1 // h1, rstd1, q, k, v, att, lse, xmid, h2, rstd2
 		if !cfg.IsMoE(i) {
-			n += 3 * F // a1, a3, u
+			n += 4 * F // SwiGLU a1, a3, u, sigmoid(a1)
 			continue
 		}
-		n += 2*E + 4*k + 2*k*C + 3*k*G // router logits and probs, slot tables, gathered inputs and outputs, expert a1/a3/u
+		n += 2*E + 4*k + 2*k*C + 4*k*G // router logits and probs, slot tables, gathered inputs and outputs, experts' SwiGLU
 		if cfg.MoE.SharedExpert {
-			n += 3 * G
+			n += 4 * G
 		}
+	}
+
+	// Gradient scratch, one set for all layers.
+	kk, hid := max(k, 1), F
+	if E > 0 {
+		hid = max(F, k*G, G)
+	}
+	n += 3*C + kk*C + 2*H*D + 2*KV*D + 3*hid + V + 1 // dx, dh, tmp, dy, dq, datt, dk, dv, da1, da3, du, dlogits, w
+	if E > 0 {
+		n += k*C + k + E // dhg, dgate, dr
+	}
+	if P > 0 {
+		n += C // dxp
 	}
 	return n
 }

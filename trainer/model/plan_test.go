@@ -2,8 +2,11 @@ package model
 
 import (
 	"math"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/herdml/herd/kernels/cpu"
 )
 
 // TestPlanLlama4 checks the Llama 4 presets against Meta's published sizes: Scout 109B
@@ -74,10 +77,55 @@ func TestPlanDense(t *testing.T) {
 	if p.AttentionFLOPs != 2*(2*4*2*2*3)*3 {
 		t.Errorf("attention FLOPs %g, want %d", p.AttentionFLOPs, 2*(2*4*2*2*3)*3)
 	}
-	// per token per layer: h1 8, rstd 1, q 8, k 4, v 4, att 8, lse 2, xmid 8, h2 8, rstd 1, FFN 3·12
-	perLayer := int64(8 + 1 + 8 + 4 + 4 + 8 + 2 + 8 + 8 + 1 + 36)
-	perToken := 3*8 + 2*perLayer + 8 + 1 + 10 + 2 // streams, layers, final norm, logits, loss rows
+	// per token per layer: h1 8, rstd 1, q 8, k 4, v 4, att 8, lse 2, xmid 8, h2 8, rstd 1, SwiGLU 4·12
+	perLayer := int64(8 + 1 + 8 + 4 + 4 + 8 + 2 + 8 + 8 + 1 + 48)
+	// batch 5, streams 3·8, layers, final norm 8 + 1, logits 10, loss rows 2, and the
+	// gradient scratch: dx, dh, tmp, dy 4·8, dq, datt 2·8, dk, dv 2·4, 3·12, dlogits 10, w 1
+	perToken := 5 + 3*8 + 2*perLayer + 8 + 1 + 10 + 2 + (32 + 16 + 8 + 36 + 10 + 1)
 	if want := 4 * 3 * 5 * perToken; p.Memory.Activations != want {
 		t.Errorf("activations %d bytes, want %d", p.Memory.Activations, want)
 	}
+}
+
+// TestPlanActivationsMatchNew holds the plan to what New allocates: the buffers that grow
+// with the micro-batch, measured as the difference between a model for 2 sequences and one
+// for 1, on shapes with every kind of layer.
+func TestPlanActivationsMatchNew(t *testing.T) {
+	vision := Presets["tiny"]
+	vision.Vision = Vision{Patch: 2, Channels: 3}
+	vision.MoE.TopK = 2
+	dense := Presets["tiny"]
+	dense.MoE = MoE{}
+	for name, cfg := range map[string]Config{"tiny": Presets["tiny"], "dense": dense, "vision top-2": vision} {
+		cfg.SeqLen = 16
+		one := elements(reflect.ValueOf(New[float32](cfg, cpu.New[float32](), 1)).Elem())
+		two := elements(reflect.ValueOf(New[float32](cfg, cpu.New[float32](), 2)).Elem())
+		if got, want := int64(two-one)*4, NewPlan(cfg, 1).Memory.Activations; got != want {
+			t.Errorf("%s: New allocates %d bytes per sequence, the plan counts %d", name, got, want)
+		}
+	}
+}
+
+// elements counts the capacity of every slice reachable from v without following pointers,
+// maps or interfaces: the model's own buffers.
+func elements(v reflect.Value) int {
+	switch v.Kind() {
+	case reflect.Struct:
+		n := 0
+		for i := range v.NumField() {
+			n += elements(v.Field(i))
+		}
+		return n
+	case reflect.Slice:
+		switch v.Type().Elem().Kind() {
+		case reflect.Slice, reflect.Struct:
+			n := 0
+			for i := range v.Len() {
+				n += elements(v.Index(i))
+			}
+			return n
+		}
+		return v.Cap()
+	}
+	return 0
 }
