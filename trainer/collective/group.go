@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/herdml/herd/internal/usererr"
@@ -100,8 +101,8 @@ type peer struct {
 	rank  int
 	addr  string
 	conn  *grpc.ClientConn
-	in    *queue // frames from this peer, in order
-	out   *queue // frames for this peer, in order
+	in    *queue[mem.Buffer] // frames from this peer, in order
+	out   *queue[*[]byte]    // frames for this peer, in order
 	start sync.Once
 }
 
@@ -148,7 +149,7 @@ func New(lis net.Listener, rank int, addrs []string, opts Options) (*Group, erro
 			g.Close()
 			return nil, fmt.Errorf("collective: rank %d address %q: %w", r, a, err)
 		}
-		g.peers[r] = &peer{rank: r, addr: a, conn: conn, in: newQueue(), out: newQueue()}
+		g.peers[r] = &peer{rank: r, addr: a, conn: conn, in: newQueue[mem.Buffer](), out: newQueue[*[]byte]()}
 	}
 	g.srv = grpc.NewServer(sopts...)
 	g.srv.RegisterService(&serviceDesc, g)
@@ -268,7 +269,7 @@ func (g *Group) send(stream grpc.ServerStream) error {
 	}
 	p := g.peers[r]
 	for {
-		var f []byte
+		var f mem.Buffer
 		if err := stream.RecvMsg(&f); err != nil {
 			p.in.close(fmt.Errorf("connection closed: %w", err))
 			return nil
@@ -297,7 +298,7 @@ func (g *Group) sender(p *peer) {
 			stream.CloseSend()
 			return
 		}
-		if err := stream.SendMsg(&f); err != nil {
+		if err := stream.SendMsg(f); err != nil {
 			p.out.close(fmt.Errorf("sending to %s: %w", p.addr, err))
 			return
 		}
@@ -311,6 +312,7 @@ type call struct {
 	seq  uint64
 	done <-chan struct{}
 	ctx  context.Context
+	held mem.Buffer // the frame recv returned last, freed by the next recv or at the end
 }
 
 func (g *Group) begin(ctx context.Context, op string) (*call, context.CancelFunc, error) {
@@ -320,27 +322,28 @@ func (g *Group) begin(ctx context.Context, op string) (*call, context.CancelFunc
 	g.seq++
 	ctx, cancel := context.WithTimeout(ctx, g.opts.Timeout)
 	stop := context.AfterFunc(g.ctx, cancel)
-	return &call{g: g, op: op, seq: g.seq, done: ctx.Done(), ctx: ctx}, func() { stop(); cancel() }, nil
+	c := &call{g: g, op: op, seq: g.seq, done: ctx.Done(), ctx: ctx}
+	return c, func() { c.release(); stop(); cancel() }, nil
 }
 
 // send queues a copy of payload for rank to.
 func (c *call) send(to int, payload []byte) error {
 	f := c.frame(len(payload))
-	copy(f[8:], payload)
+	copy((*f)[8:], payload)
 	return c.sendFrame(to, f)
 }
 
-// frame makes a frame of n payload bytes for the caller to fill (f[8:]) and pass to
-// sendFrame: encoding straight into the frame saves a copy.
-func (c *call) frame(n int) []byte {
-	f := make([]byte, 8+n)
-	putSeq(f, c.tag())
+// frame takes a pooled frame of n payload bytes for the caller to fill ((*f)[8:]) and pass
+// to sendFrame: encoding straight into the frame saves a copy.
+func (c *call) frame(n int) *[]byte {
+	f := pool.Get(8 + n)
+	putSeq(*f, c.tag())
 	return f
 }
 
 // sendFrame queues f for rank to. It never blocks, so no order of sends and receives
 // between ranks can deadlock.
-func (c *call) sendFrame(to int, f []byte) error {
+func (c *call) sendFrame(to int, f *[]byte) error {
 	p := c.g.peers[to]
 	if err := p.out.push(f); err != nil {
 		return c.fail(to, err)
@@ -358,10 +361,12 @@ func (c *call) recvValues(from int, cd codec, n int) ([]byte, error) {
 	return b, err
 }
 
-// recv waits for the next frame from rank from and returns its payload.
+// recv waits for the next frame from rank from and returns its payload, valid until the
+// next recv or the end of the call.
 func (c *call) recv(from int) ([]byte, error) {
+	c.release()
 	p := c.g.peers[from]
-	f, err := p.in.pop(c.done)
+	buf, err := p.in.pop(c.done)
 	if err != nil {
 		if c.g.ctx.Err() != nil {
 			return nil, ErrClosed
@@ -371,6 +376,8 @@ func (c *call) recv(from int) ([]byte, error) {
 		}
 		return nil, c.fail(from, err)
 	}
+	c.held = buf
+	f := buf.ReadOnlyData()
 	if len(f) < 8 {
 		return nil, c.fail(from, errors.New("short frame"))
 	}
@@ -395,6 +402,14 @@ func (c *call) tag() uint64 {
 // opNames are the kinds of call, by their number in frame headers.
 var opNames = []string{"all-reduce", "tree all-reduce", "broadcast", "all-gather"}
 
+// release frees the frame recv returned last.
+func (c *call) release() {
+	if c.held != nil {
+		c.held.Free()
+		c.held = nil
+	}
+}
+
 func (c *call) fail(rank int, err error) error {
 	if errors.Is(err, ErrClosed) {
 		return ErrClosed
@@ -418,16 +433,16 @@ func getSeq(f []byte) uint64 {
 
 // queue is an unbounded FIFO of frames. Unbounded so that a rank never blocks on a send:
 // what it holds is bounded by the data of the calls in flight.
-type queue struct {
+type queue[T any] struct {
 	mu    sync.Mutex
-	items [][]byte
+	items []T
 	ready chan struct{} // has a token while items is not empty or err is set
 	err   error
 }
 
-func newQueue() *queue { return &queue{ready: make(chan struct{}, 1)} }
+func newQueue[T any]() *queue[T] { return &queue[T]{ready: make(chan struct{}, 1)} }
 
-func (q *queue) push(f []byte) error {
+func (q *queue[T]) push(f T) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.err != nil {
@@ -438,7 +453,7 @@ func (q *queue) push(f []byte) error {
 	return nil
 }
 
-func (q *queue) signal() {
+func (q *queue[T]) signal() {
 	select {
 	case q.ready <- struct{}{}:
 	default:
@@ -446,7 +461,7 @@ func (q *queue) signal() {
 }
 
 // close makes pushes fail with err and pops fail with err once the queue is drained.
-func (q *queue) close(err error) {
+func (q *queue[T]) close(err error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.err == nil {
@@ -456,12 +471,13 @@ func (q *queue) close(err error) {
 }
 
 // pop returns the oldest frame, waiting until one comes, the queue closes, or done.
-func (q *queue) pop(done <-chan struct{}) ([]byte, error) {
+func (q *queue[T]) pop(done <-chan struct{}) (T, error) {
+	var zero T
 	for {
 		q.mu.Lock()
 		if len(q.items) > 0 {
 			f := q.items[0]
-			q.items[0] = nil
+			q.items[0] = zero
 			q.items = q.items[1:]
 			if len(q.items) > 0 || q.err != nil {
 				q.signal()
@@ -472,13 +488,13 @@ func (q *queue) pop(done <-chan struct{}) ([]byte, error) {
 		if q.err != nil {
 			err := q.err
 			q.mu.Unlock()
-			return nil, err
+			return zero, err
 		}
 		q.mu.Unlock()
 		select {
 		case <-q.ready:
 		case <-done:
-			return nil, context.DeadlineExceeded
+			return zero, context.DeadlineExceeded
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package collective
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"math"
@@ -44,8 +45,8 @@ func (c codec) encode(dst []byte, src []float32) {
 }
 
 // littleEndian is true where float32 slices are already in wire order, so that encoding
-// and decoding float32 is a memory copy. Payloads start 8 bytes into a frame of their own
-// allocation, so they are aligned for float32.
+// and decoding float32 is a memory copy (decoding where the received payload is aligned
+// for float32, as it is unless gRPC handed over its own buffer at an odd offset).
 var littleEndian = func() bool {
 	x := uint16(1)
 	return *(*byte)(unsafe.Pointer(&x)) == 1
@@ -53,7 +54,7 @@ var littleEndian = func() bool {
 
 // decode combines the values in src into dst: dst = src (copy), dst + src or max(dst, src).
 func (c codec) decode(dst []float32, src []byte, op Op, copyOnly bool) {
-	if c.wire == F32 && littleEndian && op == Sum && len(dst) > 0 {
+	if c.wire == F32 && littleEndian && op == Sum && len(dst) > 0 && uintptr(unsafe.Pointer(&src[0]))%4 == 0 {
 		v := unsafe.Slice((*float32)(unsafe.Pointer(&src[0])), len(dst))
 		if copyOnly {
 			copy(dst, v)
@@ -131,7 +132,7 @@ func (c codec) pieces(s span) []span {
 // sendValues encodes x[s] into a frame for rank to.
 func (c *call) sendValues(to int, cd codec, x []float32, s span) error {
 	f := c.frame((s.hi - s.lo) * cd.size())
-	cd.encode(f[8:], x[s.lo:s.hi])
+	cd.encode((*f)[8:], x[s.lo:s.hi])
 	return c.sendFrame(to, f)
 }
 
@@ -248,9 +249,11 @@ func (g *Group) AllGather(ctx context.Context, mine []byte) ([][]byte, error) {
 	}
 	for q := range g.world {
 		if q != g.rank {
-			if all[q], err = c.recv(q); err != nil {
+			b, err := c.recv(q)
+			if err != nil {
 				return nil, err
 			}
+			all[q] = bytes.Clone(b)
 		}
 	}
 	return all, nil

@@ -39,24 +39,29 @@ var serviceDesc = grpc.ServiceDesc{
 	Metadata: "herd/collective.proto",
 }
 
-// rawCodec passes frames through untouched: Marshal wraps the caller's bytes without a
-// copy; Unmarshal copies, because gRPC frees its buffers when Unmarshal returns.
+// rawCodec passes frames through without copying what it need not. Marshal hands gRPC
+// a pooled frame, which gRPC returns to the pool once written; Unmarshal keeps the
+// received bytes as one pooled buffer (gRPC's own when the frame arrived in one piece,
+// else one copy), which the receiver frees after decoding.
 type rawCodec struct{}
+
+// pool holds frame buffers, so that steady traffic allocates (and clears) nothing.
+var pool = mem.DefaultBufferPool()
 
 func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
 	b, ok := v.(*[]byte)
 	if !ok {
 		return nil, fmt.Errorf("collective codec: cannot marshal %T", v)
 	}
-	return mem.BufferSlice{mem.SliceBuffer(*b)}, nil
+	return mem.BufferSlice{mem.NewBuffer(b, pool)}, nil
 }
 
 func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	b, ok := v.(*[]byte)
+	b, ok := v.(*mem.Buffer)
 	if !ok {
 		return fmt.Errorf("collective codec: cannot unmarshal into %T", v)
 	}
-	*b = data.Materialize()
+	*b = data.MaterializeToBuffer(pool)
 	return nil
 }
 
