@@ -3,8 +3,10 @@
 
 usage: gemm.py REPS [MxKxN ...]   (default: the four shapes of issue 7)
 
-Prints one line per shape and variant: "M K N VARIANT GFLOP/s", the median of REPS timed
-repetitions after one warm-up, and exits non-zero if a sampled element of the result is
+Prints one line per shape and variant: "M K N VARIANT GFLOP/s CPU-GFLOP/s", medians of REPS
+timed repetitions after one warm-up, over wall time and over the calling thread's CPU time
+(meaningful with one thread, where OpenBLAS computes on the calling thread; on a busy
+machine it leaves out the time given to other processes), and exits non-zero if a sampled element of the result is
 wrong (some OpenBLAS kernels misbehave on CPUs newer than the library). Variants match herd's BenchmarkMatMul: NN = a@b,
 TN = a.T@b, NT = a@b.T, TT = a.T@b.T, the transposes being numpy views (no copy), so
 OpenBLAS sees the same strided operands herd does.
@@ -55,12 +57,14 @@ def main():
             c = np.empty((m, n), np.float32)
             np.matmul(x, y, out=c)
             check(x, y, c, rng)
-            times = []
+            times, cpu = [], []
             for _ in range(reps):
-                t = time.perf_counter()
+                t, tc = time.perf_counter(), time.thread_time()
                 np.matmul(x, y, out=c)
                 times.append(time.perf_counter() - t)
-            print(m, k, n, v, f"{2 * m * k * n / statistics.median(times) / 1e9:.1f}", flush=True)
+                cpu.append(time.thread_time() - tc)
+            gflop = 2 * m * k * n / 1e9
+            print(m, k, n, v, f"{gflop / statistics.median(times):.1f}", f"{gflop / statistics.median(cpu):.1f}", flush=True)
 
 
 if __name__ == "__main__":

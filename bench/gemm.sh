@@ -5,6 +5,8 @@
 #
 # For each shape it runs numpy, then herd, alternating, so that both see the same machine
 # load; each figure is the median of REPS repetitions. Prints a table with herd/numpy.
+# With THREADS=1 it adds GFLOP/s over each side's thread CPU time, which a machine busy
+# with other work does not distort: the fairest comparison of the kernels themselves.
 #
 # OpenBLAS: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset for numpy's command alone.
 # OpenBLAS 0.3.21 (Debian 12) does not recognise CPUs newer than Cooper Lake and falls back
@@ -48,22 +50,32 @@ for s in "${shapes[@]}"; do
 		-test.count "$reps" -test.benchtime 3x >>"$tmp/herd.txt"
 done
 
-"$python" - "$tmp/numpy.txt" "$tmp/herd.txt" <<'PY'
+"$python" - "$tmp/numpy.txt" "$tmp/herd.txt" "$threads" <<'PY'
 import re, statistics, sys
 numpy = {}
 for line in open(sys.argv[1]):
-    m, k, n, v, g = line.split()
-    numpy[(f"{m}x{k}x{n}", v)] = float(g)
+    m, k, n, v, wall, cpu = line.split()
+    numpy[(f"{m}x{k}x{n}", v)] = (float(wall), float(cpu))
 herd = {}
 for line in open(sys.argv[2]):
-    r = re.match(r"BenchmarkMatMul/(\S+)/(\w\w)-\d+\s.*?([\d.]+) GFLOP/s", line)
+    r = re.match(r"BenchmarkMatMul/(\S+)/(\w\w)-\d+\s.*?([\d.]+) GFLOP/s(?:\s+([\d.]+) cpu-GFLOP/s)?", line)
     if r:
-        herd.setdefault((r[1], r[2]), []).append(float(r[3]))
-print(f"{'M x K x N':<16} {'op':<3} {'numpy GFLOP/s':>13} {'herd GFLOP/s':>13} {'herd/numpy':>10}")
-ratios = []
-for key, g in numpy.items():
-    h = statistics.median(herd[key])
+        herd.setdefault((r[1], r[2]), []).append((float(r[3]), float(r[4] or "nan")))
+cpu = sys.argv[3] == "1"
+head = f"{'M x K x N':<16} {'op':<3} {'numpy':>7} {'herd':>7} {'ratio':>6}"
+print(head + ("   (CPU time:) numpy    herd  ratio" if cpu else "") + "   GFLOP/s, ratio = herd/numpy")
+ratios, cpu_ratios = [], []
+for key, (g, gc) in numpy.items():
+    h = statistics.median(w for w, _ in herd[key])
+    hc = statistics.median(c for _, c in herd[key])
     ratios.append(h / g)
-    print(f"{key[0]:<16} {key[1]:<3} {g:13.1f} {h:13.1f} {h / g:10.2f}")
-print(f"{'geometric mean':<16} {'':<3} {'':>13} {'':>13} {statistics.geometric_mean(ratios):10.2f}")
+    line = f"{key[0]:<16} {key[1]:<3} {g:7.1f} {h:7.1f} {h / g:6.2f}"
+    if cpu:
+        cpu_ratios.append(hc / gc)
+        line += f"   {'':>11} {gc:6.1f} {hc:7.1f} {hc / gc:6.2f}"
+    print(line)
+line = f"{'geometric mean':<28} {'':>7} {statistics.geometric_mean(ratios):6.2f}"
+if cpu:
+    line += f"   {'':>26} {statistics.geometric_mean(cpu_ratios):6.2f}"
+print(line)
 PY

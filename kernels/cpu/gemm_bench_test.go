@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -35,13 +36,27 @@ func BenchmarkMatMulImpl(b *testing.B) {
 	}
 }
 
+// benchGEMM reports GFLOP/s over wall time and, with one thread (GOMAXPROCS=1, where the
+// whole GEMM runs on the benchmark's goroutine), also over the thread's CPU time
+// (cpu-GFLOP/s), which time given to other processes on a busy machine does not inflate.
 func benchGEMM(b *testing.B, im *gemmImpl, m, k, n int, transA, transB bool) {
 	r := rand.New(rand.NewPCG(1, 1))
 	x, y, c := randSlice(r, m*k), randSlice(r, k*n), make([]float32, m*n)
+	single := runtime.GOMAXPROCS(0) == 1
+	if single {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
 	im.matMul(c, x, y, m, k, n, transA, transB, false) // warm the buffer pool
+	cpu0, cpuOK := threadCPUTime()
 	b.ResetTimer()
 	for b.Loop() {
 		im.matMul(c, x, y, m, k, n, transA, transB, false)
 	}
-	b.ReportMetric(2*float64(m)*float64(k)*float64(n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	b.StopTimer()
+	flops := 2 * float64(m) * float64(k) * float64(n) * float64(b.N)
+	b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	if cpu1, ok := threadCPUTime(); single && cpuOK && ok {
+		b.ReportMetric(flops/(cpu1-cpu0).Seconds()/1e9, "cpu-GFLOP/s")
+	}
 }
