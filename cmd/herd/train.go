@@ -46,8 +46,7 @@ func newTrainCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			stderr := c.ErrOrStderr()
-			p := newProgress(stderr, run.Train.Steps)
+			p := newProgress(c.ErrOrStderr())
 			tr, err := trainer.New(run, trainer.Options{
 				OutDir:   out,
 				Progress: p.update,
@@ -56,6 +55,7 @@ func newTrainCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer tr.Close()
 			sum := trainSummary{Run: run.Name}
 			if sum.ResumedFrom, err = tr.Resume(""); err != nil {
 				return err
@@ -122,7 +122,6 @@ func newTrainCmd() *cobra.Command {
 type progress struct {
 	w        io.Writer
 	tty      bool
-	steps    int
 	began    time.Time
 	first    int64         // step the invocation started from
 	shown    time.Time     // when the last plain line was printed
@@ -132,14 +131,14 @@ type progress struct {
 	pending  bool          // a rewritable line is on screen
 }
 
-func newProgress(w io.Writer, steps int) *progress {
+func newProgress(w io.Writer) *progress {
 	tty := false
 	if f, ok := w.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil {
 			tty = fi.Mode()&os.ModeCharDevice != 0
 		}
 	}
-	return &progress{w: w, tty: tty, steps: steps}
+	return &progress{w: w, tty: tty}
 }
 
 func (p *progress) start(step int64) { p.first, p.began, p.shown = step, time.Now(), time.Now() }
