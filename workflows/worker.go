@@ -1,21 +1,50 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/herdml/herd/internal/gpu"
 )
 
-// Identity is how a worker of this process names itself: pid@host, as the SDK does, plus
-// the queue.
+// Identity is how a worker of this process names itself: pid@host, as the SDK does, the
+// queue, and its devices as NVML reports them, so that `herd status` and any Temporal UI
+// show which machine and GPUs a segment ran on.
 func Identity(queue string) string {
 	host, _ := os.Hostname()
-	return fmt.Sprintf("%d@%s/%s", os.Getpid(), host, queue)
+	return fmt.Sprintf("%d@%s/%s [%s]", os.Getpid(), host, queue, devices())
+}
+
+// devices summarises this host's GPUs: "cpu" without a driver, else e.g. "8x NVIDIA H100".
+func devices() string {
+	h, err := gpu.List()
+	switch {
+	case errors.Is(err, gpu.ErrNoDriver) || (err == nil && len(h.Devices) == 0):
+		return "cpu"
+	case err != nil:
+		return "gpus unknown: " + err.Error()
+	}
+	names := map[string]int{}
+	var order []string
+	for _, d := range h.Devices {
+		if names[d.Name] == 0 {
+			order = append(order, d.Name)
+		}
+		names[d.Name]++
+	}
+	parts := make([]string, len(order))
+	for i, n := range order {
+		parts[i] = fmt.Sprintf("%dx %s", names[n], n)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // NewWorker builds a worker that runs TrainRun workflows and TrainSegment activities from
