@@ -197,7 +197,14 @@ func ranks[T any](tr *Trainer, f func(*Trainer) (T, error)) (T, error) {
 // the loss of the global batch. A non-finite loss or gradient norm stops it before any
 // weight changes, with a user error naming the step.
 func (tr *Trainer) Step() (Stats, error) {
-	return ranks(tr, (*Trainer).localStep)
+	st, err := ranks(tr, (*Trainer).localStep)
+	if tr.dp != nil {
+		// Every rank reads micro-batches of the same shape: the process did this many.
+		n := int64(1 + len(tr.dp.siblings))
+		st.Tokens *= n
+		st.TokensPerS *= float64(n)
+	}
+	return st, err
 }
 
 // Save writes a checkpoint of the current step once, from rank 0, after every rank has

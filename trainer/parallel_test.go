@@ -24,9 +24,10 @@ func dpConfig(t *testing.T, ranks, steps int, sets ...string) config.Run {
 
 // dpRun is what a run leaves: per-step losses and data positions, and its last checkpoint.
 type dpRun struct {
-	loss []float64
-	pos  []data.State
-	ckpt string // folder of the last checkpoint
+	loss   []float64
+	tokens []int64
+	pos    []data.State
+	ckpt   string // folder of the last checkpoint
 }
 
 // trainDP trains cfg until step until, first resuming from the checkpoint folder from if
@@ -37,6 +38,7 @@ func trainDP(t *testing.T, cfg config.Run, from string, until int64) dpRun {
 	var tr *Trainer
 	tr = newTrainer(t, cfg, Options{Progress: func(st Stats) {
 		out.loss = append(out.loss, st.Loss)
+		out.tokens = append(out.tokens, st.Tokens)
 		out.pos = append(out.pos, tr.train.State())
 	}})
 	defer tr.Close()
@@ -73,6 +75,9 @@ func TestDataParallelMatchesOneRankBitForBit(t *testing.T) {
 		for i := range steps {
 			if math.Float64bits(dp.loss[i]) != math.Float64bits(one.loss[i]) {
 				t.Fatalf("%d ranks, step %d: loss %.17g, one rank %.17g", ranks, i+1, dp.loss[i], one.loss[i])
+			}
+			if dp.tokens[i] != one.tokens[i] {
+				t.Fatalf("%d ranks, step %d: %d tokens, one rank %d", ranks, i+1, dp.tokens[i], one.tokens[i])
 			}
 			if dp.pos[i] != one.pos[i] {
 				t.Fatalf("%d ranks, step %d: data position %+v, one rank %+v", ranks, i+1, dp.pos[i], one.pos[i])

@@ -53,7 +53,7 @@ type Stats struct {
 	Aux        float64     // load-balancing loss (already times moe.aux_loss), same mean
 	LR         float64     // train.optim.lr times the schedule: the base LR this step used
 	GradNorm   float64     // global gradient norm before clipping
-	Tokens     int64       // tokens this rank processed in the step
+	Tokens     int64       // tokens this process's ranks processed in the step (all parallel.data ranks of herd train)
 	TokensPerS float64     // Tokens over the step's wall time
 	ExpertLoad [][]float64 // per MoE layer, each expert's share of routed slots, averaged over micro-batches
 	Eval       *EvalResult // set when an evaluation ran after this step
