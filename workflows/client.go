@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -43,7 +44,17 @@ func Submit(ctx context.Context, c client.Client, queue string, in RunInput) (at
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
 		// Running: follow it. Completed: its result is the answer; training it again
 		// would only find the final checkpoint. Runs that ended otherwise start afresh
-		// from their newest checkpoint.
+		// from their newest checkpoint. Either way only with the same recipe: attaching
+		// to a run of another config would report results the user did not ask for.
+		was, err := firstInput(ctx, c, name)
+		if err != nil {
+			return false, err
+		}
+		if was.Config.Hash() != in.Config.Hash() {
+			return false, usererr.New("run "+name, "a run of this name exists (%s) with another training config; "+
+				"give this one another name (--set name=...), or `herd stop` and remove the old run's checkpoints first",
+				strings.ToLower(statusName(d.GetWorkflowExecutionInfo().GetStatus())))
+		}
 		return true, nil
 	}
 	var nf *serviceerror.NotFound

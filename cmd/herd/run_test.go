@@ -68,6 +68,10 @@ func TestRunEmbedded(t *testing.T) {
 	if status != 0 || !strings.Contains(stdout, "completed at step 3/3") {
 		t.Errorf("second herd run: status %d\n%s%s", status, stdout, stderr)
 	}
+	_, stderr, status = herd(t, dir, "run", "run.yaml", "--set", "train.steps=5")
+	if status != 2 || !strings.Contains(stderr, "another training config") {
+		t.Errorf("herd run of another config under the same name: status %d, want 2\n%s", status, stderr)
+	}
 }
 
 // A diverging recipe ends `herd run` with status 2 and the step that went non-finite;
