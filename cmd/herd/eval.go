@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/herdml/herd/data"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer"
 )
@@ -24,6 +25,9 @@ func newEvalCmd() *cobra.Command {
 		dataSpec string
 		batches  int
 		asJSON   bool
+		captions bool
+		prefix   string
+		limit    int
 	)
 	c := &cobra.Command{
 		Use:   "eval CKPT",
@@ -40,6 +44,18 @@ func newEvalCmd() *cobra.Command {
 				return err
 			}
 			defer tr.Close()
+			if captions {
+				caps, err := tr.Captions(dataSpec, prefix, limit)
+				if err != nil {
+					return err
+				}
+				sum := captionScore(args[0], tr.StepCount(), caps)
+				if asJSON {
+					return printJSON(c.OutOrStdout(), sum)
+				}
+				sum.print(c.OutOrStdout())
+				return nil
+			}
 			if batches <= 0 {
 				batches = tr.Cfg.Train.Eval.Batches
 			}
@@ -58,6 +74,9 @@ func newEvalCmd() *cobra.Command {
 	}
 	c.Flags().StringVar(&dataSpec, "data", "", "held-out data: a glob of text files, a shard manifest or grpc://host:port/name (required)")
 	c.Flags().IntVar(&batches, "batches", 0, "micro-batches to evaluate (default: the run's train.eval.batches)")
+	c.Flags().BoolVar(&captions, "captions", false, "caption accuracy instead of loss: greedy-decode each image's caption after --caption-prefix and compare it with the data's")
+	c.Flags().StringVar(&prefix, "caption-prefix", data.FashionCaptionPrefix, "with --captions: the start of every caption, given to the model with the image")
+	c.Flags().IntVar(&limit, "limit", 0, "with --captions: decode the first N rows of the shuffled data (default all)")
 	c.Flags().BoolVar(&asJSON, "json", false, "print one machine-readable JSON summary on stdout")
 	return c
 }
