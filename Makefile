@@ -6,7 +6,7 @@ export CGO_CFLAGS := -Wno-deprecated-declarations
 # The demo trains on the Go standard library's sources, present wherever Go is.
 export GOROOT := $(shell $(GO) env GOROOT)
 
-.PHONY: build test bench demo lint
+.PHONY: build test bench demo fashion lint
 build:
 	$(GO) build -o $(BIN) ./cmd/herd
 
@@ -30,8 +30,27 @@ bench: build
 		echo "bench/: apt-get install python3-numpy python3-torch libopenblas0-pthread for the side-by-side comparisons"; \
 	fi
 
-# Trains the tiny preset on Go's sources for a few minutes, then prints the final train and
-# eval loss and bits per byte. Each run starts afresh in runs/demo.
+# Packs Go's sources into Arrow shards (train and held-out eval split), then trains the tiny
+# preset from them for a few minutes and prints the final train and eval loss and bits per
+# byte. Each run starts afresh in runs/demo; the shards are packed once and verified (every
+# sha256 and row) on later runs: `rm -rf shards/go*` to pack them again.
 demo: build
+	$(call pack_or_verify,shards/go,--text '$${GOROOT}/src/**/*.go#train' --seq-len 256)
+	$(call pack_or_verify,shards/go-eval,--text '$${GOROOT}/src/**/*.go#eval' --seq-len 256)
 	rm -rf runs/demo
 	$(BIN) train examples/tiny.yaml --out runs/demo
+
+# Issue 4's multimodal check: packs Fashion-MNIST (Debian: apt-get install
+# dataset-fashion-mnist), trains examples/fashion.yaml (about 10 minutes on 2 cores), then
+# scores greedy captions on the 10,000 test images.
+FASHION ?= /usr/share/datasets/fashion-mnist
+fashion: build
+	$(call pack_or_verify,shards/fashion,--fashion-mnist $(FASHION) --split train --seq-len 80)
+	$(call pack_or_verify,shards/fashion-test,--fashion-mnist $(FASHION) --split test --seq-len 80)
+	rm -rf runs/fashion
+	ckpt=$$($(BIN) train examples/fashion.yaml --out runs/fashion | tee /dev/stderr | sed -n 's/^checkpoint //p') && \
+		$(BIN) eval "$$ckpt" --data shards/fashion-test --captions
+
+# pack_or_verify DIR,PACK-FLAGS: pack into DIR unless its manifest exists (pack writes the
+# manifest last, so an interrupted pack is packed again), else verify what is there.
+pack_or_verify = if [ -e $(1)/manifest.json ]; then $(BIN) data verify $(1); else $(BIN) data pack $(2) --out $(1); fi
