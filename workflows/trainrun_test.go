@@ -16,6 +16,7 @@ import (
 
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/checkpoint"
+	"github.com/herdml/herd/trainer/config"
 )
 
 // inProcessWorker runs a worker in the test process until the test ends.
@@ -62,6 +63,16 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// oneSegment is a run trained in one segment of 60 steps that checkpoints every 10: a
+// test that sees step-00000020 appear knows, however fast the machine, that the segment
+// still has 40 steps to go, so a kill then lands inside it.
+func oneSegment(t *testing.T, name string) (config.Run, RunInput) {
+	cfg := microConfig(t, name, "train.checkpoint.every=10")
+	in := input(cfg)
+	in.SegmentSteps = 60
+	return cfg, in
 }
 
 // segmentAttempts counts the TrainSegment attempts that started, from the run's history.
@@ -136,14 +147,13 @@ func TestWorkerKilledMidSegment(t *testing.T) {
 
 	// The crash: a worker in another process is killed while it trains the second
 	// segment. The run has a queue of its own, so that only the helpers train it.
-	killed := microConfig(t, "killed")
+	killed, in := oneSegment(t, "killed")
 	w1 := helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE=killed")
-	if _, err := Submit(ctx, c, "killed", input(killed)); err != nil {
+	if _, err := Submit(ctx, c, "killed", in); err != nil {
 		t.Fatal(err)
 	}
-	first := filepath.Join(killed.Train.Checkpoint.Dir, "killed", checkpoint.Name(30))
-	waitFor(t, "the first segment's checkpoint", func() bool { return exists(first) })
-	time.Sleep(300 * time.Millisecond) // well inside the second segment (30 steps, > 1 s)
+	mid := filepath.Join(killed.Train.Checkpoint.Dir, "killed", checkpoint.Name(20))
+	waitFor(t, "a checkpoint inside the segment", func() bool { return exists(mid) })
 	if err := w1.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -201,16 +211,15 @@ func TestRunProcessKilled(t *testing.T) {
 	trainDirect(t, direct)
 	want := fingerprint(t, direct)
 
-	cfg := microConfig(t, "whole")
+	cfg, in := oneSegment(t, "whole")
 	state := t.TempDir()
-	js, err := json.Marshal(input(cfg))
+	js, err := json.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	run := helper(t, "HERD_TEST_RUN="+state, "HERD_TEST_CONFIG="+string(js))
-	first := filepath.Join(cfg.Train.Checkpoint.Dir, "whole", checkpoint.Name(30))
-	waitFor(t, "the first segment's checkpoint", func() bool { return exists(first) })
-	time.Sleep(300 * time.Millisecond)
+	mid := filepath.Join(cfg.Train.Checkpoint.Dir, "whole", checkpoint.Name(20))
+	waitFor(t, "a checkpoint inside the segment", func() bool { return exists(mid) })
 	if err := run.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
