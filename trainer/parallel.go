@@ -127,6 +127,19 @@ type dataParallel struct {
 	state    data.State // the data position every rank reported at the last Save
 }
 
+// joinGroup makes tr a rank of Options.Group, if given.
+func (tr *Trainer) joinGroup() error {
+	g := tr.opts.Group
+	if g == nil {
+		return nil
+	}
+	if g.World() != tr.Cfg.Parallel.Data {
+		return fmt.Errorf("trainer: a collective group of %d ranks for parallel.data = %d", g.World(), tr.Cfg.Parallel.Data)
+	}
+	tr.rank, tr.dp = g.Rank(), &dataParallel{group: g}
+	return nil
+}
+
 // startRanks makes the in-process ranks 1..parallel.data-1 beside tr, which becomes rank
 // 0, each with its own model, optimizer and data share, joined by a loopback group.
 func (tr *Trainer) startRanks() error {
@@ -300,9 +313,9 @@ func (tr *Trainer) loadAll(store checkpoint.Dir, name string) error {
 	return err
 }
 
-// closeRanks closes the other in-process ranks and leaves the group.
+// closeRanks closes the other in-process ranks and leaves the group it made.
 func (tr *Trainer) closeRanks() error {
-	if tr.dp == nil {
+	if tr.dp == nil || tr.opts.Group != nil {
 		return nil
 	}
 	var errs []error

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/herdml/herd/data"
 	"github.com/herdml/herd/trainer/checkpoint"
+	"github.com/herdml/herd/trainer/collective"
 	"github.com/herdml/herd/trainer/config"
 )
 
@@ -130,5 +132,47 @@ func TestDataParallelOddUnitsTracksOneRank(t *testing.T) {
 		if d := math.Abs(a.loss[i]-one.loss[i]) / one.loss[i]; d > 1e-5 {
 			t.Errorf("step %d: 2 ranks %.9g, one rank %.9g: %.2g relative", i+1, a.loss[i], one.loss[i], d)
 		}
+	}
+}
+
+// The orchestrator's path: each rank is its own Trainer joined by Options.Group, as on
+// separate hosts. Rank 0 alone writes the checkpoint, the one a single rank writes.
+func TestRanksJoinedByAGroup(t *testing.T) {
+	const steps = 6
+	one := trainDP(t, dpConfig(t, 1, steps), "", 0)
+	cfg := dpConfig(t, 2, steps)
+	groups, err := collective.NewLocal(2, collective.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ckpt := make([]string, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for r, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer g.Close()
+			tr, err := New(cfg, Options{Group: g})
+			if err != nil {
+				errs[r] = err
+				return
+			}
+			defer tr.Close()
+			st, err := tr.Run(context.Background(), 0)
+			ckpt[r], errs[r] = filepath.Join(tr.CheckpointDir(), st.Checkpoint), err
+		}()
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+	}
+	if ckpt[0] != ckpt[1] {
+		t.Fatalf("ranks committed %s and %s", ckpt[0], ckpt[1])
+	}
+	if a, b := weights(t, ckpt[0]), weights(t, one.ckpt); a != b {
+		t.Fatalf("2 ranks joined by a group: checkpoint %s, one rank %s", a, b)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/herdml/herd/kernels/fp8"
 	"github.com/herdml/herd/metap"
 	"github.com/herdml/herd/trainer/checkpoint"
+	"github.com/herdml/herd/trainer/collective"
 	"github.com/herdml/herd/trainer/config"
 	"github.com/herdml/herd/trainer/model"
 	"github.com/herdml/herd/trainer/optim"
@@ -43,6 +44,11 @@ type Options struct {
 	// Train and Eval replace the sources the configuration names (nil = open them from
 	// data.train and data.eval). Their batch shape must match the configuration's.
 	Train, Eval data.Source
+	// Group, if set, makes this trainer rank Group.Rank() of a data-parallel group that
+	// spans processes or hosts (Group.World() must equal parallel.data): it reads that
+	// rank's share of the data and joins every step's all-reduce and every checkpoint. Nil
+	// with parallel.data > 1 runs every rank in this process. The caller closes it.
+	Group *collective.Group
 }
 
 // Stats describe one optimizer step.
@@ -107,10 +113,13 @@ func New(cfg config.Run, opts Options) (*Trainer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := tr.joinGroup(); err != nil {
+		return nil, err
+	}
 	if err := tr.openData(true); err != nil {
 		return nil, err
 	}
-	if cfg.Parallel.Data > 1 {
+	if cfg.Parallel.Data > 1 && opts.Group == nil {
 		if err := tr.startRanks(); err != nil {
 			tr.Close()
 			return nil, err

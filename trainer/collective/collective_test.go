@@ -259,7 +259,7 @@ func TestClosedPeerIsNamed(t *testing.T) {
 }
 
 func TestOutOfStepIsNamed(t *testing.T) {
-	gs := group(t, 2, Options{Timeout: time.Second})
+	gs := group(t, 2, Options{Timeout: 300 * time.Millisecond})
 	errs := each(gs, func(g *Group) error {
 		if g.Rank() == 1 {
 			if err := g.Barrier(context.Background()); err == nil {

@@ -218,18 +218,29 @@ func (g *Group) World() int { return g.world }
 // Addr is the address this rank listens on.
 func (g *Group) Addr() string { return g.lis.Addr().String() }
 
-// Close leaves the group: calls in flight return ErrClosed, the listener and the
-// connections close. Peers then see this rank's streams end.
+// Close leaves the group: calls in flight return ErrClosed at once; frames already queued
+// are still delivered (a rank that finished its last call may close while its peers are
+// still receiving it), for at most the timeout; then the listener and the connections
+// close, and peers see this rank's streams end.
 func (g *Group) Close() error {
 	g.closed.Do(func() {
-		g.cancel()
 		for _, p := range g.peers {
 			if p != nil {
-				p.out.close(ErrClosed)
 				p.in.close(ErrClosed)
+				p.out.close(ErrClosed)
 			}
 		}
-		g.wg.Wait()
+		flushed := make(chan struct{})
+		go func() {
+			g.wg.Wait()
+			close(flushed)
+		}()
+		select {
+		case <-flushed:
+		case <-time.After(g.opts.Timeout):
+		}
+		g.cancel()
+		<-flushed
 		for _, p := range g.peers {
 			if p != nil {
 				p.conn.Close()
@@ -274,7 +285,9 @@ func (g *Group) send(stream grpc.ServerStream) error {
 			p.in.close(fmt.Errorf("connection closed: %w", err))
 			return nil
 		}
-		p.in.push(f)
+		if p.in.push(f) != nil {
+			f.Free() // this rank is closing: nobody will read it
+		}
 	}
 }
 
@@ -296,6 +309,11 @@ func (g *Group) sender(p *peer) {
 		f, err := p.out.pop(g.ctx.Done())
 		if err != nil {
 			stream.CloseSend()
+			if errors.Is(err, ErrClosed) {
+				// Wait until the peer has read everything: its reply ends the stream.
+				var ack mem.Buffer
+				stream.RecvMsg(&ack) //nolint:errcheck // the end of the stream is all that is awaited
+			}
 			return
 		}
 		if err := stream.SendMsg(f); err != nil {
