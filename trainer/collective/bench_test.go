@@ -14,8 +14,9 @@ import (
 // bytes each link carries, as NCCL's tests define it) of the ring and the tree all-reduce
 // at world 2 and 4, and its ratio to a raw TCP stream over loopback measured in the same
 // run: how much of the link gRPC and the algorithm leave unused. On a shared machine the
-// wall-clock figures swing with other load, so it also reports the bus bytes per
-// CPU-second of the process (cpuGB/s) beside the TCP stream's, and their ratio.
+// wall-clock figures swing with other load, so it also reports the bytes carried over
+// all links per CPU-second of the process (cpuGB/s; every rank runs in it) beside the TCP
+// stream's, and their ratio: the cost per byte, whatever the load.
 func BenchmarkAllReduce(b *testing.B) {
 	for _, world := range []int{2, 4} {
 		for _, mb := range []int{1, 16, 256} {
@@ -49,7 +50,7 @@ func benchAllReduce(b *testing.B, world, bytes int, algo string) {
 		}
 	}
 	busBytes := 2 * float64(world-1) / float64(world) * float64(bytes) * float64(b.N)
-	cpu := busBytes / (cpuTime() - cpu0).Seconds()
+	cpu := busBytes * float64(world) / (cpuTime() - cpu0).Seconds() // all W links' bytes: every rank runs here
 	bus := busBytes / b.Elapsed().Seconds()
 	b.ReportMetric(bus/1e9, "busGB/s")
 	b.ReportMetric(tcp/1e9, "tcpGB/s")
