@@ -32,12 +32,16 @@ func (g *Group) AllReduceTree(ctx context.Context, x []float32) error {
 			}
 		}
 	}
-	var parts [][]float32 // contributions to one piece, by rank
+	scratch := make([][]float32, w) // contributions to one piece, by rank, reused
+	parts := make([][]float32, 0, w)
 	for _, p := range cd.pieces(ch[r]) {
 		n := p.hi - p.lo
 		parts = parts[:0]
 		for q := range w {
-			v := make([]float32, n)
+			if cap(scratch[q]) < n {
+				scratch[q] = make([]float32, n)
+			}
+			v := scratch[q][:n]
 			if q == r {
 				copy(v, x[p.lo:p.hi])
 			} else {
