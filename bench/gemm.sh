@@ -58,7 +58,7 @@ for line in open(sys.argv[1]):
     numpy[(f"{m}x{k}x{n}", v)] = (float(wall), float(cpu))
 herd = {}
 for line in open(sys.argv[2]):
-    r = re.match(r"BenchmarkMatMul/(\S+)/(\w\w)-\d+\s.*?([\d.]+) GFLOP/s(?:\s+([\d.]+) cpu-GFLOP/s)?", line)
+    r = re.match(r"BenchmarkMatMul/(\S+)/(\w\w)(?:-\d+)?\s.*?([\d.]+) GFLOP/s(?:\s+([\d.]+) cpu-GFLOP/s)?", line)
     if r:
         herd.setdefault((r[1], r[2]), []).append((float(r[3]), float(r[4] or "nan")))
 cpu = sys.argv[3] == "1"
