@@ -176,3 +176,16 @@ func TestRanksJoinedByAGroup(t *testing.T) {
 		t.Fatalf("2 ranks joined by a group: checkpoint %s, one rank %s", a, b)
 	}
 }
+
+// A step that goes non-finite on 2 ranks stops both at once with the user error of that
+// step, whichever rank saw it, and commits no checkpoint of it.
+func TestDataParallelDivergenceNamesTheStep(t *testing.T) {
+	cfg := dpConfig(t, 2, 50, "train.optim.lr=1.0e+6", "train.optim.clip=0", "train.schedule.warmup=0", "train.checkpoint.every=1")
+	tr := newTrainer(t, cfg, Options{})
+	defer tr.Close()
+	_, err := tr.Run(context.Background(), 0)
+	if err == nil {
+		t.Fatal("lr 1e6 trained 50 steps on 2 ranks without going non-finite")
+	}
+	checkDiverged(t, tr, err, tr.StepCount()+1)
+}
