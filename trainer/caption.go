@@ -27,7 +27,8 @@ const captionMaxTokens = 32
 // names, in its shuffled order, every document that starts with an image: the prompt is
 // the image's patches and the caption's first tokens up to and including prefix, and the
 // model greedily continues it until it emits a newline (or captionMaxTokens tokens, or the
-// end of seq_len). A caption that does not start with prefix is a user error naming it.
+// end of seq_len). A caption that does not start with prefix is a user error naming it, and
+// so is data without images.
 //
 // Decoding is exact greedy decoding, made cheap by drafting: each item's draft is the
 // reference continuation, and one forward pass over prompt + draft checks every drafted
@@ -80,6 +81,9 @@ func (tr *Trainer) Captions(spec, prefix string, limit int) ([]Caption, error) {
 		for _, it := range items {
 			out = append(out, Caption{Want: it.want, Got: d.text(it.got)})
 		}
+	}
+	if len(out) == 0 {
+		return nil, usererr.New(spec, "holds no image documents to caption")
 	}
 	return out, nil
 }

@@ -66,4 +66,8 @@ func TestEvalCaptions(t *testing.T) {
 	if status != 2 || !strings.Contains(errs, "does not start with the caption prefix") {
 		t.Errorf("another prefix: status %d, %q; want 2 and the reason", status, errs)
 	}
+	_, errs, status = herd(t, dir, "eval", "runs/cap/step-00000002", "--data", "list.csv", "--captions")
+	if status != 2 || !strings.Contains(errs, "no image documents") {
+		t.Errorf("text data: status %d, %q; want 2 and the reason", status, errs)
+	}
 }
