@@ -1,7 +1,9 @@
 package trainer
 
 import (
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/herdml/herd/trainer/config"
 )
@@ -33,7 +35,7 @@ func BenchmarkTrainStepPrecision(b *testing.B) {
 		for _, precision := range []string{"fp32", "fp8"} {
 			b.Run(c.name+"/"+precision, func(b *testing.B) {
 				cfg, err := config.Load(c.file, []string{"train.checkpoint.dir=" + b.TempDir(), "train.precision=" + precision,
-					"data.train=", "data.eval=", "data.synthetic=true", "train.global_batch=8", "train.micro_batch=8"})
+					`data.train=""`, `data.eval=""`, "data.synthetic=true", "train.global_batch=8", "train.micro_batch=8"})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -44,7 +46,9 @@ func BenchmarkTrainStepPrecision(b *testing.B) {
 }
 
 // benchSteps runs b.N optimizer steps of cfg after one untimed step (the first touch of
-// every buffer) and reports tokens/s and ms/step.
+// every buffer) and reports tokens/s, ms/step and cpu-ms/step: the CPU time of all the
+// process's threads per step, which on a shared machine moves less with the load than
+// the wall time does.
 func benchSteps(b *testing.B, cfg config.Run) {
 	tr, err := New(cfg, Options{})
 	if err != nil {
@@ -55,6 +59,7 @@ func benchSteps(b *testing.B, cfg config.Run) {
 		b.Fatal(err)
 	}
 	var tokens int64
+	cpu0 := cpuTime(b)
 	b.ResetTimer()
 	for range b.N {
 		st, err := tr.Step()
@@ -63,6 +68,17 @@ func benchSteps(b *testing.B, cfg config.Run) {
 		}
 		tokens += st.Tokens
 	}
+	b.StopTimer()
 	b.ReportMetric(float64(tokens)/b.Elapsed().Seconds(), "tokens/s")
 	b.ReportMetric(b.Elapsed().Seconds()*1e3/float64(b.N), "ms/step")
+	b.ReportMetric((cpuTime(b)-cpu0).Seconds()*1e3/float64(b.N), "cpu-ms/step")
+}
+
+// cpuTime is the user and system CPU time the process has used.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

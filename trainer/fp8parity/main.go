@@ -5,13 +5,11 @@
 //	go run ./trainer/fp8parity train -o tiny-fp8.json examples/tiny.yaml --set train.precision=fp8
 //	go run ./trainer/fp8parity plot -o docs/fp8-parity.png tiny-fp32.json tiny-fp8.json ...
 //
-// train starts from the initialisation every time (its checkpoints go to a temporary
-// folder), so two runs that differ only in train.precision see the same init and the
-// same batches.
+// train starts from the initialisation every time and writes no checkpoint, so two runs
+// that differ only in train.precision see the same init and the same batches.
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -40,8 +38,9 @@ type Curve struct {
 	Loss      []float64 `json:"loss"`       // training loss of every step
 	EvalSteps []int64   `json:"eval_steps"` // steps after which an evaluation ran
 	EvalLoss  []float64 `json:"eval_loss"`
-	// PeakRSS is the process's peak resident memory (VmHWM) after training, in bytes:
-	// with data.synthetic, the model, optimizer and activations of the training steps.
+	// PeakRSS is the process's peak resident memory (VmHWM) after training, in bytes: with
+	// data.synthetic and no eval data, that of the model, the optimizer and the training
+	// steps' activations and scratch.
 	PeakRSS int64 `json:"peak_rss"`
 }
 
@@ -103,31 +102,35 @@ func run(args []string) error {
 	return fmt.Errorf("unknown command %q; want train or plot", args[0])
 }
 
+// train runs cfg's train.steps from the initialisation with an evaluation every
+// train.eval.every steps and after the last, and writes no checkpoint, so that the peak
+// resident memory is that of the training steps (and evaluations) alone.
 func train(path string, set []string) (Curve, error) {
-	dir, err := os.MkdirTemp("", "fp8parity")
-	if err != nil {
-		return Curve{}, err
-	}
-	defer os.RemoveAll(dir)
 	cfg, err := config.Load(path, set)
 	if err != nil {
 		return Curve{}, err
 	}
 	c := Curve{Config: path, Sets: set, Precision: cfg.Train.Precision}
-	tr, err := trainer.New(cfg, trainer.Options{OutDir: dir, Progress: func(s trainer.Stats) {
-		c.Loss = append(c.Loss, s.Loss)
-		if s.Eval != nil {
-			c.EvalSteps = append(c.EvalSteps, s.Step)
-			c.EvalLoss = append(c.EvalLoss, s.Eval.Loss)
-		}
-		fmt.Fprintf(os.Stderr, "%s %s step %d loss %.4f\n", filepath.Base(path), c.Precision, s.Step, s.Loss)
-	}})
+	tr, err := trainer.New(cfg, trainer.Options{})
 	if err != nil {
 		return c, err
 	}
 	defer tr.Close()
-	if _, err := tr.Run(context.Background(), 0); err != nil {
-		return c, err
+	every := cfg.Train.Eval.Every
+	for step := 1; step <= cfg.Train.Steps; step++ {
+		st, err := tr.Step()
+		if err != nil {
+			return c, err
+		}
+		c.Loss = append(c.Loss, st.Loss)
+		fmt.Fprintf(os.Stderr, "%s %s step %d loss %.4f\n", filepath.Base(path), c.Precision, step, st.Loss)
+		if cfg.Data.Eval != "" && (every > 0 && step%every == 0 || step == cfg.Train.Steps) {
+			ev, err := tr.Eval(cfg.Train.Eval.Batches)
+			if err != nil {
+				return c, err
+			}
+			c.EvalSteps, c.EvalLoss = append(c.EvalSteps, int64(step)), append(c.EvalLoss, ev.Loss)
+		}
 	}
 	c.PeakRSS, err = peakRSS()
 	return c, err
