@@ -40,10 +40,17 @@ type accumulator struct {
 	units []float64       // per unit: loss, aux, then each expert's load, layer by layer
 }
 
-// unitDone moves the gradient of the micro-batch just back-propagated out of the model
-// into the tree, leaving the model's gradients zero for the next unit.
-func (tr *Trainer) unitDone(r model.Result) {
+// unitDone moves the gradient of micro-batch i just back-propagated out of the model into
+// the tree, leaving the model's gradients zero for the next unit. The first unit of a step
+// drops what a step that failed half-way may have left.
+func (tr *Trainer) unitDone(i int, r model.Result) {
 	a, g := &tr.acc, tr.Model.Grads
+	if i == 0 {
+		if s := a.tree.Sum(); s != nil {
+			a.tree.Release(s)
+		}
+		a.units = a.units[:0]
+	}
 	buf := a.tree.Buffer(len(g))
 	copy(buf, g)
 	clear(g)

@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -188,4 +189,46 @@ func TestDataParallelDivergenceNamesTheStep(t *testing.T) {
 		t.Fatal("lr 1e6 trained 50 steps on 2 ranks without going non-finite")
 	}
 	checkDiverged(t, tr, err, tr.StepCount()+1)
+}
+
+// flaky fails its fail-th call of Next once, as a network source may.
+type flaky struct {
+	data.Source
+	calls, fail int
+}
+
+func (f *flaky) Next(b *data.Batch) error {
+	f.calls++
+	if f.calls == f.fail {
+		return errors.New("flaky: connection reset")
+	}
+	return f.Source.Next(b)
+}
+
+// A step that fails between its micro-batches leaves nothing behind: resuming the same
+// trainer from its last checkpoint gives the weights of a run that never failed.
+func TestStepFailedHalfWayLeavesNoGradient(t *testing.T) {
+	const steps = 4
+	cfg := dpConfig(t, 1, steps, "train.checkpoint.every=1")
+	whole := trainDP(t, cfg, "", 0)
+	cfg = dpConfig(t, 1, steps, "train.checkpoint.every=1")
+	src, err := openSource(cfg, cfg.Data.Train, cfg.Train.GlobalBatch, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newTrainer(t, cfg, Options{Train: &flaky{Source: src, fail: 4*2 + 3}}) // step 3, unit 3
+	defer tr.Close()
+	if _, err := tr.Run(context.Background(), 0); err == nil || tr.StepCount() != 2 {
+		t.Fatalf("got %v at step %d, want the flaky source's error in step 3", err, tr.StepCount())
+	}
+	if _, err := tr.Resume(""); err != nil {
+		t.Fatal(err)
+	}
+	st, err := tr.Run(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := weights(t, filepath.Join(tr.CheckpointDir(), st.Checkpoint)), weights(t, whole.ckpt); a != b {
+		t.Fatalf("after a failed step: checkpoint %s, never failed %s", a, b)
+	}
 }

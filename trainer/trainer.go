@@ -246,7 +246,7 @@ func (tr *Trainer) localStep() (Stats, error) {
 			return st, diverged(step, fmt.Sprintf("loss is %g (aux %g) in micro-batch %d", r.Loss, r.Aux, i))
 		}
 		m.Backward(scale)
-		tr.unitDone(r)
+		tr.unitDone(i, r)
 		st.Loss += r.Loss / float64(tr.nMicro)
 		st.Aux += r.Aux / float64(tr.nMicro)
 		st.Tokens += int64(tr.batch.B * tr.batch.T)
