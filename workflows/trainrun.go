@@ -66,6 +66,10 @@ type RunInput struct {
 	SearchAttributes bool
 	// Carry is the state handed over by ContinueAsNew; nil on a fresh start.
 	Carry *Progress
+	// Until, when > 0, ends the run in state StateRung once it has committed this step:
+	// a sweep trial stops at each ASHA rung, holding no worker while the sweep decides,
+	// and a later execution with a higher Until continues from that checkpoint.
+	Until int64
 }
 
 // Progress is a run's state as the workflow knows it: returned by the progress query,
@@ -152,6 +156,8 @@ func TrainRun(ctx workflow.Context, in RunInput) (Progress, error) {
 			return r.finish(ctx, StateStopped)
 		case r.p.Step >= r.p.Steps:
 			return r.finish(ctx, StateCompleted)
+		case in.Until > 0 && r.p.Step >= in.Until:
+			return r.finish(ctx, StateRung)
 		}
 		limit := in.SegmentsPerRun
 		if limit <= 0 {
@@ -214,6 +220,9 @@ func (r *run) segment(ctx workflow.Context) error {
 		},
 	})
 	until := min(r.p.Step+seg, r.p.Steps)
+	if r.in.Until > 0 {
+		until = min(until, r.in.Until)
+	}
 	var res SegmentResult
 	err := workflow.ExecuteActivity(actx, SegmentActivity, SegmentInput{Config: r.in.Config, Until: until}).Get(ctx, &res)
 	var canceled *temporal.CanceledError

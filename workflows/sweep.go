@@ -1,0 +1,430 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/herdml/herd/trainer"
+	"github.com/herdml/herd/trainer/config"
+	"github.com/herdml/herd/workflows/sweep"
+)
+
+// Names of the Sweep workflow and its activity; the replay guard of TrainRun's names
+// applies to these too.
+const (
+	SweepWorkflow = "Sweep"     // workflow type; workflow ID = sweep name
+	EvalActivity  = "TrialEval" // activity: eval loss of a trial's checkpoint
+	// StateRung is a TrainRun that ended at RunInput.Until: a sweep trial waiting at an
+	// ASHA rung for the sweep's decision, holding no worker.
+	StateRung = "rung"
+)
+
+// Trial states in SweepProgress.
+const (
+	TrialPending   = "pending"   // not started
+	TrialRunning   = "running"   // its TrainRun child trains toward the next rung or the end
+	TrialRung      = "rung"      // at a rung, waiting for the trials before it to get there
+	TrialPromoted  = "promoted"  // passed its rung, waiting for a free slot
+	TrialStopped   = "stopped"   // stopped by ASHA at a rung (or by `herd stop`)
+	TrialCompleted = "completed" // trained all steps
+	TrialError     = "error"     // a user error or divergence ended it
+)
+
+// SweepInput starts a Sweep: the expanded trials and the rules, all decided by the client
+// from the sweep file (package sweep), so that the workflow reads no file.
+type SweepInput struct {
+	Name          string
+	Trials        []sweep.Trial
+	Metric        string // loss | eval_loss
+	Minimize      bool
+	MaxConcurrent int
+	Rungs         []int64 // ASHA rungs; nil = no early stopping
+	Reduction     int
+	Grace         int64
+	Transfer      *TransferInput // nil = no transfer
+	// HeartbeatTimeout, SegmentSteps and SearchAttributes are passed to every trial's
+	// RunInput.
+	HeartbeatTimeout time.Duration
+	SegmentSteps     int64
+	SearchAttributes bool
+	// EventsPerRun bounds trial legs ended per workflow execution before ContinueAsNew;
+	// 0 = 500. The server's suggestion also triggers it.
+	EventsPerRun int
+	Carry        *SweepProgress // state handed over by ContinueAsNew
+}
+
+// TransferInput is the target run config that the best trial's values are applied to
+// (see sweep.Target).
+type TransferInput struct {
+	File  string
+	Src   []byte
+	Sets  []string
+	Proxy config.Run
+}
+
+// SweepProgress is the sweep's state: its query answer, memo and result.
+type SweepProgress struct {
+	Name     string       `json:"name"`
+	State    string       `json:"state"` // running | completed | stopped | error
+	Metric   string       `json:"metric"`
+	Minimize bool         `json:"minimize"`
+	Rungs    []int64      `json:"rungs,omitempty"`
+	Trials   []TrialState `json:"trials"`
+	Best     int          `json:"best"`    // index of the best completed trial; -1 = none yet
+	Compute  int64        `json:"compute"` // steps trained, summed over trials
+	Target   *Progress    `json:"target,omitempty"`
+	Error    string       `json:"error,omitempty"`
+	Started  time.Time    `json:"started"`
+	Updated  time.Time    `json:"updated"`
+}
+
+// TrialState is one trial as the sweep knows it.
+type TrialState struct {
+	Index    int       `json:"index"`
+	ID       string    `json:"id"` // its TrainRun's workflow ID, sweep/trial-N
+	Params   []string  `json:"params"`
+	State    string    `json:"state"`
+	Step     int64     `json:"step"`             // last committed step
+	Steps    int64     `json:"steps"`            // train.steps
+	Loss     float64   `json:"loss"`             // training loss at Step
+	RungLoss []float64 `json:"rung_metric"`      // the metric at each rung reached, in rung order
+	Final    float64   `json:"final"`            // the metric after the last step; set when completed
+	Error    string    `json:"error,omitempty"`  // why it ended in error
+	Worker   string    `json:"worker,omitempty"` // worker of its last segment
+}
+
+// TrialID is the workflow ID of a sweep's trial.
+func TrialID(sweepName string, index int) string { return fmt.Sprintf("%s/trial-%d", sweepName, index) }
+
+// EvalInput asks for the eval loss of one checkpoint.
+type EvalInput struct {
+	Checkpoint string // folder of the checkpoint
+	Eval       string // data.eval
+	Batches    int    // train.eval.batches
+}
+
+// TrialEval evaluates a trial's rung checkpoint on the held-out data: the same batches
+// for every trial, so rung metrics compare like with like and do not depend on timing.
+func (a *Activities) TrialEval(ctx context.Context, in EvalInput) (float64, error) {
+	tr, err := trainer.Open(in.Checkpoint, in.Eval, trainer.Options{Backend: a.Backend})
+	if err != nil {
+		return 0, classify(err)
+	}
+	defer tr.Close()
+	res, err := tr.Eval(in.Batches)
+	if err != nil {
+		return 0, classify(err)
+	}
+	return res.Loss, nil
+}
+
+// registerSweep adds the Sweep workflow to a worker, and TrialEval where it trains.
+func registerSweep(w worker.Registry, acts *Activities) {
+	w.RegisterWorkflowWithOptions(Sweep, workflow.RegisterOptions{Name: SweepWorkflow})
+	if acts != nil {
+		w.RegisterActivityWithOptions(acts.TrialEval, activity.RegisterOptions{Name: EvalActivity})
+	}
+}
+
+// sweepRun is the Sweep workflow's mutable state.
+type sweepRun struct {
+	in       SweepInput
+	p        SweepProgress
+	rungs    []int64 // the rungs where decisions are made: those at or past the grace period
+	running  int     // legs and evaluations in flight
+	cancels  map[int]workflow.CancelFunc
+	stopping bool
+}
+
+// Sweep is the workflow: each trial trains as a TrainRun child, leg by leg, from rung to
+// rung. At each rung the child ends (freeing its worker) and the sweep applies ASHA's rule
+// in trial-index order: trial i's decision at a rung waits until every trial before it
+// has reached that rung or ended, and compares it with exactly those results. Decisions
+// therefore depend on the metrics alone, never on which trial finished first, and a
+// sweep run twice (or with another max_concurrent) decides the same.
+func Sweep(ctx workflow.Context, in SweepInput) (SweepProgress, error) {
+	s := &sweepRun{in: in, cancels: map[int]workflow.CancelFunc{}}
+	for _, r := range in.Rungs {
+		if r >= in.Grace {
+			s.rungs = append(s.rungs, r)
+		}
+	}
+	if in.Carry != nil {
+		s.p = *in.Carry
+	} else {
+		s.p = SweepProgress{Name: in.Name, State: StateRunning, Metric: in.Metric, Minimize: in.Minimize,
+			Rungs: s.rungs, Best: -1, Started: workflow.Now(ctx)}
+		for _, t := range in.Trials {
+			s.p.Trials = append(s.p.Trials, TrialState{Index: t.Index, ID: TrialID(in.Name, t.Index), Params: t.Params,
+				State: TrialPending, Steps: int64(t.Config.Train.Steps)})
+		}
+	}
+	if err := s.handlers(ctx); err != nil {
+		return s.p, err
+	}
+	s.set(ctx)
+	limit := in.EventsPerRun
+	if limit <= 0 {
+		limit = 500
+	}
+	sel := workflow.NewSelector(ctx)
+	events, draining := 0, false
+	for {
+		s.decide()
+		for !draining && !s.stopping && s.running < in.MaxConcurrent {
+			i := s.next()
+			if i < 0 {
+				break
+			}
+			s.launch(ctx, sel, i)
+		}
+		s.set(ctx)
+		if s.running == 0 {
+			switch {
+			case s.stopping:
+				return s.finish(ctx, StateStopped)
+			case draining:
+				if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+					return s.p, err
+				}
+				next := in
+				carry := s.p
+				next.Carry = &carry
+				return s.p, workflow.NewContinueAsNewError(ctx, SweepWorkflow, next)
+			case s.done():
+				if err := s.transfer(ctx); err != nil {
+					s.p.Error = err.Error()
+					return s.finish(ctx, StateError)
+				}
+				return s.finish(ctx, StateCompleted)
+			default: // every unfinished trial waits on one before it: a bug in decide
+				panic(fmt.Sprintf("sweep %s: nothing runs and nothing can start: %+v", in.Name, s.p.Trials))
+			}
+		}
+		sel.Select(ctx)
+		events++
+		if events >= limit || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			draining = true // let the legs in flight end at their rungs, then continue as new
+		}
+	}
+}
+
+// next is the trial to start: a promoted one first (the lowest index), else the first
+// pending one; -1 if none.
+func (s *sweepRun) next() int {
+	for _, want := range []string{TrialPromoted, TrialPending} {
+		for i, t := range s.p.Trials {
+			if t.State == want {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// target is the step trial t's next leg ends at: its next rung, or 0 = train.steps.
+func (s *sweepRun) target(t TrialState) int64 {
+	for _, r := range s.rungs {
+		if r > t.Step && r < t.Steps {
+			return r
+		}
+	}
+	return 0
+}
+
+// launch starts trial i's next leg as a TrainRun child (workflow ID sweep/trial-N) and
+// folds its end into the state when the selector picks it.
+func (s *sweepRun) launch(ctx workflow.Context, sel workflow.Selector, i int) {
+	t := &s.p.Trials[i]
+	tr := s.in.Trials[i]
+	in := RunInput{Config: tr.Config, SegmentSteps: s.in.SegmentSteps, HeartbeatTimeout: s.in.HeartbeatTimeout,
+		SearchAttributes: s.in.SearchAttributes, Until: s.target(*t)}
+	if t.Step > 0 { // continue from the rung's checkpoint without an empty first segment
+		in.Carry = &Progress{Name: tr.Config.Name, State: StateRunning, Step: t.Step, Steps: t.Steps, Loss: t.Loss}
+	}
+	cctx, cancel := workflow.WithCancel(ctx)
+	cctx = workflow.WithChildOptions(cctx, workflow.ChildWorkflowOptions{WorkflowID: t.ID})
+	s.cancels[i] = cancel
+	t.State = TrialRunning
+	s.running++
+	f := workflow.ExecuteChildWorkflow(cctx, WorkflowName, in)
+	sel.AddFuture(f, func(f workflow.Future) {
+		s.running--
+		delete(s.cancels, i)
+		var p Progress
+		err := f.Get(ctx, &p)
+		var canceled *temporal.CanceledError
+		var app *temporal.ApplicationError
+		switch {
+		case err == nil:
+			t.Step, t.Loss, t.Worker = p.Step, p.Loss, p.Worker
+			s.metric(ctx, sel, i, p)
+		case errors.As(err, &canceled):
+			t.State = TrialStopped
+		case errors.As(err, &app) && app.Type() == ErrUser:
+			t.State, t.Error = TrialError, app.Message()
+		default:
+			t.State, t.Error = TrialError, err.Error()
+		}
+		s.account()
+	})
+}
+
+// metric records the trial's metric at the step its leg ended on: the training loss, or
+// the eval loss of that step's checkpoint from a TrialEval activity.
+func (s *sweepRun) metric(ctx workflow.Context, sel workflow.Selector, i int, p Progress) {
+	if s.in.Metric != "eval_loss" {
+		s.record(i, p.Loss)
+		return
+	}
+	cfg := s.in.Trials[i].Config
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Hour,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: []string{ErrUser}},
+	})
+	s.running++
+	f := workflow.ExecuteActivity(actx, EvalActivity, EvalInput{
+		Checkpoint: filepath.Join(p.Dir, p.Checkpoint), Eval: cfg.Data.Eval, Batches: cfg.Train.Eval.Batches})
+	sel.AddFuture(f, func(f workflow.Future) {
+		s.running--
+		var loss float64
+		if err := f.Get(ctx, &loss); err != nil {
+			t := &s.p.Trials[i]
+			t.State, t.Error = TrialError, "evaluating "+p.Checkpoint+": "+err.Error()
+			return
+		}
+		s.record(i, loss)
+	})
+}
+
+// record files a metric: the final one, or a rung's, which then waits for decide.
+func (s *sweepRun) record(i int, v float64) {
+	t := &s.p.Trials[i]
+	if t.Step >= t.Steps {
+		t.State, t.Final = TrialCompleted, v
+		if s.p.Best < 0 || sweep.Better(v, s.p.Trials[s.p.Best].Final, s.in.Minimize) {
+			s.p.Best = i
+		}
+		return
+	}
+	t.State = TrialRung
+	t.RungLoss = append(t.RungLoss, v)
+}
+
+// decide applies ASHA at every trial waiting at a rung whose predecessors have all reached
+// that rung or ended, in index order.
+func (s *sweepRun) decide() {
+	for i := range s.p.Trials {
+		t := &s.p.Trials[i]
+		if t.State != TrialRung {
+			continue
+		}
+		k := len(t.RungLoss) - 1
+		var before []float64
+		ready := true
+		for j := range i {
+			u := s.p.Trials[j]
+			switch {
+			case len(u.RungLoss) > k:
+				before = append(before, u.RungLoss[k])
+			case u.State == TrialStopped || u.State == TrialError || u.State == TrialCompleted:
+			default:
+				ready = false
+			}
+		}
+		if !ready {
+			continue
+		}
+		if sweep.Continue(before, t.RungLoss[k], s.in.Reduction, s.in.Minimize) {
+			t.State = TrialPromoted
+		} else {
+			t.State = TrialStopped
+		}
+	}
+}
+
+func (s *sweepRun) done() bool {
+	for _, t := range s.p.Trials {
+		if t.State != TrialStopped && t.State != TrialError && t.State != TrialCompleted {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *sweepRun) account() {
+	s.p.Compute = 0
+	for _, t := range s.p.Trials {
+		s.p.Compute += t.Step
+	}
+}
+
+// transfer launches the target with the best trial's values as the child sweep/target.
+func (s *sweepRun) transfer(ctx workflow.Context) error {
+	tin := s.in.Transfer
+	if tin == nil || s.p.Best < 0 {
+		return nil
+	}
+	cfg, err := sweep.Target(tin.File, tin.Src, tin.Sets, tin.Proxy, sweep.TargetName(s.in.Name), s.p.Trials[s.p.Best].Params)
+	if err != nil {
+		return fmt.Errorf("transfer target: %w", err)
+	}
+	s.p.Target = &Progress{Name: cfg.Name, State: StateRunning, Steps: int64(cfg.Train.Steps)}
+	s.set(ctx)
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: s.in.Name + "/target"})
+	in := RunInput{Config: cfg, SegmentSteps: s.in.SegmentSteps, HeartbeatTimeout: s.in.HeartbeatTimeout, SearchAttributes: s.in.SearchAttributes}
+	var p Progress
+	if err := workflow.ExecuteChildWorkflow(cctx, WorkflowName, in).Get(ctx, &p); err != nil {
+		return fmt.Errorf("transfer target %s: %w", cfg.Name, err)
+	}
+	s.p.Target = &p
+	return nil
+}
+
+func (s *sweepRun) set(ctx workflow.Context) {
+	s.p.Updated = workflow.Now(ctx)
+	if err := workflow.UpsertMemo(ctx, map[string]any{memoProgress: s.p}); err != nil {
+		panic(err) // only records a command; failing to encode SweepProgress is a bug
+	}
+	if s.in.SearchAttributes {
+		if err := workflow.UpsertTypedSearchAttributes(ctx, saState.ValueSet(s.p.State), saStep.ValueSet(s.p.Compute)); err != nil {
+			panic(err)
+		}
+	}
+}
+
+func (s *sweepRun) finish(ctx workflow.Context, state string) (SweepProgress, error) {
+	s.p.State = state
+	s.set(ctx)
+	err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+	return s.p, err
+}
+
+// handlers: the progress query; resume, which `herd resume` sends to a running sweep (the
+// sweep itself needs nothing: its children retry on their own); stop, which cancels the
+// legs in flight (each commits the step it is on) and ends the sweep.
+func (s *sweepRun) handlers(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (SweepProgress, error) { return s.p, nil }); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandler(ctx, UpdateResume, func(ctx workflow.Context) (SweepProgress, error) { return s.p, nil }); err != nil {
+		return err
+	}
+	return workflow.SetUpdateHandler(ctx, UpdateStop, func(ctx workflow.Context) (SweepProgress, error) {
+		s.stopping = true
+		for i := range s.p.Trials { // in index order: commands must replay in the same order
+			if cancel := s.cancels[i]; cancel != nil {
+				cancel()
+			}
+		}
+		return s.p, nil
+	})
+}

@@ -1,0 +1,118 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/workflows/sweep"
+)
+
+// NewSweepInput turns a validated sweep file into the workflow's input.
+func NewSweepInput(s *sweep.Sweep) SweepInput {
+	in := SweepInput{
+		Name: s.Name, Trials: s.Trials, Metric: s.Metric, Minimize: s.Minimize,
+		MaxConcurrent: s.MaxConcurrent, Rungs: s.Rungs, Reduction: s.Reduction, Grace: s.Grace,
+	}
+	if s.TransferSrc != nil {
+		in.Transfer = &TransferInput{File: s.TransferName, Src: s.TransferSrc, Sets: s.TransferSets, Proxy: s.Base}
+	}
+	return in
+}
+
+// SubmitSweep starts the sweep in.Name, or attaches to it when it is running or has
+// completed (workflow ID = sweep name: launching twice never runs a trial twice).
+func SubmitSweep(ctx context.Context, c client.Client, queue string, in SweepInput) (attached bool, err error) {
+	d, err := c.DescribeWorkflowExecution(ctx, in.Name, "")
+	switch d.GetWorkflowExecutionInfo().GetStatus() {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		if d.GetWorkflowExecutionInfo().GetType().GetName() != SweepWorkflow {
+			return false, usererr.New("sweep "+in.Name, "a run of this name exists; give the sweep another name")
+		}
+		return true, nil
+	}
+	var nf *serviceerror.NotFound
+	if err != nil && !errors.As(err, &nf) {
+		return false, fmt.Errorf("looking up sweep %s: %w", in.Name, err)
+	}
+	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       in.Name,
+		TaskQueue:                queue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+	}, SweepWorkflow, in)
+	if err != nil {
+		return false, fmt.Errorf("starting sweep %s: %w", in.Name, err)
+	}
+	return false, nil
+}
+
+// GetSweep reads a sweep's progress from its memo, so it works with no worker running.
+func GetSweep(ctx context.Context, c client.Client, name string) (SweepProgress, error) {
+	d, err := c.DescribeWorkflowExecution(ctx, name, "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) || (err == nil && d.GetWorkflowExecutionInfo().GetType().GetName() != SweepWorkflow) {
+		return SweepProgress{}, usererr.New("sweep "+name, "no such sweep; `herd sweep SWEEP.yaml` starts one")
+	}
+	if err != nil {
+		return SweepProgress{}, fmt.Errorf("describing sweep %s: %w", name, err)
+	}
+	var p SweepProgress
+	if m, ok := d.GetWorkflowExecutionInfo().GetMemo().GetFields()[memoProgress]; ok {
+		if err := converter.GetDefaultDataConverter().FromPayload(m, &p); err != nil {
+			return SweepProgress{}, fmt.Errorf("sweep %s: decoding its progress: %w", name, err)
+		}
+	}
+	return p, nil
+}
+
+// FollowSweep calls show with the sweep's progress every interval until it ends, then
+// returns its result.
+func FollowSweep(ctx context.Context, c client.Client, name string, every time.Duration, show func(SweepProgress)) (SweepProgress, error) {
+	done := make(chan struct{})
+	var p SweepProgress
+	var runErr error
+	go func() {
+		defer close(done)
+		runErr = c.GetWorkflow(ctx, name, "").Get(ctx, &p)
+	}()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			if show != nil && runErr == nil {
+				show(p)
+			}
+			return p, asUserError(name, runErr)
+		case <-tick.C:
+			if show != nil {
+				if s, err := GetSweep(ctx, c, name); err == nil {
+					show(s)
+				}
+			}
+		}
+	}
+}
+
+// SweepLocal is `herd sweep` without --temporal: the embedded server (or the process
+// already serving stateDir), a worker in this process, the sweep submitted or attached to
+// and followed to its end.
+func SweepLocal(ctx context.Context, stateDir string, in SweepInput, acts *Activities, show func(SweepProgress)) (SweepProgress, error) {
+	l, err := StartLocal(stateDir, TaskQueue, acts)
+	if err != nil {
+		return SweepProgress{}, err
+	}
+	defer l.Close()
+	in.SearchAttributes = true
+	if _, err := SubmitSweep(ctx, l.Client, TaskQueue, in); err != nil {
+		return SweepProgress{}, err
+	}
+	return FollowSweep(ctx, l.Client, in.Name, FollowEvery, show)
+}

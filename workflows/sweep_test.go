@@ -1,0 +1,110 @@
+package workflows
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/herdml/herd/workflows/sweep"
+)
+
+// sweepFile writes a sweep over microYAML (inline, as base) and loads it.
+func sweepFile(t *testing.T, name, rest string, sets ...string) SweepInput {
+	t.Helper()
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("name: " + name + "\nbase:\n")
+	for _, l := range strings.Split(strings.TrimSpace(microYAML), "\n") {
+		b.WriteString("  " + l + "\n")
+	}
+	b.WriteString("set: [" + strings.Join(append([]string{"train.checkpoint.dir=" + dir}, sets...), ", ") + "]\n")
+	b.WriteString(rest)
+	p := filepath.Join(dir, name+".yaml")
+	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sweep.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := NewSweepInput(s)
+	in.HeartbeatTimeout, in.SearchAttributes = 2*time.Second, true
+	return in
+}
+
+func runSweep(t *testing.T, c client.Client, in SweepInput) SweepProgress {
+	t.Helper()
+	if _, err := SubmitSweep(context.Background(), c, TaskQueue, in); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p, err := FollowSweep(ctx, c, in.Name, 100*time.Millisecond, nil)
+	if err != nil {
+		t.Fatalf("sweep %s: %v", in.Name, err)
+	}
+	return p
+}
+
+// ASHA over four learning rates: trials stop at rungs, holding no worker, and the sweep
+// spends fewer steps than the grid. Run twice, one trial at a time and two at a time,
+// the decisions and every metric are identical: they depend on the metrics, never on
+// which trial reached a rung first. Continuing as new after every leg changes nothing.
+func TestSweepASHA(t *testing.T) {
+	srv := startServer(t)
+	c := dialTest(t, srv.Addr())
+	inProcessWorker(t, c)
+	const space = `space: {train.optim.lr: {values: [3.0e-2, 1.0e-3, 1.0e-2, 3.0e-3]}}
+metric: loss
+asha: {rungs: [6, 12], reduction_factor: 2}
+`
+	a := sweepFile(t, "asha-a", space+"max_concurrent: 1\n", "train.steps=24", "train.checkpoint.every=6")
+	b := sweepFile(t, "asha-b", space+"max_concurrent: 2\n", "train.steps=24", "train.checkpoint.every=6")
+	b.EventsPerRun = 1
+	pa, pb := runSweep(t, c, a), runSweep(t, c, b)
+
+	for _, p := range []SweepProgress{pa, pb} {
+		if p.State != StateCompleted || p.Best < 0 {
+			t.Fatalf("sweep %s: state %s best %d", p.Name, p.State, p.Best)
+		}
+		stopped, completed := 0, 0
+		for _, tr := range p.Trials {
+			switch tr.State {
+			case TrialStopped:
+				stopped++
+				if !slices.Contains(p.Rungs, tr.Step) {
+					t.Errorf("%s stopped at step %d, not at a rung %v", tr.ID, tr.Step, p.Rungs)
+				}
+				// Its TrainRun ended at the rung: nothing of it holds a worker.
+				d, err := c.DescribeWorkflowExecution(context.Background(), tr.ID, "")
+				if err != nil || d.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED || len(d.GetPendingActivities()) > 0 {
+					t.Errorf("%s: %v, pending %d, want a completed run", tr.ID, err, len(d.GetPendingActivities()))
+				}
+			case TrialCompleted:
+				completed++
+				if tr.Final >= p.Trials[p.Best].Final && tr.Index != p.Best {
+					t.Errorf("best %d (%g) but %s has %g", p.Best, p.Trials[p.Best].Final, tr.ID, tr.Final)
+				}
+			default:
+				t.Errorf("%s ended %s", tr.ID, tr.State)
+			}
+		}
+		if stopped == 0 || completed == 0 || p.Compute >= 4*24 {
+			t.Fatalf("%s: %d stopped, %d completed, %d steps of %d", p.Name, stopped, completed, p.Compute, 4*24)
+		}
+		t.Logf("%s: %d of %d steps, best %v final %g", p.Name, p.Compute, 4*24, p.Trials[p.Best].Params, p.Trials[p.Best].Final)
+	}
+	for i := range pa.Trials {
+		x, y := pa.Trials[i], pb.Trials[i]
+		if x.State != y.State || x.Step != y.Step || x.Final != y.Final || !slices.Equal(x.RungLoss, y.RungLoss) {
+			t.Errorf("trial %d: %+v one at a time, %+v two at a time", i, x, y)
+		}
+	}
+}
