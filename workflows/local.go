@@ -57,6 +57,9 @@ func StartLocal(stateDir, queue string, acts *Activities) (*Local, error) {
 		return nil, err
 	}
 	if acts != nil {
+		if acts.Ranks == 0 {
+			acts.Ranks = localRanks
+		}
 		l.w = NewWorker(l.Client, queue, acts)
 	} else {
 		l.w = worker.New(l.Client, queue, worker.Options{Identity: Identity(queue), LocalActivityWorkerOnly: true})

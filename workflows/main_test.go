@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ import (
 // processes that a test kills with SIGKILL are this test binary run again in a helper
 // mode, chosen by environment variables:
 //
-//	HERD_TEST_WORKER=addr  a worker on addr, queue $HERD_TEST_QUEUE (`herd worker`)
+//	HERD_TEST_WORKER=addr  a worker on addr, queue $HERD_TEST_QUEUE, $HERD_TEST_RANKS rank slots (`herd worker`)
 //	HERD_TEST_RUN=dir      RunLocal of the config in $HERD_TEST_CONFIG on state dir dir (`herd run`)
 func TestMain(m *testing.M) {
 	switch {
@@ -36,7 +37,8 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		if err := NewWorker(c, os.Getenv("HERD_TEST_QUEUE"), &Activities{}).Run(worker.InterruptCh()); err != nil {
+		ranks, _ := strconv.Atoi(os.Getenv("HERD_TEST_RANKS"))
+		if err := NewWorker(c, os.Getenv("HERD_TEST_QUEUE"), &Activities{Ranks: ranks}).Run(worker.InterruptCh()); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}

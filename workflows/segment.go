@@ -13,6 +13,7 @@ import (
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/kernels"
 	"github.com/herdml/herd/trainer"
+	"github.com/herdml/herd/trainer/collective"
 )
 
 // Heartbeat is what a segment reports while it trains, and what its retry reads back to
@@ -35,6 +36,17 @@ type Activities struct {
 	HeartbeatEvery time.Duration
 	// Identity names this worker in results and `herd status`.
 	Identity string
+	// Ranks is how many ranks of data-parallel groups this worker takes at once (see
+	// ReserveRank); 0 = none.
+	Ranks int
+	// Listen is the host its collective listeners bind; "" = 127.0.0.1. Any other
+	// address needs Collective.TLS and Collective.Token.
+	Listen string
+	// Collective configures the groups its ranks join (deadline, wire format, TLS).
+	Collective collective.Options
+
+	slots     slots
+	rankQueue string // this worker's own queue, where its reserved ranks' segments run
 }
 
 // TrainSegment trains from the newest committed checkpoint (or the initialisation) up to
@@ -43,6 +55,29 @@ type Activities struct {
 // commits a checkpoint of that step before returning, so no finished step is lost. A user
 // error or divergence is returned as a non-retryable ErrUser application error.
 func (a *Activities) TrainSegment(ctx context.Context, in SegmentInput) (SegmentResult, error) {
+	return a.train(ctx, in, nil)
+}
+
+// TrainRank trains one rank of a group from the listener that ReserveRank opened for it.
+// Its cancellation closes the group, so that a rank waiting on a dead peer stops at once;
+// an interrupted rank then commits nothing (its siblings stop at other steps), and the
+// group continues from the last checkpoint it committed together.
+func (a *Activities) TrainRank(ctx context.Context, in RankSegmentInput) (SegmentResult, error) {
+	lis := a.take(slotKey(in.Group, in.Rank))
+	if lis == nil {
+		return SegmentResult{}, fmt.Errorf("worker %s holds no reservation for rank %d of %s (restarted, or the reservation expired)", a.Identity, in.Rank, in.Group)
+	}
+	defer a.release()
+	g, err := collective.New(lis, in.Rank, in.Addrs, a.Collective)
+	if err != nil {
+		lis.Close()
+		return SegmentResult{}, classify(err)
+	}
+	defer leave(g)
+	return a.train(ctx, in.SegmentInput, g)
+}
+
+func (a *Activities) train(ctx context.Context, in SegmentInput, g *collective.Group) (SegmentResult, error) {
 	info := activity.GetInfo(ctx)
 	log := activity.GetLogger(ctx)
 	var prev Heartbeat
@@ -85,9 +120,11 @@ func (a *Activities) TrainSegment(ctx context.Context, in SegmentInput) (Segment
 			case <-cancelled:
 				stopRun()
 				cancelled = nil
+				leave(g)
 			case <-stopping:
 				stopRun()
 				stopping = nil
+				leave(g)
 			case <-tick.C:
 				if ctx.Err() == nil { // the server answers a cancelled attempt's beats with an error
 					activity.RecordHeartbeat(ctx, snapshot())
@@ -98,6 +135,7 @@ func (a *Activities) TrainSegment(ctx context.Context, in SegmentInput) (Segment
 	defer func() { close(done); beats.Wait() }()
 
 	opts := trainer.Options{
+		Group:   g,
 		Backend: a.Backend,
 		Warn: func(w string) {
 			log.Warn(w)
@@ -129,11 +167,15 @@ func (a *Activities) TrainSegment(ctx context.Context, in SegmentInput) (Segment
 	mu.Unlock()
 	activity.RecordHeartbeat(ctx, snapshot())
 
-	if _, err := tr.Run(runCtx, in.Until); err != nil && !errors.Is(err, context.Canceled) {
+	_, err = tr.Run(runCtx, in.Until)
+	switch {
+	case err != nil && g != nil && runCtx.Err() != nil && ctx.Err() == nil:
+		return SegmentResult{}, errors.New("worker shutting down: the group restarts from its last checkpoint")
+	case err != nil && !errors.Is(err, context.Canceled) && (g == nil || runCtx.Err() == nil):
 		return SegmentResult{}, classify(err)
 	}
 	// Run is over: only this goroutine writes hb from here on.
-	if last := snapshot(); tr.StepCount() > last.Committed { // interrupted between checkpoints: commit now
+	if last := snapshot(); g == nil && tr.StepCount() > last.Committed { // interrupted between checkpoints: commit now
 		name, err := tr.Save()
 		if err != nil {
 			return SegmentResult{}, classify(err)
@@ -154,6 +196,14 @@ func (a *Activities) TrainSegment(ctx context.Context, in SegmentInput) (Segment
 	}
 	activity.RecordHeartbeat(ctx, end)
 	return res, nil
+}
+
+// leave closes g, if any, without waiting: calls in flight fail at once, while Close
+// itself may wait up to the group's deadline to deliver frames to a dead peer.
+func leave(g *collective.Group) {
+	if g != nil {
+		go g.Close()
+	}
 }
 
 // classify marks user errors (bad config, corrupt data, divergence) non-retryable: a retry

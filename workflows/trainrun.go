@@ -202,6 +202,13 @@ func (r *run) segment(ctx workflow.Context) error {
 	if attempts <= 0 {
 		attempts = 5
 	}
+	until := min(r.p.Step+seg, r.p.Steps)
+	if r.in.Until > 0 {
+		until = min(until, r.in.Until)
+	}
+	if r.in.Config.Parallel.Data > 1 {
+		return r.groupSegment(ctx, until, hb, attempts)
+	}
 	actx, cancel := workflow.WithCancel(ctx)
 	r.cancel = cancel
 	defer func() { r.cancel = nil }()
@@ -219,10 +226,6 @@ func (r *run) segment(ctx workflow.Context) error {
 			NonRetryableErrorTypes: []string{ErrUser},
 		},
 	})
-	until := min(r.p.Step+seg, r.p.Steps)
-	if r.in.Until > 0 {
-		until = min(until, r.in.Until)
-	}
 	var res SegmentResult
 	err := workflow.ExecuteActivity(actx, SegmentActivity, SegmentInput{Config: r.in.Config, Until: until}).Get(ctx, &res)
 	var canceled *temporal.CanceledError

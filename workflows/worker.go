@@ -49,6 +49,8 @@ func devices() string {
 
 // NewWorker builds a worker that runs TrainRun workflows and TrainSegment activities from
 // queue. It runs one segment at a time: a segment uses every core (or the GPU) it has.
+// With acts.Ranks > 0 it also reserves ranks of data-parallel groups and trains them on
+// a queue of its own (see ReserveRank).
 func NewWorker(c client.Client, queue string, acts *Activities) worker.Worker {
 	if acts.Identity == "" {
 		acts.Identity = Identity(queue)
@@ -66,5 +68,5 @@ func NewWorker(c client.Client, queue string, acts *Activities) worker.Worker {
 	w.RegisterWorkflowWithOptions(TrainRun, workflow.RegisterOptions{Name: WorkflowName})
 	w.RegisterActivityWithOptions(acts.TrainSegment, activity.RegisterOptions{Name: SegmentActivity})
 	registerSweep(w, acts)
-	return w
+	return withRanks(c, queue, acts, w)
 }

@@ -1,0 +1,289 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+)
+
+// A run with parallel.data N > 1 trains as a group of N ranks, each a TrainSegment pinned
+// to the worker that reserved it. The workflow reserves the ranks (one ReserveRank per
+// rank on the shared queue: any worker with a free rank slot takes it and opens the
+// rank's collective listener), then starts every rank's segment on its worker's own
+// queue with every rank's address. A rank that fails cancels its siblings, and the whole
+// group is reserved and started again from the last committed checkpoint: no rank ever
+// continues on state the others have left.
+
+// ReserveActivity is the activity type that reserves one rank of a group.
+const ReserveActivity = "ReserveRank"
+
+// RankActivity is the activity type of one rank's segment, on its worker's own queue.
+const RankActivity = "TrainRank"
+
+// RankSegmentInput is one rank's segment: rank Rank of Group, whose ranks listen on Addrs.
+type RankSegmentInput struct {
+	SegmentInput
+	Group string
+	Rank  int
+	Addrs []string
+}
+
+// RankInput reserves rank Rank of the group Group (unique per attempt of a segment).
+type RankInput struct {
+	Group string
+	Rank  int
+}
+
+// RankSlot is a reserved rank: the worker's own task queue, where its segment must run,
+// the collective address it listens on, and what it runs on.
+type RankSlot struct {
+	Queue   string
+	Addr    string
+	Devices string
+	Worker  string
+}
+
+// reserveTTL is how long a reserved listener waits for its segment before the slot is
+// freed: a group whose other ranks could not be reserved must not hold workers forever.
+const reserveTTL = 2 * time.Minute
+
+// localRanks is how many ranks the in-process worker of `herd run` (no server of one's
+// own) takes: enough for a data-parallel run on one machine over loopback.
+const localRanks = 8
+
+// slots is a worker's rank slots: how many are free, and the listeners reserved but not
+// yet taken by their segment.
+type slots struct {
+	mu   sync.Mutex
+	free int
+	held map[string]net.Listener // by group/rank
+}
+
+func slotKey(group string, rank int) string { return fmt.Sprintf("%s/%d", group, rank) }
+
+// ReserveRank takes one of this worker's rank slots for in.Rank of in.Group and opens the
+// rank's collective listener (port chosen by the system, on Activities.Listen). A worker
+// with no free slot fails the attempt, and the retry may land on another worker.
+func (a *Activities) ReserveRank(ctx context.Context, in RankInput) (RankSlot, error) {
+	s := &a.slots
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.free <= 0 {
+		return RankSlot{}, fmt.Errorf("worker %s has no free rank slot (it takes %d)", a.Identity, a.Ranks)
+	}
+	host := a.Listen
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	lis, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return RankSlot{}, fmt.Errorf("collective listener for rank %d: %w", in.Rank, err)
+	}
+	key := slotKey(in.Group, in.Rank)
+	if old := s.held[key]; old != nil { // a retried reservation replaces its earlier self
+		old.Close()
+		s.free++
+	}
+	s.free--
+	s.held[key] = lis
+	time.AfterFunc(reserveTTL, func() {
+		if l := a.take(key); l != nil {
+			l.Close()
+			a.release()
+		}
+	})
+	return RankSlot{Queue: a.rankQueue, Addr: lis.Addr().String(), Devices: devices(), Worker: a.Identity}, nil
+}
+
+// take hands over the listener reserved under key, or nil.
+func (a *Activities) take(key string) net.Listener {
+	s := &a.slots
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lis := s.held[key]
+	delete(s.held, key)
+	return lis
+}
+
+func (a *Activities) release() {
+	a.slots.mu.Lock()
+	a.slots.free++
+	a.slots.mu.Unlock()
+}
+
+// rankQueueName is the task queue of one worker process's rank segments.
+func rankQueueName(queue string) string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/ranks/%s/%d", queue, host, os.Getpid())
+}
+
+// groupSegment trains up to until as a group of parallel.data ranks, restarting the whole
+// group from the last committed checkpoint after a failure (backoff 1 s doubling to
+// 1 min), up to attempts times. Like segment, it returns an error only for a user error
+// or divergence.
+func (r *run) groupSegment(ctx workflow.Context, until int64, hb time.Duration, attempts int32) error {
+	backoff := time.Second
+	var err error
+	for attempt := int32(1); attempt <= attempts; attempt++ {
+		if attempt > 1 {
+			if werr := workflow.Sleep(ctx, backoff); werr != nil {
+				return nil // the workflow itself is ending
+			}
+			backoff = min(2*backoff, time.Minute)
+		}
+		// Unique per attempt, and deterministic: workflow time comes from the history.
+		group := fmt.Sprintf("%s/%s/%d/%d", r.p.Name, workflow.GetInfo(ctx).WorkflowExecution.RunID,
+			workflow.Now(ctx).UnixNano(), attempt)
+		var res SegmentResult
+		res, err = r.tryGroup(ctx, group, until, hb)
+		var canceled *temporal.CanceledError
+		var app *temporal.ApplicationError
+		switch {
+		case err == nil:
+			r.apply(res)
+		case errors.As(err, &canceled):
+			if canceled.HasDetails() && canceled.Details(&res) == nil {
+				r.apply(res)
+			}
+		case errors.As(err, &app) && app.Type() == ErrUser:
+			return errors.New(app.Message())
+		default:
+			if r.paused || r.stop {
+				return nil
+			}
+			continue
+		}
+		r.set(ctx, r.p.State)
+		return nil
+	}
+	r.p.Failures++
+	r.p.Error = fmt.Sprintf("group segment to step %d failed after %d attempts: %v", until, attempts, err)
+	r.set(ctx, StateFailed)
+	return nil
+}
+
+// tryGroup reserves the ranks of group, runs their segments and returns rank 0's result,
+// or the first failure after every sibling has stopped.
+func (r *run) tryGroup(ctx workflow.Context, group string, until int64, hb time.Duration) (SegmentResult, error) {
+	n := r.in.Config.Parallel.Data
+	gctx, cancel := workflow.WithCancel(ctx)
+	r.cancel = cancel
+	defer func() { r.cancel = nil }()
+	rctx := workflow.WithActivityOptions(gctx, workflow.ActivityOptions{
+		// Waits in the queue until a worker has a free slot; the reservation itself is quick.
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second},
+	})
+	reserved := make([]workflow.Future, n)
+	for i := range reserved {
+		reserved[i] = workflow.ExecuteActivity(rctx, ReserveActivity, RankInput{Group: group, Rank: i})
+	}
+	ranks := make([]RankSlot, n)
+	addrs := make([]string, n)
+	for i, f := range reserved {
+		if err := f.Get(gctx, &ranks[i]); err != nil {
+			cancel()
+			return SegmentResult{}, err
+		}
+		addrs[i] = ranks[i].Addr
+	}
+	futures := make([]workflow.Future, n)
+	for i, slot := range ranks {
+		sctx := workflow.WithActivityOptions(gctx, workflow.ActivityOptions{
+			TaskQueue:              slot.Queue,
+			ScheduleToStartTimeout: hb, // a worker that died after reserving is noticed at once
+			StartToCloseTimeout:    7 * 24 * time.Hour,
+			HeartbeatTimeout:       hb,
+			WaitForCancellation:    true,
+			// The group, not one rank, is retried: see groupSegment.
+			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
+		})
+		futures[i] = workflow.ExecuteActivity(sctx, RankActivity, RankSegmentInput{
+			SegmentInput: SegmentInput{Config: r.in.Config, Until: until}, Group: group, Rank: i, Addrs: addrs})
+	}
+	results := make([]SegmentResult, n)
+	errs := make([]error, n)
+	sel := workflow.NewSelector(ctx)
+	var first error
+	for i, f := range futures {
+		sel.AddFuture(f, func(f workflow.Future) {
+			errs[i] = f.Get(ctx, &results[i])
+			var canceled *temporal.CanceledError
+			if errs[i] != nil && first == nil && !errors.As(errs[i], &canceled) {
+				first = errs[i]
+				cancel() // the siblings stop: none continues without this rank
+			}
+		})
+	}
+	for range futures {
+		sel.Select(ctx)
+	}
+	if first != nil {
+		return SegmentResult{}, first
+	}
+	for _, err := range errs {
+		if err != nil {
+			return results[0], err // cancelled by pause or stop
+		}
+	}
+	return results[0], nil
+}
+
+// rankWorker is a worker that also takes ranks: the shared queue's worker, which
+// reserves them, and a worker on its own queue, which runs the reserved ranks' segments.
+type rankWorker struct {
+	worker.Worker
+	own worker.Worker
+}
+
+// withRanks gives w its own queue for acts.Ranks rank segments, when acts takes ranks.
+func withRanks(c client.Client, queue string, acts *Activities, w worker.Worker) worker.Worker {
+	if acts.Ranks <= 0 {
+		return w
+	}
+	acts.slots = slots{free: acts.Ranks, held: map[string]net.Listener{}}
+	acts.rankQueue = rankQueueName(queue)
+	w.RegisterActivityWithOptions(acts.ReserveRank, activity.RegisterOptions{Name: ReserveActivity})
+	own := worker.New(c, acts.rankQueue, worker.Options{
+		Identity:                           acts.Identity,
+		MaxConcurrentActivityExecutionSize: acts.Ranks,
+		WorkerStopTimeout:                  5 * time.Minute,
+		MaxHeartbeatThrottleInterval:       time.Second,
+	})
+	own.RegisterActivityWithOptions(acts.TrainRank, activity.RegisterOptions{Name: RankActivity})
+	return &rankWorker{Worker: w, own: own}
+}
+
+func (w *rankWorker) Start() error {
+	if err := w.own.Start(); err != nil {
+		return err
+	}
+	if err := w.Worker.Start(); err != nil {
+		w.own.Stop()
+		return err
+	}
+	return nil
+}
+
+func (w *rankWorker) Run(interrupt <-chan any) error {
+	if err := w.own.Start(); err != nil {
+		return err
+	}
+	defer w.own.Stop()
+	return w.Worker.Run(interrupt)
+}
+
+func (w *rankWorker) Stop() {
+	w.Worker.Stop()
+	w.own.Stop()
+}

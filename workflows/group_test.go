@@ -1,0 +1,91 @@
+package workflows
+
+import (
+	"context"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/herdml/herd/trainer/checkpoint"
+)
+
+// rankWorkers reads a run's history: the identity of the worker of every TrainRank
+// attempt that started, in order.
+func rankWorkers(t *testing.T, c client.Client, name string) []string {
+	t.Helper()
+	it := c.GetWorkflowHistory(context.Background(), name, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	scheduled := map[int64]bool{}
+	var ids []string
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == RankActivity {
+			scheduled[ev.GetEventId()] = true
+		}
+		if a := ev.GetActivityTaskStartedEventAttributes(); a != nil && scheduled[a.GetScheduledEventId()] {
+			ids = append(ids, a.GetIdentity())
+		}
+	}
+	return ids
+}
+
+// Must-show 2 and 6: two worker processes of one rank each train a parallel.data: 2 run,
+// one rank on each, to the checkpoint that one rank trains alone (same global batch; the
+// tree summation makes them bit-identical). Then one worker is SIGKILLed in the middle of
+// a segment: the surviving rank is cancelled, and once a worker is back the whole group
+// restarts from the last committed checkpoint and ends with the same checkpoint.
+func TestDataParallelAcrossWorkers(t *testing.T) {
+	srv := startServer(t)
+	c := dialTest(t, srv.Addr())
+	ctx := context.Background()
+	ref, _ := oneSegment(t, "dp-ref")
+	trainDirect(t, ref)
+	want := fingerprint(t, ref)
+
+	worker := func() { helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE=dp", "HERD_TEST_RANKS=1") }
+	worker()
+	killed := helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE=dp", "HERD_TEST_RANKS=1")
+
+	plain, in := oneSegment(t, "dp-plain")
+	plain.Parallel.Data = 2
+	in.Config = plain
+	if _, err := Submit(ctx, c, "dp", in); err != nil {
+		t.Fatal(err)
+	}
+	if p := follow(t, c, "dp-plain"); p.State != StateCompleted || p.Step != 60 {
+		t.Fatalf("2-rank run ended %+v", p)
+	}
+	if got := fingerprint(t, plain); got != want {
+		t.Errorf("2 ranks on 2 workers: %s\none rank:               %s", got, want)
+	}
+	if ids := rankWorkers(t, c, "dp-plain"); len(ids) != 2 || ids[0] == ids[1] {
+		t.Errorf("rank segments ran on %q, want one on each worker", ids)
+	}
+
+	crash, in := oneSegment(t, "dp-killed")
+	crash.Parallel.Data = 2
+	in.Config = crash
+	if _, err := Submit(ctx, c, "dp", in); err != nil {
+		t.Fatal(err)
+	}
+	mid := filepath.Join(crash.Train.Checkpoint.Dir, "dp-killed", checkpoint.Name(20))
+	waitFor(t, "a checkpoint inside the segment", func() bool { return exists(mid) })
+	if err := killed.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	worker()
+	if p := follow(t, c, "dp-killed"); p.State != StateCompleted || p.Step != 60 {
+		t.Fatalf("2-rank run with a killed worker ended %+v", p)
+	}
+	if ids := rankWorkers(t, c, "dp-killed"); len(ids) < 4 {
+		t.Errorf("rank segments started %d times (%q); the kill should have restarted both ranks", len(ids), ids)
+	}
+	if got := fingerprint(t, crash); got != want {
+		t.Errorf("2 ranks, one worker killed: %s\none rank:                  %s", got, want)
+	}
+}
