@@ -1,26 +1,41 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/herdml/herd/internal/gpu"
 	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/trainer/collective"
 	"github.com/herdml/herd/workflows"
 	"github.com/herdml/herd/workflows/devserver"
 )
 
 func newWorkerCmd() *cobra.Command {
-	var tf temporalFlags
+	var (
+		tf                temporalFlags
+		ranks             int
+		listen            string
+		certFile, keyFile string
+		caFile            string
+		collectiveTimeout time.Duration
+	)
 	c := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a worker: trains the segments of runs on its task queue",
 		Long: "Run a worker that trains TrainSegment activities (and runs TrainRun workflow code) from\n" +
 			"--queue. Ctrl-C or SIGTERM stops it gracefully: a segment in flight checkpoints the step it is\n" +
-			"on first, and another worker continues from there.",
+			"on first, and another worker continues from there.\n\n" +
+			"--ranks K lets it take K ranks of data-parallel runs (parallel.data > 1) at once, each with a\n" +
+			"collective listener on --listen. A --listen other than loopback needs --tls-cert, --tls-key,\n" +
+			"--tls-ca and a token shared by every worker in $HERD_COLLECTIVE_TOKEN.",
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			addr := tf.addr
@@ -35,9 +50,17 @@ func newWorkerCmd() *cobra.Command {
 				return err
 			}
 			defer cl.Close()
-			acts := &workflows.Activities{Identity: workflows.Identity(tf.queue)}
+			if ranks < 0 {
+				return usererr.New("--ranks", "%d ranks; give 0 (take no ranks) or more", ranks)
+			}
+			coll, err := collectiveOptions(certFile, keyFile, caFile)
+			if err != nil {
+				return err
+			}
+			coll.Timeout = collectiveTimeout
+			acts := &workflows.Activities{Identity: workflows.Identity(tf.queue), Ranks: ranks, Listen: listen, Collective: coll}
 			out := c.ErrOrStderr()
-			fmt.Fprintf(out, "worker %s on %s, queue %s\n", acts.Identity, addr, tf.queue)
+			fmt.Fprintf(out, "worker %s on %s, queue %s, %d rank slot(s) listening on %s\n", acts.Identity, addr, tf.queue, ranks, listen)
 			switch h, err := gpu.List(); {
 			case errors.Is(err, gpu.ErrNoDriver):
 				fmt.Fprintln(out, "devices: CPU only (no NVIDIA driver)")
@@ -52,5 +75,44 @@ func newWorkerCmd() *cobra.Command {
 		},
 	}
 	tf.register(c)
+	c.Flags().IntVar(&ranks, "ranks", 1, "ranks of data-parallel runs this worker takes at once (0 = none)")
+	c.Flags().StringVar(&listen, "listen", "127.0.0.1", "host or IP the ranks' collective listeners bind (other hosts must reach it)")
+	c.Flags().StringVar(&certFile, "tls-cert", "", "PEM certificate of this worker's collective listeners and dials")
+	c.Flags().StringVar(&keyFile, "tls-key", "", "PEM private key of --tls-cert")
+	c.Flags().StringVar(&caFile, "tls-ca", "", "PEM CA that signed every worker's --tls-cert")
+	c.Flags().DurationVar(&collectiveTimeout, "collective-timeout", collective.DefaultTimeout, "deadline of every collective call: a peer silent this long fails the group")
 	return c
+}
+
+// collectiveOptions is the TLS of the ranks' collective groups, from the certificate
+// flags and $HERD_COLLECTIVE_TOKEN: all or nothing, since TLS without the shared token
+// (or the reverse) would not be allowed to leave loopback anyway.
+func collectiveOptions(certFile, keyFile, caFile string) (collective.Options, error) {
+	token := os.Getenv("HERD_COLLECTIVE_TOKEN")
+	if certFile == "" && keyFile == "" && caFile == "" && token == "" {
+		return collective.Options{}, nil
+	}
+	if certFile == "" || keyFile == "" || caFile == "" || token == "" {
+		return collective.Options{}, usererr.New("--tls-cert/--tls-key/--tls-ca/$HERD_COLLECTIVE_TOKEN",
+			"give all four for ranks across hosts, or none for loopback only")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return collective.Options{}, usererr.New("--tls-cert", "%v", err)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return collective.Options{}, usererr.New("--tls-ca", "%v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return collective.Options{}, usererr.New("--tls-ca "+caFile, "no PEM certificate in it")
+	}
+	return collective.Options{Token: token, TLS: &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      pool,
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:   tls.VersionTLS13,
+	}}, nil
 }
