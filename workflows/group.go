@@ -136,7 +136,7 @@ func (r *run) groupSegment(ctx workflow.Context, until int64, hb time.Duration, 
 	var err error
 	for attempt := int32(1); attempt <= attempts; attempt++ {
 		if attempt > 1 {
-			if werr := workflow.Sleep(ctx, backoff); werr != nil {
+			if workflow.Sleep(ctx, backoff) != nil {
 				return nil // the workflow itself is ending
 			}
 			backoff = min(2*backoff, time.Minute)
@@ -145,26 +145,19 @@ func (r *run) groupSegment(ctx workflow.Context, until int64, hb time.Duration, 
 		group := fmt.Sprintf("%s/%s/%d/%d", r.p.Name, workflow.GetInfo(ctx).WorkflowExecution.RunID,
 			workflow.Now(ctx).UnixNano(), attempt)
 		var res SegmentResult
-		res, err = r.tryGroup(ctx, group, until, hb)
-		var canceled *temporal.CanceledError
+		var ok bool
+		res, ok, err = r.tryGroup(ctx, group, until, hb)
+		if ok && (err == nil || res.Step > r.p.Step) {
+			r.apply(res) // what the group committed counts, also before a failure
+			r.set(ctx, r.p.State)
+		}
 		var app *temporal.ApplicationError
 		switch {
-		case err == nil:
-			r.apply(res)
-		case errors.As(err, &canceled):
-			if canceled.HasDetails() && canceled.Details(&res) == nil {
-				r.apply(res)
-			}
 		case errors.As(err, &app) && app.Type() == ErrUser:
 			return errors.New(app.Message())
-		default:
-			if r.paused || r.stop {
-				return nil
-			}
-			continue
+		case err == nil, r.paused, r.stop:
+			return nil
 		}
-		r.set(ctx, r.p.State)
-		return nil
 	}
 	r.p.Failures++
 	r.p.Error = fmt.Sprintf("group segment to step %d failed after %d attempts: %v", until, attempts, err)
@@ -172,9 +165,11 @@ func (r *run) groupSegment(ctx workflow.Context, until int64, hb time.Duration, 
 	return nil
 }
 
-// tryGroup reserves the ranks of group, runs their segments and returns rank 0's result,
-// or the first failure after every sibling has stopped.
-func (r *run) tryGroup(ctx workflow.Context, group string, until int64, hb time.Duration) (SegmentResult, error) {
+// tryGroup reserves the ranks of group and runs their segments until all have ended. It
+// returns the furthest committed step any rank reported (ok false when none did), and
+// the first failure: once a rank fails, its siblings are cancelled, and a rank whose
+// peer left fails too, so that later failures say nothing new.
+func (r *run) tryGroup(ctx workflow.Context, group string, until int64, hb time.Duration) (best SegmentResult, ok bool, first error) {
 	n := r.in.Config.Parallel.Data
 	gctx, cancel := workflow.WithCancel(ctx)
 	r.cancel = cancel
@@ -188,55 +183,53 @@ func (r *run) tryGroup(ctx workflow.Context, group string, until int64, hb time.
 	for i := range reserved {
 		reserved[i] = workflow.ExecuteActivity(rctx, ReserveActivity, RankInput{Group: group, Rank: i})
 	}
-	ranks := make([]RankSlot, n)
 	addrs := make([]string, n)
+	queues := make([]string, n)
 	for i, f := range reserved {
-		if err := f.Get(gctx, &ranks[i]); err != nil {
+		var slot RankSlot
+		if err := f.Get(gctx, &slot); err != nil {
 			cancel()
-			return SegmentResult{}, err
+			return best, false, err
 		}
-		addrs[i] = ranks[i].Addr
+		addrs[i], queues[i] = slot.Addr, slot.Queue
 	}
-	futures := make([]workflow.Future, n)
-	for i, slot := range ranks {
+	sel := workflow.NewSelector(ctx)
+	for i, queue := range queues {
 		sctx := workflow.WithActivityOptions(gctx, workflow.ActivityOptions{
-			TaskQueue:              slot.Queue,
-			ScheduleToStartTimeout: hb, // a worker that died after reserving is noticed at once
+			TaskQueue:              queue,
+			ScheduleToStartTimeout: hb, // a worker that died after reserving is noticed soon
 			StartToCloseTimeout:    7 * 24 * time.Hour,
 			HeartbeatTimeout:       hb,
 			WaitForCancellation:    true,
 			// The group, not one rank, is retried: see groupSegment.
 			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
 		})
-		futures[i] = workflow.ExecuteActivity(sctx, RankActivity, RankSegmentInput{
+		f := workflow.ExecuteActivity(sctx, RankActivity, RankSegmentInput{
 			SegmentInput: SegmentInput{Config: r.in.Config, Until: until}, Group: group, Rank: i, Addrs: addrs})
-	}
-	results := make([]SegmentResult, n)
-	errs := make([]error, n)
-	sel := workflow.NewSelector(ctx)
-	var first error
-	for i, f := range futures {
 		sel.AddFuture(f, func(f workflow.Future) {
-			errs[i] = f.Get(ctx, &results[i])
+			var res SegmentResult
+			err := f.Get(ctx, &res)
 			var canceled *temporal.CanceledError
-			if errs[i] != nil && first == nil && !errors.As(errs[i], &canceled) {
-				first = errs[i]
+			var app *temporal.ApplicationError
+			reported := err == nil ||
+				(errors.As(err, &canceled) && canceled.HasDetails() && canceled.Details(&res) == nil) ||
+				(errors.As(err, &app) && app.HasDetails() && app.Details(&res) == nil)
+			if reported && (!ok || res.Step > best.Step) {
+				best, ok = res, true
+			}
+			if err != nil && first == nil && !errors.As(err, &canceled) {
+				first = err
 				cancel() // the siblings stop: none continues without this rank
 			}
 		})
 	}
-	for range futures {
+	for range queues {
 		sel.Select(ctx)
 	}
-	if first != nil {
-		return SegmentResult{}, first
+	if first == nil && gctx.Err() != nil {
+		first = temporal.NewCanceledError() // paused or stopped
 	}
-	for _, err := range errs {
-		if err != nil {
-			return results[0], err // cancelled by pause or stop
-		}
-	}
-	return results[0], nil
+	return best, ok, first
 }
 
 // rankWorker is a worker that also takes ranks: the shared queue's worker, which

@@ -67,6 +67,33 @@ func TestDataParallelAcrossWorkers(t *testing.T) {
 		t.Errorf("rank segments ran on %q, want one on each worker", ids)
 	}
 
+	// Pause cancels every rank; none commits the step it is on (they stop at different
+	// steps), so the run pauses at the group's last checkpoint and resumes from it.
+	paused, in := oneSegment(t, "dp-paused")
+	paused.Parallel.Data = 2
+	in.Config = paused
+	if _, err := Submit(ctx, c, "dp", in); err != nil {
+		t.Fatal(err)
+	}
+	first := filepath.Join(paused.Train.Checkpoint.Dir, "dp-paused", checkpoint.Name(10))
+	waitFor(t, "a first checkpoint", func() bool { return exists(first) })
+	p, err := Control(ctx, c, "dp-paused", UpdatePause)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.State != StatePaused || p.Step < 10 || p.Step%10 != 0 || p.Checkpoint != checkpoint.Name(p.Step) {
+		t.Fatalf("paused 2-rank run: %+v, want paused at a checkpoint", p)
+	}
+	if _, err := Control(ctx, c, "dp-paused", UpdateResume); err != nil {
+		t.Fatal(err)
+	}
+	if p := follow(t, c, "dp-paused"); p.State != StateCompleted || p.Step != 60 {
+		t.Fatalf("paused and resumed 2-rank run ended %+v", p)
+	}
+	if got := fingerprint(t, paused); got != want {
+		t.Errorf("2 ranks, paused and resumed: %s\none rank:                   %s", got, want)
+	}
+
 	crash, in := oneSegment(t, "dp-killed")
 	crash.Parallel.Data = 2
 	in.Config = crash

@@ -171,6 +171,11 @@ func (a *Activities) train(ctx context.Context, in SegmentInput, g *collective.G
 	switch {
 	case err != nil && g != nil && runCtx.Err() != nil && ctx.Err() == nil:
 		return SegmentResult{}, errors.New("worker shutting down: the group restarts from its last checkpoint")
+	case err != nil && g != nil && runCtx.Err() == nil && !usererr.Is(err):
+		// A rank whose peer failed: the workflow learns which step the group committed.
+		last := snapshot()
+		return SegmentResult{}, temporal.NewApplicationError(err.Error(), "RankError", SegmentResult{
+			Step: last.Committed, Loss: last.Loss, Checkpoint: last.Checkpoint, Dir: tr.CheckpointDir(), Worker: a.Identity})
 	case err != nil && !errors.Is(err, context.Canceled) && (g == nil || runCtx.Err() == nil):
 		return SegmentResult{}, classify(err)
 	}
