@@ -64,7 +64,7 @@ func StartLocal(stateDir, queue string, acts *Activities) (*Local, error) {
 	} else {
 		l.w = worker.New(l.Client, queue, worker.Options{Identity: Identity(queue), LocalActivityWorkerOnly: true})
 		l.w.RegisterWorkflowWithOptions(TrainRun, workflow.RegisterOptions{Name: WorkflowName})
-		registerSweep(l.w, nil)
+		registerSweep(l.w, l.Client, nil)
 	}
 	if err := l.w.Start(); err != nil {
 		l.Close()

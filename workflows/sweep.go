@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer"
 	"github.com/herdml/herd/trainer/config"
 	"github.com/herdml/herd/workflows/sweep"
@@ -22,6 +24,7 @@ import (
 const (
 	SweepWorkflow = "Sweep"     // workflow type; workflow ID = sweep name
 	EvalActivity  = "TrialEval" // activity: eval loss of a trial's checkpoint
+	StopActivity  = "StopTrial" // local activity: the stop update to a trial's run
 	// StateRung is a TrainRun that ended at RunInput.Until: a sweep trial waiting at an
 	// ASHA rung for the sweep's decision, holding no worker.
 	StateRung = "rung"
@@ -126,12 +129,30 @@ func (a *Activities) TrialEval(ctx context.Context, in EvalInput) (float64, erro
 	return res.Loss, nil
 }
 
-// registerSweep adds the Sweep workflow to a worker, and TrialEval where it trains.
-func registerSweep(w worker.Registry, acts *Activities) {
+// registerSweep adds the Sweep workflow and StopTrial to a worker, and TrialEval where it
+// trains.
+func registerSweep(w worker.Registry, c client.Client, acts *Activities) {
 	w.RegisterWorkflowWithOptions(Sweep, workflow.RegisterOptions{Name: SweepWorkflow})
+	w.RegisterActivityWithOptions(stopper{c}.StopTrial, activity.RegisterOptions{Name: StopActivity})
 	if acts != nil {
 		w.RegisterActivityWithOptions(acts.TrialEval, activity.RegisterOptions{Name: EvalActivity})
 	}
+}
+
+// stopper sends a trial's TrainRun the stop update. It runs as a local activity, in the
+// sweep's workflow worker, so that it never waits behind the segment it stops for the
+// worker's one activity slot.
+type stopper struct{ c client.Client }
+
+// StopTrial stops a trial's run: its segment ends at the next step boundary (seen at its
+// next heartbeat) and commits that step, and its worker is free. A run that has already
+// ended needs nothing.
+func (s stopper) StopTrial(ctx context.Context, id string) error {
+	_, err := Control(ctx, s.c, id, UpdateStop)
+	if usererr.Is(err) {
+		return nil
+	}
+	return err
 }
 
 // sweepRun is the Sweep workflow's mutable state.
@@ -140,7 +161,6 @@ type sweepRun struct {
 	p        SweepProgress
 	rungs    []int64 // the rungs where decisions are made: those at or past the grace period
 	running  int     // legs and evaluations in flight
-	cancels  map[int]workflow.CancelFunc
 	stopping bool
 }
 
@@ -151,7 +171,7 @@ type sweepRun struct {
 // therefore depend on the metrics alone, never on which trial finished first, and a
 // sweep run twice (or with another max_concurrent) decides the same.
 func Sweep(ctx workflow.Context, in SweepInput) (SweepProgress, error) {
-	s := &sweepRun{in: in, cancels: map[int]workflow.CancelFunc{}}
+	s := &sweepRun{in: in}
 	for _, r := range in.Rungs {
 		if r >= in.Grace {
 			s.rungs = append(s.rungs, r)
@@ -250,20 +270,19 @@ func (s *sweepRun) launch(ctx workflow.Context, sel workflow.Selector, i int) {
 	if t.Step > 0 { // continue from the rung's checkpoint without an empty first segment
 		in.Carry = &Progress{Name: tr.Config.Name, State: StateRunning, Step: t.Step, Steps: t.Steps, Loss: t.Loss}
 	}
-	cctx, cancel := workflow.WithCancel(ctx)
-	cctx = workflow.WithChildOptions(cctx, workflow.ChildWorkflowOptions{WorkflowID: t.ID})
-	s.cancels[i] = cancel
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: t.ID})
 	t.State = TrialRunning
 	s.running++
 	f := workflow.ExecuteChildWorkflow(cctx, WorkflowName, in)
 	sel.AddFuture(f, func(f workflow.Future) {
 		s.running--
-		delete(s.cancels, i)
 		var p Progress
 		err := f.Get(ctx, &p)
 		var canceled *temporal.CanceledError
 		var app *temporal.ApplicationError
 		switch {
+		case err == nil && p.State == StateStopped:
+			t.Step, t.Loss, t.Worker, t.State = p.Step, p.Loss, p.Worker, TrialStopped
 		case err == nil:
 			t.Step, t.Loss, t.Worker = p.Step, p.Loss, p.Worker
 			s.metric(ctx, sel, i, p)
@@ -410,7 +429,10 @@ func (s *sweepRun) finish(ctx workflow.Context, state string) (SweepProgress, er
 
 // handlers: the progress query; resume, which `herd resume` sends to a running sweep (the
 // sweep itself needs nothing: its children retry on their own); stop, which cancels the
-// legs in flight (each commits the step it is on) and ends the sweep.
+// legs in flight through their runs' own stop update (each commits the step it is on)
+// and ends the sweep. (Cancelling the child workflows would be the obvious way, but on
+// the embedded server a cancel request to a run with a segment in flight was recorded by
+// the parent and never reached the child.)
 func (s *sweepRun) handlers(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (SweepProgress, error) { return s.p, nil }); err != nil {
 		return err
@@ -420,9 +442,16 @@ func (s *sweepRun) handlers(ctx workflow.Context) error {
 	}
 	return workflow.SetUpdateHandler(ctx, UpdateStop, func(ctx workflow.Context) (SweepProgress, error) {
 		s.stopping = true
-		for i := range s.p.Trials { // in index order: commands must replay in the same order
-			if cancel := s.cancels[i]; cancel != nil {
-				cancel()
+		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{ScheduleToCloseTimeout: 10 * time.Minute})
+		var stops []workflow.Future
+		for i, t := range s.p.Trials { // in index order: commands must replay in the same order
+			if t.State == TrialRunning {
+				stops = append(stops, workflow.ExecuteLocalActivity(lctx, StopActivity, s.p.Trials[i].ID))
+			}
+		}
+		for _, f := range stops {
+			if err := f.Get(ctx, nil); err != nil {
+				return s.p, err
 			}
 		}
 		return s.p, nil

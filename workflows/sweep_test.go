@@ -108,3 +108,50 @@ asha: {rungs: [6, 12], reduction_factor: 2}
 		}
 	}
 }
+
+// Must-show 4: `herd stop` of a sweep cancels the trial in flight, whose segment stops at
+// the next step boundary, commits and frees its worker within one heartbeat interval of
+// the cancellation (event times on the server).
+func TestSweepStopFreesWorker(t *testing.T) {
+	srv := startServer(t)
+	c := dialTest(t, srv.Addr())
+	inProcessWorker(t, c)
+	ctx := context.Background()
+	in := sweepFile(t, "stopme", "space: {train.optim.lr: {values: [1.0e-2]}}\nmetric: loss\n", "train.steps=100000")
+	if _, err := SubmitSweep(ctx, c, TaskQueue, in); err != nil {
+		t.Fatal(err)
+	}
+	id := TrialID(in.Name, 0)
+	waitFor(t, "the trial's first step", func() bool {
+		s, err := GetStatus(ctx, c, id)
+		return err == nil && s.Live != nil && s.Live.Step > 0
+	})
+	if _, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: in.Name, UpdateName: UpdateStop,
+		WaitForStage: client.WorkflowUpdateStageCompleted}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := FollowSweep(ctx, c, in.Name, 100*time.Millisecond, nil)
+	if err != nil || p.State != StateStopped || p.Trials[0].State != TrialStopped || p.Trials[0].Step == 0 {
+		t.Fatalf("after stop: %+v, %v", p, err)
+	}
+	var requested, closed time.Time
+	it := c.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED:
+			requested = ev.GetEventTime().AsTime()
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCELED, enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+			closed = ev.GetEventTime().AsTime()
+		}
+	}
+	if requested.IsZero() || closed.IsZero() {
+		t.Fatalf("history of %s: cancel requested %v, segment closed %v", id, requested, closed)
+	}
+	if d := closed.Sub(requested); d > in.HeartbeatTimeout/3+time.Second {
+		t.Fatalf("segment closed %v after the cancellation; want within one heartbeat interval (%v) and a step", d, in.HeartbeatTimeout/3)
+	}
+}

@@ -67,6 +67,6 @@ func NewWorker(c client.Client, queue string, acts *Activities) worker.Worker {
 	})
 	w.RegisterWorkflowWithOptions(TrainRun, workflow.RegisterOptions{Name: WorkflowName})
 	w.RegisterActivityWithOptions(acts.TrainSegment, activity.RegisterOptions{Name: SegmentActivity})
-	registerSweep(w, acts)
+	registerSweep(w, c, acts)
 	return withRanks(c, queue, acts, w)
 }

@@ -1,0 +1,241 @@
+package workflows
+
+import (
+	"encoding/csv"
+	"fmt"
+	"image/color"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// LRKey is the config key whose sweeps get loss-against-learning-rate curves.
+const LRKey = "train.optim.lr"
+
+// param returns the value of key in a trial's "key=value" list.
+func (t TrialState) param(key string) (string, bool) {
+	for _, kv := range t.Params {
+		if k, v, _ := strings.Cut(kv, "="); k == key {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// keys lists the swept keys, in the sweep file's order.
+func (p SweepProgress) keys() []string {
+	if len(p.Trials) == 0 {
+		return nil
+	}
+	var out []string
+	for _, kv := range p.Trials[0].Params {
+		k, _, _ := strings.Cut(kv, "=")
+		out = append(out, k)
+	}
+	return out
+}
+
+// WriteCSV writes one row per trial: its index, every swept value, state, committed step,
+// the metric at each rung, and the final metric (empty unless completed).
+func (p SweepProgress) WriteCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	head := append([]string{"trial"}, p.keys()...)
+	head = append(head, "state", "step")
+	for _, r := range p.Rungs {
+		head = append(head, fmt.Sprintf("%s@%d", p.Metric, r))
+	}
+	head = append(head, p.Metric)
+	if err := cw.Write(head); err != nil {
+		return err
+	}
+	for _, t := range p.Trials {
+		row := []string{strconv.Itoa(t.Index)}
+		for _, k := range p.keys() {
+			v, _ := t.param(k)
+			row = append(row, v)
+		}
+		row = append(row, t.State, strconv.FormatInt(t.Step, 10))
+		for i := range p.Rungs {
+			cell := ""
+			if i < len(t.RungLoss) {
+				cell = strconv.FormatFloat(t.RungLoss[i], 'g', -1, 64)
+			}
+			row = append(row, cell)
+		}
+		final := ""
+		if t.State == TrialCompleted {
+			final = strconv.FormatFloat(t.Final, 'g', -1, 64)
+		}
+		if err := cw.Write(append(row, final)); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// WritePNG draws the final metric of each completed trial against each numeric swept key,
+// one panel per key (log axis where the values span 8x or more), with the trials ASHA
+// stopped at their last rung's metric in grey. Without a numeric key it draws nothing and
+// returns false.
+func (p SweepProgress) WritePNG(w io.Writer) (bool, error) {
+	var panels []*plot.Plot
+	for _, k := range p.keys() {
+		var done, stopped plotter.XYs
+		for _, t := range p.Trials {
+			s, _ := t.param(k)
+			x, err := strconv.ParseFloat(s, 64)
+			if err != nil {
+				done, stopped = nil, nil
+				break // a categorical key: nothing to put on an axis
+			}
+			switch {
+			case t.State == TrialCompleted:
+				done = append(done, plotter.XY{X: x, Y: t.Final})
+			case len(t.RungLoss) > 0:
+				stopped = append(stopped, plotter.XY{X: x, Y: t.RungLoss[len(t.RungLoss)-1]})
+			}
+		}
+		if len(done)+len(stopped) == 0 {
+			continue
+		}
+		pl := plot.New()
+		pl.Title.Text = fmt.Sprintf("%s: %s against %s", p.Name, p.Metric, k)
+		pl.X.Label.Text, pl.Y.Label.Text = k, p.Metric
+		if logAxis(append(slices.Clone(done), stopped...)) {
+			pl.X.Scale, pl.X.Tick.Marker = plot.LogScale{}, plot.TickerFunc(octaves)
+		}
+		for _, set := range []struct {
+			xys plotter.XYs
+			c   color.Color
+		}{{stopped, color.Gray{Y: 160}}, {done, color.RGBA{B: 200, A: 255}}} {
+			if len(set.xys) == 0 {
+				continue
+			}
+			sc, err := plotter.NewScatter(set.xys)
+			if err != nil {
+				return false, err
+			}
+			sc.Color = set.c
+			pl.Add(sc)
+		}
+		panels = append(panels, pl)
+	}
+	if len(panels) == 0 {
+		return false, nil
+	}
+	return true, writePanels(w, [][]*plot.Plot{panels})
+}
+
+// WriteLRCurves draws, for a sweep over train.optim.lr, the final metric against log2 of
+// the learning rate: one line per combination of the other swept values, one panel per
+// value of metap.mode when it is swept. It returns false when the LR is not swept.
+func (p SweepProgress) WriteLRCurves(w io.Writer) (bool, error) {
+	if !slices.Contains(p.keys(), LRKey) {
+		return false, nil
+	}
+	curves := map[string]map[string]plotter.XYs{} // panel -> line -> points
+	for _, t := range p.Trials {
+		if t.State != TrialCompleted {
+			continue
+		}
+		s, _ := t.param(LRKey)
+		lr, err := strconv.ParseFloat(s, 64)
+		if err != nil || lr <= 0 {
+			continue
+		}
+		panel, _ := t.param("metap.mode")
+		var rest []string
+		for _, kv := range t.Params {
+			if k, _, _ := strings.Cut(kv, "="); k != LRKey && k != "metap.mode" {
+				rest = append(rest, kv)
+			}
+		}
+		line := strings.Join(rest, " ")
+		if curves[panel] == nil {
+			curves[panel] = map[string]plotter.XYs{}
+		}
+		curves[panel][line] = append(curves[panel][line], plotter.XY{X: math.Log2(lr), Y: t.Final})
+	}
+	var panels []*plot.Plot
+	for _, name := range sortedKeys(curves) {
+		pl := plot.New()
+		pl.Title.Text = fmt.Sprintf("%s: %s against log2 lr %s", p.Name, p.Metric, name)
+		pl.X.Label.Text, pl.Y.Label.Text = "log2 lr", p.Metric
+		pl.Legend.Top = true
+		lines := sortedKeys(curves[name])
+		for i, l := range lines {
+			xys := curves[name][l]
+			slices.SortFunc(xys, func(a, b plotter.XY) int { return int(math.Copysign(1, a.X-b.X)) })
+			ln, pts, err := plotter.NewLinePoints(xys)
+			if err != nil {
+				return false, err
+			}
+			shade := uint8(220 - 200*i/max(1, len(lines)-1))
+			ln.Color, pts.Color = color.RGBA{R: shade, G: shade, B: 255, A: 255}, color.RGBA{R: shade, G: shade, B: 255, A: 255}
+			ln.Width = vg.Points(1.5)
+			pl.Add(ln, pts)
+			pl.Legend.Add(l, ln)
+		}
+		panels = append(panels, pl)
+	}
+	if len(panels) == 0 {
+		return false, nil
+	}
+	return true, writePanels(w, [][]*plot.Plot{panels})
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// logAxis reports whether x values are all positive and span at least 8x.
+func logAxis(xys plotter.XYs) bool {
+	lo, hi := math.Inf(1), 0.0
+	for _, p := range xys {
+		if p.X <= 0 {
+			return false
+		}
+		lo, hi = min(lo, p.X), max(hi, p.X)
+	}
+	return hi >= 8*lo
+}
+
+// octaves marks a log axis at the powers of two inside [lo, hi].
+func octaves(lo, hi float64) []plot.Tick {
+	var ticks []plot.Tick
+	for k := math.Floor(math.Log2(lo)); k <= math.Ceil(math.Log2(hi)); k++ {
+		if v := math.Exp2(k); v >= lo && v <= hi {
+			ticks = append(ticks, plot.Tick{Value: v, Label: fmt.Sprintf("2^%d", int(k))})
+		}
+	}
+	return ticks
+}
+
+func writePanels(w io.Writer, panels [][]*plot.Plot) error {
+	const side = 5 * vg.Inch
+	cols := len(panels[0])
+	img := vgimg.New(side*vg.Length(cols), side)
+	tiles := draw.Tiles{Rows: 1, Cols: cols, PadX: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2}
+	canvases := plot.Align(panels, tiles, draw.New(img))
+	for i, pl := range panels[0] {
+		pl.Draw(canvases[0][i])
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w); err != nil {
+		return fmt.Errorf("writing the PNG: %w", err)
+	}
+	return nil
+}
