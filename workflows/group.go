@@ -16,9 +16,9 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// A run with parallel.data N > 1 trains as a group of N ranks, each a TrainSegment pinned
-// to the worker that reserved it. The workflow reserves the ranks (one ReserveRank per
-// rank on the shared queue: any worker with a free rank slot takes it and opens the
+// A run with parallel.data N > 1 trains as a group of N ranks, each a TrainRank segment
+// pinned to the worker that reserved it. The workflow reserves the ranks (one ReserveRank
+// per rank on the shared queue: any worker with a free rank slot takes it and opens the
 // rank's collective listener), then starts every rank's segment on its worker's own
 // queue with every rank's address. A rank that fails cancels its siblings, and the whole
 // group is reserved and started again from the last committed checkpoint: no rank ever
@@ -78,6 +78,12 @@ func (a *Activities) ReserveRank(ctx context.Context, in RankInput) (RankSlot, e
 	s := &a.slots
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	key := slotKey(in.Group, in.Rank)
+	if old := s.held[key]; old != nil { // a retried reservation replaces its earlier self
+		old.Close()
+		delete(s.held, key)
+		s.free++
+	}
 	if s.free <= 0 {
 		return RankSlot{}, fmt.Errorf("worker %s has no free rank slot (it takes %d)", a.Identity, a.Ranks)
 	}
@@ -89,17 +95,15 @@ func (a *Activities) ReserveRank(ctx context.Context, in RankInput) (RankSlot, e
 	if err != nil {
 		return RankSlot{}, fmt.Errorf("collective listener for rank %d: %w", in.Rank, err)
 	}
-	key := slotKey(in.Group, in.Rank)
-	if old := s.held[key]; old != nil { // a retried reservation replaces its earlier self
-		old.Close()
-		s.free++
-	}
 	s.free--
 	s.held[key] = lis
 	time.AfterFunc(reserveTTL, func() {
-		if l := a.take(key); l != nil {
-			l.Close()
-			a.release()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.held[key] == lis { // neither taken by its segment nor replaced
+			lis.Close()
+			delete(s.held, key)
+			s.free++
 		}
 	})
 	return RankSlot{Queue: a.rankQueue, Addr: lis.Addr().String(), Devices: devices(), Worker: a.Identity}, nil
