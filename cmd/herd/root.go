@@ -32,6 +32,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newPlanCmd())
 	root.AddCommand(newMetapCmd())
 	root.AddCommand(newDataCmd())
+	root.AddCommand(newSweepCmd())
 	root.AddCommand(newServerCmd(), newWorkerCmd(), newRunCmd(), newLsCmd(), newStatusCmd(), newPauseCmd(), newResumeCmd(), newStopCmd(), newGPUsCmd())
 	return root
 }

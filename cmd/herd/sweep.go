@@ -1,0 +1,219 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/herdml/herd/workflows"
+	"github.com/herdml/herd/workflows/devserver"
+	"github.com/herdml/herd/workflows/sweep"
+)
+
+func newSweepCmd() *cobra.Command {
+	var (
+		tf      temporalFlags
+		jsonOut bool
+		out     string
+	)
+	c := &cobra.Command{
+		Use:   "sweep SWEEP.yaml",
+		Short: "Search hyperparameters as a durable workflow: trials as runs, ASHA early stopping, MetaP transfer",
+		Long: "Start (or attach to) the sweep the file describes and follow it to its end, then write\n" +
+			"its results: trials.csv, metric.png (the metric against each parameter) and, for a\n" +
+			"sweep over train.optim.lr, lr.png. `herd sweep status NAME` shows a sweep;\n" +
+			"`herd stop NAME` stops it; `herd resume NAME` continues it after a crash.",
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			s, err := sweep.Load(args[0])
+			if err != nil {
+				return err
+			}
+			in, err := sweepInput(s)
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				out = filepath.Join(s.Base.Train.Checkpoint.Dir, s.Name)
+			}
+			ctx, stop := interruptContext()
+			defer stop()
+			errw := c.ErrOrStderr()
+			show := func(p workflows.SweepProgress) { fmt.Fprintf(errw, "\r%s", sweepLine(p)) }
+			var p workflows.SweepProgress
+			if tf.addr == "" && devserver.RunningAddr(tf.stateDir) == "" {
+				fmt.Fprintf(errw, "sweep %s: %d trials on the embedded Temporal server (%s). Ctrl-C stops following; `herd resume %s` continues.\n",
+					s.Name, len(s.Trials), tf.stateDir, s.Name)
+				p, err = workflows.SweepLocal(ctx, tf.stateDir, in, &workflows.Activities{}, show)
+			} else {
+				cl, done, cerr := tf.connect()
+				if cerr != nil {
+					return cerr
+				}
+				defer done()
+				in.SearchAttributes = tf.addr == ""
+				if _, err := workflows.SubmitSweep(ctx, cl, tf.queue, in); err != nil {
+					return err
+				}
+				p, err = workflows.FollowSweep(ctx, cl, s.Name, workflows.FollowEvery, show)
+			}
+			fmt.Fprintln(errw)
+			if err != nil {
+				return err
+			}
+			files, err := writeSweepResults(p, out)
+			if err != nil {
+				return err
+			}
+			if jsonOut {
+				return printJSON(c.OutOrStdout(), map[string]any{"sweep": p, "files": files})
+			}
+			printSweep(c.OutOrStdout(), p)
+			fmt.Fprintf(c.OutOrStdout(), "results: %s\n", strings.Join(files, ", "))
+			return nil
+		},
+	}
+	tf.register(c)
+	c.Flags().BoolVar(&jsonOut, "json", false, "print the sweep's final state as JSON on stdout")
+	c.Flags().StringVar(&out, "out", "", "folder for trials.csv and the plots (default: the base config's checkpoint dir/sweep name)")
+	c.AddCommand(newSweepStatusCmd())
+	return c
+}
+
+func newSweepStatusCmd() *cobra.Command {
+	var (
+		tf      temporalFlags
+		jsonOut bool
+	)
+	c := &cobra.Command{
+		Use:   "status NAME",
+		Short: "A sweep's trials: parameters, step, metric, state, and the best trial",
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, done, err := tf.connect()
+			if err != nil {
+				return err
+			}
+			defer done()
+			p, err := workflows.GetSweep(c.Context(), cl, args[0])
+			if err != nil {
+				return err
+			}
+			if jsonOut {
+				return printJSON(c.OutOrStdout(), p)
+			}
+			printSweep(c.OutOrStdout(), p)
+			return nil
+		},
+	}
+	tf.register(c)
+	c.Flags().BoolVar(&jsonOut, "json", false, "print the sweep as JSON")
+	return c
+}
+
+// sweepInput is the workflow input with every path absolute, so that any worker, started
+// from any folder, finds the data and the checkpoints.
+func sweepInput(s *sweep.Sweep) (workflows.SweepInput, error) {
+	for i := range s.Trials {
+		if err := absolutePaths(&s.Trials[i].Config); err != nil {
+			return workflows.SweepInput{}, err
+		}
+	}
+	in := workflows.NewSweepInput(s)
+	if in.Transfer != nil {
+		target, err := s.Target(s.Trials[0].Params)
+		if err != nil {
+			return in, err
+		}
+		if err := absolutePaths(&target); err != nil {
+			return in, err
+		}
+		for _, kv := range [][2]string{{"data.train", target.Data.Train}, {"data.eval", target.Data.Eval}, {"train.checkpoint.dir", target.Train.Checkpoint.Dir}} {
+			if kv[1] != "" {
+				in.Transfer.Sets = append(in.Transfer.Sets, kv[0]+"="+kv[1])
+			}
+		}
+	}
+	return in, nil
+}
+
+func sweepLine(p workflows.SweepProgress) string {
+	n := map[string]int{}
+	for _, t := range p.Trials {
+		n[t.State]++
+	}
+	return fmt.Sprintf("%s %s: %d running, %d completed, %d stopped, %d pending, %d steps",
+		p.Name, p.State, n[workflows.TrialRunning], n[workflows.TrialCompleted], n[workflows.TrialStopped],
+		n[workflows.TrialPending]+n[workflows.TrialPromoted]+n[workflows.TrialRung], p.Compute)
+}
+
+// printSweep is the status table: trial, params, step, metric, state; then the best.
+func printSweep(w io.Writer, p workflows.SweepProgress) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "trial\tparams\tstep\t%s\tstate\n", p.Metric)
+	for _, t := range p.Trials {
+		m := "-"
+		switch {
+		case t.State == workflows.TrialCompleted:
+			m = fmt.Sprintf("%.4f", t.Final)
+		case len(t.RungLoss) > 0:
+			m = fmt.Sprintf("%.4f @%d", t.RungLoss[len(t.RungLoss)-1], p.Rungs[len(t.RungLoss)-1])
+		}
+		state := t.State
+		if t.Error != "" {
+			state += ": " + t.Error
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d/%d\t%s\t%s\n", t.Index, strings.Join(t.Params, " "), t.Step, t.Steps, m, state)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, sweepLine(p))
+	if p.Best >= 0 {
+		b := p.Trials[p.Best]
+		fmt.Fprintf(w, "best: trial %d (%s) %s %.4f\n", b.Index, strings.Join(b.Params, " "), p.Metric, b.Final)
+	}
+	if p.Target != nil {
+		fmt.Fprintf(w, "transfer target: %s, %s at step %d/%d, loss %.4f\n", p.Target.Name, p.Target.State, p.Target.Step, p.Target.Steps, p.Target.Loss)
+	}
+	if p.Error != "" {
+		fmt.Fprintf(w, "error: %s\n", p.Error)
+	}
+}
+
+// writeSweepResults writes trials.csv, metric.png and lr.png (where they apply) to dir.
+func writeSweepResults(p workflows.SweepProgress, dir string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("results folder: %w", err)
+	}
+	var files []string
+	for _, r := range []struct {
+		name  string
+		write func(io.Writer) (bool, error)
+	}{
+		{"trials.csv", func(w io.Writer) (bool, error) { return true, p.WriteCSV(w) }},
+		{"metric.png", p.WritePNG},
+		{"lr.png", p.WriteLRCurves},
+	} {
+		path := filepath.Join(dir, r.name)
+		f, err := os.Create(path)
+		if err != nil {
+			return files, fmt.Errorf("results: %w", err)
+		}
+		wrote, err := r.write(f)
+		err = errors.Join(err, f.Close())
+		if err != nil {
+			return files, fmt.Errorf("%s: %w", path, err)
+		}
+		if !wrote {
+			_ = os.Remove(path)
+			continue
+		}
+		files = append(files, path)
+	}
+	return files, nil
+}
