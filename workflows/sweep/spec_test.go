@@ -159,3 +159,18 @@ func TestContinue(t *testing.T) {
 		}
 	}
 }
+
+// The transfer experiment's sweep file stays valid: 4 widths x 11 octaves x 2 modes.
+func TestExampleMetaPTransfer(t *testing.T) {
+	s, err := Load("../../examples/metap-transfer.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Trials) != 88 || s.Metric != "eval_loss" {
+		t.Fatalf("%d trials, metric %s", len(s.Trials), s.Metric)
+	}
+	last := s.Trials[87].Config
+	if last.Model.DModel != 512 || last.Train.Optim.LR != 0.0625 || last.MetaP.Mode != "metap" {
+		t.Fatalf("last trial: d_model %d lr %g mode %s", last.Model.DModel, last.Train.Optim.LR, last.MetaP.Mode)
+	}
+}
