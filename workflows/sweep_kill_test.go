@@ -1,0 +1,107 @@
+package workflows
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/herdml/herd/workflows/devserver"
+)
+
+// init runs this test binary as `herd sweep` (SweepLocal of the input in
+// $HERD_TEST_SWEEP_INPUT on state dir $HERD_TEST_SWEEP) when the kill test asks for it.
+func init() {
+	dir := os.Getenv("HERD_TEST_SWEEP")
+	if dir == "" {
+		return
+	}
+	var in SweepInput
+	if err := json.Unmarshal([]byte(os.Getenv("HERD_TEST_SWEEP_INPUT")), &in); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if _, err := SweepLocal(context.Background(), dir, in, &Activities{}, nil); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// Must-show 3: the whole `herd sweep` process (embedded server, worker, client) SIGKILLed
+// while a trial trains (the second, after the first passed its rung). A new process on the same state dir (what `herd resume` runs)
+// finishes the sweep: every trial ends completed or stopped at a rung, none is left
+// running, and each trial's run has exactly one execution per leg (none run twice).
+func TestSweepProcessKilled(t *testing.T) {
+	dir := t.TempDir()
+	in := sweepFile(t, "killed", `space: {train.optim.lr: {values: [1.0e-2, 1.0e-3, 3.0e-2]}}
+metric: loss
+asha: {rungs: [10], reduction_factor: 2}
+`, "train.steps=30", "train.checkpoint.every=10")
+	in.HeartbeatTimeout = 2 * time.Second
+	raw, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc := helper(t, "HERD_TEST_SWEEP="+dir, "HERD_TEST_SWEEP_INPUT="+string(raw))
+
+	ctx := context.Background()
+	waitFor(t, "the helper's server", func() bool { return devserver.RunningAddr(dir) != "" })
+	c := dialTest(t, devserver.RunningAddr(dir))
+	waitFor(t, "a second trial training", func() bool {
+		p, err := GetSweep(ctx, c, "killed")
+		return err == nil && p.Trials[0].Step > 0 && p.Trials[1].State == TrialRunning
+	})
+	c.Close()
+	if err := proc.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = proc.Wait()
+
+	l, err := StartLocal(dir, TaskQueue, &Activities{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	fctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	p, err := FollowSweep(fctx, l.Client, "killed", 100*time.Millisecond, nil)
+	if err != nil || p.State != StateCompleted {
+		t.Fatalf("after the restart: %+v, %v", p, err)
+	}
+	for _, tr := range p.Trials {
+		legs := 1 + len(tr.RungLoss)
+		if tr.State == TrialStopped {
+			legs-- // ended at its last rung
+		}
+		if tr.State != TrialCompleted && tr.State != TrialStopped {
+			t.Errorf("%s ended %s", tr.ID, tr.State)
+		}
+		resp, err := l.Client.ListWorkflow(ctx, listRequest(tr.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs := 0
+		for _, e := range resp.GetExecutions() {
+			if e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+				t.Errorf("%s still running", tr.ID)
+			}
+			if e.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW {
+				runs++
+			}
+		}
+		if runs != legs {
+			t.Errorf("%s: %d executions, want one per leg (%d)", tr.ID, runs, legs)
+		}
+	}
+}
+
+func listRequest(id string) *workflowservice.ListWorkflowExecutionsRequest {
+	return &workflowservice.ListWorkflowExecutionsRequest{Query: fmt.Sprintf("WorkflowId = '%s'", id)}
+}
