@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"encoding/csv"
 	"fmt"
 	"image/color"
@@ -172,6 +173,7 @@ func (p SweepProgress) WriteLRCurves(w io.Writer) (bool, error) {
 		pl.X.Label.Text, pl.Y.Label.Text = "log2 lr", p.Metric
 		pl.Legend.Top = true
 		lines := sortedKeys(curves[name])
+		slices.SortStableFunc(lines, byNumbers) // d_model=64 before d_model=128
 		for i, l := range lines {
 			xys := curves[name][l]
 			slices.SortFunc(xys, func(a, b plotter.XY) int { return int(math.Copysign(1, a.X-b.X)) })
@@ -200,6 +202,24 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// byNumbers orders "k=v ..." labels by their values, numerically where both parse.
+func byNumbers(a, b string) int {
+	as, bs := strings.Fields(a), strings.Fields(b)
+	for i := range min(len(as), len(bs)) {
+		_, x, _ := strings.Cut(as[i], "=")
+		_, y, _ := strings.Cut(bs[i], "=")
+		fx, ex := strconv.ParseFloat(x, 64)
+		fy, ey := strconv.ParseFloat(y, 64)
+		switch {
+		case ex == nil && ey == nil && fx != fy:
+			return cmp.Compare(fx, fy)
+		case x != y:
+			return strings.Compare(x, y)
+		}
+	}
+	return cmp.Compare(len(as), len(bs))
 }
 
 // logAxis reports whether x values are all positive and span at least 8x.

@@ -1,0 +1,63 @@
+package workflows
+
+import (
+	"bytes"
+	"encoding/csv"
+	"image/png"
+	"testing"
+)
+
+// The results of a finished sweep: one CSV row per trial with its values, rung metrics
+// and final metric; the LR curves drawn as a PNG only for a sweep over the learning rate.
+func TestSweepResults(t *testing.T) {
+	p := SweepProgress{Name: "s", Metric: "loss", Rungs: []int64{10}, Trials: []TrialState{
+		{Index: 0, Params: []string{"model.d_model=128", "train.optim.lr=0.01"}, State: TrialCompleted, Step: 30, RungLoss: []float64{3.5}, Final: 3.25},
+		{Index: 1, Params: []string{"model.d_model=64", "train.optim.lr=0.02"}, State: TrialStopped, Step: 10, RungLoss: []float64{4}},
+		{Index: 2, Params: []string{"model.d_model=64", "train.optim.lr=0.04"}, State: TrialCompleted, Step: 30, RungLoss: []float64{3}, Final: 2.5},
+	}}
+	var b bytes.Buffer
+	if err := p.WriteCSV(&b); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(&b).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{
+		{"trial", "model.d_model", "train.optim.lr", "state", "step", "loss@10", "loss"},
+		{"0", "128", "0.01", "completed", "30", "3.5", "3.25"},
+		{"1", "64", "0.02", "stopped", "10", "4", ""},
+		{"2", "64", "0.04", "completed", "30", "3", "2.5"},
+	}
+	for i := range want {
+		if i >= len(rows) || len(rows[i]) != len(want[i]) {
+			t.Fatalf("rows %q, want %q", rows, want)
+		}
+		for j := range want[i] {
+			if rows[i][j] != want[i][j] {
+				t.Fatalf("row %d: %q, want %q", i, rows[i], want[i])
+			}
+		}
+	}
+	for name, write := range map[string]func(*bytes.Buffer) (bool, error){
+		"metric": func(b *bytes.Buffer) (bool, error) { return p.WritePNG(b) },
+		"lr":     func(b *bytes.Buffer) (bool, error) { return p.WriteLRCurves(b) },
+	} {
+		b.Reset()
+		ok, err := write(&b)
+		if err != nil || !ok {
+			t.Fatalf("%s: wrote %v, %v", name, ok, err)
+		}
+		if _, err := png.Decode(&b); err != nil {
+			t.Fatalf("%s: not a PNG: %v", name, err)
+		}
+	}
+	p.Trials = p.Trials[:1]
+	p.Trials[0].Params = []string{"model.d_model=128"}
+	if ok, err := p.WriteLRCurves(&b); ok || err != nil {
+		t.Fatalf("LR curves without an LR key: %v, %v", ok, err)
+	}
+	if byNumbers("model.d_model=64", "model.d_model=128") >= 0 {
+		t.Fatal("64 sorts after 128")
+	}
+}
