@@ -295,6 +295,10 @@ func TestDivergenceIsNotRetried(t *testing.T) {
 	}
 }
 
+// longRun makes a run long enough (several seconds even on a quiet machine) that a stop
+// sent after its first step lands mid-run, not after the last step.
+var longRun = []string{"train.steps=300", "train.checkpoint.every=150"}
+
 // Stop checkpoints the step the run is on and ends it; `herd resume` then finishes it
 // with the same result as an uninterrupted run.
 func TestStopThenResume(t *testing.T) {
@@ -302,7 +306,7 @@ func TestStopThenResume(t *testing.T) {
 	c := dialTest(t, srv.Addr())
 	inProcessWorker(t, c)
 	ctx := context.Background()
-	cfg := microConfig(t, "stopped")
+	cfg := microConfig(t, "stopped", longRun...)
 	if _, err := Submit(ctx, c, TaskQueue, input(cfg)); err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +318,7 @@ func TestStopThenResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := follow(t, c, "stopped")
-	if p.State != StateStopped || p.Step == 0 || p.Step == 60 {
+	if p.State != StateStopped || p.Step == 0 || p.Step == 300 {
 		t.Fatalf("stopped run: %+v", p)
 	}
 	if _, err := Control(ctx, c, "stopped", UpdatePause); !usererr.Is(err) {
@@ -323,10 +327,10 @@ func TestStopThenResume(t *testing.T) {
 	if err := Resume(ctx, c, TaskQueue, "stopped"); err != nil {
 		t.Fatal(err)
 	}
-	if p := follow(t, c, "stopped"); p.State != StateCompleted || p.Step != 60 {
+	if p := follow(t, c, "stopped"); p.State != StateCompleted || p.Step != 300 {
 		t.Fatalf("resumed run: %+v", p)
 	}
-	direct := microConfig(t, "direct")
+	direct := microConfig(t, "direct", longRun...)
 	trainDirect(t, direct)
 	if got, want := fingerprint(t, cfg), fingerprint(t, direct); got != want {
 		t.Errorf("stopped and resumed: %s\nherd train:          %s", got, want)
@@ -339,7 +343,7 @@ func TestGracefulWorkerShutdown(t *testing.T) {
 	srv := startServer(t)
 	c := dialTest(t, srv.Addr())
 	ctx := context.Background()
-	cfg := microConfig(t, "graceful")
+	cfg := microConfig(t, "graceful", longRun...)
 	w := NewWorker(c, "graceful", &Activities{})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
@@ -353,7 +357,7 @@ func TestGracefulWorkerShutdown(t *testing.T) {
 	})
 	w.Stop()
 	names, err := (checkpoint.Dir{Root: filepath.Join(cfg.Train.Checkpoint.Dir, "graceful")}).List()
-	if err != nil || len(names) == 0 || names[len(names)-1] == checkpoint.Name(30) || names[len(names)-1] == checkpoint.Name(60) {
+	if err != nil || len(names) == 0 || names[len(names)-1] == checkpoint.Name(150) || names[len(names)-1] == checkpoint.Name(300) {
 		t.Fatalf("checkpoints after a graceful stop: %v (%v); want one of the step the segment was on", names, err)
 	}
 	w = NewWorker(c, "graceful", &Activities{})
@@ -361,13 +365,13 @@ func TestGracefulWorkerShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Stop()
-	if p := follow(t, c, "graceful"); p.State != StateCompleted || p.Step != 60 {
+	if p := follow(t, c, "graceful"); p.State != StateCompleted || p.Step != 300 {
 		t.Fatalf("run ended %+v", p)
 	}
 	if _, attempt := segmentAttempts(t, c, "graceful"); attempt != 1 {
 		t.Errorf("a graceful stop used a retry (attempt %d)", attempt)
 	}
-	direct := microConfig(t, "direct")
+	direct := microConfig(t, "direct", longRun...)
 	trainDirect(t, direct)
 	if got, want := fingerprint(t, cfg), fingerprint(t, direct); got != want {
 		t.Errorf("after a graceful stop: %s\nherd train:          %s", got, want)
