@@ -31,14 +31,17 @@ bench: build
 	fi
 
 # Packs Go's sources into Arrow shards (train and held-out eval split), then trains the tiny
-# preset from them for a few minutes and prints the final train and eval loss and bits per
-# byte. Each run starts afresh in runs/demo; the shards are packed once and verified (every
-# sha256 and row) on later runs: `rm -rf shards/go*` to pack them again.
+# preset from them for a few minutes as a durable Temporal workflow (`herd run`: embedded
+# server and worker in this process, state in runs/demo/state), then prints the final train
+# loss and the eval loss and bits per byte of the last checkpoint. Each run starts afresh in
+# runs/demo; the shards are packed once and verified (every sha256 and row) on later runs:
+# `rm -rf shards/go*` to pack them again.
 demo: build
 	$(call pack_or_verify,shards/go,--text '$${GOROOT}/src/**/*.go#train' --seq-len 256)
 	$(call pack_or_verify,shards/go-eval,--text '$${GOROOT}/src/**/*.go#eval' --seq-len 256)
 	rm -rf runs/demo
-	$(BIN) train examples/tiny.yaml --out runs/demo
+	$(BIN) run examples/tiny.yaml --state-dir runs/demo/state --set train.checkpoint.dir=runs/demo
+	$(BIN) eval runs/demo/tiny --data shards/go-eval
 
 # Issue 4's multimodal check: packs Fashion-MNIST (Debian: apt-get install
 # dataset-fashion-mnist), trains examples/fashion.yaml (about 10 minutes on 2 cores), then

@@ -10,13 +10,23 @@ import (
 	"github.com/herdml/herd/trainer/config"
 )
 
-// Open loads the checkpoint folder path with the configuration it was trained with (kept
+// Open loads the checkpoint folder path (or, given a run's folder, its newest valid
+// checkpoint; skipped ones are reported through opts.Warn) with the configuration it was trained with (kept
 // in its state.json), for evaluation and export: no training data is opened, and Step
 // refuses to run. evalSpec names the data Eval reads (same forms as data.eval; "" = none).
 // The checkpoint is refused if the MetaP rules of this herd give another table than the
 // one it was trained with, since its forward multipliers would differ.
 func Open(path, evalSpec string, opts Options) (*Trainer, error) {
-	store, name := checkpoint.At(path)
+	store, name, warnings, err := checkpoint.Find(path)
+	for _, w := range warnings {
+		if opts.Warn != nil {
+			opts.Warn(w)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	path = filepath.Join(store.Root, name)
 	st, err := checkpoint.ReadState(store, name)
 	if err != nil {
 		return nil, err

@@ -32,14 +32,15 @@ func newEvalCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "eval CKPT",
 		Short: "Loss and bits per byte of a checkpoint on held-out data",
-		Long: "Loads the checkpoint folder CKPT (e.g. runs/tiny/step-00000300) with the config it was trained\n" +
+		Long: "Loads the checkpoint folder CKPT (e.g. runs/tiny/step-00000300, or a run folder such as runs/tiny\n" +
+			"for its newest valid checkpoint) with the config it was trained\n" +
 			"with, and evaluates it on --data, in the run's micro-batches.",
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if dataSpec == "" {
 				return usererr.New("--data", "required: a glob of held-out text files, a shard manifest or grpc://host:port/name")
 			}
-			tr, err := trainer.Open(args[0], dataSpec, trainer.Options{})
+			tr, err := trainer.Open(args[0], dataSpec, trainer.Options{Warn: warnStderr(c)})
 			if err != nil {
 				return err
 			}

@@ -17,7 +17,7 @@ func newExportCmd() *cobra.Command {
 			"config.json with the model config, the forward multipliers of every tensor and the attention scale.",
 		Args: exactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
-			tr, err := trainer.Open(args[0], "", trainer.Options{})
+			tr, err := trainer.Open(args[0], "", trainer.Options{Warn: warnStderr(c)})
 			if err != nil {
 				return err
 			}

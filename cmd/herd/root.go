@@ -81,3 +81,9 @@ func printJSON(w io.Writer, v any) error {
 	}
 	return nil
 }
+
+// warnStderr prints a trainer's warnings (such as a corrupt checkpoint skipped) on the
+// command's stderr, one line each.
+func warnStderr(c *cobra.Command) func(string) {
+	return func(w string) { fmt.Fprintln(c.ErrOrStderr(), "warning: "+w) }
+}

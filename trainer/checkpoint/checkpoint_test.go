@@ -242,3 +242,32 @@ func TestCompatibleNamesWhatDiffers(t *testing.T) {
 		t.Fatalf("another table: %v", err)
 	}
 }
+
+// Find takes a checkpoint folder as it is, a run folder as its newest valid checkpoint,
+// and anything else as a user error naming the path.
+func TestFind(t *testing.T) {
+	st := Dir{Root: filepath.Join(t.TempDir(), "run")}
+	for _, step := range []int64{100, 200} {
+		if _, err := Save(st, snapshot(step, float32(step))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filepath.Join(st.Root, "step-00000200", ModelFile)
+	b, _ := os.ReadFile(p)
+	b[0] ^= 1
+	os.WriteFile(p, b, 0o644)
+
+	d, name, warnings, err := Find(st.Root)
+	if err != nil || d.Root != st.Root || name != "step-00000100" || len(warnings) != 1 || !strings.Contains(warnings[0], "step-00000200") {
+		t.Fatalf("Find(run folder) = %v %q %q %v; want step-00000100 and a warning naming step-00000200", d, name, warnings, err)
+	}
+	// A checkpoint named explicitly is taken as it is, even a damaged one: loading it then
+	// reports the damage instead of silently picking another.
+	if d, name, _, err := Find(filepath.Join(st.Root, "step-00000200")); err != nil || d.Root != st.Root || name != "step-00000200" {
+		t.Fatalf("Find(checkpoint) = %v %q %v", d, name, err)
+	}
+	empty := t.TempDir()
+	if _, _, _, err := Find(empty); !usererr.Is(err) || !strings.Contains(err.Error(), empty) {
+		t.Fatalf("Find(empty folder) = %v; want a user error naming it", err)
+	}
+}

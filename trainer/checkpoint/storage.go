@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/herdml/herd/internal/usererr"
 )
 
 // Storage keeps committed checkpoints, each a named set of files. It is deliberately small
@@ -44,6 +46,28 @@ type Dir struct{ Root string }
 func At(path string) (Dir, string) {
 	path = filepath.Clean(path)
 	return Dir{Root: filepath.Dir(path)}, filepath.Base(path)
+}
+
+// Find resolves what a user names as a checkpoint: a checkpoint folder itself, or a run's
+// folder holding checkpoints, which means its newest one that verifies (with a warning for
+// each newer one skipped). A folder that is neither is a user error naming it. A path named
+// like a checkpoint (step-NNNNNNNN) is always taken as one, so that a damaged checkpoint is
+// reported as such rather than searched for others.
+func Find(path string) (Dir, string, []string, error) {
+	_, named := parseName(filepath.Base(filepath.Clean(path)))
+	if _, err := os.Stat(filepath.Join(path, ManifestFile)); err == nil || named {
+		d, name := At(path)
+		return d, name, nil, nil
+	}
+	run := Dir{Root: filepath.Clean(path)}
+	name, warnings, err := Latest(run)
+	switch {
+	case errors.Is(err, ErrNone) || errors.Is(err, fs.ErrNotExist):
+		return Dir{}, "", warnings, usererr.New(path, "no valid checkpoint: name a checkpoint folder (such as runs/tiny/step-00000300) or a run folder holding one")
+	case err != nil:
+		return Dir{}, "", warnings, err
+	}
+	return run, name, warnings, nil
 }
 
 // String is the root folder, for messages.
