@@ -56,7 +56,7 @@ asha: {rungs: [10], reduction_factor: 2}
 	c := dialTest(t, devserver.RunningAddr(dir))
 	waitFor(t, "a second trial training", func() bool {
 		p, err := GetSweep(ctx, c, "killed")
-		return err == nil && p.Trials[0].Step > 0 && p.Trials[1].State == TrialRunning
+		return err == nil && len(p.Trials) == 3 && p.Trials[0].Step > 0 && p.Trials[1].State == TrialRunning
 	})
 	c.Close()
 	if err := proc.Process.Signal(syscall.SIGKILL); err != nil {

@@ -68,6 +68,9 @@ asha: {rungs: [6, 12], reduction_factor: 2}
 	a := sweepFile(t, "asha-a", space+"max_concurrent: 1\n", "train.steps=24", "train.checkpoint.every=6")
 	b := sweepFile(t, "asha-b", space+"max_concurrent: 2\n", "train.steps=24", "train.checkpoint.every=6")
 	b.EventsPerRun = 1
+	// No retries here: a retried segment that finds its work already committed reports
+	// loss 0 (TrainSegment keeps no loss across attempts), which would differ between runs.
+	a.HeartbeatTimeout, b.HeartbeatTimeout = 10*time.Second, 10*time.Second
 	pa, pb := runSweep(t, c, a), runSweep(t, c, b)
 
 	for _, p := range []SweepProgress{pa, pb} {
@@ -117,7 +120,7 @@ func TestSweepStopFreesWorker(t *testing.T) {
 	c := dialTest(t, srv.Addr())
 	inProcessWorker(t, c)
 	ctx := context.Background()
-	in := sweepFile(t, "stopme", "space: {train.optim.lr: {values: [1.0e-2]}}\nmetric: loss\n", "train.steps=100000")
+	in := sweepFile(t, "stopme", "space: {train.optim.lr: {values: [1.0e-2]}}\nmetric: loss\n", "train.steps=100000", "train.checkpoint.every=0") // one long segment
 	if _, err := SubmitSweep(ctx, c, TaskQueue, in); err != nil {
 		t.Fatal(err)
 	}
