@@ -164,6 +164,11 @@ func (a *Activities) train(ctx context.Context, in SegmentInput, g *collective.G
 	}
 	mu.Lock()
 	hb = Heartbeat{Step: tr.StepCount(), Checkpoint: name, Committed: tr.StepCount()}
+	if prev.Step == hb.Step {
+		// The previous attempt got exactly this far (it died after committing): its loss
+		// is this step's, and stays the run's loss if nothing is left to train.
+		hb.Loss, hb.TokensPerS = prev.Loss, prev.TokensPerS
+	}
 	mu.Unlock()
 	activity.RecordHeartbeat(ctx, snapshot())
 

@@ -54,7 +54,8 @@ type RunInput struct {
 	// (or all steps when that is 0), so that segments end where `herd train` checkpoints.
 	SegmentSteps int64
 	// HeartbeatTimeout is how long a silent segment may go before it is retried
-	// elsewhere; 0 = 10 s.
+	// elsewhere; 0 = 30 s, which a worker sharing a busy machine with its server (the
+	// embedded default) still meets, where 10 s saw heartbeats time out under load.
 	HeartbeatTimeout time.Duration
 	// MaxAttempts per segment before the run waits as failed; 0 = 5.
 	MaxAttempts int32
@@ -196,7 +197,7 @@ func (r *run) segment(ctx workflow.Context) error {
 	}
 	hb := r.in.HeartbeatTimeout
 	if hb <= 0 {
-		hb = 10 * time.Second
+		hb = 30 * time.Second
 	}
 	attempts := r.in.MaxAttempts
 	if attempts <= 0 {

@@ -27,6 +27,7 @@ func newRunCmd() *cobra.Command {
 		tf      temporalFlags
 		detach  bool
 		segment int64
+		hb      time.Duration
 	)
 	c := &cobra.Command{
 		Use:   "run CONFIG",
@@ -44,7 +45,7 @@ func newRunCmd() *cobra.Command {
 			if err := absolutePaths(&run); err != nil {
 				return err
 			}
-			in := workflows.RunInput{Config: run, SegmentSteps: segment}
+			in := workflows.RunInput{Config: run, SegmentSteps: segment, HeartbeatTimeout: hb}
 			out, errw := c.OutOrStdout(), c.ErrOrStderr()
 			ctx, stop := interruptContext()
 			defer stop()
@@ -90,6 +91,7 @@ func newRunCmd() *cobra.Command {
 	tf.register(c)
 	c.Flags().BoolVar(&detach, "detach", false, "return once submitted instead of following (needs --temporal or a running herd server)")
 	c.Flags().Int64Var(&segment, "segment-steps", 0, "steps per TrainSegment activity (default train.checkpoint.every)")
+	c.Flags().DurationVar(&hb, "heartbeat-timeout", 0, "how long a silent segment may go before it is retried elsewhere (default 30s)")
 	return c
 }
 
