@@ -55,8 +55,8 @@ func newRunCmd() *cobra.Command {
 				if detach {
 					return detachNeedsServer()
 				}
-				fmt.Fprintf(errw, "run %s on the embedded Temporal server (%s). Ctrl-C checkpoints and stops; `herd resume %s` continues.\n",
-					run.Name, tf.stateDir, run.Name)
+				fmt.Fprintf(errw, "run %s on the embedded Temporal server (%s). Ctrl-C checkpoints and stops; `%s` continues.\n",
+					run.Name, tf.stateDir, tf.resume(run.Name))
 				p, err = workflows.RunLocal(ctx, tf.stateDir, in, &workflows.Activities{}, d.show)
 			} else {
 				cl, done, cerr := tf.connect()

@@ -28,6 +28,15 @@ func (f *temporalFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.stateDir, "state-dir", workflows.StateDir(), "embedded server's state (default $HERD_HOME or ~/.herd)")
 }
 
+// resume is the command that continues run name against the same server as this one.
+func (f *temporalFlags) resume(name string) string {
+	cmd := "herd resume " + name
+	if f.addr == "" && f.stateDir != workflows.StateDir() {
+		cmd += " --state-dir " + f.stateDir
+	}
+	return cmd
+}
+
 // connect returns a client of --temporal if given; else of the herd process already
 // serving the state dir; else of an embedded server started for this command, with a
 // worker that answers queries and updates but does not train. done releases it all.
@@ -181,7 +190,7 @@ func newControlCmd(update, short string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.OutOrStdout(), "%s: %s at step %d; `herd resume %s` continues it\n", p.Name, update, p.Step, p.Name)
+			fmt.Fprintf(c.OutOrStdout(), "%s: %s at step %d; `%s` continues it\n", p.Name, update, p.Step, tf.resume(p.Name))
 			return nil
 		},
 	}

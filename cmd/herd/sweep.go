@@ -48,8 +48,8 @@ func newSweepCmd() *cobra.Command {
 			show := func(p workflows.SweepProgress) { fmt.Fprintf(errw, "\r%s", sweepLine(p)) }
 			var p workflows.SweepProgress
 			if tf.addr == "" && devserver.RunningAddr(tf.stateDir) == "" {
-				fmt.Fprintf(errw, "sweep %s: %d trials on the embedded Temporal server (%s). Ctrl-C stops following; `herd resume %s` continues.\n",
-					s.Name, len(s.Trials), tf.stateDir, s.Name)
+				fmt.Fprintf(errw, "sweep %s: %d trials on the embedded Temporal server (%s). Ctrl-C stops following; `%s` continues.\n",
+					s.Name, len(s.Trials), tf.stateDir, tf.resume(s.Name))
 				p, err = workflows.SweepLocal(ctx, tf.stateDir, in, &workflows.Activities{}, show)
 			} else {
 				cl, done, cerr := tf.connect()
