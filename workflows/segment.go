@@ -32,7 +32,9 @@ type Activities struct {
 	// Backend runs the kernels; nil = the CPU backend.
 	Backend kernels.Backend[float32]
 	// HeartbeatEvery is the heartbeat tick; 0 = a third of the activity's heartbeat
-	// timeout, so that two beats may be lost before the server gives up on the worker.
+	// timeout (so that two beats may be lost before the server gives up on the worker),
+	// at most a second: the reply to a beat is how a pause, stop or cancel reaches a
+	// segment, so a long timeout must not make those slow.
 	HeartbeatEvery time.Duration
 	// Identity names this worker in results and `herd status`.
 	Identity string
@@ -97,7 +99,7 @@ func (a *Activities) train(ctx context.Context, in SegmentInput, g *collective.G
 	snapshot := func() Heartbeat { mu.Lock(); defer mu.Unlock(); return hb }
 	every := a.HeartbeatEvery
 	if every <= 0 {
-		every = max(info.HeartbeatTimeout/3, 100*time.Millisecond)
+		every = min(max(info.HeartbeatTimeout/3, 100*time.Millisecond), time.Second)
 	}
 	// The trainer gets its own context: cancellation by the server and the worker's
 	// shutdown both end it at a step boundary, and then this segment still commits.

@@ -107,10 +107,13 @@ func TestWorkerKilledMidSegment(t *testing.T) {
 	want := fingerprint(t, direct)
 
 	// Uninterrupted by crashes, but paused mid-segment and resumed, and continued as new
-	// after each segment: none of it may change the result.
-	plain := microConfig(t, "plain")
+	// after each segment: none of it may change the result. Long enough that the pause
+	// lands mid-run, with a heartbeat timeout no busy machine misses (nothing is killed).
+	plain := microConfig(t, "plain", longRun...)
+	longDirect := microConfig(t, "direct", longRun...)
+	trainDirect(t, longDirect)
 	inProcessWorker(t, c)
-	in := input(plain)
+	in := calm(input(plain))
 	in.SegmentsPerRun = 1
 	if _, err := Submit(ctx, c, TaskQueue, in); err != nil {
 		t.Fatal(err)
@@ -138,10 +141,10 @@ func TestWorkerKilledMidSegment(t *testing.T) {
 	if _, err := Control(ctx, c, "plain", UpdateResume); err != nil {
 		t.Fatal(err)
 	}
-	if p := follow(t, c, "plain"); p.State != StateCompleted || p.Step != 60 {
+	if p := follow(t, c, "plain"); p.State != StateCompleted || p.Step != 300 {
 		t.Fatalf("plain run ended %+v", p)
 	}
-	if got := fingerprint(t, plain); got != want {
+	if got, want := fingerprint(t, plain), fingerprint(t, longDirect); got != want {
 		t.Errorf("paused and continued-as-new run: %s\nherd train:                        %s", got, want)
 	}
 
@@ -295,6 +298,13 @@ func TestDivergenceIsNotRetried(t *testing.T) {
 	}
 }
 
+// calm gives a run whose worker is not killed a heartbeat timeout that a machine busy
+// with other tests still meets, so that an assertion of "no retry" tests herd, not the load.
+func calm(in RunInput) RunInput {
+	in.HeartbeatTimeout = 30 * time.Second
+	return in
+}
+
 // longRun makes a run long enough (several seconds even on a quiet machine) that a stop
 // sent after its first step lands mid-run, not after the last step.
 var longRun = []string{"train.steps=300", "train.checkpoint.every=150"}
@@ -307,7 +317,7 @@ func TestStopThenResume(t *testing.T) {
 	inProcessWorker(t, c)
 	ctx := context.Background()
 	cfg := microConfig(t, "stopped", longRun...)
-	if _, err := Submit(ctx, c, TaskQueue, input(cfg)); err != nil {
+	if _, err := Submit(ctx, c, TaskQueue, calm(input(cfg))); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "a first step", func() bool {
@@ -348,7 +358,7 @@ func TestGracefulWorkerShutdown(t *testing.T) {
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Submit(ctx, c, "graceful", input(cfg)); err != nil {
+	if _, err := Submit(ctx, c, "graceful", calm(input(cfg))); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "a first step", func() bool {
