@@ -24,7 +24,7 @@ lint:
 # comparisons with numpy and PyTorch under bench/ when those are installed.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./kernels/... ./trainer/... ./data/...
-	@if python3 -c 'import numpy, torch' 2>/dev/null; then \
+	@if /usr/bin/python3 -c 'import numpy, torch' 2>/dev/null; then \
 		for s in bench/*.sh; do echo "== $$s"; "$$s" || exit 1; done; \
 	else \
 		echo "bench/: apt-get install python3-numpy python3-torch libopenblas0-pthread for the side-by-side comparisons"; \
