@@ -104,13 +104,20 @@ func state(s workflows.Status) string {
 }
 
 func newStatusCmd() *cobra.Command {
+	return showCmd("status RUN", "Show a run: step, loss, tokens/s, ETA, checkpoints, attempts, worker",
+		"print the status as JSON", workflows.GetStatus, printStatus)
+}
+
+// showCmd is a command that reads one workflow's state from the server and prints it as
+// text or, with --json, as JSON: `herd status RUN`, `herd sweep status NAME`.
+func showCmd[T any](use, short, jsonHelp string, get func(context.Context, client.Client, string) (T, error), print func(io.Writer, T)) *cobra.Command {
 	var (
 		tf      temporalFlags
 		jsonOut bool
 	)
 	c := &cobra.Command{
-		Use:   "status RUN",
-		Short: "Show a run: step, loss, tokens/s, ETA, checkpoints, attempts, worker",
+		Use:   use,
+		Short: short,
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, done, err := tf.connect()
@@ -118,19 +125,19 @@ func newStatusCmd() *cobra.Command {
 				return err
 			}
 			defer done()
-			s, err := workflows.GetStatus(context.Background(), cl, args[0])
+			v, err := get(context.Background(), cl, args[0])
 			if err != nil {
 				return err
 			}
 			if jsonOut {
-				return printJSON(c.OutOrStdout(), s)
+				return printJSON(c.OutOrStdout(), v)
 			}
-			printStatus(c.OutOrStdout(), s)
+			print(c.OutOrStdout(), v)
 			return nil
 		},
 	}
 	tf.register(c)
-	c.Flags().BoolVar(&jsonOut, "json", false, "print the status as JSON")
+	c.Flags().BoolVar(&jsonOut, "json", false, jsonHelp)
 	return c
 }
 

@@ -87,34 +87,8 @@ func newSweepCmd() *cobra.Command {
 }
 
 func newSweepStatusCmd() *cobra.Command {
-	var (
-		tf      temporalFlags
-		jsonOut bool
-	)
-	c := &cobra.Command{
-		Use:   "status NAME",
-		Short: "A sweep's trials: parameters, step, metric, state, and the best trial",
-		Args:  exactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, done, err := tf.connect()
-			if err != nil {
-				return err
-			}
-			defer done()
-			p, err := workflows.GetSweep(c.Context(), cl, args[0])
-			if err != nil {
-				return err
-			}
-			if jsonOut {
-				return printJSON(c.OutOrStdout(), p)
-			}
-			printSweep(c.OutOrStdout(), p)
-			return nil
-		},
-	}
-	tf.register(c)
-	c.Flags().BoolVar(&jsonOut, "json", false, "print the sweep as JSON")
-	return c
+	return showCmd("status NAME", "A sweep's trials: parameters, step, metric, state, and the best trial",
+		"print the sweep as JSON", workflows.GetSweep, printSweep)
 }
 
 // sweepInput is the workflow input with every path absolute, so that any worker, started
