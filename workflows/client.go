@@ -266,34 +266,41 @@ func firstInput(ctx context.Context, c client.Client, name string) (RunInput, er
 // its final Progress, or its error: a user error (bad config, corrupt data, divergence) as
 // a usererr, so that the CLI exits with status 2.
 func Follow(ctx context.Context, c client.Client, name string, every time.Duration, show func(Status)) (Progress, error) {
+	return awaitResult[Progress](ctx, c, name, every, GetStatus, show)
+}
+
+// awaitResult waits for workflow name's result R (following ContinueAsNew), and meanwhile
+// shows what poll reads every interval and once more at the end. When ctx ends first the
+// caller has stopped following; the workflow goes on.
+func awaitResult[R, S any](ctx context.Context, c client.Client, name string, every time.Duration,
+	poll func(context.Context, client.Client, string) (S, error), show func(S)) (R, error) {
 	done := make(chan struct{})
-	var p Progress
+	var r R
 	var runErr error
 	go func() {
 		defer close(done)
-		// GetWorkflow with no run ID follows ContinueAsNew to the run's final execution.
-		runErr = c.GetWorkflow(ctx, name, "").Get(ctx, &p)
+		// GetWorkflow with no run ID follows ContinueAsNew to the final execution.
+		runErr = c.GetWorkflow(ctx, name, "").Get(ctx, &r)
 	}()
+	display := func() {
+		if show != nil {
+			if s, err := poll(ctx, c, name); err == nil {
+				show(s)
+			}
+		}
+	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		select {
 		case <-done:
-			if ctx.Err() != nil { // the caller stopped following; the run goes on
-				return p, ctx.Err()
+			if ctx.Err() != nil {
+				return r, ctx.Err()
 			}
-			if show != nil {
-				if s, err := GetStatus(ctx, c, name); err == nil {
-					show(s)
-				}
-			}
-			return p, asUserError(name, runErr)
+			display()
+			return r, asUserError(name, runErr)
 		case <-tick.C:
-			if show != nil {
-				if s, err := GetStatus(ctx, c, name); err == nil {
-					show(s)
-				}
-			}
+			display()
 		}
 	}
 }

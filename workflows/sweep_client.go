@@ -75,30 +75,7 @@ func GetSweep(ctx context.Context, c client.Client, name string) (SweepProgress,
 // FollowSweep calls show with the sweep's progress every interval until it ends, then
 // returns its result.
 func FollowSweep(ctx context.Context, c client.Client, name string, every time.Duration, show func(SweepProgress)) (SweepProgress, error) {
-	done := make(chan struct{})
-	var p SweepProgress
-	var runErr error
-	go func() {
-		defer close(done)
-		runErr = c.GetWorkflow(ctx, name, "").Get(ctx, &p)
-	}()
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-done:
-			if show != nil && runErr == nil {
-				show(p)
-			}
-			return p, asUserError(name, runErr)
-		case <-tick.C:
-			if show != nil {
-				if s, err := GetSweep(ctx, c, name); err == nil {
-					show(s)
-				}
-			}
-		}
-	}
+	return awaitResult[SweepProgress](ctx, c, name, every, GetSweep, show)
 }
 
 // SweepLocal is `herd sweep` without --temporal: the embedded server (or the process
