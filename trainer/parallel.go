@@ -227,6 +227,29 @@ func (tr *Trainer) Step() (Stats, error) {
 	return st, err
 }
 
+// interrupted is Run's check before each step. On a rank of a group spanning processes
+// (Options.Group), each rank learns of a pause, stop or shutdown on its own, at another
+// step; so the ranks MAX-reduce a stop flag first and all stop after the same step when
+// any was asked to, returning context.Canceled: they can then commit that step together
+// (Save), instead of losing the steps since the last checkpoint. One small collective per
+// step. Elsewhere it is ctx's error (the in-process ranks share rank 0's ctx).
+func (tr *Trainer) interrupted(ctx context.Context) error {
+	if tr.dp == nil || tr.opts.Group == nil {
+		return ctx.Err()
+	}
+	stop := []float32{0}
+	if ctx.Err() != nil {
+		stop[0] = 1
+	}
+	if err := tr.dp.group.AllReduce(context.Background(), stop, collective.Max); err != nil {
+		return err
+	}
+	if stop[0] != 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
 // Save writes a checkpoint of the current step once, from rank 0, after every rank has
 // finished the step with the same weights and optimizer state (checked by hash) and
 // reported its data position; every rank then learns the name committed. It applies the

@@ -184,6 +184,64 @@ func TestRanksJoinedByAGroup(t *testing.T) {
 	}
 }
 
+// Pausing a group: only rank 1 is told to stop (after its step 3), as a pause reaches each
+// rank's worker at its own time; both ranks stop after the same step, and saving then
+// commits that step once, the checkpoint one rank trained to that step writes.
+func TestGroupStopsTogether(t *testing.T) {
+	const steps = 20
+	cfg := dpConfig(t, 2, steps)
+	groups, err := collective.NewLocal(2, collective.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := make([]int64, 2)
+	ckpt := make([]string, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for r, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer g.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			tr, err := New(cfg, Options{Group: g, Progress: func(st Stats) {
+				if r == 1 && st.Step == 3 {
+					cancel()
+				}
+			}})
+			if err != nil {
+				errs[r] = err
+				return
+			}
+			defer tr.Close()
+			if _, err := tr.Run(ctx, 0); !errors.Is(err, context.Canceled) {
+				errs[r] = fmt.Errorf("Run: %v, want context.Canceled", err)
+				return
+			}
+			stopped[r] = tr.StepCount()
+			name, err := tr.Save()
+			ckpt[r], errs[r] = filepath.Join(tr.CheckpointDir(), name), err
+		}()
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+	}
+	if stopped[0] != 3 || stopped[1] != 3 {
+		t.Fatalf("ranks stopped after steps %v, want both after step 3", stopped)
+	}
+	if ckpt[0] != ckpt[1] {
+		t.Fatalf("ranks committed %s and %s", ckpt[0], ckpt[1])
+	}
+	one := trainDP(t, dpConfig(t, 1, steps), "", 3)
+	if a, b := weights(t, ckpt[0]), weights(t, one.ckpt); a != b {
+		t.Fatalf("2 ranks stopped at step 3: checkpoint %s, one rank to step 3 %s", a, b)
+	}
+}
+
 // A step that goes non-finite on 2 ranks stops both at once with the user error of that
 // step, whichever rank saw it, and commits no checkpoint of it.
 func TestDataParallelDivergenceNamesTheStep(t *testing.T) {
