@@ -34,7 +34,7 @@ const (
 const (
 	TrialPending   = "pending"   // not started
 	TrialRunning   = "running"   // its TrainRun child trains toward the next rung or the end
-	TrialRung      = "rung"      // at a rung, waiting for the trials before it to get there
+	TrialRung      = "rung"      // at a rung, not (yet) in its top 1/reduction: waits for more results there
 	TrialPromoted  = "promoted"  // passed its rung, waiting for a free slot
 	TrialStopped   = "stopped"   // stopped by ASHA at a rung (or by `herd stop`)
 	TrialCompleted = "completed" // trained all steps
@@ -166,10 +166,9 @@ type sweepRun struct {
 
 // Sweep is the workflow: each trial trains as a TrainRun child, leg by leg, from rung to
 // rung. At each rung the child ends (freeing its worker) and the sweep applies ASHA's rule
-// in trial-index order: trial i's decision at a rung waits until every trial before it
-// has reached that rung or ended, and compares it with exactly those results. Decisions
-// therefore depend on the metrics alone, never on which trial finished first, and a
-// sweep run twice (or with another max_concurrent) decides the same.
+// to the rung's results in trial-index order (decide), so decisions depend on the metrics
+// alone, never on which trial finished first, and a sweep run twice (or with another
+// max_concurrent) decides the same.
 func Sweep(ctx workflow.Context, in SweepInput) (SweepProgress, error) {
 	s := &sweepRun{in: in}
 	for _, r := range in.Rungs {
@@ -237,14 +236,21 @@ func Sweep(ctx workflow.Context, in SweepInput) (SweepProgress, error) {
 	}
 }
 
-// next is the trial to start: a promoted one first (the lowest index), else the first
-// pending one; -1 if none.
+// next is the trial to start: as in ASHA, a promoted one first, from the highest rung
+// (then the lowest index), else the first pending one; -1 if none.
 func (s *sweepRun) next() int {
-	for _, want := range []string{TrialPromoted, TrialPending} {
-		for i, t := range s.p.Trials {
-			if t.State == want {
-				return i
-			}
+	best := -1
+	for i, t := range s.p.Trials {
+		if t.State == TrialPromoted && (best < 0 || len(t.RungLoss) > len(s.p.Trials[best].RungLoss)) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		return best
+	}
+	for i, t := range s.p.Trials {
+		if t.State == TrialPending {
+			return i
 		}
 	}
 	return -1
@@ -338,41 +344,47 @@ func (s *sweepRun) record(i int, v float64) {
 	t.RungLoss = append(t.RungLoss, v)
 }
 
-// decide applies ASHA at every trial waiting at a rung whose predecessors have all reached
-// that rung or ended, in index order.
+// decide applies ASHA's rule (sweep.Promote) at every rung, to the results there in
+// trial-index order: the results of trials 0..i-1 count once every one of those trials
+// has reached the rung or ended below it, so the decisions depend on the metrics alone,
+// never on which trial finished first. A trial at a rung that is not promoted waits,
+// holding no worker, until the rung is complete (every trial has reached it or ended);
+// then it stops.
 func (s *sweepRun) decide() {
-	for i := range s.p.Trials {
-		t := &s.p.Trials[i]
-		if t.State != TrialRung {
-			continue
-		}
-		k := len(t.RungLoss) - 1
-		var before []float64
-		ready := true
-		for j := range i {
-			u := s.p.Trials[j]
-			switch {
-			case len(u.RungLoss) > k:
-				before = append(before, u.RungLoss[k])
-			case u.State == TrialStopped || u.State == TrialError || u.State == TrialCompleted:
-			default:
-				ready = false
+	for k := range s.rungs {
+		var at []int // trials with a result at rung k, in index order
+		var res []float64
+		complete := true
+		for i, t := range s.p.Trials {
+			if len(t.RungLoss) > k {
+				at, res = append(at, i), append(res, t.RungLoss[k])
+			} else if !ended(t) {
+				complete = false // it may still reach the rung: later results wait for it
+				break
 			}
 		}
-		if !ready {
-			continue
-		}
-		if sweep.Continue(before, t.RungLoss[k], s.in.Reduction, s.in.Minimize) {
-			t.State = TrialPromoted
-		} else {
-			t.State = TrialStopped
+		for j, keep := range sweep.Promote(res, s.in.Reduction, s.in.Minimize, complete) {
+			t := &s.p.Trials[at[j]]
+			if t.State != TrialRung || len(t.RungLoss) != k+1 {
+				continue // decided before, or already past this rung
+			}
+			switch {
+			case keep:
+				t.State = TrialPromoted
+			case complete:
+				t.State = TrialStopped
+			}
 		}
 	}
 }
 
+func ended(t TrialState) bool {
+	return t.State == TrialStopped || t.State == TrialError || t.State == TrialCompleted
+}
+
 func (s *sweepRun) done() bool {
 	for _, t := range s.p.Trials {
-		if t.State != TrialStopped && t.State != TrialError && t.State != TrialCompleted {
+		if !ended(t) {
 			return false
 		}
 	}

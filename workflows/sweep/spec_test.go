@@ -1,8 +1,10 @@
 package sweep
 
 import (
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -138,24 +140,33 @@ func TestRandomIsSeeded(t *testing.T) {
 	}
 }
 
-func TestContinue(t *testing.T) {
+// ASHA's promotion rule, results arriving in order, reduction factor 3.
+func TestPromote(t *testing.T) {
+	nan := math.NaN()
 	for _, c := range []struct {
-		rec  []float64
-		v    float64
-		max  bool
-		want bool
+		name     string
+		res      []float64
+		max      bool
+		complete bool
+		want     []bool
 	}{
-		{nil, 9, false, true},                      // first at its rung
-		{[]float64{1}, 2, false, false},            // n=2 keeps ceil(2/3) = 1: beaten by the first
-		{[]float64{1, 1.5}, 2, false, false},       // n=3, keep 1, two better
-		{[]float64{3, 4}, 2, false, true},          // best of three
-		{[]float64{1, 5, 6, 7, 8}, 2, false, true}, // n=6, keep 2, one better
-		{[]float64{1, 1.5, 6, 7, 8}, 2, false, false},
-		{[]float64{3, 4}, 2, true, false}, // maximising: worst of three
-		{[]float64{2}, 2, false, true},    // a tie favours the trial
+		{"alone at its rung waits", []float64{9}, false, false, []bool{false}},
+		{"alone at a finished rung goes on", []float64{9}, false, true, []bool{true}},
+		{"top 1 of 3", []float64{1, 2, 3}, false, false, []bool{true, false, false}},
+		{"maximising", []float64{1, 2, 3}, true, false, []bool{false, false, true}},
+		{"a later, larger rung promotes a waiting trial", []float64{1, 3, 2, 5, 6, 7}, false, false,
+			[]bool{true, false, true, false, false, false}},
+		// Each arrival beats all before it: each is promoted while in the top, and a
+		// better one later does not take a promotion back (the price of arriving
+		// in ascending order of quality).
+		{"improving arrivals", []float64{5, 4, 3, 2, 1, 0}, false, true, []bool{false, false, true, true, true, true}},
+		{"a tie ranks the earlier first", []float64{2, 2, 2}, false, false, []bool{true, false, false}},
+		{"NaN never ranks", []float64{nan, 1, 2}, false, true, []bool{false, true, false}},
+		{"fewer than the factor, finished: the best", []float64{3, 2}, false, true, []bool{false, true}},
+		{"fewer than the factor, unfinished: none", []float64{3, 2}, false, false, []bool{false, false}},
 	} {
-		if got := Continue(c.rec, c.v, 3, !c.max); got != c.want {
-			t.Errorf("Continue(%v, %g, max=%v) = %v, want %v", c.rec, c.v, c.max, got, c.want)
+		if got := Promote(c.res, 3, !c.max, c.complete); !slices.Equal(got, c.want) {
+			t.Errorf("%s: Promote(%v, max=%v, complete=%v) = %v, want %v", c.name, c.res, c.max, c.complete, got, c.want)
 		}
 	}
 }
