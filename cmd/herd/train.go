@@ -30,6 +30,7 @@ type trainSummary struct {
 func newTrainCmd() *cobra.Command {
 	var (
 		f     configFlags
+		mf    metricsFlag
 		steps int
 		out   string
 	)
@@ -46,11 +47,19 @@ func newTrainCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			rec, stopMetrics, err := mf.start(c.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer stopMetrics()
 			p := newProgress(c.ErrOrStderr())
 			tr, err := trainer.New(run, trainer.Options{
-				OutDir:   out,
-				Progress: p.update,
-				Warn:     func(w string) { p.println("warning: " + w) },
+				OutDir: out,
+				Progress: func(st trainer.Stats) {
+					p.update(st)
+					rec.Observe(run.Name, 0, st)
+				},
+				Warn: func(w string) { p.println("warning: " + w) },
 			})
 			if err != nil {
 				return err
@@ -111,6 +120,7 @@ func newTrainCmd() *cobra.Command {
 		},
 	}
 	f.register(c)
+	mf.register(c)
 	c.Flags().IntVar(&steps, "steps", 0, "train this many steps in all (sets train.steps)")
 	c.Flags().StringVar(&out, "out", "", "checkpoint root, instead of train.checkpoint.dir; the run writes under DIR/<name>")
 	return c
