@@ -230,6 +230,7 @@ func TestBadInput(t *testing.T) {
 		{"missing data", train("--set", "data.train=nothere/*.txt"), []string{"nothere/*.txt"}},
 		{"missing config", []string{"train", "nothere.yaml", "--out", "written"}, []string{"nothere.yaml", "no such file"}},
 		{"bad flag", train("--stpes", "3"), []string{"unknown flag: --stpes"}},
+		{"bad metrics address", train("--metrics", "127.0.0.1:notaport"), []string{"--metrics", `"127.0.0.1:notaport"`, "HOST:PORT"}},
 		{"checkpoint missing", []string{"eval", "ckpts/e2e/step-00000009", "--data", "eval/*.txt"}, []string{"ckpts/e2e/step-00000009/manifest.json", "unreadable checkpoint"}},
 		{"checkpoint corrupt", []string{"export", "broken/step-00000003", "written"}, []string{"broken/step-00000003/model.safetensors", "sha256"}},
 		{"eval without data", []string{"eval", "broken/step-00000003"}, []string{"--data", "required"}},
