@@ -5,13 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
 
+	"github.com/herdml/herd/trainer/checkpoint"
 	"github.com/herdml/herd/workflows/devserver"
 )
 
@@ -75,6 +78,61 @@ asha: {rungs: [10], reduction_factor: 2}
 	if err != nil || p.State != StateCompleted {
 		t.Fatalf("after the restart: %+v, %v", p, err)
 	}
+	checkTrialsEnded(t, l.Client, p)
+}
+
+// Must-show 3, the worker alone: the worker process that runs a sweep (its workflow and
+// its trials' segments) is SIGKILLed in the middle of a trial's segment, while the server
+// and the sweep's client live on. A new worker process on the queue finishes the sweep:
+// the segment is retried from its last checkpoint, every trial ends completed or stopped
+// at a rung, none is left running, and each trial's run has one execution per leg.
+func TestSweepWorkerKilled(t *testing.T) {
+	srv := startServer(t)
+	c := dialTest(t, srv.Addr())
+	ctx := context.Background()
+	// Rung at 10 of 60 steps, a checkpoint every 10: a trial past its rung trains one
+	// segment of 50 steps, so when its step 20 appears 40 steps are left to kill it in.
+	in := sweepFile(t, "wkilled", `space: {train.optim.lr: {values: [1.0e-2, 1.0e-3, 3.0e-2]}}
+metric: loss
+asha: {rungs: [10], reduction_factor: 2}
+`, "train.steps=60", "train.checkpoint.every=10")
+	in.SegmentSteps = 60
+	w1 := helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE=wkilled")
+	if _, err := SubmitSweep(ctx, c, "wkilled", in); err != nil {
+		t.Fatal(err)
+	}
+	killed := -1
+	waitFor(t, "a trial's step 20", func() bool {
+		for i, tr := range in.Trials {
+			if exists(filepath.Join(tr.Config.Train.Checkpoint.Dir, tr.Config.Name, checkpoint.Name(20))) {
+				killed = i
+				return true
+			}
+		}
+		return false
+	})
+	if err := w1.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = w1.Wait()
+	helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE=wkilled")
+	fctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	p, err := FollowSweep(fctx, c, in.Name, 100*time.Millisecond, nil)
+	if err != nil || p.State != StateCompleted {
+		t.Fatalf("after the new worker: %+v, %v", p, err)
+	}
+	if _, attempt := segmentAttempts(t, c, TrialID(in.Name, killed)); attempt < 2 {
+		t.Errorf("trial %d's segment ran %d time(s); the kill should have forced a retry", killed, attempt)
+	}
+	checkTrialsEnded(t, c, p)
+}
+
+// checkTrialsEnded fails the test unless every trial of a finished sweep ended completed
+// or stopped at a rung, no execution of its run is left running, and its run has one
+// execution per leg: none was lost or run twice.
+func checkTrialsEnded(t *testing.T, c client.Client, p SweepProgress) {
+	t.Helper()
 	for _, tr := range p.Trials {
 		legs := 1 + len(tr.RungLoss)
 		if tr.State == TrialStopped {
@@ -83,7 +141,7 @@ asha: {rungs: [10], reduction_factor: 2}
 		if tr.State != TrialCompleted && tr.State != TrialStopped {
 			t.Errorf("%s ended %s", tr.ID, tr.State)
 		}
-		resp, err := l.Client.ListWorkflow(ctx, listRequest(tr.ID))
+		resp, err := c.ListWorkflow(context.Background(), listRequest(tr.ID))
 		if err != nil {
 			t.Fatal(err)
 		}
