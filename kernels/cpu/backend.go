@@ -45,29 +45,38 @@ func (be *Backend[F]) MatMul(c, a, b []F, m, k, n int, transA, transB, accumulat
 // Each output element is one sum over p in increasing order, computed by one goroutine,
 // so the result does not depend on the thread count.
 func refMatMul[F kernels.Float](c, a, b []F, m, k, n int, transA, transB, accumulate bool) {
-	parallelFor(m, max(1, (1<<14)/max(1, n*k)), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			for j := 0; j < n; j++ {
-				var s F
-				for p := 0; p < k; p++ {
-					av := a[i*k+p]
-					if transA {
-						av = a[p*m+i]
-					}
-					bv := b[p*n+j]
-					if transB {
-						bv = b[j*k+p]
-					}
-					s += av * bv
+	parallelFor(m, max(1, (1<<14)/max(1, n*k)), refGEMM[F]{c, a, b, m, k, n, transA, transB, accumulate})
+}
+
+type refGEMM[F kernels.Float] struct {
+	c, a, b                    []F
+	m, k, n                    int
+	transA, transB, accumulate bool
+}
+
+func (t *refGEMM[F]) run(lo, hi int) {
+	m, k, n := t.m, t.k, t.n
+	for i := lo; i < hi; i++ {
+		for j := 0; j < n; j++ {
+			var s F
+			for p := 0; p < k; p++ {
+				av := t.a[i*k+p]
+				if t.transA {
+					av = t.a[p*m+i]
 				}
-				if accumulate {
-					c[i*n+j] += s
-				} else {
-					c[i*n+j] = s
+				bv := t.b[p*n+j]
+				if t.transB {
+					bv = t.b[j*k+p]
 				}
+				s += av * bv
+			}
+			if t.accumulate {
+				t.c[i*n+j] += s
+			} else {
+				t.c[i*n+j] = s
 			}
 		}
-	})
+	}
 }
 
 var _ kernels.Backend[float32] = (*Backend[float32])(nil)

@@ -4,9 +4,9 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"sync"
 
 	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/kernels"
 )
 
 // float32 GEMM, blocked and packed as in BLIS (Goto & van de Geijn, "Anatomy of
@@ -94,8 +94,14 @@ func CheckEnv() error { return envErr }
 // a few microseconds, about what starting and joining goroutines costs.
 const parallelMinFlops = 1 << 18
 
-// matMul: see kernels.Backend.MatMul.
+// matMul: see kernels.Backend.MatMul. It runs on up to GOMAXPROCS threads.
 func (g *gemmImpl) matMul(c, a, b []float32, m, k, n int, transA, transB, accumulate bool) {
+	g.matMulOn(runtime.GOMAXPROCS(0), c, a, b, m, k, n, transA, transB, accumulate)
+}
+
+// matMulOn is matMul on up to threads threads; ops that are already parallel over
+// independent problems (attention's heads) run their GEMMs on one.
+func (g *gemmImpl) matMulOn(threads int, c, a, b []float32, m, k, n int, transA, transB, accumulate bool) {
 	if m <= 0 || n <= 0 {
 		return
 	}
@@ -105,7 +111,6 @@ func (g *gemmImpl) matMul(c, a, b []float32, m, k, n int, transA, transB, accumu
 		}
 		return
 	}
-	threads := runtime.GOMAXPROCS(0)
 	if 2*m*n*k < parallelMinFlops {
 		threads = 1
 	}
@@ -114,7 +119,7 @@ func (g *gemmImpl) matMul(c, a, b []float32, m, k, n int, transA, transB, accumu
 	// packing's register transposes.
 	mc, kc := balance(m, g.mc, g.mr), balance(k, g.kc, 16)
 	rowBlocks := (m + mc - 1) / mc
-	bbuf := getBuf(min(k, kc) * roundUp(min(n, g.nc), g.nr))
+	bbuf := getBuf[float32](min(k, kc) * roundUp(min(n, g.nc), g.nr))
 	defer putBuf(bbuf)
 	for jc := 0; jc < n; jc += g.nc {
 		nb := min(g.nc, n-jc)
@@ -131,36 +136,51 @@ func (g *gemmImpl) matMul(c, a, b []float32, m, k, n int, transA, transB, accumu
 		for pc := 0; pc < k; pc += kc {
 			kb := min(kc, k-pc)
 			bp := (*bbuf)[:kb*nPanels*g.nr]
-			const packChunk = 4 // B panels per chunk of packing
-			parallelChunks((nPanels+packChunk-1)/packChunk, threads, func(i int) {
-				for q := i * packChunk; q < min((i+1)*packChunk, nPanels); q++ {
-					g.packB(bp[q*kb*g.nr:(q+1)*kb*g.nr], b, k, n, pc, kb, jc+q*g.nr, min(g.nr, nb-q*g.nr), transB)
-				}
-			})
-			t := block{g: g, c: c, a: a, bp: bp, m: m, k: k, n: n, mc: mc, pc: pc, kb: kb, jc: jc, nb: nb,
-				transA: transA, add: accumulate || pc > 0}
-			parallelChunks(rowBlocks*groups, threads, func(i int) {
-				q := i % groups * perGroup
-				t.run(i/groups*mc, q, min(q+perGroup, nPanels))
-			})
+			parallelChunks(nPanels, threads, packTask{g: g, bp: bp, b: b, k: k, n: n, pc: pc, kb: kb, jc: jc, nb: nb, transB: transB})
+			parallelChunks(rowBlocks*groups, threads, block{g: g, c: c, a: a, bp: bp, m: m, k: k, n: n, mc: mc, pc: pc, kb: kb,
+				jc: jc, nb: nb, transA: transA, add: accumulate || pc > 0, groups: groups, perGroup: perGroup, nPanels: nPanels})
 		}
 	}
 }
 
-// block is one (jc, pc) step of matMul: B is packed; the micro-tiles remain.
-type block struct {
-	g              *gemmImpl
-	c, a, bp       []float32
-	m, k, n, mc    int
-	pc, kb, jc, nb int
-	transA, add    bool
+// packTask packs the B panels of one (jc, pc) step of matMul, one panel per index.
+type packTask struct {
+	g                    *gemmImpl
+	bp, b                []float32
+	k, n, pc, kb, jc, nb int
+	transB               bool
 }
 
-// run packs rows [ic, ic+mc) of A and computes their micro-tiles with B panels [jlo, jhi).
-func (t *block) run(ic, jlo, jhi int) {
+func (t *packTask) run(lo, hi int) {
+	nr := t.g.nr
+	for q := lo; q < hi; q++ {
+		t.g.packB(t.bp[q*t.kb*nr:(q+1)*t.kb*nr], t.b, t.k, t.n, t.pc, t.kb, t.jc+q*nr, min(nr, t.nb-q*nr), t.transB)
+	}
+}
+
+// block is one (jc, pc) step of matMul: B is packed; the micro-tiles remain, in chunks of
+// mc rows by a group of perGroup B panels, chunk i = (row block i/groups, group i%groups).
+type block struct {
+	g                         *gemmImpl
+	c, a, bp                  []float32
+	m, k, n, mc               int
+	pc, kb, jc, nb            int
+	transA, add               bool
+	groups, perGroup, nPanels int
+}
+
+func (t *block) run(lo, hi int) {
+	for i := lo; i < hi; i++ {
+		q := i % t.groups * t.perGroup
+		t.tiles(i/t.groups*t.mc, q, min(q+t.perGroup, t.nPanels))
+	}
+}
+
+// tiles packs rows [ic, ic+mc) of A and computes their micro-tiles with B panels [jlo, jhi).
+func (t *block) tiles(ic, jlo, jhi int) {
 	g := t.g
 	mr, nr := g.mr, g.nr
-	abuf := getBuf(t.mc*t.kb + mr*nr)
+	abuf := getBuf[float32](t.mc*t.kb + mr*nr)
 	defer putBuf(abuf)
 	ap, tmp := (*abuf)[:t.mc*t.kb], (*abuf)[t.mc*t.kb:]
 	mb := min(t.mc, t.m-ic)
@@ -305,16 +325,16 @@ func balance(n, limit, align int) int {
 	return min(limit, roundUp((n+blocks-1)/blocks, align))
 }
 
-// bufPool recycles packing buffers so that a steady stream of GEMMs does not allocate.
-var bufPool sync.Pool
-
-func getBuf(n int) *[]float32 {
-	if p, ok := bufPool.Get().(*[]float32); ok && cap(*p) >= n {
-		*p = (*p)[:n]
-		return p
+// getBuf returns a recycled buffer of n elements (contents undefined), so that a steady
+// stream of GEMMs does not allocate; putBuf gives it back. A recycled buffer too small
+// for n is replaced by a larger one, so the buffers grow to the largest use and stay.
+func getBuf[F kernels.Float](n int) *[]F {
+	p := recycled[[]F]().get()
+	if cap(*p) < n {
+		*p = make([]F, n)
 	}
-	s := make([]float32, n)
-	return &s
+	*p = (*p)[:n]
+	return p
 }
 
-func putBuf(p *[]float32) { bufPool.Put(p) }
+func putBuf[F kernels.Float](p *[]F) { recycled[[]F]().put(p) }

@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"math"
+	"runtime"
 
 	"github.com/herdml/herd/kernels"
 )
@@ -19,28 +20,20 @@ import (
 // attnBlock is the number of query rows whose logits are computed together.
 const attnBlock = 64
 
-// attnSpan returns, for sequence bi and each query block, the first key position any row
-// of the block may attend to: the first position of any document present in the block.
-// Keys before it are masked for every row of the block and are skipped. Documents need not
-// be contiguous for this to hold.
-func attnSpan(doc []int32, bi, t int) []int {
-	seq := doc[bi*t : bi*t+t]
-	lo := make([]int, (t+attnBlock-1)/attnBlock)
-	for blk := range lo {
-		i0 := blk * attnBlock
-		rows := seq[i0:min(i0+attnBlock, t)]
-		lo[blk] = i0
-	scan:
-		for s, d := range seq[:i0] {
-			for _, r := range rows {
-				if r == d {
-					lo[blk] = s
-					break scan
-				}
+// attnSpan returns the first key position any query row in [i0, i1) of a sequence with
+// documents seq may attend to: the first position of any document present in the rows.
+// Keys before it are masked for every row of the block and are skipped. Documents need
+// not be contiguous for this to hold.
+func attnSpan(seq []int32, i0, i1 int) int {
+	rows := seq[i0:i1]
+	for s, d := range seq[:i0] {
+		for _, r := range rows {
+			if r == d {
+				return s
 			}
 		}
 	}
-	return lo
+	return i0
 }
 
 // packHead copies head hh of the t rows of sequence bi from a strided [B*T, heads*D]
@@ -63,57 +56,84 @@ func addHead[F kernels.Float](dst, src []F, bi, t, heads, hh, d int) {
 }
 
 // Attention: see kernels.Backend. Parallel over (b, h); each head of each sequence is
-// independent.
+// independent, so each runs its GEMMs on one thread.
 func (be *Backend[F]) Attention(out, lse, q, k, v []F, doc []int32, b, t, h, kv, d int, scale F) {
-	g := h / kv
-	parallelFor(b*h, 1, func(lo, hi int) {
-		qp, kp, vp, op := make([]F, t*d), make([]F, t*d), make([]F, t*d), make([]F, t*d)
-		sc := make([]F, attnBlock*t)
-		for task := lo; task < hi; task++ {
-			bi, hh := task/h, task%h
-			seq := doc[bi*t : bi*t+t]
-			packHead(qp, q, bi, t, h, hh, d)
-			packHead(kp, k, bi, t, kv, hh/g, d)
-			packHead(vp, v, bi, t, kv, hh/g, d)
-			for blk, klo := range attnSpan(doc, bi, t) {
-				i0, i1 := blk*attnBlock, min(blk*attnBlock+attnBlock, t)
-				nq, nk := i1-i0, i1-klo
-				s := sc[:nq*nk]
-				be.MatMul(s, qp[i0*d:i1*d], kp[klo*d:i1*d], nq, d, nk, false, true, false)
-				for r := range nq {
-					ti := i0 + r
-					row := s[r*nk : r*nk+nk]
-					mx := F(math.Inf(-1))
-					for c := range row {
-						if klo+c > ti || seq[klo+c] != seq[ti] {
-							continue
-						}
-						row[c] *= scale
-						mx = max(mx, row[c])
-					}
-					var sum F
-					for c := range row {
-						if klo+c > ti || seq[klo+c] != seq[ti] {
-							row[c] = 0
-							continue
-						}
-						row[c] = expF(row[c] - mx)
-						sum += row[c]
-					}
-					inv := 1 / sum
-					for c := range row {
-						row[c] *= inv
-					}
-					lse[(bi*t+ti)*h+hh] = mx + F(math.Log(float64(sum)))
+	parallelChunks(b*h, runtime.GOMAXPROCS(0), attention[F]{be, out, lse, q, k, v, doc, t, h, kv, d, scale})
+}
+
+type attention[F kernels.Float] struct {
+	be                *Backend[F]
+	out, lse, q, k, v []F
+	doc               []int32
+	t, h, kv, d       int
+	scale             F
+}
+
+// run handles (sequence, head) pairs [lo, hi), task = b·H + h.
+func (a *attention[F]) run(lo, hi int) {
+	t, h, d := a.t, a.h, a.d
+	buf := getBuf[F](4*t*d + attnBlock*t)
+	defer putBuf(buf)
+	qp, kp, vp, op, sc := (*buf)[:t*d], (*buf)[t*d:2*t*d], (*buf)[2*t*d:3*t*d], (*buf)[3*t*d:4*t*d], (*buf)[4*t*d:]
+	g := h / a.kv
+	for task := lo; task < hi; task++ {
+		bi, hh := task/h, task%h
+		seq := a.doc[bi*t : bi*t+t]
+		packHead(qp, a.q, bi, t, h, hh, d)
+		packHead(kp, a.k, bi, t, a.kv, hh/g, d)
+		packHead(vp, a.v, bi, t, a.kv, hh/g, d)
+		for blk := range (t + attnBlock - 1) / attnBlock {
+			i0, i1 := blk*attnBlock, min(blk*attnBlock+attnBlock, t)
+			klo := attnSpan(seq, i0, i1)
+			nq, nk := i1-i0, i1-klo
+			s := sc[:nq*nk]
+			a.be.serialMatMul(s, qp[i0*d:i1*d], kp[klo*d:i1*d], nq, d, nk, false, true, false)
+			for r := range nq {
+				ti := i0 + r
+				w := ti - klo + 1 // keys klo..ti; those of other documents are masked
+				row := s[r*nk : r*nk+w]
+				mx := maskLogits(row, seq[klo:], seq[ti], a.scale)
+				sum := expShift(row, mx)
+				inv := 1 / sum
+				for c := range row {
+					row[c] *= inv
 				}
-				be.MatMul(op[i0*d:i1*d], s, vp[klo*d:i1*d], nq, nk, d, false, false, false)
+				clear(s[r*nk+w : r*nk+nk])
+				a.lse[(bi*t+ti)*h+hh] = mx + F(math.Log(float64(sum)))
 			}
-			for r := range t {
-				at := (bi*t+r)*h*d + hh*d
-				copy(out[at:at+d], op[r*d:r*d+d])
-			}
+			a.be.serialMatMul(op[i0*d:i1*d], s, vp[klo*d:i1*d], nq, nk, d, false, false, false)
 		}
-	})
+		for r := range t {
+			at := (bi*t+r)*h*d + hh*d
+			copy(a.out[at:at+d], op[r*d:r*d+d])
+		}
+	}
+}
+
+// maskLogits scales, in place, the logits of one query row of document doc against keys
+// whose documents are keyDoc, sets those of other documents to -Inf (so that their
+// exponential is 0), and returns the largest.
+func maskLogits[F kernels.Float](row []F, keyDoc []int32, doc int32, scale F) F {
+	mx, ninf := F(math.Inf(-1)), F(math.Inf(-1))
+	for c, x := range row {
+		if keyDoc[c] != doc {
+			row[c] = ninf
+			continue
+		}
+		row[c] = x * scale
+		mx = max(mx, row[c])
+	}
+	return mx
+}
+
+// serialMatMul is MatMul on the calling goroutine.
+func (be *Backend[F]) serialMatMul(c, a, b []F, m, k, n int, transA, transB, accumulate bool) {
+	if c32, ok := any(c).([]float32); ok {
+		be.impl().matMulOn(1, c32, any(a).([]float32), any(b).([]float32), m, k, n, transA, transB, accumulate)
+		return
+	}
+	t := refGEMM[F]{c, a, b, m, k, n, transA, transB, accumulate}
+	t.run(0, m)
 }
 
 // AttentionBackward: see kernels.Backend. With P the probabilities and
@@ -123,58 +143,73 @@ func (be *Backend[F]) Attention(out, lse, q, k, v []F, doc []int32, b, t, h, kv,
 // is split by (b, kv head): each task owns its dk, dv rows and its heads' dq rows, and sums
 // them in a fixed order.
 func (be *Backend[F]) AttentionBackward(dq, dk, dv, dout, out, lse, q, k, v []F, doc []int32, b, t, h, kv, d int, scale F) {
+	parallelChunks(b*kv, runtime.GOMAXPROCS(0), attentionBackward[F]{be, dq, dk, dv, dout, out, lse, q, k, v, doc, t, h, kv, d, scale})
+}
+
+type attentionBackward[F kernels.Float] struct {
+	be                                  *Backend[F]
+	dq, dk, dv, dout, out, lse, q, k, v []F
+	doc                                 []int32
+	t, h, kv, d                         int
+	scale                               F
+}
+
+// run handles (sequence, kv head) pairs [lo, hi), task = b·KV + kv head.
+func (a *attentionBackward[F]) run(lo, hi int) {
+	t, h, kv, d, scale := a.t, a.h, a.kv, a.d, a.scale
+	buf := getBuf[F](7*t*d + t + 2*attnBlock*t)
+	defer putBuf(buf)
+	sl := *buf
+	next := func(n int) []F { s := sl[:n]; sl = sl[n:]; return s }
+	qp, kp, vp, dop := next(t*d), next(t*d), next(t*d), next(t*d)
+	dqp, dkp, dvp, delta := next(t*d), next(t*d), next(t*d), next(t)
+	p, ds := next(attnBlock*t), next(attnBlock*t)
 	g := h / kv
-	parallelFor(b*kv, 1, func(lo, hi int) {
-		qp, kp, vp, dop := make([]F, t*d), make([]F, t*d), make([]F, t*d), make([]F, t*d)
-		dqp, dkp, dvp, delta := make([]F, t*d), make([]F, t*d), make([]F, t*d), make([]F, t)
-		p, ds := make([]F, attnBlock*t), make([]F, attnBlock*t)
-		for task := lo; task < hi; task++ {
-			bi, kh := task/kv, task%kv
-			seq := doc[bi*t : bi*t+t]
-			span := attnSpan(doc, bi, t)
-			packHead(kp, k, bi, t, kv, kh, d)
-			packHead(vp, v, bi, t, kv, kh, d)
-			clear(dkp)
-			clear(dvp)
-			for hh := kh * g; hh < kh*g+g; hh++ {
-				packHead(qp, q, bi, t, h, hh, d)
-				packHead(dop, dout, bi, t, h, hh, d)
-				for r := range t {
-					at := (bi*t+r)*h*d + hh*d
-					var s F
-					for j, x := range dout[at : at+d] {
-						s += x * out[at+j]
-					}
-					delta[r] = s
+	for task := lo; task < hi; task++ {
+		bi, kh := task/kv, task%kv
+		seq := a.doc[bi*t : bi*t+t]
+		packHead(kp, a.k, bi, t, kv, kh, d)
+		packHead(vp, a.v, bi, t, kv, kh, d)
+		clear(dkp)
+		clear(dvp)
+		for hh := kh * g; hh < kh*g+g; hh++ {
+			packHead(qp, a.q, bi, t, h, hh, d)
+			packHead(dop, a.dout, bi, t, h, hh, d)
+			for r := range t {
+				at := (bi*t+r)*h*d + hh*d
+				var s F
+				for j, x := range a.dout[at : at+d] {
+					s += x * a.out[at+j]
 				}
-				for blk, klo := range span {
-					i0, i1 := blk*attnBlock, min(blk*attnBlock+attnBlock, t)
-					nq, nk := i1-i0, i1-klo
-					pb, db := p[:nq*nk], ds[:nq*nk]
-					be.MatMul(pb, qp[i0*d:i1*d], kp[klo*d:i1*d], nq, d, nk, false, true, false)
-					be.MatMul(db, dop[i0*d:i1*d], vp[klo*d:i1*d], nq, d, nk, false, true, false)
-					for r := range nq {
-						ti := i0 + r
-						l := lse[(bi*t+ti)*h+hh]
-						prow, drow := pb[r*nk:r*nk+nk], db[r*nk:r*nk+nk]
-						for c := range prow {
-							if klo+c > ti || seq[klo+c] != seq[ti] {
-								prow[c], drow[c] = 0, 0
-								continue
-							}
-							pv := expF(scale*prow[c] - l)
-							prow[c] = pv
-							drow[c] = scale * pv * (drow[c] - delta[ti])
-						}
-					}
-					be.MatMul(dqp[i0*d:i1*d], db, kp[klo*d:i1*d], nq, nk, d, false, false, false)
-					be.MatMul(dkp[klo*d:i1*d], db, qp[i0*d:i1*d], nk, nq, d, true, false, true)
-					be.MatMul(dvp[klo*d:i1*d], pb, dop[i0*d:i1*d], nk, nq, d, true, false, true)
-				}
-				addHead(dq, dqp, bi, t, h, hh, d)
+				delta[r] = s
 			}
-			addHead(dk, dkp, bi, t, kv, kh, d)
-			addHead(dv, dvp, bi, t, kv, kh, d)
+			for blk := range (t + attnBlock - 1) / attnBlock {
+				i0, i1 := blk*attnBlock, min(blk*attnBlock+attnBlock, t)
+				klo := attnSpan(seq, i0, i1)
+				nq, nk := i1-i0, i1-klo
+				pb, db := p[:nq*nk], ds[:nq*nk]
+				a.be.serialMatMul(pb, qp[i0*d:i1*d], kp[klo*d:i1*d], nq, d, nk, false, true, false)
+				a.be.serialMatMul(db, dop[i0*d:i1*d], vp[klo*d:i1*d], nq, d, nk, false, true, false)
+				for r := range nq {
+					ti := i0 + r
+					w := ti - klo + 1
+					prow, drow := pb[r*nk:r*nk+w], db[r*nk:r*nk+w]
+					maskLogits(prow, seq[klo:], seq[ti], scale)
+					expShift(prow, a.lse[(bi*t+ti)*h+hh])
+					dt := delta[ti]
+					for c, pv := range prow {
+						drow[c] = scale * pv * (drow[c] - dt)
+					}
+					clear(pb[r*nk+w : r*nk+nk])
+					clear(db[r*nk+w : r*nk+nk])
+				}
+				a.be.serialMatMul(dqp[i0*d:i1*d], db, kp[klo*d:i1*d], nq, nk, d, false, false, false)
+				a.be.serialMatMul(dkp[klo*d:i1*d], db, qp[i0*d:i1*d], nk, nq, d, true, false, true)
+				a.be.serialMatMul(dvp[klo*d:i1*d], pb, dop[i0*d:i1*d], nk, nq, d, true, false, true)
+			}
+			addHead(a.dq, dqp, bi, t, h, hh, d)
 		}
-	})
+		addHead(a.dk, dkp, bi, t, kv, kh, d)
+		addHead(a.dv, dvp, bi, t, kv, kh, d)
+	}
 }

@@ -45,126 +45,210 @@ func expPoly(x float64) float64 {
 
 // SwiGLU: see kernels.Backend. sigmoid(a) = 1/(1+e^-a), divided in float64.
 func (*Backend[F]) SwiGLU(out, sig, a, u []F) {
-	parallelFor(len(out), elemGrain, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			s := F(1 / (1 + float64(expF(-a[i]))))
-			sig[i] = s
-			out[i] = a[i] * s * u[i]
-		}
-	})
+	parallelFor(len(out), elemGrain, swiglu[F]{out, sig, a, u})
+}
+
+type swiglu[F kernels.Float] struct{ out, sig, a, u []F }
+
+func (t *swiglu[F]) run(lo, hi int) {
+	out, sig, a, u := t.out, t.sig, t.a, t.u
+	for i := lo; i < hi; i++ {
+		s := F(1 / (1 + float64(expF(-a[i]))))
+		sig[i] = s
+		out[i] = a[i] * s * u[i]
+	}
 }
 
 // SwiGLUBackward: see kernels.Backend. With s = sigmoid(a): silu(a) = a·s and
 // silu'(a) = s·(1 + a·(1-s)).
 func (*Backend[F]) SwiGLUBackward(da, du, dout, a, u, sig []F) {
-	parallelFor(len(dout), elemGrain, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			x, s := a[i], sig[i]
-			du[i] += dout[i] * x * s
-			da[i] += dout[i] * u[i] * s * (1 + x*(1-s))
-		}
-	})
+	parallelFor(len(dout), elemGrain, swigluBackward[F]{da, du, dout, a, u, sig})
+}
+
+type swigluBackward[F kernels.Float] struct{ da, du, dout, a, u, sig []F }
+
+func (t *swigluBackward[F]) run(lo, hi int) {
+	da, du, dout, a, u, sig := t.da, t.du, t.dout, t.a, t.u, t.sig
+	for i := lo; i < hi; i++ {
+		x, s := a[i], sig[i]
+		du[i] += dout[i] * x * s
+		da[i] += dout[i] * u[i] * s * (1 + x*(1-s))
+	}
 }
 
 // CrossEntropy: see kernels.Backend. The row sum of exponentials runs in F after
 // subtracting the row maximum.
 func (*Backend[F]) CrossEntropy(loss, lse, logits []F, targets []int32, v int) {
-	parallelFor(len(loss), rowGrain, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			row := logits[i*v : i*v+v]
-			mx := row[0]
-			for _, x := range row {
-				mx = max(mx, x)
-			}
-			var sum F
-			for _, x := range row {
-				sum += expF(x - mx)
-			}
-			lse[i] = mx + F(math.Log(float64(sum)))
-			loss[i] = lse[i] - row[targets[i]]
+	parallelFor(len(loss), rowGrain, crossEntropy[F]{loss, lse, logits, targets, v})
+}
+
+type crossEntropy[F kernels.Float] struct {
+	loss, lse, logits []F
+	targets           []int32
+	v                 int
+}
+
+func (t *crossEntropy[F]) run(lo, hi int) {
+	v := t.v
+	for i := lo; i < hi; i++ {
+		row := t.logits[i*v : i*v+v]
+		mx := row[0]
+		for _, x := range row {
+			mx = max(mx, x)
 		}
-	})
+		var sum F
+		for _, x := range row {
+			sum += expF(x - mx)
+		}
+		t.lse[i] = mx + F(math.Log(float64(sum)))
+		t.loss[i] = t.lse[i] - row[t.targets[i]]
+	}
 }
 
 // CrossEntropyBackward: see kernels.Backend. Rows with weight 0 are skipped.
 func (*Backend[F]) CrossEntropyBackward(dlogits, logits, lse []F, targets []int32, w []F, v int) {
-	parallelFor(len(lse), rowGrain, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			if w[i] == 0 {
-				continue
-			}
-			row, drow := logits[i*v:i*v+v], dlogits[i*v:i*v+v]
-			for j, x := range row {
-				drow[j] += w[i] * expF(x-lse[i])
-			}
-			drow[targets[i]] -= w[i]
+	parallelFor(len(lse), rowGrain, crossEntropyBackward[F]{dlogits, logits, lse, targets, w, v})
+}
+
+type crossEntropyBackward[F kernels.Float] struct {
+	dlogits, logits, lse []F
+	targets              []int32
+	w                    []F
+	v                    int
+}
+
+func (t *crossEntropyBackward[F]) run(lo, hi int) {
+	v, w := t.v, t.w
+	for i := lo; i < hi; i++ {
+		if w[i] == 0 {
+			continue
 		}
-	})
+		row, drow := t.logits[i*v:i*v+v], t.dlogits[i*v:i*v+v]
+		for j, x := range row {
+			drow[j] += w[i] * expF(x-t.lse[i])
+		}
+		drow[t.targets[i]] -= w[i]
+	}
 }
 
 // Scale: see kernels.Backend.
 func (*Backend[F]) Scale(x []F, s F) {
-	parallelFor(len(x), elemGrain, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			x[i] *= s
-		}
-	})
+	parallelFor(len(x), elemGrain, scale[F]{x, s})
+}
+
+type scale[F kernels.Float] struct {
+	x []F
+	s F
+}
+
+func (t *scale[F]) run(lo, hi int) {
+	for i := lo; i < hi; i++ {
+		t.x[i] *= t.s
+	}
 }
 
 // Axpy: see kernels.Backend.
 func (*Backend[F]) Axpy(y, x []F, a F) {
-	parallelFor(len(y), elemGrain, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			y[i] += a * x[i]
-		}
-	})
+	parallelFor(len(y), elemGrain, axpy[F]{y, x, a})
+}
+
+type axpy[F kernels.Float] struct {
+	y, x []F
+	a    F
+}
+
+func (t *axpy[F]) run(lo, hi int) {
+	y, x, a := t.y, t.x, t.a
+	for i := lo; i < hi; i++ {
+		y[i] += a * x[i]
+	}
 }
 
 // GatherRows: see kernels.Backend.
 func (*Backend[F]) GatherRows(dst, src []F, idx []int32, w []F, c int) {
-	parallelFor(len(idx), rowGrain, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			s, o := src[int(idx[i])*c:int(idx[i])*c+c], dst[i*c:i*c+c]
-			if w == nil {
-				copy(o, s)
-				continue
-			}
-			for j, x := range s {
-				o[j] = w[i] * x
-			}
+	parallelFor(len(idx), rowGrain, gatherRows[F]{dst, src, idx, w, c})
+}
+
+type gatherRows[F kernels.Float] struct {
+	dst, src []F
+	idx      []int32
+	w        []F
+	c        int
+}
+
+func (t *gatherRows[F]) run(lo, hi int) {
+	c := t.c
+	for i := lo; i < hi; i++ {
+		s, o := t.src[int(t.idx[i])*c:int(t.idx[i])*c+c], t.dst[i*c:i*c+c]
+		if t.w == nil {
+			copy(o, s)
+			continue
 		}
-	})
+		for j, x := range s {
+			o[j] = t.w[i] * x
+		}
+	}
 }
 
 // GatherSum: see kernels.Backend.
 func (*Backend[F]) GatherSum(dst, src []F, idx []int32, w []F, k, c int) {
-	parallelFor(len(idx)/k, rowGrain, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			o := dst[i*c : i*c+c]
-			for j := i * k; j < i*k+k; j++ {
-				s := src[int(idx[j])*c : int(idx[j])*c+c]
-				wj := F(1)
-				if w != nil {
-					wj = w[j]
-				}
-				for p, x := range s {
-					o[p] += wj * x
-				}
+	parallelFor(len(idx)/k, rowGrain, gatherSum[F]{dst, src, idx, w, k, c})
+}
+
+type gatherSum[F kernels.Float] struct {
+	dst, src []F
+	idx      []int32
+	w        []F
+	k, c     int
+}
+
+func (t *gatherSum[F]) run(lo, hi int) {
+	k, c := t.k, t.c
+	for i := lo; i < hi; i++ {
+		o := t.dst[i*c : i*c+c]
+		for j := i * k; j < i*k+k; j++ {
+			s := t.src[int(t.idx[j])*c : int(t.idx[j])*c+c]
+			wj := F(1)
+			if t.w != nil {
+				wj = t.w[j]
+			}
+			for p, x := range s {
+				o[p] += wj * x
 			}
 		}
-	})
+	}
 }
 
 // RowDots: see kernels.Backend.
 func (*Backend[F]) RowDots(out, a, b []F, idx []int32, c int) {
-	parallelFor(len(idx), rowGrain, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			ar, br := a[int(idx[i])*c:int(idx[i])*c+c], b[i*c:i*c+c]
-			var s F
-			for j, x := range ar {
-				s += x * br[j]
-			}
-			out[i] = s
+	parallelFor(len(idx), rowGrain, rowDots[F]{out, a, b, idx, c})
+}
+
+type rowDots[F kernels.Float] struct {
+	out, a, b []F
+	idx       []int32
+	c         int
+}
+
+func (t *rowDots[F]) run(lo, hi int) {
+	c := t.c
+	for i := lo; i < hi; i++ {
+		ar, br := t.a[int(t.idx[i])*c:int(t.idx[i])*c+c], t.b[i*c:i*c+c]
+		var s F
+		for j, x := range ar {
+			s += x * br[j]
 		}
-	})
+		t.out[i] = s
+	}
+}
+
+// expShift replaces each x[i] by e^(x[i]-shift) and returns their sum. It is the
+// exponential pass of every softmax (attention, cross-entropy).
+func expShift[F kernels.Float](x []F, shift F) F {
+	var sum F
+	for i, v := range x {
+		x[i] = expF(v - shift)
+		sum += x[i]
+	}
+	return sum
 }

@@ -19,114 +19,165 @@ const colGrain = 8
 
 // Embedding: see kernels.Backend.
 func (*Backend[F]) Embedding(out, table []F, ids []int32, c int, scale F) {
-	parallelFor(len(ids), rowGrain, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			if ids[i] < 0 {
-				continue
-			}
-			src := table[int(ids[i])*c : int(ids[i])*c+c]
-			dst := out[i*c : i*c+c]
-			for j, v := range src {
-				dst[j] = scale * v
-			}
+	parallelFor(len(ids), rowGrain, embedding[F]{out, table, ids, c, scale})
+}
+
+type embedding[F kernels.Float] struct {
+	out, table []F
+	ids        []int32
+	c          int
+	scale      F
+}
+
+func (t *embedding[F]) run(lo, hi int) {
+	c := t.c
+	for i := lo; i < hi; i++ {
+		if t.ids[i] < 0 {
+			continue
 		}
-	})
+		src := t.table[int(t.ids[i])*c : int(t.ids[i])*c+c]
+		dst := t.out[i*c : i*c+c]
+		for j, v := range src {
+			dst[j] = t.scale * v
+		}
+	}
 }
 
 // EmbeddingBackward: see kernels.Backend. A token id can repeat, so rows of dtable receive
 // several contributions; splitting over columns keeps their order fixed.
 func (*Backend[F]) EmbeddingBackward(dtable, dout []F, ids []int32, c int, scale F) {
-	parallelFor(c, colGrain, func(lo, hi int) {
-		for i, id := range ids {
-			if id < 0 {
-				continue
-			}
-			dst := dtable[int(id)*c+lo : int(id)*c+hi]
-			src := dout[i*c+lo : i*c+hi]
-			for j, v := range src {
-				dst[j] += scale * v
-			}
+	parallelFor(c, colGrain, embeddingBackward[F]{dtable, dout, ids, c, scale})
+}
+
+type embeddingBackward[F kernels.Float] struct {
+	dtable, dout []F
+	ids          []int32
+	c            int
+	scale        F
+}
+
+func (t *embeddingBackward[F]) run(lo, hi int) {
+	c := t.c
+	for i, id := range t.ids {
+		if id < 0 {
+			continue
 		}
-	})
+		dst := t.dtable[int(id)*c+lo : int(id)*c+hi]
+		src := t.dout[i*c+lo : i*c+hi]
+		for j, v := range src {
+			dst[j] += t.scale * v
+		}
+	}
 }
 
 // RMSNorm: see kernels.Backend. The mean square is summed in F; the reciprocal square
 // root is taken in float64 and rounded to F.
 func (*Backend[F]) RMSNorm(out, rstd, x, g []F, c int, eps float64) {
-	parallelFor(len(rstd), rowGrain, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			xi := x[i*c : i*c+c]
-			var ss F
-			for _, v := range xi {
-				ss += v * v
-			}
-			r := F(1 / math.Sqrt(float64(ss/F(c))+eps))
-			rstd[i] = r
-			oi := out[i*c : i*c+c]
-			for j, v := range xi {
-				oi[j] = v * r * g[j]
-			}
+	parallelFor(len(rstd), rowGrain, rmsNorm[F]{out, rstd, x, g, c, eps})
+}
+
+type rmsNorm[F kernels.Float] struct {
+	out, rstd, x, g []F
+	c               int
+	eps             float64
+}
+
+func (t *rmsNorm[F]) run(lo, hi int) {
+	c, g := t.c, t.g
+	for i := lo; i < hi; i++ {
+		xi := t.x[i*c : i*c+c]
+		var ss F
+		for _, v := range xi {
+			ss += v * v
 		}
-	})
+		r := F(1 / math.Sqrt(float64(ss/F(c))+t.eps))
+		t.rstd[i] = r
+		oi := t.out[i*c : i*c+c]
+		for j, v := range xi {
+			oi[j] = v * r * g[j]
+		}
+	}
 }
 
 // RMSNormBackward: see kernels.Backend. With n = x·r (normalised input) and dn = dout⊙g:
-// dx = r·(dn - n·mean(dn⊙n)), dg = Σᵢ dout⊙n.
+// dx = r·(dn - n·mean(dn⊙n)), dg = Σᵢ dout⊙n. The rows run in parallel for dx, then the
+// columns for dg.
 func (*Backend[F]) RMSNormBackward(dx, dg, dout, x, g, rstd []F, c int) {
-	n := len(rstd)
-	parallelFor(n, rowGrain, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			xi, di := x[i*c:i*c+c], dout[i*c:i*c+c]
-			r := rstd[i]
-			var dot F
-			for j, v := range xi {
-				dot += di[j] * g[j] * v
-			}
-			// mean(dn⊙n) = r·dot/C, and n = x·r, so the correction term is x·r²·dot/C.
-			corr := r * r * dot / F(c)
-			dxi := dx[i*c : i*c+c]
-			for j, v := range xi {
-				dxi[j] += r * (di[j]*g[j] - v*corr)
-			}
+	parallelFor(len(rstd), rowGrain, rmsNormBackward[F]{dx, dout, x, g, rstd, c})
+	parallelFor(c, colGrain, rmsNormGain[F]{dg, dout, x, rstd, c})
+}
+
+type rmsNormBackward[F kernels.Float] struct {
+	dx, dout, x, g, rstd []F
+	c                    int
+}
+
+func (t *rmsNormBackward[F]) run(lo, hi int) {
+	c, g := t.c, t.g
+	for i := lo; i < hi; i++ {
+		xi, di := t.x[i*c:i*c+c], t.dout[i*c:i*c+c]
+		r := t.rstd[i]
+		var dot F
+		for j, v := range xi {
+			dot += di[j] * g[j] * v
 		}
-	})
-	parallelFor(c, colGrain, func(lo, hi int) {
-		for i := 0; i < n; i++ {
-			r := rstd[i]
-			for j := lo; j < hi; j++ {
-				dg[j] += dout[i*c+j] * x[i*c+j] * r
-			}
+		// mean(dn⊙n) = r·dot/C, and n = x·r, so the correction term is x·r²·dot/C.
+		corr := r * r * dot / F(c)
+		dxi := t.dx[i*c : i*c+c]
+		for j, v := range xi {
+			dxi[j] += r * (di[j]*g[j] - v*corr)
 		}
-	})
+	}
+}
+
+// rmsNormGain accumulates dg[j] += Σᵢ dout[i,j]·x[i,j]·rstd[i] for columns [lo, hi).
+type rmsNormGain[F kernels.Float] struct {
+	dg, dout, x, rstd []F
+	c                 int
+}
+
+func (t *rmsNormGain[F]) run(lo, hi int) {
+	c := t.c
+	for i, r := range t.rstd {
+		for j := lo; j < hi; j++ {
+			t.dg[j] += t.dout[i*c+j] * t.x[i*c+j] * r
+		}
+	}
 }
 
 // RoPE: see kernels.Backend.
 func (*Backend[F]) RoPE(x []F, pos []int32, cos, sin []F, heads, d int) {
-	rotate(x, pos, cos, sin, heads, d, 1)
+	parallelFor(len(pos), rowGrain, rotate[F]{x, pos, cos, sin, heads, d, 1})
 }
 
 // RoPEBackward: see kernels.Backend. A rotation's inverse is its transpose: the rotation
 // by the negative angle.
 func (*Backend[F]) RoPEBackward(dx []F, pos []int32, cos, sin []F, heads, d int) {
-	rotate(dx, pos, cos, sin, heads, d, -1)
+	parallelFor(len(pos), rowGrain, rotate[F]{dx, pos, cos, sin, heads, d, -1})
 }
 
 // rotate turns each pair of every head of row i by sign·angle(pos[i]).
-func rotate[F kernels.Float](x []F, pos []int32, cos, sin []F, heads, d int, sign F) {
-	half, w := d/2, heads*d
-	parallelFor(len(pos), rowGrain, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			cs := cos[int(pos[i])*half : int(pos[i])*half+half]
-			sn := sin[int(pos[i])*half : int(pos[i])*half+half]
-			for h := range heads {
-				xh := x[i*w+h*d : i*w+h*d+d]
-				for j := range half {
-					a, b := xh[2*j], xh[2*j+1]
-					c, s := cs[j], sign*sn[j]
-					xh[2*j] = a*c - b*s
-					xh[2*j+1] = a*s + b*c
-				}
+type rotate[F kernels.Float] struct {
+	x        []F
+	pos      []int32
+	cos, sin []F
+	heads, d int
+	sign     F
+}
+
+func (t *rotate[F]) run(lo, hi int) {
+	half, w := t.d/2, t.heads*t.d
+	for i := lo; i < hi; i++ {
+		p := int(t.pos[i])
+		cs, sn := t.cos[p*half:p*half+half], t.sin[p*half:p*half+half]
+		for h := range t.heads {
+			xh := t.x[i*w+h*t.d : i*w+h*t.d+t.d]
+			for j := range half {
+				a, b := xh[2*j], xh[2*j+1]
+				c, s := cs[j], t.sign*sn[j]
+				xh[2*j] = a*c - b*s
+				xh[2*j+1] = a*s + b*c
 			}
 		}
-	})
+	}
 }

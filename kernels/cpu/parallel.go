@@ -1,63 +1,173 @@
 package cpu
 
 import (
+	"reflect"
 	"runtime"
 	"sync"
 	"sync/atomic"
 )
 
-// parallelFor runs body over [0, n) split into contiguous chunks of at least grain
-// iterations, one goroutine per chunk, up to GOMAXPROCS chunks. The split depends only on
-// n, grain and GOMAXPROCS, and each index is handled by exactly one call, so a body that
-// writes only its own indices gives the same result however the goroutines are scheduled.
-func parallelFor(n, grain int, body func(lo, hi int)) {
+// Parallel loops run on a pool of persistent worker goroutines, so that a training step
+// starts no goroutine and allocates nothing: a step makes hundreds of parallel calls, and
+// a goroutine and a closure per call were most of its allocations.
+//
+// An op describes its loop as a task: a struct of its arguments with a run(lo, hi) method
+// over a range of indices. The task is copied into a recycled box (a closure would be a
+// fresh heap object every call), the box is handed to the calling goroutine and to the
+// idle workers, and each of them takes the next chunk of indices from a shared counter
+// until none is left. A worker delayed by other work on the machine then holds up one
+// chunk, not a fixed share, and a call made while every worker is busy (a nested loop, or
+// another model's step in the same process) simply runs on its caller.
+//
+// Determinism: the chunks depend only on n, the grain and GOMAXPROCS, and a task must
+// compute each index the same way whoever runs it and write only that index's outputs.
+// Which goroutine runs a chunk is then left to chance without changing a bit.
+
+// ranger is a parallel loop's body: it handles indices [lo, hi).
+type ranger interface{ run(lo, hi int) }
+
+// task is the constraint of parallelFor's type parameters: P is *T and has run.
+type task[T any] interface {
+	*T
+	ranger
+}
+
+// loop is one parallel call's shared state.
+type loop struct {
+	body   ranger
+	n, per int // indices, and indices per chunk
+	chunks int
+	next   atomic.Int64 // next chunk to take
+	helped sync.WaitGroup
+}
+
+// work runs chunks until none is left.
+func (l *loop) work() {
+	for c := int(l.next.Add(1) - 1); c < l.chunks; c = int(l.next.Add(1) - 1) {
+		l.body.run(c*l.per, min(l.n, (c+1)*l.per))
+	}
+}
+
+// box is a loop with its task, recycled per task type.
+type box[T any] struct {
+	loop
+	task T
+}
+
+// parallelFor runs t.run over [0, n) in chunks of at least grain indices, at most
+// chunksPerThread per thread, on up to GOMAXPROCS goroutines.
+func parallelFor[T any, P task[T]](n, grain int, t T) {
 	if n <= 0 {
 		return
 	}
-	if grain < 1 {
-		grain = 1
-	}
-	chunks := min(runtime.GOMAXPROCS(0), (n+grain-1)/grain)
-	if chunks <= 1 {
-		body(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	per := (n + chunks - 1) / chunks
-	for lo := 0; lo < n; lo += per {
-		hi := min(lo+per, n)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			body(lo, hi)
-		}()
-	}
-	wg.Wait()
+	threads := runtime.GOMAXPROCS(0)
+	chunks := min(chunksPerThread*threads, (n+max(grain, 1)-1)/max(grain, 1))
+	run[T, P](n, (n+chunks-1)/chunks, threads, t)
 }
 
-// parallelChunks runs body(i) for every i in [0, n) on up to threads goroutines, the
-// caller's included, each taking the next index from a shared counter. A goroutine that
-// the scheduler delays (on a machine shared with other work) then holds up at most one
-// chunk instead of a fixed share. Which goroutine runs a chunk is left to chance, so body
-// must compute chunk i the same way whoever runs it, and write only chunk i's outputs.
-func parallelChunks(n, threads int, body func(i int)) {
-	threads = min(threads, n)
-	if threads <= 1 {
-		for i := 0; i < n; i++ {
-			body(i)
-		}
-		return
+// chunksPerThread lets the threads even out their load: a thread slowed down by other
+// work on the machine takes fewer chunks.
+const chunksPerThread = 4
+
+// parallelChunks runs t.run(i, i+1) for every i in [0, n) on up to threads goroutines.
+func parallelChunks[T any, P task[T]](n, threads int, t T) {
+	if n > 0 {
+		run[T, P](n, 1, threads, t)
 	}
-	var next atomic.Int64
-	work := func() {
-		for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-			body(i)
-		}
+}
+
+// run runs t over [0, n) in chunks of per indices on the caller and up to threads-1
+// idle workers.
+func run[T any, P task[T]](n, per, threads int, t T) {
+	b := recycled[box[T]]().get()
+	b.task = t
+	l := &b.loop
+	l.body, l.n, l.per = P(&b.task), n, per
+	l.chunks = (n + per - 1) / per
+	l.next.Store(0)
+	if helpers := min(threads, l.chunks) - 1; helpers > 0 {
+		workers.invite(l, helpers)
 	}
-	var wg sync.WaitGroup
-	for range threads - 1 {
-		wg.Go(work)
+	l.work()
+	l.helped.Wait()
+	var zero T
+	b.task, l.body = zero, nil // release the task's slices to the garbage collector
+	recycled[box[T]]().put(b)
+}
+
+// workers is the pool: the idle workers, each waiting on its own inbox.
+var workers pool
+
+type pool struct {
+	mu    sync.Mutex
+	idle  []chan *loop
+	count int // workers started
+}
+
+// invite hands l to up to k idle workers, starting workers until there are GOMAXPROCS-1.
+func (p *pool) invite(l *loop, k int) {
+	p.mu.Lock()
+	for p.count < runtime.GOMAXPROCS(0)-1 {
+		inbox := make(chan *loop, 1)
+		p.idle = append(p.idle, inbox)
+		p.count++
+		go worker(inbox)
 	}
-	work()
-	wg.Wait()
+	k = min(k, len(p.idle))
+	invited := p.idle[len(p.idle)-k:]
+	p.idle = p.idle[:len(p.idle)-k]
+	l.helped.Add(k)
+	for _, inbox := range invited {
+		inbox <- l // never blocks: an idle worker's inbox is empty
+	}
+	p.mu.Unlock()
+}
+
+// worker runs the loops it is handed. It is back on the idle list before it tells the
+// loop's caller it is done, so that the caller's next loop can invite it again at once.
+func worker(inbox chan *loop) {
+	for l := range inbox {
+		l.work()
+		workers.mu.Lock()
+		workers.idle = append(workers.idle, inbox)
+		workers.mu.Unlock()
+		l.helped.Done()
+	}
+}
+
+// freeList keeps released values of one type for reuse. Unlike sync.Pool it keeps them
+// through garbage collections, so a steady state allocates nothing, ever.
+type freeList[T any] struct {
+	mu   sync.Mutex
+	free []*T
+}
+
+func (f *freeList[T]) get() *T {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := len(f.free); n > 0 {
+		v := f.free[n-1]
+		f.free = f.free[:n-1]
+		return v
+	}
+	return new(T)
+}
+
+func (f *freeList[T]) put(v *T) {
+	f.mu.Lock()
+	f.free = append(f.free, v)
+	f.mu.Unlock()
+}
+
+// freeLists holds one *freeList[T] per type T.
+var freeLists sync.Map
+
+// recycled returns the free list of type T.
+func recycled[T any]() *freeList[T] {
+	key := reflect.TypeFor[T]()
+	if f, ok := freeLists.Load(key); ok {
+		return f.(*freeList[T])
+	}
+	f, _ := freeLists.LoadOrStore(key, new(freeList[T]))
+	return f.(*freeList[T])
 }
