@@ -3,6 +3,7 @@ package workflows
 import (
 	"cmp"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"image/color"
 	"io"
@@ -11,6 +12,11 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
@@ -44,43 +50,126 @@ func (p SweepProgress) keys() []string {
 	return out
 }
 
-// WriteCSV writes one row per trial: its index, every swept value, state, committed step,
-// the metric at each rung, and the final metric (empty unless completed).
-func (p SweepProgress) WriteCSV(w io.Writer) error {
-	cw := csv.NewWriter(w)
-	head := append([]string{"trial"}, p.keys()...)
-	head = append(head, "state", "step")
-	for _, r := range p.Rungs {
-		head = append(head, fmt.Sprintf("%s@%d", p.Metric, r))
+// column is one column of the results table: its name, its Parquet type, and its cells
+// as the CSV writes them ("" = no value).
+type column struct {
+	name  string
+	typ   arrow.DataType
+	cells []string
+}
+
+// columns is the results table, one row per trial: its index, every swept value (a
+// number column where every value is a number), state, committed step, the metric at
+// each rung, and the final metric (empty unless completed).
+func (p SweepProgress) columns() []column {
+	col := func(name string, typ arrow.DataType, cell func(TrialState) string) column {
+		c := column{name: name, typ: typ}
+		for _, t := range p.Trials {
+			c.cells = append(c.cells, cell(t))
+		}
+		return c
 	}
-	head = append(head, p.Metric)
-	if err := cw.Write(head); err != nil {
+	metric := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	cols := []column{col("trial", arrow.PrimitiveTypes.Int64, func(t TrialState) string { return strconv.Itoa(t.Index) })}
+	for _, k := range p.keys() {
+		c := col(k, arrow.PrimitiveTypes.Float64, func(t TrialState) string { v, _ := t.param(k); return v })
+		for _, v := range c.cells {
+			if _, err := strconv.ParseFloat(v, 64); err != nil {
+				c.typ = arrow.BinaryTypes.String
+				break
+			}
+		}
+		cols = append(cols, c)
+	}
+	cols = append(cols,
+		col("state", arrow.BinaryTypes.String, func(t TrialState) string { return t.State }),
+		col("step", arrow.PrimitiveTypes.Int64, func(t TrialState) string { return strconv.FormatInt(t.Step, 10) }))
+	for i, r := range p.Rungs {
+		cols = append(cols, col(fmt.Sprintf("%s@%d", p.Metric, r), arrow.PrimitiveTypes.Float64, func(t TrialState) string {
+			if i < len(t.RungLoss) {
+				return metric(t.RungLoss[i])
+			}
+			return ""
+		}))
+	}
+	return append(cols, col(p.Metric, arrow.PrimitiveTypes.Float64, func(t TrialState) string {
+		if t.State == TrialCompleted {
+			return metric(t.Final)
+		}
+		return ""
+	}))
+}
+
+// WriteCSV writes the results table (columns) with a header row.
+func (p SweepProgress) WriteCSV(w io.Writer) error {
+	cols := p.columns()
+	cw := csv.NewWriter(w)
+	row := make([]string, len(cols))
+	for j, c := range cols {
+		row[j] = c.name
+	}
+	if err := cw.Write(row); err != nil {
 		return err
 	}
-	for _, t := range p.Trials {
-		row := []string{strconv.Itoa(t.Index)}
-		for _, k := range p.keys() {
-			v, _ := t.param(k)
-			row = append(row, v)
+	for i := range p.Trials {
+		for j, c := range cols {
+			row[j] = c.cells[i]
 		}
-		row = append(row, t.State, strconv.FormatInt(t.Step, 10))
-		for i := range p.Rungs {
-			cell := ""
-			if i < len(t.RungLoss) {
-				cell = strconv.FormatFloat(t.RungLoss[i], 'g', -1, 64)
-			}
-			row = append(row, cell)
-		}
-		final := ""
-		if t.State == TrialCompleted {
-			final = strconv.FormatFloat(t.Final, 'g', -1, 64)
-		}
-		if err := cw.Write(append(row, final)); err != nil {
+		if err := cw.Write(row); err != nil {
 			return err
 		}
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// WriteParquet writes the results table (columns) as one Parquet row group, typed:
+// integers, float64 metrics (null where the CSV is empty) and strings, so that pandas,
+// Polars or DuckDB read the sweep without parsing text.
+func (p SweepProgress) WriteParquet(w io.Writer) error {
+	cols := p.columns()
+	fields := make([]arrow.Field, len(cols))
+	for j, c := range cols {
+		fields[j] = arrow.Field{Name: c.name, Type: c.typ, Nullable: c.typ == arrow.PrimitiveTypes.Float64}
+	}
+	schema := arrow.NewSchema(fields, nil)
+	rb := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+	defer rb.Release()
+	for j, c := range cols {
+		for _, v := range c.cells {
+			switch b := rb.Field(j).(type) {
+			case *array.Int64Builder:
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					return fmt.Errorf("column %s: %w", c.name, err)
+				}
+				b.Append(n)
+			case *array.Float64Builder:
+				if v == "" {
+					b.AppendNull()
+					continue
+				}
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					return fmt.Errorf("column %s: %w", c.name, err)
+				}
+				b.Append(f)
+			case *array.StringBuilder:
+				b.Append(v)
+			}
+		}
+	}
+	rec := rb.NewRecordBatch()
+	defer rec.Release()
+	// The writer closes a sink that is an io.Closer; the caller owns w and closes it.
+	fw, err := pqarrow.NewFileWriter(schema, struct{ io.Writer }{w}, parquet.NewWriterProperties(), pqarrow.DefaultWriterProps())
+	if err != nil {
+		return fmt.Errorf("parquet: %w", err)
+	}
+	if err := fw.Write(rec); err != nil {
+		return errors.Join(fmt.Errorf("parquet: %w", err), fw.Close())
+	}
+	return fw.Close()
 }
 
 // WritePNG draws the final metric of each completed trial against each numeric swept key,

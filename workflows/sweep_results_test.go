@@ -2,13 +2,22 @@ package workflows
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
+	"fmt"
 	"image/png"
+	"slices"
+	"strings"
 	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 )
 
 // The results of a finished sweep: one CSV row per trial with its values, rung metrics
-// and final metric; the LR curves drawn as a PNG only for a sweep over the learning rate.
+// and final metric, the same table in Parquet; the LR curves drawn as a PNG only for a
+// sweep over the learning rate.
 func TestSweepResults(t *testing.T) {
 	p := SweepProgress{Name: "s", Metric: "loss", Rungs: []int64{10}, Trials: []TrialState{
 		{Index: 0, Params: []string{"model.d_model=128", "train.optim.lr=0.01"}, State: TrialCompleted, Step: 30, RungLoss: []float64{3.5}, Final: 3.25},
@@ -39,6 +48,7 @@ func TestSweepResults(t *testing.T) {
 			}
 		}
 	}
+	checkParquet(t, p)
 	for name, write := range map[string]func(*bytes.Buffer) (bool, error){
 		"metric": func(b *bytes.Buffer) (bool, error) { return p.WritePNG(b) },
 		"lr":     func(b *bytes.Buffer) (bool, error) { return p.WriteLRCurves(b) },
@@ -59,5 +69,42 @@ func TestSweepResults(t *testing.T) {
 	}
 	if byNumbers("model.d_model=64", "model.d_model=128") >= 0 {
 		t.Fatal("64 sorts after 128")
+	}
+}
+
+// checkParquet writes p's results as Parquet and reads them back with arrow-go's reader:
+// the columns typed, the metrics of trials that have none null.
+func checkParquet(t *testing.T, p SweepProgress) {
+	t.Helper()
+	var b bytes.Buffer
+	if err := p.WriteParquet(&b); err != nil {
+		t.Fatal(err)
+	}
+	mem := memory.NewCheckedAllocator(memory.DefaultAllocator)
+	defer mem.AssertSize(t, 0)
+	tbl, err := pqarrow.ReadTable(context.Background(), bytes.NewReader(b.Bytes()), parquet.NewReaderProperties(mem), pqarrow.ArrowReadProperties{}, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tbl.Release()
+	var got []string
+	for i := range int(tbl.NumCols()) {
+		c := tbl.Column(i)
+		if len(c.Data().Chunks()) != 1 {
+			t.Fatalf("column %s: %d chunks", c.Name(), len(c.Data().Chunks()))
+		}
+		got = append(got, fmt.Sprintf("%s %s %v", c.Name(), c.DataType(), c.Data().Chunk(0)))
+	}
+	want := []string{
+		"trial int64 [0 1 2]",
+		"model.d_model float64 [128 64 64]",
+		"train.optim.lr float64 [0.01 0.02 0.04]",
+		`state utf8 ["completed" "stopped" "completed"]`,
+		"step int64 [30 10 30]",
+		"loss@10 float64 [3.5 4 3]",
+		"loss float64 [3.25 (null) 2.5]",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Parquet columns\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -26,7 +26,8 @@ func newSweepCmd() *cobra.Command {
 		Use:   "sweep SWEEP.yaml",
 		Short: "Search hyperparameters as a durable workflow: trials as runs, ASHA early stopping, MetaP transfer",
 		Long: "Start (or attach to) the sweep the file describes and follow it to its end, then write\n" +
-			"its results: trials.csv, metric.png (the metric against each parameter) and, for a\n" +
+			"its results: trials.csv and trials.parquet (every trial's values and metrics),\n" +
+			"metric.png (the metric against each parameter) and, for a\n" +
 			"sweep over train.optim.lr, lr.png. `herd sweep status NAME` shows a sweep;\n" +
 			"`herd stop NAME` stops it; `herd resume NAME` continues it after a crash.",
 		Args: exactArgs(1),
@@ -81,7 +82,7 @@ func newSweepCmd() *cobra.Command {
 	}
 	tf.register(c)
 	c.Flags().BoolVar(&jsonOut, "json", false, "print the sweep's final state as JSON on stdout")
-	c.Flags().StringVar(&out, "out", "", "folder for trials.csv and the plots (default: the base config's checkpoint dir/sweep name)")
+	c.Flags().StringVar(&out, "out", "", "folder for trials.csv, trials.parquet and the plots (default: the base config's checkpoint dir/sweep name)")
 	c.AddCommand(newSweepStatusCmd())
 	return c
 }
@@ -159,7 +160,7 @@ func printSweep(w io.Writer, p workflows.SweepProgress) {
 	}
 }
 
-// writeSweepResults writes trials.csv, metric.png and lr.png (where they apply) to dir.
+// writeSweepResults writes trials.csv, trials.parquet, metric.png and lr.png (where they apply) to dir.
 func writeSweepResults(p workflows.SweepProgress, dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("results folder: %w", err)
@@ -170,6 +171,7 @@ func writeSweepResults(p workflows.SweepProgress, dir string) ([]string, error) 
 		write func(io.Writer) (bool, error)
 	}{
 		{"trials.csv", func(w io.Writer) (bool, error) { return true, p.WriteCSV(w) }},
+		{"trials.parquet", func(w io.Writer) (bool, error) { return true, p.WriteParquet(w) }},
 		{"metric.png", p.WritePNG},
 		{"lr.png", p.WriteLRCurves},
 	} {
