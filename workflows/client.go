@@ -108,8 +108,8 @@ func GetStatus(ctx context.Context, c client.Client, name string) (Status, error
 	}
 	s.Name = name
 	for _, a := range d.GetPendingActivities() {
-		if a.GetActivityType().GetName() != SegmentActivity {
-			continue
+		if t := a.GetActivityType().GetName(); t != SegmentActivity && t != RankActivity {
+			continue // a group's ranks step together: any one shows where it is
 		}
 		s.Attempt = a.GetAttempt()
 		s.LastFailure = a.GetLastFailure().GetMessage()
@@ -176,11 +176,13 @@ func List(ctx context.Context, c client.Client) ([]Status, error) {
 	}
 }
 
-// Control sends a pause, resume or stop update and returns the run's Progress after it.
-func Control(ctx context.Context, c client.Client, name, update string) (Progress, error) {
+// Control sends a pause, resume or stop update (with its arguments: resume takes a
+// ResumeInput) and returns the run's Progress after it.
+func Control(ctx context.Context, c client.Client, name, update string, args ...any) (Progress, error) {
 	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   name,
 		UpdateName:   update,
+		Args:         args,
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err != nil {
@@ -208,8 +210,9 @@ func controlError(name, update string, err error) error {
 // Resume continues a run: a paused or failed one through the resume update; one whose
 // workflow has ended (stopped, terminated, ended by an error, or killed with its server
 // and never restarted) by starting it again from its original input and last Progress.
-// Either way training continues from the newest committed checkpoint.
-func Resume(ctx context.Context, c client.Client, queue, name string) error {
+// Either way training continues from the newest committed checkpoint, on opts.Data ranks
+// when it is set.
+func Resume(ctx context.Context, c client.Client, queue, name string, opts ResumeInput) error {
 	d, err := c.DescribeWorkflowExecution(ctx, name, "")
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
@@ -219,12 +222,18 @@ func Resume(ctx context.Context, c client.Client, queue, name string) error {
 		return fmt.Errorf("describing run %s: %w", name, err)
 	}
 	if d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-		_, err := Control(ctx, c, name, UpdateResume)
+		_, err := Control(ctx, c, name, UpdateResume, opts)
 		return err
 	}
 	in, err := firstInput(ctx, c, name)
 	if err != nil {
 		return err
+	}
+	if err := opts.check(in.Config); err != nil {
+		return usererr.New("run "+name, "cannot resume: %v", err)
+	}
+	if opts.Data > 0 {
+		in.Config.Parallel.Data = opts.Data
 	}
 	s, err := GetStatus(ctx, c, name)
 	if err != nil {

@@ -2,8 +2,10 @@ package workflows
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -11,12 +13,19 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/checkpoint"
 )
 
 // rankWorkers reads a run's history: the identity of the worker of every TrainRank
 // attempt that started, in order.
 func rankWorkers(t *testing.T, c client.Client, name string) []string {
+	return activityWorkers(t, c, name, RankActivity)
+}
+
+// activityWorkers reads a run's history: the identity of the worker of every attempt of
+// activity type act that started, in order.
+func activityWorkers(t *testing.T, c client.Client, name, act string) []string {
 	t.Helper()
 	it := c.GetWorkflowHistory(context.Background(), name, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	scheduled := map[int64]bool{}
@@ -26,7 +35,7 @@ func rankWorkers(t *testing.T, c client.Client, name string) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == RankActivity {
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == act {
 			scheduled[ev.GetEventId()] = true
 		}
 		if a := ev.GetActivityTaskStartedEventAttributes(); a != nil && scheduled[a.GetScheduledEventId()] {
@@ -69,22 +78,30 @@ func TestDataParallelAcrossWorkers(t *testing.T) {
 		t.Errorf("rank segments ran on %q, want one on each worker", ids)
 	}
 
-	// Pause cancels every rank; none commits the step it is on (they stop at different
-	// steps), so the run pauses at the group's last checkpoint and resumes from it.
+	// Pause reaches the ranks at different steps; they agree to stop after the same one
+	// and commit it, so the pause loses none of the steps trained since the last
+	// periodic checkpoint (every 10 steps), as on one rank.
 	paused, in := oneSegment(t, "dp-paused")
 	paused.Parallel.Data = 2
 	in.Config = paused
 	if _, err := Submit(ctx, c, "dp", in); err != nil {
 		t.Fatal(err)
 	}
-	first := filepath.Join(paused.Train.Checkpoint.Dir, "dp-paused", checkpoint.Name(10))
-	waitFor(t, "a first checkpoint", func() bool { return exists(first) })
+	var live int64
+	waitFor(t, "a step between checkpoints", func() bool {
+		s, err := GetStatus(ctx, c, "dp-paused")
+		if err == nil && s.Live != nil {
+			live = s.Live.Step
+		}
+		return live > 10 && live%10 != 0
+	})
 	p, err := Control(ctx, c, "dp-paused", UpdatePause)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.State != StatePaused || p.Step < 10 || p.Step%10 != 0 || p.Checkpoint != checkpoint.Name(p.Step) {
-		t.Fatalf("paused 2-rank run: %+v, want paused at a checkpoint", p)
+	if p.State != StatePaused || p.Step < live || p.Checkpoint != checkpoint.Name(p.Step) ||
+		!exists(filepath.Join(paused.Train.Checkpoint.Dir, "dp-paused", p.Checkpoint)) {
+		t.Fatalf("2-rank run paused after step %d: %+v, want paused at a checkpoint of that step or later", live, p)
 	}
 	if _, err := Control(ctx, c, "dp-paused", UpdateResume); err != nil {
 		t.Fatal(err)
@@ -116,6 +133,82 @@ func TestDataParallelAcrossWorkers(t *testing.T) {
 	}
 	if got := fingerprint(t, crash); got != want {
 		t.Errorf("2 ranks, one worker killed: %s\none rank:                  %s", got, want)
+	}
+}
+
+// Must-show 3 through the workflow: a 2-rank run paused mid-segment and resumed with
+// parallel.data 1, and another with 4, continue on one rank's sample order (the data
+// position of every checkpoint is the one-rank run's at that step) and end with its
+// checkpoint, bit for bit (4 micro-batch units per step: a power of two on every rank).
+func TestResumeOnAnotherWorldSize(t *testing.T) {
+	srv := startServer(t)
+	c := dialTest(t, srv.Addr())
+	ctx := context.Background()
+	w := NewWorker(c, "dp-resize", &Activities{Ranks: 4})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	sets := []string{"train.steps=40", "train.micro_batch=2", "train.checkpoint.keep=50"}
+	ref := microConfig(t, "resize-ref", append(sets, "train.checkpoint.every=1")...)
+	trainDirect(t, ref)
+	want := fingerprint(t, ref)
+	refDir := checkpoint.Dir{Root: filepath.Join(ref.Train.Checkpoint.Dir, ref.Name)}
+
+	for _, to := range []int{1, 4} {
+		name := fmt.Sprintf("dp2-to-%d", to)
+		cfg := microConfig(t, name, append(sets, "train.checkpoint.every=10", "parallel.data=2")...)
+		in := calm(input(cfg))
+		in.SegmentSteps = 40
+		if _, err := Submit(ctx, c, "dp-resize", in); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, name+" between checkpoints", func() bool {
+			s, err := GetStatus(ctx, c, name)
+			return err == nil && s.Live != nil && s.Live.Step > 10 && s.Live.Step%10 != 0
+		})
+		p, err := Control(ctx, c, name, UpdatePause)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.State != StatePaused || p.Step >= 40 {
+			t.Fatalf("%s: paused as %+v, want paused mid-run", name, p)
+		}
+		if err := Resume(ctx, c, "dp-resize", name, ResumeInput{Data: 3}); !usererr.Is(err) {
+			t.Errorf("%s: resuming on 3 ranks (global batch 8): %v, want a user error", name, err)
+		}
+		before := len(rankWorkers(t, c, name))
+		if err := Resume(ctx, c, "dp-resize", name, ResumeInput{Data: to}); err != nil {
+			t.Fatal(err)
+		}
+		if p := follow(t, c, name); p.State != StateCompleted || p.Step != 40 {
+			t.Fatalf("%s ended %+v", name, p)
+		}
+		ranks, segments := len(rankWorkers(t, c, name))-before, len(activityWorkers(t, c, name, SegmentActivity))
+		if (to == 1 && (ranks != 0 || segments == 0)) || (to == 4 && (ranks < 4 || segments != 0)) {
+			t.Errorf("%s: after the resume %d rank segments and %d one-rank segments started", name, ranks, segments)
+		}
+		if got := fingerprint(t, cfg); got != want {
+			t.Errorf("%s: %s\none rank: %s", name, got, want)
+		}
+		dir := checkpoint.Dir{Root: filepath.Join(cfg.Train.Checkpoint.Dir, name)}
+		names, err := filepath.Glob(filepath.Join(dir.Root, "step-*"))
+		if err != nil || len(names) < 4 {
+			t.Fatalf("%s: checkpoints %q (%v), want one every 10 steps and the pause's", name, names, err)
+		}
+		for _, n := range names {
+			got, err := checkpoint.ReadState(dir, filepath.Base(n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref, err := checkpoint.ReadState(refDir, filepath.Base(n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got.Data, ref.Data) {
+				t.Errorf("%s: %s at data position %+v, one rank at %+v", name, filepath.Base(n), got.Data, ref.Data)
+			}
+		}
 	}
 }
 

@@ -106,13 +106,13 @@ func RunLocal(ctx context.Context, stateDir string, in RunInput, acts *Activitie
 // run, server included, was killed: the server comes back on the same file, the dead
 // segment's heartbeat times out, and this process's worker retries it from the last
 // committed checkpoint.
-func ResumeLocal(ctx context.Context, stateDir, name string, acts *Activities, show func(Status)) (Progress, error) {
+func ResumeLocal(ctx context.Context, stateDir, name string, opts ResumeInput, acts *Activities, show func(Status)) (Progress, error) {
 	l, err := StartLocal(stateDir, TaskQueue, acts)
 	if err != nil {
 		return Progress{}, err
 	}
 	defer l.Close()
-	if err := Resume(ctx, l.Client, TaskQueue, name); err != nil {
+	if err := Resume(ctx, l.Client, TaskQueue, name, opts); err != nil {
 		return Progress{}, err
 	}
 	return Follow(ctx, l.Client, name, FollowEvery, show)

@@ -61,9 +61,11 @@ func (a *Activities) TrainSegment(ctx context.Context, in SegmentInput) (Segment
 }
 
 // TrainRank trains one rank of a group from the listener that ReserveRank opened for it.
-// Its cancellation closes the group, so that a rank waiting on a dead peer stops at once;
-// an interrupted rank then commits nothing (its siblings stop at other steps), and the
-// group continues from the last checkpoint it committed together.
+// Cancellation (pause, stop, a failed sibling) and worker shutdown stop every rank of the
+// group after the same step, which they then commit together, as one rank's segment does.
+// The group stays open meanwhile: a rank waiting on a dead or stalled peer gets the
+// collective's PeerError within its deadline (at once when the peer's process died, as
+// its connections close), and returns where the group last committed.
 func (a *Activities) TrainRank(ctx context.Context, in RankSegmentInput) (SegmentResult, error) {
 	lis := a.take(slotKey(in.Group, in.Rank))
 	if lis == nil {
@@ -122,11 +124,9 @@ func (a *Activities) train(ctx context.Context, in SegmentInput, g *collective.G
 			case <-cancelled:
 				stopRun()
 				cancelled = nil
-				leave(g)
 			case <-stopping:
 				stopRun()
 				stopping = nil
-				leave(g)
 			case <-tick.C:
 				if ctx.Err() == nil { // the server answers a cancelled attempt's beats with an error
 					activity.RecordHeartbeat(ctx, snapshot())
@@ -174,20 +174,22 @@ func (a *Activities) train(ctx context.Context, in SegmentInput, g *collective.G
 	mu.Unlock()
 	activity.RecordHeartbeat(ctx, snapshot())
 
+	// Interrupted, Run returns context.Canceled; a group's ranks then all stopped after
+	// the same step (trainer.Run agrees on it), whichever rank was told.
 	_, err = tr.Run(runCtx, in.Until)
 	switch {
-	case err != nil && g != nil && runCtx.Err() != nil && ctx.Err() == nil:
-		return SegmentResult{}, errors.New("worker shutting down: the group restarts from its last checkpoint")
-	case err != nil && g != nil && runCtx.Err() == nil && !usererr.Is(err):
+	case err != nil && g != nil && !errors.Is(err, context.Canceled) && !usererr.Is(err):
 		// A rank whose peer failed: the workflow learns which step the group committed.
 		last := snapshot()
 		return SegmentResult{}, temporal.NewApplicationError(err.Error(), "RankError", SegmentResult{
 			Step: last.Committed, Loss: last.Loss, Checkpoint: last.Checkpoint, Dir: tr.CheckpointDir(), Worker: a.Identity})
-	case err != nil && !errors.Is(err, context.Canceled) && (g == nil || runCtx.Err() == nil):
+	case err != nil && !errors.Is(err, context.Canceled):
 		return SegmentResult{}, classify(err)
 	}
 	// Run is over: only this goroutine writes hb from here on.
-	if last := snapshot(); g == nil && tr.StepCount() > last.Committed { // interrupted between checkpoints: commit now
+	if last := snapshot(); tr.StepCount() > last.Committed {
+		// Interrupted between checkpoints: commit now. On a group every rank is here at
+		// the same step, and Save is collective: rank 0 writes once all ranks agree.
 		name, err := tr.Save()
 		if err != nil {
 			return SegmentResult{}, classify(err)

@@ -138,9 +138,8 @@ func TrainRun(ctx workflow.Context, in RunInput) (Progress, error) {
 	} else {
 		r.p = Progress{Name: in.Config.Name, Steps: int64(in.Config.Train.Steps), Started: workflow.Now(ctx)}
 	}
-	cfg := in.Config
-	r.p.Steps = int64(cfg.Train.Steps)
-	r.p.TokensPerStep = int64(cfg.Train.GlobalBatch * cfg.Model.SeqLen / max(cfg.Parallel.Data, 1))
+	r.p.Steps = int64(in.Config.Train.Steps)
+	r.setData(in.Config.Parallel.Data)
 	if err := r.handlers(ctx); err != nil {
 		return r.p, err
 	}
@@ -168,7 +167,7 @@ func TrainRun(ctx workflow.Context, in RunInput) (Progress, error) {
 			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 				return r.p, err
 			}
-			next := in
+			next := r.in // with the parallel.data a resume may have set
 			carry := r.p
 			next.Carry = &carry
 			return r.p, workflow.NewContinueAsNewError(ctx, WorkflowName, next)
@@ -305,11 +304,6 @@ func (r *run) handlers(ctx workflow.Context) error {
 			r.set(ctx, StatePaused)
 			r.interrupt(ctx)
 		}},
-		{UpdateResume, func(ctx workflow.Context) {
-			r.paused = false
-			r.p.Error = ""
-			r.set(ctx, StateRunning)
-		}},
 		{UpdateStop, func(ctx workflow.Context) {
 			r.stop = true
 			r.interrupt(ctx)
@@ -322,7 +316,47 @@ func (r *run) handlers(ctx workflow.Context) error {
 			return err
 		}
 	}
-	return nil
+	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateResume,
+		func(ctx workflow.Context, in ResumeInput) (Progress, error) {
+			if in.Data > 0 {
+				r.setData(in.Data)
+			}
+			r.paused = false
+			r.p.Error = ""
+			r.set(ctx, StateRunning)
+			return r.p, nil
+		},
+		workflow.UpdateHandlerOptions{Validator: func(in ResumeInput) error {
+			if err := ended(); err != nil {
+				return err
+			}
+			return in.check(r.in.Config)
+		}})
+}
+
+// ResumeInput is the resume update's argument (absent in older histories: the zero value):
+// what may change when a run continues.
+type ResumeInput struct {
+	// Data, when > 0, is the run's parallel.data from its next segment on. Every segment
+	// starts from a committed checkpoint, which resumes on any number of ranks that
+	// divides the global batch, on the same sample order (see docs/parallel.md).
+	Data int
+}
+
+// check refuses a parallel.data that the run's global batch does not divide.
+func (in ResumeInput) check(cfg config.Run) error {
+	if in.Data == 0 {
+		return nil
+	}
+	cfg.Parallel.Data = in.Data
+	return cfg.Validate()
+}
+
+// setData makes the run train on n ranks from its next segment on.
+func (r *run) setData(n int) {
+	cfg := &r.in.Config
+	cfg.Parallel.Data = n
+	r.p.TokensPerStep = int64(cfg.Train.GlobalBatch * cfg.Model.SeqLen / max(n, 1))
 }
 
 // interrupt cancels the segment in flight and waits until it has committed, so that the

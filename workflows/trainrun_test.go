@@ -230,7 +230,7 @@ func TestRunProcessKilled(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	p, err := ResumeLocal(ctx, state, "whole", &Activities{}, nil)
+	p, err := ResumeLocal(ctx, state, "whole", ResumeInput{}, &Activities{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +334,7 @@ func TestStopThenResume(t *testing.T) {
 	if _, err := Control(ctx, c, "stopped", UpdatePause); !usererr.Is(err) {
 		t.Errorf("pausing an ended run: %v, want a user error", err)
 	}
-	if err := Resume(ctx, c, TaskQueue, "stopped"); err != nil {
+	if err := Resume(ctx, c, TaskQueue, "stopped", ResumeInput{}); err != nil {
 		t.Fatal(err)
 	}
 	if p := follow(t, c, "stopped"); p.State != StateCompleted || p.Step != 300 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
+	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/workflows"
 	"github.com/herdml/herd/workflows/devserver"
 )
@@ -218,33 +220,39 @@ func newResumeCmd() *cobra.Command {
 		tf      temporalFlags
 		detach  bool
 		jsonOut bool
+		sets    []string
 	)
 	c := &cobra.Command{
 		Use:   "resume RUN",
 		Short: "Continue a paused, stopped or failed run from its last committed checkpoint",
 		Long: "Continue a paused, stopped or failed run from its last committed checkpoint, also after the\n" +
 			"process that ran it, embedded server included, was killed. Without --temporal this process\n" +
-			"serves the embedded server and trains; with it, resume only asks and then follows.",
+			"serves the embedded server and trains; with it, resume only asks and then follows.\n\n" +
+			"--set parallel.data=N continues on N ranks (same global batch): the checkpoint is the same\n" +
+			"for every world size, and the run reads the same samples in the same order.",
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			name := args[0]
+			opts, err := resumeSets(sets)
+			if err != nil {
+				return err
+			}
 			ctx, stop := interruptContext()
 			defer stop()
 			d := newFollowDisplay(c.ErrOrStderr())
 			var p workflows.Progress
-			var err error
 			if tf.addr == "" && devserver.RunningAddr(tf.stateDir) == "" {
 				if detach {
 					return detachNeedsServer()
 				}
-				p, err = workflows.ResumeLocal(ctx, tf.stateDir, name, &workflows.Activities{}, d.show)
+				p, err = workflows.ResumeLocal(ctx, tf.stateDir, name, opts, &workflows.Activities{}, d.show)
 			} else {
 				cl, done, cerr := tf.connect()
 				if cerr != nil {
 					return cerr
 				}
 				defer done()
-				if err := workflows.Resume(ctx, cl, tf.queue, name); err != nil {
+				if err := workflows.Resume(ctx, cl, tf.queue, name, opts); err != nil {
 					return err
 				}
 				if detach {
@@ -260,5 +268,24 @@ func newResumeCmd() *cobra.Command {
 	tf.register(c)
 	c.Flags().BoolVar(&detach, "detach", false, "return once resumed instead of following (needs --temporal or a running herd server)")
 	c.Flags().BoolVar(&jsonOut, "json", false, "print the final progress as JSON")
+	c.Flags().StringArrayVar(&sets, "set", nil, "parallel.data=N: continue on N ranks (the one key a resume may change)")
 	return c
+}
+
+// resumeSets reads resume's --set flags: parallel.data alone may change, since the run's
+// checkpoints resume on any number of ranks; any other key would change the training.
+func resumeSets(sets []string) (workflows.ResumeInput, error) {
+	var opts workflows.ResumeInput
+	for _, s := range sets {
+		key, val, _ := strings.Cut(s, "=")
+		if key != "parallel.data" {
+			return opts, usererr.New("--set "+s, "a resume may change parallel.data only (the other keys are the run's training); start a new run with `herd run` to change %s", key)
+		}
+		n, err := strconv.Atoi(val)
+		if err != nil || n <= 0 {
+			return opts, usererr.New("--set "+s, "parallel.data must be a positive integer, got %q", val)
+		}
+		opts.Data = n
+	}
+	return opts, nil
 }
