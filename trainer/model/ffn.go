@@ -54,7 +54,13 @@ func (m *Model[F]) ffnBackward(dh, dy, h []F, a ffnActs[F], w ffnWeights[F], n, 
 	m.mmBackward(du, w.dw2, dy, a.u[:n*hid], w.w2, w.m2, n, hid, C, false)
 	clear(da1)
 	clear(da3)
-	m.be.SwiGLUBackward(da1, da3, du, a.a1[:n*hid], a.a3[:n*hid], a.s[:n*hid])
+	a1, a3, s := a.a1[:n*hid], a.a3[:n*hid], a.s[:n*hid]
+	if m.linears != nil {
+		// s (and u) are scratch that later SwiGLUs overwrote (see SetLinears): recompute
+		// them from a1 and a3, the same values as the forward's.
+		m.be.SwiGLU(a.u[:n*hid], s, a1, a3)
+	}
+	m.be.SwiGLUBackward(da1, da3, du, a1, a3, s)
 	m.mmBackward(dh, w.dw1, da1, h, w.w1, w.m1, n, C, hid, accumulate)
 	m.mmBackward(dh, w.dw3, da3, h, w.w3, w.m3, n, C, hid, true)
 }

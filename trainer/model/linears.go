@@ -13,8 +13,9 @@ import "fmt"
 // Since each Linear keeps its own copy of its input for the backward pass, the model stops
 // keeping float32 copies of the linears' inputs: the norm outputs h1 and h2, the SwiGLU
 // outputs u and the gathered expert inputs hg become scratch shared by all layers (h2, which
-// the float32 router's backward needs, is recomputed there). Call it before the first
-// Forward, when those per-layer buffers have not been touched yet.
+// the float32 router's backward needs, is recomputed there). So does the SwiGLU's
+// sigmoid(a1), which its backward recomputes from a1 in one elementwise pass. Call it before
+// the first Forward, when those per-layer buffers have not been touched yet.
 func (m *Model[F]) SetLinears(newLinear func(name string, first Linear[F]) Linear[F]) {
 	m.linears = map[*F]Linear[F]{}
 	add := func(t, expert int, first Linear[F]) Linear[F] {
@@ -53,11 +54,12 @@ func (m *Model[F]) SetLinears(newLinear func(name string, first Linear[F]) Linea
 	for _, a := range m.acts {
 		nu, nhg = max(nu, len(a.ffn.u), len(a.experts.u)), max(nhg, len(a.hg))
 	}
-	h1, h2, u, hg := make([]F, N*C), make([]F, N*C), make([]F, nu), make([]F, nhg)
+	h1, h2, u, sig, hg := make([]F, N*C), make([]F, N*C), make([]F, nu), make([]F, nu), make([]F, nhg)
 	for i := range m.acts {
 		a := &m.acts[i]
 		a.h1, a.h2 = h1, h2
 		a.ffn.u, a.experts.u = u[:len(a.ffn.u)], u[:len(a.experts.u)]
+		a.ffn.s, a.experts.s = sig[:len(a.ffn.s)], sig[:len(a.experts.s)]
 		a.hg = hg[:len(a.hg)]
 	}
 }
