@@ -17,6 +17,7 @@ import (
 	"image/color"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -32,9 +33,12 @@ import (
 
 // Curve is one run's record, the JSON that train writes and plot reads.
 type Curve struct {
-	Config    string    `json:"config"`
-	Sets      []string  `json:"sets"`
-	Precision string    `json:"precision"`
+	Config    string   `json:"config"`
+	Sets      []string `json:"sets"`
+	Precision string   `json:"precision"`
+	// Label names the run in plots: the precision and, for fp8, the scaling recipe
+	// ("fp8 delayed h1024 m2", "fp8 current").
+	Label     string    `json:"label"`
 	Loss      []float64 `json:"loss"`       // training loss of every step
 	EvalSteps []int64   `json:"eval_steps"` // steps after which an evaluation ran
 	EvalLoss  []float64 `json:"eval_loss"`
@@ -42,6 +46,10 @@ type Curve struct {
 	// data.synthetic and no eval data, that of the model, the optimizer and the training
 	// steps' activations and scratch.
 	PeakRSS int64 `json:"peak_rss"`
+	// LiveHeap is the Go heap still reachable after training and a full collection, in
+	// bytes: what the trainer itself keeps (model, optimizer, activations, scratch, FP8
+	// codes), without the collector's headroom that PeakRSS includes.
+	LiveHeap int64 `json:"live_heap"`
 }
 
 func main() {
@@ -75,15 +83,7 @@ func run(args []string) error {
 		if fs.NArg() != 1 {
 			return errors.New("train wants one config")
 		}
-		c, err := train(fs.Arg(0), set)
-		if err != nil {
-			return err
-		}
-		b, err := json.MarshalIndent(c, "", " ")
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(*out, b, 0o644)
+		return train(fs.Arg(0), set, *out)
 	case "plot":
 		var cs []Curve
 		for _, f := range fs.Args() {
@@ -104,36 +104,61 @@ func run(args []string) error {
 
 // train runs cfg's train.steps from the initialisation with an evaluation every
 // train.eval.every steps and after the last, and writes no checkpoint, so that the peak
-// resident memory is that of the training steps (and evaluations) alone.
-func train(path string, set []string) (Curve, error) {
+// resident memory is that of the training steps (and evaluations) alone. It rewrites the
+// curve in out after every evaluation, so that a run cut short leaves its curve so far.
+func train(path string, set []string, out string) error {
 	cfg, err := config.Load(path, set)
 	if err != nil {
-		return Curve{}, err
+		return err
 	}
-	c := Curve{Config: path, Sets: set, Precision: cfg.Train.Precision}
+	c := Curve{Config: path, Sets: set, Precision: cfg.Train.Precision, Label: cfg.Train.Precision}
+	if f := cfg.Train.FP8; cfg.Train.Precision == "fp8" {
+		c.Label += " " + f.Recipe
+		if f.Recipe == "delayed" {
+			c.Label += fmt.Sprintf(" h%d m%d", f.History, f.Margin)
+		}
+	}
+	save := func() error {
+		b, err := json.MarshalIndent(c, "", " ")
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(out, b, 0o644)
+	}
 	tr, err := trainer.New(cfg, trainer.Options{})
 	if err != nil {
-		return c, err
+		return err
 	}
 	defer tr.Close()
 	every := cfg.Train.Eval.Every
 	for step := 1; step <= cfg.Train.Steps; step++ {
 		st, err := tr.Step()
 		if err != nil {
-			return c, err
+			return err
 		}
 		c.Loss = append(c.Loss, st.Loss)
-		fmt.Fprintf(os.Stderr, "%s %s step %d loss %.4f\n", filepath.Base(path), c.Precision, step, st.Loss)
+		fmt.Fprintf(os.Stderr, "%s %s step %d loss %.4f\n", filepath.Base(path), c.Label, step, st.Loss)
 		if cfg.Data.Eval != "" && (every > 0 && step%every == 0 || step == cfg.Train.Steps) {
 			ev, err := tr.Eval(cfg.Train.Eval.Batches)
 			if err != nil {
-				return c, err
+				return err
 			}
 			c.EvalSteps, c.EvalLoss = append(c.EvalSteps, int64(step)), append(c.EvalLoss, ev.Loss)
+			fmt.Fprintf(os.Stderr, "%s %s step %d eval %.4f\n", filepath.Base(path), c.Label, step, ev.Loss)
+			if err := save(); err != nil {
+				return err
+			}
 		}
 	}
-	c.PeakRSS, err = peakRSS()
-	return c, err
+	if c.PeakRSS, err = peakRSS(); err != nil {
+		return err
+	}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	c.LiveHeap = int64(ms.HeapAlloc)
+	runtime.KeepAlive(tr)
+	return save()
 }
 
 // peakRSS reads VmHWM, the peak resident set size, from /proc/self/status.
@@ -152,32 +177,39 @@ func peakRSS() (int64, error) {
 }
 
 // plotCurves draws one panel per config (training loss faint, eval loss bold, fp32 and
-// fp8) and a last panel with the eval loss gap of fp8 over fp32 in percent.
+// each fp8 recipe, in the order given) and a last panel with the eval loss gap of each
+// fp8 run over its config's fp32 run in percent.
 func plotCurves(out string, cs []Curve) error {
 	var configs []string
-	byConfig := map[string]map[string]Curve{}
+	byConfig := map[string][]Curve{}
 	for _, c := range cs {
 		if byConfig[c.Config] == nil {
 			configs = append(configs, c.Config)
-			byConfig[c.Config] = map[string]Curve{}
 		}
-		byConfig[c.Config][c.Precision] = c
+		if c.Label == "" { // written before labels
+			c.Label = c.Precision
+		}
+		byConfig[c.Config] = append(byConfig[c.Config], c)
 	}
-	colors := map[string]color.Color{"fp32": color.RGBA{0, 90, 180, 255}, "fp8": color.RGBA{220, 60, 30, 255}}
+	palette := []color.Color{color.RGBA{0, 90, 180, 255}, color.RGBA{220, 60, 30, 255}, color.RGBA{40, 140, 60, 255}, color.RGBA{130, 50, 160, 255}, color.Black}
 	gap := plot.New()
 	gap.Title.Text = "eval loss, fp8 vs fp32"
 	gap.X.Label.Text, gap.Y.Label.Text = "step", "gap (%)"
 	gap.Add(plotter.NewGrid())
 	var panels []*plot.Plot
-	for i, name := range configs {
+	dashes := 0
+	for _, name := range configs {
 		p := plot.New()
 		p.Title.Text = filepath.Base(name)
 		p.X.Label.Text, p.Y.Label.Text = "step", "loss"
-		for _, prec := range []string{"fp32", "fp8"} {
-			c, ok := byConfig[name][prec]
-			if !ok {
-				continue
+		var ref *Curve // the config's fp32 run, which the gaps are taken against
+		for i, c := range byConfig[name] {
+			if c.Precision == "fp32" {
+				ref = &byConfig[name][i]
 			}
+		}
+		for i, c := range byConfig[name] {
+			col := palette[i%len(palette)]
 			train := make(plotter.XYs, len(c.Loss))
 			for s, l := range c.Loss {
 				train[s] = plotter.XY{X: float64(s + 1), Y: l}
@@ -186,31 +218,30 @@ func plotCurves(out string, cs []Curve) error {
 			if err != nil {
 				return err
 			}
-			tl.Color, tl.Width = faded(colors[prec]), vg.Points(0.6)
+			tl.Color, tl.Width = faded(col), vg.Points(0.6)
 			el, ep, err := plotter.NewLinePoints(evalXYs(c, func(_ int, l float64) float64 { return l }))
 			if err != nil {
 				return err
 			}
-			el.Color, ep.Color, el.Width = colors[prec], colors[prec], vg.Points(1.5)
+			el.Color, ep.Color, el.Width = col, col, vg.Points(1.5)
 			p.Add(tl, el, ep)
-			p.Legend.Add(prec+" train", tl)
-			p.Legend.Add(prec+" eval", el, ep)
+			p.Legend.Add(c.Label+" train", tl)
+			p.Legend.Add(c.Label+" eval", el, ep)
+			if c.Precision == "fp32" || ref == nil || len(ref.EvalLoss) < len(c.EvalLoss) {
+				continue
+			}
+			gl, gp, err := plotter.NewLinePoints(evalXYs(c, func(j int, l float64) float64 { return 100 * (l/ref.EvalLoss[j] - 1) }))
+			if err != nil {
+				return err
+			}
+			gl.Color, gp.Color = col, col
+			gl.Dashes = [][]vg.Length{nil, {vg.Points(4), vg.Points(2)}}[dashes%2]
+			gap.Add(gl, gp)
+			gap.Legend.Add(filepath.Base(name)+" "+c.Label, gl, gp)
 		}
+		dashes++
 		p.Legend.Top = true
 		panels = append(panels, p)
-		a, okA := byConfig[name]["fp32"]
-		b, okB := byConfig[name]["fp8"]
-		if !okA || !okB || len(a.EvalLoss) != len(b.EvalLoss) {
-			continue
-		}
-		gl, gp, err := plotter.NewLinePoints(evalXYs(b, func(j int, l float64) float64 { return 100 * (l/a.EvalLoss[j] - 1) }))
-		if err != nil {
-			return err
-		}
-		gl.Color = plotutilColor(i)
-		gp.Color = gl.Color
-		gap.Add(gl, gp)
-		gap.Legend.Add(filepath.Base(name), gl, gp)
 	}
 	gap.Legend.Top = true
 	panels = append(panels, gap)
@@ -241,10 +272,6 @@ func evalXYs(c Curve, f func(int, float64) float64) plotter.XYs {
 		xy[j] = plotter.XY{X: float64(c.EvalSteps[j]), Y: f(j, l)}
 	}
 	return xy
-}
-
-func plotutilColor(i int) color.Color {
-	return []color.Color{color.RGBA{40, 140, 60, 255}, color.RGBA{130, 50, 160, 255}, color.Black}[i%3]
 }
 
 func faded(c color.Color) color.Color {
