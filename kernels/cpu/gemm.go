@@ -31,7 +31,8 @@ import (
 // shapes only, and the parallel split only decides which goroutine computes a tile, never
 // how, so results are bit-identical for any thread count.
 
-// gemmImpl is one float32 GEMM implementation: a micro-kernel and the blocking around it.
+// gemmImpl is one float32 kernel set: a GEMM micro-kernel and the blocking around it, and
+// the vector elementwise kernels of the same instruction set.
 // The implementations live in a small registry (impls), as Go's crypto keeps its
 // assembly and generic variants, so that tests can run every one on this machine.
 type gemmImpl struct {
@@ -52,6 +53,12 @@ type gemmImpl struct {
 	// packColsT, if set, is a fast packB for nr full columns of a transposed b, 16 rows per
 	// group: dst[p*nr+j] = b[j*ldb+p] for p < 16*groups. packB does the rest.
 	packColsT func(dst, b []float32, ldb, groups int)
+
+	// Vector elementwise kernels of the same instruction set, if any; nil runs the
+	// plain-Go loops, which are their twins (ops_elementwise.go).
+	expShift       func(x []float32, shift float32) float32
+	swiGLU         func(out, sig, a, u []float32)
+	swiGLUBackward func(da, du, dout, a, u, sig []float32)
 }
 
 // goImpl runs everywhere: the packed driver around the plain-Go micro-kernel.

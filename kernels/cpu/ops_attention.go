@@ -93,7 +93,7 @@ func (a *attention[F]) run(lo, hi int) {
 				w := ti - klo + 1 // keys klo..ti; those of other documents are masked
 				row := s[r*nk : r*nk+w]
 				mx := maskLogits(row, seq[klo:], seq[ti], a.scale)
-				sum := expShift(row, mx)
+				sum := expShift(a.be.impl(), row, mx)
 				inv := 1 / sum
 				for c := range row {
 					row[c] *= inv
@@ -195,7 +195,7 @@ func (a *attentionBackward[F]) run(lo, hi int) {
 					w := ti - klo + 1
 					prow, drow := pb[r*nk:r*nk+w], db[r*nk:r*nk+w]
 					maskLogits(prow, seq[klo:], seq[ti], scale)
-					expShift(prow, a.lse[(bi*t+ti)*h+hh])
+					expShift(a.be.impl(), prow, a.lse[(bi*t+ti)*h+hh])
 					dt := delta[ti]
 					for c, pv := range prow {
 						drow[c] = scale * pv * (drow[c] - dt)

@@ -44,15 +44,23 @@ func expPoly(x float64) float64 {
 }
 
 // SwiGLU: see kernels.Backend. sigmoid(a) = 1/(1+e^-a), divided in float64.
-func (*Backend[F]) SwiGLU(out, sig, a, u []F) {
-	parallelFor(len(out), elemGrain, swiglu[F]{out, sig, a, u})
+// The vector kernel, where there is one, computes in float32 throughout.
+func (be *Backend[F]) SwiGLU(out, sig, a, u []F) {
+	parallelFor(len(out), elemGrain, swiglu[F]{be.impl(), out, sig, a, u})
 }
 
-type swiglu[F kernels.Float] struct{ out, sig, a, u []F }
+type swiglu[F kernels.Float] struct {
+	im             *gemmImpl
+	out, sig, a, u []F
+}
 
 func (t *swiglu[F]) run(lo, hi int) {
-	out, sig, a, u := t.out, t.sig, t.a, t.u
-	for i := lo; i < hi; i++ {
+	out, sig, a, u := t.out[lo:hi], t.sig[lo:hi], t.a[lo:hi], t.u[lo:hi]
+	if out32, ok := any(out).([]float32); ok && t.im.swiGLU != nil {
+		t.im.swiGLU(out32, any(sig).([]float32), any(a).([]float32), any(u).([]float32))
+		return
+	}
+	for i := range out {
 		s := F(1 / (1 + float64(expF(-a[i]))))
 		sig[i] = s
 		out[i] = a[i] * s * u[i]
@@ -61,15 +69,22 @@ func (t *swiglu[F]) run(lo, hi int) {
 
 // SwiGLUBackward: see kernels.Backend. With s = sigmoid(a): silu(a) = a·s and
 // silu'(a) = s·(1 + a·(1-s)).
-func (*Backend[F]) SwiGLUBackward(da, du, dout, a, u, sig []F) {
-	parallelFor(len(dout), elemGrain, swigluBackward[F]{da, du, dout, a, u, sig})
+func (be *Backend[F]) SwiGLUBackward(da, du, dout, a, u, sig []F) {
+	parallelFor(len(dout), elemGrain, swigluBackward[F]{be.impl(), da, du, dout, a, u, sig})
 }
 
-type swigluBackward[F kernels.Float] struct{ da, du, dout, a, u, sig []F }
+type swigluBackward[F kernels.Float] struct {
+	im                      *gemmImpl
+	da, du, dout, a, u, sig []F
+}
 
 func (t *swigluBackward[F]) run(lo, hi int) {
-	da, du, dout, a, u, sig := t.da, t.du, t.dout, t.a, t.u, t.sig
-	for i := lo; i < hi; i++ {
+	da, du, dout, a, u, sig := t.da[lo:hi], t.du[lo:hi], t.dout[lo:hi], t.a[lo:hi], t.u[lo:hi], t.sig[lo:hi]
+	if da32, ok := any(da).([]float32); ok && t.im.swiGLUBackward != nil {
+		t.im.swiGLUBackward(da32, any(du).([]float32), any(dout).([]float32), any(a).([]float32), any(u).([]float32), any(sig).([]float32))
+		return
+	}
+	for i := range dout {
 		x, s := a[i], sig[i]
 		du[i] += dout[i] * x * s
 		da[i] += dout[i] * u[i] * s * (1 + x*(1-s))
@@ -78,11 +93,12 @@ func (t *swigluBackward[F]) run(lo, hi int) {
 
 // CrossEntropy: see kernels.Backend. The row sum of exponentials runs in F after
 // subtracting the row maximum.
-func (*Backend[F]) CrossEntropy(loss, lse, logits []F, targets []int32, v int) {
-	parallelFor(len(loss), rowGrain, crossEntropy[F]{loss, lse, logits, targets, v})
+func (be *Backend[F]) CrossEntropy(loss, lse, logits []F, targets []int32, v int) {
+	parallelFor(len(loss), rowGrain, crossEntropy[F]{be.impl(), loss, lse, logits, targets, v})
 }
 
 type crossEntropy[F kernels.Float] struct {
+	im                *gemmImpl
 	loss, lse, logits []F
 	targets           []int32
 	v                 int
@@ -90,27 +106,30 @@ type crossEntropy[F kernels.Float] struct {
 
 func (t *crossEntropy[F]) run(lo, hi int) {
 	v := t.v
+	buf := getBuf[F](v)
+	defer putBuf(buf)
 	for i := lo; i < hi; i++ {
 		row := t.logits[i*v : i*v+v]
 		mx := row[0]
 		for _, x := range row {
 			mx = max(mx, x)
 		}
-		var sum F
-		for _, x := range row {
-			sum += expF(x - mx)
-		}
+		sum := expShift(t.im, copyTo(*buf, row), mx)
 		t.lse[i] = mx + F(math.Log(float64(sum)))
 		t.loss[i] = t.lse[i] - row[t.targets[i]]
 	}
 }
 
+// copyTo copies src into dst and returns the copy.
+func copyTo[F kernels.Float](dst, src []F) []F { return dst[:copy(dst, src)] }
+
 // CrossEntropyBackward: see kernels.Backend. Rows with weight 0 are skipped.
-func (*Backend[F]) CrossEntropyBackward(dlogits, logits, lse []F, targets []int32, w []F, v int) {
-	parallelFor(len(lse), rowGrain, crossEntropyBackward[F]{dlogits, logits, lse, targets, w, v})
+func (be *Backend[F]) CrossEntropyBackward(dlogits, logits, lse []F, targets []int32, w []F, v int) {
+	parallelFor(len(lse), rowGrain, crossEntropyBackward[F]{be.impl(), dlogits, logits, lse, targets, w, v})
 }
 
 type crossEntropyBackward[F kernels.Float] struct {
+	im                   *gemmImpl
 	dlogits, logits, lse []F
 	targets              []int32
 	w                    []F
@@ -119,13 +138,17 @@ type crossEntropyBackward[F kernels.Float] struct {
 
 func (t *crossEntropyBackward[F]) run(lo, hi int) {
 	v, w := t.v, t.w
+	buf := getBuf[F](v)
+	defer putBuf(buf)
 	for i := lo; i < hi; i++ {
 		if w[i] == 0 {
 			continue
 		}
-		row, drow := t.logits[i*v:i*v+v], t.dlogits[i*v:i*v+v]
-		for j, x := range row {
-			drow[j] += w[i] * expF(x-t.lse[i])
+		p := copyTo(*buf, t.logits[i*v:i*v+v])
+		expShift(t.im, p, t.lse[i])
+		drow := t.dlogits[i*v : i*v+v]
+		for j, x := range p {
+			drow[j] += w[i] * x
 		}
 		drow[t.targets[i]] -= w[i]
 	}
@@ -242,9 +265,13 @@ func (t *rowDots[F]) run(lo, hi int) {
 	}
 }
 
-// expShift replaces each x[i] by e^(x[i]-shift) and returns their sum. It is the
-// exponential pass of every softmax (attention, cross-entropy).
-func expShift[F kernels.Float](x []F, shift F) F {
+// expShift replaces each x[i] by e^(x[i]-shift) and returns their sum: the exponential
+// pass of every softmax (attention, cross-entropy), in im's vector kernel where it has
+// one. The loop below is the kernel's twin.
+func expShift[F kernels.Float](im *gemmImpl, x []F, shift F) F {
+	if x32, ok := any(x).([]float32); ok && im.expShift != nil {
+		return F(im.expShift(x32, float32(shift)))
+	}
 	var sum F
 	for i, v := range x {
 		x[i] = expF(v - shift)

@@ -1,0 +1,218 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// AVX-512 elementwise kernels: 16 float32 lanes per step, a masked step for the tail.
+// The exponential is Cephes' expf: x = n·ln2 + r, |r| <= ln2/2 (ln2 in two parts so that
+// r is exact), e^r by a degree-7 polynomial, then VSCALEFPS multiplies by 2ⁿ. Inputs are
+// clamped to [-150, 89] first (NaN kept: the clamps return x when it is NaN), so that
+// e^-Inf and anything below -103.3 give exactly 0 and anything above 88.7 gives +Inf.
+
+DATA expc<>+0(SB)/4, $0x3fb8aa3b  // log2(e)
+DATA expc<>+4(SB)/4, $0x3f318000  // ln2, high part 0.693359375
+DATA expc<>+8(SB)/4, $0xb95e8083  // ln2, low part -2.12194440e-4
+DATA expc<>+12(SB)/4, $0x39506967 // p0 1.9875691500e-4
+DATA expc<>+16(SB)/4, $0x3ab743ce // p1 1.3981999507e-3
+DATA expc<>+20(SB)/4, $0x3c088908 // p2 8.3334519073e-3
+DATA expc<>+24(SB)/4, $0x3d2aa9c1 // p3 4.1665795894e-2
+DATA expc<>+28(SB)/4, $0x3e2aaaaa // p4 1.6666665459e-1
+DATA expc<>+32(SB)/4, $0x3f000000 // p5 0.5
+DATA expc<>+36(SB)/4, $0x3f800000 // 1
+DATA expc<>+40(SB)/4, $0xc3160000 // -150
+DATA expc<>+44(SB)/4, $0x42b20000 // 89
+GLOBL expc<>(SB), RODATA|NOPTR, $48
+
+// Constants live in Z16..Z27 for the whole call.
+#define LOADEXPC \
+	VBROADCASTSS expc<>+0(SB), Z16; \
+	VBROADCASTSS expc<>+4(SB), Z17; \
+	VBROADCASTSS expc<>+8(SB), Z18; \
+	VBROADCASTSS expc<>+12(SB), Z19; \
+	VBROADCASTSS expc<>+16(SB), Z20; \
+	VBROADCASTSS expc<>+20(SB), Z21; \
+	VBROADCASTSS expc<>+24(SB), Z22; \
+	VBROADCASTSS expc<>+28(SB), Z23; \
+	VBROADCASTSS expc<>+32(SB), Z24; \
+	VBROADCASTSS expc<>+36(SB), Z25; \
+	VBROADCASTSS expc<>+40(SB), Z26; \
+	VBROADCASTSS expc<>+44(SB), Z27
+
+// EXP: x = e^x, lane by lane; t1..t3 are scratch.
+//   x = min(max(x, -150), 89); n = round(x·log2e); r = x - n·ln2hi - n·ln2lo
+//   p = ((((p0·r + p1)·r + p2)·r + p3)·r + p4)·r + p5; x = (p·r² + r + 1)·2ⁿ
+#define EXP(x, t1, t2, t3) \
+	VMAXPS       x, Z26, x; \
+	VMINPS       x, Z27, x; \
+	VMULPS       Z16, x, t1; \
+	VRNDSCALEPS  $0, t1, t1; \
+	VFNMADD231PS Z17, t1, x; \
+	VFNMADD231PS Z18, t1, x; \
+	VMOVAPS      Z19, t2; \
+	VFMADD213PS  Z20, x, t2; \
+	VFMADD213PS  Z21, x, t2; \
+	VFMADD213PS  Z22, x, t2; \
+	VFMADD213PS  Z23, x, t2; \
+	VFMADD213PS  Z24, x, t2; \
+	VMULPS       x, x, t3; \
+	VFMADD213PS  x, t3, t2; \
+	VADDPS       Z25, t2, t2; \
+	VSCALEFPS    t1, t2, x
+
+// TAILMASK: K1 = the low CX lanes (0 < CX < 16).
+#define TAILMASK \
+	MOVL  $1, AX; \
+	SHLL  CX, AX; \
+	DECL  AX; \
+	KMOVW AX, K1
+
+// func expShift16(x []float32, shift float32) float32
+//
+//	for i := range x { x[i] = exp(x[i] - shift); sum += x[i] }
+//
+// The sum runs in 16 lanes (lane j adds elements j, j+16, ...), which are then added in a
+// fixed order: the result depends on len(x) only.
+TEXT ·expShift16(SB), NOSPLIT, $0-36
+	MOVQ         x_base+0(FP), SI
+	MOVQ         x_len+8(FP), CX
+	VBROADCASTSS shift+24(FP), Z15
+	LOADEXPC
+	VPXORD       Z14, Z14, Z14
+
+es_loop:
+	CMPQ    CX, $16
+	JLT     es_tail
+	VMOVUPS (SI), Z0
+	VSUBPS  Z15, Z0, Z0
+	EXP(Z0, Z1, Z2, Z3)
+	VMOVUPS Z0, (SI)
+	VADDPS  Z0, Z14, Z14
+	ADDQ    $64, SI
+	SUBQ    $16, CX
+	JMP     es_loop
+
+es_tail:
+	TESTQ     CX, CX
+	JZ        es_sum
+	TAILMASK
+	VMOVUPS.Z (SI), K1, Z0
+	VSUBPS    Z15, Z0, Z0
+	EXP(Z0, Z1, Z2, Z3)
+	VMOVUPS   Z0, K1, (SI)
+	VADDPS    Z0, Z14, K1, Z14
+
+es_sum:
+	// Lanes 0..7 += 8..15, then 0..3 += 4..7, then pairs, then the last two.
+	VEXTRACTF64X4 $1, Z14, Y1
+	VADDPS        Y1, Y14, Y14
+	VEXTRACTF128  $1, Y14, X1
+	VADDPS        X1, X14, X14
+	VPERMILPS     $0x4e, X14, X1
+	VADDPS        X1, X14, X14
+	VPERMILPS     $0xb1, X14, X1
+	VADDPS        X1, X14, X14
+	VZEROUPPER
+	MOVSS         X14, ret+32(FP)
+	RET
+
+// func swiGLU16(out, sig, a, u []float32)
+//
+//	for i := range out { sig[i] = 1 / (1 + exp(-a[i])); out[i] = a[i] * sig[i] * u[i] }
+TEXT ·swiGLU16(SB), NOSPLIT, $0-96
+	MOVQ    out_base+0(FP), DI
+	MOVQ    out_len+8(FP), CX
+	MOVQ    sig_base+24(FP), R8
+	MOVQ    a_base+48(FP), SI
+	MOVQ    u_base+72(FP), DX
+	LOADEXPC
+	VPXORD  Z15, Z15, Z15
+
+sw_loop:
+	CMPQ    CX, $16
+	JLT     sw_tail
+	VMOVUPS (SI), Z4
+	VSUBPS  Z4, Z15, Z0
+	EXP(Z0, Z1, Z2, Z3)
+	VADDPS  Z25, Z0, Z0
+	VDIVPS  Z0, Z25, Z0
+	VMOVUPS Z0, (R8)
+	VMULPS  Z0, Z4, Z4
+	VMULPS  (DX), Z4, Z4
+	VMOVUPS Z4, (DI)
+	ADDQ    $64, SI
+	ADDQ    $64, DX
+	ADDQ    $64, R8
+	ADDQ    $64, DI
+	SUBQ    $16, CX
+	JMP     sw_loop
+
+sw_tail:
+	TESTQ     CX, CX
+	JZ        sw_done
+	TAILMASK
+	VMOVUPS.Z (SI), K1, Z4
+	VMOVUPS.Z (DX), K1, Z5
+	VSUBPS    Z4, Z15, Z0
+	EXP(Z0, Z1, Z2, Z3)
+	VADDPS    Z25, Z0, Z0
+	VDIVPS    Z0, Z25, Z0
+	VMOVUPS   Z0, K1, (R8)
+	VMULPS    Z0, Z4, Z4
+	VMULPS    Z5, Z4, Z4
+	VMOVUPS   Z4, K1, (DI)
+
+sw_done:
+	VZEROUPPER
+	RET
+
+// func swiGLUBackward16(da, du, dout, a, u, sig []float32)
+//
+//	for i := range dout {
+//		du[i] += dout[i] * a[i] * sig[i]
+//		da[i] += dout[i] * u[i] * sig[i] * (1 + a[i]*(1-sig[i]))
+//	}
+TEXT ·swiGLUBackward16(SB), NOSPLIT, $0-144
+	MOVQ         da_base+0(FP), DI
+	MOVQ         du_base+24(FP), R9
+	MOVQ         dout_base+48(FP), R10
+	MOVQ         dout_len+56(FP), CX
+	MOVQ         a_base+72(FP), SI
+	MOVQ         u_base+96(FP), DX
+	MOVQ         sig_base+120(FP), R8
+	VBROADCASTSS expc<>+36(SB), Z25
+	XORQ         BX, BX
+	MOVW         $0xffff, AX
+	KMOVW        AX, K1
+
+sb_loop:
+	CMPQ      CX, $16
+	JGE       sb_step
+	TESTQ     CX, CX
+	JZ        sb_done
+	TAILMASK
+
+sb_step:
+	VMOVUPS.Z (R10)(BX*4), K1, Z0 // dout
+	VMOVUPS.Z (SI)(BX*4), K1, Z1  // a
+	VMOVUPS.Z (R8)(BX*4), K1, Z2  // s
+	VMOVUPS.Z (DX)(BX*4), K1, Z3  // u
+	VMULPS    Z1, Z0, Z4          // dout·a
+	VMULPS    Z2, Z4, Z4          // ·s
+	VMOVUPS.Z (R9)(BX*4), K1, Z7
+	VADDPS    Z7, Z4, Z4
+	VMOVUPS   Z4, K1, (R9)(BX*4)
+	VSUBPS    Z2, Z25, Z5         // 1-s
+	VMULPS    Z5, Z1, Z5          // a·(1-s)
+	VADDPS    Z25, Z5, Z5         // 1 + a·(1-s)
+	VMULPS    Z3, Z0, Z6          // dout·u
+	VMULPS    Z2, Z6, Z6          // ·s
+	VMULPS    Z5, Z6, Z6          // ·(1 + a·(1-s))
+	VMOVUPS.Z (DI)(BX*4), K1, Z7
+	VADDPS    Z7, Z6, Z6
+	VMOVUPS   Z6, K1, (DI)(BX*4)
+	ADDQ      $16, BX
+	SUBQ      $16, CX
+	JG        sb_loop
+
+sb_done:
+	VZEROUPPER
+	RET

@@ -1,0 +1,108 @@
+package cpu
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// Each vector elementwise kernel, called directly at lengths around its 16-lane step (the
+// masked tail included), beside a float64 reference, on slices with guards on both sides.
+
+var elemLengths = []int{0, 1, 7, 15, 16, 17, 31, 33, 100}
+
+func TestExpShiftKernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	for _, im := range impls {
+		if !im.available || im.expShift == nil {
+			continue
+		}
+		for _, n := range elemLengths {
+			x, intact := guarded(n, 3)
+			for i := range x {
+				x[i] = 40 * (2*r.Float32() - 1)
+			}
+			specials := []float32{float32(math.Inf(-1)), -200, -103.5, 0, 88.5, 95, float32(math.Inf(1))}
+			for i := 0; i < len(specials) && i < n; i++ {
+				x[(i*5)%n] = specials[i]
+			}
+			const shift = 1.75
+			in := slices.Clone(x)
+			sum := im.expShift(x, shift)
+			if !intact() {
+				t.Fatalf("%s n=%d: wrote outside x", im.name, n)
+			}
+			var want float64
+			for i, v := range in {
+				e := math.Exp(float64(v - shift)) // the difference is rounded to float32 first
+				want += float64(float32(e))
+				switch {
+				case e > math.MaxFloat32:
+					if !math.IsInf(float64(x[i]), 1) {
+						t.Errorf("%s n=%d: exp(%v - %v) = %v, want +Inf", im.name, n, v, shift, x[i])
+					}
+				case e < 0x1p-126 && float64(x[i]) > 0x1p-126:
+					t.Errorf("%s n=%d: exp(%v - %v) = %v, want below float32's normal range", im.name, n, v, shift, x[i])
+				case e >= 0x1p-126 && !(math.Abs(float64(x[i])-e) <= 4e-7*e):
+					t.Errorf("%s n=%d: exp(%v - %v) = %v, want %v", im.name, n, v, shift, x[i], e)
+				}
+			}
+			if math.IsInf(want, 1) != math.IsInf(float64(sum), 1) ||
+				!math.IsInf(want, 1) && math.Abs(float64(sum)-want) > 1e-6*want+1e-30 {
+				t.Errorf("%s n=%d: sum %v, want %v", im.name, n, sum, want)
+			}
+		}
+		x := []float32{float32(math.NaN()), 0}
+		if im.expShift(x, 0); !math.IsNaN(float64(x[0])) || x[1] != 1 {
+			t.Errorf("%s: exp(NaN), exp(0) = %v, want NaN, 1", im.name, x)
+		}
+	}
+}
+
+func TestSwiGLUKernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 24))
+	for _, im := range impls {
+		if !im.available || im.swiGLU == nil {
+			continue
+		}
+		for _, n := range elemLengths {
+			a, u := randSlice(r, n), randSlice(r, n)
+			for i := range a {
+				a[i] *= 12
+			}
+			if n > 3 {
+				a[1], a[2] = -120, 120 // saturated gates
+			}
+			out, outOK := guarded(n, 1)
+			sig, sigOK := guarded(n, 2)
+			im.swiGLU(out, sig, a, u)
+			if !outOK() || !sigOK() {
+				t.Fatalf("%s n=%d: wrote outside out or sig", im.name, n)
+			}
+			dout := randSlice(r, n)
+			da, daOK := guarded(n, 3)
+			du, duOK := guarded(n, 4)
+			da0, du0 := randSlice(r, n), randSlice(r, n)
+			copy(da, da0)
+			copy(du, du0)
+			im.swiGLUBackward(da, du, dout, a, u, sig)
+			if !daOK() || !duOK() {
+				t.Fatalf("%s n=%d: backward wrote outside da or du", im.name, n)
+			}
+			for i := range n {
+				x, uu, d := float64(a[i]), float64(u[i]), float64(dout[i])
+				s := 1 / (1 + math.Exp(-x))
+				near := func(what string, got float32, want, scale float64) {
+					if math.Abs(float64(got)-want) > 1e-6*scale+1e-30 {
+						t.Errorf("%s n=%d i=%d (a=%v): %s = %v, want %v", im.name, n, i, x, what, got, want)
+					}
+				}
+				near("sigmoid", sig[i], s, s)
+				near("out", out[i], x*s*uu, math.Abs(x*uu))
+				near("du", du[i], float64(du0[i])+d*x*s, math.Abs(float64(du0[i]))+math.Abs(d*x))
+				near("da", da[i], float64(da0[i])+d*uu*s*(1+x*(1-s)), math.Abs(float64(da0[i]))+math.Abs(d*uu)*(1+math.Abs(x)))
+			}
+		}
+	}
+}
