@@ -185,3 +185,23 @@ func TestExampleMetaPTransfer(t *testing.T) {
 		t.Fatalf("last trial: d_model %d lr %g mode %s", last.Model.DModel, last.Train.Optim.LR, last.MetaP.Mode)
 	}
 }
+
+// The ASHA example and its baseline sweep the same 27 trials; only ASHA differs.
+func TestExampleASHA(t *testing.T) {
+	a, err := Load("../../examples/asha.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := Load("../../examples/asha-full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Trials) != 27 || len(full.Trials) != 27 || !slices.Equal(a.Rungs, []int64{30, 90}) || a.Reduction != 3 || full.Rungs != nil {
+		t.Fatalf("asha: %d trials, rungs %v, factor %d; full: %d trials, rungs %v", len(a.Trials), a.Rungs, a.Reduction, len(full.Trials), full.Rungs)
+	}
+	for i := range a.Trials {
+		if x, y := a.Trials[i].Params, full.Trials[i].Params; !slices.Equal(x, y) {
+			t.Fatalf("trial %d: %v with ASHA, %v without", i, x, y)
+		}
+	}
+}
