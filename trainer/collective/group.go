@@ -1,6 +1,9 @@
 // Package collective is herd's data-parallel communication: a group of ranks that
 // all-reduce gradients, MAX-reduce FP8 amax values, broadcast, gather small blobs and meet
-// at barriers, over gRPC streams.
+// at barriers. Small frames (gathers, barriers: membership, agreement, errors) travel on
+// gRPC streams; the bulk of the bytes, the values of all-reduces and broadcasts, on one
+// raw TCP connection per ordered pair of ranks (bulk.go), which costs a fraction of
+// gRPC's CPU per byte. Both share the rank's one listener and its TLS and token.
 //
 // Every call carries a deadline (Options.Timeout): a peer that died or stopped answering
 // becomes a *PeerError naming its rank, never a hang. Summation orders are fixed for a
@@ -17,9 +20,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -59,8 +64,11 @@ type Options struct {
 const DefaultTimeout = 60 * time.Second
 
 // pieceBytes is the size of one frame's payload: small enough that a ring's hops overlap
-// (pipelining), large enough that per-message overhead stays small.
+// (pipelining), large enough that per-frame overhead stays small.
 const pieceBytes = 1 << 20
+
+// maxFrame bounds a received frame: an all-gather's blob (gRPC) or a piece (bulk).
+const maxFrame = 64 << 20
 
 // PeerError is a collective call that failed because of one peer: it did not answer in
 // time, closed its connection, or is out of step. The orchestrator uses Rank to say which
@@ -86,6 +94,7 @@ type Group struct {
 	rank, world int
 	opts        Options
 	lis         net.Listener
+	grpcLis     *connQueue // the listener's gRPC connections, for srv
 	srv         *grpc.Server
 	peers       []*peer // by rank; nil at this rank
 	seq         uint64  // collective calls made so far
@@ -96,14 +105,30 @@ type Group struct {
 	wg     sync.WaitGroup // senders
 }
 
-// peer is the link with one other rank: frames received from it, frames queued for it.
+// peer is the links with one other rank: frames received from it on either link, frames
+// queued for it on each.
 type peer struct {
-	rank  int
-	addr  string
-	conn  *grpc.ClientConn
-	in    *queue[mem.Buffer] // frames from this peer, in order
-	out   *queue[*[]byte]    // frames for this peer, in order
-	start sync.Once
+	rank int
+	addr string
+	conn *grpc.ClientConn
+	in   *queue[mem.Buffer] // frames from this peer, both links, in arrival order
+	// inLinks counts the links from this peer open now; in closes when the last one
+	// ends cleanly (a clean end of one link must not drop frames still on the other),
+	// or at once when one breaks.
+	inLinks atomic.Int32
+	out     *queue[*[]byte]    // gRPC frames for this peer, in order
+	bulk    *queue[*bulkFrame] // bulk frames for this peer, in order
+	start   sync.Once          // of the gRPC sender
+	startB  sync.Once          // of the bulk sender
+}
+
+// linkEnded records the end of a link from p: err nil for a clean end.
+func (p *peer) linkEnded(err error) {
+	if err != nil {
+		p.in.close(fmt.Errorf("connection closed: %w", err))
+	} else if p.inLinks.Add(-1) <= 0 {
+		p.in.close(errors.New("connection closed"))
+	}
 }
 
 // New joins rank of len(addrs) ranks: lis is this rank's listener (its address is
@@ -127,42 +152,34 @@ func New(lis net.Listener, rank int, addrs []string, opts Options) (*Group, erro
 			return nil, usererr.New(where, "collective address %s is not loopback: gradients would travel in clear; give TLS and a shared token to use other addresses", a)
 		}
 	}
-	g := &Group{rank: rank, world: world, opts: opts, lis: lis, peers: make([]*peer, world)}
+	g := &Group{rank: rank, world: world, opts: opts, lis: lis, peers: make([]*peer, world),
+		grpcLis: newConnQueue(lis.Addr())}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	creds := insecure.NewCredentials()
-	sopts := []grpc.ServerOption{grpc.ForceServerCodecV2(rawCodec{}), grpc.MaxRecvMsgSize(2 * pieceBytes),
-		grpc.InitialWindowSize(windowBytes), grpc.InitialConnWindowSize(windowBytes),
-		grpc.ReadBufferSize(ioBytes), grpc.WriteBufferSize(ioBytes)}
 	if opts.TLS != nil {
 		creds = credentials.NewTLS(opts.TLS)
-		sopts = append(sopts, grpc.Creds(creds))
 	}
 	for r, a := range addrs {
 		if r == rank {
 			continue
 		}
 		conn, err := grpc.NewClient(a, grpc.WithTransportCredentials(creds),
-			grpc.WithInitialWindowSize(windowBytes), grpc.WithInitialConnWindowSize(windowBytes),
-			grpc.WithReadBufferSize(ioBytes), grpc.WithWriteBufferSize(ioBytes),
 			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
 		if err != nil {
 			g.Close()
 			return nil, fmt.Errorf("collective: rank %d address %q: %w", r, a, err)
 		}
-		g.peers[r] = &peer{rank: r, addr: a, conn: conn, in: newQueue[mem.Buffer](), out: newQueue[*[]byte]()}
+		g.peers[r] = &peer{rank: r, addr: a, conn: conn, in: newQueue[mem.Buffer](),
+			out: newQueue[*[]byte](), bulk: newQueue[*bulkFrame]()}
 	}
-	g.srv = grpc.NewServer(sopts...)
+	// TLS, when set, is served by accept for both kinds of connection, so gRPC's server
+	// sees plain HTTP/2.
+	g.srv = grpc.NewServer(grpc.ForceServerCodecV2(rawCodec{}), grpc.MaxRecvMsgSize(maxFrame))
 	g.srv.RegisterService(&serviceDesc, g)
-	go g.srv.Serve(lis) //nolint:errcheck // Serve returns when Close stops the server
+	go g.srv.Serve(g.grpcLis) //nolint:errcheck // Serve returns when Close stops the server
+	go g.accept()
 	return g, nil
 }
-
-// windowBytes is gRPC's flow-control window: several pieces, so that a link is never idle
-// waiting for a window update on loopback or a LAN.
-const windowBytes = 16 << 20
-
-// ioBytes is the size of gRPC's socket read and write buffers: a piece in few system calls.
-const ioBytes = 1 << 20
 
 // loopback reports whether host:port names this machine only.
 func loopback(addr string) bool {
@@ -228,6 +245,7 @@ func (g *Group) Close() error {
 			if p != nil {
 				p.in.close(ErrClosed)
 				p.out.close(ErrClosed)
+				p.bulk.close(ErrClosed)
 			}
 		}
 		flushed := make(chan struct{})
@@ -248,9 +266,9 @@ func (g *Group) Close() error {
 		}
 		if g.srv != nil {
 			g.srv.Stop()
-		} else {
-			g.lis.Close()
 		}
+		g.grpcLis.Close()
+		g.lis.Close()
 	})
 	return nil
 }
@@ -279,10 +297,14 @@ func (g *Group) send(stream grpc.ServerStream) error {
 		return fmt.Errorf("collective: bad rank %q for a group of %d", ranks[0], g.world)
 	}
 	p := g.peers[r]
+	p.inLinks.Add(1)
 	for {
 		var f mem.Buffer
 		if err := stream.RecvMsg(&f); err != nil {
-			p.in.close(fmt.Errorf("connection closed: %w", err))
+			if errors.Is(err, io.EOF) { // the peer closed its side after its last frame
+				err = nil
+			}
+			p.linkEnded(err)
 			return nil
 		}
 		if p.in.push(f) != nil {
@@ -306,7 +328,7 @@ func (g *Group) sender(p *peer) {
 		return
 	}
 	for {
-		f, err := p.out.pop(g.ctx.Done())
+		f, err := p.out.pop(g.ctx.Done(), nil)
 		if err != nil {
 			stream.CloseSend()
 			if errors.Is(err, ErrClosed) {
@@ -330,7 +352,12 @@ type call struct {
 	seq  uint64
 	done <-chan struct{}
 	ctx  context.Context
-	held mem.Buffer // the frame recv returned last, freed by the next recv or at the end
+	held mem.Buffer   // the frame recv returned last, freed by the next recv or at the end
+	kept []mem.Buffer // frames kept past the next recv (keep), freed by release
+	// unsent counts, by rank, this call's bulk frames that point into the caller's memory
+	// and are not written yet; written gets a token as each is.
+	unsent  []atomic.Int64
+	written chan struct{}
 }
 
 func (g *Group) begin(ctx context.Context, op string) (*call, context.CancelFunc, error) {
@@ -340,8 +367,33 @@ func (g *Group) begin(ctx context.Context, op string) (*call, context.CancelFunc
 	g.seq++
 	ctx, cancel := context.WithTimeout(ctx, g.opts.Timeout)
 	stop := context.AfterFunc(g.ctx, cancel)
-	c := &call{g: g, op: op, seq: g.seq, done: ctx.Done(), ctx: ctx}
+	c := &call{g: g, op: op, seq: g.seq, done: ctx.Done(), ctx: ctx,
+		unsent: make([]atomic.Int64, g.world), written: make(chan struct{}, 1)}
 	return c, func() { c.release(); stop(); cancel() }, nil
+}
+
+// flushed waits until the peers' links have taken every frame this call sent from the
+// caller's memory, which the caller may change once the call returns. A call that
+// succeeds ends with it.
+func (c *call) flushed() error {
+	for q := range c.unsent {
+		for c.unsent[q].Load() > 0 {
+			select {
+			case <-c.written:
+			case <-c.done:
+				return c.timeout(q)
+			}
+		}
+	}
+	return nil
+}
+
+// timeout is the error of a call whose deadline passed waiting for rank q.
+func (c *call) timeout(q int) error {
+	if c.g.ctx.Err() != nil {
+		return ErrClosed
+	}
+	return c.fail(q, fmt.Errorf("no answer within %v: %w", c.g.opts.Timeout, context.DeadlineExceeded))
 }
 
 // send queues a copy of payload for rank to.
@@ -382,15 +434,21 @@ func (c *call) recvValues(from int, cd codec, n int) ([]byte, error) {
 // recv waits for the next frame from rank from and returns its payload, valid until the
 // next recv or the end of the call.
 func (c *call) recv(from int) ([]byte, error) {
-	c.release()
+	if c.held != nil {
+		c.held.Free()
+		c.held = nil
+	}
 	p := c.g.peers[from]
-	buf, err := p.in.pop(c.done)
+	// Frames of later calls may arrive first on the other link: they wait their turn.
+	// A frame of this call or an earlier one is this call's, or proof that the peer is
+	// out of step.
+	buf, err := p.in.pop(c.done, func(b mem.Buffer) bool {
+		f := b.ReadOnlyData()
+		return len(f) < 8 || getSeq(f)>>8 <= c.seq
+	})
 	if err != nil {
-		if c.g.ctx.Err() != nil {
-			return nil, ErrClosed
-		}
-		if c.ctx.Err() != nil {
-			err = fmt.Errorf("no answer within %v: %w", c.g.opts.Timeout, context.DeadlineExceeded)
+		if c.ctx.Err() != nil || c.g.ctx.Err() != nil {
+			return nil, c.timeout(from)
 		}
 		return nil, c.fail(from, err)
 	}
@@ -420,12 +478,25 @@ func (c *call) tag() uint64 {
 // opNames are the kinds of call, by their number in frame headers.
 var opNames = []string{"all-reduce", "tree all-reduce", "broadcast", "all-gather"}
 
-// release frees the frame recv returned last.
+// keep makes the frame recv returned last stay valid until release, for a caller that
+// reads several peers' frames at once.
+func (c *call) keep() {
+	if c.held != nil {
+		c.kept = append(c.kept, c.held)
+		c.held = nil
+	}
+}
+
+// release frees the frame recv returned last and those kept.
 func (c *call) release() {
 	if c.held != nil {
 		c.held.Free()
 		c.held = nil
 	}
+	for _, b := range c.kept {
+		b.Free()
+	}
+	c.kept = c.kept[:0]
 }
 
 func (c *call) fail(rank int, err error) error {
@@ -460,6 +531,15 @@ type queue[T any] struct {
 
 func newQueue[T any]() *queue[T] { return &queue[T]{ready: make(chan struct{}, 1)} }
 
+// drain takes what the queue holds, for a link that ended to release.
+func (q *queue[T]) drain() []T {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	items := q.items
+	q.items = nil
+	return items
+}
+
 func (q *queue[T]) push(f T) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -488,17 +568,21 @@ func (q *queue[T]) close(err error) {
 	q.signal()
 }
 
-// pop returns the oldest frame, waiting until one comes, the queue closes, or done.
-func (q *queue[T]) pop(done <-chan struct{}) (T, error) {
+// pop returns the oldest frame that match accepts (any frame if match is nil), waiting
+// until one comes, the queue closes, or done. One goroutine at a time pops a queue.
+func (q *queue[T]) pop(done <-chan struct{}, match func(T) bool) (T, error) {
 	var zero T
 	for {
 		q.mu.Lock()
-		if len(q.items) > 0 {
-			f := q.items[0]
-			q.items[0] = zero
-			q.items = q.items[1:]
-			if len(q.items) > 0 || q.err != nil {
-				q.signal()
+		for i, f := range q.items {
+			if match != nil && !match(f) {
+				continue
+			}
+			if i == 0 {
+				q.items[0] = zero
+				q.items = q.items[1:]
+			} else {
+				q.items = append(q.items[:i], q.items[i+1:]...)
 			}
 			q.mu.Unlock()
 			return f, nil

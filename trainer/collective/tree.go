@@ -32,28 +32,37 @@ func (g *Group) AllReduceTree(ctx context.Context, x []float32) error {
 			}
 		}
 	}
-	scratch := make([][]float32, w) // contributions to one piece, by rank, reused
+	// The contributions to one piece, by rank: this rank's in x, the others' in their
+	// frames where float32 can be read in place (TreeSum adds into them), else decoded
+	// into scratch. The sum lands in x either way.
+	scratch := make([][]float32, w)
 	parts := make([][]float32, 0, w)
 	for _, p := range cd.pieces(ch[r]) {
 		n := p.hi - p.lo
 		parts = parts[:0]
 		for q := range w {
-			if cap(scratch[q]) < n {
-				scratch[q] = make([]float32, n)
-			}
-			v := scratch[q][:n]
 			if q == r {
-				copy(v, x[p.lo:p.hi])
+				parts = append(parts, x[p.lo:p.hi])
+				continue
+			}
+			b, err := c.recvValues(q, cd, n)
+			if err != nil {
+				return err
+			}
+			v, ok := cd.view(b)
+			if ok {
+				c.keep()
 			} else {
-				b, err := c.recvValues(q, cd, n)
-				if err != nil {
-					return err
+				if cap(scratch[q]) < n {
+					scratch[q] = make([]float32, n)
 				}
+				v = scratch[q][:n]
 				cd.decode(v, b, Sum, true)
 			}
 			parts = append(parts, v)
 		}
-		copy(x[p.lo:p.hi], TreeSum(parts))
+		copy(x[p.lo:p.hi], TreeSum(parts)) // a no-op where the sum is in x already
+		c.release()
 		cd.round(x[p.lo:p.hi])
 		for off := 1; off < w; off++ {
 			if err := c.sendValues((r+off)%w, cd, x, p); err != nil {
@@ -71,7 +80,7 @@ func (g *Group) AllReduceTree(ctx context.Context, x []float32) error {
 			cd.decode(x[p.lo:p.hi], b, Sum, true)
 		}
 	}
-	return nil
+	return c.flushed()
 }
 
 // TreeSum adds equal-length vectors in the canonical tree (see AllReduceTree), reusing
@@ -123,9 +132,7 @@ func (t *Tree) Push(x []float32) {
 func (t *Tree) merge() {
 	n := len(t.sums)
 	a, b := t.sums[n-2], t.sums[n-1]
-	for i := range a {
-		a[i] += b[i]
-	}
+	add(a, b)
 	t.leaves[n-2] += t.leaves[n-1]
 	t.sums, t.leaves = t.sums[:n-1], t.leaves[:n-1]
 	t.free = append(t.free, b)
