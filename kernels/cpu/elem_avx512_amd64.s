@@ -216,3 +216,208 @@ sb_step:
 sb_done:
 	VZEROUPPER
 	RET
+
+// func scaleMax16(x []float32, s float32) float32
+//
+//	mx := -Inf; for i := range x { x[i] *= s; mx = max(mx, x[i]) }; return mx
+//
+// (NaN in x need not come out as the maximum: its exponential is NaN anyway.)
+TEXT ·scaleMax16(SB), NOSPLIT, $0-36
+	MOVQ         x_base+0(FP), SI
+	MOVQ         x_len+8(FP), CX
+	VBROADCASTSS s+24(FP), Z15
+	MOVL         $0xff800000, AX // -Inf
+	VPBROADCASTD AX, Z14
+	MOVW         $0xffff, AX
+	KMOVW        AX, K1
+
+sm_loop:
+	CMPQ      CX, $16
+	JGE       sm_step
+	TESTQ     CX, CX
+	JZ        sm_done
+	TAILMASK
+
+sm_step:
+	VMOVUPS.Z (SI), K1, Z0
+	VMULPS    Z15, Z0, Z0
+	VMOVUPS   Z0, K1, (SI)
+	VMAXPS    Z0, Z14, K1, Z14
+	ADDQ      $64, SI
+	SUBQ      $16, CX
+	JG        sm_loop
+
+sm_done:
+	VEXTRACTF64X4 $1, Z14, Y1
+	VMAXPS        Y1, Y14, Y14
+	VEXTRACTF128  $1, Y14, X1
+	VMAXPS        X1, X14, X14
+	VPERMILPS     $0x4e, X14, X1
+	VMAXPS        X1, X14, X14
+	VPERMILPS     $0xb1, X14, X1
+	VMAXPS        X1, X14, X14
+	VZEROUPPER
+	MOVSS         X14, ret+32(FP)
+	RET
+
+// func scale16(x []float32, s float32)
+//
+//	for i := range x { x[i] *= s }
+TEXT ·scale16(SB), NOSPLIT, $0-28
+	MOVQ         x_base+0(FP), SI
+	MOVQ         x_len+8(FP), CX
+	VBROADCASTSS s+24(FP), Z15
+	MOVW         $0xffff, AX
+	KMOVW        AX, K1
+
+sc_loop:
+	CMPQ      CX, $16
+	JGE       sc_step
+	TESTQ     CX, CX
+	JZ        sc_done
+	TAILMASK
+
+sc_step:
+	VMOVUPS.Z (SI), K1, Z0
+	VMULPS    Z15, Z0, Z0
+	VMOVUPS   Z0, K1, (SI)
+	ADDQ      $64, SI
+	SUBQ      $16, CX
+	JG        sc_loop
+
+sc_done:
+	VZEROUPPER
+	RET
+
+// func axpy16(y, x []float32, a float32)
+//
+//	for i := range y { y[i] += a * x[i] }   (a multiply, then an add: no fused rounding)
+TEXT ·axpy16(SB), NOSPLIT, $0-52
+	MOVQ         y_base+0(FP), DI
+	MOVQ         y_len+8(FP), CX
+	MOVQ         x_base+24(FP), SI
+	VBROADCASTSS a+48(FP), Z15
+	MOVW         $0xffff, AX
+	KMOVW        AX, K1
+
+ax_loop:
+	CMPQ      CX, $16
+	JGE       ax_step
+	TESTQ     CX, CX
+	JZ        ax_done
+	TAILMASK
+
+ax_step:
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z (DI), K1, Z1
+	VMULPS    Z15, Z0, Z0
+	VADDPS    Z0, Z1, Z1
+	VMOVUPS   Z1, K1, (DI)
+	ADDQ      $64, SI
+	ADDQ      $64, DI
+	SUBQ      $16, CX
+	JG        ax_loop
+
+ax_done:
+	VZEROUPPER
+	RET
+
+// func mulAdd16(y, a, b []float32, s float32)
+//
+//	for i := range y { y[i] += a[i] * b[i] * s }   (left to right, no fused rounding)
+TEXT ·mulAdd16(SB), NOSPLIT, $0-76
+	MOVQ         y_base+0(FP), DI
+	MOVQ         y_len+8(FP), CX
+	MOVQ         a_base+24(FP), SI
+	MOVQ         b_base+48(FP), DX
+	VBROADCASTSS s+72(FP), Z15
+	MOVW         $0xffff, AX
+	KMOVW        AX, K1
+
+ma_loop:
+	CMPQ      CX, $16
+	JGE       ma_step
+	TESTQ     CX, CX
+	JZ        ma_done
+	TAILMASK
+
+ma_step:
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z (DX), K1, Z1
+	VMOVUPS.Z (DI), K1, Z2
+	VMULPS    Z1, Z0, Z0
+	VMULPS    Z15, Z0, Z0
+	VADDPS    Z0, Z2, Z2
+	VMOVUPS   Z2, K1, (DI)
+	ADDQ      $64, SI
+	ADDQ      $64, DX
+	ADDQ      $64, DI
+	SUBQ      $16, CX
+	JG        ma_loop
+
+ma_done:
+	VZEROUPPER
+	RET
+
+// func softmaxGrad16(d, p []float32, dt, s float32)
+//
+//	for i := range d { d[i] = s * p[i] * (d[i] - dt) }   (left to right)
+TEXT ·softmaxGrad16(SB), NOSPLIT, $0-56
+	MOVQ         d_base+0(FP), DI
+	MOVQ         d_len+8(FP), CX
+	MOVQ         p_base+24(FP), SI
+	VBROADCASTSS dt+48(FP), Z14
+	VBROADCASTSS s+52(FP), Z15
+	MOVW         $0xffff, AX
+	KMOVW        AX, K1
+
+sg_loop:
+	CMPQ      CX, $16
+	JGE       sg_step
+	TESTQ     CX, CX
+	JZ        sg_done
+	TAILMASK
+
+sg_step:
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z (DI), K1, Z1
+	VMULPS    Z0, Z15, Z0
+	VSUBPS    Z14, Z1, Z1
+	VMULPS    Z1, Z0, Z0
+	VMOVUPS   Z0, K1, (DI)
+	ADDQ      $64, SI
+	ADDQ      $64, DI
+	SUBQ      $16, CX
+	JG        sg_loop
+
+sg_done:
+	VZEROUPPER
+	RET
+
+// func packB32(dst, b []float32, ldb, kb int)
+//
+//	for p := range kb { copy(dst[p*32:p*32+32], b[p*ldb:p*ldb+32]) }
+//
+// packB's loop for 32 full columns of an untransposed b.
+TEXT ·packB32(SB), NOSPLIT, $0-64
+	MOVQ dst_base+0(FP), DI
+	MOVQ b_base+24(FP), SI
+	MOVQ ldb+48(FP), DX
+	SHLQ $2, DX
+	MOVQ kb+56(FP), CX
+	TESTQ CX, CX
+	JZ   pb_done
+
+pb_loop:
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VMOVUPS Z0, (DI)
+	VMOVUPS Z1, 64(DI)
+	ADDQ    DX, SI
+	ADDQ    $128, DI
+	DECQ    CX
+	JNZ     pb_loop
+
+pb_done:
+	VZEROUPPER
+	RET

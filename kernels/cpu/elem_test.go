@@ -15,7 +15,7 @@ var elemLengths = []int{0, 1, 7, 15, 16, 17, 31, 33, 100}
 func TestExpShiftKernels(t *testing.T) {
 	r := rand.New(rand.NewPCG(21, 22))
 	for _, im := range impls {
-		if !im.available || im.expShift == nil {
+		if !im.available || im.vec == nil {
 			continue
 		}
 		for _, n := range elemLengths {
@@ -29,7 +29,7 @@ func TestExpShiftKernels(t *testing.T) {
 			}
 			const shift = 1.75
 			in := slices.Clone(x)
-			sum := im.expShift(x, shift)
+			sum := im.vec.expShift(x, shift)
 			if !intact() {
 				t.Fatalf("%s n=%d: wrote outside x", im.name, n)
 			}
@@ -54,7 +54,7 @@ func TestExpShiftKernels(t *testing.T) {
 			}
 		}
 		x := []float32{float32(math.NaN()), 0}
-		if im.expShift(x, 0); !math.IsNaN(float64(x[0])) || x[1] != 1 {
+		if im.vec.expShift(x, 0); !math.IsNaN(float64(x[0])) || x[1] != 1 {
 			t.Errorf("%s: exp(NaN), exp(0) = %v, want NaN, 1", im.name, x)
 		}
 	}
@@ -63,7 +63,7 @@ func TestExpShiftKernels(t *testing.T) {
 func TestSwiGLUKernels(t *testing.T) {
 	r := rand.New(rand.NewPCG(23, 24))
 	for _, im := range impls {
-		if !im.available || im.swiGLU == nil {
+		if !im.available || im.vec == nil {
 			continue
 		}
 		for _, n := range elemLengths {
@@ -76,7 +76,7 @@ func TestSwiGLUKernels(t *testing.T) {
 			}
 			out, outOK := guarded(n, 1)
 			sig, sigOK := guarded(n, 2)
-			im.swiGLU(out, sig, a, u)
+			im.vec.swiGLU(out, sig, a, u)
 			if !outOK() || !sigOK() {
 				t.Fatalf("%s n=%d: wrote outside out or sig", im.name, n)
 			}
@@ -86,7 +86,7 @@ func TestSwiGLUKernels(t *testing.T) {
 			da0, du0 := randSlice(r, n), randSlice(r, n)
 			copy(da, da0)
 			copy(du, du0)
-			im.swiGLUBackward(da, du, dout, a, u, sig)
+			im.vec.swiGLUBackward(da, du, dout, a, u, sig)
 			if !daOK() || !duOK() {
 				t.Fatalf("%s n=%d: backward wrote outside da or du", im.name, n)
 			}
@@ -102,6 +102,55 @@ func TestSwiGLUKernels(t *testing.T) {
 				near("out", out[i], x*s*uu, math.Abs(x*uu))
 				near("du", du[i], float64(du0[i])+d*x*s, math.Abs(float64(du0[i]))+math.Abs(d*x))
 				near("da", da[i], float64(da0[i])+d*uu*s*(1+x*(1-s)), math.Abs(float64(da0[i]))+math.Abs(d*uu)*(1+math.Abs(x)))
+			}
+		}
+	}
+}
+
+// TestVecKernelsMatchTwins: the kernels without an exponential give their Go twins'
+// results bit for bit (the same operations in the same order), write nothing outside
+// their outputs, and the maximum of scaleMax is the maximum.
+func TestVecKernelsMatchTwins(t *testing.T) {
+	r := rand.New(rand.NewPCG(25, 26))
+	plain := &gemmImpl{}
+	for _, im := range impls {
+		if !im.available || im.vec == nil {
+			continue
+		}
+		for _, n := range elemLengths {
+			x, a, b, p := randSlice(r, n), randSlice(r, n), randSlice(r, n), randSlice(r, n)
+			s := float32(1.0 / 3)
+			type run struct {
+				name string
+				f    func(im *gemmImpl, out []float32) float32
+			}
+			for _, c := range []run{
+				{"scaleMax", func(im *gemmImpl, out []float32) float32 { copy(out, x); return scaleMax(im, out, s) }},
+				{"scaleBy", func(im *gemmImpl, out []float32) float32 { copy(out, x); scaleBy(im, out, s); return 0 }},
+				{"axpyTo", func(im *gemmImpl, out []float32) float32 { copy(out, x); axpyTo(im, out, a, s); return 0 }},
+				{"mulAdd", func(im *gemmImpl, out []float32) float32 { copy(out, x); mulAdd(im, out, a, b, s); return 0 }},
+				{"softmaxGrad", func(im *gemmImpl, out []float32) float32 { copy(out, x); softmaxGrad(im, out, p, s, 0.7); return 0 }},
+				{"swiGLUBackward du", func(im *gemmImpl, out []float32) float32 {
+					copy(out, x)
+					swiGLUBackward(im, make([]float32, n), out, a, b, p, slices.Clone(x))
+					return 0
+				}},
+				{"swiGLUBackward da", func(im *gemmImpl, out []float32) float32 {
+					copy(out, x)
+					swiGLUBackward(im, out, make([]float32, n), a, b, p, slices.Clone(x))
+					return 0
+				}},
+			} {
+				want := make([]float32, n)
+				wantRet := c.f(plain, want)
+				got, intact := guarded(n, 5)
+				gotRet := c.f(im, got)
+				if !intact() {
+					t.Fatalf("%s %s n=%d: wrote outside its output", im.name, c.name, n)
+				}
+				if !slices.Equal(got, want) || gotRet != wantRet {
+					t.Fatalf("%s %s n=%d: %v (%v), twin %v (%v)", im.name, c.name, n, got, gotRet, want, wantRet)
+				}
 			}
 		}
 	}

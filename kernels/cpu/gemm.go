@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/herdml/herd/internal/usererr"
-	"github.com/herdml/herd/kernels"
 )
 
 // float32 GEMM, blocked and packed as in BLIS (Goto & van de Geijn, "Anatomy of
@@ -54,11 +53,13 @@ type gemmImpl struct {
 	// group: dst[p*nr+j] = b[j*ldb+p] for p < 16*groups. packB does the rest.
 	packColsT func(dst, b []float32, ldb, groups int)
 
-	// Vector elementwise kernels of the same instruction set, if any; nil runs the
-	// plain-Go loops, which are their twins (ops_elementwise.go).
-	expShift       func(x []float32, shift float32) float32
-	swiGLU         func(out, sig, a, u []float32)
-	swiGLUBackward func(da, du, dout, a, u, sig []float32)
+	// packCols, if set, is a fast packB for nr full columns of an untransposed b:
+	// dst[p*nr+j] = b[p*ldb+j] for p < kb.
+	packCols func(dst, b []float32, ldb, kb int)
+
+	// vec holds the vector elementwise kernels of the same instruction set; nil runs
+	// their plain-Go twins (vec.go).
+	vec *vecKernels
 }
 
 // goImpl runs everywhere: the packed driver around the plain-Go micro-kernel.
@@ -271,6 +272,10 @@ func (g *gemmImpl) packB(dst, b []float32, k, n, p0, kb, j0, cols int, trans boo
 		g.packColsT(dst, b[j0*k+p0:], k, kb/16)
 		dst, p0, kb = dst[done*nr:], p0+done, kb-done
 	}
+	if !trans && cols == nr && g.packCols != nil {
+		g.packCols(dst, b[p0*n+j0:], n, kb)
+		return
+	}
 	if !trans {
 		for p := 0; p < kb; p++ {
 			d := dst[p*nr : p*nr+nr]
@@ -335,13 +340,13 @@ func balance(n, limit, align int) int {
 // getBuf returns a recycled buffer of n elements (contents undefined), so that a steady
 // stream of GEMMs does not allocate; putBuf gives it back. A recycled buffer too small
 // for n is replaced by a larger one, so the buffers grow to the largest use and stay.
-func getBuf[F kernels.Float](n int) *[]F {
-	p := recycled[[]F]().get()
+func getBuf[E any](n int) *[]E {
+	p := recycled[[]E]().get()
 	if cap(*p) < n {
-		*p = make([]F, n)
+		*p = make([]E, n)
 	}
 	*p = (*p)[:n]
 	return p
 }
 
-func putBuf[F kernels.Float](p *[]F) { recycled[[]F]().put(p) }
+func putBuf[E any](p *[]E) { recycled[[]E]().put(p) }

@@ -12,7 +12,7 @@ func archImpls() []*gemmImpl {
 			name: "avx512", available: cpu.X86.HasAVX512F,
 			mr: 14, nr: 32, mc: 14 * 8, kc: 256, nc: 3072,
 			kernel: sgemmKernel14x32, packRows: packA14, packRowsT: packA14T, packColsT: packB32T,
-			expShift: expShift16, swiGLU: swiGLU16, swiGLUBackward: swiGLUBackward16,
+			packCols: packB32, vec: avx512Vec,
 		},
 		{
 			name: "avx2", available: cpu.X86.HasAVX2 && cpu.X86.HasFMA,

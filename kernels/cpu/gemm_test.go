@@ -286,7 +286,7 @@ func TestPickImpl(t *testing.T) {
 func TestPackRowsMatchesTwin(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
 	for _, im := range impls {
-		if !im.available || (im.packRows == nil && im.packRowsT == nil && im.packColsT == nil) {
+		if !im.available || (im.packRows == nil && im.packRowsT == nil && im.packColsT == nil && im.packCols == nil) {
 			continue
 		}
 		const m, k, i0, p0 = 31, 70, 3, 5
@@ -309,7 +309,7 @@ func TestPackRowsMatchesTwin(t *testing.T) {
 				// B: columns [j0, j0+nr) of op(b), b stored [n, k] when trans.
 				const n, j0 = 70, 2
 				b := randSlice(r, (k+1)*n)
-				plain.packColsT = nil
+				plain.packColsT, plain.packCols = nil, nil
 				want = make([]float32, kb*im.nr)
 				plain.packB(want, b, k, n, p0, kb, j0, im.nr, trans)
 				got, intact = guarded(kb*im.nr, 3)

@@ -46,12 +46,10 @@ func packHead[F kernels.Float](dst, src []F, bi, t, heads, hh, d int) {
 }
 
 // addHead adds src [T, D] into head hh of sequence bi of a strided [B*T, heads*D] buffer.
-func addHead[F kernels.Float](dst, src []F, bi, t, heads, hh, d int) {
+func addHead[F kernels.Float](im *gemmImpl, dst, src []F, bi, t, heads, hh, d int) {
 	for r := range t {
 		at := (bi*t+r)*heads*d + hh*d
-		for j, v := range src[r*d : r*d+d] {
-			dst[at+j] += v
-		}
+		axpyTo(im, dst[at:at+d], src[r*d:r*d+d], 1)
 	}
 }
 
@@ -71,14 +69,17 @@ type attention[F kernels.Float] struct {
 
 // run handles (sequence, head) pairs [lo, hi), task = b·H + h.
 func (a *attention[F]) run(lo, hi int) {
-	t, h, d := a.t, a.h, a.d
-	buf := getBuf[F](4*t*d + attnBlock*t)
+	t, h, d, im := a.t, a.h, a.d, a.be.impl()
+	buf, firstBuf := getBuf[F](4*t*d+attnBlock*t), getBuf[int32](t)
 	defer putBuf(buf)
+	defer putBuf(firstBuf)
 	qp, kp, vp, op, sc := (*buf)[:t*d], (*buf)[t*d:2*t*d], (*buf)[2*t*d:3*t*d], (*buf)[3*t*d:4*t*d], (*buf)[4*t*d:]
+	first := *firstBuf
 	g := h / a.kv
 	for task := lo; task < hi; task++ {
 		bi, hh := task/h, task%h
 		seq := a.doc[bi*t : bi*t+t]
+		docRuns(first, seq)
 		packHead(qp, a.q, bi, t, h, hh, d)
 		packHead(kp, a.k, bi, t, a.kv, hh/g, d)
 		packHead(vp, a.v, bi, t, a.kv, hh/g, d)
@@ -90,15 +91,20 @@ func (a *attention[F]) run(lo, hi int) {
 			a.be.serialMatMul(s, qp[i0*d:i1*d], kp[klo*d:i1*d], nq, d, nk, false, true, false)
 			for r := range nq {
 				ti := i0 + r
-				w := ti - klo + 1 // keys klo..ti; those of other documents are masked
-				row := s[r*nk : r*nk+w]
-				mx := maskLogits(row, seq[klo:], seq[ti], a.scale)
-				sum := expShift(a.be.impl(), row, mx)
-				inv := 1 / sum
-				for c := range row {
-					row[c] *= inv
+				row := s[r*nk : r*nk+nk]
+				// Keys klo..ti; k0.. when the row's document is one run starting at k0.
+				k0, w := max(int(first[ti]), klo)-klo, ti-klo+1
+				live := row[k0:w]
+				var mx F
+				if first[ti] >= 0 {
+					mx = scaleMax(im, live, a.scale)
+				} else {
+					mx = maskLogits(live, seq[klo:], seq[ti], a.scale)
 				}
-				clear(s[r*nk+w : r*nk+nk])
+				sum := expShift(im, live, mx)
+				scaleBy(im, live, 1/sum)
+				clear(row[:k0])
+				clear(row[w:])
 				a.lse[(bi*t+ti)*h+hh] = mx + F(math.Log(float64(sum)))
 			}
 			a.be.serialMatMul(op[i0*d:i1*d], s, vp[klo*d:i1*d], nq, nk, d, false, false, false)
@@ -110,14 +116,36 @@ func (a *attention[F]) run(lo, hi int) {
 	}
 }
 
+// docRuns sets first[t] to the first position of the run of equal documents that holds
+// position t of a sequence with documents seq, when each document is one run (the
+// documents of successive runs increase, as the packer numbers them): a query then sees
+// exactly the keys first[t]..t, and the mask needs no test per key. Otherwise it sets
+// every first[t] to -1, and the queries test each key's document (maskLogits).
+func docRuns(first, seq []int32) {
+	for t, d := range seq {
+		switch {
+		case t == 0 || d != seq[t-1]:
+			if t > 0 && d < seq[t-1] {
+				for i := range first[:len(seq)] {
+					first[i] = -1
+				}
+				return
+			}
+			first[t] = int32(t)
+		default:
+			first[t] = first[t-1]
+		}
+	}
+}
+
 // maskLogits scales, in place, the logits of one query row of document doc against keys
 // whose documents are keyDoc, sets those of other documents to -Inf (so that their
 // exponential is 0), and returns the largest.
 func maskLogits[F kernels.Float](row []F, keyDoc []int32, doc int32, scale F) F {
-	mx, ninf := F(math.Inf(-1)), F(math.Inf(-1))
+	mx := F(negInf)
 	for c, x := range row {
 		if keyDoc[c] != doc {
-			row[c] = ninf
+			row[c] = F(negInf)
 			continue
 		}
 		row[c] = x * scale
@@ -156,9 +184,11 @@ type attentionBackward[F kernels.Float] struct {
 
 // run handles (sequence, kv head) pairs [lo, hi), task = b·KV + kv head.
 func (a *attentionBackward[F]) run(lo, hi int) {
-	t, h, kv, d, scale := a.t, a.h, a.kv, a.d, a.scale
-	buf := getBuf[F](7*t*d + t + 2*attnBlock*t)
+	t, h, kv, d, scale, im := a.t, a.h, a.kv, a.d, a.scale, a.be.impl()
+	buf, firstBuf := getBuf[F](7*t*d+t+2*attnBlock*t), getBuf[int32](t)
 	defer putBuf(buf)
+	defer putBuf(firstBuf)
+	first := *firstBuf
 	sl := *buf
 	next := func(n int) []F { s := sl[:n]; sl = sl[n:]; return s }
 	qp, kp, vp, dop := next(t*d), next(t*d), next(t*d), next(t*d)
@@ -168,6 +198,7 @@ func (a *attentionBackward[F]) run(lo, hi int) {
 	for task := lo; task < hi; task++ {
 		bi, kh := task/kv, task%kv
 		seq := a.doc[bi*t : bi*t+t]
+		docRuns(first, seq)
 		packHead(kp, a.k, bi, t, kv, kh, d)
 		packHead(vp, a.v, bi, t, kv, kh, d)
 		clear(dkp)
@@ -192,24 +223,28 @@ func (a *attentionBackward[F]) run(lo, hi int) {
 				a.be.serialMatMul(db, dop[i0*d:i1*d], vp[klo*d:i1*d], nq, d, nk, false, true, false)
 				for r := range nq {
 					ti := i0 + r
-					w := ti - klo + 1
-					prow, drow := pb[r*nk:r*nk+w], db[r*nk:r*nk+w]
-					maskLogits(prow, seq[klo:], seq[ti], scale)
-					expShift(a.be.impl(), prow, a.lse[(bi*t+ti)*h+hh])
-					dt := delta[ti]
-					for c, pv := range prow {
-						drow[c] = scale * pv * (drow[c] - dt)
+					prow, drow := pb[r*nk:r*nk+nk], db[r*nk:r*nk+nk]
+					k0, w := max(int(first[ti]), klo)-klo, ti-klo+1
+					live := prow[k0:w]
+					if first[ti] >= 0 {
+						scaleMax(im, live, scale)
+					} else {
+						maskLogits(live, seq[klo:], seq[ti], scale)
 					}
-					clear(pb[r*nk+w : r*nk+nk])
-					clear(db[r*nk+w : r*nk+nk])
+					expShift(im, live, a.lse[(bi*t+ti)*h+hh])
+					softmaxGrad(im, drow[k0:w], live, delta[ti], scale)
+					clear(prow[:k0])
+					clear(prow[w:])
+					clear(drow[:k0])
+					clear(drow[w:])
 				}
 				a.be.serialMatMul(dqp[i0*d:i1*d], db, kp[klo*d:i1*d], nq, nk, d, false, false, false)
 				a.be.serialMatMul(dkp[klo*d:i1*d], db, qp[i0*d:i1*d], nk, nq, d, true, false, true)
 				a.be.serialMatMul(dvp[klo*d:i1*d], pb, dop[i0*d:i1*d], nk, nq, d, true, false, true)
 			}
-			addHead(a.dq, dqp, bi, t, h, hh, d)
+			addHead(im, a.dq, dqp, bi, t, h, hh, d)
 		}
-		addHead(a.dk, dkp, bi, t, kv, kh, d)
-		addHead(a.dv, dvp, bi, t, kv, kh, d)
+		addHead(im, a.dk, dkp, bi, t, kv, kh, d)
+		addHead(im, a.dv, dvp, bi, t, kv, kh, d)
 	}
 }

@@ -55,16 +55,7 @@ type swiglu[F kernels.Float] struct {
 }
 
 func (t *swiglu[F]) run(lo, hi int) {
-	out, sig, a, u := t.out[lo:hi], t.sig[lo:hi], t.a[lo:hi], t.u[lo:hi]
-	if out32, ok := any(out).([]float32); ok && t.im.swiGLU != nil {
-		t.im.swiGLU(out32, any(sig).([]float32), any(a).([]float32), any(u).([]float32))
-		return
-	}
-	for i := range out {
-		s := F(1 / (1 + float64(expF(-a[i]))))
-		sig[i] = s
-		out[i] = a[i] * s * u[i]
-	}
+	swiGLU(t.im, t.out[lo:hi], t.sig[lo:hi], t.a[lo:hi], t.u[lo:hi])
 }
 
 // SwiGLUBackward: see kernels.Backend. With s = sigmoid(a): silu(a) = a·s and
@@ -79,16 +70,7 @@ type swigluBackward[F kernels.Float] struct {
 }
 
 func (t *swigluBackward[F]) run(lo, hi int) {
-	da, du, dout, a, u, sig := t.da[lo:hi], t.du[lo:hi], t.dout[lo:hi], t.a[lo:hi], t.u[lo:hi], t.sig[lo:hi]
-	if da32, ok := any(da).([]float32); ok && t.im.swiGLUBackward != nil {
-		t.im.swiGLUBackward(da32, any(du).([]float32), any(dout).([]float32), any(a).([]float32), any(u).([]float32), any(sig).([]float32))
-		return
-	}
-	for i := range dout {
-		x, s := a[i], sig[i]
-		du[i] += dout[i] * x * s
-		da[i] += dout[i] * u[i] * s * (1 + x*(1-s))
-	}
+	swiGLUBackward(t.im, t.da[lo:hi], t.du[lo:hi], t.dout[lo:hi], t.a[lo:hi], t.u[lo:hi], t.sig[lo:hi])
 }
 
 // CrossEntropy: see kernels.Backend. The row sum of exponentials runs in F after
@@ -155,37 +137,30 @@ func (t *crossEntropyBackward[F]) run(lo, hi int) {
 }
 
 // Scale: see kernels.Backend.
-func (*Backend[F]) Scale(x []F, s F) {
-	parallelFor(len(x), elemGrain, scale[F]{x, s})
+func (be *Backend[F]) Scale(x []F, s F) {
+	parallelFor(len(x), elemGrain, scale[F]{be.impl(), x, s})
 }
 
 type scale[F kernels.Float] struct {
-	x []F
-	s F
+	im *gemmImpl
+	x  []F
+	s  F
 }
 
-func (t *scale[F]) run(lo, hi int) {
-	for i := lo; i < hi; i++ {
-		t.x[i] *= t.s
-	}
-}
+func (t *scale[F]) run(lo, hi int) { scaleBy(t.im, t.x[lo:hi], t.s) }
 
 // Axpy: see kernels.Backend.
-func (*Backend[F]) Axpy(y, x []F, a F) {
-	parallelFor(len(y), elemGrain, axpy[F]{y, x, a})
+func (be *Backend[F]) Axpy(y, x []F, a F) {
+	parallelFor(len(y), elemGrain, axpy[F]{be.impl(), y, x, a})
 }
 
 type axpy[F kernels.Float] struct {
+	im   *gemmImpl
 	y, x []F
 	a    F
 }
 
-func (t *axpy[F]) run(lo, hi int) {
-	y, x, a := t.y, t.x, t.a
-	for i := lo; i < hi; i++ {
-		y[i] += a * x[i]
-	}
-}
+func (t *axpy[F]) run(lo, hi int) { axpyTo(t.im, t.y[lo:hi], t.x[lo:hi], t.a) }
 
 // GatherRows: see kernels.Backend.
 func (*Backend[F]) GatherRows(dst, src []F, idx []int32, w []F, c int) {
@@ -263,19 +238,4 @@ func (t *rowDots[F]) run(lo, hi int) {
 		}
 		t.out[i] = s
 	}
-}
-
-// expShift replaces each x[i] by e^(x[i]-shift) and returns their sum: the exponential
-// pass of every softmax (attention, cross-entropy), in im's vector kernel where it has
-// one. The loop below is the kernel's twin.
-func expShift[F kernels.Float](im *gemmImpl, x []F, shift F) F {
-	if x32, ok := any(x).([]float32); ok && im.expShift != nil {
-		return F(im.expShift(x32, float32(shift)))
-	}
-	var sum F
-	for i, v := range x {
-		x[i] = expF(v - shift)
-		sum += x[i]
-	}
-	return sum
 }

@@ -14,8 +14,9 @@ import (
 // rowGrain is the fewest rows worth a goroutine for O(C) work per row.
 const rowGrain = 16
 
-// colGrain is the fewest columns worth a goroutine for a reduction over all rows.
-const colGrain = 8
+// colGrain is the fewest columns worth a goroutine for a reduction over all rows: one
+// AVX-512 vector.
+const colGrain = 16
 
 // Embedding: see kernels.Backend.
 func (*Backend[F]) Embedding(out, table []F, ids []int32, c int, scale F) {
@@ -102,9 +103,9 @@ func (t *rmsNorm[F]) run(lo, hi int) {
 // RMSNormBackward: see kernels.Backend. With n = x·r (normalised input) and dn = dout⊙g:
 // dx = r·(dn - n·mean(dn⊙n)), dg = Σᵢ dout⊙n. The rows run in parallel for dx, then the
 // columns for dg.
-func (*Backend[F]) RMSNormBackward(dx, dg, dout, x, g, rstd []F, c int) {
+func (be *Backend[F]) RMSNormBackward(dx, dg, dout, x, g, rstd []F, c int) {
 	parallelFor(len(rstd), rowGrain, rmsNormBackward[F]{dx, dout, x, g, rstd, c})
-	parallelFor(c, colGrain, rmsNormGain[F]{dg, dout, x, rstd, c})
+	parallelFor(c, colGrain, rmsNormGain[F]{be.impl(), dg, dout, x, rstd, c})
 }
 
 type rmsNormBackward[F kernels.Float] struct {
@@ -132,6 +133,7 @@ func (t *rmsNormBackward[F]) run(lo, hi int) {
 
 // rmsNormGain accumulates dg[j] += Σᵢ dout[i,j]·x[i,j]·rstd[i] for columns [lo, hi).
 type rmsNormGain[F kernels.Float] struct {
+	im                *gemmImpl
 	dg, dout, x, rstd []F
 	c                 int
 }
@@ -139,9 +141,7 @@ type rmsNormGain[F kernels.Float] struct {
 func (t *rmsNormGain[F]) run(lo, hi int) {
 	c := t.c
 	for i, r := range t.rstd {
-		for j := lo; j < hi; j++ {
-			t.dg[j] += t.dout[i*c+j] * t.x[i*c+j] * r
-		}
+		mulAdd(t.im, t.dg[lo:hi], t.dout[i*c+lo:i*c+hi], t.x[i*c+lo:i*c+hi], r)
 	}
 }
 
