@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/herdml/herd/internal/metrics"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/kernels"
 	"github.com/herdml/herd/trainer"
@@ -46,6 +47,9 @@ type Activities struct {
 	Listen string
 	// Collective configures the groups its ranks join (deadline, wire format, TLS).
 	Collective collective.Options
+	// Metrics, if set, records every step its segments train, under the run's name and
+	// the rank (0 for a one-rank run).
+	Metrics *metrics.Recorder
 
 	slots     slots
 	rankQueue string // this worker's own queue, where its reserved ranks' segments run
@@ -84,6 +88,10 @@ func (a *Activities) TrainRank(ctx context.Context, in RankSegmentInput) (Segmen
 func (a *Activities) train(ctx context.Context, in SegmentInput, g *collective.Group) (SegmentResult, error) {
 	info := activity.GetInfo(ctx)
 	log := activity.GetLogger(ctx)
+	rank := 0
+	if g != nil {
+		rank = g.Rank()
+	}
 	var prev Heartbeat
 	if activity.HasHeartbeatDetails(ctx) {
 		if err := activity.GetHeartbeatDetails(ctx, &prev); err != nil {
@@ -144,6 +152,7 @@ func (a *Activities) train(ctx context.Context, in SegmentInput, g *collective.G
 			warnings = append(warnings, w)
 		},
 		Progress: func(st trainer.Stats) {
+			a.Metrics.Observe(in.Config.Name, rank, st)
 			mu.Lock()
 			defer mu.Unlock()
 			hb.Step, hb.Loss, hb.TokensPerS = st.Step, st.Loss, st.TokensPerS

@@ -25,6 +25,7 @@ func newRunCmd() *cobra.Command {
 	var (
 		f       configFlags
 		tf      temporalFlags
+		mf      metricsFlag
 		detach  bool
 		segment int64
 		hb      time.Duration
@@ -55,9 +56,14 @@ func newRunCmd() *cobra.Command {
 				if detach {
 					return detachNeedsServer()
 				}
+				rec, stopMetrics, err := mf.start(errw)
+				if err != nil {
+					return err
+				}
+				defer stopMetrics()
 				fmt.Fprintf(errw, "run %s on the embedded Temporal server (%s). Ctrl-C checkpoints and stops; `%s` continues.\n",
 					run.Name, tf.stateDir, tf.resume(run.Name))
-				p, err = workflows.RunLocal(ctx, tf.stateDir, in, &workflows.Activities{}, d.show)
+				p, err = workflows.RunLocal(ctx, tf.stateDir, in, &workflows.Activities{Metrics: rec}, d.show)
 			} else {
 				cl, done, cerr := tf.connect()
 				if cerr != nil {
@@ -89,6 +95,7 @@ func newRunCmd() *cobra.Command {
 	}
 	f.register(c)
 	tf.register(c)
+	mf.register(c)
 	c.Flags().BoolVar(&detach, "detach", false, "return once submitted instead of following (needs --temporal or a running herd server)")
 	c.Flags().Int64Var(&segment, "segment-steps", 0, "steps per TrainSegment activity (default train.checkpoint.every)")
 	c.Flags().DurationVar(&hb, "heartbeat-timeout", 0, "how long a silent segment may go before it is retried elsewhere (default 30s)")

@@ -218,6 +218,7 @@ func newStopCmd() *cobra.Command {
 func newResumeCmd() *cobra.Command {
 	var (
 		tf      temporalFlags
+		mf      metricsFlag
 		detach  bool
 		jsonOut bool
 		sets    []string
@@ -245,7 +246,12 @@ func newResumeCmd() *cobra.Command {
 				if detach {
 					return detachNeedsServer()
 				}
-				p, err = workflows.ResumeLocal(ctx, tf.stateDir, name, opts, &workflows.Activities{}, d.show)
+				rec, stopMetrics, err := mf.start(c.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				defer stopMetrics()
+				p, err = workflows.ResumeLocal(ctx, tf.stateDir, name, opts, &workflows.Activities{Metrics: rec}, d.show)
 			} else {
 				cl, done, cerr := tf.connect()
 				if cerr != nil {
@@ -266,6 +272,7 @@ func newResumeCmd() *cobra.Command {
 		},
 	}
 	tf.register(c)
+	mf.register(c)
 	c.Flags().BoolVar(&detach, "detach", false, "return once resumed instead of following (needs --temporal or a running herd server)")
 	c.Flags().BoolVar(&jsonOut, "json", false, "print the final progress as JSON")
 	c.Flags().StringArrayVar(&sets, "set", nil, "parallel.data=N: continue on N ranks (the one key a resume may change)")

@@ -19,6 +19,7 @@ import (
 func newSweepCmd() *cobra.Command {
 	var (
 		tf      temporalFlags
+		mf      metricsFlag
 		jsonOut bool
 		out     string
 	)
@@ -49,9 +50,14 @@ func newSweepCmd() *cobra.Command {
 			show := func(p workflows.SweepProgress) { fmt.Fprintf(errw, "\r%s", sweepLine(p)) }
 			var p workflows.SweepProgress
 			if tf.addr == "" && devserver.RunningAddr(tf.stateDir) == "" {
+				rec, stopMetrics, err := mf.start(errw)
+				if err != nil {
+					return err
+				}
+				defer stopMetrics()
 				fmt.Fprintf(errw, "sweep %s: %d trials on the embedded Temporal server (%s). Ctrl-C stops following; `%s` continues.\n",
 					s.Name, len(s.Trials), tf.stateDir, tf.resume(s.Name))
-				p, err = workflows.SweepLocal(ctx, tf.stateDir, in, &workflows.Activities{}, show)
+				p, err = workflows.SweepLocal(ctx, tf.stateDir, in, &workflows.Activities{Metrics: rec}, show)
 			} else {
 				cl, done, cerr := tf.connect()
 				if cerr != nil {
@@ -81,6 +87,7 @@ func newSweepCmd() *cobra.Command {
 		},
 	}
 	tf.register(c)
+	mf.register(c)
 	c.Flags().BoolVar(&jsonOut, "json", false, "print the sweep's final state as JSON on stdout")
 	c.Flags().StringVar(&out, "out", "", "folder for trials.csv, trials.parquet and the plots (default: the base config's checkpoint dir/sweep name)")
 	c.AddCommand(newSweepStatusCmd())

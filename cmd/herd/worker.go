@@ -26,6 +26,7 @@ func newWorkerCmd() *cobra.Command {
 		certFile, keyFile string
 		caFile            string
 		collectiveTimeout time.Duration
+		mf                metricsFlag
 	)
 	c := &cobra.Command{
 		Use:   "worker",
@@ -58,7 +59,12 @@ func newWorkerCmd() *cobra.Command {
 				return err
 			}
 			coll.Timeout = collectiveTimeout
-			acts := &workflows.Activities{Identity: workflows.Identity(tf.queue), Ranks: ranks, Listen: listen, Collective: coll}
+			rec, stopMetrics, err := mf.start(c.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			defer stopMetrics()
+			acts := &workflows.Activities{Identity: workflows.Identity(tf.queue), Ranks: ranks, Listen: listen, Collective: coll, Metrics: rec}
 			out := c.ErrOrStderr()
 			fmt.Fprintf(out, "worker %s on %s, queue %s, %d rank slot(s) listening on %s\n", acts.Identity, addr, tf.queue, ranks, listen)
 			switch h, err := gpu.List(); {
@@ -75,6 +81,7 @@ func newWorkerCmd() *cobra.Command {
 		},
 	}
 	tf.register(c)
+	mf.register(c)
 	c.Flags().IntVar(&ranks, "ranks", 1, "ranks of data-parallel runs this worker takes at once (0 = none)")
 	c.Flags().StringVar(&listen, "listen", "127.0.0.1", "host or IP the ranks' collective listeners bind (other hosts must reach it)")
 	c.Flags().StringVar(&certFile, "tls-cert", "", "PEM certificate of this worker's collective listeners and dials")
