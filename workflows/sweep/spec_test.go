@@ -196,7 +196,7 @@ func TestExampleASHA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(a.Trials) != 27 || len(full.Trials) != 27 || !slices.Equal(a.Rungs, []int64{30, 90}) || a.Reduction != 3 || full.Rungs != nil {
+	if len(a.Trials) != 27 || len(full.Trials) != 27 || !slices.Equal(a.Rungs, []int64{30, 90}) || a.Reduction != 4 || full.Rungs != nil {
 		t.Fatalf("asha: %d trials, rungs %v, factor %d; full: %d trials, rungs %v", len(a.Trials), a.Rungs, a.Reduction, len(full.Trials), full.Rungs)
 	}
 	for i := range a.Trials {
