@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"math/bits"
 	"os"
 	"runtime"
 	"strings"
@@ -338,15 +339,22 @@ func balance(n, limit, align int) int {
 }
 
 // getBuf returns a recycled buffer of n elements (contents undefined), so that a steady
-// stream of GEMMs does not allocate; putBuf gives it back. A recycled buffer too small
-// for n is replaced by a larger one, so the buffers grow to the largest use and stay.
+// stream of ops does not allocate; putBuf gives it back. Buffers are kept by size class,
+// a power of two, so that a recycled buffer always fits a request of its class.
 func getBuf[E any](n int) *[]E {
-	p := recycled[[]E]().get()
-	if cap(*p) < n {
-		*p = make([]E, n)
+	c := bits.Len(uint(max(n, 1) - 1))
+	p := (*singleton[bufClasses[E]]())[c].get()
+	if *p == nil {
+		*p = make([]E, 1<<c)
 	}
 	*p = (*p)[:n]
 	return p
 }
 
-func putBuf[E any](p *[]E) { recycled[[]E]().put(p) }
+func putBuf[E any](p *[]E) {
+	(*singleton[bufClasses[E]]())[bits.Len(uint(cap(*p)-1))].put(p)
+}
+
+// bufClasses are the free buffers of element type E, by size class: class c holds
+// buffers of 2^c elements.
+type bufClasses[E any] [48]freeList[[]E]

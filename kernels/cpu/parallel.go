@@ -113,6 +113,10 @@ func (p *pool) invite(l *loop, k int) {
 		p.count++
 		go worker(inbox)
 	}
+	if cap(p.idle) < p.count {
+		// Room for every worker, so that returning to the list never allocates.
+		p.idle = append(make([]chan *loop, 0, p.count), p.idle...)
+	}
 	k = min(k, len(p.idle))
 	invited := p.idle[len(p.idle)-k:]
 	p.idle = p.idle[:len(p.idle)-k]
@@ -159,15 +163,18 @@ func (f *freeList[T]) put(v *T) {
 	f.mu.Unlock()
 }
 
-// freeLists holds one *freeList[T] per type T.
-var freeLists sync.Map
-
 // recycled returns the free list of type T.
-func recycled[T any]() *freeList[T] {
+func recycled[T any]() *freeList[T] { return singleton[freeList[T]]() }
+
+// singletons holds one *T per type T: generic code's package-level variables.
+var singletons sync.Map
+
+// singleton returns the one *T of type T, zero when first made.
+func singleton[T any]() *T {
 	key := reflect.TypeFor[T]()
-	if f, ok := freeLists.Load(key); ok {
-		return f.(*freeList[T])
+	if v, ok := singletons.Load(key); ok {
+		return v.(*T)
 	}
-	f, _ := freeLists.LoadOrStore(key, new(freeList[T]))
-	return f.(*freeList[T])
+	v, _ := singletons.LoadOrStore(key, new(T))
+	return v.(*T)
 }
