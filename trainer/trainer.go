@@ -335,6 +335,10 @@ func (tr *Trainer) Eval(batches int) (EvalResult, error) {
 	return res, nil
 }
 
+// Kernels names the kernels the steps run on, e.g. "cpu/avx512": the backend's choice for
+// this machine's CPU (or HERD_KERNELS's), which herd train prints first.
+func (tr *Trainer) Kernels() string { return tr.opts.Backend.Name() }
+
 // StepCount is the number of optimizer steps completed.
 func (tr *Trainer) StepCount() int64 { return tr.step }
 
