@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/herdml/herd/kernels/cpu"
 	"github.com/herdml/herd/trainer"
 )
 
@@ -65,6 +66,10 @@ func newTrainCmd() *cobra.Command {
 				return err
 			}
 			defer tr.Close()
+			p.println("kernels: " + tr.Kernels())
+			if err := cpu.CheckEnv(); err != nil {
+				p.println("warning: " + err.Error())
+			}
 			sum := trainSummary{Run: run.Name}
 			if sum.ResumedFrom, err = tr.Resume(""); err != nil {
 				return err
