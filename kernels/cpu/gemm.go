@@ -130,6 +130,13 @@ func (g *gemmImpl) matMulOn(threads int, c, a, b []float32, m, k, n int, transA,
 	rowBlocks := (m + mc - 1) / mc
 	bbuf := getBuf[float32](min(k, kc) * roundUp(min(n, g.nc), g.nr))
 	defer putBuf(bbuf)
+	aPanels := (m + g.mr - 1) / g.mr
+	var abuf *[]float32 // A packed for all rows, when groups > 1
+	defer func() {
+		if abuf != nil {
+			putBuf(abuf)
+		}
+	}()
 	for jc := 0; jc < n; jc += g.nc {
 		nb := min(g.nc, n-jc)
 		nPanels := (nb + g.nr - 1) / g.nr
@@ -146,8 +153,17 @@ func (g *gemmImpl) matMulOn(threads int, c, a, b []float32, m, k, n int, transA,
 			kb := min(kc, k-pc)
 			bp := (*bbuf)[:kb*nPanels*g.nr]
 			parallelChunks(nPanels, threads, packTask{g: g, bp: bp, b: b, k: k, n: n, pc: pc, kb: kb, jc: jc, nb: nb, transB: transB})
+			var ap []float32
+			if groups > 1 {
+				// Several groups of B panels use each row block: pack A once for all.
+				if abuf == nil {
+					abuf = getBuf[float32](aPanels * min(k, kc) * g.mr)
+				}
+				ap = (*abuf)[:aPanels*kb*g.mr]
+				parallelChunks(aPanels, threads, packATask{g: g, ap: ap, a: a, m: m, k: k, pc: pc, kb: kb, transA: transA})
+			}
 			parallelChunks(rowBlocks*groups, threads, block{g: g, c: c, a: a, bp: bp, m: m, k: k, n: n, mc: mc, pc: pc, kb: kb,
-				jc: jc, nb: nb, transA: transA, add: accumulate || pc > 0, groups: groups, perGroup: perGroup, nPanels: nPanels})
+				jc: jc, nb: nb, transA: transA, add: accumulate || pc > 0, groups: groups, perGroup: perGroup, nPanels: nPanels, ap: ap})
 		}
 	}
 }
@@ -167,6 +183,29 @@ func (t *packTask) run(lo, hi int) {
 	}
 }
 
+// packATask packs rows [0, m) of op(a) for one pc step of matMul, one mr-tall panel per
+// index, panel r at ap[r*kb*mr:].
+type packATask struct {
+	g            *gemmImpl
+	ap, a        []float32
+	m, k, pc, kb int
+	transA       bool
+}
+
+func (t *packATask) run(lo, hi int) {
+	packAPanels(t.g, t.ap[lo*t.kb*t.g.mr:], t.a, t.m, t.k, lo, hi, t.pc, t.kb, t.transA)
+}
+
+// packAPanels packs the mr-tall panels [lo, hi) of op(a)'s columns [pc, pc+kb) into dst,
+// one after another.
+func packAPanels(g *gemmImpl, dst, a []float32, m, k, lo, hi, pc, kb int, transA bool) {
+	mr := g.mr
+	for r := lo; r < hi; r++ {
+		d := dst[(r-lo)*kb*mr : (r-lo+1)*kb*mr]
+		g.packA(d, a, m, k, r*mr, min(mr, m-r*mr), pc, kb, transA)
+	}
+}
+
 // block is one (jc, pc) step of matMul: B is packed; the micro-tiles remain, in chunks of
 // mc rows by a group of perGroup B panels, chunk i = (row block i/groups, group i%groups).
 type block struct {
@@ -176,6 +215,7 @@ type block struct {
 	pc, kb, jc, nb            int
 	transA, add               bool
 	groups, perGroup, nPanels int
+	ap                        []float32 // A packed for all rows, when several groups share it; else nil
 }
 
 func (t *block) run(lo, hi int) {
@@ -194,8 +234,10 @@ func (t *block) tiles(ic, jlo, jhi int) {
 	ap, tmp := (*abuf)[:t.mc*t.kb], (*abuf)[t.mc*t.kb:]
 	mb := min(t.mc, t.m-ic)
 	panels := (mb + mr - 1) / mr
-	for r := 0; r < panels; r++ {
-		g.packA(ap[r*t.kb*mr:(r+1)*t.kb*mr], t.a, t.m, t.k, ic+r*mr, min(mr, mb-r*mr), t.pc, t.kb, t.transA)
+	if t.ap != nil {
+		ap = t.ap[ic*t.kb:]
+	} else {
+		packAPanels(g, ap, t.a, t.m, t.k, ic/mr, ic/mr+panels, t.pc, t.kb, t.transA)
 	}
 	for q := jlo; q < jhi; q++ {
 		j0 := t.jc + q*nr
