@@ -155,3 +155,51 @@ func TestVecKernelsMatchTwins(t *testing.T) {
 		}
 	}
 }
+
+// TestAttention32MatchesFloat64: float32 attention, forward and backward, on the
+// micro-kernel of every implementation, beside the float64 path (whose gradients
+// TestAttention checks by finite differences): documents packed in runs and interleaved,
+// sequences crossing query blocks and key panels, odd head dims, grouped heads, and
+// gradients accumulated onto nonzero buffers.
+func TestAttention32MatchesFloat64(t *testing.T) {
+	r := rand.New(rand.NewPCG(27, 28))
+	for _, tc := range []struct {
+		name           string
+		B, T, H, KV, D int
+		doc            func(b, t int) int32
+	}{
+		{"runs", 2, 67, 6, 2, 5, func(b, t int) int32 { return int32(b + t/20) }},
+		{"interleaved", 2, 67, 4, 2, 3, func(b, t int) int32 { return int32((t / 5 % 3) * b) }},
+		{"one document D64", 1, 130, 2, 1, 64, func(b, t int) int32 { return 0 }},
+	} {
+		B, T, H, KV, D, scale := tc.B, tc.T, tc.H, tc.KV, tc.D, 0.3
+		q, k, v, dout := opRand(r, B*T*H*D), opRand(r, B*T*KV*D), opRand(r, B*T*KV*D), opRand(r, B*T*H*D)
+		dq0, dk0, dv0 := opRand(r, len(q)), opRand(r, len(k)), opRand(r, len(v))
+		doc := make([]int32, B*T)
+		for i := range doc {
+			doc[i] = tc.doc(i/T, i%T)
+		}
+		be64 := New[float64]()
+		out, lse := make([]float64, len(q)), make([]float64, B*T*H)
+		be64.Attention(out, lse, q, k, v, doc, B, T, H, KV, D, scale)
+		dq, dk, dv := slices.Clone(dq0), slices.Clone(dk0), slices.Clone(dv0)
+		be64.AttentionBackward(dq, dk, dv, dout, out, lse, q, k, v, doc, B, T, H, KV, D, scale)
+		for _, im := range impls {
+			if !im.available {
+				continue
+			}
+			be := &Backend[float32]{gemm: im}
+			what := tc.name + " " + im.name
+			out32, lse32 := make([]float32, len(q)), make([]float32, B*T*H)
+			q32, k32, v32 := to[float32](q), to[float32](k), to[float32](v)
+			be.Attention(out32, lse32, q32, k32, v32, doc, B, T, H, KV, D, float32(scale))
+			closeTo(t, what+" out", out32, out, 1e-5)
+			closeTo(t, what+" lse", lse32, lse, 1e-5)
+			dq32, dk32, dv32 := to[float32](dq0), to[float32](dk0), to[float32](dv0)
+			be.AttentionBackward(dq32, dk32, dv32, to[float32](dout), out32, lse32, q32, k32, v32, doc, B, T, H, KV, D, float32(scale))
+			closeTo(t, what+" dq", dq32, dq, 1e-4)
+			closeTo(t, what+" dk", dk32, dk, 1e-4)
+			closeTo(t, what+" dv", dv32, dv, 1e-4)
+		}
+	}
+}

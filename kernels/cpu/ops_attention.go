@@ -69,6 +69,11 @@ type attention[F kernels.Float] struct {
 
 // run handles (sequence, head) pairs [lo, hi), task = b·H + h.
 func (a *attention[F]) run(lo, hi int) {
+	if q32, ok := any(a.q).([]float32); ok {
+		attentionForward32(a.be.impl(), as32(a.out), as32(a.lse), q32, as32(a.k), as32(a.v), a.doc, a.t, a.h, a.kv, a.d,
+			float32(a.scale), lo, hi)
+		return
+	}
 	t, h, d, im := a.t, a.h, a.d, a.be.impl()
 	buf, firstBuf := getBuf[F](4*t*d+attnBlock*t), getBuf[int32](t)
 	defer putBuf(buf)
@@ -184,6 +189,11 @@ type attentionBackward[F kernels.Float] struct {
 
 // run handles (sequence, kv head) pairs [lo, hi), task = b·KV + kv head.
 func (a *attentionBackward[F]) run(lo, hi int) {
+	if q32, ok := any(a.q).([]float32); ok {
+		attentionBackward32(a.be.impl(), as32(a.dq), as32(a.dk), as32(a.dv), as32(a.dout), as32(a.out), as32(a.lse), q32,
+			as32(a.k), as32(a.v), a.doc, a.t, a.h, a.kv, a.d, float32(a.scale), lo, hi)
+		return
+	}
 	t, h, kv, d, scale, im := a.t, a.h, a.kv, a.d, a.scale, a.be.impl()
 	buf, firstBuf := getBuf[F](7*t*d+t+2*attnBlock*t), getBuf[int32](t)
 	defer putBuf(buf)
