@@ -37,6 +37,11 @@ type Linear struct {
 	x, wq   tensor // saved by Forward
 	xSrc    *float32
 	n, k, o int // n rows, k = in, o = out of the last Forward; n < 0 before any
+	// wq holds the weight at wSrc quantized while the Scaling's gen was wGen: the weights
+	// change only in the optimizer step, which Update ends, so the micro-batches of a step
+	// quantize each weight once (as Transformer Engine caches FP8 weights across them).
+	wSrc *float32
+	wGen uint64
 }
 
 // Linear registers the scalers of a linear layer named name ("layers.3.attn.wq"):
@@ -93,8 +98,11 @@ func (l *Linear) Forward(y, x, w []float32, s float32, n, in, out int) {
 		}
 		Dequantize(xv, f.x.codes, 1, E4M3)
 	}
-	l.wq.codes = grow(l.wq.codes, out*in)
-	l.wq.scaleInv = l.w.quantize(l.wq.codes, nil, w)
+	if l.wSrc != &w[0] || l.wGen != l.sc.gen || len(l.wq.codes) != out*in {
+		l.wq.codes = grow(l.wq.codes, out*in)
+		l.wq.scaleInv = l.w.quantize(l.wq.codes, nil, w)
+		l.wSrc, l.wGen = &w[0], l.sc.gen
+	}
 	Dequantize(wv, l.wq.codes, s*l.input().scaleInv*l.wq.scaleInv, E4M3)
 	l.sc.be.MatMul(y, xv, wv, n, in, out, false, true, false)
 }

@@ -258,3 +258,66 @@ func BenchmarkLinear(b *testing.B) {
 	b.ReportMetric(float64(best[1].Microseconds())/1e3, "fp8-ms")
 	b.ReportMetric(100*(best[1].Seconds()/best[0].Seconds()-1), "overhead-%")
 }
+
+// A weight is quantized once per optimizer step: the micro-batches of a step reuse its FP8
+// copy (a weight that changed in place in between is not read again), and Update,
+// SetFrozen and Restore make the next Forward quantize it afresh.
+func TestLinearQuantizesWeightOncePerStep(t *testing.T) {
+	p := newProblem(16, 24, 8)
+	s := newScaling(t, Config{Recipe: Current, History: 1})
+	l := s.Linear("w")
+	w := append([]float32(nil), p.w...)
+	forward := func() []float32 {
+		y := make([]float32, p.n*p.out)
+		l.Forward(y, p.x, w, 1, p.n, p.in, p.out)
+		return y
+	}
+	same := func(a, b []float32) bool {
+		for i := range a {
+			if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	first := forward()
+	for i := range w {
+		w[i] *= 2
+	}
+	if !same(forward(), first) {
+		t.Fatal("a second micro-batch of the same step re-read the weight")
+	}
+	for _, step := range []struct {
+		name string
+		end  func()
+	}{
+		{"Update", func() {
+			if err := s.Update(); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"SetFrozen", func() { s.SetFrozen(false) }},
+		{"Restore", func() {
+			if err := s.Restore(s.State(), "state.json"); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		step.end()
+		before := forward()
+		for i := range w {
+			w[i] *= 2
+		}
+		step.end()
+		got := forward()
+		if same(got, before) {
+			t.Fatalf("after %s the Forward still used the old weight's FP8 copy", step.name)
+		}
+		// With current scaling, doubling w doubles the scale: the codes stay, y doubles.
+		for i := range got {
+			if got[i] != 2*before[i] {
+				t.Fatalf("after %s: y[%d] = %g, want 2·%g from the doubled weight", step.name, i, got[i], before[i])
+			}
+		}
+	}
+}

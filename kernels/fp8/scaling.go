@@ -165,6 +165,9 @@ type Scaling struct {
 	reduce  func(amax []float32) error
 	frozen  bool
 	ws      [2][]float32
+	// gen counts the events after which weights or scales may have changed (Update,
+	// Restore, SetFrozen): a Linear reuses its weight's FP8 copy while gen is unchanged.
+	gen uint64
 }
 
 // NewScaling returns an empty scaling state for recipe cfg whose GEMMs run on be.
@@ -192,7 +195,7 @@ func (s *Scaling) Scaler(name string, f Format) *Scaler {
 // SetFrozen freezes or thaws the scaling state. While frozen, quantizing uses the
 // scales as they are but records no amax and sets no scale, so that an evaluation on
 // held-out data runs on the training scales without steering them.
-func (s *Scaling) SetFrozen(frozen bool) { s.frozen = frozen }
+func (s *Scaling) SetFrozen(frozen bool) { s.frozen, s.gen = frozen, s.gen+1 }
 
 // SetReduce installs the hook that MAX-reduces amaxes across data-parallel ranks before
 // Update turns them into scales, so that every rank computes the same scales. It gets
@@ -203,9 +206,11 @@ func (s *Scaling) SetReduce(fn func(amax []float32) error) { s.reduce = fn }
 
 // Update ends an optimizer step: with delayed scaling, it reduces the step's amaxes
 // across ranks, pushes them into each tensor's history and sets the scales for the next
-// step; with current scaling it only clears the step's amaxes. Call it once per optimizer
-// step, after the last backward of the step.
+// step; with current scaling it only clears the step's amaxes. Either way the Linears
+// quantize their weights afresh in the next Forward. Call it once per optimizer step,
+// after the last backward of the step and the weight update.
 func (s *Scaling) Update() error {
+	s.gen++
 	if s.cfg.Recipe == Delayed && s.reduce != nil {
 		amax := make([]float32, len(s.scalers))
 		for i, sc := range s.scalers {
@@ -301,6 +306,7 @@ func (s *Scaling) Restore(st State, where string) error {
 			return bad("history has %d entries, want %d: the checkpoint is corrupt", len(t.History), len(sc.history))
 		}
 	}
+	s.gen++
 	for i, t := range st.Tensors {
 		sc := s.scalers[i]
 		sc.scale, sc.ready, sc.amax = float32(t.Scale), t.Ready, float32(t.Amax)
