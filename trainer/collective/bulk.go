@@ -183,6 +183,10 @@ func (g *Group) accept() {
 	}
 	for {
 		conn, err := g.lis.Accept()
+		if err != nil && !errors.Is(err, net.ErrClosed) && g.ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond) // out of file descriptors, say: try again
+			continue
+		}
 		if err != nil {
 			g.grpcLis.Close()
 			return
