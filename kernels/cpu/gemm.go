@@ -103,14 +103,8 @@ func CheckEnv() error { return envErr }
 // a few microseconds, about what starting and joining goroutines costs.
 const parallelMinFlops = 1 << 18
 
-// matMul: see kernels.Backend.MatMul. It runs on up to GOMAXPROCS threads.
+// matMul: see kernels.Backend.MatMul.
 func (g *gemmImpl) matMul(c, a, b []float32, m, k, n int, transA, transB, accumulate bool) {
-	g.matMulOn(runtime.GOMAXPROCS(0), c, a, b, m, k, n, transA, transB, accumulate)
-}
-
-// matMulOn is matMul on up to threads threads; ops that are already parallel over
-// independent problems (attention's heads) run their GEMMs on one.
-func (g *gemmImpl) matMulOn(threads int, c, a, b []float32, m, k, n int, transA, transB, accumulate bool) {
 	if m <= 0 || n <= 0 {
 		return
 	}
@@ -120,6 +114,7 @@ func (g *gemmImpl) matMulOn(threads int, c, a, b []float32, m, k, n int, transA,
 		}
 		return
 	}
+	threads := runtime.GOMAXPROCS(0)
 	if 2*m*n*k < parallelMinFlops {
 		threads = 1
 	}

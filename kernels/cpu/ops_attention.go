@@ -9,9 +9,11 @@ import (
 
 // Causal, document-masked grouped-query attention, flash style: the forward keeps only the
 // logsumexp of each row's logits, never a T×T probability matrix, and the backward
-// recomputes the probabilities from it. Logits and products are computed with MatMul on
-// blocks of attnBlock query rows against the keys they can see, so the fast GEMM does the
-// arithmetic and the causal upper triangle is mostly skipped.
+// recomputes the probabilities from it. Logits and products are computed on blocks of
+// attnBlock query rows against the keys they can see, so the causal upper triangle is
+// mostly skipped and a block's logits stay in cache. float32 runs the products on the GEMM
+// micro-kernel (attention32.go); this file's path, with plain matrix products per block,
+// is the reference that float64 (the gradient checks) runs.
 //
 // Legend: B sequences, T positions, H query heads, KV key/value heads, D head dim,
 // G = H/KV query heads per key/value head. Row (b, t) of q is q[(b·T+t)·H·D:], head h at
@@ -93,7 +95,7 @@ func (a *attention[F]) run(lo, hi int) {
 			klo := attnSpan(seq, i0, i1)
 			nq, nk := i1-i0, i1-klo
 			s := sc[:nq*nk]
-			a.be.serialMatMul(s, qp[i0*d:i1*d], kp[klo*d:i1*d], nq, d, nk, false, true, false)
+			serialMatMul(s, qp[i0*d:i1*d], kp[klo*d:i1*d], nq, d, nk, false, true, false)
 			for r := range nq {
 				ti := i0 + r
 				row := s[r*nk : r*nk+nk]
@@ -112,7 +114,7 @@ func (a *attention[F]) run(lo, hi int) {
 				clear(row[w:])
 				a.lse[(bi*t+ti)*h+hh] = mx + F(math.Log(float64(sum)))
 			}
-			a.be.serialMatMul(op[i0*d:i1*d], s, vp[klo*d:i1*d], nq, nk, d, false, false, false)
+			serialMatMul(op[i0*d:i1*d], s, vp[klo*d:i1*d], nq, nk, d, false, false, false)
 		}
 		for r := range t {
 			at := (bi*t+r)*h*d + hh*d
@@ -159,12 +161,8 @@ func maskLogits[F kernels.Float](row []F, keyDoc []int32, doc int32, scale F) F 
 	return mx
 }
 
-// serialMatMul is MatMul on the calling goroutine.
-func (be *Backend[F]) serialMatMul(c, a, b []F, m, k, n int, transA, transB, accumulate bool) {
-	if c32, ok := any(c).([]float32); ok {
-		be.impl().matMulOn(1, c32, any(a).([]float32), any(b).([]float32), m, k, n, transA, transB, accumulate)
-		return
-	}
+// serialMatMul is refMatMul on the calling goroutine.
+func serialMatMul[F kernels.Float](c, a, b []F, m, k, n int, transA, transB, accumulate bool) {
 	t := refGEMM[F]{c, a, b, m, k, n, transA, transB, accumulate}
 	t.run(0, m)
 }
@@ -229,8 +227,8 @@ func (a *attentionBackward[F]) run(lo, hi int) {
 				klo := attnSpan(seq, i0, i1)
 				nq, nk := i1-i0, i1-klo
 				pb, db := p[:nq*nk], ds[:nq*nk]
-				a.be.serialMatMul(pb, qp[i0*d:i1*d], kp[klo*d:i1*d], nq, d, nk, false, true, false)
-				a.be.serialMatMul(db, dop[i0*d:i1*d], vp[klo*d:i1*d], nq, d, nk, false, true, false)
+				serialMatMul(pb, qp[i0*d:i1*d], kp[klo*d:i1*d], nq, d, nk, false, true, false)
+				serialMatMul(db, dop[i0*d:i1*d], vp[klo*d:i1*d], nq, d, nk, false, true, false)
 				for r := range nq {
 					ti := i0 + r
 					prow, drow := pb[r*nk:r*nk+nk], db[r*nk:r*nk+nk]
@@ -248,9 +246,9 @@ func (a *attentionBackward[F]) run(lo, hi int) {
 					clear(drow[:k0])
 					clear(drow[w:])
 				}
-				a.be.serialMatMul(dqp[i0*d:i1*d], db, kp[klo*d:i1*d], nq, nk, d, false, false, false)
-				a.be.serialMatMul(dkp[klo*d:i1*d], db, qp[i0*d:i1*d], nk, nq, d, true, false, true)
-				a.be.serialMatMul(dvp[klo*d:i1*d], pb, dop[i0*d:i1*d], nk, nq, d, true, false, true)
+				serialMatMul(dqp[i0*d:i1*d], db, kp[klo*d:i1*d], nq, nk, d, false, false, false)
+				serialMatMul(dkp[klo*d:i1*d], db, qp[i0*d:i1*d], nk, nq, d, true, false, true)
+				serialMatMul(dvp[klo*d:i1*d], pb, dop[i0*d:i1*d], nk, nq, d, true, false, true)
 			}
 			addHead(im, a.dq, dqp, bi, t, h, hh, d)
 		}
