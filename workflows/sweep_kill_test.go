@@ -38,9 +38,10 @@ func init() {
 }
 
 // Must-show 3: the whole `herd sweep` process (embedded server, worker, client) SIGKILLed
-// while a trial trains (the second, after the first passed its rung). A new process on the same state dir (what `herd resume` runs)
-// finishes the sweep: every trial ends completed or stopped at a rung, none is left
-// running, and each trial's run has exactly one execution per leg (none run twice).
+// while a trial trains (the second, the first waiting at its rung). A new process on the
+// same state dir (what `herd resume` runs) finishes the sweep: every trial ends completed
+// or stopped at a rung, none is left running, and each trial's run has exactly one
+// execution per leg (none run twice).
 func TestSweepProcessKilled(t *testing.T) {
 	dir := t.TempDir()
 	in := sweepFile(t, "killed", `space: {train.optim.lr: {values: [1.0e-2, 1.0e-3, 3.0e-2]}}
