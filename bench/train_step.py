@@ -7,10 +7,13 @@ issue 2 (herd's examples/dense-bench.yaml): vocab 256, d_model 256, 4 layers, 4 
 attention, untied LM head, cross-entropy. The same computation herd's step does, written
 plainly in PyTorch (1.13 has no fused attention).
 
-usage: train_step.py [STEPS] [THREADS]      (defaults 10 and 2)
-Prints the median step time and tokens/s over STEPS steps after 2 warm-up steps.
-Set OPENBLAS_NUM_THREADS to THREADS (train_step.sh does).
+usage: train_step.py [STEPS] [THREADS] [SEQ] [D_MODEL]      (defaults 10, 2, 256, 256)
+SEQ and D_MODEL change the sequence length and the width (SwiGLU hidden 3·D_MODEL, still
+4 heads), as herd's BenchmarkTrainStepShapes does.
+Prints the median step time and tokens/s over STEPS steps after 2 warm-up steps, and the
+process's peak resident memory. Set OPENBLAS_NUM_THREADS to THREADS (train_step.sh does).
 """
+import resource
 import statistics
 import sys
 import time
@@ -19,7 +22,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-VOCAB, D, LAYERS, HEADS, HIDDEN, SEQ, BATCH = 256, 256, 4, 4, 768, 256, 8
+VOCAB, LAYERS, HEADS, BATCH = 256, 4, 4, 8
+SEQ = int(sys.argv[3]) if len(sys.argv) > 3 else 256
+D = int(sys.argv[4]) if len(sys.argv) > 4 else 256
+HIDDEN = 3 * D
 HEAD_DIM = D // HEADS
 ROPE_THETA, EPS = 500000.0, 1e-5
 
@@ -100,7 +106,9 @@ def main():
         if i >= 2:
             times.append(time.perf_counter() - t)
     step = statistics.median(times)
-    print(f"pytorch {torch.__version__} threads={threads} step_s={step:.4f} tokens_per_s={BATCH * SEQ / step:.0f} loss={loss.item():.4f}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(f"pytorch {torch.__version__} threads={threads} seq={SEQ} d_model={D} step_s={step:.4f} "
+          f"tokens_per_s={BATCH * SEQ / step:.0f} peak_mib={peak:.0f} loss={loss.item():.4f}")
 
 
 if __name__ == "__main__":

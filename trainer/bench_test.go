@@ -1,6 +1,7 @@
 package trainer
 
 import (
+	"fmt"
 	"syscall"
 	"testing"
 	"time"
@@ -24,12 +25,32 @@ func BenchmarkTrainStep(b *testing.B) {
 	benchSteps(b, cfg)
 }
 
+// BenchmarkTrainStepShapes is the dense benchmark model with a longer sequence or a wider
+// model (ffn_hidden 3·d_model, 4 heads), one shape per sub-benchmark, for how the step
+// time grows (bench/train_step.sh runs each beside PyTorch).
+func BenchmarkTrainStepShapes(b *testing.B) {
+	for _, c := range []struct {
+		name     string
+		seq, dim int
+	}{{"seq512", 512, 256}, {"seq1024", 1024, 256}, {"d512", 256, 512}, {"d1024", 256, 1024}} {
+		b.Run(c.name, func(b *testing.B) {
+			cfg, err := config.Load("../examples/dense-bench.yaml", []string{"train.checkpoint.dir=" + b.TempDir(),
+				fmt.Sprintf("model.seq_len=%d", c.seq), fmt.Sprintf("model.d_model=%d", c.dim), fmt.Sprintf("model.ffn_hidden=%d", 3*c.dim)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchSteps(b, cfg)
+		})
+	}
+}
+
 // BenchmarkTrainStepPrecision puts fp32 and fp8 (delayed scaling, emulated) steps side by
-// side: on the dense benchmark model, and on the small preset (MoE on every other layer)
-// with micro-batches of 8 on random tokens. Compare ms/step of the pairs.
+// side: on the dense benchmark model, and on the tiny and small presets (MoE on every
+// other layer) with micro-batches of 8 on random tokens. Compare ms/step of the pairs.
 func BenchmarkTrainStepPrecision(b *testing.B) {
 	for _, c := range []struct{ name, file string }{
 		{"dense", "../examples/dense-bench.yaml"},
+		{"tiny", "../examples/tiny.yaml"},
 		{"small", "../examples/small.yaml"},
 	} {
 		for _, precision := range []string{"fp32", "fp8"} {
@@ -45,18 +66,22 @@ func BenchmarkTrainStepPrecision(b *testing.B) {
 	}
 }
 
-// benchSteps runs b.N optimizer steps of cfg after one untimed step (the first touch of
-// every buffer) and reports tokens/s, ms/step and cpu-ms/step: the CPU time of all the
-// process's threads per step, which on a shared machine moves less with the load than
-// the wall time does.
+// benchSteps runs b.N optimizer steps of cfg after two untimed steps (the first touch of
+// every buffer, and the recycled scratch filling up) and reports tokens/s, ms/step,
+// cpu-ms/step (the CPU time of all the process's threads per step, which on a shared
+// machine moves less with the load than the wall time does), and peak-MiB, the process's
+// peak resident memory so far (run one benchmark per process for a figure per config).
 func benchSteps(b *testing.B, cfg config.Run) {
 	tr, err := New(cfg, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer tr.Close()
-	if _, err := tr.Step(); err != nil {
-		b.Fatal(err)
+	b.Logf("kernels: %s", tr.Kernels())
+	for range 2 {
+		if _, err := tr.Step(); err != nil {
+			b.Fatal(err)
+		}
 	}
 	var tokens int64
 	cpu0 := cpuTime(b)
@@ -72,6 +97,11 @@ func benchSteps(b *testing.B, cfg config.Run) {
 	b.ReportMetric(float64(tokens)/b.Elapsed().Seconds(), "tokens/s")
 	b.ReportMetric(b.Elapsed().Seconds()*1e3/float64(b.N), "ms/step")
 	b.ReportMetric((cpuTime(b)-cpu0).Seconds()*1e3/float64(b.N), "cpu-ms/step")
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(ru.Maxrss)/1024, "peak-MiB") // Maxrss is in KiB on Linux
 }
 
 // cpuTime is the user and system CPU time the process has used.
