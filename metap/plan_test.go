@@ -276,7 +276,7 @@ func TestMuPTable(t *testing.T) {
 		"layers.1.moe.*.w?":      hidden,
 		"layers.1.moe.router":    {s, lr, wd, eps, 0.25},
 		"norm.weight":            {0, lr, 0, eps, 1},
-		"output.weight":          {0, lr, wd, eps, 0.25}, // zero init
+		"output.weight":          {s, lr, wd, eps, 0.25}, // init σ, multiplier 1/m
 	}))
 }
 
@@ -313,7 +313,7 @@ func TestMetaPTable(t *testing.T) {
 				"layers.1.moe.*.w2":      down,
 				"layers.1.moe.router":    {s, lr * depthLR * g, wd, eps / 4 * branch, 0.25},
 				"norm.weight":            {0, lr * g, 0, eps / 4, 1},
-				"output.weight":          {0, lr * g, wd, eps / 4, 0.25}, // zero init
+				"output.weight":          {s, lr * g, wd, eps / 4, 0.25}, // init σ, multiplier 1/m
 			}))
 		})
 	}
@@ -345,23 +345,18 @@ func TestMuPExplicitProxyWidths(t *testing.T) {
 		"layers.1.moe.*.w2":      byFFN,
 		"layers.1.moe.router":    {s, lr, wd, eps, 0.25},
 		"norm.weight":            {0, lr, 0, eps, 1},
-		"output.weight":          {0, lr, wd, eps, 0.25}, // zero init
+		"output.weight":          {s, lr, wd, eps, 0.25}, // init σ, multiplier 1/m
 	}))
 }
 
-// On the proxy's own shape every rule is the identity: mup and metap give sp's table,
-// except for the readout's zero init, which is not a scaling rule.
+// On the proxy's own shape every rule is the identity: mup and metap give sp's table, so
+// the proxy trains exactly as under sp.
 func TestEveryModeIsSPOnTheProxy(t *testing.T) {
 	proxy := Shape{DModel: 64, NLayers: 2, NHeads: 2, FFNHidden: 192, ExpertHidden: 128, Experts: 4, BatchTokens: 4096, TrainTokens: 4e6}
 	tensors := layout(256, 64, 192, 4, 128)
 	sp, err := Plan(config("sp"), Shape{}, proxy, hp, tensors)
 	if err != nil {
 		t.Fatal(err)
-	}
-	for i := range sp.Entries {
-		if sp.Entries[i].Class == Readout {
-			sp.Entries[i].InitStd = 0
-		}
 	}
 	for _, mode := range []string{"mup", "metap"} {
 		tab, err := Plan(config(mode), Shape{}, proxy, hp, tensors)
@@ -380,7 +375,7 @@ func TestEveryModeIsSPOnTheProxy(t *testing.T) {
 }
 
 // A proxy size of 0 is the target's: with an empty metap.base nothing transfers, and the
-// table is the base values (but for the readout's zero init).
+// table is the base values.
 func TestEmptyBaseTransfersNothing(t *testing.T) {
 	tensors := layout(256, 256, 768, 4, 512)
 	cfg := config("metap")
@@ -394,8 +389,6 @@ func TestEmptyBaseTransfersNothing(t *testing.T) {
 		switch e.Class {
 		case Gain:
 			want.InitStd, want.WeightDecay = 0, 0
-		case Readout:
-			want.InitStd = 0
 		}
 		if !equalEntry(e, want) {
 			t.Errorf("%s: got %+v, want %+v", e.Name, e, want)

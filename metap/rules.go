@@ -92,11 +92,15 @@ func newRatios(cfg Config, base, target Shape) ratios {
 //   - Hidden and expert matrices: init σ/√m and Adam LR η/m, with m the ratio of the
 //     tensor's fan-in (d_model for q/k/v/o and the up projections, ffn_hidden or
 //     expert_hidden for the down projections; routed and shared experts alike).
-//   - Readout (LM head): forward multiplier 1/m and LR η, and zero init [TP5, §D.2, and
-//     microsoft/mup's readout_zero_init]. The multiplier alone, with init σ, is also μP,
-//     but its init-time logits shrink as 1/√m and dominate the first updates' Θ(1)
-//     change: herd's coord check measured the logits' width slope after one step at -0.40
-//     with init σ and -0.22 with zero init (tiny family, widths 64-512, 3 seeds).
+//   - Readout (LM head): forward multiplier 1/m, LR η and init σ unchanged: Table 8's
+//     form, microsoft/mup's MuReadout default (readout_zero_init=False). Its init-time
+//     logits shrink as 1/√m, which μP allows (the output is o(1) at init and becomes Θ(1)
+//     with the updates), and on the proxy itself (m = 1) the table is sp's, so the proxy
+//     trains exactly as under sp. herd zero-initialised it before ([TP5] §D.2 allows
+//     either): with Adam a zero readout trained the tiny demo far worse (eval loss 3.51 at
+//     step 100 against 2.95 with init σ; init 0.1σ: 3.61), and it leaves the body's first
+//     update to the MoE load-balancing gradient alone, which Adam's sign-like first step
+//     blows up to full size (docs/metap.md, coord check).
 //   - Router: output-like, since its fan-out is the expert count, not a width: multiplier
 //     1/m on its logits, LR η, but init σ: a zero router would send every token to the
 //     same expert (ties) until it learns.
@@ -156,9 +160,6 @@ func (r ratios) apply(e *Entry, full bool) error {
 			return err
 		}
 		e.Mult = 1 / m
-		if e.Class == Readout {
-			e.InitStd = 0
-		}
 	}
 	if full {
 		if inBlock {

@@ -26,8 +26,8 @@ func TestTrainerFollowsTheMetaPTable(t *testing.T) {
 	defer base.Close()
 	over := newTrainer(t, microConfig(t, overrideWQ), Options{})
 	defer over.Close()
-	// mup with a proxy half as wide: hidden matrices σ/√2 and η/2, the readout zero-init
-	// with a 1/2 multiplier; embedding and gains keep the base values.
+	// mup with a proxy half as wide: hidden matrices σ/√2 and η/2, the readout a 1/2
+	// multiplier; embedding and gains keep the base values.
 	mup := newTrainer(t, microConfig(t, "metap.mode=mup", "metap.base.d_model=24"), Options{})
 	defer mup.Close()
 
@@ -88,9 +88,7 @@ func TestTrainerFollowsTheMetaPTable(t *testing.T) {
 		switch e.Class {
 		case metap.Hidden, metap.Expert:
 			initStd, lrWant = sigma/math.Sqrt(2), lr/2
-		case metap.Readout:
-			initStd, mult = 0, 0.5
-		case metap.Router:
+		case metap.Readout, metap.Router:
 			mult = 0.5
 		case metap.Gain:
 			initStd = 0
@@ -103,8 +101,7 @@ func TestTrainerFollowsTheMetaPTable(t *testing.T) {
 	// One optimizer step moves every tensor by its own LR: on Adam's first step every
 	// element with a gradient moves by lr·f·g/(|g|+eps) besides the decay, so the largest
 	// move of a tensor is its table LR times the schedule factor f. wq moves 4× as far.
-	// (Not under mup: its zero-init readout stops the gradient of everything below it.)
-	for _, tr := range []*Trainer{base, over} {
+	for _, tr := range []*Trainer{base, over, mup} {
 		before := slices.Clone(tr.Model.Params)
 		st, err := tr.Step()
 		if err != nil {

@@ -40,7 +40,7 @@ type Series struct {
 	Layer  int         `json:"layer"` // block index for attention, ffn and residual; -1 for the others and for depth
 	Sizes  []int       `json:"sizes"`
 	Values [][]float64 `json:"values"`
-	Slopes []float64   `json:"slopes"` // NaN (null in JSON) where an activation is 0, as zero-init logits at step 0
+	Slopes []float64   `json:"slopes"` // NaN (null in JSON) where an activation is 0 at some size
 }
 
 // MarshalJSON writes undefined slopes as null, which JSON can carry and NaN cannot.
