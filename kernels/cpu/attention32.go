@@ -68,14 +68,15 @@ func (a *attnDims) logits(s, aq, kT []float32, nq, kq, nkq int) {
 	}
 }
 
-// rowsTimesPanels writes c[r·dPad + j] (+)= Σ_c p[r, c]·x[k0 + c, j] for the block's rows:
-// p [nq, nk] row-major is packed as A here (into ap), x is packed by packRows, k0 = kq·nr.
-func (a *attnDims) rowsTimesPanels(c, ap, p, x []float32, nq, kq, nk int, add bool) {
+// rowsTimesPanels writes c[r·dPad + j] = Σ_c p[r, c]·x[k0 + c, j] for the block's rows:
+// p [nq, nk] row-major is packed as A here (into ap), x is packed by packRows (key k0's
+// row starts k0·nr into each panel), k0 = kq·nr.
+func (a *attnDims) rowsTimesPanels(c, ap, p, x []float32, nq, kq, nk int) {
 	for r := 0; r*a.mr < nq; r++ {
 		a.g.packA(ap[:nk*a.mr], p, 0, nk, r*a.mr, min(a.mr, nq-r*a.mr), 0, nk, false)
 		for q := range a.dimPanels {
 			xp := x[q*a.tPad*a.nr+kq*a.nr*a.nr : (q+1)*a.tPad*a.nr]
-			a.g.kernel(nk, ap[:nk*a.mr], xp, c[r*a.mr*a.dPad+q*a.nr:], a.dPad, add)
+			a.g.kernel(nk, ap[:nk*a.mr], xp, c[r*a.mr*a.dPad+q*a.nr:], a.dPad, false)
 		}
 	}
 }
@@ -153,7 +154,7 @@ func attentionForward32(g *gemmImpl, out, lse, q, k, v []float32, doc []int32, t
 				clear(row[w:])
 				lse[(bi*t+ti)*h+hh] = mx + float32(math.Log(float64(sum)))
 			}
-			a.rowsTimesPanels(o, ap, s, vP, nq, kq, nk, false)
+			a.rowsTimesPanels(o, ap, s, vP, nq, kq, nk)
 			for r := range nq {
 				at := (bi*t+i0+r)*h*d + hh*d
 				copy(out[at:at+d], o[r*a.dPad:r*a.dPad+d])
@@ -223,7 +224,7 @@ func attentionBackward32(g *gemmImpl, dq, dk, dv, dout, out, lse, q, k, v []floa
 					clear(drow[:c0])
 					clear(drow[w:])
 				}
-				a.rowsTimesPanels(dqb, ap, ds, kP, nq, kq, nk, false)
+				a.rowsTimesPanels(dqb, ap, ds, kP, nq, kq, nk)
 				for r := range nq {
 					at := (bi*t+i0+r)*h*d + hh*d
 					axpyTo(g, dq[at:at+d], dqb[r*a.dPad:r*a.dPad+d], 1)
