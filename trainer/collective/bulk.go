@@ -43,6 +43,90 @@ const bulkEnd = ^uint64(0)
 // it beside gRPC's "h2".
 const bulkALPN = "herd-bulk"
 
+// landedBit marks, in a frame's tag, a frame whose values the receiver has already put
+// in their zone: the frame then has no payload, and only keeps the call's order.
+const landedBit = 1 << 7
+
+// landing is where the frames of one call from a peer go straight from the socket: into
+// the caller's slice, copied or added, instead of a frame that the call then copies or
+// adds. That saves a pass over every received byte, and the additions run on the link's
+// receiving goroutine, beside the call's own. The call arms a zone (land) after its own
+// last access to those values, so that the accesses are ordered for the race detector too
+// (the network orders them in fact); a frame that arrives before its zone is armed is
+// queued and decoded as usual.
+type landing struct {
+	mu    sync.Mutex
+	tag   uint64 // the call the zones are for
+	zones []zone // by the frame's index among the call's frames from this peer
+	rxTag uint64 // the call whose frames are arriving
+	rxN   int    // how many of them have arrived
+}
+
+// zone is where one frame's float32 values go: added into dst, or copied there.
+type zone struct {
+	dst []float32
+	add bool
+}
+
+// land arms zones for the frames of this call from rank from, by their index among them
+// (a nil dst: none); the call disarms them when it ends. Only float32 sums and copies
+// land (codec.zones is nil otherwise). After a call that failed, a frame already being
+// received may still land until the group is closed.
+func (c *call) land(from int, zones []zone) {
+	if zones == nil {
+		return
+	}
+	l := &c.g.peers[from].land
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.tag, l.zones = c.tag(), zones
+	c.armed = append(c.armed, from)
+}
+
+// disarm drops the zones this call armed.
+func (c *call) disarm() {
+	for _, q := range c.armed {
+		l := &c.g.peers[q].land
+		l.mu.Lock()
+		if l.tag == c.tag() {
+			l.zones = nil
+		}
+		l.mu.Unlock()
+	}
+}
+
+// next returns the zone of the frame with tag that just arrived, if armed, and disarms it.
+func (l *landing) next(tag uint64, bytes int) (zone, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if tag != l.rxTag {
+		l.rxTag, l.rxN = tag, 0
+	}
+	i := l.rxN
+	l.rxN++
+	if tag != l.tag || i >= len(l.zones) || l.zones[i].dst == nil || 4*len(l.zones[i].dst) != bytes {
+		return zone{}, false
+	}
+	z := l.zones[i]
+	l.zones[i] = zone{}
+	return z, true
+}
+
+// zones are a call's zones for the frames of spans ss (in order, one frame per piece),
+// when cd's values can land: float32 in machine order, summed or copied.
+func (cd codec) zones(x []float32, op Op, add bool, ss ...[]span) []zone {
+	if cd.wire != F32 || !littleEndian || op != Sum {
+		return nil
+	}
+	var zs []zone
+	for _, ps := range ss {
+		for _, p := range ps {
+			zs = append(zs, zone{dst: x[p.lo:p.hi], add: add})
+		}
+	}
+	return zs
+}
+
 // bulkFrame is a frame queued for a bulk link: head (its length, and its tag when data is
 // the caller's memory), then data. own, if set, is the pooled buffer data lives in, freed
 // once written; otherwise the write is counted off c.unsent.
@@ -242,13 +326,14 @@ func (g *Group) receiveBulk(conn net.Conn) {
 		return
 	}
 	br := bufio.NewReaderSize(conn, 64<<10) // large frames bypass it, straight into theirs
+	hot := make([]byte, 64<<10)             // a frame's values, a cache-sized piece at a time, to add
 	for {
-		var lenb [8]byte
-		if _, err := io.ReadFull(br, lenb[:]); err != nil {
+		var head [16]byte
+		if _, err := io.ReadFull(br, head[:8]); err != nil {
 			p.linkEnded(err) // even io.EOF: a link ends with bulkEnd, so the peer died
 			return
 		}
-		n := binary.LittleEndian.Uint64(lenb[:])
+		n := binary.LittleEndian.Uint64(head[:8])
 		if n == bulkEnd {
 			p.linkEnded(nil)
 			return
@@ -257,16 +342,53 @@ func (g *Group) receiveBulk(conn net.Conn) {
 			p.linkEnded(fmt.Errorf("bad frame length %d", n))
 			return
 		}
-		f := frames.Get(int(n))
-		if _, err := io.ReadFull(br, *f); err != nil {
-			frames.Put(f)
+		if _, err := io.ReadFull(br, head[8:]); err != nil {
 			p.linkEnded(err)
 			return
+		}
+		tag := getSeq(head[8:])
+		var f *[]byte
+		if z, ok := p.land.next(tag, int(n-8)); ok {
+			if err := readInto(br, z, hot); err != nil {
+				p.linkEnded(err)
+				return
+			}
+			marker := make([]byte, 8) // too small for a pool
+			putSeq(marker, tag|landedBit)
+			f = &marker
+		} else {
+			f = frames.Get(int(n))
+			copy(*f, head[8:])
+			if _, err := io.ReadFull(br, (*f)[8:]); err != nil {
+				frames.Put(f)
+				p.linkEnded(err)
+				return
+			}
 		}
 		if p.in.push(mem.NewBuffer(f, frames)) != nil {
 			frames.Put(f) // this rank is closing: nobody will read it
 		}
 	}
+}
+
+// readInto reads z's values from r into z.dst, added (through hot, a piece at a time,
+// in the order decode adds) or copied.
+func readInto(r io.Reader, z zone, hot []byte) error {
+	dst := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(z.dst))), 4*len(z.dst))
+	if !z.add {
+		_, err := io.ReadFull(r, dst)
+		return err
+	}
+	for k := 0; k < len(z.dst); {
+		m := min(len(hot)/4, len(z.dst)-k)
+		if _, err := io.ReadFull(r, hot[:4*m]); err != nil {
+			return err
+		}
+		v, _ := codec{F32}.view(hot[:4*m])
+		add(z.dst[k:k+m], v)
+		k += m
+	}
+	return nil
 }
 
 // frames recycles bulk frames. Unlike gRPC's pools it does not clear what it hands out:

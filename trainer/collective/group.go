@@ -118,6 +118,7 @@ type peer struct {
 	inLinks atomic.Int32
 	out     *queue[*[]byte]    // gRPC frames for this peer, in order
 	bulk    *queue[*bulkFrame] // bulk frames for this peer, in order
+	land    landing            // where its bulk frames of the current call go
 	start   sync.Once          // of the gRPC sender
 	startB  sync.Once          // of the bulk sender
 }
@@ -358,6 +359,7 @@ type call struct {
 	// and are not written yet; written gets a token as each is.
 	unsent  []atomic.Int64
 	written chan struct{}
+	armed   []int // ranks whose frames have zones (land)
 }
 
 func (g *Group) begin(ctx context.Context, op string) (*call, context.CancelFunc, error) {
@@ -369,7 +371,7 @@ func (g *Group) begin(ctx context.Context, op string) (*call, context.CancelFunc
 	stop := context.AfterFunc(g.ctx, cancel)
 	c := &call{g: g, op: op, seq: g.seq, done: ctx.Done(), ctx: ctx,
 		unsent: make([]atomic.Int64, g.world), written: make(chan struct{}, 1)}
-	return c, func() { c.release(); stop(); cancel() }, nil
+	return c, func() { c.disarm(); c.release(); stop(); cancel() }, nil
 }
 
 // flushed waits until the peers' links have taken every frame this call sent from the
@@ -422,18 +424,21 @@ func (c *call) sendFrame(to int, f *[]byte) error {
 	return nil
 }
 
-// recvValues receives the frame of n values in codec cd from rank from.
-func (c *call) recvValues(from int, cd codec, n int) ([]byte, error) {
-	b, err := c.recv(from)
-	if err == nil && len(b) != n*cd.size() {
+// recvValues receives the frame of n values in codec cd from rank from: its payload, or
+// landed true where the receiver already put the values where the call's zone for it
+// said (see land).
+func (c *call) recvValues(from int, cd codec, n int) (b []byte, landed bool, err error) {
+	b, landed, err = c.recv(from)
+	if err == nil && !landed && len(b) != n*cd.size() {
 		err = c.fail(from, fmt.Errorf("sent %d bytes where %d values were expected: ranks passed buffers of different lengths", len(b), n))
 	}
-	return b, err
+	return b, landed, err
 }
 
 // recv waits for the next frame from rank from and returns its payload, valid until the
-// next recv or the end of the call.
-func (c *call) recv(from int) ([]byte, error) {
+// next recv or the end of the call, or landed true for a frame whose values went to
+// their zone.
+func (c *call) recv(from int) (payload []byte, landed bool, err error) {
 	if c.held != nil {
 		c.held.Free()
 		c.held = nil
@@ -448,20 +453,26 @@ func (c *call) recv(from int) ([]byte, error) {
 	})
 	if err != nil {
 		if c.ctx.Err() != nil || c.g.ctx.Err() != nil {
-			return nil, c.timeout(from)
+			return nil, false, c.timeout(from)
 		}
-		return nil, c.fail(from, err)
+		return nil, false, c.fail(from, err)
 	}
 	c.held = buf
 	f := buf.ReadOnlyData()
 	if len(f) < 8 {
-		return nil, c.fail(from, errors.New("short frame"))
+		return nil, false, c.fail(from, errors.New("short frame"))
 	}
-	if s := getSeq(f); s != c.tag() {
-		return nil, c.fail(from, fmt.Errorf("out of step: it is at collective call %d (%s), this rank at %d (%s); every rank must make the same calls in the same order",
-			s>>8, opNames[s&0xff], c.seq, c.op))
+	s := getSeq(f)
+	landed = s&landedBit != 0
+	if s &^= landedBit; s != c.tag() {
+		kind := "unknown"
+		if k := int(s & 0xff); k < len(opNames) {
+			kind = opNames[k]
+		}
+		return nil, false, c.fail(from, fmt.Errorf("out of step: it is at collective call %d (%s), this rank at %d (%s); every rank must make the same calls in the same order",
+			s>>8, kind, c.seq, c.op))
 	}
-	return f[8:], nil
+	return f[8:], landed, nil
 }
 
 // tag is the frame header: the call's sequence number and its kind, which a receiver

@@ -171,6 +171,16 @@ func (g *Group) AllReduce(ctx context.Context, x []float32, op Op) error {
 	w, r := g.world, g.rank
 	next, prev := (r+1)%w, (r-1+w)%w
 	ch := chunks(len(x), w)
+	// prev's frames, in order: the reduce-scatter's pieces to add, then the all-gather's
+	// to copy. The all-gather's zones are armed once the reduce-scatter is done: with 3
+	// ranks or more, they overlap chunks this rank may have added itself.
+	var rs, ag [][]span
+	for s := 0; s < w-1; s++ {
+		rs = append(rs, cd.pieces(ch[(r-s-1+2*w)%w]))
+		ag = append(ag, cd.pieces(ch[(r-s+w)%w]))
+	}
+	rsZones := cd.zones(x, op, true, rs...)
+	c.land(prev, rsZones)
 	for _, p := range cd.pieces(ch[r]) {
 		if err := c.sendValues(next, cd, x, p); err != nil {
 			return err
@@ -180,11 +190,13 @@ func (g *Group) AllReduce(ctx context.Context, x []float32, op Op) error {
 	// step this rank holds chunk r+1 complete, which starts the all-gather.
 	for s := 0; s < w-1; s++ {
 		for _, p := range cd.pieces(ch[(r-s-1+2*w)%w]) {
-			b, err := c.recvValues(prev, cd, p.hi-p.lo)
+			b, landed, err := c.recvValues(prev, cd, p.hi-p.lo)
 			if err != nil {
 				return err
 			}
-			cd.decode(x[p.lo:p.hi], b, op, false)
+			if !landed {
+				cd.decode(x[p.lo:p.hi], b, op, false)
+			}
 			if s == w-2 {
 				cd.round(x[p.lo:p.hi])
 			}
@@ -193,14 +205,19 @@ func (g *Group) AllReduce(ctx context.Context, x []float32, op Op) error {
 			}
 		}
 	}
+	if agZones := cd.zones(x, op, false, ag...); agZones != nil {
+		c.land(prev, append(make([]zone, len(rsZones)), agZones...))
+	}
 	// All-gather: at step t receive the complete chunk r-t and pass it on.
 	for t := 0; t < w-1; t++ {
 		for _, p := range cd.pieces(ch[(r-t+w)%w]) {
-			b, err := c.recvValues(prev, cd, p.hi-p.lo)
+			b, landed, err := c.recvValues(prev, cd, p.hi-p.lo)
 			if err != nil {
 				return err
 			}
-			cd.decode(x[p.lo:p.hi], b, op, true)
+			if !landed {
+				cd.decode(x[p.lo:p.hi], b, op, true)
+			}
 			if t < w-2 {
 				if err := c.sendValues(next, cd, x, p); err != nil {
 					return err
@@ -220,6 +237,9 @@ func (g *Group) Broadcast(ctx context.Context, x []float32, root int) error {
 		return err
 	}
 	cd := codec{F32}
+	if g.rank != root {
+		c.land(root, cd.zones(x, Sum, false, cd.pieces(span{0, len(x)})))
+	}
 	for _, p := range cd.pieces(span{0, len(x)}) {
 		if g.rank == root {
 			for q := range g.world {
@@ -231,11 +251,13 @@ func (g *Group) Broadcast(ctx context.Context, x []float32, root int) error {
 			}
 			continue
 		}
-		b, err := c.recvValues(root, cd, p.hi-p.lo)
+		b, landed, err := c.recvValues(root, cd, p.hi-p.lo)
 		if err != nil {
 			return err
 		}
-		cd.decode(x[p.lo:p.hi], b, Sum, true)
+		if !landed {
+			cd.decode(x[p.lo:p.hi], b, Sum, true)
+		}
 	}
 	return c.flushed()
 }
@@ -265,7 +287,7 @@ func (g *Group) AllGather(ctx context.Context, mine []byte) ([][]byte, error) {
 	}
 	for q := range g.world {
 		if q != g.rank {
-			b, err := c.recv(q)
+			b, _, err := c.recv(q)
 			if err != nil {
 				return nil, err
 			}

@@ -24,6 +24,13 @@ func (g *Group) AllReduceTree(ctx context.Context, x []float32) error {
 	cd := codec{g.opts.Wire}
 	w, r := g.world, g.rank
 	ch := chunks(len(x), w)
+	// Each peer's frames, in order: its contributions to this rank's chunk (summed in the
+	// tree, so no zone), then its own chunk complete, to copy.
+	for q := range w {
+		if zs := cd.zones(x, Sum, false, cd.pieces(ch[q])); q != r && zs != nil {
+			c.land(q, append(make([]zone, len(cd.pieces(ch[r]))), zs...))
+		}
+	}
 	for off := 1; off < w; off++ { // start with the next rank, so that no rank is everyone's first
 		q := (r + off) % w
 		for _, p := range cd.pieces(ch[q]) {
@@ -45,7 +52,7 @@ func (g *Group) AllReduceTree(ctx context.Context, x []float32) error {
 				parts = append(parts, x[p.lo:p.hi])
 				continue
 			}
-			b, err := c.recvValues(q, cd, n)
+			b, _, err := c.recvValues(q, cd, n) // no zones: the contributions are summed in the tree
 			if err != nil {
 				return err
 			}
@@ -73,11 +80,13 @@ func (g *Group) AllReduceTree(ctx context.Context, x []float32) error {
 	for off := 1; off < w; off++ {
 		q := (r - off + w) % w
 		for _, p := range cd.pieces(ch[q]) {
-			b, err := c.recvValues(q, cd, p.hi-p.lo)
+			b, landed, err := c.recvValues(q, cd, p.hi-p.lo)
 			if err != nil {
 				return err
 			}
-			cd.decode(x[p.lo:p.hi], b, Sum, true)
+			if !landed {
+				cd.decode(x[p.lo:p.hi], b, Sum, true)
+			}
 		}
 	}
 	return c.flushed()
