@@ -243,7 +243,16 @@ func plotCurves(out string, cs []Curve) error {
 		p.Legend.Top = true
 		panels = append(panels, p)
 	}
-	gap.Legend.Top = true
+	// The ±1 % band of the parity aim (issue 5), dashed grey; the legend goes below the
+	// curves' usual range.
+	for _, y := range []float64{-1, 1} {
+		l, err := plotter.NewLine(plotter.XYs{{X: gap.X.Min, Y: y}, {X: gap.X.Max, Y: y}})
+		if err != nil {
+			return err
+		}
+		l.Color, l.Dashes = color.Gray{Y: 150}, []vg.Length{vg.Points(2), vg.Points(2)}
+		gap.Add(l)
+	}
 	panels = append(panels, gap)
 
 	const side = 4 * vg.Inch
