@@ -7,6 +7,7 @@ package cpu
 var avx512Vec = &vecKernels{
 	expShift: expShift16, scaleMax: scaleMax16, scale: scale16, axpy: axpy16, mulAdd: mulAdd16,
 	softmaxGrad: softmaxGrad16, swiGLU: swiGLU16, swiGLUBackward: swiGLUBackward16,
+	dot3: dot3_16, sumSquares: sumSquares16, normRow: normRow16, normRowBackward: normRowBackward16,
 }
 
 // expShift16 is expShift's loop in AVX-512: x[i] = e^(x[i]-shift), returning Σ x[i]
@@ -54,3 +55,23 @@ func softmaxGrad16(d, p []float32, dt, s float32)
 //
 //go:noescape
 func packB32(dst, b []float32, ldb, kb int)
+
+// dot3_16 is dot3's loop in AVX-512, summed in 16 lanes as laneSum does.
+//
+//go:noescape
+func dot3_16(a, b, c []float32) float32
+
+// normRow16 is normRow's loop in AVX-512.
+//
+//go:noescape
+func normRow16(out, x, g []float32, r float32)
+
+// normRowBackward16 is normRowBackward's loop in AVX-512.
+//
+//go:noescape
+func normRowBackward16(dx, d, g, x []float32, r, corr float32)
+
+// sumSquares16 is sumSquares's loop in AVX-512, summed in 16 lanes as laneSum does.
+//
+//go:noescape
+func sumSquares16(x []float32) float32

@@ -421,3 +421,162 @@ pb_loop:
 pb_done:
 	VZEROUPPER
 	RET
+
+// LANESUM: X14 = the sum of Z14's 16 lanes in a fixed order: lanes 0..7 += 8..15, then
+// 0..3 += 4..7, then 0,1 += 2,3, then 0 += 1 (the order of laneSum in vec.go).
+#define LANESUM \
+	VEXTRACTF64X4 $1, Z14, Y1; \
+	VADDPS        Y1, Y14, Y14; \
+	VEXTRACTF128  $1, Y14, X1; \
+	VADDPS        X1, X14, X14; \
+	VPERMILPS     $0x4e, X14, X1; \
+	VADDPS        X1, X14, X14; \
+	VPERMILPS     $0xb1, X14, X1; \
+	VADDPS        X1, X14, X14
+
+// func dot3_16(a, b, c []float32) float32
+//
+//	lane j sums a[i]*b[i]*c[i] (left to right) for i = j, j+16, ...; then LANESUM
+TEXT ·dot3_16(SB), NOSPLIT, $0-76
+	MOVQ   a_base+0(FP), SI
+	MOVQ   a_len+8(FP), CX
+	MOVQ   b_base+24(FP), DX
+	MOVQ   c_base+48(FP), DI
+	VPXORD Z14, Z14, Z14
+	MOVW   $0xffff, AX
+	KMOVW  AX, K1
+
+d3_loop:
+	CMPQ      CX, $16
+	JGE       d3_step
+	TESTQ     CX, CX
+	JZ        d3_done
+	TAILMASK
+
+d3_step:
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z (DX), K1, Z1
+	VMOVUPS.Z (DI), K1, Z2
+	VMULPS    Z1, Z0, Z0
+	VMULPS    Z2, Z0, Z0
+	VADDPS    Z0, Z14, K1, Z14
+	ADDQ      $64, SI
+	ADDQ      $64, DX
+	ADDQ      $64, DI
+	SUBQ      $16, CX
+	JG        d3_loop
+
+d3_done:
+	LANESUM
+	VZEROUPPER
+	MOVSS X14, ret+72(FP)
+	RET
+
+// func normRow16(out, x, g []float32, r float32)
+//
+//	for j := range out { out[j] = x[j] * r * g[j] }   (left to right)
+TEXT ·normRow16(SB), NOSPLIT, $0-76
+	MOVQ         out_base+0(FP), DI
+	MOVQ         out_len+8(FP), CX
+	MOVQ         x_base+24(FP), SI
+	MOVQ         g_base+48(FP), DX
+	VBROADCASTSS r+72(FP), Z15
+	MOVW         $0xffff, AX
+	KMOVW        AX, K1
+
+nr_loop:
+	CMPQ      CX, $16
+	JGE       nr_step
+	TESTQ     CX, CX
+	JZ        nr_done
+	TAILMASK
+
+nr_step:
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z (DX), K1, Z1
+	VMULPS    Z15, Z0, Z0
+	VMULPS    Z1, Z0, Z0
+	VMOVUPS   Z0, K1, (DI)
+	ADDQ      $64, SI
+	ADDQ      $64, DX
+	ADDQ      $64, DI
+	SUBQ      $16, CX
+	JG        nr_loop
+
+nr_done:
+	VZEROUPPER
+	RET
+
+// func normRowBackward16(dx, d, g, x []float32, r, corr float32)
+//
+//	for j := range dx { dx[j] += r * (d[j]*g[j] - x[j]*corr) }
+TEXT ·normRowBackward16(SB), NOSPLIT, $0-104
+	MOVQ         dx_base+0(FP), DI
+	MOVQ         dx_len+8(FP), CX
+	MOVQ         d_base+24(FP), SI
+	MOVQ         g_base+48(FP), DX
+	MOVQ         x_base+72(FP), R8
+	VBROADCASTSS r+96(FP), Z15
+	VBROADCASTSS corr+100(FP), Z14
+	MOVW         $0xffff, AX
+	KMOVW        AX, K1
+
+nb_loop:
+	CMPQ      CX, $16
+	JGE       nb_step
+	TESTQ     CX, CX
+	JZ        nb_done
+	TAILMASK
+
+nb_step:
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z (DX), K1, Z1
+	VMOVUPS.Z (R8), K1, Z2
+	VMOVUPS.Z (DI), K1, Z3
+	VMULPS    Z1, Z0, Z0  // d·g
+	VMULPS    Z14, Z2, Z2 // x·corr
+	VSUBPS    Z2, Z0, Z0
+	VMULPS    Z0, Z15, Z0 // r·(…)
+	VADDPS    Z0, Z3, Z3
+	VMOVUPS   Z3, K1, (DI)
+	ADDQ      $64, SI
+	ADDQ      $64, DX
+	ADDQ      $64, R8
+	ADDQ      $64, DI
+	SUBQ      $16, CX
+	JG        nb_loop
+
+nb_done:
+	VZEROUPPER
+	RET
+
+// func sumSquares16(x []float32) float32
+//
+//	lane j sums x[i]*x[i] for i = j, j+16, ...; then LANESUM
+TEXT ·sumSquares16(SB), NOSPLIT, $0-28
+	MOVQ   x_base+0(FP), SI
+	MOVQ   x_len+8(FP), CX
+	VPXORD Z14, Z14, Z14
+	MOVW   $0xffff, AX
+	KMOVW  AX, K1
+
+ss_loop:
+	CMPQ      CX, $16
+	JGE       ss_step
+	TESTQ     CX, CX
+	JZ        ss_done
+	TAILMASK
+
+ss_step:
+	VMOVUPS.Z (SI), K1, Z0
+	VMULPS    Z0, Z0, Z0
+	VADDPS    Z0, Z14, K1, Z14
+	ADDQ      $64, SI
+	SUBQ      $16, CX
+	JG        ss_loop
+
+ss_done:
+	LANESUM
+	VZEROUPPER
+	MOVSS X14, ret+24(FP)
+	RET

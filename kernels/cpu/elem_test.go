@@ -108,8 +108,8 @@ func TestSwiGLUKernels(t *testing.T) {
 }
 
 // TestVecKernelsMatchTwins: the kernels without an exponential give their Go twins'
-// results bit for bit (the same operations in the same order), write nothing outside
-// their outputs, and the maximum of scaleMax is the maximum.
+// results bit for bit (the same operations in the same order, sums in the same 16 lanes),
+// and write nothing outside their outputs.
 func TestVecKernelsMatchTwins(t *testing.T) {
 	r := rand.New(rand.NewPCG(25, 26))
 	plain := &gemmImpl{}
@@ -130,6 +130,14 @@ func TestVecKernelsMatchTwins(t *testing.T) {
 				{"axpyTo", func(im *gemmImpl, out []float32) float32 { copy(out, x); axpyTo(im, out, a, s); return 0 }},
 				{"mulAdd", func(im *gemmImpl, out []float32) float32 { copy(out, x); mulAdd(im, out, a, b, s); return 0 }},
 				{"softmaxGrad", func(im *gemmImpl, out []float32) float32 { copy(out, x); softmaxGrad(im, out, p, s, 0.7); return 0 }},
+				{"dot3", func(im *gemmImpl, out []float32) float32 { copy(out, x); return dot3(im, a, b, p) }},
+				{"sumSquares", func(im *gemmImpl, out []float32) float32 { copy(out, x); return sumSquares(im, a) }},
+				{"normRow", func(im *gemmImpl, out []float32) float32 { normRow(im, out, a, b, s); return 0 }},
+				{"normRowBackward", func(im *gemmImpl, out []float32) float32 {
+					copy(out, x)
+					normRowBackward(im, out, a, b, p, s, 0.7)
+					return 0
+				}},
 				{"swiGLUBackward du", func(im *gemmImpl, out []float32) float32 {
 					copy(out, x)
 					swiGLUBackward(im, make([]float32, n), out, a, b, p, slices.Clone(x))

@@ -71,32 +71,26 @@ func (t *embeddingBackward[F]) run(lo, hi int) {
 	}
 }
 
-// RMSNorm: see kernels.Backend. The mean square is summed in F; the reciprocal square
-// root is taken in float64 and rounded to F.
-func (*Backend[F]) RMSNorm(out, rstd, x, g []F, c int, eps float64) {
-	parallelFor(len(rstd), rowGrain, rmsNorm[F]{out, rstd, x, g, c, eps})
+// RMSNorm: see kernels.Backend. The mean square is summed in F, in 16 lanes (sumSquares);
+// the reciprocal square root is taken in float64 and rounded to F.
+func (be *Backend[F]) RMSNorm(out, rstd, x, g []F, c int, eps float64) {
+	parallelFor(len(rstd), rowGrain, rmsNorm[F]{be.impl(), out, rstd, x, g, c, eps})
 }
 
 type rmsNorm[F kernels.Float] struct {
+	im              *gemmImpl
 	out, rstd, x, g []F
 	c               int
 	eps             float64
 }
 
 func (t *rmsNorm[F]) run(lo, hi int) {
-	c, g := t.c, t.g
+	c := t.c
 	for i := lo; i < hi; i++ {
 		xi := t.x[i*c : i*c+c]
-		var ss F
-		for _, v := range xi {
-			ss += v * v
-		}
-		r := F(1 / math.Sqrt(float64(ss/F(c))+t.eps))
+		r := F(1 / math.Sqrt(float64(sumSquares(t.im, xi)/F(c))+t.eps))
 		t.rstd[i] = r
-		oi := t.out[i*c : i*c+c]
-		for j, v := range xi {
-			oi[j] = v * r * g[j]
-		}
+		normRow(t.im, t.out[i*c:i*c+c], xi, t.g, r)
 	}
 }
 
@@ -104,30 +98,25 @@ func (t *rmsNorm[F]) run(lo, hi int) {
 // dx = r·(dn - n·mean(dn⊙n)), dg = Σᵢ dout⊙n. The rows run in parallel for dx, then the
 // columns for dg.
 func (be *Backend[F]) RMSNormBackward(dx, dg, dout, x, g, rstd []F, c int) {
-	parallelFor(len(rstd), rowGrain, rmsNormBackward[F]{dx, dout, x, g, rstd, c})
+	parallelFor(len(rstd), rowGrain, rmsNormBackward[F]{be.impl(), dx, dout, x, g, rstd, c})
 	parallelFor(c, colGrain, rmsNormGain[F]{be.impl(), dg, dout, x, rstd, c})
 }
 
 type rmsNormBackward[F kernels.Float] struct {
+	im                   *gemmImpl
 	dx, dout, x, g, rstd []F
 	c                    int
 }
 
 func (t *rmsNormBackward[F]) run(lo, hi int) {
-	c, g := t.c, t.g
+	c := t.c
 	for i := lo; i < hi; i++ {
 		xi, di := t.x[i*c:i*c+c], t.dout[i*c:i*c+c]
 		r := t.rstd[i]
-		var dot F
-		for j, v := range xi {
-			dot += di[j] * g[j] * v
-		}
-		// mean(dn⊙n) = r·dot/C, and n = x·r, so the correction term is x·r²·dot/C.
-		corr := r * r * dot / F(c)
-		dxi := t.dx[i*c : i*c+c]
-		for j, v := range xi {
-			dxi[j] += r * (di[j]*g[j] - v*corr)
-		}
+		// mean(dn⊙n) = r·dot/C with dot = Σ dout⊙g⊙x, and n = x·r, so the correction term
+		// is x·r²·dot/C.
+		corr := r * r * dot3(t.im, di, t.g, xi) / F(c)
+		normRowBackward(t.im, t.dx[i*c:i*c+c], di, t.g, xi, r, corr)
 	}
 }
 

@@ -17,14 +17,18 @@ var negInf = math.Inf(-1)
 
 // vecKernels are one instruction set's kernels; see the twins below for what each does.
 type vecKernels struct {
-	expShift       func(x []float32, shift float32) float32
-	scaleMax       func(x []float32, s float32) float32
-	scale          func(x []float32, s float32)
-	axpy           func(y, x []float32, a float32)
-	mulAdd         func(y, a, b []float32, s float32)
-	softmaxGrad    func(d, p []float32, dt, s float32)
-	swiGLU         func(out, sig, a, u []float32)
-	swiGLUBackward func(da, du, dout, a, u, sig []float32)
+	expShift        func(x []float32, shift float32) float32
+	scaleMax        func(x []float32, s float32) float32
+	scale           func(x []float32, s float32)
+	axpy            func(y, x []float32, a float32)
+	mulAdd          func(y, a, b []float32, s float32)
+	softmaxGrad     func(d, p []float32, dt, s float32)
+	swiGLU          func(out, sig, a, u []float32)
+	swiGLUBackward  func(da, du, dout, a, u, sig []float32)
+	dot3            func(a, b, c []float32) float32
+	sumSquares      func(x []float32) float32
+	normRow         func(out, x, g []float32, r float32)
+	normRowBackward func(dx, d, g, x []float32, r, corr float32)
 }
 
 // f32 returns s as []float32 when F is float32 and im has vector kernels.
@@ -134,5 +138,62 @@ func swiGLUBackward[F kernels.Float](im *gemmImpl, da, du, dout, a, u, sig []F) 
 		x, s := a[i], sig[i]
 		du[i] += dout[i] * x * s
 		da[i] += dout[i] * u[i] * s * (1 + x*(1-s))
+	}
+}
+
+// dot3 returns Σ a⊙b⊙c, summed in 16 lanes (lane j takes elements j, j+16, ...) that are
+// then added by laneSum: the order of a 16-wide vector, here and in the kernels.
+func dot3[F kernels.Float](im *gemmImpl, a, b, c []F) F {
+	if a32, ok := f32(im, a); ok {
+		return F(im.vec.dot3(a32, as32(b), as32(c)))
+	}
+	var lanes [16]F
+	for i, v := range a {
+		lanes[i%16] += v * b[i] * c[i]
+	}
+	return laneSum(&lanes)
+}
+
+// sumSquares returns Σ x², summed in 16 lanes as dot3 does.
+func sumSquares[F kernels.Float](im *gemmImpl, x []F) F {
+	if x32, ok := f32(im, x); ok {
+		return F(im.vec.sumSquares(x32))
+	}
+	var lanes [16]F
+	for i, v := range x {
+		lanes[i%16] += v * v
+	}
+	return laneSum(&lanes)
+}
+
+// laneSum adds 16 lanes pairwise: lanes 0..7 += 8..15, 0..3 += 4..7, 0,1 += 2,3, 0 += 1.
+func laneSum[F kernels.Float](l *[16]F) F {
+	for w := 8; w >= 1; w /= 2 {
+		for i := range w {
+			l[i] += l[i+w]
+		}
+	}
+	return l[0]
+}
+
+// normRow writes out = x·r⊙g: one row of RMSNorm.
+func normRow[F kernels.Float](im *gemmImpl, out, x, g []F, r F) {
+	if out32, ok := f32(im, out); ok {
+		im.vec.normRow(out32, as32(x), as32(g), float32(r))
+		return
+	}
+	for j, v := range x {
+		out[j] = v * r * g[j]
+	}
+}
+
+// normRowBackward accumulates dx += r·(d⊙g - x·corr): one row of RMSNorm's input gradient.
+func normRowBackward[F kernels.Float](im *gemmImpl, dx, d, g, x []F, r, corr F) {
+	if dx32, ok := f32(im, dx); ok {
+		im.vec.normRowBackward(dx32, as32(d), as32(g), as32(x), float32(r), float32(corr))
+		return
+	}
+	for j, v := range x {
+		dx[j] += r * (d[j]*g[j] - v*corr)
 	}
 }
