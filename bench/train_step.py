@@ -10,8 +10,8 @@ plainly in PyTorch (1.13 has no fused attention).
 usage: train_step.py [STEPS] [THREADS] [SEQ] [D_MODEL]      (defaults 10, 2, 256, 256)
 SEQ and D_MODEL change the sequence length and the width (SwiGLU hidden 3·D_MODEL, still
 4 heads), as herd's BenchmarkTrainStepShapes does.
-Prints the median step time and tokens/s over STEPS steps after 2 warm-up steps, and the
-process's peak resident memory. Set OPENBLAS_NUM_THREADS to THREADS (train_step.sh does).
+Prints the median step time, tokens/s and CPU time of all threads per step over STEPS
+steps after 2 warm-up steps, and the process's peak resident memory. Set OPENBLAS_NUM_THREADS to THREADS (train_step.sh does).
 """
 import resource
 import statistics
@@ -95,9 +95,9 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
     data = torch.randint(0, VOCAB, (BATCH, SEQ + 1))
     tokens, targets = data[:, :-1].contiguous(), data[:, 1:].contiguous()
-    times = []
+    times, cpu = [], []
     for i in range(steps + 2):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         loss = model(tokens, targets)
         loss.backward()
@@ -105,10 +105,11 @@ def main():
         opt.step()
         if i >= 2:
             times.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
     step = statistics.median(times)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(f"pytorch {torch.__version__} threads={threads} seq={SEQ} d_model={D} step_s={step:.4f} "
-          f"tokens_per_s={BATCH * SEQ / step:.0f} peak_mib={peak:.0f} loss={loss.item():.4f}")
+          f"tokens_per_s={BATCH * SEQ / step:.0f} cpu_ms={statistics.median(cpu) * 1e3:.0f} peak_mib={peak:.0f} loss={loss.item():.4f}")
 
 
 if __name__ == "__main__":

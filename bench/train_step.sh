@@ -6,7 +6,8 @@
 #   2. both at 1 thread too: parallel efficiency = tokens/s at THREADS / (THREADS · at 1);
 #   3. step time as seq grows 256 -> 512 -> 1024 and d_model 256 -> 512 -> 1024
 #      (BenchmarkTrainStepShapes; SwiGLU 3·d_model, 4 heads, batch 8);
-#   4. herd's allocations per step and both sides' peak resident memory, per config;
+#   4. herd's allocations per step, both sides' peak resident memory per config, and the
+#      dense step's CPU time (all threads), which a busy machine inflates less than wall time;
 #   5. herd only (no PyTorch reference): the dense config in fp8, the tiny MoE preset in
 #      fp32 and fp8 (BenchmarkTrainStepPrecision).
 #
@@ -77,19 +78,20 @@ def med(key, pattern):
     vals = [float(m[1]) for l in runs(key) if (m := re.search(pattern, l))]
     return statistics.median(vals) if vals else float("nan")
 def torch(key):
-    return med(key, r"tokens_per_s=([\d.]+)"), med(key, r"step_s=([\d.]+)") * 1e3, med(key, r"peak_mib=([\d.]+)")
+    return (med(key, r"tokens_per_s=([\d.]+)"), med(key, r"step_s=([\d.]+)") * 1e3, med(key, r"peak_mib=([\d.]+)"),
+            med(key, r"cpu_ms=([\d.]+)"))
 def herd(key):
     return (med(key, r"([\d.]+) tokens/s"), med(key, r"([\d.]+) ms/step"), med(key, r"([\d.]+) peak-MiB"),
-            med(key, r"(\d+) allocs/op"))
+            med(key, r"(\d+) allocs/op"), med(key, r"([\d.]+) cpu-ms/step"))
 
-print(f"\n1. dense config, {threads} threads, medians")
-print(f"{'':<24} {'tokens/s':>9} {'step ms':>8} {'peak MiB':>9} {'allocs/step':>12}")
+print(f"\n1. dense config, {threads} threads, medians (cpu ms: CPU time of all threads per step)")
+print(f"{'':<24} {'tokens/s':>9} {'step ms':>8} {'cpu ms':>7} {'peak MiB':>9} {'allocs/step':>12}")
 ta, tp, h = torch("dense-active"), torch("dense"), herd("dense")
-print(f"{'PyTorch, OMP spinning':<24} {ta[0]:9.0f} {ta[1]:8.1f} {ta[2]:9.0f}")
-print(f"{'PyTorch, OMP passive':<24} {tp[0]:9.0f} {tp[1]:8.1f} {tp[2]:9.0f}")
-print(f"{'herd':<24} {h[0]:9.0f} {h[1]:8.1f} {h[2]:9.0f} {h[3]:12.0f}")
+print(f"{'PyTorch, OMP spinning':<24} {ta[0]:9.0f} {ta[1]:8.1f} {ta[3]:7.0f} {ta[2]:9.0f}")
+print(f"{'PyTorch, OMP passive':<24} {tp[0]:9.0f} {tp[1]:8.1f} {tp[3]:7.0f} {tp[2]:9.0f}")
+print(f"{'herd':<24} {h[0]:9.0f} {h[1]:8.1f} {h[4]:7.0f} {h[2]:9.0f} {h[3]:12.0f}")
 best = max(ta[0], tp[0])
-print(f"herd / best PyTorch: {h[0] / best:.2f}")
+print(f"herd / best PyTorch: {h[0] / best:.2f} tokens/s; PyTorch passive / herd: {tp[3] / h[4]:.2f} CPU time per step")
 
 if threads > 1:
     print(f"\n2. threads, dense config (parallel efficiency = tokens/s at {threads} / ({threads} x at 1))")
@@ -106,5 +108,5 @@ for key, label in (("dense", "256 x 256"), ("seq512", "512 x 256"), ("seq1024", 
 print(f"\n4. herd only, {threads} threads: step ms (tokens/s), peak MiB, allocations per step")
 for key in ("dense", "dense-fp8", "tiny-fp32", "tiny-fp8"):
     hh = herd(key)
-    print(f"{key if key != 'dense' else 'dense-fp32':<12} {hh[1]:8.0f} ({hh[0]:6.0f}) {hh[2]:8.0f} {hh[3]:7.0f}")
+    print(f"{key if key != 'dense' else 'dense-fp32':<12} {hh[1]:8.0f} ({hh[0]:6.0f}) {hh[2]:8.0f} {hh[3]:7.0f}   cpu ms {hh[4]:.0f}")
 PY
