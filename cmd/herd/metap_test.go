@@ -91,7 +91,7 @@ metap: {mode: sp}
 		t.Fatal(err)
 	}
 	pngPath := filepath.Join(dir, "coord.png")
-	args := []string{"metap", "coord-check", path, "--widths", "32,64", "--steps", "2", "--batch", "1", "--seq-len", "8", "--png", pngPath}
+	args := []string{"metap", "coord-check", path, "--widths", "32,64", "--steps", "2", "--seeds", "1", "--batch", "1", "--seq-len", "8", "--png", pngPath}
 
 	// sp grows with width: the gate fails, as an internal error (not the user's config).
 	out, err := herdOut(t, args...)
