@@ -13,10 +13,10 @@ import (
 // BenchmarkAllReduce reports the bus bandwidth (2(W-1)/W × bytes per call / time, the
 // bytes each link carries, as NCCL's tests define it) of the ring and the tree all-reduce
 // at world 2 and 4, and its ratio to a raw TCP stream over loopback measured in the same
-// run: how much of the link gRPC and the algorithm leave unused. On a shared machine the
-// wall-clock figures swing with other load, so it also reports the bytes carried over
-// all links per CPU-second of the process (cpuGB/s; every rank runs in it) beside the TCP
-// stream's, and their ratio: the cost per byte, whatever the load.
+// run: how much of the link the transport and the algorithm leave unused. On a shared
+// machine the wall-clock figures swing with other load, so it also reports the bytes
+// carried over all links per CPU-second of the process (cpuGB/s; every rank runs in it)
+// beside the TCP stream's, and their ratio: the cost per byte, whatever the load.
 func BenchmarkAllReduce(b *testing.B) {
 	for _, world := range []int{2, 4} {
 		for _, mb := range []int{1, 16, 256} {

@@ -398,24 +398,12 @@ func (c *call) timeout(q int) error {
 	return c.fail(q, fmt.Errorf("no answer within %v: %w", c.g.opts.Timeout, context.DeadlineExceeded))
 }
 
-// send queues a copy of payload for rank to.
+// send queues a copy of payload for rank to, on the gRPC stream. Like every send it
+// never blocks, so no order of sends and receives between ranks can deadlock.
 func (c *call) send(to int, payload []byte) error {
-	f := c.frame(len(payload))
-	copy((*f)[8:], payload)
-	return c.sendFrame(to, f)
-}
-
-// frame takes a pooled frame of n payload bytes for the caller to fill ((*f)[8:]) and pass
-// to sendFrame: encoding straight into the frame saves a copy.
-func (c *call) frame(n int) *[]byte {
-	f := pool.Get(8 + n)
+	f := pool.Get(8 + len(payload))
 	putSeq(*f, c.tag())
-	return f
-}
-
-// sendFrame queues f for rank to. It never blocks, so no order of sends and receives
-// between ranks can deadlock.
-func (c *call) sendFrame(to int, f *[]byte) error {
+	copy((*f)[8:], payload)
 	p := c.g.peers[to]
 	if err := p.out.push(f); err != nil {
 		return c.fail(to, err)

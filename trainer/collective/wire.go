@@ -6,8 +6,9 @@ package collective
 //	service Collective { rpc Send(stream Frame) returns (Empty); }
 //
 // A Frame is raw bytes: an 8-byte little-endian collective sequence number, then the
-// payload (float32 or bfloat16 values, little-endian, or an opaque blob). One client
-// stream per ordered pair of ranks carries every frame from one rank to another, in order.
+// payload (an all-gather's blob). One client stream per ordered pair of ranks carries the
+// small frames from one rank to another, in order; the values of all-reduces and
+// broadcasts go on the bulk links (bulk.go).
 
 import (
 	"fmt"
