@@ -50,6 +50,10 @@ type FP8 struct {
 	Margin  int    `yaml:"margin" json:"margin"`   // scale = fp8_max / amax / 2^margin; default 0; >= 0
 	Pow2    bool   `yaml:"pow2" json:"pow2"`       // round scales down to powers of two; default false
 	Amax    string `yaml:"amax" json:"amax"`       // delayed: the history's max | most_recent amax sets the scale; default max
+	// GradFP32 keeps the output gradients in float32 in the backward GEMMs (TE's
+	// override_linear_precision for dgrad and wgrad); default false. omitempty keeps the
+	// hash of configs written before it.
+	GradFP32 bool `yaml:"grad_fp32" json:"grad_fp32,omitempty"`
 }
 
 // Optim is AdamW with global-norm clipping.
