@@ -16,7 +16,7 @@ type tensor struct {
 // float32, and the result is scaled back by the product of the inverse scales.
 //
 //	forward   y  = s·x·wᵀ       x, w in E4M3
-//	backward  dx = s·dy·w       dy in E5M2, w the forward's E4M3 copy
+//	backward  dx = s·dy·w       dy in E5M2 (float32 with Config.GradFP32), w the forward's E4M3 copy
 //	          dw += s·dyᵀ·x     x the forward's E4M3 copy
 //
 // Shapes are those of torch.nn.Linear: x [n, in], w [out, in], y and dy [n, out]; s is the
@@ -132,8 +132,13 @@ func (l *Linear) Backward(dx, dw, dy []float32, s float32, accumulate bool) {
 		return
 	}
 	be := l.sc.be
-	dyv := l.sc.workspace(0, n*out)
-	gInv := l.grad.quantize(nil, dyv, dy[:n*out])
+	dyv, gInv := dy[:n*out], float32(1)
+	if l.sc.cfg.GradFP32 {
+		l.grad.observe(dyv)
+	} else {
+		dyv = l.sc.workspace(0, n*out)
+		gInv = l.grad.quantize(nil, dyv, dy[:n*out])
+	}
 	if dx != nil {
 		wv := l.sc.workspace(1, out*in)
 		Dequantize(wv, l.wq.codes, s*gInv*l.wq.scaleInv, E4M3)

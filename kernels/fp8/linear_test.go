@@ -1,8 +1,10 @@
 package fp8
 
 import (
+	"errors"
 	"math"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -319,5 +321,44 @@ func TestLinearQuantizesWeightOncePerStep(t *testing.T) {
 				t.Fatalf("after %s: y[%d] = %g, want 2·%g from the doubled weight", step.name, i, got[i], before[i])
 			}
 		}
+	}
+}
+
+// With GradFP32 the backward GEMMs take the float32 output gradient as it is, against the
+// forward's E4M3 weight and input, and an Inf in it still fails Check.
+func TestLinearGradFP32(t *testing.T) {
+	p := newProblem(32, 24, 16)
+	s := newScaling(t, Config{Recipe: Delayed, History: 4, GradFP32: true})
+	l := s.Linear("w")
+	y := make([]float32, p.n*p.out)
+	dx, dw := make([]float32, p.n*p.in), make([]float32, p.out*p.in)
+	l.Forward(y, p.x, p.w, p.s, p.n, p.in, p.out)
+	l.Backward(dx, dw, p.dy, p.s, false)
+
+	be := cpu.New[float32]()
+	wv, xv := make([]float32, p.out*p.in), make([]float32, p.n*p.in)
+	Dequantize(wv, l.wq.codes, p.s*l.wq.scaleInv, E4M3)
+	Dequantize(xv, l.x.codes, p.s*l.x.scaleInv, E4M3)
+	wantDx, wantDw := make([]float32, p.n*p.in), make([]float32, p.out*p.in)
+	be.MatMul(wantDx, p.dy, wv, p.n, p.out, p.in, false, false, false)
+	be.MatMul(wantDw, p.dy, xv, p.out, p.n, p.in, true, false, true)
+	for i := range wantDx {
+		if math.Float32bits(dx[i]) != math.Float32bits(wantDx[i]) {
+			t.Fatalf("dx[%d] = %g, want %g from the float32 dy", i, dx[i], wantDx[i])
+		}
+	}
+	for i := range wantDw {
+		if math.Float32bits(dw[i]) != math.Float32bits(wantDw[i]) {
+			t.Fatalf("dw[%d] = %g, want %g from the float32 dy", i, dw[i], wantDw[i])
+		}
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	dy := append([]float32(nil), p.dy...)
+	dy[3] = float32(math.Inf(1))
+	l.Backward(dx, dw, dy, p.s, false)
+	if err := s.Check(); !errors.Is(err, ErrNonFinite) || !strings.Contains(err.Error(), "w.grad") {
+		t.Fatalf("Check after an Inf gradient: %v, want ErrNonFinite naming w.grad", err)
 	}
 }

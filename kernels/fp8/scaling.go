@@ -30,6 +30,11 @@ type Config struct {
 	Amax    string // delayed: AmaxMax or AmaxMostRecent; "" means AmaxMax
 	Margin  int    // scale = (fp8_max / amax) / 2^margin; >= 0 leaves headroom for growth
 	Pow2    bool   // round every scale down to a power of two, so scaling is exact
+	// GradFP32 keeps the output gradients in float32 in both backward GEMMs, as Transformer
+	// Engine's override_linear_precision does for dgrad and wgrad: per-tensor E5M2
+	// gradients are what costs small models their loss parity (docs/fp8.md). Their amax is
+	// still recorded, so Check still stops a step whose gradients overflowed.
+	GradFP32 bool
 }
 
 // Validate reports the first bad key as a user error located at its key path.
@@ -123,6 +128,13 @@ func (s *Scaler) quantize(codes []uint8, vals, src []float32) float32 {
 		s.amax = maxAmax(s.amax, amax)
 	}
 	return 1 / scale
+}
+
+// observe records src's amax, as quantizing it would, without quantizing it.
+func (s *Scaler) observe(src []float32) {
+	if !s.owner.frozen {
+		s.amax = maxAmax(s.amax, Amax(src))
+	}
 }
 
 // maxAmax is max for amaxes that keeps NaN (see Amax).
