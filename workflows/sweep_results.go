@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"cmp"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -225,92 +224,6 @@ func (p SweepProgress) WritePNG(w io.Writer) (bool, error) {
 	return true, writePanels(w, [][]*plot.Plot{panels})
 }
 
-// WriteLRCurves draws, for a sweep over train.optim.lr, the final metric against log2 of
-// the learning rate: one line per combination of the other swept values, one panel per
-// value of metap.mode when it is swept. It returns false when the LR is not swept.
-func (p SweepProgress) WriteLRCurves(w io.Writer) (bool, error) {
-	if !slices.Contains(p.keys(), LRKey) {
-		return false, nil
-	}
-	curves := map[string]map[string]plotter.XYs{} // panel -> line -> points
-	for _, t := range p.Trials {
-		if t.State != TrialCompleted {
-			continue
-		}
-		s, _ := t.param(LRKey)
-		lr, err := strconv.ParseFloat(s, 64)
-		if err != nil || lr <= 0 {
-			continue
-		}
-		panel, _ := t.param("metap.mode")
-		var rest []string
-		for _, kv := range t.Params {
-			if k, _, _ := strings.Cut(kv, "="); k != LRKey && k != "metap.mode" {
-				rest = append(rest, kv)
-			}
-		}
-		line := strings.Join(rest, " ")
-		if curves[panel] == nil {
-			curves[panel] = map[string]plotter.XYs{}
-		}
-		curves[panel][line] = append(curves[panel][line], plotter.XY{X: math.Log2(lr), Y: t.Final})
-	}
-	var panels []*plot.Plot
-	for _, name := range sortedKeys(curves) {
-		pl := plot.New()
-		pl.Title.Text = fmt.Sprintf("%s: %s against log2 lr %s", p.Name, p.Metric, name)
-		pl.X.Label.Text, pl.Y.Label.Text = "log2 lr", p.Metric
-		pl.Legend.Top = true
-		lines := sortedKeys(curves[name])
-		slices.SortStableFunc(lines, byNumbers) // d_model=64 before d_model=128
-		for i, l := range lines {
-			xys := curves[name][l]
-			slices.SortFunc(xys, func(a, b plotter.XY) int { return int(math.Copysign(1, a.X-b.X)) })
-			ln, pts, err := plotter.NewLinePoints(xys)
-			if err != nil {
-				return false, err
-			}
-			shade := uint8(220 - 200*i/max(1, len(lines)-1))
-			ln.Color, pts.Color = color.RGBA{R: shade, G: shade, B: 255, A: 255}, color.RGBA{R: shade, G: shade, B: 255, A: 255}
-			ln.Width = vg.Points(1.5)
-			pl.Add(ln, pts)
-			pl.Legend.Add(l, ln)
-		}
-		panels = append(panels, pl)
-	}
-	if len(panels) == 0 {
-		return false, nil
-	}
-	return true, writePanels(w, [][]*plot.Plot{panels})
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-// byNumbers orders "k=v ..." labels by their values, numerically where both parse.
-func byNumbers(a, b string) int {
-	as, bs := strings.Fields(a), strings.Fields(b)
-	for i := range min(len(as), len(bs)) {
-		_, x, _ := strings.Cut(as[i], "=")
-		_, y, _ := strings.Cut(bs[i], "=")
-		fx, ex := strconv.ParseFloat(x, 64)
-		fy, ey := strconv.ParseFloat(y, 64)
-		switch {
-		case ex == nil && ey == nil && fx != fy:
-			return cmp.Compare(fx, fy)
-		case x != y:
-			return strings.Compare(x, y)
-		}
-	}
-	return cmp.Compare(len(as), len(bs))
-}
-
 // logAxis reports whether x values are all positive and span at least 8x.
 func logAxis(xys plotter.XYs) bool {
 	lo, hi := math.Inf(1), 0.0
@@ -334,14 +247,35 @@ func octaves(lo, hi float64) []plot.Tick {
 	return ticks
 }
 
-func writePanels(w io.Writer, panels [][]*plot.Plot) error {
+// writePanels draws the panels, rows of equal length, side by side in one PNG, and under
+// them the legend columns, left to right: a legend outside the panels hides no data.
+func writePanels(w io.Writer, panels [][]*plot.Plot, legend ...plot.Legend) error {
 	const side = 5 * vg.Inch
-	cols := len(panels[0])
-	img := vgimg.New(side*vg.Length(cols), side)
-	tiles := draw.Tiles{Rows: 1, Cols: cols, PadX: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2}
-	canvases := plot.Align(panels, tiles, draw.New(img))
-	for i, pl := range panels[0] {
-		pl.Draw(canvases[0][i])
+	rows, cols := len(panels), len(panels[0])
+	strip := vg.Length(0)
+	probe := draw.New(vgimg.New(side, side))
+	for i := range legend {
+		strip = max(strip, legend[i].Rectangle(probe).Size().Y*5/4+8*vg.Millimeter)
+	}
+	width, height := side*vg.Length(cols), side*vg.Length(rows)
+	img := vgimg.New(width, height+strip)
+	dc := draw.New(img)
+	top := draw.Crop(dc, 0, 0, strip, 0)
+	tiles := draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Millimeter * 4, PadY: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2}
+	canvases := plot.Align(panels, tiles, top)
+	for r := range panels {
+		for i, pl := range panels[r] {
+			pl.Draw(canvases[r][i])
+		}
+	}
+	for i := range legend {
+		c := draw.Canvas{Canvas: dc, Rectangle: vg.Rectangle{
+			Min: vg.Point{X: width * vg.Length(i) / vg.Length(len(legend)), Y: 0},
+			Max: vg.Point{X: width * vg.Length(i+1) / vg.Length(len(legend)), Y: strip - 2*vg.Millimeter},
+		}}
+		legend[i].Top, legend[i].Left = true, true
+		legend[i].XOffs = 10 * vg.Millimeter
+		legend[i].Draw(c)
 	}
 	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w); err != nil {
 		return fmt.Errorf("writing the PNG: %w", err)

@@ -28,8 +28,11 @@ func newSweepCmd() *cobra.Command {
 		Short: "Search hyperparameters as a durable workflow: trials as runs, ASHA early stopping, MetaP transfer",
 		Long: "Start (or attach to) the sweep the file describes and follow it to its end, then write\n" +
 			"its results: trials.csv and trials.parquet (every trial's values and metrics),\n" +
-			"metric.png (the metric against each parameter) and, for a\n" +
-			"sweep over train.optim.lr, lr.png. `herd sweep status NAME` shows a sweep;\n" +
+			"metric.png (the metric against each parameter) and, for a sweep over\n" +
+			"train.optim.lr, lr.png (the metric against log2 LR, one curve per value of the\n" +
+			"key with the most values, one panel per value of the others, optima ringed) and\n" +
+			"optimal_lr.csv (each curve's best LR and each panel's octave shift, also printed).\n" +
+			"`herd sweep status NAME` shows a sweep;\n" +
 			"`herd stop NAME` stops it; `herd resume NAME` continues it after a crash.",
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -79,9 +82,10 @@ func newSweepCmd() *cobra.Command {
 				return err
 			}
 			if jsonOut {
-				return printJSON(c.OutOrStdout(), map[string]any{"sweep": p, "files": files})
+				return printJSON(c.OutOrStdout(), map[string]any{"sweep": p, "files": files, "optimal_lr": p.OptimalLRs()})
 			}
 			printSweep(c.OutOrStdout(), p)
+			p.PrintOptimalLR(c.OutOrStdout())
 			fmt.Fprintf(c.OutOrStdout(), "results: %s\n", strings.Join(files, ", "))
 			return nil
 		},
@@ -167,7 +171,8 @@ func printSweep(w io.Writer, p workflows.SweepProgress) {
 	}
 }
 
-// writeSweepResults writes trials.csv, trials.parquet, metric.png and lr.png (where they apply) to dir.
+// writeSweepResults writes trials.csv, trials.parquet, metric.png, lr.png and optimal_lr.csv
+// (where they apply) to dir.
 func writeSweepResults(p workflows.SweepProgress, dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("results folder: %w", err)
@@ -181,6 +186,7 @@ func writeSweepResults(p workflows.SweepProgress, dir string) ([]string, error) 
 		{"trials.parquet", func(w io.Writer) (bool, error) { return true, p.WriteParquet(w) }},
 		{"metric.png", p.WritePNG},
 		{"lr.png", p.WriteLRCurves},
+		{"optimal_lr.csv", p.WriteOptimalLR},
 	} {
 		path := filepath.Join(dir, r.name)
 		f, err := os.Create(path)

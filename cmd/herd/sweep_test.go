@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -45,8 +46,9 @@ func TestSweepCommand(t *testing.T) {
 	}
 	stdout, stderr, status := herd(t, dir, "sweep", "s.yaml", "--json", "--out", "res")
 	var out struct {
-		Sweep workflows.SweepProgress `json:"sweep"`
-		Files []string                `json:"files"`
+		Sweep     workflows.SweepProgress `json:"sweep"`
+		Files     []string                `json:"files"`
+		OptimalLR []workflows.OptimalLR   `json:"optimal_lr"`
 	}
 	if status != 0 || json.Unmarshal([]byte(stdout), &out) != nil {
 		t.Fatalf("herd sweep: status %d\n%s%s", status, stdout, stderr)
@@ -54,11 +56,16 @@ func TestSweepCommand(t *testing.T) {
 	if p := out.Sweep; p.State != workflows.StateCompleted || p.Best < 0 || len(p.Trials) != 2 {
 		t.Fatalf("sweep ended %+v", p)
 	}
+	best := out.Sweep.Trials[out.Sweep.Best]
+	lr, _ := strconv.ParseFloat(strings.TrimPrefix(best.Params[0], "train.optim.lr="), 64)
+	if len(out.OptimalLR) != 1 || out.OptimalLR[0].Metric != best.Final || out.OptimalLR[0].LR != lr {
+		t.Fatalf("optimal LR %+v, want the best trial's %v %g", out.OptimalLR, best.Params, best.Final)
+	}
 	var names []string
 	for _, f := range out.Files {
 		names = append(names, filepath.Base(f))
 	}
-	if want := []string{"trials.csv", "trials.parquet", "metric.png", "lr.png"}; !slices.Equal(names, want) {
+	if want := []string{"trials.csv", "trials.parquet", "metric.png", "lr.png", "optimal_lr.csv"}; !slices.Equal(names, want) {
 		t.Fatalf("results %v, want %v", out.Files, want)
 	}
 	pq, err := os.ReadFile(filepath.Join(dir, "res", "trials.parquet"))

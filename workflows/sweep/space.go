@@ -317,3 +317,20 @@ func (s *Sweep) asha(a *ASHA, loc func(string) string) error {
 	}
 	return nil
 }
+
+// Fields splits a swept value written as a flow mapping ("{d_model: 64, n_heads: 2}")
+// into its keys and values in the order written, each value as a --set value, so that
+// results can name a mapping by the keys that vary rather than by the whole mapping. It
+// returns false for any other value.
+func Fields(value string) ([][2]string, bool) {
+	var n yaml.Node
+	if yaml.Unmarshal([]byte(value), &n) != nil || len(n.Content) != 1 || n.Content[0].Kind != yaml.MappingNode {
+		return nil, false
+	}
+	m := n.Content[0]
+	out := make([][2]string, 0, len(m.Content)/2)
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		out = append(out, [2]string{m.Content[i].Value, scalar(m.Content[i+1])})
+	}
+	return out, true
+}

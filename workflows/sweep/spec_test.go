@@ -186,6 +186,27 @@ func TestExampleMetaPTransfer(t *testing.T) {
 	}
 }
 
+// The depth family of the transfer experiment stays valid: 3 depths x 11 octaves under
+// metap, every trial at width 128 with metap.base the 2-layer model.
+func TestExampleMetaPTransferDepth(t *testing.T) {
+	s, err := Load("../../examples/metap-transfer-depth.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Trials) != 33 || s.Metric != "eval_loss" {
+		t.Fatalf("%d trials, metric %s", len(s.Trials), s.Metric)
+	}
+	first, last := s.Trials[0].Config, s.Trials[32].Config
+	if first.Model.NLayers != 2 || first.Train.Optim.LR != 0.00006103515625 || last.Model.NLayers != 8 || last.Train.Optim.LR != 0.0625 {
+		t.Fatalf("first trial: %d layers lr %g; last: %d layers lr %g", first.Model.NLayers, first.Train.Optim.LR, last.Model.NLayers, last.Train.Optim.LR)
+	}
+	for _, tr := range s.Trials {
+		if c := tr.Config; c.Model.DModel != 128 || c.MetaP.Mode != "metap" || c.MetaP.Base.NLayers != 2 {
+			t.Fatalf("trial %d (%v): d_model %d, mode %s, metap.base.n_layers %d", tr.Index, tr.Params, c.Model.DModel, c.MetaP.Mode, c.MetaP.Base.NLayers)
+		}
+	}
+}
+
 // The ASHA example and its baseline sweep the same 27 trials; only ASHA differs.
 func TestExampleASHA(t *testing.T) {
 	a, err := Load("../../examples/asha.yaml")
