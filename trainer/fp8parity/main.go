@@ -37,7 +37,7 @@ type Curve struct {
 	Sets      []string `json:"sets"`
 	Precision string   `json:"precision"`
 	// Label names the run in plots: the precision and, for fp8, the scaling recipe
-	// ("fp8 delayed h1024 m2", "fp8 current").
+	// ("fp8 delayed h1024 m2", "fp8 current grad_fp32").
 	Label     string    `json:"label"`
 	Loss      []float64 `json:"loss"`       // training loss of every step
 	EvalSteps []int64   `json:"eval_steps"` // steps after which an evaluation ran
@@ -116,6 +116,9 @@ func train(path string, set []string, out string) error {
 		c.Label += " " + f.Recipe
 		if f.Recipe == "delayed" {
 			c.Label += fmt.Sprintf(" h%d m%d", f.History, f.Margin)
+		}
+		if f.GradFP32 {
+			c.Label += " grad_fp32"
 		}
 	}
 	save := func() error {
