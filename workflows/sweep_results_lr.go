@@ -87,9 +87,8 @@ func (p SweepProgress) lrPanels() []lrPanel {
 		if t.State != TrialCompleted || err != nil || lr <= 0 || math.IsNaN(t.Final) || math.IsInf(t.Final, 0) {
 			continue
 		}
-		var pl, po []string
+		var pl, po, co []string // panel label parts and order, curve order
 		var cl string
-		var co []string
 		for _, k := range keys {
 			v, _ := t.param(k)
 			switch k {
