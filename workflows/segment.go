@@ -42,6 +42,11 @@ type Activities struct {
 	// Ranks is how many ranks of data-parallel groups this worker takes at once (see
 	// ReserveRank); 0 = none.
 	Ranks int
+	// Segments is how many one-rank segments (runs, sweep trials) this worker trains at
+	// once; 0 = one. A segment's kernels use every core, so more pays only where one
+	// model is too small to keep the cores busy: the trials of a sweep over a small proxy.
+	// The results do not depend on it.
+	Segments int
 	// Listen is the host its collective listeners bind; "" = 127.0.0.1. Any other
 	// address needs Collective.TLS and Collective.Token.
 	Listen string

@@ -79,9 +79,13 @@ func FollowSweep(ctx context.Context, c client.Client, name string, every time.D
 }
 
 // SweepLocal is `herd sweep` without --temporal: the embedded server (or the process
-// already serving stateDir), a worker in this process, the sweep submitted or attached to
-// and followed to its end.
+// already serving stateDir), a worker in this process that trains the sweep's
+// max_concurrent trials side by side (unless acts.Segments says otherwise), the sweep
+// submitted or attached to and followed to its end.
 func SweepLocal(ctx context.Context, stateDir string, in SweepInput, acts *Activities, show func(SweepProgress)) (SweepProgress, error) {
+	if acts != nil && acts.Segments == 0 {
+		acts.Segments = in.MaxConcurrent // the sweep's trials train side by side in this process
+	}
 	l, err := StartLocal(stateDir, TaskQueue, acts)
 	if err != nil {
 		return SweepProgress{}, err

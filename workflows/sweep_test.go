@@ -54,13 +54,18 @@ func runSweep(t *testing.T, c client.Client, in SweepInput) SweepProgress {
 }
 
 // ASHA over four learning rates: trials stop at rungs, holding no worker, and the sweep
-// spends fewer steps than the grid. Run twice, one trial at a time and two at a time,
-// the decisions and every metric are identical: they depend on the metrics, never on
-// which trial reached a rung first. Continuing as new after every leg changes nothing.
+// spends fewer steps than the grid. Run twice, one trial at a time and two at a time (on
+// a worker that trains two segments at once), the decisions and every metric are
+// identical: they depend on the metrics, never on which trial reached a rung first.
+// Continuing as new after every leg changes nothing.
 func TestSweepASHA(t *testing.T) {
 	srv := startServer(t)
 	c := dialTest(t, srv.Addr())
-	inProcessWorker(t, c)
+	w := NewWorker(c, TaskQueue, &Activities{Segments: 2})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
 	const space = `space: {train.optim.lr: {values: [3.0e-2, 1.0e-3, 1.0e-2, 3.0e-3]}}
 metric: loss
 asha: {rungs: [6, 12], reduction_factor: 2}

@@ -48,7 +48,8 @@ func devices() string {
 }
 
 // NewWorker builds a worker that runs TrainRun workflows and TrainSegment activities from
-// queue. It runs one segment at a time: a segment uses every core (or the GPU) it has.
+// queue. It trains acts.Segments segments at once (one if unset): a segment uses every
+// core (or the GPU) it has.
 // With acts.Ranks > 0 it also reserves ranks of data-parallel groups and trains them on
 // a queue of its own (see ReserveRank).
 func NewWorker(c client.Client, queue string, acts *Activities) worker.Worker {
@@ -57,7 +58,7 @@ func NewWorker(c client.Client, queue string, acts *Activities) worker.Worker {
 	}
 	w := worker.New(c, queue, worker.Options{
 		Identity:                           acts.Identity,
-		MaxConcurrentActivityExecutionSize: 1,
+		MaxConcurrentActivityExecutionSize: max(acts.Segments, 1),
 		// On Stop, a segment ends at its next step boundary and commits a checkpoint;
 		// this is how long that may take before the SDK cancels it anyway.
 		WorkerStopTimeout: 5 * time.Minute,

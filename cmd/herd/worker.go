@@ -22,6 +22,7 @@ func newWorkerCmd() *cobra.Command {
 	var (
 		tf                temporalFlags
 		ranks             int
+		segments          int
 		listen            string
 		certFile, keyFile string
 		caFile            string
@@ -54,6 +55,9 @@ func newWorkerCmd() *cobra.Command {
 			if ranks < 0 {
 				return usererr.New("--ranks", "%d ranks; give 0 (take no ranks) or more", ranks)
 			}
+			if segments < 1 {
+				return usererr.New("--segments", "%d segments; give 1 or more", segments)
+			}
 			coll, err := collectiveOptions(certFile, keyFile, caFile)
 			if err != nil {
 				return err
@@ -64,7 +68,7 @@ func newWorkerCmd() *cobra.Command {
 				return err
 			}
 			defer stopMetrics()
-			acts := &workflows.Activities{Identity: workflows.Identity(tf.queue), Ranks: ranks, Listen: listen, Collective: coll, Metrics: rec}
+			acts := &workflows.Activities{Identity: workflows.Identity(tf.queue), Ranks: ranks, Segments: segments, Listen: listen, Collective: coll, Metrics: rec}
 			out := c.ErrOrStderr()
 			fmt.Fprintf(out, "worker %s on %s, queue %s, %d rank slot(s) listening on %s\n", acts.Identity, addr, tf.queue, ranks, listen)
 			switch h, err := gpu.List(); {
@@ -82,6 +86,7 @@ func newWorkerCmd() *cobra.Command {
 	}
 	tf.register(c)
 	mf.register(c)
+	c.Flags().IntVar(&segments, "segments", 1, "one-rank segments (runs, sweep trials) trained at once; more than 1 pays for models too small to use every core")
 	c.Flags().IntVar(&ranks, "ranks", 1, "ranks of data-parallel runs this worker takes at once (0 = none)")
 	c.Flags().StringVar(&listen, "listen", "127.0.0.1", "host or IP the ranks' collective listeners bind (other hosts must reach it)")
 	c.Flags().StringVar(&certFile, "tls-cert", "", "PEM certificate of this worker's collective listeners and dials")
