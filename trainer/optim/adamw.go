@@ -10,10 +10,9 @@ package optim
 import (
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
 
 	"github.com/herdml/herd/kernels"
+	"github.com/herdml/herd/kernels/cpu"
 )
 
 // Group is one tensor's span of the flat buffers and its hyperparameters.
@@ -41,6 +40,10 @@ type AdamW[F kernels.Float] struct {
 	Groups       []Group
 	M, V         []float32 // first and second moments, same layout as the parameters
 	T            int64     // updates applied so far; the bias correction uses T+1 next
+
+	// spans are Groups cut into blocks once, by New, so that Step allocates nothing: a
+	// group's LR, weight decay and eps may change between steps, its offset and size not.
+	spans []span
 }
 
 // New returns an AdamW over total elements with zero moments. Groups must be disjoint and
@@ -51,63 +54,61 @@ func New[F kernels.Float](total int, groups []Group, beta1, beta2 float64) (*Ada
 			return nil, fmt.Errorf("optim: group %s [%d, %d) outside the %d-element buffer", g.Name, g.Offset, g.Offset+g.Size, total)
 		}
 	}
-	return &AdamW[F]{Beta1: beta1, Beta2: beta2, Groups: groups, M: make([]float32, total), V: make([]float32, total)}, nil
+	return &AdamW[F]{Beta1: beta1, Beta2: beta2, Groups: groups, M: make([]float32, total), V: make([]float32, total), spans: cut(groups)}, nil
 }
 
 // Step applies one update to params from grads, with every group's LR multiplied by
-// lrFactor (the schedule's value for this step).
+// lrFactor (the schedule's value for this step). It allocates nothing: the blocks were cut
+// by New and run on kernels/cpu's worker pool.
 func (o *AdamW[F]) Step(params, grads []F, lrFactor float64) {
 	o.T++
-	bc1 := 1 - math.Pow(o.Beta1, float64(o.T))
-	bc2 := 1 - math.Pow(o.Beta2, float64(o.T))
-	b1, b2 := o.Beta1, o.Beta2
-	forBlocks(o.Groups, func(g Group, lo, hi int) {
-		lr := g.LR * lrFactor
-		decay := 1 - lr*g.WeightDecay
-		for i := lo; i < hi; i++ {
-			gr := float64(grads[i])
-			m := b1*float64(o.M[i]) + (1-b1)*gr
-			v := b2*float64(o.V[i]) + (1-b2)*gr*gr
-			o.M[i], o.V[i] = float32(m), float32(v)
-			p := float64(params[i]) * decay
-			params[i] = F(p - lr*(m/bc1)/(math.Sqrt(v/bc2)+g.Eps))
-		}
+	cpu.ParallelFor(len(o.spans), 1, adamTask[F]{
+		o: o, params: params, grads: grads, lrFactor: lrFactor,
+		bc1: 1 - math.Pow(o.Beta1, float64(o.T)),
+		bc2: 1 - math.Pow(o.Beta2, float64(o.T)),
 	})
+}
+
+// adamTask is one Step's loop over o.spans, a value rather than a closure so that handing
+// it to the pool allocates nothing.
+type adamTask[F kernels.Float] struct {
+	o                  *AdamW[F]
+	params, grads      []F
+	lrFactor, bc1, bc2 float64
+}
+
+// Run updates the elements of spans [lo, hi).
+func (t adamTask[F]) Run(lo, hi int) {
+	b1, b2 := t.o.Beta1, t.o.Beta2
+	for _, s := range t.o.spans[lo:hi] {
+		g := t.o.Groups[s.g]
+		lr := g.LR * t.lrFactor
+		decay := 1 - lr*g.WeightDecay
+		for i := s.lo; i < s.hi; i++ {
+			gr := float64(t.grads[i])
+			m := b1*float64(t.o.M[i]) + (1-b1)*gr
+			v := b2*float64(t.o.V[i]) + (1-b2)*gr*gr
+			t.o.M[i], t.o.V[i] = float32(m), float32(v)
+			p := float64(t.params[i]) * decay
+			t.params[i] = F(p - lr*(m/t.bc1)/(math.Sqrt(v/t.bc2)+g.Eps))
+		}
+	}
 }
 
 // block is the unit of parallel work in elements; fixed so that the split of a reduction
 // never depends on the number of threads.
 const block = 1 << 16
 
-// forBlocks calls body on every group's elements in spans of at most block elements,
-// spread over GOMAXPROCS goroutines. body must touch only elements in [lo, hi).
-func forBlocks(groups []Group, body func(g Group, lo, hi int)) {
-	type span struct {
-		g      int
-		lo, hi int
-	}
+// span is a piece of at most block elements of one group: [lo, hi) of Groups[g].
+type span struct{ g, lo, hi int }
+
+// cut splits every group into spans of at most block elements.
+func cut(groups []Group) []span {
 	var spans []span
 	for gi, g := range groups {
 		for lo := g.Offset; lo < g.Offset+g.Size; lo += block {
 			spans = append(spans, span{gi, lo, min(lo+block, g.Offset+g.Size)})
 		}
 	}
-	workers := min(runtime.GOMAXPROCS(0), len(spans))
-	if workers <= 1 {
-		for _, s := range spans {
-			body(groups[s.g], s.lo, s.hi)
-		}
-		return
-	}
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(spans); i += workers {
-				body(groups[spans[i].g], spans[i].lo, spans[i].hi)
-			}
-		}()
-	}
-	wg.Wait()
+	return spans
 }

@@ -4,24 +4,46 @@ import (
 	"math"
 
 	"github.com/herdml/herd/kernels"
+	"github.com/herdml/herd/kernels/cpu"
 )
 
 // GradNorm is the L2 norm of grads. Each block of elements is summed in float64 and the
 // block sums are added in order, so the result is the same bits on any number of threads.
+// The block sums live in recycled scratch, so that a training step allocates nothing.
 func GradNorm[F kernels.Float](grads []F) float64 {
-	sums := make([]float64, (len(grads)+block-1)/block)
-	forBlocks([]Group{{Size: len(grads)}}, func(_ Group, lo, hi int) {
-		var s float64
-		for _, g := range grads[lo:hi] {
-			s += float64(g) * float64(g)
-		}
-		sums[lo/block] = s
-	})
+	n := (len(grads) + block - 1) / block
+	scratch := cpu.Take[blockSums]()
+	if cap(*scratch) < n {
+		*scratch = make(blockSums, n)
+	}
+	sums := (*scratch)[:n]
+	cpu.ParallelFor(n, 1, normTask[F]{grads, sums})
 	var total float64
 	for _, s := range sums {
 		total += s
 	}
+	cpu.Release(scratch)
 	return math.Sqrt(total)
+}
+
+// blockSums is GradNorm's scratch: one float64 per block.
+type blockSums []float64
+
+// normTask sums the squares of blocks of grads into sums, one per block.
+type normTask[F kernels.Float] struct {
+	grads []F
+	sums  blockSums
+}
+
+// Run sums blocks [lo, hi).
+func (t normTask[F]) Run(lo, hi int) {
+	for b := lo; b < hi; b++ {
+		var s float64
+		for _, g := range t.grads[b*block : min((b+1)*block, len(t.grads))] {
+			s += float64(g) * float64(g)
+		}
+		t.sums[b] = s
+	}
 }
 
 // Clip scales grads down so that their global norm is at most limit, as
@@ -32,11 +54,19 @@ func Clip[F kernels.Float](grads []F, limit float64) float64 {
 	if limit <= 0 || !(norm > limit) || math.IsInf(norm, 0) {
 		return norm
 	}
-	scale := F(limit / (norm + 1e-6))
-	forBlocks([]Group{{Size: len(grads)}}, func(_ Group, lo, hi int) {
-		for i := lo; i < hi; i++ {
-			grads[i] *= scale
-		}
-	})
+	cpu.ParallelFor((len(grads)+block-1)/block, 1, scaleTask[F]{grads, F(limit / (norm + 1e-6))})
 	return norm
+}
+
+// scaleTask multiplies blocks of grads by scale.
+type scaleTask[F kernels.Float] struct {
+	grads []F
+	scale F
+}
+
+// Run scales blocks [lo, hi).
+func (t scaleTask[F]) Run(lo, hi int) {
+	for i := lo * block; i < min(hi*block, len(t.grads)); i++ {
+		t.grads[i] *= t.scale
+	}
 }
