@@ -8,8 +8,9 @@ import (
 )
 
 // TestStepAllocatesNothing: a training step (forward, backward, gradient norm, clipping,
-// AdamW) of a small dense fp32 model reaches a steady state in which it allocates nothing,
-// on one thread and on several, so that training puts no load on the garbage collector.
+// AdamW; in fp8 also every quantization and the scaling update) of a small dense model
+// reaches a steady state in which it allocates nothing, on one thread and on several, so
+// that training puts no load on the garbage collector.
 //
 // Counted with runtime.MemStats around windows of steps, as trainer/model's test of the
 // same name does (testing.AllocsPerRun runs on one thread only): the test passes when one
@@ -17,22 +18,18 @@ import (
 // recycled scratch grows to what the threads use at once and the runtime's caches settle.
 // The clipping limit is low enough that every step scales the gradients.
 func TestStepAllocatesNothing(t *testing.T) {
-	tr := smallDenseTrainer(t, "fp32")
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
-	for _, threads := range []int{1, 2, 3} {
-		runtime.GOMAXPROCS(threads)
-		counts := stepAllocs(t, tr)
-		if counts[len(counts)-1] != 0 {
-			t.Errorf("%d threads: allocations in successive windows of %d steps: %v, want a window of 0", threads, stepsPerWindow, counts)
+	for _, precision := range []string{"fp32", "fp8"} {
+		tr := smallDenseTrainer(t, precision)
+		for _, threads := range []int{1, 2, 3} {
+			runtime.GOMAXPROCS(threads)
+			counts := stepAllocs(t, tr)
+			if counts[len(counts)-1] != 0 {
+				t.Errorf("%s, %d threads: allocations in successive windows of %d steps: %v, want a window of 0", precision, threads, stepsPerWindow, counts)
+			}
+			t.Logf("%s, %d threads: allocations per window of %d steps until none: %v", precision, threads, stepsPerWindow, counts)
 		}
-		t.Logf("%d threads: allocations per window of %d steps until none: %v", threads, stepsPerWindow, counts)
 	}
-}
-
-// TestStepAllocationsFP8 reports, without asserting, what an fp8 step still allocates.
-func TestStepAllocationsFP8(t *testing.T) {
-	tr := smallDenseTrainer(t, "fp8")
-	t.Logf("fp8, %d threads: allocations per window of %d steps: %v", runtime.GOMAXPROCS(0), stepsPerWindow, stepAllocs(t, tr))
 }
 
 const stepsPerWindow = 4

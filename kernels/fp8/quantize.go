@@ -2,8 +2,9 @@ package fp8
 
 import (
 	"math"
-	"runtime"
-	"sync"
+	"sync/atomic"
+
+	"github.com/herdml/herd/kernels/cpu"
 )
 
 // Quantize writes dst[i] = Encode(src[i]·scale, SatFinite) and returns amax = max|src[i]|,
@@ -17,87 +18,98 @@ func Quantize(dst []uint8, src []float32, scale float32, f Format) (amax float32
 // Dequantize writes dst[i] = Decode(src[i])·scaleInv; len(dst) must be len(src).
 // scaleInv is 1/scale of the Quantize that made src.
 func Dequantize(dst []float32, src []uint8, scaleInv float32, f Format) {
-	tab := &formats[f].decode
-	dst = dst[:len(src)]
-	parallelMax(len(src), func(lo, hi int) uint32 {
-		d, c := dst[lo:hi], src[lo:hi]
-		for i := decodeBulk(d, c, scaleInv, tab); i < len(c); i++ {
-			d[i] = tab[c[i]] * scaleInv
-		}
-		return 0
-	})
+	cpu.ParallelFor(len(src), grain, dequantizeTask{dst[:len(src)], src, scaleInv, &formats[f].decode})
+}
+
+type dequantizeTask struct {
+	dst      []float32
+	src      []uint8
+	scaleInv float32
+	tab      *[256]float32
+}
+
+func (t dequantizeTask) Run(lo, hi int) {
+	d, c := t.dst[lo:hi], t.src[lo:hi]
+	for i := decodeBulk(d, c, t.scaleInv, t.tab); i < len(c); i++ {
+		d[i] = t.tab[c[i]] * t.scaleInv
+	}
 }
 
 // Amax returns max|src[i]|, NaN if any src[i] is NaN, 0 for an empty slice.
 func Amax(src []float32) float32 {
-	return math.Float32frombits(parallelMax(len(src), func(lo, hi int) uint32 {
-		var m uint32
-		for _, x := range src[lo:hi] {
-			m = max(m, math.Float32bits(x)&0x7FFFFFFF)
-		}
-		return m
-	}))
+	m := cpu.Take[atomic.Uint32]()
+	defer cpu.Release(m)
+	m.Store(0)
+	cpu.ParallelFor(len(src), grain, amaxTask{src, m})
+	return math.Float32frombits(m.Load())
+}
+
+type amaxTask struct {
+	src  []float32
+	amax *atomic.Uint32
+}
+
+func (t amaxTask) Run(lo, hi int) {
+	var m uint32
+	for _, x := range t.src[lo:hi] {
+		m = max(m, math.Float32bits(x)&0x7FFFFFFF)
+	}
+	raise(t.amax, m)
 }
 
 // quantize is Quantize that also, or instead, writes the decoded FP8 values (unscaled)
 // into vals: the exact operands an FP8 GEMM multiplies. codes or vals may be nil; without
 // codes, the codes of each chunk go through a small buffer that stays in L1.
 func quantize(codes []uint8, vals, src []float32, scale float32, f Format) float32 {
-	p := &formats[f]
 	if codes != nil {
 		codes = codes[:len(src)]
 	}
 	if vals != nil {
 		vals = vals[:len(src)]
 	}
-	m := parallelMax(len(src), func(lo, hi int) uint32 {
-		var buf [4096]uint8
-		var m uint32
-		for ; lo < hi; lo += len(buf) {
-			end := min(lo+len(buf), hi)
-			c := buf[:end-lo]
-			if codes != nil {
-				c = codes[lo:end]
-			}
-			var v []float32
-			if vals != nil {
-				v = vals[lo:end]
-			}
-			m = max(m, p.encodeSat(c, v, src[lo:end], scale))
-		}
-		return m
-	})
-	return math.Float32frombits(m)
+	m := cpu.Take[atomic.Uint32]()
+	defer cpu.Release(m)
+	m.Store(0)
+	cpu.ParallelFor(len(src), grain, quantizeTask{&formats[f], codes, vals, src, scale, m})
+	return math.Float32frombits(m.Load())
 }
 
-// grain is the fewest elements worth a goroutine: some 10–30 µs of work.
+type quantizeTask struct {
+	p         *format
+	codes     []uint8
+	vals, src []float32
+	scale     float32
+	amax      *atomic.Uint32
+}
+
+func (t quantizeTask) Run(lo, hi int) {
+	var buf [4096]uint8
+	var m uint32
+	for ; lo < hi; lo += len(buf) {
+		end := min(lo+len(buf), hi)
+		c := buf[:end-lo]
+		if t.codes != nil {
+			c = t.codes[lo:end]
+		}
+		var v []float32
+		if t.vals != nil {
+			v = t.vals[lo:end]
+		}
+		m = max(m, t.p.encodeSat(c, v, t.src[lo:end], t.scale))
+	}
+	raise(t.amax, m)
+}
+
+// grain is the fewest elements worth a thread: some 10–30 µs of work.
 const grain = 1 << 15
 
-// parallelMax runs body over [0, n) split into contiguous chunks, one goroutine per chunk,
-// up to GOMAXPROCS chunks of at least grain elements, and returns the maximum of the
-// bodies' results. Each element is handled by one body and max does not depend on the
-// order, so the result is the same for any number of threads.
-func parallelMax(n int, body func(lo, hi int) uint32) uint32 {
-	chunks := min(runtime.GOMAXPROCS(0), n/grain)
-	if chunks <= 1 {
-		return body(0, n)
+// raise sets *a to max(*a, m). The loops above run on the CPU kernels' worker pool
+// (no goroutine or closure per call, so a training step allocates nothing), each chunk
+// raising the shared maximum once: max does not depend on the order, so the result is
+// the same for any number of threads. Magnitudes are compared as bits, NaN above all.
+func raise(a *atomic.Uint32, m uint32) {
+	for old := a.Load(); m > old && !a.CompareAndSwap(old, m); old = a.Load() {
 	}
-	res := make([]uint32, chunks)
-	per := (n + chunks - 1) / chunks
-	var wg sync.WaitGroup
-	for c := range chunks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res[c] = body(c*per, min(c*per+per, n))
-		}()
-	}
-	wg.Wait()
-	var m uint32
-	for _, r := range res {
-		m = max(m, r)
-	}
-	return m
 }
 
 // encodeSat writes dst[i] = Encode(src[i]·scale, SatFinite), and vals[i] = Decode(dst[i])

@@ -177,6 +177,7 @@ type Scaling struct {
 	reduce  func(amax []float32) error
 	frozen  bool
 	ws      [2][]float32
+	amax    []float32 // the step's amaxes handed to reduce, kept from step to step
 	// gen counts the events after which weights or scales may have changed (Update,
 	// Restore, SetFrozen): a Linear reuses its weight's FP8 copy while gen is unchanged.
 	gen uint64
@@ -224,7 +225,10 @@ func (s *Scaling) SetReduce(fn func(amax []float32) error) { s.reduce = fn }
 func (s *Scaling) Update() error {
 	s.gen++
 	if s.cfg.Recipe == Delayed && s.reduce != nil {
-		amax := make([]float32, len(s.scalers))
+		if len(s.amax) != len(s.scalers) {
+			s.amax = make([]float32, len(s.scalers))
+		}
+		amax := s.amax
 		for i, sc := range s.scalers {
 			amax[i] = sc.amax
 		}
