@@ -145,7 +145,9 @@ func TestResumeOnAnotherWorldSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Stop)
-	const steps = 120 // long enough that a pause lands mid-run on a fast machine
+	// Long enough that a pause sent once step 10 is committed lands before the end on a
+	// fast machine: the pause reaches a segment at its next heartbeat, up to a second later.
+	const steps = 200
 	sets := []string{fmt.Sprintf("train.steps=%d", steps), "train.micro_batch=2", "train.checkpoint.keep=200"}
 	ref := microConfig(t, "resize-ref", append(sets, "train.checkpoint.every=1")...)
 	trainDirect(t, ref)
@@ -154,19 +156,16 @@ func TestResumeOnAnotherWorldSize(t *testing.T) {
 
 	for _, to := range []int{1, 4} {
 		name := fmt.Sprintf("dp2-to-%d", to)
-		cfg := microConfig(t, name, append(sets, "train.checkpoint.every=50", "parallel.data=2")...)
+		cfg := microConfig(t, name, append(sets, "train.checkpoint.every=10", "parallel.data=2")...)
 		in := calm(input(cfg))
 		in.SegmentSteps = steps
 		if _, err := Submit(ctx, c, "dp-resize", in); err != nil {
 			t.Fatal(err)
 		}
-		var live int64
+		// The step-10 checkpoint shows training sooner than a heartbeat would.
+		const live = 10
 		waitFor(t, name+" training", func() bool {
-			s, err := GetStatus(ctx, c, name)
-			if err == nil && s.Live != nil {
-				live = s.Live.Step
-			}
-			return live > 0
+			return exists(filepath.Join(cfg.Train.Checkpoint.Dir, name, checkpoint.Name(live)))
 		})
 		p, err := Control(ctx, c, name, UpdatePause)
 		if err != nil {
@@ -195,7 +194,7 @@ func TestResumeOnAnotherWorldSize(t *testing.T) {
 		dir := checkpoint.Dir{Root: filepath.Join(cfg.Train.Checkpoint.Dir, name)}
 		names, err := filepath.Glob(filepath.Join(dir.Root, "step-*"))
 		if err != nil || len(names) < 3 {
-			t.Fatalf("%s: checkpoints %q (%v), want the pause's and one every 50 steps", name, names, err)
+			t.Fatalf("%s: checkpoints %q (%v), want the pause's and one every 10 steps", name, names, err)
 		}
 		for _, n := range names {
 			got, err := checkpoint.ReadState(dir, filepath.Base(n))

@@ -56,9 +56,9 @@ func newRunCmd() *cobra.Command {
 				if detach {
 					return detachNeedsServer()
 				}
-				rec, stopMetrics, err := mf.start(errw)
-				if err != nil {
-					return err
+				rec, stopMetrics, merr := mf.start(errw)
+				if merr != nil {
+					return merr
 				}
 				defer stopMetrics()
 				fmt.Fprintf(errw, "run %s on the embedded Temporal server (%s). Ctrl-C checkpoints and stops; `%s` continues.\n",

@@ -246,9 +246,9 @@ func newResumeCmd() *cobra.Command {
 				if detach {
 					return detachNeedsServer()
 				}
-				rec, stopMetrics, err := mf.start(c.ErrOrStderr())
-				if err != nil {
-					return err
+				rec, stopMetrics, merr := mf.start(c.ErrOrStderr())
+				if merr != nil {
+					return merr
 				}
 				defer stopMetrics()
 				p, err = workflows.ResumeLocal(ctx, tf.stateDir, name, opts, &workflows.Activities{Metrics: rec}, d.show)

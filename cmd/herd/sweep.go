@@ -53,9 +53,9 @@ func newSweepCmd() *cobra.Command {
 			show := func(p workflows.SweepProgress) { fmt.Fprintf(errw, "\r%s", sweepLine(p)) }
 			var p workflows.SweepProgress
 			if tf.addr == "" && devserver.RunningAddr(tf.stateDir) == "" {
-				rec, stopMetrics, err := mf.start(errw)
-				if err != nil {
-					return err
+				rec, stopMetrics, merr := mf.start(errw)
+				if merr != nil {
+					return merr
 				}
 				defer stopMetrics()
 				fmt.Fprintf(errw, "sweep %s: %d trials on the embedded Temporal server (%s). Ctrl-C stops following; `%s` continues.\n",
