@@ -19,8 +19,8 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
+
+	"github.com/herdml/herd/internal/plotgrid"
 )
 
 // LRKey is the config key whose sweeps get loss-against-learning-rate curves.
@@ -221,7 +221,7 @@ func (p SweepProgress) WritePNG(w io.Writer) (bool, error) {
 	if len(panels) == 0 {
 		return false, nil
 	}
-	return true, writePanels(w, [][]*plot.Plot{panels})
+	return true, plotgrid.Write(w, [][]*plot.Plot{panels}, panelSide)
 }
 
 // logAxis reports whether x values are all positive and span at least 8x.
@@ -237,6 +237,9 @@ func logAxis(xys plotter.XYs) bool {
 }
 
 // octaves marks a log axis at the powers of two inside [lo, hi].
+// panelSide is the side of each square panel of a sweep's plots.
+const panelSide = 5 * vg.Inch
+
 func octaves(lo, hi float64) []plot.Tick {
 	var ticks []plot.Tick
 	for k := math.Floor(math.Log2(lo)); k <= math.Ceil(math.Log2(hi)); k++ {
@@ -245,40 +248,4 @@ func octaves(lo, hi float64) []plot.Tick {
 		}
 	}
 	return ticks
-}
-
-// writePanels draws the panels, rows of equal length, side by side in one PNG, and under
-// them the legend columns, left to right: a legend outside the panels hides no data.
-func writePanels(w io.Writer, panels [][]*plot.Plot, legend ...plot.Legend) error {
-	const side = 5 * vg.Inch
-	rows, cols := len(panels), len(panels[0])
-	strip := vg.Length(0)
-	probe := draw.New(vgimg.New(side, side))
-	for i := range legend {
-		strip = max(strip, legend[i].Rectangle(probe).Size().Y*5/4+8*vg.Millimeter)
-	}
-	width, height := side*vg.Length(cols), side*vg.Length(rows)
-	img := vgimg.New(width, height+strip)
-	dc := draw.New(img)
-	top := draw.Crop(dc, 0, 0, strip, 0)
-	tiles := draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Millimeter * 4, PadY: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2}
-	canvases := plot.Align(panels, tiles, top)
-	for r := range panels {
-		for i, pl := range panels[r] {
-			pl.Draw(canvases[r][i])
-		}
-	}
-	for i := range legend {
-		c := draw.Canvas{Canvas: dc, Rectangle: vg.Rectangle{
-			Min: vg.Point{X: width * vg.Length(i) / vg.Length(len(legend)), Y: 0},
-			Max: vg.Point{X: width * vg.Length(i+1) / vg.Length(len(legend)), Y: strip - 2*vg.Millimeter},
-		}}
-		legend[i].Top, legend[i].Left = true, true
-		legend[i].XOffs = 10 * vg.Millimeter
-		legend[i].Draw(c)
-	}
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w); err != nil {
-		return fmt.Errorf("writing the PNG: %w", err)
-	}
-	return nil
 }

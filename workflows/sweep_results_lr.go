@@ -18,6 +18,7 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 
+	"github.com/herdml/herd/internal/plotgrid"
 	"github.com/herdml/herd/workflows/sweep"
 )
 
@@ -276,7 +277,7 @@ func (p SweepProgress) WriteLRCurves(w io.Writer) (bool, error) {
 		copy(row, plots[i:])
 		grid = append(grid, row)
 	}
-	return true, writePanels(w, grid, legend...)
+	return true, plotgrid.Write(w, grid, panelSide, legend...)
 }
 
 // integerTicks marks every whole log2 value in [lo, hi]: the octaves of the LR grid.

@@ -10,8 +10,8 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
+
+	"github.com/herdml/herd/internal/plotgrid"
 )
 
 // kinds are the width panels, in the order of the forward pass.
@@ -35,16 +35,8 @@ func (r Result) WritePNG(w io.Writer) error {
 	} else if p != nil {
 		panels = append(panels, p)
 	}
-	const side = 4 * vg.Inch
-	img := vgimg.New(side*vg.Length(len(panels)), side)
-	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: 1, Cols: len(panels), PadX: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2}
-	canvases := plot.Align([][]*plot.Plot{panels}, tiles, dc)
-	for i, p := range panels {
-		p.Draw(canvases[0][i])
-	}
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w); err != nil {
-		return fmt.Errorf("coordcheck: writing the PNG: %w", err)
+	if err := plotgrid.Write(w, [][]*plot.Plot{panels}, 4*vg.Inch); err != nil {
+		return fmt.Errorf("coordcheck: %w", err)
 	}
 	return nil
 }

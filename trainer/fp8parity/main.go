@@ -24,9 +24,8 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
 
+	"github.com/herdml/herd/internal/plotgrid"
 	"github.com/herdml/herd/trainer"
 	"github.com/herdml/herd/trainer/config"
 )
@@ -258,19 +257,11 @@ func plotCurves(out string, cs []Curve) error {
 	}
 	panels = append(panels, gap)
 
-	const side = 4 * vg.Inch
-	img := vgimg.New(side*vg.Length(len(panels)), side)
-	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: 1, Cols: len(panels), PadX: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2}
-	canvases := plot.Align([][]*plot.Plot{panels}, tiles, dc)
-	for i, p := range panels {
-		p.Draw(canvases[0][i])
-	}
 	f, err := os.Create(out)
 	if err != nil {
 		return err
 	}
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+	if err := plotgrid.Write(f, [][]*plot.Plot{panels}, 4*vg.Inch); err != nil {
 		f.Close()
 		return err
 	}
