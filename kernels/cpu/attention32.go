@@ -1,7 +1,5 @@
 package cpu
 
-import "math"
-
 // float32 attention on the GEMM micro-kernel directly. The generic path (ops_attention.go)
 // calls MatMul per block, which packs both operands of every product again: K and V once
 // per query block, and every packing pass costs about as much as the block's arithmetic
@@ -138,21 +136,7 @@ func attentionForward32(g *gemmImpl, out, lse, q, k, v []float32, doc []int32, t
 			a.packQueries(aq, qh, h*d, i0, nq)
 			a.logits(s, aq, kT, nq, kq, nkq)
 			for r := range nq {
-				ti := i0 + r
-				row := s[r*nk : r*nk+nk]
-				c0, w := max(int(first[ti]), k0)-k0, ti-k0+1
-				live := row[c0:w]
-				var mx float32
-				if first[ti] >= 0 {
-					mx = scaleMax(g, live, scale)
-				} else {
-					mx = maskLogits(live, seq[k0:], seq[ti], scale)
-				}
-				sum := expShift(g, live, mx)
-				scaleBy(g, live, 1/sum)
-				clear(row[:c0])
-				clear(row[w:])
-				lse[(bi*t+ti)*h+hh] = mx + float32(math.Log(float64(sum)))
+				lse[(bi*t+i0+r)*h+hh] = softmaxRow(g, s[r*nk:r*nk+nk], first, seq, k0, i0+r, scale)
 			}
 			a.rowsTimesPanels(o, ap, s, vP, nq, kq, nk)
 			for r := range nq {
@@ -209,20 +193,7 @@ func attentionBackward32(g *gemmImpl, dq, dk, dv, dout, out, lse, q, k, v []floa
 				a.logits(ds, ado, vT, nq, kq, nkq)
 				for r := range nq {
 					ti := i0 + r
-					prow, drow := p[r*nk:r*nk+nk], ds[r*nk:r*nk+nk]
-					c0, w := max(int(first[ti]), k0)-k0, ti-k0+1
-					live := prow[c0:w]
-					if first[ti] >= 0 {
-						scaleMax(g, live, scale)
-					} else {
-						maskLogits(live, seq[k0:], seq[ti], scale)
-					}
-					expShift(g, live, lse[(bi*t+ti)*h+hh])
-					softmaxGrad(g, drow[c0:w], live, delta[ti], scale)
-					clear(prow[:c0])
-					clear(prow[w:])
-					clear(drow[:c0])
-					clear(drow[w:])
+					softmaxGradRow(g, p[r*nk:r*nk+nk], ds[r*nk:r*nk+nk], first, seq, k0, ti, scale, lse[(bi*t+ti)*h+hh], delta[ti])
 				}
 				a.rowsTimesPanels(dqb, ap, ds, kP, nq, kq, nk)
 				for r := range nq {

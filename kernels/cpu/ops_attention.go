@@ -97,22 +97,7 @@ func (a *attention[F]) run(lo, hi int) {
 			s := sc[:nq*nk]
 			serialMatMul(s, qp[i0*d:i1*d], kp[klo*d:i1*d], nq, d, nk, false, true, false)
 			for r := range nq {
-				ti := i0 + r
-				row := s[r*nk : r*nk+nk]
-				// Keys klo..ti; k0.. when the row's document is one run starting at k0.
-				k0, w := max(int(first[ti]), klo)-klo, ti-klo+1
-				live := row[k0:w]
-				var mx F
-				if first[ti] >= 0 {
-					mx = scaleMax(im, live, a.scale)
-				} else {
-					mx = maskLogits(live, seq[klo:], seq[ti], a.scale)
-				}
-				sum := expShift(im, live, mx)
-				scaleBy(im, live, 1/sum)
-				clear(row[:k0])
-				clear(row[w:])
-				a.lse[(bi*t+ti)*h+hh] = mx + F(math.Log(float64(sum)))
+				a.lse[(bi*t+i0+r)*h+hh] = softmaxRow(im, s[r*nk:r*nk+nk], first, seq, klo, i0+r, a.scale)
 			}
 			serialMatMul(op[i0*d:i1*d], s, vp[klo*d:i1*d], nq, nk, d, false, false, false)
 		}
@@ -121,6 +106,47 @@ func (a *attention[F]) run(lo, hi int) {
 			copy(a.out[at:at+d], op[r*d:r*d+d])
 		}
 	}
+}
+
+// softmaxRow turns row, the logits of query ti against keys k0, k0+1, ... (one per
+// column), into its attention probabilities: scaled, masked to the keys it may see (k0..ti
+// of its own document: the run first[ti]..ti when the documents are runs, else a test per
+// key), softmaxed, and zero elsewhere. It returns the row's log-sum-exp, which the
+// backward pass needs. Both the float32 and the generic attention use it.
+func softmaxRow[F kernels.Float](im *gemmImpl, row []F, first []int32, seq []int32, k0, ti int, scale F) (lse F) {
+	c0, w := max(int(first[ti]), k0)-k0, ti-k0+1
+	live := row[c0:w]
+	var mx F
+	if first[ti] >= 0 {
+		mx = scaleMax(im, live, scale)
+	} else {
+		mx = maskLogits(live, seq[k0:], seq[ti], scale)
+	}
+	sum := expShift(im, live, mx)
+	scaleBy(im, live, 1/sum)
+	clear(row[:c0])
+	clear(row[w:])
+	return mx + F(math.Log(float64(sum)))
+}
+
+// softmaxGradRow is softmaxRow's backward for one query: p holds the row's logits and dp
+// the gradient of its probabilities (dout·vᵀ); it recomputes the probabilities into p from
+// the forward's log-sum-exp lse, and writes the gradient of the logits into dp, given
+// delta = dout·out for the row; both are zero outside the keys the query sees.
+func softmaxGradRow[F kernels.Float](im *gemmImpl, p, dp []F, first []int32, seq []int32, k0, ti int, scale, lse, delta F) {
+	c0, w := max(int(first[ti]), k0)-k0, ti-k0+1
+	live := p[c0:w]
+	if first[ti] >= 0 {
+		scaleMax(im, live, scale)
+	} else {
+		maskLogits(live, seq[k0:], seq[ti], scale)
+	}
+	expShift(im, live, lse)
+	softmaxGrad(im, dp[c0:w], live, delta, scale)
+	clear(p[:c0])
+	clear(p[w:])
+	clear(dp[:c0])
+	clear(dp[w:])
 }
 
 // docRuns sets first[t] to the first position of the run of equal documents that holds
@@ -231,20 +257,7 @@ func (a *attentionBackward[F]) run(lo, hi int) {
 				serialMatMul(db, dop[i0*d:i1*d], vp[klo*d:i1*d], nq, d, nk, false, true, false)
 				for r := range nq {
 					ti := i0 + r
-					prow, drow := pb[r*nk:r*nk+nk], db[r*nk:r*nk+nk]
-					k0, w := max(int(first[ti]), klo)-klo, ti-klo+1
-					live := prow[k0:w]
-					if first[ti] >= 0 {
-						scaleMax(im, live, scale)
-					} else {
-						maskLogits(live, seq[klo:], seq[ti], scale)
-					}
-					expShift(im, live, a.lse[(bi*t+ti)*h+hh])
-					softmaxGrad(im, drow[k0:w], live, delta[ti], scale)
-					clear(prow[:k0])
-					clear(prow[w:])
-					clear(drow[:k0])
-					clear(drow[w:])
+					softmaxGradRow(im, pb[r*nk:r*nk+nk], db[r*nk:r*nk+nk], first, seq, klo, ti, scale, a.lse[(bi*t+ti)*h+hh], delta[ti])
 				}
 				serialMatMul(dqp[i0*d:i1*d], db, kp[klo*d:i1*d], nq, nk, d, false, false, false)
 				serialMatMul(dkp[klo*d:i1*d], db, qp[i0*d:i1*d], nk, nq, d, true, false, true)
