@@ -148,34 +148,15 @@ func TestRanksJoinedByAGroup(t *testing.T) {
 	const steps = 6
 	one := trainDP(t, dpConfig(t, 1, steps), "", 0)
 	cfg := dpConfig(t, 2, steps)
-	groups, err := collective.NewLocal(2, collective.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ckpt := make([]string, 2)
-	errs := make([]error, 2)
-	var wg sync.WaitGroup
-	for r, g := range groups {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer g.Close()
-			tr, err := New(cfg, Options{Group: g})
-			if err != nil {
-				errs[r] = err
-				return
-			}
-			defer tr.Close()
-			st, err := tr.Run(context.Background(), 0)
-			ckpt[r], errs[r] = filepath.Join(tr.CheckpointDir(), st.Checkpoint), err
-		}()
-	}
-	wg.Wait()
-	for r, err := range errs {
+	ckpt := groupRanks(t, 2, func(r int, g *collective.Group) (string, error) {
+		tr, err := New(cfg, Options{Group: g})
 		if err != nil {
-			t.Fatalf("rank %d: %v", r, err)
+			return "", err
 		}
-	}
+		defer tr.Close()
+		st, err := tr.Run(context.Background(), 0)
+		return filepath.Join(tr.CheckpointDir(), st.Checkpoint), err
+	})
 	if ckpt[0] != ckpt[1] {
 		t.Fatalf("ranks committed %s and %s", ckpt[0], ckpt[1])
 	}
@@ -190,46 +171,26 @@ func TestRanksJoinedByAGroup(t *testing.T) {
 func TestGroupStopsTogether(t *testing.T) {
 	const steps = 20
 	cfg := dpConfig(t, 2, steps)
-	groups, err := collective.NewLocal(2, collective.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	stopped := make([]int64, 2)
-	ckpt := make([]string, 2)
-	errs := make([]error, 2)
-	var wg sync.WaitGroup
-	for r, g := range groups {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer g.Close()
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			tr, err := New(cfg, Options{Group: g, Progress: func(st Stats) {
-				if r == 1 && st.Step == 3 {
-					cancel()
-				}
-			}})
-			if err != nil {
-				errs[r] = err
-				return
+	ckpt := groupRanks(t, 2, func(r int, g *collective.Group) (string, error) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		tr, err := New(cfg, Options{Group: g, Progress: func(st Stats) {
+			if r == 1 && st.Step == 3 {
+				cancel()
 			}
-			defer tr.Close()
-			if _, err := tr.Run(ctx, 0); !errors.Is(err, context.Canceled) {
-				errs[r] = fmt.Errorf("Run: %v, want context.Canceled", err)
-				return
-			}
-			stopped[r] = tr.StepCount()
-			name, err := tr.Save()
-			ckpt[r], errs[r] = filepath.Join(tr.CheckpointDir(), name), err
-		}()
-	}
-	wg.Wait()
-	for r, err := range errs {
+		}})
 		if err != nil {
-			t.Fatalf("rank %d: %v", r, err)
+			return "", err
 		}
-	}
+		defer tr.Close()
+		if _, err := tr.Run(ctx, 0); !errors.Is(err, context.Canceled) {
+			return "", fmt.Errorf("Run: %v, want context.Canceled", err)
+		}
+		stopped[r] = tr.StepCount()
+		name, err := tr.Save()
+		return filepath.Join(tr.CheckpointDir(), name), err
+	})
 	if stopped[0] != 3 || stopped[1] != 3 {
 		t.Fatalf("ranks stopped after steps %v, want both after step 3", stopped)
 	}
@@ -240,6 +201,34 @@ func TestGroupStopsTogether(t *testing.T) {
 	if a, b := weights(t, ckpt[0]), weights(t, one.ckpt); a != b {
 		t.Fatalf("2 ranks stopped at step 3: checkpoint %s, one rank to step 3 %s", a, b)
 	}
+}
+
+// groupRanks runs rank(r, g) for each rank of a world-size collective group in this
+// process, each on its own goroutine as on its own host, closes the groups, fails the test
+// on any rank's error, and returns what each rank returned (its checkpoint folder).
+func groupRanks(t *testing.T, world int, rank func(r int, g *collective.Group) (string, error)) []string {
+	t.Helper()
+	groups, err := collective.NewLocal(world, collective.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errs := make([]string, world), make([]error, world)
+	var wg sync.WaitGroup
+	for r, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer g.Close()
+			out[r], errs[r] = rank(r, g)
+		}()
+	}
+	wg.Wait()
+	for r, err := range errs {
+		if err != nil {
+			t.Fatalf("rank %d: %v", r, err)
+		}
+	}
+	return out
 }
 
 // A step that goes non-finite on 2 ranks stops both at once with the user error of that
