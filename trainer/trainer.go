@@ -260,13 +260,15 @@ func (tr *Trainer) localStep() (Stats, error) {
 	if err := tr.reduce(&st); err != nil {
 		return st, fmt.Errorf("step %d: %w", step, err)
 	}
-	st.GradNorm = optim.Clip(m.Grads, tr.Cfg.Train.Optim.Clip)
+	st.GradNorm = optim.GradNorm(m.Grads)
 	if math.IsNaN(st.GradNorm) || math.IsInf(st.GradNorm, 0) {
 		return st, diverged(step, fmt.Sprintf("gradient norm is %g", st.GradNorm))
 	}
 	f := tr.sched.Factor(int(step))
 	st.LR = tr.Cfg.Train.Optim.LR * f
-	tr.opt.Step(m.Params, m.Grads, f)
+	// Clipping is folded into the update (one pass over the gradients fewer); m.Grads keep
+	// their unclipped values.
+	tr.opt.StepScaled(m.Params, m.Grads, f, optim.ClipFactor(st.GradNorm, tr.Cfg.Train.Optim.Clip))
 	if tr.fp8 != nil {
 		if err := tr.fp8.Update(); err != nil {
 			return st, err

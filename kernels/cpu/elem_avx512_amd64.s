@@ -580,3 +580,76 @@ ss_done:
 	VZEROUPPER
 	MOVSS X14, ret+24(FP)
 	RET
+
+// func adamW8(p, g, m, v []float32, c AdamWCoeffs)
+//
+//	adamWGo's loop, 8 float64 lanes per step (each float32 operand widened, each result
+//	narrowed), the same operations in the same order, none fused.
+TEXT ·adamW8(SB), NOSPLIT, $0-176
+	MOVQ         p_base+0(FP), DI
+	MOVQ         p_len+8(FP), CX
+	MOVQ         g_base+24(FP), SI
+	MOVQ         m_base+48(FP), R8
+	MOVQ         v_base+72(FP), R9
+	VBROADCASTSD c_B1+96(FP), Z16
+	VBROADCASTSD c_C1+104(FP), Z17
+	VBROADCASTSD c_B2+112(FP), Z18
+	VBROADCASTSD c_C2+120(FP), Z19
+	VBROADCASTSD c_Decay+128(FP), Z20
+	VBROADCASTSD c_LR+136(FP), Z21
+	VBROADCASTSD c_BC1+144(FP), Z22
+	VBROADCASTSD c_BC2+152(FP), Z23
+	VBROADCASTSD c_Eps+160(FP), Z24
+	VCVTSD2SS    c_GScale+168(FP), X25, X25
+	VBROADCASTSS X25, Z25 // float32(gscale)
+	MOVW         $0xff, AX
+	KMOVW        AX, K1
+
+aw_loop:
+	CMPQ CX, $8
+	JGE  aw_step
+	TESTQ CX, CX
+	JZ   aw_done
+	TAILMASK
+
+aw_step:
+	VMOVUPS.Z (SI), K1, Z0
+	VMULPS    Z25, Z0, Z0 // g·gscale in float32
+	VCVTPS2PD Y0, Z0      // gr
+	VMOVUPS.Z (R8), K1, Z1
+	VCVTPS2PD Y1, Z1
+	VMULPD    Z16, Z1, Z1 // β1·m
+	VMULPD    Z17, Z0, Z2 // (1-β1)·gr
+	VADDPD    Z2, Z1, Z1  // m
+	VMOVUPS.Z (R9), K1, Z3
+	VCVTPS2PD Y3, Z3
+	VMULPD    Z18, Z3, Z3 // β2·v
+	VMULPD    Z19, Z0, Z4 // (1-β2)·gr
+	VMULPD    Z0, Z4, Z4  // ·gr
+	VADDPD    Z4, Z3, Z3  // v
+	VCVTPD2PS Z1, Y5
+	VMOVUPS   Z5, K1, (R8)
+	VCVTPD2PS Z3, Y6
+	VMOVUPS   Z6, K1, (R9)
+	VDIVPD    Z22, Z1, Z1 // m/bc1
+	VMULPD    Z21, Z1, Z1 // lr·(m/bc1)
+	VDIVPD    Z23, Z3, Z3 // v/bc2
+	VSQRTPD   Z3, Z3
+	VADDPD    Z24, Z3, Z3 // sqrt(v/bc2) + eps
+	VDIVPD    Z3, Z1, Z1  // step
+	VMOVUPS.Z (DI), K1, Z7
+	VCVTPS2PD Y7, Z7
+	VMULPD    Z20, Z7, Z7 // p·decay
+	VSUBPD    Z1, Z7, Z7  // - step
+	VCVTPD2PS Z7, Y7
+	VMOVUPS   Z7, K1, (DI)
+	ADDQ      $32, SI
+	ADDQ      $32, DI
+	ADDQ      $32, R8
+	ADDQ      $32, R9
+	SUBQ      $8, CX
+	JG        aw_loop
+
+aw_done:
+	VZEROUPPER
+	RET

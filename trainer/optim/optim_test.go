@@ -178,3 +178,47 @@ func BenchmarkAdamWStep(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/element")
 }
+
+// StepScaled with ClipFactor's value gives the bits of Clip then Step, on both parameter
+// types, clipping or not, and leaves the gradients as they were.
+func TestStepScaledMatchesClip(t *testing.T) {
+	testStepScaled[float32](t)
+	testStepScaled[float64](t)
+}
+
+func testStepScaled[F float32 | float64](t *testing.T) {
+	n := block + 37
+	grads := make([]F, n)
+	for i := range grads {
+		grads[i] = F(math.Sin(float64(i)*0.37)) * F(1+i%5)
+	}
+	for _, limit := range []float64{0, 1, 1e9} {
+		run := func(fused bool) ([]F, []F) {
+			p := make([]F, n)
+			for i := range p {
+				p[i] = F(math.Cos(float64(i)))
+			}
+			g := append([]F(nil), grads...)
+			o, _ := New[F](n, []Group{{Size: 100, LR: 1e-3, WeightDecay: 0.1, Eps: 1e-8}, {Offset: 100, Size: n - 100, LR: 2e-3, Eps: 1e-8}}, 0.9, 0.95)
+			for range 2 {
+				if fused {
+					o.StepScaled(p, g, 0.7, ClipFactor(GradNorm(g), limit))
+				} else {
+					Clip(g, limit)
+					o.Step(p, g, 0.7)
+				}
+			}
+			return p, g
+		}
+		p1, _ := run(false)
+		p2, g2 := run(true)
+		for i := range p1 {
+			if p1[i] != p2[i] {
+				t.Fatalf("%T limit %g: p[%d] %v after Clip and Step, %v after StepScaled", p1[i], limit, i, p1[i], p2[i])
+			}
+			if g2[i] != grads[i] {
+				t.Fatalf("%T limit %g: StepScaled changed grads[%d]", p1[i], limit, i)
+			}
+		}
+	}
+}
