@@ -13,7 +13,7 @@ import (
 // docs/fp8.md. Linears that read the same input share its FP8 copy.
 func (tr *Trainer) attachFP8() error {
 	c := tr.Cfg.Train.FP8
-	sc, err := fp8.NewScaling(fp8.Config{Recipe: c.Recipe, History: c.History, Amax: c.Amax, Margin: c.Margin, Pow2: c.Pow2, GradFP32: c.GradFP32}, tr.opts.Backend)
+	sc, err := fp8.NewScaling(fp8.Config{Recipe: c.Recipe, History: c.History, Amax: c.Amax, Margin: c.Margin, Pow2: c.Pow2, GradFP32: c.GradFP32, GradE4M3: c.GradE4M3}, tr.opts.Backend)
 	if err != nil {
 		return err
 	}

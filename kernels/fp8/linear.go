@@ -8,6 +8,9 @@ import "fmt"
 type tensor struct {
 	codes    []uint8
 	scaleInv float32
+	// tileInv: the blockwise recipe's inverse scales, one per tile (1×TileSize for the
+	// input, TileSize×TileSize for the weight), row-major over the tiles; scaleInv is 1.
+	tileInv []float32
 }
 
 // Linear is one linear layer's three GEMMs in FP8 with the HYBRID formats, emulated on a
@@ -45,12 +48,12 @@ type Linear struct {
 }
 
 // Linear registers the scalers of a linear layer named name ("layers.3.attn.wq"):
-// name.input and name.weight in E4M3, name.grad in E5M2.
+// name.input and name.weight in E4M3, name.grad in E5M2 (E4M3 with Config.GradE4M3).
 func (s *Scaling) Linear(name string) *Linear {
 	return &Linear{sc: s, n: -1,
 		in:   s.Scaler(name+".input", E4M3),
 		w:    s.Scaler(name+".weight", E4M3),
-		grad: s.Scaler(name+".grad", E5M2),
+		grad: s.Scaler(name+".grad", s.gradFormat()),
 	}
 }
 
@@ -61,8 +64,16 @@ func (s *Scaling) Linear(name string) *Linear {
 func (s *Scaling) LinearSharingInput(name string, first *Linear) *Linear {
 	return &Linear{sc: s, n: -1, shared: first,
 		w:    s.Scaler(name+".weight", E4M3),
-		grad: s.Scaler(name+".grad", E5M2),
+		grad: s.Scaler(name+".grad", s.gradFormat()),
 	}
+}
+
+// gradFormat is the format of the gradients: E5M2 (HYBRID) unless Config.GradE4M3.
+func (s *Scaling) gradFormat() Format {
+	if s.cfg.GradE4M3 {
+		return E4M3
+	}
+	return E5M2
 }
 
 // workspace returns slot i of the shared workspace with room for n values: slot 0 holds
@@ -87,24 +98,45 @@ func (l *Linear) Forward(y, x, w []float32, s float32, n, in, out int) {
 	}
 	x, w, y = x[:n*in], w[:out*in], y[:n*out]
 	xv, wv := l.sc.workspace(0, n*in), l.sc.workspace(1, out*in)
+	if l.sc.cfg.Recipe == Blockwise {
+		l.forwardTiles(xv, wv, x, w, s)
+	} else {
+		l.forwardTensor(xv, wv, x, w, s)
+	}
+	l.sc.be.MatMul(y, xv, wv, n, in, out, false, true, false)
+}
+
+// forwardTensor writes the forward GEMM's operands with per-tensor scales: x decoded
+// into xv, and w decoded into wv with the scale-back factor s·x⁻¹·w⁻¹ folded in.
+func (l *Linear) forwardTensor(xv, wv, x, w []float32, s float32) {
+	n, in, out := l.n, l.k, l.o
 	if l.shared == nil {
 		l.x.codes = grow(l.x.codes, n*in)
 		l.x.scaleInv = l.in.quantize(l.x.codes, xv, x)
 		l.xSrc = &x[0]
 	} else {
-		f := l.shared
-		if f.xSrc != &x[0] || f.n != n || f.k != in {
-			panic("fp8.Linear.Forward: a linear sharing its input must run right after the one it shares with, on the same x")
-		}
-		Dequantize(xv, f.x.codes, 1, E4M3)
+		l.checkShared(x)
+		Dequantize(xv, l.shared.x.codes, 1, E4M3)
 	}
-	if l.wSrc != &w[0] || l.wGen != l.sc.gen || len(l.wq.codes) != out*in {
+	if l.weightStale(w) {
 		l.wq.codes = grow(l.wq.codes, out*in)
 		l.wq.scaleInv = l.w.quantize(l.wq.codes, nil, w)
 		l.wSrc, l.wGen = &w[0], l.sc.gen
 	}
 	Dequantize(wv, l.wq.codes, s*l.input().scaleInv*l.wq.scaleInv, E4M3)
-	l.sc.be.MatMul(y, xv, wv, n, in, out, false, true, false)
+}
+
+// checkShared panics unless l, sharing its input, runs right after the Linear it shares
+// with, on the same x.
+func (l *Linear) checkShared(x []float32) {
+	if f := l.shared; f.xSrc != &x[0] || f.n != l.n || f.k != l.k {
+		panic("fp8.Linear.Forward: a linear sharing its input must run right after the one it shares with, on the same x")
+	}
+}
+
+// weightStale says whether w must be quantized again: another slice, or a new step.
+func (l *Linear) weightStale(w []float32) bool {
+	return l.wSrc != &w[0] || l.wGen != l.sc.gen || len(l.wq.codes) != len(w)
 }
 
 // input is the FP8 copy of the last Forward's x.
@@ -129,6 +161,10 @@ func (l *Linear) Backward(dx, dw, dy []float32, s float32, accumulate bool) {
 		panic(fmt.Sprintf("fp8.Linear.Backward: dy %d, dx %d, dw %d values too short for n=%d in=%d out=%d", len(dy), len(dx), len(dw), n, in, out))
 	}
 	if n == 0 {
+		return
+	}
+	if l.sc.cfg.Recipe == Blockwise {
+		l.backwardTiles(dx, dw, dy[:n*out], s, accumulate)
 		return
 	}
 	be := l.sc.be

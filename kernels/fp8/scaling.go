@@ -18,6 +18,11 @@ const (
 	// Current (just-in-time) scaling: the scale comes from the tensor's own amax, read in
 	// a pass of its own just before quantizing.
 	Current = "current"
+	// Blockwise scaling (DeepSeek-V3's fine-grained quantization, Transformer Engine's
+	// Float8BlockScaling): a Linear's activations and gradients get a just-in-time scale per
+	// 1×TileSize tile along each GEMM's reduction dimension, its weight one per
+	// TileSize×TileSize block. Nothing carries over from step to step.
+	Blockwise = "blockwise"
 
 	AmaxMax        = "max"         // delayed: the largest amax in the history window
 	AmaxMostRecent = "most_recent" // delayed: the amax of the step just finished
@@ -25,7 +30,7 @@ const (
 
 // Config is the scaling recipe. Its keys mirror train.fp8 of the run config.
 type Config struct {
-	Recipe  string // Delayed or Current
+	Recipe  string // Delayed, Current or Blockwise
 	History int    // delayed: amaxes kept per tensor, the current step's included; >= 1
 	Amax    string // delayed: AmaxMax or AmaxMostRecent; "" means AmaxMax
 	Margin  int    // scale = (fp8_max / amax) / 2^margin; >= 0 leaves headroom for growth
@@ -35,14 +40,18 @@ type Config struct {
 	// gradients are what costs small models their loss parity (docs/fp8.md). Their amax is
 	// still recorded, so Check still stops a step whose gradients overflowed.
 	GradFP32 bool
+	// GradE4M3 quantizes the gradients to E4M3 instead of E5M2 (Transformer Engine's
+	// Format.E4M3 instead of HYBRID): with per-tile scales the gradients need E4M3's
+	// precision more than E5M2's range, which is why DeepSeek-V3 uses E4M3 everywhere.
+	GradE4M3 bool
 }
 
 // Validate reports the first bad key as a user error located at its key path.
 func (c Config) Validate() error {
 	switch c.Recipe {
-	case Delayed, Current:
+	case Delayed, Current, Blockwise:
 	default:
-		return usererr.New("train.fp8.recipe", "unknown recipe %q; allowed: delayed, current", c.Recipe)
+		return usererr.New("train.fp8.recipe", "unknown recipe %q; allowed: delayed, current, blockwise", c.Recipe)
 	}
 	if c.History < 1 {
 		return usererr.New("train.fp8.history", "must be a positive integer, got %d", c.History)
@@ -104,11 +113,13 @@ func (s *Scaler) Name() string { return s.name }
 func (s *Scaler) Format() Format { return s.format }
 
 // Scale is the current scale: set by the last Update (delayed) or the last quantization
-// (current).
+// (current); 1 with the blockwise recipe, whose scales belong to tiles and are not kept.
 func (s *Scaler) Scale() float32 { return s.scale }
 
 // Quantize writes dst[i] = Encode(src[i]·scale, SatFinite) with this tensor's scale,
-// records src's amax, and returns 1/scale: src[i] ≈ Decode(dst[i])·(1/scale).
+// records src's amax, and returns 1/scale: src[i] ≈ Decode(dst[i])·(1/scale). With the
+// blockwise recipe the scale is src's own, just in time, as with current scaling: only a
+// Linear quantizes tile by tile.
 func (s *Scaler) Quantize(dst []uint8, src []float32) (scaleInv float32) {
 	return s.quantize(dst, nil, src)
 }
@@ -117,7 +128,7 @@ func (s *Scaler) Quantize(dst []uint8, src []float32) (scaleInv float32) {
 func (s *Scaler) quantize(codes []uint8, vals, src []float32) float32 {
 	cfg, frozen := &s.owner.cfg, s.owner.frozen
 	scale := s.scale
-	if cfg.Recipe == Current || !s.ready {
+	if cfg.Recipe != Delayed || !s.ready {
 		scale = computeScale(Amax(src), s.scale, s.format, cfg.Margin, cfg.Pow2)
 		if cfg.Recipe == Current && !frozen {
 			s.scale = scale
@@ -128,6 +139,16 @@ func (s *Scaler) quantize(codes []uint8, vals, src []float32) float32 {
 		s.amax = maxAmax(s.amax, amax)
 	}
 	return 1 / scale
+}
+
+// quantizeTiles runs q (its format, margin and pow2 filled in from this tensor and its
+// recipe) and records the tensor's amax.
+func (s *Scaler) quantizeTiles(q tileQuant) {
+	q.p, q.margin, q.pow2 = &formats[s.format], s.owner.cfg.Margin, s.owner.cfg.Pow2
+	amax := quantizeTiles(q)
+	if !s.owner.frozen {
+		s.amax = maxAmax(s.amax, amax)
+	}
 }
 
 // observe records src's amax, as quantizing it would, without quantizing it.
@@ -219,7 +240,7 @@ func (s *Scaling) SetReduce(fn func(amax []float32) error) { s.reduce = fn }
 
 // Update ends an optimizer step: with delayed scaling, it reduces the step's amaxes
 // across ranks, pushes them into each tensor's history and sets the scales for the next
-// step; with current scaling it only clears the step's amaxes. Either way the Linears
+// step; with current and blockwise scaling it only clears the step's amaxes. Either way the Linears
 // quantize their weights afresh in the next Forward. Call it once per optimizer step,
 // after the last backward of the step and the weight update.
 func (s *Scaling) Update() error {

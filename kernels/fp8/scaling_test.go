@@ -363,6 +363,7 @@ func TestConfigValidate(t *testing.T) {
 		where string
 	}{
 		{Config{Recipe: "jit", History: 1}, "train.fp8.recipe"},
+		{Config{Recipe: Blockwise, History: 1, Margin: -2}, "train.fp8.margin"},
 		{Config{Recipe: Delayed, History: 0}, "train.fp8.history"},
 		{Config{Recipe: Delayed, History: 1, Amax: "mean"}, "train.fp8.amax"},
 		{Config{Recipe: Delayed, History: 1, Margin: -1}, "train.fp8.margin"},

@@ -45,7 +45,7 @@ type Train struct {
 
 // FP8 configures FP8 scaling (used when precision is fp8).
 type FP8 struct {
-	Recipe  string `yaml:"recipe" json:"recipe"`   // delayed | current; default delayed
+	Recipe  string `yaml:"recipe" json:"recipe"`   // delayed | current | blockwise; default delayed
 	History int    `yaml:"history" json:"history"` // amax history length (delayed); default 16; > 0
 	Margin  int    `yaml:"margin" json:"margin"`   // scale = fp8_max / amax / 2^margin; default 0; >= 0
 	Pow2    bool   `yaml:"pow2" json:"pow2"`       // round scales down to powers of two; default false
@@ -54,6 +54,9 @@ type FP8 struct {
 	// override_linear_precision for dgrad and wgrad); default false. omitempty keeps the
 	// hash of configs written before it.
 	GradFP32 bool `yaml:"grad_fp32" json:"grad_fp32,omitempty"`
+	// GradE4M3 quantizes the gradients to E4M3 instead of E5M2 (TE's Format.E4M3, what
+	// DeepSeek-V3 uses with per-tile scales); default false, omitted from the hash when false.
+	GradE4M3 bool `yaml:"grad_e4m3" json:"grad_e4m3,omitempty"`
 }
 
 // Optim is AdamW with global-norm clipping.

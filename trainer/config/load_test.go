@@ -149,6 +149,8 @@ func TestBadInput(t *testing.T) {
 		{"batch not divisible", ok + "train: {global_batch: 12, micro_batch: 8}", nil, "r.yaml: train.global_batch", "multiple of micro_batch × parallel.data"},
 		{"precision", ok + "train: {precision: bf16}", nil, "r.yaml: train.precision", "allowed: fp32, fp8"},
 		{"fp8 amax", ok + "train: {fp8: {amax: mean}}", nil, "r.yaml: train.fp8.amax", "allowed: max, most_recent"},
+		{"fp8 recipe", ok, []string{"train.fp8.recipe=tiles"}, "--set train.fp8.recipe", "allowed: delayed, current, blockwise"},
+		{"fp8 grad_e4m3", ok + "train: {fp8: {recipe: blockwise, grad_e4m3: yes please}}", nil, "r.yaml: train.fp8.grad_e4m3", "want"},
 		{"schedule", ok + "train: {schedule: {decay: exp}}", nil, "r.yaml: train.schedule.decay", "allowed: cosine, linear, wsd, constant"},
 		{"NaN", ok + "model: {moe: {aux_loss: .nan}}", nil, "r.yaml: model.moe.aux_loss", "must be a finite number"},
 		{"no data", "seed: 3", nil, "r.yaml: data.train", "required"},

@@ -70,9 +70,9 @@ func (t Train) validate(ranks int) error {
 		return usererr.New("train.precision", "unknown precision %q; allowed: fp32, fp8", t.Precision)
 	}
 	switch t.FP8.Recipe {
-	case "delayed", "current":
+	case "delayed", "current", "blockwise":
 	default:
-		return usererr.New("train.fp8.recipe", "unknown recipe %q; allowed: delayed, current", t.FP8.Recipe)
+		return usererr.New("train.fp8.recipe", "unknown recipe %q; allowed: delayed, current, blockwise", t.FP8.Recipe)
 	}
 	if t.FP8.History <= 0 {
 		return usererr.New("train.fp8.history", "must be a positive integer, got %d", t.FP8.History)

@@ -119,6 +119,9 @@ func train(path string, set []string, out string) error {
 		if f.GradFP32 {
 			c.Label += " grad_fp32"
 		}
+		if f.GradE4M3 {
+			c.Label += " grad_e4m3"
+		}
 	}
 	save := func() error {
 		b, err := json.MarshalIndent(c, "", " ")
