@@ -61,7 +61,7 @@ type Stats struct {
 	GradNorm   float64     // global gradient norm before clipping
 	Tokens     int64       // tokens this process's ranks processed in the step (all parallel.data ranks of herd train)
 	TokensPerS float64     // Tokens over the step's wall time
-	ExpertLoad [][]float64 // per MoE layer, each expert's share of routed slots, averaged over micro-batches
+	ExpertLoad [][]float64 // per MoE layer, each expert's share of routed slots, averaged over micro-batches; on one rank the trainer's, overwritten by the next Step
 	Eval       *EvalResult // set when an evaluation ran after this step
 	Checkpoint string      // set when a checkpoint was written after this step: its name
 }
@@ -97,6 +97,8 @@ type Trainer struct {
 	dp        *dataParallel // nil on one rank (parallel.go)
 
 	fp8 *fp8.Scaling // nil in fp32
+
+	expertLoad [][]float64 // the last step's Stats.ExpertLoad, zeroed and reused by the next
 
 	configJSON json.RawMessage
 	configHash string
@@ -231,9 +233,12 @@ func (tr *Trainer) localStep() (Stats, error) {
 	start := time.Now()
 	step := tr.step + 1
 	m := tr.Model
-	st := Stats{Step: step, Steps: tr.Cfg.Train.Steps}
+	st := Stats{Step: step, Steps: tr.Cfg.Train.Steps, ExpertLoad: tr.expertLoad}
 	if tr.train == nil {
 		return st, errOpened
+	}
+	for _, l := range st.ExpertLoad {
+		clear(l)
 	}
 	clear(m.Grads)
 	scale := 1 / float32(tr.nMicro*tr.Cfg.Parallel.Data) // 1/units of the global batch
@@ -252,6 +257,7 @@ func (tr *Trainer) localStep() (Stats, error) {
 		st.Tokens += int64(tr.batch.B * tr.batch.T)
 		addLoad(&st.ExpertLoad, r.ExpertLoad, 1/float64(tr.nMicro))
 	}
+	tr.expertLoad = st.ExpertLoad
 	if tr.fp8 != nil {
 		if err := tr.fp8.Check(); err != nil {
 			return st, diverged(step, err.Error())

@@ -9,7 +9,8 @@ import (
 
 // TestStepAllocatesNothing: a model's forward and backward passes reach a steady state in
 // which they allocate nothing, on one thread and on several (the kernels' worker pool and
-// recycled scratch), so that training puts no load on the garbage collector.
+// recycled scratch), so that training puts no load on the garbage collector: a dense model
+// and one with MoE layers (routing, expert loads, top-2 with a shared expert).
 //
 // Counted with runtime.MemStats around windows of 10 passes (testing.AllocsPerRun runs on
 // one thread only); the test passes when one of the first windows allocates nothing at
@@ -18,32 +19,39 @@ import (
 // busy machine may take a while) and while the Go runtime's own caches settle (a goroutine
 // that blocks takes a record from a per-processor cache that garbage collections empty).
 func TestStepAllocatesNothing(t *testing.T) {
-	cfg := Config{VocabSize: 64, DModel: 64, NLayers: 2, NHeads: 4, NKVHeads: 2, FFNHidden: 96,
+	dense := Config{VocabSize: 64, DModel: 64, NLayers: 2, NHeads: 4, NKVHeads: 2, FFNHidden: 96,
 		SeqLen: 64, RopeTheta: 10000, NormEps: 1e-5}
+	moe := dense
+	moe.MoE = MoE{Experts: 4, TopK: 2, SharedExpert: true, Every: 2, ExpertHidden: 32, AuxLoss: 0.01}
 	const B, passes, windows = 2, 10, 6
-	m := New[float32](cfg, cpu.New[float32](), B)
-	m.Init(1, func(Tensor) float64 { return 0.02 })
-	batch := randomBatch(cfg, B)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
-	for _, threads := range []int{1, 2, 3} {
-		runtime.GOMAXPROCS(threads)
-		var counts []uint64
-		for range windows {
-			var before, after runtime.MemStats
-			runtime.ReadMemStats(&before)
-			for range passes {
-				m.Forward(batch)
-				m.Backward(1)
+	for _, c := range []struct {
+		name string
+		cfg  Config
+	}{{"dense", dense}, {"moe", moe}} {
+		m := New[float32](c.cfg, cpu.New[float32](), B)
+		m.Init(1, func(Tensor) float64 { return 0.02 })
+		batch := randomBatch(c.cfg, B)
+		for _, threads := range []int{1, 2, 3} {
+			runtime.GOMAXPROCS(threads)
+			var counts []uint64
+			for range windows {
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				for range passes {
+					m.Forward(batch)
+					m.Backward(1)
+				}
+				runtime.ReadMemStats(&after)
+				if counts = append(counts, after.Mallocs-before.Mallocs); counts[len(counts)-1] == 0 {
+					break
+				}
 			}
-			runtime.ReadMemStats(&after)
-			if counts = append(counts, after.Mallocs-before.Mallocs); counts[len(counts)-1] == 0 {
-				break
+			if counts[len(counts)-1] != 0 {
+				t.Errorf("%s, %d threads: allocations in successive windows of %d forward/backward passes: %v, want a window of 0",
+					c.name, threads, passes, counts)
 			}
+			t.Logf("%s, %d threads: allocations per window of %d passes until none: %v", c.name, threads, passes, counts)
 		}
-		if counts[len(counts)-1] != 0 {
-			t.Errorf("%d threads: allocations in successive windows of %d forward/backward passes: %v, want a window of 0",
-				threads, passes, counts)
-		}
-		t.Logf("%d threads: allocations per window of %d passes until none: %v", threads, passes, counts)
 	}
 }

@@ -123,7 +123,7 @@ func (m *Model[F]) moeForward(i int) (aux float64, load []float64) {
 		}
 		aux += a.load[e] * p / float64(N)
 	}
-	return m.Cfg.MoE.AuxLoss * float64(E) * aux, append([]float64(nil), a.load...)
+	return m.Cfg.MoE.AuxLoss * float64(E) * aux, a.load // no copy: Result.ExpertLoad says so
 }
 
 // route picks each token's top-k experts from the router logits a.r, computes gates,

@@ -65,6 +65,8 @@ type Model[F kernels.Float] struct {
 
 	g grads[F] // scratch for activation gradients, reused by every layer
 
+	loads [][]float64 // the last Forward's Result.ExpertLoad, reused by the next
+
 	// linears, once SetLinears ran, runs the GEMMs whose weight starts at the key instead
 	// of MatMul: one per hidden and expert matrix (per expert).
 	linears map[*F]Linear[F]
@@ -83,7 +85,7 @@ type Result struct {
 	Loss       float64     // mean cross-entropy over Mask-weighted positions
 	Aux        float64     // load-balancing loss, already times moe.aux_loss
 	Tokens     float64     // Σ Mask: the weight of Loss in a mean over micro-batches
-	ExpertLoad [][]float64 // per MoE layer, the fraction of routed slots each expert got
+	ExpertLoad [][]float64 // per MoE layer, the fraction of routed slots each expert got; the model's, overwritten by the next Forward
 }
 
 // layer holds the tensor indices of one block (-1 where the block has no such tensor).
@@ -201,8 +203,7 @@ func (m *Model[F]) dw(i int) []F {
 // and keeps the activations that Backward needs.
 func (m *Model[F]) Forward(b *data.Batch) Result {
 	m.load(b)
-	var res Result
-	res.Tokens = m.tokens
+	res := Result{Tokens: m.tokens, ExpertLoad: m.loads[:0]}
 	m.embedForward()
 	for i := range m.layers {
 		m.attentionForward(i)
@@ -215,6 +216,7 @@ func (m *Model[F]) Forward(b *data.Batch) Result {
 		}
 	}
 	res.Loss = m.headForward()
+	m.loads = res.ExpertLoad
 	return res
 }
 
