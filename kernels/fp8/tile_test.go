@@ -33,14 +33,14 @@ func testTileRoundTrip(t *testing.T) {
 		src := make([]float32, rows*cols)
 		for i := range src {
 			// each row and tile its own magnitude, 2^-30 .. 2^30
-			mag := math.Exp2(float64((i/cols*7+i%cols/TileWidth*13)%61 - 30))
+			mag := math.Exp2(float64((i/cols*7+i%cols/TileSize*13)%61 - 30))
 			src[i] = float32(mag * rng.NormFloat64())
 		}
 		dec, scaleInv, _ := roundTrip(src, cols)
 		ns := TileCodec{}.Scales(cols)
 		for r := range rows {
 			for j := range ns {
-				a, b := r*cols+j*TileWidth, r*cols+min((j+1)*TileWidth, cols)
+				a, b := r*cols+j*TileSize, r*cols+min((j+1)*TileSize, cols)
 				amax := float32(0)
 				for _, x := range src[a:b] {
 					amax = max(amax, float32(math.Abs(float64(x))))
