@@ -87,13 +87,21 @@ func (q *tileQuant) rowTiles(b, r0, r1 int) uint32 {
 		k := inv * q.mul
 		for r := r0; r < r1; r++ {
 			i0, i1 := r*q.cols+c0, r*q.cols+c1
-			c := buf[:i1-i0]
+			c, src := buf[:i1-i0], q.src[i0:i1]
 			if q.codes != nil {
 				c = q.codes[i0:i1]
 			}
-			q.p.encodeSat(c, nil, q.src[i0:i1], scale)
-			if q.vals != nil {
-				decodeScaled(q.vals[i0:i1], c, k, &q.p.decode)
+			if q.vals == nil {
+				q.p.encodeSat(c, nil, src, scale)
+				continue
+			}
+			vals, done := q.vals[i0:i1], 0
+			if a <= 0x7F800000 { // no NaN to fix up after the assembly loop
+				done = encodeKBulk(q.p, c, vals, src, scale, k)
+			}
+			q.p.encodeSat(c[done:], nil, src[done:], scale)
+			for i := done; i < len(c); i++ {
+				vals[i] = q.p.decode[c[i]] * k
 			}
 		}
 	}
@@ -101,9 +109,9 @@ func (q *tileQuant) rowTiles(b, r0, r1 int) uint32 {
 }
 
 // columnTiles quantizes rows [r0, r1) of band b in tiles one column wide: each column of
-// the band is a tile. It scales colChunk columns at a time, multiplying by the
-// per-column scales first (the product rounded to float32, as encodeSat rounds x·scale)
-// and encoding with scale 1, which gives the same codes.
+// the band is a tile. It scales colChunk columns at a time with a scale and a scale-back
+// per column; x·scale is rounded to float32 before encoding with scale 1, as encodeSat
+// rounds it, so the codes are those of Encode(x·scale). vals must not be nil.
 func (q *tileQuant) columnTiles(b, r0, r1 int) uint32 {
 	var (
 		am    [colChunk]uint32
@@ -119,12 +127,14 @@ func (q *tileQuant) columnTiles(b, r0, r1 int) uint32 {
 		a := am[:w]
 		clear(a)
 		for r := r0; r < r1; r++ {
-			for j, x := range q.src[r*q.cols+c0 : r*q.cols+c0+w] {
-				a[j] = max(a[j], math.Float32bits(x)&0x7FFFFFFF)
+			row := q.src[r*q.cols+c0 : r*q.cols+c0+w]
+			for j := amaxColsBulk(a, row); j < w; j++ {
+				a[j] = max(a[j], math.Float32bits(row[j])&0x7FFFFFFF)
 			}
 		}
+		var chunk uint32
 		for j := range w {
-			band = max(band, a[j])
+			chunk = max(chunk, a[j])
 			scale[j] = q.scaleOf(a[j], f)
 			inv := 1 / scale[j]
 			if q.inv != nil {
@@ -132,22 +142,24 @@ func (q *tileQuant) columnTiles(b, r0, r1 int) uint32 {
 			}
 			k[j] = inv * q.mul
 		}
+		band = max(band, chunk)
 		for r := r0; r < r1; r++ {
 			i0 := r*q.cols + c0
-			src, t := q.src[i0:i0+w], tmp[:w]
-			for j, x := range src {
-				t[j] = x * scale[j]
-			}
-			c := buf[:w]
+			src, vals, c := q.src[i0:i0+w], q.vals[i0:i0+w], buf[:w]
 			if q.codes != nil {
 				c = q.codes[i0 : i0+w]
 			}
-			q.p.encodeSat(c, nil, t, 1)
-			if q.vals != nil {
-				v := q.vals[i0 : i0+w]
-				for j, code := range c {
-					v[j] = q.p.decode[code] * k[j]
-				}
+			done := 0
+			if chunk <= 0x7F800000 { // no NaN to fix up after the assembly loop
+				done = encodeVecBulk(q.p, c, vals, src, scale[:w], k[:w])
+			}
+			t := tmp[done:w]
+			for j := range t {
+				t[j] = src[done+j] * scale[done+j]
+			}
+			q.p.encodeSat(c[done:], nil, t, 1)
+			for j := done; j < w; j++ {
+				vals[j] = q.p.decode[c[j]] * k[j]
 			}
 		}
 	}
@@ -164,19 +176,11 @@ func (q *tileQuant) format() Format {
 
 // amaxBits is the largest |x| of src as float32 bits (NaN patterns above all).
 func amaxBits(src []float32) uint32 {
-	var m0, m1, m2, m3 uint32
-	i := 0
-	for ; i+4 <= len(src); i += 4 {
-		s := src[i : i+4 : i+4]
-		m0 = max(m0, math.Float32bits(s[0])&0x7FFFFFFF)
-		m1 = max(m1, math.Float32bits(s[1])&0x7FFFFFFF)
-		m2 = max(m2, math.Float32bits(s[2])&0x7FFFFFFF)
-		m3 = max(m3, math.Float32bits(s[3])&0x7FFFFFFF)
+	done, m := amaxBulk(src)
+	for _, x := range src[done:] {
+		m = max(m, math.Float32bits(x)&0x7FFFFFFF)
 	}
-	for ; i < len(src); i++ {
-		m0 = max(m0, math.Float32bits(src[i])&0x7FFFFFFF)
-	}
-	return max(m0, m1, m2, m3)
+	return m
 }
 
 // decodeScaled writes dst[i] = tab[src[i]]·k.

@@ -43,3 +43,57 @@ func decodeBulk(dst []float32, src []uint8, scaleInv float32, tab *[256]float32)
 //
 //go:noescape
 func decodeAVX2(dst []float32, src []uint8, scaleInv float32, tab *[256]float32)
+
+// The blockwise recipe's loops (blockwise.go), on the largest multiple of 8 elements of
+// src with AVX2 when the CPU has it; each returns how many elements it did.
+
+// encodeVecBulk: dst[i] = Encode(src[i]·scale[i], SatFinite), vals[i] = Decode(dst[i])·k[i].
+func encodeVecBulk(p *format, dst []uint8, vals, src, scale, k []float32) int {
+	n := len(src) &^ 7
+	if !hasAVX2 || n == 0 {
+		return 0
+	}
+	encodeVecAVX2(dst[:n], vals[:n], src[:n], scale[:n], k[:n], &p.enc)
+	return n
+}
+
+// encodeKBulk: dst[i] = Encode(src[i]·scale, SatFinite), vals[i] = Decode(dst[i])·k.
+func encodeKBulk(p *format, dst []uint8, vals, src []float32, scale, k float32) int {
+	n := len(src) &^ 7
+	if !hasAVX2 || n == 0 {
+		return 0
+	}
+	encodeKAVX2(dst[:n], vals[:n], src[:n], scale, k, &p.enc)
+	return n
+}
+
+// amaxBulk: the largest |src[i]| as bits.
+func amaxBulk(src []float32) (done int, amax uint32) {
+	n := len(src) &^ 7
+	if !hasAVX2 || n == 0 {
+		return 0, 0
+	}
+	return n, amaxAVX2(src[:n])
+}
+
+// amaxColsBulk: a[j] = max(a[j], |src[j]| as bits).
+func amaxColsBulk(a []uint32, src []float32) int {
+	n := len(src) &^ 7
+	if !hasAVX2 || n == 0 {
+		return 0
+	}
+	amaxColsAVX2(a[:n], src[:n])
+	return n
+}
+
+//go:noescape
+func encodeVecAVX2(dst []uint8, vals, src, scale, k []float32, c *encConsts)
+
+//go:noescape
+func encodeKAVX2(dst []uint8, vals, src []float32, scale, k float32, c *encConsts)
+
+//go:noescape
+func amaxAVX2(src []float32) uint32
+
+//go:noescape
+func amaxColsAVX2(a []uint32, src []float32)

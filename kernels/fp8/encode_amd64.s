@@ -48,6 +48,10 @@ GLOBL packmask<>(SB), RODATA|NOPTR, $32
 	VPAND     ABSMASK, Y0, Y1; \
 	VPMAXUD   Y1, AMAX, AMAX; \
 	VMULPS    SCALE, Y0, Y0; \
+	QUANTSCALED
+
+// QUANTSCALED is QUANT8 from Y0 = src[I:I+8]·scale on.
+#define QUANTSCALED \
 	VPAND     ABSMASK, Y0, Y1; \
 	VPANDN    Y0, ABSMASK, Y2; \
 	VPSRLD    SHIFT, Y1, Y3; \
@@ -158,5 +162,150 @@ decloop:
 	JLT        decloop
 
 decdone:
+	VZEROUPPER
+	RET
+
+// CONSTS loads encConsts at R8 into the constant registers, and ONE and ABSMASK.
+#define CONSTS \
+	VPCMPEQD     ABSMASK, ABSMASK, ABSMASK; \
+	VPSRLD       $31, ABSMASK, ONE; \
+	VPSRLD       $1, ABSMASK, ABSMASK; \
+	VPBROADCASTD 0(R8), K; \
+	VMOVD        4(R8), SHIFT; \
+	VPBROADCASTD 8(R8), MINNORM; \
+	VPBROADCASTD 12(R8), MAXCODE; \
+	VPBROADCASTD 16(R8), MAGIC; \
+	VPBROADCASTD 20(R8), VALBIAS
+
+// func encodeVecAVX2(dst []uint8, vals []float32, src []float32, scale []float32, k []float32, c *encConsts)
+//
+// The loop of a column tiling, 8 floats per step, each element with its own scale and
+// scale-back: dst[i] = Encode(src[i]·scale[i], SatFinite) and vals[i] = Decode(dst[i])·k[i],
+// as encodeSatAVX2 computes them (no amax, no NaN fix-up). len(src) is a multiple of 8 and
+// every other slice at least as long.
+TEXT ·encodeVecAVX2(SB), NOSPLIT, $0-128
+	MOVQ dst_base+0(FP), DST
+	MOVQ vals_base+24(FP), VALS
+	MOVQ src_base+48(FP), SRC
+	MOVQ src_len+56(FP), N
+	MOVQ scale_base+72(FP), R10
+	MOVQ k_base+96(FP), R11
+	MOVQ c+120(FP), R8
+	CONSTS
+	XORQ  I, I
+	TESTQ N, N
+	JEQ   vecdone
+
+vecloop:
+	VMOVUPS (SRC)(I*4), Y0
+	VMULPS  (R10)(I*4), Y0, Y0
+	QUANTSCALED
+	STORECODES
+	VPSLLD    SHIFT, Y3, Y3
+	VPADDD    VALBIAS, Y3, Y3
+	VSUBPS    MAGIC, Y4, Y4
+	VPBLENDVB Y0, Y4, Y3, Y3
+	VPOR      Y2, Y3, Y3
+	VMULPS    (R11)(I*4), Y3, Y3
+	VMOVUPS   Y3, (VALS)(I*4)
+	ADDQ      $8, I
+	CMPQ      I, N
+	JLT       vecloop
+
+vecdone:
+	VZEROUPPER
+	RET
+
+// func encodeKAVX2(dst []uint8, vals []float32, src []float32, scale, k float32, c *encConsts)
+//
+// encodeVecAVX2 with one scale and one scale-back for all elements (a 1×T tile).
+TEXT ·encodeKAVX2(SB), NOSPLIT, $0-88
+	MOVQ         dst_base+0(FP), DST
+	MOVQ         vals_base+24(FP), VALS
+	MOVQ         src_base+48(FP), SRC
+	MOVQ         src_len+56(FP), N
+	MOVQ         c+80(FP), R8
+	VBROADCASTSS scale+72(FP), SCALE
+	VBROADCASTSS k+76(FP), Y15
+	CONSTS
+	XORQ         I, I
+	TESTQ        N, N
+	JEQ          kdone
+
+kloop:
+	VMOVUPS (SRC)(I*4), Y0
+	VMULPS  SCALE, Y0, Y0
+	QUANTSCALED
+	STORECODES
+	VPSLLD    SHIFT, Y3, Y3
+	VPADDD    VALBIAS, Y3, Y3
+	VSUBPS    MAGIC, Y4, Y4
+	VPBLENDVB Y0, Y4, Y3, Y3
+	VPOR      Y2, Y3, Y3
+	VMULPS    Y15, Y3, Y3
+	VMOVUPS   Y3, (VALS)(I*4)
+	ADDQ      $8, I
+	CMPQ      I, N
+	JLT       kloop
+
+kdone:
+	VZEROUPPER
+	RET
+
+// func amaxAVX2(src []float32) uint32
+//
+// max over i of bits(src[i]) & 0x7FFFFFFF; len(src) is a multiple of 8.
+TEXT ·amaxAVX2(SB), NOSPLIT, $0-28
+	MOVQ     src_base+0(FP), SI
+	MOVQ     src_len+8(FP), CX
+	VPCMPEQD Y13, Y13, Y13
+	VPSRLD   $1, Y13, Y13
+	VPXOR    Y15, Y15, Y15
+	XORQ     AX, AX
+	TESTQ    CX, CX
+	JEQ      amdone
+
+amloop:
+	VPAND   (SI)(AX*4), Y13, Y0
+	VPMAXUD Y0, Y15, Y15
+	ADDQ    $8, AX
+	CMPQ    AX, CX
+	JLT     amloop
+
+amdone:
+	VEXTRACTI128 $1, Y15, X0
+	VPMAXUD      X0, X15, X15
+	VPSHUFD      $0x4E, X15, X0
+	VPMAXUD      X0, X15, X15
+	VPSHUFD      $0xB1, X15, X0
+	VPMAXUD      X0, X15, X15
+	VMOVD        X15, AX
+	MOVL         AX, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func amaxColsAVX2(a []uint32, src []float32)
+//
+// a[j] = max(a[j], bits(src[j]) & 0x7FFFFFFF): a band's column amaxes, one row at a
+// time; len(src) is a multiple of 8 and len(a) at least as long.
+TEXT ·amaxColsAVX2(SB), NOSPLIT, $0-48
+	MOVQ     a_base+0(FP), DI
+	MOVQ     src_base+24(FP), SI
+	MOVQ     src_len+32(FP), CX
+	VPCMPEQD Y13, Y13, Y13
+	VPSRLD   $1, Y13, Y13
+	XORQ     AX, AX
+	TESTQ    CX, CX
+	JEQ      acdone
+
+acloop:
+	VPAND   (SI)(AX*4), Y13, Y0
+	VPMAXUD (DI)(AX*4), Y0, Y0
+	VMOVDQU Y0, (DI)(AX*4)
+	ADDQ    $8, AX
+	CMPQ    AX, CX
+	JLT     acloop
+
+acdone:
 	VZEROUPPER
 	RET

@@ -8,3 +8,12 @@ func encodeSatBulk(p *format, dst []uint8, vals, src []float32, scale float32) (
 }
 
 func decodeBulk(dst []float32, src []uint8, scaleInv float32, tab *[256]float32) int { return 0 }
+
+// The blockwise recipe's loops: none in assembly here either.
+func encodeVecBulk(p *format, dst []uint8, vals, src, scale, k []float32) int { return 0 }
+
+func encodeKBulk(p *format, dst []uint8, vals, src []float32, scale, k float32) int { return 0 }
+
+func amaxBulk(src []float32) (done int, amax uint32) { return 0, 0 }
+
+func amaxColsBulk(a []uint32, src []float32) int { return 0 }

@@ -231,13 +231,19 @@ func TestLinearDeterministicAndEmpty(t *testing.T) {
 // BenchmarkLinear runs one forward and backward of a `small` dense FFN up-projection
 // (n = 8·256 tokens, 256 -> 768) in plain float32 and in FP8 emulation on the same
 // backend, alternating, and reports each one's best time and the emulation's overhead
-// (best against best, which shared machines disturb least).
+// (best against best, which shared machines disturb least), for each recipe.
 func BenchmarkLinear(b *testing.B) {
+	for _, recipe := range []string{Delayed, Current, Blockwise} {
+		b.Run(recipe, func(b *testing.B) { benchLinear(b, Config{Recipe: recipe, History: 16}) })
+	}
+}
+
+func benchLinear(b *testing.B, cfg Config) {
 	p := newProblem(8*256, 256, 768)
 	be := cpu.New[float32]()
 	y := make([]float32, p.n*p.out)
 	dx, dw := make([]float32, p.n*p.in), make([]float32, p.out*p.in)
-	s, err := NewScaling(Config{Recipe: Delayed, History: 16}, be)
+	s, err := NewScaling(cfg, be)
 	if err != nil {
 		b.Fatal(err)
 	}

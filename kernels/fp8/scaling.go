@@ -82,7 +82,9 @@ func computeScale(amax, prev float32, f Format, margin int, pow2 bool) float32 {
 		return prev
 	}
 	s := f.Max() / amax // float32 division, as Transformer Engine computes it
-	s = float32(math.Ldexp(float64(s), -margin))
+	if margin != 0 {    // Ldexp is slow, and the blockwise recipe computes a scale per tile
+		s = float32(math.Ldexp(float64(s), -margin))
+	}
 	s = min(max(s, minScale), maxScale)
 	if pow2 {
 		s = math.Float32frombits(math.Float32bits(s) &^ (1<<23 - 1)) // s is normal: drop the mantissa
