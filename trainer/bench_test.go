@@ -44,19 +44,22 @@ func BenchmarkTrainStepShapes(b *testing.B) {
 	}
 }
 
-// BenchmarkTrainStepPrecision puts fp32 and fp8 (delayed scaling, emulated) steps side by
-// side: on the dense benchmark model, and on the tiny and small presets (MoE on every
-// other layer) with micro-batches of 8 on random tokens. Compare ms/step of the pairs.
+// BenchmarkTrainStepPrecision puts fp32 and fp8 steps (emulated; fp8 is delayed scaling,
+// fp8-blockwise the blockwise recipe) side by side: on the dense benchmark model, and on the
+// tiny and small presets (MoE on every other layer) with micro-batches of 8 on random
+// tokens. Compare ms/step of the pairs.
 func BenchmarkTrainStepPrecision(b *testing.B) {
 	for _, c := range []struct{ name, file string }{
 		{"dense", "../examples/dense-bench.yaml"},
 		{"tiny", "../examples/tiny.yaml"},
 		{"small", "../examples/small.yaml"},
 	} {
-		for _, precision := range []string{"fp32", "fp8"} {
-			b.Run(c.name+"/"+precision, func(b *testing.B) {
-				cfg, err := config.Load(c.file, []string{"train.checkpoint.dir=" + b.TempDir(), "train.precision=" + precision,
-					`data.train=""`, `data.eval=""`, "data.synthetic=true", "train.global_batch=8", "train.micro_batch=8"})
+		for _, p := range []struct{ name, precision, recipe string }{
+			{"fp32", "fp32", "delayed"}, {"fp8", "fp8", "delayed"}, {"fp8-blockwise", "fp8", "blockwise"},
+		} {
+			b.Run(c.name+"/"+p.name, func(b *testing.B) {
+				cfg, err := config.Load(c.file, []string{"train.checkpoint.dir=" + b.TempDir(), "train.precision=" + p.precision,
+					"train.fp8.recipe=" + p.recipe, `data.train=""`, `data.eval=""`, "data.synthetic=true", "train.global_batch=8", "train.micro_batch=8"})
 				if err != nil {
 					b.Fatal(err)
 				}
