@@ -70,6 +70,10 @@ type Model[F kernels.Float] struct {
 	// linears, once SetLinears ran, runs the GEMMs whose weight starts at the key instead
 	// of MatMul: one per hidden and expert matrix (per expert).
 	linears map[*F]Linear[F]
+	// codec, once SetCodec ran, keeps the activations that only Backward reads; dec is
+	// Backward's float32 scratch for unpacking them (see SetCodec).
+	codec Codec[F]
+	dec   []F
 }
 
 // Linear runs one linear layer's GEMMs: y = s·x·Wᵀ and its backward, dW += s·dyᵀ·x and
