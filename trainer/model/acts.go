@@ -26,21 +26,31 @@ type layerActs[F kernels.Float] struct {
 	hg       []F       // [N*k, C] gathered ffn-norm outputs
 	experts  ffnActs[F]
 	y        []F // [N*k, C] expert outputs before gating
+
+	// Once SetCodec ran, q, k, v, att and y are nil and kept here instead (see SetCodec).
+	qc, kc, vc, attc, yc packed
 }
 
 // ffnActs are one SwiGLU feed-forward's activations: a1 = h·W1ᵀ, a3 = h·W3ᵀ,
 // u = silu(a1)⊙a3 and s = sigmoid(a1).
 type ffnActs[F kernels.Float] struct {
-	a1, a3, u, s []F // [rows, hidden]
+	a1, a3, u, s []F    // [rows, hidden]
+	a1c, a3c     packed // a1 and a3 once SetCodec ran (a1 and a3 are nil then)
 }
 
 func newFFNActs[F kernels.Float](n int) ffnActs[F] {
-	return ffnActs[F]{make([]F, n), make([]F, n), make([]F, n), make([]F, n)}
+	return ffnActs[F]{a1: make([]F, n), a3: make([]F, n), u: make([]F, n), s: make([]F, n)}
 }
 
 // rows returns the activations of rows [lo, hi) (a routed expert's share of the block).
 func (a ffnActs[F]) rows(lo, hi, hid int) ffnActs[F] {
-	return ffnActs[F]{a.a1[lo*hid : hi*hid], a.a3[lo*hid : hi*hid], a.u[lo*hid : hi*hid], a.s[lo*hid : hi*hid]}
+	part := func(s []F) []F {
+		if s == nil {
+			return nil
+		}
+		return s[lo*hid : hi*hid]
+	}
+	return ffnActs[F]{part(a.a1), part(a.a3), part(a.u), part(a.s), a.a1c.rows(lo, hi), a.a3c.rows(lo, hi)}
 }
 
 func newLayerActs[F kernels.Float](cfg Config, moe bool, N int) layerActs[F] {
@@ -106,4 +116,88 @@ func newGrads[F kernels.Float](cfg Config, N int) grads[F] {
 		g.dxp = make([]F, N*C)
 	}
 	return g
+}
+
+// Codec keeps activations that only the backward pass reads in one byte per value plus a
+// float32 scale per tile of a row (FP8 training: fp8.TileCodec, E4M3 with one scale per
+// 1×128 tile). A matrix of rows × cols values takes codes [rows·cols] and scales
+// [rows·Scales(cols)], row after row, so that a range of rows is a matrix of its own.
+type Codec[F kernels.Float] interface {
+	Scales(cols int) int
+	Encode(codes []uint8, scales []float32, src []F, cols int)
+	Decode(dst []F, codes []uint8, scales []float32, cols int)
+}
+
+// packed is one activation of up to rows × cols values kept by the model's Codec.
+type packed struct {
+	codes    []uint8
+	scales   []float32
+	cols, ns int // ns: scales per row
+}
+
+func newPacked[F kernels.Float](c Codec[F], rows, cols int) packed {
+	ns := c.Scales(cols)
+	return packed{make([]uint8, rows*cols), make([]float32, rows*ns), cols, ns}
+}
+
+// rows returns rows [lo, hi) of p (a routed expert's share of the block).
+func (p packed) rows(lo, hi int) packed {
+	if p.codes == nil {
+		return p
+	}
+	return packed{p.codes[lo*p.cols : hi*p.cols], p.scales[lo*p.ns : hi*p.ns], p.cols, p.ns}
+}
+
+// pack keeps src, whole rows of p.cols values, in p.
+func (m *Model[F]) pack(p packed, src []F) {
+	m.codec.Encode(p.codes[:len(src)], p.scales[:len(src)/p.cols*p.ns], src, p.cols)
+}
+
+// unpack writes into dst the first len(dst) values that pack kept in p.
+func (m *Model[F]) unpack(dst []F, p packed) {
+	m.codec.Decode(dst, p.codes[:len(dst)], p.scales[:len(dst)/p.cols*p.ns], p.cols)
+}
+
+// SetCodec makes the model keep the largest activations that only its backward pass reads
+// (attention's q, k, v and output, each SwiGLU's inputs a1 and a3, the routed experts'
+// outputs y) through c instead of in float32: with fp8.TileCodec 1 + 1/32 bytes per value
+// instead of 4, the FP8 activation storage of DeepSeek-V3 and COAT (docs/fp8.md).
+//
+// The forward pass computes them in float32 as before, but in the activation-gradient
+// scratch, which no forward reads otherwise (q, k, v, att in dq, dk, dv, datt; a1, a3 and
+// sigmoid(a1) in da1, da3, du; y in dhg), and packs them once their last forward reader
+// ran: the forward pass, and so the loss, does not change. The backward pass unpacks q, k,
+// v and att into the feed-forward's gradient scratch (free while attention's backward
+// runs), and a1 and a3 a block of rows at a time, recomputing sigmoid(a1) from them, so
+// that the per-layer sigmoid(a1) is gone too; its gradients are those of the unpacked
+// values. Call it before the first Forward, like SetLinears, with which it combines.
+func (m *Model[F]) SetCodec(c Codec[F]) {
+	m.codec = c
+	N, C := m.microBatch*m.Cfg.SeqLen, m.Cfg.DModel
+	H, KV, D := m.Cfg.NHeads, m.Cfg.NKVHeads, m.Cfg.HeadDim()
+	k, G := max(m.Cfg.MoE.TopK, 1), m.Cfg.MoE.ExpertHidden
+	dec := 0 // m.dec: the SwiGLU backward's blocks, attention's q, k, v, att if da1 is short
+	if att := N * (2*H*D + 2*KV*D); att > len(m.g.da1) {
+		dec = att
+	}
+	ffn := func(f *ffnActs[F], rows, hid int) {
+		f.a1c, f.a3c = newPacked(c, rows, hid), newPacked(c, rows, hid)
+		f.a1, f.a3, f.s = nil, nil, nil
+		dec = max(dec, 3*swiGLURows(hid)*hid)
+	}
+	for i := range m.acts {
+		a := &m.acts[i]
+		a.qc, a.kc, a.vc, a.attc = newPacked(c, N, H*D), newPacked(c, N, KV*D), newPacked(c, N, KV*D), newPacked(c, N, H*D)
+		a.q, a.k, a.v, a.att = nil, nil, nil, nil
+		if !m.layers[i].moe {
+			ffn(&a.ffn, N, m.Cfg.FFNHidden)
+			continue
+		}
+		if m.Cfg.MoE.SharedExpert {
+			ffn(&a.ffn, N, G)
+		}
+		ffn(&a.experts, N*k, G)
+		a.yc, a.y = newPacked(c, N*k, C), nil
+	}
+	m.dec = make([]F, dec)
 }

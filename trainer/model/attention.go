@@ -10,8 +10,12 @@ func (m *Model[F]) attentionForward(i int) {
 	H, KV, D := m.Cfg.NHeads, m.Cfg.NKVHeads, m.Cfg.HeadDim()
 	x := m.x[i][:N*C]
 	h1, rstd := a.h1[:N*C], a.rstd1[:N]
-	q, k, v := a.q[:N*H*D], a.k[:N*KV*D], a.v[:N*KV*D]
-	att, lse := a.att[:N*H*D], a.lse[:N*H]
+	q, k, v, att := a.q, a.k, a.v, a.att
+	if m.codec != nil { // computed in gradient scratch and packed (see SetCodec)
+		q, k, v, att = m.g.dq, m.g.dk, m.g.dv, m.g.datt
+	}
+	q, k, v, att = q[:N*H*D], k[:N*KV*D], v[:N*KV*D], att[:N*H*D]
+	lse := a.lse[:N*H]
 
 	be.RMSNorm(h1, rstd, x, m.w(l.attnNorm), C, m.Cfg.NormEps)
 	m.linear(q, h1, l.wq, N, C, H*D)
@@ -24,6 +28,12 @@ func (m *Model[F]) attentionForward(i int) {
 	be.Attention(att, lse, q, k, v, m.doc, m.b, m.t, H, KV, D, m.AttnScale)
 	o := m.g.tmp[:N*C]
 	m.linear(o, att, l.wo, N, H*D, C)
+	if m.codec != nil {
+		m.pack(a.qc, q)
+		m.pack(a.kc, k)
+		m.pack(a.vc, v)
+		m.pack(a.attc, att)
+	}
 	xmid := a.xmid[:N*C]
 	copy(xmid, x)
 	be.Axpy(xmid, o, 1)
@@ -37,16 +47,30 @@ func (m *Model[F]) attentionBackward(i int) {
 	H, KV, D := m.Cfg.NHeads, m.Cfg.NKVHeads, m.Cfg.HeadDim()
 	dx, dh := g.dx[:N*C], g.dh[:N*C]
 	dq, dk, dv, datt := g.dq[:N*H*D], g.dk[:N*KV*D], g.dv[:N*KV*D], g.datt[:N*H*D]
+	q, k, v, att := a.q, a.k, a.v, a.att
+	if m.codec != nil {
+		buf := m.dec
+		if N*(2*H*D+2*KV*D) <= len(g.da1) { // the feed-forward's scratch is free here
+			buf = g.da1
+		}
+		q, k, v, att = buf, buf[N*H*D:], buf[N*(H*D+KV*D):], buf[N*(H*D+2*KV*D):]
+	}
+	q, k, v, att = q[:N*H*D], k[:N*KV*D], v[:N*KV*D], att[:N*H*D]
+	if m.codec != nil {
+		m.unpack(q, a.qc)
+		m.unpack(k, a.kc)
+		m.unpack(v, a.vc)
+		m.unpack(att, a.attc)
+	}
 
 	// The residual passes dx through; the branch output o gets dx too.
 	do := g.dy[:N*C]
 	copy(do, dx)
-	m.linearBackward(datt, do, a.att[:N*H*D], l.wo, N, H*D, C, false)
+	m.linearBackward(datt, do, att, l.wo, N, H*D, C, false)
 	clear(dq)
 	clear(dk)
 	clear(dv)
-	be.AttentionBackward(dq, dk, dv, datt, a.att[:N*H*D], a.lse[:N*H], a.q[:N*H*D], a.k[:N*KV*D], a.v[:N*KV*D],
-		m.doc, m.b, m.t, H, KV, D, m.AttnScale)
+	be.AttentionBackward(dq, dk, dv, datt, att, a.lse[:N*H], q, k, v, m.doc, m.b, m.t, H, KV, D, m.AttnScale)
 	if l.rope {
 		be.RoPEBackward(dq, m.pos, m.cos, m.sin, H, D)
 		be.RoPEBackward(dk, m.pos, m.cos, m.sin, KV, D)

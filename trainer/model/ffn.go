@@ -39,10 +39,18 @@ func (m *Model[F]) expert(l layer, e int) ffnWeights[F] {
 //	y, h: [n, C]  a.*: [n, hid]
 func (m *Model[F]) ffnForward(y, h []F, a ffnActs[F], w ffnWeights[F], n, hid int) {
 	C := m.Cfg.DModel
-	a1, a3, u := a.a1[:n*hid], a.a3[:n*hid], a.u[:n*hid]
+	a1, a3, u, s := a.a1, a.a3, a.u[:n*hid], a.s
+	if m.codec != nil { // computed in gradient scratch, a1 and a3 packed (see SetCodec)
+		a1, a3, s = m.g.da1, m.g.da3, m.g.du
+	}
+	a1, a3, s = a1[:n*hid], a3[:n*hid], s[:n*hid]
 	m.mm(a1, h, w.w1, w.m1, n, C, hid)
 	m.mm(a3, h, w.w3, w.m3, n, C, hid)
-	m.be.SwiGLU(u, a.s[:n*hid], a1, a3)
+	m.be.SwiGLU(u, s, a1, a3)
+	if m.codec != nil {
+		m.pack(a.a1c, a1)
+		m.pack(a.a3c, a3)
+	}
 	m.mm(y, u, w.w2, w.m2, n, hid, C)
 }
 
@@ -52,18 +60,50 @@ func (m *Model[F]) ffnBackward(dh, dy, h []F, a ffnActs[F], w ffnWeights[F], n, 
 	C, g := m.Cfg.DModel, &m.g
 	da1, da3, du := g.da1[:n*hid], g.da3[:n*hid], g.du[:n*hid]
 	m.mmBackward(du, w.dw2, dy, a.u[:n*hid], w.w2, w.m2, n, hid, C, false)
-	clear(da1)
-	clear(da3)
-	a1, a3, s := a.a1[:n*hid], a.a3[:n*hid], a.s[:n*hid]
-	if m.linears != nil {
-		// s (and u) are scratch that later SwiGLUs overwrote (see SetLinears): recompute
-		// them from a1 and a3, the same values as the forward's.
-		m.be.SwiGLU(a.u[:n*hid], s, a1, a3)
+	if m.codec != nil {
+		m.swiGLUBackwardPacked(da1, da3, du, a, n, hid)
+	} else {
+		a1, a3, s := a.a1[:n*hid], a.a3[:n*hid], a.s[:n*hid]
+		if m.linears != nil {
+			// s (and u) are scratch that later SwiGLUs overwrote (see SetLinears):
+			// recompute them from a1 and a3, the same values as the forward's.
+			m.be.SwiGLU(a.u[:n*hid], s, a1, a3)
+		}
+		clear(da1)
+		clear(da3)
+		m.be.SwiGLUBackward(da1, da3, du, a1, a3, s)
 	}
-	m.be.SwiGLUBackward(da1, da3, du, a1, a3, s)
 	m.mmBackward(dh, w.dw1, da1, h, w.w1, w.m1, n, C, hid, accumulate)
 	m.mmBackward(dh, w.dw3, da3, h, w.w3, w.m3, n, C, hid, true)
 }
+
+// swiGLUChunk is about how many values of a1 swiGLUBackwardPacked handles at a time:
+// enough for the elementwise kernels to use several threads, little enough for its
+// scratch to stay in the L2 cache.
+const swiGLUChunk = 1 << 16
+
+// swiGLUBackwardPacked is the SwiGLU backward (da1, da3 = ∂L/∂a1, ∂L/∂a3 from du = ∂L/∂u)
+// with a1 and a3 packed by the codec: they and sigmoid(a1) are only read elementwise, so
+// they are unpacked and recomputed a block of rows at a time, in m.dec, instead of in three
+// float32 buffers as large as the feed-forward.
+func (m *Model[F]) swiGLUBackwardPacked(da1, da3, du []F, a ffnActs[F], n, hid int) {
+	r := swiGLURows(hid)
+	for lo := 0; lo < n; lo += r {
+		hi := min(lo+r, n)
+		c := (hi - lo) * hid
+		a1, a3, s := m.dec[:c], m.dec[r*hid:r*hid+c], m.dec[2*r*hid:2*r*hid+c]
+		m.unpack(a1, a.a1c.rows(lo, hi))
+		m.unpack(a3, a.a3c.rows(lo, hi))
+		d1, d3 := da1[lo*hid:hi*hid], da3[lo*hid:hi*hid]
+		m.be.SwiGLU(d1, s, a1, a3) // for s; u is not needed (d1 is cleared next)
+		clear(d1)
+		clear(d3)
+		m.be.SwiGLUBackward(d1, d3, du[lo*hid:hi*hid], a1, a3, s)
+	}
+}
+
+// swiGLURows is how many rows of hid values swiGLUBackwardPacked handles at a time.
+func swiGLURows(hid int) int { return max(1, swiGLUChunk/hid) }
 
 // denseForward runs block i's dense feed-forward half: acts.xmid -> m.x[i+1].
 func (m *Model[F]) denseForward(i int) {
@@ -106,14 +146,22 @@ func (m *Model[F]) moeForward(i int) (aux float64, load []float64) {
 		be.Axpy(xn, y, 1)
 	}
 	be.GatherRows(a.hg[:N*k*C], h2, a.rowTok[:N*k], nil, C)
+	y := a.y
+	if m.codec != nil { // computed in gradient scratch and packed (see SetCodec)
+		y = m.g.dhg
+	}
+	y = y[:N*k*C]
 	for e := range E {
 		lo, hi := a.start[e], a.start[e+1]
 		if lo == hi {
 			continue
 		}
-		m.ffnForward(a.y[lo*C:hi*C], a.hg[lo*C:hi*C], a.experts.rows(lo, hi, G), m.expert(l, e), hi-lo, G)
+		m.ffnForward(y[lo*C:hi*C], a.hg[lo*C:hi*C], a.experts.rows(lo, hi, G), m.expert(l, e), hi-lo, G)
 	}
-	be.GatherSum(xn, a.y[:N*k*C], a.slotRow[:N*k], a.gate[:N*k], k, C)
+	be.GatherSum(xn, y, a.slotRow[:N*k], a.gate[:N*k], k, C)
+	if m.codec != nil {
+		m.pack(a.yc, y)
+	}
 
 	// aux = coef·E·Σ_e f_e·P_e, summed in float64 in token order.
 	for e := range E {
@@ -204,7 +252,12 @@ func (m *Model[F]) moeBackward(i int, scale F) {
 	// Routed experts: gathered row p gets gate_p·dx[token(p)]; its gate gets dx·y_p.
 	dy, dhg, dgate := g.dy[:N*k*C], g.dhg[:N*k*C], g.dgate[:N*k]
 	be.GatherRows(dy, dx, a.rowTok[:N*k], a.rowGate[:N*k], C)
-	be.RowDots(dgate, dx, a.y[:N*k*C], a.rowTok[:N*k], C)
+	y := a.y
+	if m.codec != nil { // unpacked into dhg, which the experts' backward overwrites after
+		y = dhg
+		m.unpack(y, a.yc)
+	}
+	be.RowDots(dgate, dx, y[:N*k*C], a.rowTok[:N*k], C)
 	dr := g.dr[:N*E]
 	clear(dr)
 	for e := range E {
