@@ -653,3 +653,107 @@ aw_step:
 aw_done:
 	VZEROUPPER
 	RET
+
+// ropeidx: lane 2j and 2j+1 take element j (VPERMPS duplicates 8 cosines into 8 pairs).
+DATA ropeidx<>+0(SB)/4, $0
+DATA ropeidx<>+4(SB)/4, $0
+DATA ropeidx<>+8(SB)/4, $1
+DATA ropeidx<>+12(SB)/4, $1
+DATA ropeidx<>+16(SB)/4, $2
+DATA ropeidx<>+20(SB)/4, $2
+DATA ropeidx<>+24(SB)/4, $3
+DATA ropeidx<>+28(SB)/4, $3
+DATA ropeidx<>+32(SB)/4, $4
+DATA ropeidx<>+36(SB)/4, $4
+DATA ropeidx<>+40(SB)/4, $5
+DATA ropeidx<>+44(SB)/4, $5
+DATA ropeidx<>+48(SB)/4, $6
+DATA ropeidx<>+52(SB)/4, $6
+DATA ropeidx<>+56(SB)/4, $7
+DATA ropeidx<>+60(SB)/4, $7
+GLOBL ropeidx<>(SB), RODATA|NOPTR, $64
+
+// ropealt: -1 in the even lanes, +1 in the odd ones.
+DATA ropealt<>+0(SB)/8, $0x3f800000bf800000
+DATA ropealt<>+8(SB)/8, $0x3f800000bf800000
+DATA ropealt<>+16(SB)/8, $0x3f800000bf800000
+DATA ropealt<>+24(SB)/8, $0x3f800000bf800000
+DATA ropealt<>+32(SB)/8, $0x3f800000bf800000
+DATA ropealt<>+40(SB)/8, $0x3f800000bf800000
+DATA ropealt<>+48(SB)/8, $0x3f800000bf800000
+DATA ropealt<>+56(SB)/8, $0x3f800000bf800000
+GLOBL ropealt<>(SB), RODATA|NOPTR, $64
+
+// func rope16(x, cs, sn []float32, heads int, sign float32)
+//
+//	for each of heads heads of x (2·len(cs) elements each), for each pair j:
+//	  s := sign * sn[j]; a, b := x[2j], x[2j+1]; x[2j], x[2j+1] = a*c - b*s, a*s + b*c
+//
+// 8 pairs per step: with c and s duplicated into both lanes of each pair and x' = x with
+// the lanes of each pair swapped, x·c + x'·(-s, s) is the same two products and one sum
+// per lane (negating s is exact), so the bits are the loop's.
+TEXT ·rope16(SB), NOSPLIT, $0-84
+	MOVQ         x_base+0(FP), DI
+	MOVQ         cs_base+24(FP), SI
+	MOVQ         cs_len+32(FP), BX
+	MOVQ         sn_base+48(FP), R8
+	MOVQ         heads+72(FP), R9
+	VBROADCASTSS sign+80(FP), Z29
+	VMOVUPS      ropealt<>(SB), Z30
+	VMOVUPS      ropeidx<>(SB), Z31
+
+rp_head:
+	TESTQ R9, R9
+	JZ    rp_done
+	MOVQ  DI, R12 // the head's first element
+	MOVQ  SI, R10
+	MOVQ  R8, R11
+	MOVQ  BX, CX  // pairs left
+	MOVW  $0xffff, AX
+	KMOVW AX, K1  // x lanes
+	MOVW  $0xff, AX
+	KMOVW AX, K2  // cos and sin lanes
+
+rp_loop:
+	CMPQ  CX, $8
+	JGE   rp_step
+	TESTQ CX, CX
+	JZ    rp_next
+	MOVL  $1, AX
+	SHLL  CX, AX
+	DECL  AX
+	KMOVW AX, K2 // CX pairs
+	SHLQ  $1, CX
+	MOVL  $1, AX
+	SHLL  CX, AX
+	DECL  AX
+	KMOVW AX, K1 // 2·CX elements
+	SHRQ  $1, CX
+
+rp_step:
+	VMOVUPS.Z (R10), K2, Z0
+	VPERMPS   Z0, Z31, Z0  // c in both lanes of each pair
+	VMOVUPS.Z (R11), K2, Z1
+	VPERMPS   Z1, Z31, Z1
+	VMULPS    Z29, Z1, Z1  // s = sign·sin
+	VMULPS    Z30, Z1, Z1  // (-s, s)
+	VMOVUPS.Z (DI), K1, Z2
+	VPERMILPS $0xb1, Z2, Z3 // (b, a)
+	VMULPS    Z0, Z2, Z2   // (a·c, b·c)
+	VMULPS    Z1, Z3, Z3   // (-b·s, a·s)
+	VADDPS    Z3, Z2, Z2
+	VMOVUPS   Z2, K1, (DI)
+	ADDQ      $32, R10
+	ADDQ      $32, R11
+	ADDQ      $64, DI
+	SUBQ      $8, CX
+	JG        rp_loop
+
+rp_next:
+	LEAQ (R12)(BX*8), DI // next head: 2·len(cs) elements on
+	DECQ R9
+	JMP  rp_head
+
+rp_done:
+	VZEROUPPER
+	RET

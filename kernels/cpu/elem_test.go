@@ -211,3 +211,48 @@ func TestAttention32MatchesFloat64(t *testing.T) {
 		}
 	}
 }
+
+// TestRopeKernels: every vector RoPE row gives its Go twin's bits, forward and backward
+// (sign -1), for half head dims around its 8-pair step and several heads, writes nothing
+// outside the row, and is within float32 rounding of the rotation in float64.
+func TestRopeKernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(35, 36))
+	plain := &gemmImpl{}
+	for _, im := range impls {
+		if !im.available || im.vec == nil || im.vec.rope == nil {
+			continue
+		}
+		for _, half := range []int{1, 3, 7, 8, 9, 15, 16, 17, 32, 33} {
+			for _, heads := range []int{1, 3} {
+				for _, sign := range []float32{1, -1} {
+					cs, sn := make([]float32, half), make([]float32, half)
+					for j := range cs {
+						s, c := math.Sincos(7 * r.Float64())
+						sn[j], cs[j] = float32(s), float32(c)
+					}
+					x := randSlice(r, heads*2*half)
+					want := slices.Clone(x)
+					ropeRow(plain, want, cs, sn, heads, sign)
+					got, intact := guarded(len(x), 3)
+					copy(got, x)
+					ropeRow(im, got, cs, sn, heads, sign)
+					if !intact() {
+						t.Fatalf("%s half %d heads %d: wrote outside the row", im.name, half, heads)
+					}
+					if !slices.Equal(got, want) {
+						t.Fatalf("%s half %d heads %d sign %v: %v, twin %v", im.name, half, heads, sign, got, want)
+					}
+					for i := 0; i < len(x); i += 2 {
+						j := i / 2 % half
+						c, s := float64(cs[j]), float64(sign)*float64(sn[j])
+						a, b := float64(x[i]), float64(x[i+1])
+						bound := 3e-7 * (math.Abs(a) + math.Abs(b))
+						if math.Abs(float64(got[i])-(a*c-b*s)) > bound || math.Abs(float64(got[i+1])-(a*s+b*c)) > bound {
+							t.Fatalf("%s half %d: pair %d is (%v, %v), float64 (%v, %v)", im.name, half, i/2, got[i], got[i+1], a*c-b*s, a*s+b*c)
+						}
+					}
+				}
+			}
+		}
+	}
+}

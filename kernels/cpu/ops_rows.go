@@ -135,18 +135,19 @@ func (t *rmsNormGain[F]) run(lo, hi int) {
 }
 
 // RoPE: see kernels.Backend.
-func (*Backend[F]) RoPE(x []F, pos []int32, cos, sin []F, heads, d int) {
-	parallelFor(len(pos), rowGrain, rotate[F]{x, pos, cos, sin, heads, d, 1})
+func (be *Backend[F]) RoPE(x []F, pos []int32, cos, sin []F, heads, d int) {
+	parallelFor(len(pos), rowGrain, rotate[F]{be.impl(), x, pos, cos, sin, heads, d, 1})
 }
 
 // RoPEBackward: see kernels.Backend. A rotation's inverse is its transpose: the rotation
 // by the negative angle.
-func (*Backend[F]) RoPEBackward(dx []F, pos []int32, cos, sin []F, heads, d int) {
-	parallelFor(len(pos), rowGrain, rotate[F]{dx, pos, cos, sin, heads, d, -1})
+func (be *Backend[F]) RoPEBackward(dx []F, pos []int32, cos, sin []F, heads, d int) {
+	parallelFor(len(pos), rowGrain, rotate[F]{be.impl(), dx, pos, cos, sin, heads, d, -1})
 }
 
 // rotate turns each pair of every head of row i by sign·angle(pos[i]).
 type rotate[F kernels.Float] struct {
+	im       *gemmImpl
 	x        []F
 	pos      []int32
 	cos, sin []F
@@ -158,15 +159,25 @@ func (t *rotate[F]) run(lo, hi int) {
 	half, w := t.d/2, t.heads*t.d
 	for i := lo; i < hi; i++ {
 		p := int(t.pos[i])
-		cs, sn := t.cos[p*half:p*half+half], t.sin[p*half:p*half+half]
-		for h := range t.heads {
-			xh := t.x[i*w+h*t.d : i*w+h*t.d+t.d]
-			for j := range half {
-				a, b := xh[2*j], xh[2*j+1]
-				c, s := cs[j], t.sign*sn[j]
-				xh[2*j] = a*c - b*s
-				xh[2*j+1] = a*s + b*c
-			}
+		ropeRow(t.im, t.x[i*w:i*w+w], t.cos[p*half:p*half+half], t.sin[p*half:p*half+half], t.heads, t.sign)
+	}
+}
+
+// ropeRow turns each pair (x[2j], x[2j+1]) of each of the heads heads of one row x
+// [heads·2·len(cs)] by the angle whose cosine is cs[j] and sine sign·sn[j].
+func ropeRow[F kernels.Float](im *gemmImpl, x, cs, sn []F, heads int, sign F) {
+	if x32, ok := f32(im, x); ok && im.vec.rope != nil {
+		im.vec.rope(x32, as32(cs), as32(sn), heads, float32(sign))
+		return
+	}
+	d := 2 * len(cs)
+	for h := range heads {
+		xh := x[h*d : h*d+d]
+		for j := range cs {
+			a, b := xh[2*j], xh[2*j+1]
+			c, s := cs[j], sign*sn[j]
+			xh[2*j] = a*c - b*s
+			xh[2*j+1] = a*s + b*c
 		}
 	}
 }

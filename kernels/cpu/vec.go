@@ -30,6 +30,7 @@ type vecKernels struct {
 	normRow         func(out, x, g []float32, r float32)
 	normRowBackward func(dx, d, g, x []float32, r, corr float32)
 	adamW           func(p, g, m, v []float32, c AdamWCoeffs)
+	rope            func(x, cs, sn []float32, heads int, sign float32)
 }
 
 // f32 returns s as []float32 when F is float32 and im has vector kernels.
