@@ -182,11 +182,13 @@ func (m *Model[F]) SetCodec(c Codec[F]) {
 	}
 	ffn := func(f *ffnActs[F], rows, hid int) {
 		f.a1c, f.a3c = newPacked(c, rows, hid), newPacked(c, rows, hid)
-		f.a1, f.a3, f.s = nil, nil, nil
+		f.a1, f.a3 = nil, nil
 		dec = max(dec, 3*swiGLURows(hid)*hid)
 	}
 	for i := range m.acts {
 		a := &m.acts[i]
+		// Even the empty slices of SetLinears' shared buffer would keep it alive.
+		a.ffn.s, a.experts.s = nil, nil
 		a.qc, a.kc, a.vc, a.attc = newPacked(c, N, H*D), newPacked(c, N, KV*D), newPacked(c, N, KV*D), newPacked(c, N, H*D)
 		a.q, a.k, a.v, a.att = nil, nil, nil, nil
 		if !m.layers[i].moe {
