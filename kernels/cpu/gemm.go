@@ -45,11 +45,14 @@ type gemmImpl struct {
 	// packed panels, and stores c[i*ldc+j] = acc[i][j], or adds it to c when add is set.
 	kernel func(k int, a, b, c []float32, ldc int, add bool)
 
-	// packRows, if set, is a fast packA for mr full rows of an untransposed a, 16 columns
-	// per group: dst[p*mr+i] = a[i*lda+p] for p < 16*groups. packA does the rest.
-	packRows func(dst, a []float32, lda, groups int)
-	// packRowsT, if set, is the same for a transposed a: dst[p*mr+i] = a[p*lda+i], p < kb.
-	packRowsT func(dst, a []float32, lda, kb int)
+	// packRows, if set, is a fast packA for up to mr rows of an untransposed a, 16 columns
+	// per group: dst[p*mr+i] = a[i*lda+p] for i < rows and 0 for rows <= i < mr, p <
+	// 16*groups. packA does the rest.
+	packRows func(dst, a []float32, lda, groups, rows int)
+	// packRowsT, if set, is the same for up to mr rows of a transposed a: dst[p*mr+i] =
+	// a[p*lda+i] for i < rows and 0 for rows <= i < mr, p < kb (attention packs many
+	// panels of fewer rows).
+	packRowsT func(dst, a []float32, lda, kb, rows int)
 	// packColsT, if set, is a fast packB for nr full columns of a transposed b, 16 rows per
 	// group: dst[p*nr+j] = b[j*ldb+p] for p < 16*groups. packB does the rest.
 	packColsT func(dst, b []float32, ldb, groups int)
@@ -268,14 +271,14 @@ func (t *block) tiles(ic, jlo, jhi int) {
 // itself, or the transpose of a stored [k, m].
 func (g *gemmImpl) packA(dst, a []float32, m, k, i0, rows, p0, kb int, trans bool) {
 	mr := g.mr
-	if !trans && rows == mr && g.packRows != nil && kb >= 16 {
+	if !trans && g.packRows != nil && kb >= 16 {
 		// The transpose of a whole panel, in registers; the columns left over below.
 		done := kb / 16 * 16
-		g.packRows(dst, a[i0*k+p0:], k, kb/16)
+		g.packRows(dst, a[i0*k+p0:], k, kb/16, rows)
 		dst, p0, kb = dst[done*mr:], p0+done, kb-done
 	}
-	if trans && rows == mr && g.packRowsT != nil {
-		g.packRowsT(dst, a[p0*m+i0:], m, kb)
+	if trans && g.packRowsT != nil {
+		g.packRowsT(dst, a[p0*m+i0:], m, kb, rows)
 		return
 	}
 	if trans {

@@ -33,17 +33,17 @@ func sgemmKernel14x32(k int, a, b, c []float32, ldc int, add bool)
 //go:noescape
 func sgemmKernel6x16(k int, a, b, c []float32, ldc int, add bool)
 
-// packA14 is packA's loop for 14 full rows of an untransposed a, in AVX-512: each group
-// of 16 columns is a 16×16 transpose in registers.
+// packA14 is packA's loop for up to 14 rows of an untransposed a, in AVX-512: each group
+// of 16 columns is a 16×16 transpose in registers, zero rows past rows.
 //
 //go:noescape
-func packA14(dst, a []float32, lda, groups int)
+func packA14(dst, a []float32, lda, groups, rows int)
 
-// packA14T is packA's loop for 14 full rows of a transposed a, in AVX-512: one masked
-// load and store per column.
+// packA14T is packA's loop for up to 14 rows of a transposed a, in AVX-512: one masked
+// load and store per column, zeros past rows.
 //
 //go:noescape
-func packA14T(dst, a []float32, lda, kb int)
+func packA14T(dst, a []float32, lda, kb, rows int)
 
 // packB32T is packB's loop for 32 full columns of a transposed b, in AVX-512: two 16×16
 // transposes in registers per 16 rows.

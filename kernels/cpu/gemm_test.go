@@ -282,7 +282,8 @@ func TestPickImpl(t *testing.T) {
 }
 
 // TestPackRowsMatchesTwin: each fast packing gives packA's plain-Go result exactly,
-// including the columns past the last group of 16, and writes nothing outside the panel.
+// including the columns past the last group of 16 and panels of fewer than mr rows, and
+// writes nothing outside the panel.
 func TestPackRowsMatchesTwin(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
 	for _, im := range impls {
@@ -293,26 +294,28 @@ func TestPackRowsMatchesTwin(t *testing.T) {
 		for _, kb := range []int{1, 16, 37, 65} {
 			for _, trans := range []bool{false, true} {
 				a := randSlice(r, m*k)
-				want := make([]float32, kb*im.mr)
 				plain := *im
 				plain.packRows, plain.packRowsT = nil, nil
-				plain.packA(want, a, m, k, i0, im.mr, p0, kb, trans)
-				got, intact := guarded(kb*im.mr, 3)
-				im.packA(got, a, m, k, i0, im.mr, p0, kb, trans)
-				if !intact() {
-					t.Fatalf("%s kb=%d trans=%v: wrote outside the panel", im.name, kb, trans)
-				}
-				if !slices.Equal(got, want) {
-					t.Fatalf("%s kb=%d trans=%v: packed panel differs from the plain-Go packing", im.name, kb, trans)
+				for _, rows := range []int{im.mr, 1, im.mr - 3} {
+					want := make([]float32, kb*im.mr)
+					plain.packA(want, a, m, k, i0, rows, p0, kb, trans)
+					got, intact := guarded(kb*im.mr, 3)
+					im.packA(got, a, m, k, i0, rows, p0, kb, trans)
+					if !intact() {
+						t.Fatalf("%s kb=%d trans=%v rows=%d: wrote outside the panel", im.name, kb, trans, rows)
+					}
+					if !slices.Equal(got, want) {
+						t.Fatalf("%s kb=%d trans=%v rows=%d: packed panel differs from the plain-Go packing", im.name, kb, trans, rows)
+					}
 				}
 
 				// B: columns [j0, j0+nr) of op(b), b stored [n, k] when trans.
 				const n, j0 = 70, 2
 				b := randSlice(r, (k+1)*n)
 				plain.packColsT, plain.packCols = nil, nil
-				want = make([]float32, kb*im.nr)
+				want := make([]float32, kb*im.nr)
 				plain.packB(want, b, k, n, p0, kb, j0, im.nr, trans)
-				got, intact = guarded(kb*im.nr, 3)
+				got, intact := guarded(kb*im.nr, 3)
 				im.packB(got, b, k, n, p0, kb, j0, im.nr, trans)
 				if !intact() || !slices.Equal(got, want) {
 					t.Fatalf("%s kb=%d trans=%v: B panel differs from the plain-Go packing or overran", im.name, kb, trans)

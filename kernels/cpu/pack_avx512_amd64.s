@@ -79,16 +79,18 @@
 	VSHUFF32X4 $0x88, Z31, Z23, Z7; \
 	VSHUFF32X4 $0xdd, Z31, Z23, Z15
 
-// func packA14(dst, a []float32, lda, groups int)
+// func packA14(dst, a []float32, lda, groups, rows int)
 //
-// dst[p*14+i] = a[i*lda+p] for 14 rows and p < 16*groups: per group, rows 0..13 (and two
-// zero rows) transposed, then 16 runs of 14 elements stored through a 14-lane mask.
-TEXT ·packA14(SB), NOSPLIT, $0-64
+// dst[p*14+i] = a[i*lda+p] for i < rows <= 14 (zero for rows <= i < 14) and p < 16*groups:
+// per group, the rows (then zero rows up to 16) transposed, then 16 runs of 14 elements
+// stored through a 14-lane mask. Rows past rows are never read.
+TEXT ·packA14(SB), NOSPLIT, $0-72
 	MOVQ dst_base+0(FP), DST
 	MOVQ a_base+24(FP), SRC
 	MOVQ lda+48(FP), LDA
 	SHLQ $2, LDA
 	MOVQ groups+56(FP), CX
+	MOVQ rows+64(FP), R10
 	MOVL $0x3fff, AX
 	KMOVW AX, K1
 	TESTQ CX, CX
@@ -97,33 +99,88 @@ TEXT ·packA14(SB), NOSPLIT, $0-64
 loopA:
 	MOVQ SRC, ROW
 	VMOVUPS (ROW), Z0
+	CMPQ R10, $1
+	JLE  zero1
 	ADDQ    LDA, ROW
 	VMOVUPS (ROW), Z1
+	CMPQ R10, $2
+	JLE  zero2
 	ADDQ    LDA, ROW
 	VMOVUPS (ROW), Z2
+	CMPQ R10, $3
+	JLE  zero3
 	ADDQ    LDA, ROW
 	VMOVUPS (ROW), Z3
+	CMPQ R10, $4
+	JLE  zero4
 	ADDQ    LDA, ROW
 	VMOVUPS (ROW), Z4
+	CMPQ R10, $5
+	JLE  zero5
 	ADDQ    LDA, ROW
 	VMOVUPS (ROW), Z5
+	CMPQ R10, $6
+	JLE  zero6
 	ADDQ    LDA, ROW
 	VMOVUPS (ROW), Z6
+	CMPQ R10, $7
+	JLE  zero7
 	ADDQ    LDA, ROW
 	VMOVUPS (ROW), Z7
+	CMPQ R10, $8
+	JLE  zero8
 	ADDQ    LDA, ROW
 	VMOVUPS (ROW), Z8
+	CMPQ R10, $9
+	JLE  zero9
 	ADDQ    LDA, ROW
 	VMOVUPS (ROW), Z9
+	CMPQ R10, $10
+	JLE  zero10
 	ADDQ    LDA, ROW
 	VMOVUPS (ROW), Z10
+	CMPQ R10, $11
+	JLE  zero11
 	ADDQ    LDA, ROW
 	VMOVUPS (ROW), Z11
+	CMPQ R10, $12
+	JLE  zero12
 	ADDQ    LDA, ROW
 	VMOVUPS (ROW), Z12
+	CMPQ R10, $13
+	JLE  zero13
 	ADDQ    LDA, ROW
 	VMOVUPS (ROW), Z13
-	ADDQ    LDA, ROW
+	JMP  transA
+
+zero1:
+	VPXORD Z1, Z1, Z1
+zero2:
+	VPXORD Z2, Z2, Z2
+zero3:
+	VPXORD Z3, Z3, Z3
+zero4:
+	VPXORD Z4, Z4, Z4
+zero5:
+	VPXORD Z5, Z5, Z5
+zero6:
+	VPXORD Z6, Z6, Z6
+zero7:
+	VPXORD Z7, Z7, Z7
+zero8:
+	VPXORD Z8, Z8, Z8
+zero9:
+	VPXORD Z9, Z9, Z9
+zero10:
+	VPXORD Z10, Z10, Z10
+zero11:
+	VPXORD Z11, Z11, Z11
+zero12:
+	VPXORD Z12, Z12, Z12
+zero13:
+	VPXORD Z13, Z13, Z13
+
+transA:
 	VPXORD Z14, Z14, Z14
 	VPXORD Z15, Z15, Z15
 	TRANSPOSE16
@@ -152,23 +209,29 @@ doneA:
 	VZEROUPPER
 	RET
 
-// func packA14T(dst, a []float32, lda, kb int)
+// func packA14T(dst, a []float32, lda, kb, rows int)
 //
-// The transposed case: op(a)'s rows are a's columns, so step p copies the 14 contiguous
-// elements a[p*lda : p*lda+14] to dst[p*14 : p*14+14], through one masked load and store.
-TEXT ·packA14T(SB), NOSPLIT, $0-64
-	MOVQ dst_base+0(FP), DST
-	MOVQ a_base+24(FP), SRC
-	MOVQ lda+48(FP), LDA
-	SHLQ $2, LDA
-	MOVQ kb+56(FP), CX
-	MOVL $0x3fff, AX
+// The transposed case: op(a)'s rows are a's columns, so step p copies the rows contiguous
+// elements a[p*lda : p*lda+rows] to dst[p*14 : p*14+14], zero past rows, through one
+// masked load (rows lanes) and one masked store (14 lanes).
+TEXT ·packA14T(SB), NOSPLIT, $0-72
+	MOVQ  dst_base+0(FP), DST
+	MOVQ  a_base+24(FP), SRC
+	MOVQ  lda+48(FP), LDA
+	SHLQ  $2, LDA
+	MOVQ  rows+64(FP), CX
+	MOVL  $1, AX
+	SHLL  CX, AX
+	DECL  AX
+	KMOVW AX, K2
+	MOVQ  kb+56(FP), CX
+	MOVL  $0x3fff, AX
 	KMOVW AX, K1
 	TESTQ CX, CX
-	JEQ  doneT
+	JEQ   doneT
 
 loopT:
-	VMOVUPS.Z (SRC), K1, Z0
+	VMOVUPS.Z (SRC), K2, Z0
 	VMOVUPS   Z0, K1, (DST)
 	ADDQ      LDA, SRC
 	ADDQ      $56, DST
