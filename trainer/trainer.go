@@ -242,6 +242,10 @@ func (tr *Trainer) localStep() (Stats, error) {
 	}
 	clear(m.Grads)
 	scale := 1 / float32(tr.nMicro*tr.Cfg.Parallel.Data) // 1/units of the global batch
+	// One unit on one rank: its gradient is the step's, and the tree of one leaf is that
+	// leaf, so the gradient stays where the backward put it: no copy out of the model, no
+	// clearing, no copy back (three passes over the gradients, on one thread).
+	direct := tr.nMicro == 1 && tr.dp == nil
 	for i := range tr.nMicro {
 		if err := tr.train.Next(&tr.batch); err != nil {
 			return st, fmt.Errorf("step %d: reading micro-batch %d: %w", step, i, err)
@@ -251,7 +255,9 @@ func (tr *Trainer) localStep() (Stats, error) {
 			return st, diverged(step, fmt.Sprintf("loss is %g (aux %g) in micro-batch %d", r.Loss, r.Aux, i))
 		}
 		m.Backward(scale)
-		tr.unitDone(i, r)
+		if !direct {
+			tr.unitDone(i, r)
+		}
 		st.Loss += r.Loss / float64(tr.nMicro)
 		st.Aux += r.Aux / float64(tr.nMicro)
 		st.Tokens += int64(tr.batch.B * tr.batch.T)
@@ -263,8 +269,10 @@ func (tr *Trainer) localStep() (Stats, error) {
 			return st, diverged(step, err.Error())
 		}
 	}
-	if err := tr.reduce(&st); err != nil {
-		return st, fmt.Errorf("step %d: %w", step, err)
+	if !direct {
+		if err := tr.reduce(&st); err != nil {
+			return st, fmt.Errorf("step %d: %w", step, err)
+		}
 	}
 	st.GradNorm = optim.GradNorm(m.Grads)
 	if math.IsNaN(st.GradNorm) || math.IsInf(st.GradNorm, 0) {
