@@ -27,8 +27,9 @@ type layerActs[F kernels.Float] struct {
 	experts  ffnActs[F]
 	y        []F // [N*k, C] expert outputs before gating
 
-	// Once SetCodec ran, q, k, v, att and y are nil and kept here instead (see SetCodec).
-	qc, kc, vc, attc, yc packed
+	// Once SetCodec ran, q, k, v, att, xmid and y are nil and kept here instead (see
+	// SetCodec).
+	qc, kc, vc, attc, xmidc, yc packed
 }
 
 // ffnActs are one SwiGLU feed-forward's activations: a1 = h·W1ᵀ, a3 = h·W3ᵀ,
@@ -159,18 +160,21 @@ func (m *Model[F]) unpack(dst []F, p packed) {
 }
 
 // SetCodec makes the model keep the largest activations that only its backward pass reads
-// (attention's q, k, v and output, each SwiGLU's inputs a1 and a3, the routed experts'
-// outputs y) through c instead of in float32: with fp8.TileCodec 1 + 1/32 bytes per value
-// instead of 4, the FP8 activation storage of DeepSeek-V3 and COAT (docs/fp8.md).
+// (attention's q, k, v and output, each SwiGLU's inputs a1 and a3, the residual stream
+// after attention x_mid, the routed experts' outputs y) through c instead of in float32:
+// with fp8.TileCodec 1 + 1/32 bytes per value instead of 4, the FP8 activation storage of
+// DeepSeek-V3 and COAT (docs/fp8.md).
 //
-// The forward pass computes them in float32 as before, but in the activation-gradient
-// scratch, which no forward reads otherwise (q, k, v, att in dq, dk, dv, datt; a1, a3 and
-// sigmoid(a1) in da1, da3, du; y in dhg), and packs them once their last forward reader
-// ran: the forward pass, and so the loss, does not change. The backward pass unpacks q, k,
-// v and att into the feed-forward's gradient scratch (free while attention's backward
-// runs), and a1 and a3 a block of rows at a time, recomputing sigmoid(a1) from them, so
-// that the per-layer sigmoid(a1) is gone too; its gradients are those of the unpacked
-// values. Call it before the first Forward, like SetLinears, with which it combines.
+// The forward pass computes them in float32 as before, but in buffers that no forward
+// reads otherwise (q, k, v, att in the gradient scratch dq, dk, dv, datt; a1, a3 and
+// sigmoid(a1) in da1, da3, du; y in dhg; x_mid in the next residual stream, to which the
+// feed-forward then adds its output), and packs them once their last forward reader ran:
+// the forward pass, and so the loss, does not change. The backward pass unpacks q, k, v and
+// att into the feed-forward's gradient scratch (free while attention's backward runs),
+// x_mid into the forward's scratch, and a1 and a3 a block of rows at a time, recomputing
+// sigmoid(a1) from them, so that the per-layer sigmoid(a1) is gone too; its gradients are
+// those of the unpacked values. Call it before the first Forward, like SetLinears, with
+// which it combines.
 func (m *Model[F]) SetCodec(c Codec[F]) {
 	m.codec = c
 	N, C := m.microBatch*m.Cfg.SeqLen, m.Cfg.DModel
@@ -190,7 +194,8 @@ func (m *Model[F]) SetCodec(c Codec[F]) {
 		// Even the empty slices of SetLinears' shared buffer would keep it alive.
 		a.ffn.s, a.experts.s = nil, nil
 		a.qc, a.kc, a.vc, a.attc = newPacked(c, N, H*D), newPacked(c, N, KV*D), newPacked(c, N, KV*D), newPacked(c, N, H*D)
-		a.q, a.k, a.v, a.att = nil, nil, nil, nil
+		a.xmidc = newPacked(c, N, C)
+		a.q, a.k, a.v, a.att, a.xmid = nil, nil, nil, nil, nil
 		if !m.layers[i].moe {
 			ffn(&a.ffn, N, m.Cfg.FFNHidden)
 			continue
@@ -202,4 +207,26 @@ func (m *Model[F]) SetCodec(c Codec[F]) {
 		a.yc, a.y = newPacked(c, N*k, C), nil
 	}
 	m.dec = make([]F, dec)
+}
+
+// xmid returns block i's residual stream after attention during the forward pass: a.xmid,
+// or with a codec the next residual stream x[i+1], which holds it until the feed-forward
+// adds its output.
+func (m *Model[F]) xmid(i int) []F {
+	if m.codec != nil {
+		return m.x[i+1][:m.n*m.Cfg.DModel]
+	}
+	return m.acts[i].xmid[:m.n*m.Cfg.DModel]
+}
+
+// savedXmid returns block i's residual stream after attention once the forward pass is
+// over: a.xmid, or with a codec its packed copy unpacked into the forward's scratch g.tmp.
+func (m *Model[F]) savedXmid(i int) []F {
+	n := m.n * m.Cfg.DModel
+	if m.codec == nil {
+		return m.acts[i].xmid[:n]
+	}
+	x := m.g.tmp[:n]
+	m.unpack(x, m.acts[i].xmidc)
+	return x
 }

@@ -29,7 +29,7 @@ func (m *Model[F]) ActStats() ActStats {
 		Logits: meanAbs(m.Logits(), nil),
 	}
 	for i := range L {
-		xmid := m.acts[i].xmid[:N*C]
+		xmid := m.savedXmid(i)
 		s.Attention[i] = meanAbs(xmid, m.x[i][:N*C])
 		s.FFN[i] = meanAbs(m.x[i+1][:N*C], xmid)
 		s.Residual[i] = meanAbs(m.x[i+1][:N*C], nil)

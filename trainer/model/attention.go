@@ -3,7 +3,7 @@ package model
 // Attention block: x_mid = x + (Attention(RoPE(h·Wqᵀ·m_q), RoPE(h·Wkᵀ·m_k), h·Wvᵀ·m_v)·Woᵀ)·m_o
 // with h = RMSNorm(x)·g. RoPE is skipped on layers where !cfg.UsesRoPE(i).
 
-// attentionForward runs block i's attention half: m.x[i] -> acts.xmid.
+// attentionForward runs block i's attention half: m.x[i] -> x_mid (see Model.xmid).
 func (m *Model[F]) attentionForward(i int) {
 	l, a, be := m.layers[i], &m.acts[i], m.be
 	N, C := m.n, m.Cfg.DModel
@@ -34,9 +34,12 @@ func (m *Model[F]) attentionForward(i int) {
 		m.pack(a.vc, v)
 		m.pack(a.attc, att)
 	}
-	xmid := a.xmid[:N*C]
+	xmid := m.xmid(i)
 	copy(xmid, x)
 	be.Axpy(xmid, o, 1)
+	if m.codec != nil {
+		m.pack(a.xmidc, xmid)
+	}
 }
 
 // attentionBackward takes m.g.dx = dL/dx_mid of block i to dL/dx_i and accumulates the

@@ -105,16 +105,18 @@ func (m *Model[F]) swiGLUBackwardPacked(da1, da3, du []F, a ffnActs[F], n, hid i
 // swiGLURows is how many rows of hid values swiGLUBackwardPacked handles at a time.
 func swiGLURows(hid int) int { return max(1, swiGLUChunk/hid) }
 
-// denseForward runs block i's dense feed-forward half: acts.xmid -> m.x[i+1].
+// denseForward runs block i's dense feed-forward half: x_mid -> m.x[i+1].
 func (m *Model[F]) denseForward(i int) {
 	l, a := m.layers[i], &m.acts[i]
 	N, C := m.n, m.Cfg.DModel
-	h2 := a.h2[:N*C]
-	m.be.RMSNorm(h2, a.rstd2[:N], a.xmid[:N*C], m.w(l.ffnNorm), C, m.Cfg.NormEps)
+	h2, xmid := a.h2[:N*C], m.xmid(i)
+	m.be.RMSNorm(h2, a.rstd2[:N], xmid, m.w(l.ffnNorm), C, m.Cfg.NormEps)
 	y := m.g.tmp[:N*C]
 	m.ffnForward(y, h2, a.ffn, m.dense(l.w1, l.w3, l.w2), N, m.Cfg.FFNHidden)
 	xn := m.x[i+1][:N*C]
-	copy(xn, a.xmid[:N*C])
+	if m.codec == nil { // else xn is x_mid already
+		copy(xn, xmid)
+	}
 	m.be.Axpy(xn, y, 1)
 }
 
@@ -125,21 +127,23 @@ func (m *Model[F]) denseBackward(i int) {
 	dy, dh := g.dy[:N*C], g.dh[:N*C]
 	copy(dy, g.dx[:N*C])
 	m.ffnBackward(dh, dy, a.h2[:N*C], a.ffn, m.dense(l.w1, l.w3, l.w2), N, m.Cfg.FFNHidden, false)
-	m.be.RMSNormBackward(g.dx[:N*C], m.dw(l.ffnNorm), dh, a.xmid[:N*C], m.w(l.ffnNorm), a.rstd2[:N], C)
+	m.be.RMSNormBackward(g.dx[:N*C], m.dw(l.ffnNorm), dh, m.savedXmid(i), m.w(l.ffnNorm), a.rstd2[:N], C)
 }
 
-// moeForward runs block i's mixture-of-experts half: acts.xmid -> m.x[i+1]. It returns the
+// moeForward runs block i's mixture-of-experts half: x_mid -> m.x[i+1]. It returns the
 // auxiliary loss (times its coefficient) and the experts' load.
 func (m *Model[F]) moeForward(i int) (aux float64, load []float64) {
 	l, a, be := m.layers[i], &m.acts[i], m.be
 	N, C := m.n, m.Cfg.DModel
 	E, k, G := m.Cfg.MoE.Experts, m.Cfg.MoE.TopK, m.Cfg.MoE.ExpertHidden
-	h2, xmid, xn := a.h2[:N*C], a.xmid[:N*C], m.x[i+1][:N*C]
+	h2, xmid, xn := a.h2[:N*C], m.xmid(i), m.x[i+1][:N*C]
 	be.RMSNorm(h2, a.rstd2[:N], xmid, m.w(l.ffnNorm), C, m.Cfg.NormEps)
 	m.linear(a.r[:N*E], h2, l.router, N, C, E)
 	m.route(a, N)
 
-	copy(xn, xmid)
+	if m.codec == nil { // else xn is x_mid already
+		copy(xn, xmid)
+	}
 	if m.Cfg.MoE.SharedExpert {
 		y := m.g.tmp[:N*C]
 		m.ffnForward(y, h2, a.ffn, m.dense(l.sw1, l.sw3, l.sw2), N, G)
@@ -287,11 +291,13 @@ func (m *Model[F]) moeBackward(i int, scale F) {
 			}
 		}
 	}
+	xmid := m.savedXmid(i)
 	if m.linears != nil {
 		// h2 is scratch that later layers overwrote (see SetLinears); the router's float32
-		// backward needs it: recompute it, the same values as the forward's.
-		be.RMSNorm(h2, a.rstd2[:N], a.xmid[:N*C], m.w(l.ffnNorm), C, m.Cfg.NormEps)
+		// backward needs it: recompute it, the same values as the forward's (with a codec,
+		// those of the unpacked x_mid).
+		be.RMSNorm(h2, a.rstd2[:N], xmid, m.w(l.ffnNorm), C, m.Cfg.NormEps)
 	}
 	m.linearBackward(dh, dr, h2, l.router, N, C, E, true)
-	be.RMSNormBackward(dx, m.dw(l.ffnNorm), dh, a.xmid[:N*C], m.w(l.ffnNorm), a.rstd2[:N], C)
+	be.RMSNormBackward(dx, m.dw(l.ffnNorm), dh, xmid, m.w(l.ffnNorm), a.rstd2[:N], C)
 }
