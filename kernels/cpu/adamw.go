@@ -6,34 +6,33 @@ import (
 	"github.com/herdml/herd/kernels"
 )
 
-// AdamWCoeffs are the scalars of one AdamW update of one tensor (see AdamW): the moment
-// decays and their complements, the decoupled weight decay, the step size, the bias
-// corrections and eps, all float64, and the factor the gradients are multiplied by first
-// (the clipping factor, 1 for none).
+// AdamWCoeffs are the scalars of one AdamW update of one tensor (see AdamW), in float64;
+// the update converts each to the parameters' type once.
 type AdamWCoeffs struct {
 	B1, C1   float64 // β1 and 1-β1
 	B2, C2   float64 // β2 and 1-β2
 	Decay    float64 // 1 - lr·wd
-	LR       float64 // lr times the schedule's factor
-	BC1, BC2 float64 // bias corrections 1-β1ᵗ and 1-β2ᵗ
+	StepSize float64 // lr / (1-β1ᵗ)
+	BC2Sqrt  float64 // sqrt(1-β2ᵗ)
 	Eps      float64
-	GScale   float64 // gradient factor, applied in the parameters' type
+	GScale   float64 // gradient factor (the clipping factor), 1 for none
 }
 
 // AdamW updates the parameters p and the float32 moments m and v from the gradients g,
-// element by element in float64, as torch.optim.AdamW does:
+// element by element, as torch.optim.AdamW computes it, in the parameters' type F:
 //
-//	gr = float64(g·GScale)                    (in F: the product clipping used to store)
-//	m = β1·m + (1-β1)·gr;  v = β2·v + (1-β2)·gr·gr
-//	p = p·(1 - lr·wd) - lr·(m/bc1) / (sqrt(v/bc2) + eps)
+//	gr = g·GScale
+//	m = m·β1 + gr·(1-β1);  v = v·β2 + gr·gr·(1-β2)
+//	p = p·(1 - lr·wd) - StepSize·(m / (sqrt(v)/BC2Sqrt + eps))
+//
+// Why F and not float64: in float32 (training) the 16-lane kernel's division and square
+// root cost about 2 cycles per element and the update runs at memory speed, where float64
+// arithmetic kept it on the divider at 9 cycles (AVX-512) to 18 (scalar); PyTorch computes
+// in the parameters' type too. float64 parameters (the gradient checks) get float64.
 //
 // The loop below is the reference and the twin of the AVX-512 kernel, which runs the same
-// float64 operations in the same order (8 lanes; division and square root are correctly
-// rounded in both, and nothing is fused), so the two give the same bits. A vector kernel
-// matters here because the three divisions and the square root per element keep the
-// scalar loop on the divider, about 18 cycles per element, where the 8-lane divisions
-// take about half that. Folding the clipping factor in saves clipping's own pass over
-// the gradients.
+// operations in the same order (division and square root correctly rounded in both, and
+// nothing fused), so the two give the same bits.
 func AdamW[F kernels.Float](p, g []F, m, v []float32, c AdamWCoeffs) {
 	if p32, ok := f32(active, p); ok && active.vec.adamW != nil {
 		active.vec.adamW(p32, as32(g), m, v, c)
@@ -44,16 +43,17 @@ func AdamW[F kernels.Float](p, g []F, m, v []float32, c AdamWCoeffs) {
 
 // adamWGo is AdamW's loop, the twin of the vector kernels.
 func adamWGo[F kernels.Float](p, g []F, m, v []float32, c AdamWCoeffs) {
-	gs := F(c.GScale)
+	gs, b1, c1, b2, c2 := F(c.GScale), F(c.B1), F(c.C1), F(c.B2), F(c.C2)
+	decay, stepSize, bc2s, eps := F(c.Decay), F(c.StepSize), F(c.BC2Sqrt), F(c.Eps)
 	g, m, v = g[:len(p)], m[:len(p)], v[:len(p)]
 	for i := range p {
 		// The conversions round each product, so that no compiler fuses it into an FMA
 		// (Go may, on some architectures and GOAMD64 levels): one rounding per operation.
-		gr := float64(g[i] * gs)
-		mi := float64(c.B1*float64(m[i])) + float64(c.C1*gr)
-		vi := float64(c.B2*float64(v[i])) + float64(float64(c.C2*gr)*gr)
+		gr := g[i] * gs
+		mi := F(F(m[i])*b1) + F(gr*c1)
+		vi := F(F(v[i])*b2) + F(F(gr*gr)*c2)
 		m[i], v[i] = float32(mi), float32(vi)
-		step := float64(c.LR*(mi/c.BC1)) / (math.Sqrt(vi/c.BC2) + c.Eps)
-		p[i] = F(float64(float64(p[i])*c.Decay) - step)
+		denom := F(math.Sqrt(float64(vi)))/bc2s + eps // a float32 square root through float64 is correctly rounded
+		p[i] = F(p[i]*decay) - F(stepSize*(mi/denom))
 	}
 }

@@ -8,7 +8,7 @@ var avx512Vec = &vecKernels{
 	expShift: expShift16, scaleMax: scaleMax16, scale: scale16, axpy: axpy16, mulAdd: mulAdd16,
 	softmaxGrad: softmaxGrad16, swiGLU: swiGLU16, swiGLUBackward: swiGLUBackward16,
 	dot3: dot3_16, sumSquares: sumSquares16, normRow: normRow16, normRowBackward: normRowBackward16,
-	adamW: adamW8, rope: rope16,
+	adamW: adamW16, rope: rope16,
 }
 
 // expShift16 is expShift's loop in AVX-512: x[i] = e^(x[i]-shift), returning Σ x[i]
@@ -77,10 +77,10 @@ func normRowBackward16(dx, d, g, x []float32, r, corr float32)
 //go:noescape
 func sumSquares16(x []float32) float32
 
-// adamW8 is adamWGo's loop in AVX-512, 8 float64 lanes.
+// adamW16 is adamWGo's loop in AVX-512, for float32 parameters.
 //
 //go:noescape
-func adamW8(p, g, m, v []float32, c AdamWCoeffs)
+func adamW16(p, g, m, v []float32, c AdamWCoeffs)
 
 // rope16 is ropeRow's loop in AVX-512, 8 pairs per step.
 //

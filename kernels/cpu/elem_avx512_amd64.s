@@ -581,73 +581,72 @@ ss_done:
 	MOVSS X14, ret+24(FP)
 	RET
 
-// func adamW8(p, g, m, v []float32, c AdamWCoeffs)
+// func adamW16(p, g, m, v []float32, c AdamWCoeffs)
 //
-//	adamWGo's loop, 8 float64 lanes per step (each float32 operand widened, each result
-//	narrowed), the same operations in the same order, none fused.
-TEXT ·adamW8(SB), NOSPLIT, $0-176
+//	adamWGo's loop in float32, 16 lanes per step, the same operations in the same order,
+//	none fused; the coefficients are converted from float64 once, as the twin does.
+TEXT ·adamW16(SB), NOSPLIT, $0-168
 	MOVQ         p_base+0(FP), DI
 	MOVQ         p_len+8(FP), CX
 	MOVQ         g_base+24(FP), SI
 	MOVQ         m_base+48(FP), R8
 	MOVQ         v_base+72(FP), R9
-	VBROADCASTSD c_B1+96(FP), Z16
-	VBROADCASTSD c_C1+104(FP), Z17
-	VBROADCASTSD c_B2+112(FP), Z18
-	VBROADCASTSD c_C2+120(FP), Z19
-	VBROADCASTSD c_Decay+128(FP), Z20
-	VBROADCASTSD c_LR+136(FP), Z21
-	VBROADCASTSD c_BC1+144(FP), Z22
-	VBROADCASTSD c_BC2+152(FP), Z23
-	VBROADCASTSD c_Eps+160(FP), Z24
-	VCVTSD2SS    c_GScale+168(FP), X25, X25
-	VBROADCASTSS X25, Z25 // float32(gscale)
-	MOVW         $0xff, AX
+	VCVTSD2SS    c_B1+96(FP), X16, X16
+	VBROADCASTSS X16, Z16
+	VCVTSD2SS    c_C1+104(FP), X17, X17
+	VBROADCASTSS X17, Z17
+	VCVTSD2SS    c_B2+112(FP), X18, X18
+	VBROADCASTSS X18, Z18
+	VCVTSD2SS    c_C2+120(FP), X19, X19
+	VBROADCASTSS X19, Z19
+	VCVTSD2SS    c_Decay+128(FP), X20, X20
+	VBROADCASTSS X20, Z20
+	VCVTSD2SS    c_StepSize+136(FP), X21, X21
+	VBROADCASTSS X21, Z21
+	VCVTSD2SS    c_BC2Sqrt+144(FP), X22, X22
+	VBROADCASTSS X22, Z22
+	VCVTSD2SS    c_Eps+152(FP), X23, X23
+	VBROADCASTSS X23, Z23
+	VCVTSD2SS    c_GScale+160(FP), X24, X24
+	VBROADCASTSS X24, Z24
+	MOVW         $0xffff, AX
 	KMOVW        AX, K1
 
 aw_loop:
-	CMPQ CX, $8
-	JGE  aw_step
+	CMPQ  CX, $16
+	JGE   aw_step
 	TESTQ CX, CX
-	JZ   aw_done
+	JZ    aw_done
 	TAILMASK
 
 aw_step:
 	VMOVUPS.Z (SI), K1, Z0
-	VMULPS    Z25, Z0, Z0 // g·gscale in float32
-	VCVTPS2PD Y0, Z0      // gr
+	VMULPS    Z24, Z0, Z0 // gr = g·gscale
 	VMOVUPS.Z (R8), K1, Z1
-	VCVTPS2PD Y1, Z1
-	VMULPD    Z16, Z1, Z1 // β1·m
-	VMULPD    Z17, Z0, Z2 // (1-β1)·gr
-	VADDPD    Z2, Z1, Z1  // m
+	VMULPS    Z16, Z1, Z1 // m·β1
+	VMULPS    Z17, Z0, Z2 // gr·(1-β1)
+	VADDPS    Z2, Z1, Z1  // m
 	VMOVUPS.Z (R9), K1, Z3
-	VCVTPS2PD Y3, Z3
-	VMULPD    Z18, Z3, Z3 // β2·v
-	VMULPD    Z19, Z0, Z4 // (1-β2)·gr
-	VMULPD    Z0, Z4, Z4  // ·gr
-	VADDPD    Z4, Z3, Z3  // v
-	VCVTPD2PS Z1, Y5
-	VMOVUPS   Z5, K1, (R8)
-	VCVTPD2PS Z3, Y6
-	VMOVUPS   Z6, K1, (R9)
-	VDIVPD    Z22, Z1, Z1 // m/bc1
-	VMULPD    Z21, Z1, Z1 // lr·(m/bc1)
-	VDIVPD    Z23, Z3, Z3 // v/bc2
-	VSQRTPD   Z3, Z3
-	VADDPD    Z24, Z3, Z3 // sqrt(v/bc2) + eps
-	VDIVPD    Z3, Z1, Z1  // step
-	VMOVUPS.Z (DI), K1, Z7
-	VCVTPS2PD Y7, Z7
-	VMULPD    Z20, Z7, Z7 // p·decay
-	VSUBPD    Z1, Z7, Z7  // - step
-	VCVTPD2PS Z7, Y7
-	VMOVUPS   Z7, K1, (DI)
-	ADDQ      $32, SI
-	ADDQ      $32, DI
-	ADDQ      $32, R8
-	ADDQ      $32, R9
-	SUBQ      $8, CX
+	VMULPS    Z18, Z3, Z3 // v·β2
+	VMULPS    Z0, Z0, Z4  // gr·gr
+	VMULPS    Z19, Z4, Z4 // ·(1-β2)
+	VADDPS    Z4, Z3, Z3  // v
+	VMOVUPS   Z1, K1, (R8)
+	VMOVUPS   Z3, K1, (R9)
+	VSQRTPS   Z3, Z3
+	VDIVPS    Z22, Z3, Z3 // sqrt(v)/sqrt(bc2)
+	VADDPS    Z23, Z3, Z3 // + eps
+	VDIVPS    Z3, Z1, Z1  // m/denom
+	VMULPS    Z21, Z1, Z1 // ·step size
+	VMOVUPS.Z (DI), K1, Z5
+	VMULPS    Z20, Z5, Z5 // p·decay
+	VSUBPS    Z1, Z5, Z5
+	VMOVUPS   Z5, K1, (DI)
+	ADDQ      $64, SI
+	ADDQ      $64, DI
+	ADDQ      $64, R8
+	ADDQ      $64, R9
+	SUBQ      $16, CX
 	JG        aw_loop
 
 aw_done:

@@ -30,11 +30,12 @@ type Group struct {
 //
 //	m = β1·m + (1-β1)·g
 //	v = β2·v + (1-β2)·g²
-//	p = p - lr·wd·p - lr · (m / (1-β1ᵗ)) / (sqrt(v / (1-β2ᵗ)) + eps)
+//	p = p·(1 - lr·wd) - lr/(1-β1ᵗ) · m / (sqrt(v)/sqrt(1-β2ᵗ) + eps)
 //
 // lr is the group's LR times the schedule factor. The moments are kept in float32 whatever
 // the parameter type: they are half of the optimizer's memory and float32 is what every
-// reference implementation stores. Arithmetic is done in float64 (kernels/cpu's AdamW).
+// reference implementation stores. The arithmetic is done in the parameters' type, as in
+// PyTorch (kernels/cpu.AdamW says why).
 type AdamW[F kernels.Float] struct {
 	Beta1, Beta2 float64
 	Groups       []Group
@@ -85,15 +86,15 @@ type adamTask[F kernels.Float] struct {
 }
 
 // Run updates the elements of spans [lo, hi) with kernels/cpu's AdamW (AVX-512 where the
-// CPU has it: the same float64 bits as the plain loop, in about half the time).
+// CPU has it: the same bits as the plain loop).
 func (t adamTask[F]) Run(lo, hi int) {
 	b1, b2 := t.o.Beta1, t.o.Beta2
 	for _, s := range t.o.spans[lo:hi] {
 		g := t.o.Groups[s.g]
 		lr := g.LR * t.lrFactor
 		cpu.AdamW(t.params[s.lo:s.hi], t.grads[s.lo:s.hi], t.o.M[s.lo:s.hi], t.o.V[s.lo:s.hi], cpu.AdamWCoeffs{
-			B1: b1, C1: 1 - b1, B2: b2, C2: 1 - b2, Decay: 1 - lr*g.WeightDecay, LR: lr,
-			BC1: t.bc1, BC2: t.bc2, Eps: g.Eps, GScale: t.gradScale,
+			B1: b1, C1: 1 - b1, B2: b2, C2: 1 - b2, Decay: 1 - lr*g.WeightDecay, StepSize: lr / t.bc1,
+			BC2Sqrt: math.Sqrt(t.bc2), Eps: g.Eps, GScale: t.gradScale,
 		})
 	}
 }
