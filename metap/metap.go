@@ -74,6 +74,7 @@ type Config struct {
 	InitStd         float64    `yaml:"init_std" json:"init_std"`                 // base init std of matrices; > 0
 	DepthAlpha      float64    `yaml:"depth_alpha" json:"depth_alpha"`           // residual branches scale as (L/L_base)^-alpha; in [0.5, 1]
 	HorizonExponent float64    `yaml:"horizon_exponent" json:"horizon_exponent"` // LR scales as (D/D_base)^-exponent; in [0, 1]
+	InputMult       float64    `yaml:"input_mult" json:"input_mult,omitempty"`   // forward multiplier of the embedding and patch projection; >= 0, 0 = 1
 	Overrides       []Override `yaml:"overrides" json:"overrides"`               // per-tensor multipliers, applied in order
 }
 
@@ -105,6 +106,9 @@ func (c Config) Validate() error {
 	}
 	if !(c.InitStd > 0) || math.IsInf(c.InitStd, 0) {
 		return usererr.New("metap.init_std", "must be a positive number, got %g", c.InitStd)
+	}
+	if !(c.InputMult >= 0) || math.IsInf(c.InputMult, 0) {
+		return usererr.New("metap.input_mult", "must be a finite number at least 0 (0 = 1), got %g", c.InputMult)
 	}
 	if !(c.DepthAlpha >= 0.5 && c.DepthAlpha <= 1) {
 		return usererr.New("metap.depth_alpha", "must be in [0.5, 1] (0.5 as Yang et al., 1 = CompleteP), got %g", c.DepthAlpha)

@@ -25,7 +25,7 @@ func Plan(cfg Config, base, target Shape, hp Hyper, tensors []Tensor) (Table, er
 	r := newRatios(cfg, fillBase(base, cfg.Base, target), target)
 	t := Table{Mode: cfg.Mode, Entries: make([]Entry, len(tensors))}
 	for i, ten := range tensors {
-		e, err := spEntry(ten, hp)
+		e, err := spEntry(ten, hp, factor(cfg.InputMult))
 		if err != nil {
 			return Table{}, err
 		}
@@ -49,12 +49,26 @@ func Plan(cfg Config, base, target Shape, hp Hyper, tensors []Tensor) (Table, er
 // the embedding included, decay with the base weight decay, as nanoGPT and CompleteP's
 // reference implementation do; RMSNorm gains start at 1 and never decay, since decaying a
 // gain pulls it towards 0 rather than towards its init.
-func spEntry(t Tensor, hp Hyper) (Entry, error) {
+//
+// The input multiplier (metap.input_mult) is a base value too, tuned on the proxy and the
+// same at every width and depth, in every mode: [TP5]'s tunable input multiplier
+// (microsoft/mup's examples call it input_mult), the embedding multiplier of Cerebras-GPT
+// (Dey et al. 2023) and of [CompleteP]'s reference code (mup_input_alpha), MiniCPM's
+// scale_emb (Hu et al. 2024). It scales the
+// embedding's (and the patch projection's) output, so it sets how large the embedding is
+// in the residual stream against the blocks' outputs, while the embedding's own Adam
+// updates stay the same relative to its values. Under [CompleteP] the sum of L branches
+// scaled by 1/L starts at Θ(1/√L), so when the blocks' init outputs are as large as the
+// embedding's (as with σ everywhere), the stream's init part shrinks with depth at the
+// shapes a proxy uses; a larger embedding makes it flat in depth from the first step.
+func spEntry(t Tensor, hp Hyper, inputMult float64) (Entry, error) {
 	e := Entry{Tensor: t, InitStd: hp.InitStd, LR: hp.LR, WeightDecay: hp.WeightDecay, Eps: hp.Eps, Mult: 1}
 	switch t.Class {
 	case Gain:
 		e.InitStd, e.WeightDecay = 0, 0
-	case Embedding, Patch, Hidden, Expert, Router, Readout:
+	case Embedding, Patch:
+		e.Mult = inputMult
+	case Hidden, Expert, Router, Readout:
 	default:
 		return Entry{}, fmt.Errorf("metap: tensor %s has unknown class %q", t.Name, t.Class)
 	}

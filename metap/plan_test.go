@@ -174,6 +174,8 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		{"metap.base.batch_tokens", func(c *Config) { c.Base.BatchTokens = -4096 }},
 		{"metap.base.train_tokens", func(c *Config) { c.Base.TrainTokens = math.NaN() }},
 		{"metap.init_std", func(c *Config) { c.InitStd = 0 }},
+		{"metap.input_mult", func(c *Config) { c.InputMult = -10 }},
+		{"metap.input_mult", func(c *Config) { c.InputMult = math.Inf(1) }},
 		{"metap.depth_alpha", func(c *Config) { c.DepthAlpha = 0.4 }},
 		{"metap.depth_alpha", func(c *Config) { c.DepthAlpha = 1.5 }},
 		{"metap.horizon_exponent", func(c *Config) { c.HorizonExponent = -0.1 }},
@@ -392,6 +394,33 @@ func TestEmptyBaseTransfersNothing(t *testing.T) {
 		}
 		if !equalEntry(e, want) {
 			t.Errorf("%s: got %+v, want %+v", e.Name, e, want)
+		}
+	}
+}
+
+// metap.input_mult is a base value: in every mode it is the forward multiplier of the
+// embedding and the patch projection, at every width and depth, and nothing else changes.
+func TestInputMultIsABaseValue(t *testing.T) {
+	tensors := layout(256, 256, 768, 4, 512)
+	for _, mode := range Modes {
+		plain, err := Plan(config(mode), Shape{}, target, hp, tensors)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := config(mode)
+		cfg.InputMult = 10
+		tab, err := Plan(cfg, Shape{}, target, hp, tensors)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, e := range tab.Entries {
+			want := plain.Entries[i]
+			if e.Class == Embedding || e.Class == Patch {
+				want.Mult = 10
+			}
+			if !equalEntry(e, want) {
+				t.Errorf("%s, input_mult 10: %s is %+v, want %+v", mode, e.Name, e, want)
+			}
 		}
 	}
 }

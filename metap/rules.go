@@ -121,9 +121,10 @@ func newRatios(cfg Config, base, target Shape) ratios {
 // Θ(1/m), so every tensor's gradient entries are Θ(1/m), and inside a block they also
 // carry the branch multiplier (L/L_base)^-α. eps follows its tensor's gradient so that it
 // keeps the same weight against √v: ε/m for every tensor, times (L/L_base)^-α inside
-// blocks. This is [CompleteP]'s hidden-weight rule; its reference code applies that one
-// factor to all tensors, herd leaves the depth factor off the tensors outside the blocks,
-// whose gradients do not carry it.
+// blocks. This is [CompleteP]'s rule; its reference code first applied the hidden
+// weights' factor to every tensor and, since a fix that cites the paper's Equation 40 (and
+// arXiv 2512.22382), does as herd: ε/m for the embedding, the final norm and the
+// unembedding, ε/m·(L/L_base)^-α for every tensor inside the blocks.
 //
 // Weight decay: matrices whose LR falls as η/m decay with λ·m, so that the decay per step,
 // LR × WeightDecay, does not change with width [CompleteP, Table 1; its reference code
