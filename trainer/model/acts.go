@@ -166,15 +166,16 @@ func (m *Model[F]) unpack(dst []F, p packed) {
 // DeepSeek-V3 and COAT (docs/fp8.md).
 //
 // The forward pass computes them in float32 as before, but in buffers that no forward
-// reads otherwise (q, k, v, att in the gradient scratch dq, dk, dv, datt; a1, a3 and
-// sigmoid(a1) in da1, da3, du; y in dhg; x_mid in the next residual stream, to which the
-// feed-forward then adds its output), and packs them once their last forward reader ran:
-// the forward pass, and so the loss, does not change. The backward pass unpacks q, k, v and
-// att into the feed-forward's gradient scratch (free while attention's backward runs),
-// x_mid into the forward's scratch, and a1 and a3 a block of rows at a time, recomputing
-// sigmoid(a1) from them, so that the per-layer sigmoid(a1) is gone too; its gradients are
-// those of the unpacked values. Call it before the first Forward, like SetLinears, with
-// which it combines.
+// reads otherwise (q, k, v, att in the gradient scratch dq, dk, dv, datt; a1 and a3 in
+// da1, da3; y in dhg; x_mid in the next residual stream, to which the feed-forward then
+// adds its output), and packs them once their last forward reader ran: the forward pass,
+// and so the loss, does not change. sigmoid(a1) is only written, a block of rows at a time,
+// and after SetLinears the SwiGLU output u goes to du (w2's Linear keeps its own copy), so
+// neither needs a buffer of its own. The backward pass unpacks q, k, v and att into the
+// feed-forward's gradient scratch (free while attention's backward runs), x_mid into the
+// forward's scratch, and a1 and a3 a block of rows at a time, recomputing sigmoid(a1) from
+// them; its gradients are those of the unpacked values. Call it before the first Forward,
+// and after SetLinears if the model has Linears.
 func (m *Model[F]) SetCodec(c Codec[F]) {
 	m.codec = c
 	N, C := m.microBatch*m.Cfg.SeqLen, m.Cfg.DModel
@@ -191,8 +192,11 @@ func (m *Model[F]) SetCodec(c Codec[F]) {
 	}
 	for i := range m.acts {
 		a := &m.acts[i]
-		// Even the empty slices of SetLinears' shared buffer would keep it alive.
+		// Even the empty slices of SetLinears' shared buffers would keep them alive.
 		a.ffn.s, a.experts.s = nil, nil
+		if m.linears != nil { // u goes to du (see ffnForward); w2's Linear keeps its copy
+			a.ffn.u, a.experts.u = nil, nil
+		}
 		a.qc, a.kc, a.vc, a.attc = newPacked(c, N, H*D), newPacked(c, N, KV*D), newPacked(c, N, KV*D), newPacked(c, N, H*D)
 		a.xmidc = newPacked(c, N, C)
 		a.q, a.k, a.v, a.att, a.xmid = nil, nil, nil, nil, nil

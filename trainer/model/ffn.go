@@ -39,15 +39,25 @@ func (m *Model[F]) expert(l layer, e int) ffnWeights[F] {
 //	y, h: [n, C]  a.*: [n, hid]
 func (m *Model[F]) ffnForward(y, h []F, a ffnActs[F], w ffnWeights[F], n, hid int) {
 	C := m.Cfg.DModel
-	a1, a3, u, s := a.a1, a.a3, a.u[:n*hid], a.s
+	a1, a3, u := a.a1, a.a3, a.u
 	if m.codec != nil { // computed in gradient scratch, a1 and a3 packed (see SetCodec)
-		a1, a3, s = m.g.da1, m.g.da3, m.g.du
+		a1, a3 = m.g.da1, m.g.da3
+		if u == nil { // w2's Linear keeps its own copy of u
+			u = m.g.du
+		}
 	}
-	a1, a3, s = a1[:n*hid], a3[:n*hid], s[:n*hid]
+	a1, a3, u = a1[:n*hid], a3[:n*hid], u[:n*hid]
 	m.mm(a1, h, w.w1, w.m1, n, C, hid)
 	m.mm(a3, h, w.w3, w.m3, n, C, hid)
-	m.be.SwiGLU(u, s, a1, a3)
-	if m.codec != nil {
+	if m.codec == nil {
+		m.be.SwiGLU(u, a.s[:n*hid], a1, a3)
+	} else {
+		// sigmoid(a1) is recomputed by the backward: write it a block of rows at a time.
+		r := swiGLURows(hid)
+		for lo := 0; lo < n; lo += r {
+			hi := min(lo+r, n)
+			m.be.SwiGLU(u[lo*hid:hi*hid], m.dec[:(hi-lo)*hid], a1[lo*hid:hi*hid], a3[lo*hid:hi*hid])
+		}
 		m.pack(a.a1c, a1)
 		m.pack(a.a3c, a3)
 	}
@@ -59,7 +69,11 @@ func (m *Model[F]) ffnForward(y, h []F, a ffnActs[F], w ffnWeights[F], n, hid in
 func (m *Model[F]) ffnBackward(dh, dy, h []F, a ffnActs[F], w ffnWeights[F], n, hid int, accumulate bool) {
 	C, g := m.Cfg.DModel, &m.g
 	da1, da3, du := g.da1[:n*hid], g.da3[:n*hid], g.du[:n*hid]
-	m.mmBackward(du, w.dw2, dy, a.u[:n*hid], w.w2, w.m2, n, hid, C, false)
+	u := a.u // nil with a codec and Linears (see SetCodec)
+	if u != nil {
+		u = u[:n*hid]
+	}
+	m.mmBackward(du, w.dw2, dy, u, w.w2, w.m2, n, hid, C, false)
 	if m.codec != nil {
 		m.swiGLUBackwardPacked(da1, da3, du, a, n, hid)
 	} else {
@@ -293,9 +307,10 @@ func (m *Model[F]) moeBackward(i int, scale F) {
 	}
 	xmid := m.savedXmid(i)
 	if m.linears != nil {
-		// h2 is scratch that later layers overwrote (see SetLinears); the router's float32
-		// backward needs it: recompute it, the same values as the forward's (with a codec,
-		// those of the unpacked x_mid).
+		// h2 was scratch (dh, see SetLinears); the router's float32 backward needs it:
+		// recompute it, the same values as the forward's (with a codec, those of the
+		// unpacked x_mid), in dhg, free once the experts' input gradients are summed.
+		h2 = dhg[:N*C]
 		be.RMSNorm(h2, a.rstd2[:N], xmid, m.w(l.ffnNorm), C, m.Cfg.NormEps)
 	}
 	m.linearBackward(dh, dr, h2, l.router, N, C, E, true)

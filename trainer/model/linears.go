@@ -11,9 +11,10 @@ import "fmt"
 // called in the order of the forward pass.
 //
 // Since each Linear keeps its own copy of its input for the backward pass, the model stops
-// keeping float32 copies of the linears' inputs: the norm outputs h1 and h2, the SwiGLU
-// outputs u and the gathered expert inputs hg become scratch shared by all layers (h2, which
-// the float32 router's backward needs, is recomputed there). So does the SwiGLU's
+// keeping float32 copies of the linears' inputs: the norm outputs h1 and h2 and the
+// gathered expert inputs hg live in the activation-gradient scratch (dh, dy), which no
+// forward reads otherwise, and the SwiGLU outputs u in one buffer shared by all layers (h2,
+// which the float32 router's backward needs, is recomputed there). So does the SwiGLU's
 // sigmoid(a1), which its backward recomputes from a1 in one elementwise pass. Call it before
 // the first Forward, when those per-layer buffers have not been touched yet.
 func (m *Model[F]) SetLinears(newLinear func(name string, first Linear[F]) Linear[F]) {
@@ -50,16 +51,15 @@ func (m *Model[F]) SetLinears(newLinear func(name string, first Linear[F]) Linea
 	}
 
 	N, C := m.microBatch*m.Cfg.SeqLen, m.Cfg.DModel
-	var nu, nhg int
+	var nu int
 	for _, a := range m.acts {
-		nu, nhg = max(nu, len(a.ffn.u), len(a.experts.u)), max(nhg, len(a.hg))
+		nu = max(nu, len(a.ffn.u), len(a.experts.u))
 	}
-	h1, h2, u, sig, hg := make([]F, N*C), make([]F, N*C), make([]F, nu), make([]F, nu), make([]F, nhg)
+	u, sig := make([]F, nu), make([]F, nu)
 	for i := range m.acts {
 		a := &m.acts[i]
-		a.h1, a.h2 = h1, h2
+		a.h1, a.h2, a.hg = m.g.dh[:N*C], m.g.dh[:N*C], m.g.dy[:len(a.hg)]
 		a.ffn.u, a.experts.u = u[:len(a.ffn.u)], u[:len(a.experts.u)]
 		a.ffn.s, a.experts.s = sig[:len(a.ffn.s)], sig[:len(a.experts.s)]
-		a.hg = hg[:len(a.hg)]
 	}
 }
