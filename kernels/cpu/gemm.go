@@ -44,6 +44,11 @@ type gemmImpl struct {
 	// kernel computes the mr×nr tile acc[i][j] = Σ_p a[p*mr+i]·b[p*nr+j] for p < k over
 	// packed panels, and stores c[i*ldc+j] = acc[i][j], or adds it to c when add is set.
 	kernel func(k int, a, b, c []float32, ldc int, add bool)
+	// kernelA, if set, is kernel reading mr full rows of an untransposed a in place, row i
+	// at a[i*lda:], instead of a packed panel: the same sums in the same order. With it an
+	// untransposed A is not packed, which for the narrow products of a training step
+	// (N = 256) cost about a tenth of the arithmetic's time.
+	kernelA func(k int, a []float32, lda int, b, c []float32, ldc int, add bool)
 
 	// packRows, if set, is a fast packA for up to mr rows of an untransposed a, 16 columns
 	// per group: dst[p*mr+i] = a[i*lda+p] for i < rows and 0 for rows <= i < mr, p <
@@ -152,7 +157,7 @@ func (g *gemmImpl) matMul(c, a, b []float32, m, k, n int, transA, transB, accumu
 			bp := (*bbuf)[:kb*nPanels*g.nr]
 			parallelChunks(nPanels, threads, packTask{g: g, bp: bp, b: b, k: k, n: n, pc: pc, kb: kb, jc: jc, nb: nb, transB: transB})
 			var ap []float32
-			if groups > 1 {
+			if groups > 1 && (transA || g.kernelA == nil) {
 				// Several groups of B panels use each row block: pack A once for all.
 				if abuf == nil {
 					abuf = getBuf[float32](aPanels * min(k, kc) * g.mr)
@@ -224,6 +229,8 @@ func (t *block) run(lo, hi int) {
 }
 
 // tiles packs rows [ic, ic+mc) of A and computes their micro-tiles with B panels [jlo, jhi).
+// An untransposed A is read in place by kernelA where the implementation has one; only a
+// last panel of fewer than mr rows is packed then.
 func (t *block) tiles(ic, jlo, jhi int) {
 	g := t.g
 	mr, nr := g.mr, g.nr
@@ -232,9 +239,15 @@ func (t *block) tiles(ic, jlo, jhi int) {
 	ap, tmp := (*abuf)[:t.mc*t.kb], (*abuf)[t.mc*t.kb:]
 	mb := min(t.mc, t.m-ic)
 	panels := (mb + mr - 1) / mr
-	if t.ap != nil {
+	inPlace := !t.transA && g.kernelA != nil
+	switch {
+	case inPlace && mb%mr != 0:
+		last := panels - 1
+		packAPanels(g, ap[last*t.kb*mr:], t.a, t.m, t.k, ic/mr+last, ic/mr+panels, t.pc, t.kb, false)
+	case inPlace:
+	case t.ap != nil:
 		ap = t.ap[ic*t.kb:]
-	} else {
+	default:
 		packAPanels(g, ap, t.a, t.m, t.k, ic/mr, ic/mr+panels, t.pc, t.kb, t.transA)
 	}
 	for q := jlo; q < jhi; q++ {
@@ -245,12 +258,21 @@ func (t *block) tiles(ic, jlo, jhi int) {
 			i0 := ic + r*mr
 			rows := min(mr, t.m-i0)
 			aq := ap[r*t.kb*mr : (r+1)*t.kb*mr]
+			direct := inPlace && rows == mr
 			if rows == mr && cols == nr {
-				g.kernel(t.kb, aq, bq, t.c[i0*t.n+j0:], t.n, t.add)
+				if direct {
+					g.kernelA(t.kb, t.a[i0*t.k+t.pc:], t.k, bq, t.c[i0*t.n+j0:], t.n, t.add)
+				} else {
+					g.kernel(t.kb, aq, bq, t.c[i0*t.n+j0:], t.n, t.add)
+				}
 				continue
 			}
 			// Edge tile: compute the full tile aside, keep the valid part.
-			g.kernel(t.kb, aq, bq, tmp, nr, false)
+			if direct {
+				g.kernelA(t.kb, t.a[i0*t.k+t.pc:], t.k, bq, tmp, nr, false)
+			} else {
+				g.kernel(t.kb, aq, bq, tmp, nr, false)
+			}
 			for i := 0; i < rows; i++ {
 				dst := t.c[(i0+i)*t.n+j0 : (i0+i)*t.n+j0+cols]
 				src := tmp[i*nr : i*nr+cols]

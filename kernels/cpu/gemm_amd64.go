@@ -11,7 +11,7 @@ func archImpls() []*gemmImpl {
 		{
 			name: "avx512", available: cpu.X86.HasAVX512F,
 			mr: 14, nr: 32, mc: 14 * 8, kc: 256, nc: 3072,
-			kernel: sgemmKernel14x32, packRows: packA14, packRowsT: packA14T, packColsT: packB32T,
+			kernel: sgemmKernel14x32, kernelA: sgemmKernel14x32A, packRows: packA14, packRowsT: packA14T, packColsT: packB32T,
 			packCols: packB32, vec: avx512Vec,
 		},
 		{
@@ -27,6 +27,12 @@ func archImpls() []*gemmImpl {
 //
 //go:noescape
 func sgemmKernel14x32(k int, a, b, c []float32, ldc int, add bool)
+
+// sgemmKernel14x32A is sgemmKernel14x32 reading A in place: the tile's 14 rows of an
+// untransposed a at a[i*lda:], k elements each; the same sums in the same order.
+//
+//go:noescape
+func sgemmKernel14x32A(k int, a []float32, lda int, b, c []float32, ldc int, add bool)
 
 // sgemmKernel6x16 is kernelGo(6, 16, ...) in AVX2 with FMA: 12 ymm accumulators.
 //

@@ -178,7 +178,8 @@ func TestMatMulThreadsBitIdentical(t *testing.T) {
 }
 
 // TestKernelMatchesTwin runs each micro-kernel directly, beside its plain-Go twin, on
-// packed panels and a c with a row stride wider than the tile.
+// packed panels and a c with a row stride wider than the tile, and each in-place kernel
+// (kernelA) on the same A as unpacked rows.
 func TestKernelMatchesTwin(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	for _, im := range impls {
@@ -208,6 +209,24 @@ func TestKernelMatchesTwin(t *testing.T) {
 					if d := math.Abs(float64(c[i] - twin[i])); d > float64(k+2)*0x1p-23 {
 						t.Fatalf("%s k=%d add=%v: c[%d] = %g, twin %g", im.name, k, add, i, c[i], twin[i])
 					}
+				}
+				if im.kernelA == nil {
+					continue
+				}
+				// The in-place kernel on the same A as mr rows lda apart: the packed
+				// kernel's bits, and no read past the tile's rows (the slice ends there).
+				lda := k + 5
+				rows := make([]float32, (im.mr-1)*lda+k)
+				for p := range k {
+					for i := range im.mr {
+						rows[i*lda+p] = a[p*im.mr+i]
+					}
+				}
+				cA, cAOK := guarded(len(c0), 1)
+				copy(cA, c0)
+				im.kernelA(k, rows, lda, b, cA, ldc, add)
+				if !cAOK() || !slices.Equal(cA, c) {
+					t.Fatalf("%s k=%d add=%v: the in-place kernel gives %v, the packed one %v", im.name, k, add, cA, c)
 				}
 			}
 		}
