@@ -7,8 +7,10 @@ package cpu
 // layouts that every block's products read (Kᵀ panels for Q·Kᵀ, V panels for P·V, ...),
 // straight from the strided [B*T, heads*D] buffers, and the micro-kernel writes its tiles
 // into padded buffers, so there are no edge tiles. Per query block only Q (and dout), the
-// probabilities and their gradients are packed. Same blocks, same mask, same softmax code
-// as the generic path; the products are summed in a different order, so the results
+// probabilities and their gradients are packed; where the kernel set reads A in place
+// (kernelA, AVX-512), only their last panel of fewer than mr rows and the transposed
+// probabilities of the key and value gradients are. Same blocks, same mask, same softmax
+// code as the generic path; the products are summed in a different order, so the results
 // differ from it in the last bits (both are checked against float64).
 //
 // Sizes: nr-wide panels of keys, tPad = T rounded up to nr; dPad = D rounded up to nr;
@@ -47,34 +49,58 @@ func (a *attnDims) packRows(dst, src []float32, ld int) {
 	}
 }
 
-// packQueries packs rows [i0, i0+nq) of src [T, D] (row stride ld) as A panels over D.
-func (a *attnDims) packQueries(dst, src []float32, ld, i0, nq int) {
-	for r := 0; r*a.mr < nq; r++ {
-		a.g.packA(dst[r*a.d*a.mr:(r+1)*a.d*a.mr], src, 0, ld, i0+r*a.mr, min(a.mr, nq-r*a.mr), 0, a.d, false)
-	}
+// rowPanels is the A operand of a block's products: nq rows of src (row stride ld) from
+// row i0, k columns each, in mr-row panels. Full panels are read in place where the
+// kernel set can (kernelA), the others are packed into buf (panel r at r·k·mr).
+type rowPanels struct {
+	src        []float32
+	ld, i0, nq int
+	k          int
+	buf        []float32
+	inPlace    bool
 }
 
-// logits writes s[r·nk + c] = q_r·k_(k0+c) for the block's rows (A panels aq over D) and
-// the key panels from k0 = kq·nr on, nk = nkq·nr keys.
-func (a *attnDims) logits(s, aq, kT []float32, nq, kq, nkq int) {
-	nk := nkq * a.nr
+// rows packs what the products cannot read in place of rows [i0, i0+nq) of src.
+func (a *attnDims) rows(buf, src []float32, ld, i0, nq, k int) rowPanels {
+	rp := rowPanels{src: src, ld: ld, i0: i0, nq: nq, k: k, buf: buf, inPlace: a.g.kernelA != nil}
 	for r := 0; r*a.mr < nq; r++ {
-		ap := aq[r*a.d*a.mr : (r+1)*a.d*a.mr]
+		if rows := min(a.mr, nq-r*a.mr); !rp.inPlace || rows < a.mr {
+			a.g.packA(buf[r*k*a.mr:(r+1)*k*a.mr], src, 0, ld, i0+r*a.mr, rows, 0, k, false)
+		}
+	}
+	return rp
+}
+
+// mul computes the tile of row panel r times the B panel b into c (row stride ldc), or adds
+// it to c.
+func (a *attnDims) mul(rp *rowPanels, r int, b, c []float32, ldc int, add bool) {
+	if rp.inPlace && rp.nq-r*a.mr >= a.mr {
+		a.g.kernelA(rp.k, rp.src[(rp.i0+r*a.mr)*rp.ld:], rp.ld, b, c, ldc, add)
+		return
+	}
+	a.g.kernel(rp.k, rp.buf[r*rp.k*a.mr:(r+1)*rp.k*a.mr], b, c, ldc, add)
+}
+
+// logits writes s[r·nk + c] = q_r·k_(k0+c) for the block's rows (q, over D) and the key
+// panels from k0 = kq·nr on, nk = nkq·nr keys.
+func (a *attnDims) logits(s []float32, q *rowPanels, kT []float32, kq, nkq int) {
+	nk := nkq * a.nr
+	for r := 0; r*a.mr < q.nq; r++ {
 		for j := range nkq {
-			a.g.kernel(a.d, ap, kT[(kq+j)*a.d*a.nr:(kq+j+1)*a.d*a.nr], s[r*a.mr*nk+j*a.nr:], nk, false)
+			a.mul(q, r, kT[(kq+j)*a.d*a.nr:(kq+j+1)*a.d*a.nr], s[r*a.mr*nk+j*a.nr:], nk, false)
 		}
 	}
 }
 
 // rowsTimesPanels writes c[r·dPad + j] = Σ_c p[r, c]·x[k0 + c, j] for the block's rows:
-// p [nq, nk] row-major is packed as A here (into ap), x is packed by packRows (key k0's
-// row starts k0·nr into each panel), k0 = kq·nr.
+// p [nq, nk] row-major is the A operand (panels that cannot be read in place are packed
+// into ap), x is packed by packRows (key k0's row starts k0·nr into each panel), k0 = kq·nr.
 func (a *attnDims) rowsTimesPanels(c, ap, p, x []float32, nq, kq, nk int) {
+	rp := a.rows(ap, p, nk, 0, nq, nk)
 	for r := 0; r*a.mr < nq; r++ {
-		a.g.packA(ap[:nk*a.mr], p, 0, nk, r*a.mr, min(a.mr, nq-r*a.mr), 0, nk, false)
 		for q := range a.dimPanels {
 			xp := x[q*a.tPad*a.nr+kq*a.nr*a.nr : (q+1)*a.tPad*a.nr]
-			a.g.kernel(nk, ap[:nk*a.mr], xp, c[r*a.mr*a.dPad+q*a.nr:], a.dPad, false)
+			a.mul(&rp, r, xp, c[r*a.mr*a.dPad+q*a.nr:], a.dPad, false)
 		}
 	}
 }
@@ -113,7 +139,7 @@ func scratch(sizes []int) (*[]float32, [16][]float32) {
 func attentionForward32(g *gemmImpl, out, lse, q, k, v []float32, doc []int32, t, h, kv, d int, scale float32, lo, hi int) {
 	a := newAttnDims(g, t, d)
 	nkMax := a.tPad
-	sizes := [...]int{a.keyPanels * d * a.nr, a.dimPanels * a.tPad * a.nr, a.qPad * d, a.qPad * nkMax, nkMax * a.mr, a.qPad * a.dPad}
+	sizes := [...]int{a.keyPanels * d * a.nr, a.dimPanels * a.tPad * a.nr, a.qPad * d, a.qPad * nkMax, a.qPad * nkMax, a.qPad * a.dPad}
 	buf, parts := scratch(sizes[:])
 	defer putBuf(buf)
 	firstBuf := getBuf[int32](t)
@@ -133,8 +159,8 @@ func attentionForward32(g *gemmImpl, out, lse, q, k, v []float32, doc []int32, t
 			nq, kq := i1-i0, attnSpan(seq, i0, i1)/a.nr
 			k0, nkq := kq*a.nr, (i1-kq*a.nr+a.nr-1)/a.nr
 			nk := nkq * a.nr
-			a.packQueries(aq, qh, h*d, i0, nq)
-			a.logits(s, aq, kT, nq, kq, nkq)
+			qs := a.rows(aq, qh, h*d, i0, nq, d)
+			a.logits(s, &qs, kT, kq, nkq)
 			for r := range nq {
 				lse[(bi*t+i0+r)*h+hh] = softmaxRow(g, s[r*nk:r*nk+nk], first, seq, k0, i0+r, scale)
 			}
@@ -153,7 +179,7 @@ func attentionBackward32(g *gemmImpl, dq, dk, dv, dout, out, lse, q, k, v []floa
 	a := newAttnDims(g, t, d)
 	nkMax, rowsPad := a.tPad, a.tPad+a.mr
 	sizes := [...]int{a.keyPanels * d * a.nr, a.keyPanels * d * a.nr, a.dimPanels * a.tPad * a.nr, rowsPad * a.dPad, rowsPad * a.dPad,
-		a.qPad * d, a.qPad * d, a.qPad * nkMax, a.qPad * nkMax, max(nkMax, a.qPad) * a.mr, a.dimPanels * a.qPad * a.nr, a.qPad * a.dPad, t}
+		a.qPad * d, a.qPad * d, a.qPad * nkMax, a.qPad * nkMax, max(a.qPad*nkMax, nkMax*a.mr), a.dimPanels * a.qPad * a.nr, a.qPad * a.dPad, t}
 	buf, parts := scratch(sizes[:])
 	defer putBuf(buf)
 	firstBuf := getBuf[int32](t)
@@ -187,10 +213,9 @@ func attentionBackward32(g *gemmImpl, dq, dk, dv, dout, out, lse, q, k, v []floa
 				nq, kq := i1-i0, attnSpan(seq, i0, i1)/a.nr
 				k0, nkq := kq*a.nr, (i1-kq*a.nr+a.nr-1)/a.nr
 				nk := nkq * a.nr
-				a.packQueries(aq, qh, h*d, i0, nq)
-				a.packQueries(ado, doh, h*d, i0, nq)
-				a.logits(p, aq, kT, nq, kq, nkq)
-				a.logits(ds, ado, vT, nq, kq, nkq)
+				qs, dos := a.rows(aq, qh, h*d, i0, nq, d), a.rows(ado, doh, h*d, i0, nq, d)
+				a.logits(p, &qs, kT, kq, nkq)
+				a.logits(ds, &dos, vT, kq, nkq)
 				for r := range nq {
 					ti := i0 + r
 					softmaxGradRow(g, p[r*nk:r*nk+nk], ds[r*nk:r*nk+nk], first, seq, k0, ti, scale, lse[(bi*t+ti)*h+hh], delta[ti])
