@@ -157,3 +157,31 @@ func BenchmarkQuantizeNaive(b *testing.B) {
 	}
 	b.ReportMetric(float64(5*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 }
+
+// Dequantize, its assembly and its Go loop, on every code of both formats (subnormals,
+// ±0, NaN and Inf codes included; then the finite ones alone in blocks of 8): Decode(c)·
+// scaleInv bit for bit.
+func TestDequantizeAllCodes(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		codes := make([]uint8, 0, 2*256)
+		for c := range 256 {
+			codes = append(codes, uint8(c))
+		}
+		for c := range 256 { // the same codes in blocks of 8 without NaN or Inf, where possible
+			if v := E5M2.Decode(uint8(c)); !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) {
+				codes = append(codes, uint8(c))
+			}
+		}
+		for _, f := range []Format{E4M3, E5M2} {
+			for _, k := range []float32{1, 0.3, 0x1p-100} {
+				got := make([]float32, len(codes))
+				Dequantize(got, codes, k, f)
+				for i, c := range codes {
+					if want := f.Decode(c) * k; math.Float32bits(got[i]) != math.Float32bits(want) && !(want != want && got[i] != got[i]) {
+						t.Fatalf("%v ×%g: code %#02x gives %g, want %g", f, k, c, got[i], want)
+					}
+				}
+			}
+		}
+	})
+}
