@@ -79,7 +79,9 @@ func newLayerActs[F kernels.Float](cfg Config, moe bool, N int) layerActs[F] {
 }
 
 // grads is scratch for activation gradients, shared by all layers since the backward pass
-// handles one layer at a time.
+// handles one layer at a time. After SetLinears and SetCodec the forward pass computes
+// into it too the float32 activations that it does not keep (see those), since no forward
+// reads a gradient.
 type grads[F kernels.Float] struct {
 	dx       []F // [N, C] gradient of the residual stream at the current point
 	dh       []F // [N, C] gradient of a norm output
