@@ -134,3 +134,27 @@ func TestBadOptionsNameTheFlag(t *testing.T) {
 		t.Errorf("width 40: want a user error suggesting multiples, got %v", err)
 	}
 }
+
+// Under CompleteP the blocks' init outputs sum to Θ(1/√L), so with the base values alone
+// the last residual stream's init part shrinks with depth; metap.input_mult, which makes
+// the embedding outweigh the blocks, keeps it flat from the init on (docs/metap.md).
+func TestInputMultFlattensDepth(t *testing.T) {
+	o := Options{Widths: []int{32, 64}, Depths: []int{2, 4, 8}, Steps: 3, Seeds: 3, Batch: 1, SeqLen: 16}
+	depth := func(mult float64) Series {
+		run := small(t, "metap")
+		run.MetaP.InputMult = mult
+		res, err := Run(run, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Series[len(res.Series)-1]
+	}
+	plain, mult := depth(0), depth(10)
+	t.Logf("depth slopes, input_mult 1: %.3f; 10: %.3f", plain.Slopes, mult.Slopes)
+	if plain.Slopes[0] > -0.03 {
+		t.Errorf("input_mult 1: init slope %.3f against depth, want the blocks' 1/√L to show (< -0.03)", plain.Slopes[0])
+	}
+	if w := math.Max(math.Abs(mult.Slopes[0]), worst(mult)); w > 0.01 {
+		t.Errorf("input_mult 10: |slope| against depth up to %.3f, want at most 0.01", w)
+	}
+}
