@@ -8,7 +8,7 @@ var avx512Vec = &vecKernels{
 	expShift: expShift16, scaleMax: scaleMax16, scale: scale16, axpy: axpy16, mulAdd: mulAdd16,
 	softmaxGrad: softmaxGrad16, swiGLU: swiGLU16, swiGLUBackward: swiGLUBackward16,
 	dot3: dot3_16, sumSquares: sumSquares16, normRow: normRow16, normRowBackward: normRowBackward16,
-	adamW: adamW16, rope: rope16,
+	adamW: adamW16, rope: rope16, sumSquares64: sumSquares8d,
 }
 
 // expShift16 is expShift's loop in AVX-512: x[i] = e^(x[i]-shift), returning Σ x[i]
@@ -86,3 +86,8 @@ func adamW16(p, g, m, v []float32, c AdamWCoeffs)
 //
 //go:noescape
 func rope16(x, cs, sn []float32, heads int, sign float32)
+
+// sumSquares8d is sumSquares64Go's loop in AVX-512, 8 float64 lanes.
+//
+//go:noescape
+func sumSquares8d(x []float32) float64

@@ -756,3 +756,41 @@ rp_next:
 rp_done:
 	VZEROUPPER
 	RET
+
+// func sumSquares8d(x []float32) float64
+//
+//	lane j sums float64(x[i])² for i = j, j+8, ...; then lanes 0..3 += 4..7, 0,1 += 2,3,
+//	0 += 1
+TEXT ·sumSquares8d(SB), NOSPLIT, $0-32
+	MOVQ   x_base+0(FP), SI
+	MOVQ   x_len+8(FP), CX
+	VPXORQ Z14, Z14, Z14
+	MOVW   $0xff, AX
+	KMOVW  AX, K1
+
+s8_loop:
+	CMPQ  CX, $8
+	JGE   s8_step
+	TESTQ CX, CX
+	JZ    s8_done
+	TAILMASK
+
+s8_step:
+	VMOVUPS.Z (SI), K1, Z0
+	VCVTPS2PD Y0, Z0
+	VMULPD    Z0, Z0, Z0
+	VADDPD    Z0, Z14, Z14 // zeroed tail lanes add +0
+	ADDQ      $32, SI
+	SUBQ      $8, CX
+	JG        s8_loop
+
+s8_done:
+	VEXTRACTF64X4 $1, Z14, Y1
+	VADDPD        Y1, Y14, Y14
+	VEXTRACTF128  $1, Y14, X1
+	VADDPD        X1, X14, X14
+	VPERMILPD     $1, X14, X1
+	VADDSD        X1, X14, X14
+	VZEROUPPER
+	MOVSD X14, ret+24(FP)
+	RET

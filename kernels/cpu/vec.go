@@ -31,6 +31,7 @@ type vecKernels struct {
 	normRowBackward func(dx, d, g, x []float32, r, corr float32)
 	adamW           func(p, g, m, v []float32, c AdamWCoeffs)
 	rope            func(x, cs, sn []float32, heads int, sign float32)
+	sumSquares64    func(x []float32) float64
 }
 
 // f32 returns s as []float32 when F is float32 and im has vector kernels.

@@ -7,9 +7,10 @@ import (
 	"github.com/herdml/herd/kernels/cpu"
 )
 
-// GradNorm is the L2 norm of grads. Each block of elements is summed in float64 and the
-// block sums are added in order, so the result is the same bits on any number of threads.
-// The block sums live in recycled scratch, so that a training step allocates nothing.
+// GradNorm is the L2 norm of grads. Each block of elements is summed in float64 (in 8
+// lanes, in a fixed order) and the block sums are added in order, so the result is the
+// same bits on any number of threads. The block sums live in recycled scratch, so that a
+// training step allocates nothing.
 func GradNorm[F kernels.Float](grads []F) float64 {
 	n := (len(grads) + block - 1) / block
 	scratch := cpu.Take[blockSums]()
@@ -35,14 +36,11 @@ type normTask[F kernels.Float] struct {
 	sums  blockSums
 }
 
-// Run sums blocks [lo, hi).
+// Run sums blocks [lo, hi), each with kernels/cpu's SumSquares64 (8 float64 lanes in a
+// fixed order).
 func (t normTask[F]) Run(lo, hi int) {
 	for b := lo; b < hi; b++ {
-		var s float64
-		for _, g := range t.grads[b*block : min((b+1)*block, len(t.grads))] {
-			s += float64(g) * float64(g)
-		}
-		t.sums[b] = s
+		t.sums[b] = cpu.SumSquares64(t.grads[b*block : min((b+1)*block, len(t.grads))])
 	}
 }
 

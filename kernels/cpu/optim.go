@@ -1,5 +1,8 @@
 package cpu
 
+// The optimizer's element loops (trainer/optim runs them over blocks on the pool): AdamW's
+// update and the gradient norm's sum of squares.
+
 import (
 	"math"
 
@@ -56,4 +59,29 @@ func adamWGo[F kernels.Float](p, g []F, m, v []float32, c AdamWCoeffs) {
 		denom := F(math.Sqrt(float64(vi)))/bc2s + eps // a float32 square root through float64 is correctly rounded
 		p[i] = F(p[i]*decay) - F(stepSize*(mi/denom))
 	}
+}
+
+// SumSquares64 returns Σ x² in float64, in 8 lanes (lane j takes elements j, j+8, ...)
+// added pairwise at the end (lanes 0..3 += 4..7, 0,1 += 2,3, 0 += 1): the order of the
+// AVX-512 kernel, which gives the same bits. The gradient norm's blocks are summed so;
+// one running sum, element after element, was bound by the latency of its additions.
+func SumSquares64[F kernels.Float](x []F) float64 {
+	if x32, ok := f32(active, x); ok && active.vec.sumSquares64 != nil {
+		return active.vec.sumSquares64(x32)
+	}
+	return sumSquares64Go(x)
+}
+
+// sumSquares64Go is SumSquares64's loop, the twin of the vector kernels.
+func sumSquares64Go[F kernels.Float](x []F) float64 {
+	var l [8]float64
+	for i, v := range x {
+		l[i%8] += float64(float64(v) * float64(v)) // rounded before the sum: never fused
+	}
+	for w := 4; w >= 1; w /= 2 {
+		for i := range w {
+			l[i] += l[i+w]
+		}
+	}
+	return l[0]
 }

@@ -101,3 +101,40 @@ func BenchmarkAdamW(b *testing.B) {
 		}
 	}
 }
+
+// TestSumSquares64Kernels: every vector SumSquares64 gives its Go twin's bits at lengths
+// around its 8-lane step and carries Inf and NaN through; the twin is within float64
+// rounding of the plain sum in order (the squares of float32 values are exact in float64).
+func TestSumSquares64Kernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(37, 38))
+	for _, n := range []int{0, 1, 7, 8, 9, 15, 16, 17, 100, 1001} {
+		x := randSlice(r, n)
+		want := sumSquares64Go(x)
+		var exact float64
+		for _, v := range x {
+			exact += float64(v) * float64(v)
+		}
+		if math.Abs(want-exact) > float64(n+1)*0x1p-52*exact {
+			t.Fatalf("n=%d: %v, the sum in order %v", n, want, exact)
+		}
+		for _, im := range impls {
+			if !im.available || im.vec == nil || im.vec.sumSquares64 == nil {
+				continue
+			}
+			if got := im.vec.sumSquares64(x); math.Float64bits(got) != math.Float64bits(want) {
+				t.Fatalf("%s n=%d: %v, twin %v", im.name, n, got, want)
+			}
+			if n > 3 {
+				y := slices.Clone(x)
+				y[2] = float32(math.Inf(-1))
+				if got := im.vec.sumSquares64(y); !math.IsInf(got, 1) {
+					t.Fatalf("%s n=%d: -Inf element gives %v, want +Inf", im.name, n, got)
+				}
+				y[3] = float32(math.NaN())
+				if got := im.vec.sumSquares64(y); !math.IsNaN(got) {
+					t.Fatalf("%s n=%d: NaN element gives %v", im.name, n, got)
+				}
+			}
+		}
+	}
+}
