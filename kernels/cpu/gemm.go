@@ -46,8 +46,8 @@ type gemmImpl struct {
 	kernel func(k int, a, b, c []float32, ldc int, add bool)
 	// kernelA, if set, is kernel reading mr full rows of an untransposed a in place, row i
 	// at a[i*lda:], instead of a packed panel: the same sums in the same order. With it an
-	// untransposed A is not packed, which for the narrow products of a training step
-	// (N = 256) cost about a tenth of the arithmetic's time.
+	// untransposed A is not packed: packing reads and writes all of A for every product, a
+	// large share when N is small (a training step's products have N = 256 to 768).
 	kernelA func(k int, a []float32, lda int, b, c []float32, ldc int, add bool)
 
 	// packRows, if set, is a fast packA for up to mr rows of an untransposed a, 16 columns
