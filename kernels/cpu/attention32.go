@@ -200,14 +200,7 @@ func attentionBackward32(g *gemmImpl, dq, dk, dv, dout, out, lse, q, k, v []floa
 		clear(dV)
 		for hh := kh * grp; hh < kh*grp+grp; hh++ {
 			qh, doh := q[bi*t*h*d+hh*d:], dout[bi*t*h*d+hh*d:]
-			for r := range t {
-				at := (bi*t+r)*h*d + hh*d
-				var s float32
-				for j, x := range dout[at : at+d] {
-					s += x * out[at+j]
-				}
-				delta[r] = s
-			}
+			outputDots(g, delta, dout, out, bi, t, h, hh, d)
 			for blk := range (t + attnBlock - 1) / attnBlock {
 				i0, i1 := blk*attnBlock, min(blk*attnBlock+attnBlock, t)
 				nq, kq := i1-i0, attnSpan(seq, i0, i1)/a.nr

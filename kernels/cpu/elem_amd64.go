@@ -8,7 +8,7 @@ var avx512Vec = &vecKernels{
 	expShift: expShift16, scaleMax: scaleMax16, scale: scale16, axpy: axpy16, mulAdd: mulAdd16,
 	softmaxGrad: softmaxGrad16, swiGLU: swiGLU16, swiGLUBackward: swiGLUBackward16,
 	dot3: dot3_16, sumSquares: sumSquares16, normRow: normRow16, normRowBackward: normRowBackward16,
-	adamW: adamW16, rope: rope16, sumSquares64: sumSquares8d,
+	adamW: adamW16, rope: rope16, sumSquares64: sumSquares8d, dot2: dot2_16,
 }
 
 // expShift16 is expShift's loop in AVX-512: x[i] = e^(x[i]-shift), returning Σ x[i]
@@ -91,3 +91,8 @@ func rope16(x, cs, sn []float32, heads int, sign float32)
 //
 //go:noescape
 func sumSquares8d(x []float32) float64
+
+// dot2_16 is dot2's loop in AVX-512, summed in 16 lanes as laneSum does.
+//
+//go:noescape
+func dot2_16(a, b []float32) float32

@@ -794,3 +794,37 @@ s8_done:
 	VZEROUPPER
 	MOVSD X14, ret+24(FP)
 	RET
+
+// func dot2_16(a, b []float32) float32
+//
+//	lane j sums a[i]*b[i] for i = j, j+16, ...; then LANESUM
+TEXT ·dot2_16(SB), NOSPLIT, $0-52
+	MOVQ   a_base+0(FP), SI
+	MOVQ   a_len+8(FP), CX
+	MOVQ   b_base+24(FP), DX
+	VPXORD Z14, Z14, Z14
+	MOVW   $0xffff, AX
+	KMOVW  AX, K1
+
+d2_loop:
+	CMPQ      CX, $16
+	JGE       d2_step
+	TESTQ     CX, CX
+	JZ        d2_done
+	TAILMASK
+
+d2_step:
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z (DX), K1, Z1
+	VMULPS    Z1, Z0, Z0
+	VADDPS    Z0, Z14, K1, Z14
+	ADDQ      $64, SI
+	ADDQ      $64, DX
+	SUBQ      $16, CX
+	JG        d2_loop
+
+d2_done:
+	LANESUM
+	VZEROUPPER
+	MOVSS X14, ret+48(FP)
+	RET

@@ -131,6 +131,7 @@ func TestVecKernelsMatchTwins(t *testing.T) {
 				{"mulAdd", func(im *gemmImpl, out []float32) float32 { copy(out, x); mulAdd(im, out, a, b, s); return 0 }},
 				{"softmaxGrad", func(im *gemmImpl, out []float32) float32 { copy(out, x); softmaxGrad(im, out, p, s, 0.7); return 0 }},
 				{"dot3", func(im *gemmImpl, out []float32) float32 { copy(out, x); return dot3(im, a, b, p) }},
+				{"dot2", func(im *gemmImpl, out []float32) float32 { copy(out, x); return dot2(im, a, b) }},
 				{"sumSquares", func(im *gemmImpl, out []float32) float32 { copy(out, x); return sumSquares(im, a) }},
 				{"normRow", func(im *gemmImpl, out []float32) float32 { normRow(im, out, a, b, s); return 0 }},
 				{"normRowBackward", func(im *gemmImpl, out []float32) float32 {

@@ -132,6 +132,15 @@ func softmaxRow[F kernels.Float](im *gemmImpl, row []F, first []int32, seq []int
 // softmaxGradRow is softmaxRow's backward for one query: p holds the row's logits and dp
 // the gradient of its probabilities (dout·vᵀ); it recomputes the probabilities into p from
 // the forward's log-sum-exp lse, and writes the gradient of the logits into dp, given
+// outputDots writes delta[r] = dout_r·out_r for the t rows of head hh of sequence bi
+// (dout and out [B·T, h·d]): each row's δ of the softmax backward.
+func outputDots[F kernels.Float](im *gemmImpl, delta, dout, out []F, bi, t, h, hh, d int) {
+	for r := range t {
+		at := (bi*t+r)*h*d + hh*d
+		delta[r] = dot2(im, dout[at:at+d], out[at:at+d])
+	}
+}
+
 // delta = dout·out for the row; both are zero outside the keys the query sees.
 func softmaxGradRow[F kernels.Float](im *gemmImpl, p, dp []F, first []int32, seq []int32, k0, ti int, scale, lse, delta F) {
 	c0, w := max(int(first[ti]), k0)-k0, ti-k0+1
@@ -240,14 +249,7 @@ func (a *attentionBackward[F]) run(lo, hi int) {
 		for hh := kh * g; hh < kh*g+g; hh++ {
 			packHead(qp, a.q, bi, t, h, hh, d)
 			packHead(dop, a.dout, bi, t, h, hh, d)
-			for r := range t {
-				at := (bi*t+r)*h*d + hh*d
-				var s F
-				for j, x := range a.dout[at : at+d] {
-					s += x * a.out[at+j]
-				}
-				delta[r] = s
-			}
+			outputDots(im, delta, a.dout, a.out, bi, t, h, hh, d)
 			for blk := range (t + attnBlock - 1) / attnBlock {
 				i0, i1 := blk*attnBlock, min(blk*attnBlock+attnBlock, t)
 				klo := attnSpan(seq, i0, i1)

@@ -32,6 +32,7 @@ type vecKernels struct {
 	adamW           func(p, g, m, v []float32, c AdamWCoeffs)
 	rope            func(x, cs, sn []float32, heads int, sign float32)
 	sumSquares64    func(x []float32) float64
+	dot2            func(a, b []float32) float32
 }
 
 // f32 returns s as []float32 when F is float32 and im has vector kernels.
@@ -142,6 +143,18 @@ func swiGLUBackward[F kernels.Float](im *gemmImpl, da, du, dout, a, u, sig []F) 
 		du[i] += dout[i] * x * s
 		da[i] += dout[i] * u[i] * s * (1 + x*(1-s))
 	}
+}
+
+// dot2 returns Σ a⊙b, summed in 16 lanes as dot3 does.
+func dot2[F kernels.Float](im *gemmImpl, a, b []F) F {
+	if a32, ok := f32(im, a); ok {
+		return F(im.vec.dot2(a32, as32(b)))
+	}
+	var lanes [16]F
+	for i, v := range a {
+		lanes[i%16] += v * b[i]
+	}
+	return laneSum(&lanes)
 }
 
 // dot3 returns Σ a⊙b⊙c, summed in 16 lanes (lane j takes elements j, j+16, ...) that are
