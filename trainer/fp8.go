@@ -25,6 +25,7 @@ func (tr *Trainer) attachFP8() error {
 		return sc.Linear(name)
 	})
 	tr.Model.SetCodec(fp8.TileCodec{})
+	sc.Reserve(tr.Model.LinearOperandMax())
 	// Each rank quantizes only its own micro-batches; taking the maximum of every amax over
 	// the ranks before the scales are updated keeps the scales, and so the weights, the same
 	// on every rank (tr.dp is set once the ranks are started, after attachFP8).

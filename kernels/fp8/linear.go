@@ -76,6 +76,16 @@ func (s *Scaling) gradFormat() Format {
 	return E5M2
 }
 
+// Reserve sizes the shared workspace for operands of up to n values (the largest of
+// rows·in, rows·out and out·in over the linears), so that the first step does not grow it
+// one layer at a time: every outgrown slot would stay behind as garbage until the
+// collector's next cycle and raise the process's peak memory by as much.
+func (s *Scaling) Reserve(n int) {
+	for i := range s.ws {
+		s.workspace(i, n)
+	}
+}
+
 // workspace returns slot i of the shared workspace with room for n values: slot 0 holds
 // the decoded x or dy, slot 1 the decoded w or x.
 func (s *Scaling) workspace(i, n int) []float32 {

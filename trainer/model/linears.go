@@ -63,3 +63,22 @@ func (m *Model[F]) SetLinears(newLinear func(name string, first Linear[F]) Linea
 		a.ffn.s, a.experts.s = sig[:len(a.ffn.s)], sig[:len(a.experts.s)]
 	}
 }
+
+// LinearOperandMax is the largest operand, in values, that a Linear of SetLinears gets:
+// the largest of rows·in, rows·out and out·in over the model's hidden and expert matrices,
+// rows being a micro-batch's positions (a routed expert gets at most that many, since a
+// position picks distinct experts). FP8 linears size their shared workspace with it.
+func (m *Model[F]) LinearOperandMax() int {
+	rows, most := m.microBatch*m.Cfg.SeqLen, 0
+	for _, l := range m.layers {
+		for _, t := range []int{l.wq, l.wk, l.wv, l.wo, l.w1, l.w3, l.w2, l.ew1, l.ew3, l.ew2, l.sw1, l.sw3, l.sw2} {
+			if t < 0 {
+				continue
+			}
+			sh := m.Layout.Tensors[t].Shape
+			out, in := sh[len(sh)-2], sh[len(sh)-1]
+			most = max(most, rows*in, rows*out, out*in)
+		}
+	}
+	return most
+}

@@ -19,11 +19,13 @@ type copyLinear struct {
 	x, w       []float64
 	n, in, out int
 	forwards   int
+	most       int // the largest of n·in, n·out and out·in over the Forwards
 }
 
 func (l *copyLinear) Forward(y, x, W []float64, s float64, n, in, out int) {
 	l.x, l.w, l.n, l.in, l.out = append(l.x[:0], x[:n*in]...), W, n, in, out
 	l.forwards++
+	l.most = max(l.most, n*in, n*out, out*in)
 	l.be.MatMul(y, x, W, n, in, out, false, true, false)
 	if s != 1 {
 		l.be.Scale(y, s)
@@ -95,6 +97,15 @@ func TestSetLinearsKeepsResults(t *testing.T) {
 	}
 	if !slices.Equal(order, names) {
 		t.Fatalf("linears made:\n%v\nwant, in forward order:\n%v", order, names)
+	}
+	// LinearOperandMax bounds every operand the Linears got and is one of them (the dense
+	// FFN's on the full micro-batch).
+	most := 0
+	for _, l := range lins {
+		most = max(most, l.most)
+	}
+	if bound := m.LinearOperandMax(); most != bound {
+		t.Errorf("the largest operand of a Linear was %d values, LinearOperandMax says %d", most, bound)
 	}
 	for name, l := range lins {
 		want := ""
