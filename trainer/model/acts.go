@@ -28,8 +28,8 @@ type layerActs[F kernels.Float] struct {
 	y        []F // [N*k, C] expert outputs before gating
 
 	// Once SetCodec ran, q, k, v, att, xmid and y are nil and kept here instead (see
-	// SetCodec).
-	qc, kc, vc, attc, xmidc, yc packed
+	// SetCodec), and so is the block's input stream x[i] (see savedX).
+	qc, kc, vc, attc, xmidc, yc, xc packed
 }
 
 // ffnActs are one SwiGLU feed-forward's activations: a1 = h·W1ᵀ, a3 = h·W3ᵀ,
@@ -162,20 +162,23 @@ func (m *Model[F]) unpack(dst []F, p packed) {
 }
 
 // SetCodec makes the model keep the largest activations that only its backward pass reads
-// (attention's q, k, v and output, each SwiGLU's inputs a1 and a3, the residual stream
-// after attention x_mid, the routed experts' outputs y) through c instead of in float32:
+// (attention's q, k, v and output, each SwiGLU's inputs a1 and a3, the residual streams
+// before and after attention x_i and x_mid, the routed experts' outputs y) through c
+// instead of in float32:
 // with fp8.TileCodec 1 + 1/32 bytes per value instead of 4, the FP8 activation storage of
 // DeepSeek-V3 and COAT (docs/fp8.md).
 //
 // The forward pass computes them in float32 as before, but in buffers that no forward
 // reads otherwise (q, k, v, att in the gradient scratch dq, dk, dv, datt; a1 and a3 in
 // da1, da3; y in dhg; x_mid in the next residual stream, to which the feed-forward then
-// adds its output), and packs them once their last forward reader ran: the forward pass,
+// adds its output; the block's input streams x_i in two float32 buffers in turn, since a
+// block reads only its own and writes the next), and packs them once their last forward
+// reader ran: the forward pass,
 // and so the loss, does not change. sigmoid(a1) is only written, a block of rows at a time,
 // and after SetLinears the SwiGLU output u goes to du (w2's Linear keeps its own copy), so
 // neither needs a buffer of its own. The backward pass unpacks q, k, v and att into the
-// feed-forward's gradient scratch (free while attention's backward runs), x_mid into the
-// forward's scratch, and a1 and a3 a block of rows at a time, recomputing sigmoid(a1) from
+// feed-forward's gradient scratch (free while attention's backward runs), x_mid and x_i
+// into the forward's scratch, and a1 and a3 a block of rows at a time, recomputing sigmoid(a1) from
 // them; its gradients are those of the unpacked values. Call it before the first Forward,
 // and after SetLinears if the model has Linears.
 func (m *Model[F]) SetCodec(c Codec[F]) {
@@ -200,7 +203,7 @@ func (m *Model[F]) SetCodec(c Codec[F]) {
 			a.ffn.u, a.experts.u = nil, nil
 		}
 		a.qc, a.kc, a.vc, a.attc = newPacked(c, N, H*D), newPacked(c, N, KV*D), newPacked(c, N, KV*D), newPacked(c, N, H*D)
-		a.xmidc = newPacked(c, N, C)
+		a.xmidc, a.xc = newPacked(c, N, C), newPacked(c, N, C)
 		a.q, a.k, a.v, a.att, a.xmid = nil, nil, nil, nil, nil
 		if !m.layers[i].moe {
 			ffn(&a.ffn, N, m.Cfg.FFNHidden)
@@ -213,6 +216,9 @@ func (m *Model[F]) SetCodec(c Codec[F]) {
 		a.yc, a.y = newPacked(c, N*k, C), nil
 	}
 	m.dec = make([]F, dec)
+	for i := 2; i < len(m.x); i++ { // the last stream stays float32: the head reads it
+		m.x[i] = m.x[i%2]
+	}
 }
 
 // xmid returns block i's residual stream after attention during the forward pass: a.xmid,
@@ -235,4 +241,16 @@ func (m *Model[F]) savedXmid(i int) []F {
 	x := m.g.tmp[:n]
 	m.unpack(x, m.acts[i].xmidc)
 	return x
+}
+
+// savedX returns residual stream x[i], block i's input or, for i = L, the last block's
+// output, once the forward pass is over: m.x[i], or with a codec, below L, its packed copy
+// unpacked into dst.
+func (m *Model[F]) savedX(i int, dst []F) []F {
+	n := m.n * m.Cfg.DModel
+	if m.codec == nil || i == len(m.layers) {
+		return m.x[i][:n]
+	}
+	m.unpack(dst[:n], m.acts[i].xc)
+	return dst[:n]
 }

@@ -2,6 +2,7 @@ package model
 
 import (
 	"math"
+	"reflect"
 	"slices"
 	"testing"
 	"unsafe"
@@ -75,7 +76,9 @@ func TestSetCodecKeepsResults(t *testing.T) {
 		}
 		return rs, m.Grads
 	}
-	want, wantGrads := run(newTestModel[float64](cfg, 2), nil)
+	ref := newTestModel[float64](cfg, 2)
+	want, wantGrads := run(ref, nil)
+	wantStats := ref.ActStats()
 
 	for _, linears := range []bool{false, true} {
 		m := newTestModel[float64](cfg, 2)
@@ -95,9 +98,12 @@ func TestSetCodecKeepsResults(t *testing.T) {
 		if !slices.Equal(gotGrads, wantGrads) {
 			t.Errorf("linears %v: gradients differ with an exact codec", linears)
 		}
-		// testConfig: 3 layers × (q, k, v, att) + 2 dense SwiGLUs × (a1, a3) + the MoE
-		// layer's shared SwiGLU, 3 experts' (a1, a3) at most and y, per pass.
-		if len(c.kept) < 12+4+2+2+1 {
+		if got := m.ActStats(); !reflect.DeepEqual(got, wantStats) {
+			t.Errorf("linears %v: activation stats %+v with a codec, %+v without", linears, got, wantStats)
+		}
+		// testConfig: 3 layers × (q, k, v, att, x_i, x_mid) + 2 dense SwiGLUs × (a1, a3) +
+		// the MoE layer's shared SwiGLU, 3 experts' (a1, a3) at most and y, per pass.
+		if len(c.kept) < 18+4+2+2+1 {
 			t.Errorf("linears %v: %d activations packed in the last pass", linears, len(c.kept))
 		}
 	}

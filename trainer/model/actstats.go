@@ -20,19 +20,24 @@ type ActStats struct {
 
 // ActStats measures the last Forward. The branch outputs are recovered as differences of
 // the residual streams on each side of them, computed in float64; the Forward itself keeps
-// them only in scratch that the next layer overwrites.
+// them only in scratch that the next layer overwrites. After SetCodec it measures the
+// streams as the backward pass reads them, unpacked.
 func (m *Model[F]) ActStats() ActStats {
 	N, C, L := m.n, m.Cfg.DModel, len(m.layers)
+	var xi, xn []F // where savedX unpacks x[i] and x[i+1]
+	if m.codec != nil {
+		xi, xn = make([]F, N*C), make([]F, N*C)
+	}
 	s := ActStats{
-		Embedding: meanAbs(m.x[0][:N*C], nil),
+		Embedding: meanAbs(m.savedX(0, xi), nil),
 		Attention: make([]float64, L), FFN: make([]float64, L), Residual: make([]float64, L),
 		Logits: meanAbs(m.Logits(), nil),
 	}
 	for i := range L {
-		xmid := m.savedXmid(i)
-		s.Attention[i] = meanAbs(xmid, m.x[i][:N*C])
-		s.FFN[i] = meanAbs(m.x[i+1][:N*C], xmid)
-		s.Residual[i] = meanAbs(m.x[i+1][:N*C], nil)
+		xmid, x, next := m.savedXmid(i), m.savedX(i, xi), m.savedX(i+1, xn)
+		s.Attention[i] = meanAbs(xmid, x)
+		s.FFN[i] = meanAbs(next, xmid)
+		s.Residual[i] = meanAbs(next, nil)
 	}
 	return s
 }

@@ -39,6 +39,7 @@ func (m *Model[F]) attentionForward(i int) {
 	be.Axpy(xmid, o, 1)
 	if m.codec != nil {
 		m.pack(a.xmidc, xmid)
+		m.pack(a.xc, x) // its buffer holds x[i+2] next
 	}
 }
 
@@ -82,7 +83,7 @@ func (m *Model[F]) attentionBackward(i int) {
 	m.linearBackward(dh, dq, h1, l.wq, N, C, H*D, false)
 	m.linearBackward(dh, dk, h1, l.wk, N, C, KV*D, true)
 	m.linearBackward(dh, dv, h1, l.wv, N, C, KV*D, true)
-	be.RMSNormBackward(dx, m.dw(l.attnNorm), dh, m.x[i][:N*C], m.w(l.attnNorm), a.rstd1[:N], C)
+	be.RMSNormBackward(dx, m.dw(l.attnNorm), dh, m.savedX(i, m.g.tmp), m.w(l.attnNorm), a.rstd1[:N], C)
 }
 
 // linear writes y = (x·Wᵀ)·mult for tensor w of shape [out, in], as torch.nn.Linear.
