@@ -343,3 +343,14 @@ func TestPackRowsMatchesTwin(t *testing.T) {
 		}
 	}
 }
+
+// rowsShareL1Sets counts the rows of a 14-row panel that land on one L1 set: every row for
+// k a multiple of 1024 (4 KiB rows), every other row for 512, every fourth for 256 and 768,
+// none shared for a k that is not a multiple of 16.
+func TestRowsShareL1Sets(t *testing.T) {
+	for _, c := range []struct{ k, want int }{{1024, 14}, {2048, 14}, {3072, 14}, {512, 7}, {1536, 7}, {256, 4}, {768, 4}, {128, 2}, {1025, 1}, {100, 1}} {
+		if got := rowsShareL1Sets(c.k, 14); got != c.want {
+			t.Errorf("k=%d: %d rows share a set, want %d", c.k, got, c.want)
+		}
+	}
+}
