@@ -44,37 +44,14 @@ func (t normTask[F]) Run(lo, hi int) {
 	}
 }
 
-// Clip scales grads down so that their global norm is at most limit, as
-// torch.nn.utils.clip_grad_norm_ does, and returns the norm before clipping. limit <= 0
-// turns clipping off. A non-finite norm leaves grads untouched: the caller must stop.
-// A training step does better with GradNorm, ClipFactor and AdamW.StepScaled, which
-// scale the gradients as the update reads them instead of in a pass of their own.
-func Clip[F kernels.Float](grads []F, limit float64) float64 {
-	norm := GradNorm(grads)
-	if f := ClipFactor(norm, limit); f != 1 {
-		cpu.ParallelFor((len(grads)+block-1)/block, 1, scaleTask[F]{grads, F(f)})
-	}
-	return norm
-}
-
-// ClipFactor is what Clip multiplies the gradients by, given their norm: limit/(norm+1e-6)
-// when the norm is finite and above limit > 0, else 1.
+// ClipFactor is what clipping multiplies the gradients by, given their GradNorm, as
+// torch.nn.utils.clip_grad_norm_ does: limit/(norm+1e-6) when the norm is finite and above
+// limit > 0, else 1 (limit <= 0 turns clipping off; a non-finite norm leaves the
+// gradients alone, and the caller must stop). AdamW.StepScaled applies it as the update
+// reads the gradients, which saves a pass of its own over them.
 func ClipFactor(norm, limit float64) float64 {
 	if limit <= 0 || !(norm > limit) || math.IsInf(norm, 0) {
 		return 1
 	}
 	return limit / (norm + 1e-6)
-}
-
-// scaleTask multiplies blocks of grads by scale.
-type scaleTask[F kernels.Float] struct {
-	grads []F
-	scale F
-}
-
-// Run scales blocks [lo, hi).
-func (t scaleTask[F]) Run(lo, hi int) {
-	for i := lo * block; i < min(hi*block, len(t.grads)); i++ {
-		t.grads[i] *= t.scale
-	}
 }

@@ -65,20 +65,16 @@ func TestAdamWPerTensor(t *testing.T) {
 	}
 }
 
-func TestClip(t *testing.T) {
-	g := []float32{3, 4}
-	if n := Clip(g, 10); n != 5 || g[0] != 3 || g[1] != 4 {
-		t.Fatalf("under the limit: norm %g, grads %v; want 5 and untouched", n, g)
+func TestClipFactor(t *testing.T) {
+	for _, c := range []struct{ norm, limit, want float64 }{
+		{5, 10, 1}, {5, 0, 1}, {5, 1, 1 / (5 + 1e-6)}, {math.NaN(), 1, 1}, {math.Inf(1), 1, 1},
+	} {
+		if got := ClipFactor(c.norm, c.limit); got != c.want {
+			t.Errorf("ClipFactor(%g, %g) = %g, want %g", c.norm, c.limit, got, c.want)
+		}
 	}
-	if n := Clip(g, 1); n != 5 {
-		t.Fatalf("norm %g, want 5 (before clipping)", n)
-	}
-	if !near(float64(g[0]), 0.6, 1e-6) || !near(float64(g[1]), 0.8, 1e-6) {
-		t.Fatalf("clipped grads %v, want [0.6 0.8]", g)
-	}
-	g = []float32{1, float32(math.NaN())}
-	if n := Clip(g, 1); !math.IsNaN(n) || g[0] != 1 {
-		t.Fatalf("NaN gradient: norm %g, grads %v; want NaN and untouched", n, g)
+	if n := GradNorm([]float32{3, 4}); n != 5 {
+		t.Errorf("GradNorm of (3, 4) = %g, want 5", n)
 	}
 }
 
@@ -179,8 +175,9 @@ func BenchmarkAdamWStep(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/element")
 }
 
-// StepScaled with ClipFactor's value gives the bits of Clip then Step, on both parameter
-// types, clipping or not, and leaves the gradients as they were.
+// StepScaled with ClipFactor's value gives the bits of scaling the gradients by it, as
+// torch.nn.utils.clip_grad_norm_ does, then Step, on both parameter types, clipping or
+// not, and leaves the gradients as they were.
 func TestStepScaledMatchesClip(t *testing.T) {
 	testStepScaled[float32](t)
 	testStepScaled[float64](t)
@@ -204,7 +201,10 @@ func testStepScaled[F float32 | float64](t *testing.T) {
 				if fused {
 					o.StepScaled(p, g, 0.7, ClipFactor(GradNorm(g), limit))
 				} else {
-					Clip(g, limit)
+					f := F(ClipFactor(GradNorm(g), limit))
+					for i := range g {
+						g[i] *= f
+					}
 					o.Step(p, g, 0.7)
 				}
 			}
