@@ -211,6 +211,21 @@ func TestEncodeExhaustiveBFloat16(t *testing.T) {
 	}
 }
 
+// midpoints are every midpoint between neighbouring values of the grid (the one beyond
+// max included) and the float32 values one and two ulps either side, with both signs.
+func (r ref) midpoints() []float32 {
+	var xs []float32
+	for i := 0; i+1 < len(r.grid); i++ {
+		sum := new(big.Rat).Add(r.grid[i], r.grid[i+1])
+		mid, _ := sum.Quo(sum, big.NewRat(2, 1)).Float32() // exact: FP8 midpoints fit float32
+		for d := int32(-2); d <= 2; d++ {
+			x := math.Float32frombits(uint32(int32(math.Float32bits(mid)) + d))
+			xs = append(xs, x, -x)
+		}
+	}
+	return xs
+}
+
 // bfloat16 inputs have 16 zero low bits, so they never test the sticky bits just above or
 // below a tie. Check every midpoint between neighbouring FP8 values (and the one beyond
 // max) and the float32 values one and two ulps either side, plus random float32 values.
@@ -218,15 +233,7 @@ func TestEncodeMidpointsAndRandom(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, f := range []Format{E4M3, E5M2} {
 		r := newRef(f)
-		var xs []float32
-		for i := 0; i+1 < len(r.grid); i++ {
-			sum := new(big.Rat).Add(r.grid[i], r.grid[i+1])
-			mid, _ := sum.Quo(sum, big.NewRat(2, 1)).Float32() // exact: FP8 midpoints fit float32
-			for d := int32(-2); d <= 2; d++ {
-				x := math.Float32frombits(uint32(int32(math.Float32bits(mid)) + d))
-				xs = append(xs, x, -x)
-			}
-		}
+		xs := r.midpoints()
 		for range 20000 {
 			xs = append(xs, math.Float32frombits(rng.Uint32()))
 		}
