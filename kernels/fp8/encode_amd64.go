@@ -4,19 +4,53 @@ package fp8
 
 import "golang.org/x/sys/cpu"
 
-// hasAVX2 selects the assembly loops; tests turn it off to run their Go twins.
-var hasAVX2 = cpu.X86.HasAVX2
+// The instruction sets of the assembly loops, in increasing order: each *Bulk wrapper
+// runs the best one at most isa, and the Go loops do what it leaves.
+const (
+	isaGo = iota
+	isaAVX2
+	isaAVX512
+)
 
-// encodeSatBulk runs encodeSat's loop on the largest multiple of 8 elements of src with
-// AVX2, when the CPU has it, writing vals too unless it is nil. It returns how many
-// elements it did and their amax bits.
+// isa is the best instruction set this CPU runs (AVX-512 Foundation covers every
+// instruction of encode_avx512_amd64.s); tests lower it to run the other loops.
+var isa = bestISA()
+
+func bestISA() int {
+	switch {
+	case cpu.X86.HasAVX512F:
+		return isaAVX512
+	case cpu.X86.HasAVX2:
+		return isaAVX2
+	}
+	return isaGo
+}
+
+// bulk is how many leading elements of n the loops of the current isa do: a multiple of
+// their step, 16 or 8 floats.
+func bulk(n int) int {
+	switch isa {
+	case isaAVX512:
+		return n &^ 15
+	case isaAVX2:
+		return n &^ 7
+	}
+	return 0
+}
+
+// encodeSatBulk runs encodeSat's loop on the largest multiple of 16 (AVX-512) or 8 (AVX2)
+// elements of src, writing vals too unless it is nil. It returns how many elements it did
+// and their amax bits.
 func encodeSatBulk(p *format, dst []uint8, vals, src []float32, scale float32) (done int, amax uint32) {
-	n := len(src) &^ 7
-	if !hasAVX2 || n == 0 {
+	n := bulk(len(src))
+	if n == 0 {
 		return 0, 0
 	}
 	if vals != nil {
 		vals = vals[:n]
+	}
+	if isa == isaAVX512 {
+		return n, encodeSatAVX512(dst[:n], vals, src[:n], scale, &p.enc)
 	}
 	return n, encodeSatAVX2(dst[:n], vals, src[:n], scale, &p.enc)
 }
@@ -27,14 +61,17 @@ func encodeSatBulk(p *format, dst []uint8, vals, src []float32, scale float32) (
 //go:noescape
 func encodeSatAVX2(dst []uint8, vals, src []float32, scale float32, c *encConsts) (amax uint32)
 
-// decodeBulk runs Dequantize's loop on the largest multiple of 8 elements of src with
-// AVX2, when the CPU has it, and returns how many it did.
+// decodeBulk runs Dequantize's loop on the largest multiple of 16 or 8 elements of src
+// and returns how many it did.
 func decodeBulk(dst []float32, src []uint8, scaleInv float32, tab *[256]float32) int {
-	n := len(src) &^ 7
-	if !hasAVX2 || n == 0 {
-		return 0
+	n := bulk(len(src))
+	switch {
+	case n == 0:
+	case isa == isaAVX512:
+		decodeAVX512(dst[:n], src[:n], scaleInv, tab)
+	default:
+		decodeAVX2(dst[:n], src[:n], scaleInv, tab)
 	}
-	decodeAVX2(dst[:n], src[:n], scaleInv, tab)
 	return n
 }
 
@@ -44,45 +81,57 @@ func decodeBulk(dst []float32, src []uint8, scaleInv float32, tab *[256]float32)
 //go:noescape
 func decodeAVX2(dst []float32, src []uint8, scaleInv float32, tab *[256]float32)
 
-// The blockwise recipe's loops (blockwise.go), on the largest multiple of 8 elements of
-// src with AVX2 when the CPU has it; each returns how many elements it did.
+// The blockwise recipe's loops (blockwise.go), on the largest multiple of 16 or 8
+// elements of src; each returns how many elements it did.
 
 // encodeVecBulk: dst[i] = Encode(src[i]·scale[i], SatFinite), vals[i] = Decode(dst[i])·k[i].
 func encodeVecBulk(p *format, dst []uint8, vals, src, scale, k []float32) int {
-	n := len(src) &^ 7
-	if !hasAVX2 || n == 0 {
-		return 0
+	n := bulk(len(src))
+	switch {
+	case n == 0:
+	case isa == isaAVX512:
+		encodeVecAVX512(dst[:n], vals[:n], src[:n], scale[:n], k[:n], &p.enc)
+	default:
+		encodeVecAVX2(dst[:n], vals[:n], src[:n], scale[:n], k[:n], &p.enc)
 	}
-	encodeVecAVX2(dst[:n], vals[:n], src[:n], scale[:n], k[:n], &p.enc)
 	return n
 }
 
 // encodeKBulk: dst[i] = Encode(src[i]·scale, SatFinite), vals[i] = Decode(dst[i])·k.
 func encodeKBulk(p *format, dst []uint8, vals, src []float32, scale, k float32) int {
-	n := len(src) &^ 7
-	if !hasAVX2 || n == 0 {
-		return 0
+	n := bulk(len(src))
+	switch {
+	case n == 0:
+	case isa == isaAVX512:
+		encodeKAVX512(dst[:n], vals[:n], src[:n], scale, k, &p.enc)
+	default:
+		encodeKAVX2(dst[:n], vals[:n], src[:n], scale, k, &p.enc)
 	}
-	encodeKAVX2(dst[:n], vals[:n], src[:n], scale, k, &p.enc)
 	return n
 }
 
 // amaxBulk: the largest |src[i]| as bits.
 func amaxBulk(src []float32) (done int, amax uint32) {
-	n := len(src) &^ 7
-	if !hasAVX2 || n == 0 {
+	n := bulk(len(src))
+	switch {
+	case n == 0:
 		return 0, 0
+	case isa == isaAVX512:
+		return n, amaxAVX512(src[:n])
 	}
 	return n, amaxAVX2(src[:n])
 }
 
 // amaxColsBulk: a[j] = max(a[j], |src[j]| as bits).
 func amaxColsBulk(a []uint32, src []float32) int {
-	n := len(src) &^ 7
-	if !hasAVX2 || n == 0 {
-		return 0
+	n := bulk(len(src))
+	switch {
+	case n == 0:
+	case isa == isaAVX512:
+		amaxColsAVX512(a[:n], src[:n])
+	default:
+		amaxColsAVX2(a[:n], src[:n])
 	}
-	amaxColsAVX2(a[:n], src[:n])
 	return n
 }
 
@@ -97,3 +146,24 @@ func amaxAVX2(src []float32) uint32
 
 //go:noescape
 func amaxColsAVX2(a []uint32, src []float32)
+
+// The AVX-512 twins of the loops above (encode_avx512_amd64.s): the same bits, 16
+// elements per step, len(src) a multiple of 16.
+
+//go:noescape
+func encodeSatAVX512(dst []uint8, vals, src []float32, scale float32, c *encConsts) (amax uint32)
+
+//go:noescape
+func decodeAVX512(dst []float32, src []uint8, scaleInv float32, tab *[256]float32)
+
+//go:noescape
+func encodeVecAVX512(dst []uint8, vals, src, scale, k []float32, c *encConsts)
+
+//go:noescape
+func encodeKAVX512(dst []uint8, vals, src []float32, scale, k float32, c *encConsts)
+
+//go:noescape
+func amaxAVX512(src []float32) uint32
+
+//go:noescape
+func amaxColsAVX512(a []uint32, src []float32)

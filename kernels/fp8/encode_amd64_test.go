@@ -2,8 +2,247 @@
 
 package fp8
 
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"testing"
+)
+
 func init() {
-	if hasAVX2 {
-		useAsm = func(on bool) { hasAVX2 = on }
+	isas := map[string]int{"go": isaGo, "avx2": isaAVX2, "avx512": isaAVX512}
+	for _, name := range []string{"avx512", "avx2"} {
+		if isas[name] <= isa {
+			asmLoops = append(asmLoops, name)
+		}
 	}
+	useLoops = func(name string) { isa = isas[name] }
+}
+
+// step is how many elements one step of the current isa's loops takes; the *Bulk wrappers
+// must do the largest multiple of it and leave the rest to the Go code.
+func step() int { return [...]int{isaGo: 0, isaAVX2: 8, isaAVX512: 16}[isa] }
+
+func bulkLen(n int) int {
+	if step() == 0 {
+		return 0
+	}
+	return n - n%step()
+}
+
+// loopCases are the loops' inputs for format f: every bfloat16 bit pattern (every sign,
+// exponent, Inf and NaN, with the top mantissa bits) and f's midpoints with their ±1 and
+// ±2 ulp neighbours (the sticky bits), shuffled so that each step's lanes mix subnormal,
+// normal, overflowing and special values; wantSat[i] are the exact reference's SatFinite
+// codes of xs[i]·loopScales[s]. The exact reference takes a second per format, so the
+// tests share them.
+type loopCases struct {
+	xs      []float32
+	wantSat [2][]uint8
+}
+
+var loopScales = [2]float32{1, 3.7e-3} // 3.7e-3: products with all 24 significand bits
+
+var loopCasesOf = [...]func() loopCases{
+	E4M3: sync.OnceValue(func() loopCases { return newLoopCases(E4M3) }),
+	E5M2: sync.OnceValue(func() loopCases { return newLoopCases(E5M2) }),
+}
+
+func newLoopCases(f Format) loopCases {
+	r := newRef(f)
+	xs := r.midpoints()
+	for h := range 1 << 16 {
+		xs = append(xs, math.Float32frombits(uint32(h)<<16))
+	}
+	rng := rand.New(rand.NewPCG(7, uint64(f)))
+	rng.Shuffle(len(xs), func(i, j int) { xs[i], xs[j] = xs[j], xs[i] })
+	c := loopCases{xs: xs}
+	for s, scale := range loopScales {
+		c.wantSat[s] = make([]uint8, len(xs))
+		for i, x := range xs {
+			c.wantSat[s][i], _ = r.encode(f, x*scale)
+		}
+	}
+	return c
+}
+
+// plainAmax is the largest |x| of xs as bits, NaN patterns above all.
+func plainAmax(xs []float32) uint32 {
+	var m uint32
+	for _, x := range xs {
+		m = max(m, math.Float32bits(x)&0x7FFFFFFF)
+	}
+	return m
+}
+
+// encodeSat, with each instruction set's loop and the Go code after it, on the inputs of
+// loopCases at 16 offsets (tails of 0 to 15 elements, unaligned starts), with and without
+// vals: the reference's codes, Decode of them as vals, and the largest |x| as bits; and
+// amaxBits, the blockwise recipe's amax, the same maximum.
+func TestEncodeSatEveryBFloat16(t *testing.T) {
+	for _, f := range []Format{E4M3, E5M2} {
+		c := loopCasesOf[f]()
+		p := &formats[f]
+		t.Run(f.String(), func(t *testing.T) {
+			forEachImpl(t, func(t *testing.T) {
+				for s, scale := range loopScales {
+					for off := range 16 {
+						src, want := c.xs[off:], c.wantSat[s][off:]
+						wantAmax := plainAmax(src)
+						if m := amaxBits(src); m != wantAmax {
+							t.Fatalf("%v off %d: amaxBits %#08x, want %#08x", f, off, m, wantAmax)
+						}
+						for _, withVals := range []bool{false, true} {
+							codes, v := make([]uint8, len(src)), []float32(nil)
+							if withVals {
+								v = make([]float32, len(src))
+							}
+							name := fmt.Sprintf("%v ×%g off %d vals %v", f, scale, off, withVals)
+							if m := p.encodeSat(codes, v, src, scale); m != wantAmax {
+								t.Fatalf("%s: amax %#08x, want %#08x", name, m, wantAmax)
+							}
+							for i, x := range src {
+								if codes[i] != want[i] {
+									t.Fatalf("%s: [%d] %g [%#08x]: code %#02x, want %#02x", name, i, x, math.Float32bits(x), codes[i], want[i])
+								}
+								if v != nil && math.Float32bits(v[i]) != math.Float32bits(f.Decode(want[i])) {
+									t.Fatalf("%s: [%d] %g: value %g, want %g", name, i, x, v[i], f.Decode(want[i]))
+								}
+							}
+						}
+					}
+				}
+			})
+		})
+	}
+}
+
+// The blockwise loops and the decoder called directly, on loopCases' inputs without NaN
+// (their callers keep NaN from them) at 16 lengths: each does exactly the largest
+// multiple of its step (none in Go), as the reference computes it, and writes nothing
+// beyond; amaxBulk and amaxColsBulk see the NaNs too.
+func TestBulkLoopsAgainstReference(t *testing.T) {
+	for _, f := range []Format{E4M3, E5M2} {
+		c := loopCasesOf[f]()
+		var xs []float32
+		var want [2][]uint8
+		for i, x := range c.xs {
+			if x == x {
+				xs = append(xs, x)
+				want[0], want[1] = append(want[0], c.wantSat[0][i]), append(want[1], c.wantSat[1][i])
+			}
+		}
+		p := &formats[f]
+		scale, k := make([]float32, len(xs)), make([]float32, len(xs))
+		for i := range xs {
+			scale[i], k[i] = loopScales[i%2], float32(1+i%7)/8
+		}
+		t.Run(f.String(), func(t *testing.T) {
+			forEachImpl(t, func(t *testing.T) {
+				for d := range 16 {
+					n := len(xs) - d
+					codes, vals := make([]uint8, n), make([]float32, n)
+					untouched := func(name string, done int) {
+						if done != bulkLen(n) {
+							t.Fatalf("%v %s, length %d: did %d elements, want %d", f, name, n, done, bulkLen(n))
+						}
+						for i := done; i < n; i++ {
+							if codes[i] != 0xAA || math.Float32bits(vals[i]) != 0xAAAAAAAA {
+								t.Fatalf("%v %s, length %d: element %d of the tail written", f, name, n, i)
+							}
+						}
+					}
+					fill := func() {
+						for i := range codes {
+							codes[i], vals[i] = 0xAA, math.Float32frombits(0xAAAAAAAA)
+						}
+					}
+
+					fill()
+					done := encodeKBulk(p, codes, vals, xs[:n], loopScales[1], 0.75)
+					untouched("encodeKBulk", done)
+					for i := range done {
+						if codes[i] != want[1][i] || math.Float32bits(vals[i]) != math.Float32bits(f.Decode(want[1][i])*0.75) {
+							t.Fatalf("%v encodeKBulk [%d] %g: %#02x %g, want %#02x %g", f, i, xs[i], codes[i], vals[i], want[1][i], f.Decode(want[1][i])*0.75)
+						}
+					}
+
+					fill()
+					done = encodeVecBulk(p, codes, vals, xs[:n], scale, k)
+					untouched("encodeVecBulk", done)
+					for i := range done {
+						w := want[i%2][i]
+						if codes[i] != w || math.Float32bits(vals[i]) != math.Float32bits(f.Decode(w)*k[i]) {
+							t.Fatalf("%v encodeVecBulk [%d] %g×%g: %#02x %g, want %#02x %g", f, i, xs[i], scale[i], codes[i], vals[i], w, f.Decode(w)*k[i])
+						}
+					}
+
+					src := c.xs[:len(c.xs)-d]
+					done, m := amaxBulk(src)
+					if done != bulkLen(len(src)) || m != plainAmax(src[:done]) {
+						t.Fatalf("%v amaxBulk, length %d: did %d, amax %#08x; want %d, %#08x", f, len(src), done, m, bulkLen(len(src)), plainAmax(src[:done]))
+					}
+
+					a, a0 := make([]uint32, n), make([]uint32, n)
+					for i := range a0 {
+						a0[i] = math.Float32bits(float32(i % 9)) // below and above the inputs
+					}
+					copy(a, a0)
+					done = amaxColsBulk(a, src[:n])
+					if done != bulkLen(n) {
+						t.Fatalf("%v amaxColsBulk, length %d: did %d, want %d", f, n, done, bulkLen(n))
+					}
+					for i := range a {
+						w := a0[i]
+						if i < done {
+							w = max(w, math.Float32bits(src[i])&0x7FFFFFFF)
+						}
+						if a[i] != w {
+							t.Fatalf("%v amaxColsBulk [%d] %g over %#08x: %#08x, want %#08x", f, i, src[i], a0[i], a[i], w)
+						}
+					}
+				}
+			})
+		})
+	}
+}
+
+// decodeBulk on every code of both formats in every position of a step, NaN and Inf
+// codes included, at 16 lengths and three scale-backs: tab[c]·k bit for bit (the same
+// NaN bits too), and nothing written beyond the elements it reports.
+func TestDecodeBulkEveryCode(t *testing.T) {
+	codes := make([]uint8, 0, 17*256)
+	for r := range 17 { // code c at position c+r: each code in every lane
+		for c := range 256 {
+			codes = append(codes, uint8(c+r))
+		}
+	}
+	forEachImpl(t, func(t *testing.T) {
+		for _, f := range []Format{E4M3, E5M2} {
+			tab := &formats[f].decode
+			for _, k := range []float32{1, 0.3, 0x1p-100} {
+				for d := range 16 {
+					n := len(codes) - d
+					dst := make([]float32, n)
+					for i := range dst {
+						dst[i] = math.Float32frombits(0xAAAAAAAA)
+					}
+					done := decodeBulk(dst, codes[:n], k, tab)
+					if done != bulkLen(n) {
+						t.Fatalf("%v, length %d: did %d, want %d", f, n, done, bulkLen(n))
+					}
+					for i, c := range codes[:n] {
+						want := math.Float32bits(tab[c] * k)
+						if i >= done {
+							want = 0xAAAAAAAA
+						}
+						if got := math.Float32bits(dst[i]); got != want {
+							t.Fatalf("%v ×%g, length %d: [%d] code %#02x gives %#08x, want %#08x", f, k, n, i, c, got, want)
+						}
+					}
+				}
+			}
+		}
+	})
 }

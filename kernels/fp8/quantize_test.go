@@ -15,19 +15,24 @@ func randTensor(n int, seed uint64, std float64) []float32 {
 	return x
 }
 
-// useAsm switches the assembly quantizer on or off; nil where there is none.
-var useAsm func(on bool)
+// asmLoops names the instruction sets of the assembly loops this CPU runs, best first,
+// and useLoops selects one of them ("go": none, the Go loops alone); empty where there is
+// no assembly.
+var (
+	asmLoops []string
+	useLoops func(name string)
+)
 
-// forEachImpl runs test once with the Go loop and once with the assembly, if any.
+// forEachImpl runs test with the Go loops and with each set of assembly loops.
 func forEachImpl(t *testing.T, test func(t *testing.T)) {
-	if useAsm != nil {
-		defer useAsm(true)
-		useAsm(false)
+	if len(asmLoops) > 0 {
+		defer useLoops(asmLoops[0])
+		useLoops("go")
 	}
 	t.Run("go", test)
-	if useAsm != nil {
-		useAsm(true)
-		t.Run("asm", test)
+	for _, name := range asmLoops {
+		useLoops(name)
+		t.Run(name, test)
 	}
 }
 

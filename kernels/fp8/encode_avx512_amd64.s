@@ -1,0 +1,274 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// The AVX-512 twins of encode_amd64.s's loops, 16 floats per step, computing the same bits
+// the same way (see encodeSatAVX2 there). What AVX-512 makes shorter: the subnormal lanes
+// are a mask register, so their code and value are merged in by masked instructions
+// instead of blends; VPTERNLOGD puts the sign in with one instruction; VPMOVDB stores the
+// 16 codes.
+
+#define DST DI
+#define VALS DX
+#define SRC SI
+#define N CX
+#define I AX
+
+#define AMAX Z15    // running max of |x| bits
+#define SCALE Z14
+#define ABSMASK Z13 // 0x7FFFFFFF
+#define ONE Z12
+#define K Z11
+#define SHIFT X10   // shift count, low 64 bits
+#define MINNORM Z9
+#define MAXCODE Z8
+#define MAGIC Z7    // magic as float and as bits
+#define VALBIAS Z6
+#define SIGNBYTE Z16 // 0x80
+#define KSCALE Z17  // encodeK's scale-back
+
+// CONSTS loads encConsts at R8 into the constant registers, and ONE, ABSMASK and SIGNBYTE.
+#define CONSTS \
+	VPTERNLOGD   $0xFF, ABSMASK, ABSMASK, ABSMASK; \
+	VPSRLD       $31, ABSMASK, ONE; \
+	VPSLLD       $7, ONE, SIGNBYTE; \
+	VPSRLD       $1, ABSMASK, ABSMASK; \
+	VPBROADCASTD 0(R8), K; \
+	VMOVD        4(R8), SHIFT; \
+	VPBROADCASTD 8(R8), MINNORM; \
+	VPBROADCASTD 12(R8), MAXCODE; \
+	VPBROADCASTD 16(R8), MAGIC; \
+	VPBROADCASTD 20(R8), VALBIAS
+
+// QUANT16 leaves, for src[I:I+16]: Z0 = src·scale (b), Z3 the code without its sign, Z4 =
+// float(a) + magic and K1 the subnormal lanes; AMAX takes in |src|.
+#define QUANT16 \
+	VMOVUPS (SRC)(I*4), Z0; \
+	VPANDD  ABSMASK, Z0, Z1; \
+	VPMAXUD Z1, AMAX, AMAX; \
+	VMULPS  SCALE, Z0, Z0; \
+	QUANTSCALED
+
+// QUANTSCALED is QUANT16 from Z0 = src[I:I+16]·scale on.
+#define QUANTSCALED \
+	VPANDD   ABSMASK, Z0, Z1; \
+	VPSRLD   SHIFT, Z1, Z3; \
+	VPANDD   ONE, Z3, Z3; \
+	VPADDD   Z1, Z3, Z3; \
+	VPADDD   K, Z3, Z3; \
+	VPSRLD   SHIFT, Z3, Z3; \
+	VPMINUD  MAXCODE, Z3, Z3; \
+	VADDPS   MAGIC, Z1, Z4; \
+	VPCMPGTD Z1, MINNORM, K1; \
+	VPSUBD   MAGIC, Z4, K1, Z3
+
+// STORECODES writes the 16 codes with their signs, code | (b >> 24) & 0x80, to dst[I:I+16].
+#define STORECODES \
+	VPSRLD     $24, Z0, Z5; \
+	VPTERNLOGD $0xEC, SIGNBYTE, Z3, Z5; \
+	VPMOVDB    Z5, (DST)(I*1)
+
+// DECODED turns Z3 into the 16 decoded values: a normal code shifted back and rebiased, a
+// subnormal one's (float(a) + magic) - magic, each with b's sign.
+#define DECODED \
+	VPSLLD     SHIFT, Z3, Z3; \
+	VPADDD     VALBIAS, Z3, Z3; \
+	VSUBPS     MAGIC, Z4, K1, Z3; \
+	VPTERNLOGD $0xF4, ABSMASK, Z0, Z3
+
+// HMAX16 stores the largest of AMAX's 16 lanes at ret.
+#define HMAX16(ret) \
+	VEXTRACTI64X4 $1, AMAX, Y0; \
+	VPMAXUD       Y0, Y15, Y15; \
+	VEXTRACTI128  $1, Y15, X0; \
+	VPMAXUD       X0, X15, X15; \
+	VPSHUFD       $0x4E, X15, X0; \
+	VPMAXUD       X0, X15, X15; \
+	VPSHUFD       $0xB1, X15, X0; \
+	VPMAXUD       X0, X15, X15; \
+	VMOVD         X15, ret
+
+// func encodeSatAVX512(dst []uint8, vals []float32, src []float32, scale float32, c *encConsts) (amax uint32)
+//
+// encodeSatAVX2 with len(src) a multiple of 16.
+TEXT ·encodeSatAVX512(SB), NOSPLIT, $0-92
+	MOVQ dst_base+0(FP), DST
+	MOVQ vals_base+24(FP), VALS
+	MOVQ vals_len+32(FP), R9
+	MOVQ src_base+48(FP), SRC
+	MOVQ src_len+56(FP), N
+	MOVQ c+80(FP), R8
+
+	VBROADCASTSS scale+72(FP), SCALE
+	CONSTS
+	VPXORD       AMAX, AMAX, AMAX
+	XORQ         I, I
+	TESTQ        N, N
+	JEQ          done
+	TESTQ        R9, R9
+	JNE          both
+
+codes:
+	QUANT16
+	STORECODES
+	ADDQ $16, I
+	CMPQ I, N
+	JLT  codes
+	JMP  done
+
+both:
+	QUANT16
+	STORECODES
+	DECODED
+	VMOVUPS Z3, (VALS)(I*4)
+	ADDQ    $16, I
+	CMPQ    I, N
+	JLT     both
+
+done:
+	HMAX16(AX)
+	MOVL AX, amax+88(FP)
+	VZEROUPPER
+	RET
+
+// func encodeVecAVX512(dst []uint8, vals []float32, src []float32, scale []float32, k []float32, c *encConsts)
+//
+// encodeVecAVX2 with len(src) a multiple of 16.
+TEXT ·encodeVecAVX512(SB), NOSPLIT, $0-128
+	MOVQ dst_base+0(FP), DST
+	MOVQ vals_base+24(FP), VALS
+	MOVQ src_base+48(FP), SRC
+	MOVQ src_len+56(FP), N
+	MOVQ scale_base+72(FP), R10
+	MOVQ k_base+96(FP), R11
+	MOVQ c+120(FP), R8
+	CONSTS
+	XORQ  I, I
+	TESTQ N, N
+	JEQ   vecdone
+
+vecloop:
+	VMOVUPS (SRC)(I*4), Z0
+	VMULPS  (R10)(I*4), Z0, Z0
+	QUANTSCALED
+	STORECODES
+	DECODED
+	VMULPS  (R11)(I*4), Z3, Z3
+	VMOVUPS Z3, (VALS)(I*4)
+	ADDQ    $16, I
+	CMPQ    I, N
+	JLT     vecloop
+
+vecdone:
+	VZEROUPPER
+	RET
+
+// func encodeKAVX512(dst []uint8, vals []float32, src []float32, scale, k float32, c *encConsts)
+//
+// encodeKAVX2 with len(src) a multiple of 16.
+TEXT ·encodeKAVX512(SB), NOSPLIT, $0-88
+	MOVQ         dst_base+0(FP), DST
+	MOVQ         vals_base+24(FP), VALS
+	MOVQ         src_base+48(FP), SRC
+	MOVQ         src_len+56(FP), N
+	MOVQ         c+80(FP), R8
+	VBROADCASTSS scale+72(FP), SCALE
+	VBROADCASTSS k+76(FP), KSCALE
+	CONSTS
+	XORQ         I, I
+	TESTQ        N, N
+	JEQ          kdone
+
+kloop:
+	VMOVUPS (SRC)(I*4), Z0
+	VMULPS  SCALE, Z0, Z0
+	QUANTSCALED
+	STORECODES
+	DECODED
+	VMULPS  KSCALE, Z3, Z3
+	VMOVUPS Z3, (VALS)(I*4)
+	ADDQ    $16, I
+	CMPQ    I, N
+	JLT     kloop
+
+kdone:
+	VZEROUPPER
+	RET
+
+// func amaxAVX512(src []float32) uint32
+//
+// amaxAVX2 with len(src) a multiple of 16.
+TEXT ·amaxAVX512(SB), NOSPLIT, $0-28
+	MOVQ       src_base+0(FP), SI
+	MOVQ       src_len+8(FP), CX
+	VPTERNLOGD $0xFF, ABSMASK, ABSMASK, ABSMASK
+	VPSRLD     $1, ABSMASK, ABSMASK
+	VPXORD     AMAX, AMAX, AMAX
+	XORQ       AX, AX
+	TESTQ      CX, CX
+	JEQ        amdone
+
+amloop:
+	VPANDD  (SI)(AX*4), ABSMASK, Z0
+	VPMAXUD Z0, AMAX, AMAX
+	ADDQ    $16, AX
+	CMPQ    AX, CX
+	JLT     amloop
+
+amdone:
+	HMAX16(AX)
+	MOVL AX, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func amaxColsAVX512(a []uint32, src []float32)
+//
+// amaxColsAVX2 with len(src) a multiple of 16.
+TEXT ·amaxColsAVX512(SB), NOSPLIT, $0-48
+	MOVQ       a_base+0(FP), DI
+	MOVQ       src_base+24(FP), SI
+	MOVQ       src_len+32(FP), CX
+	VPTERNLOGD $0xFF, ABSMASK, ABSMASK, ABSMASK
+	VPSRLD     $1, ABSMASK, ABSMASK
+	XORQ       AX, AX
+	TESTQ      CX, CX
+	JEQ        acdone
+
+acloop:
+	VPANDD    (SI)(AX*4), ABSMASK, Z0
+	VPMAXUD   (DI)(AX*4), Z0, Z0
+	VMOVDQU32 Z0, (DI)(AX*4)
+	ADDQ      $16, AX
+	CMPQ      AX, CX
+	JLT       acloop
+
+acdone:
+	VZEROUPPER
+	RET
+
+// func decodeAVX512(dst []float32, src []uint8, scaleInv float32, tab *[256]float32)
+//
+// decodeAVX2 with len(src) a multiple of 16: a 16-lane gather from the table.
+TEXT ·decodeAVX512(SB), NOSPLIT, $0-64
+	MOVQ         dst_base+0(FP), DI
+	MOVQ         src_base+24(FP), SI
+	MOVQ         src_len+32(FP), CX
+	MOVQ         tab+56(FP), R8
+	VBROADCASTSS scaleInv+48(FP), Z15
+	XORQ         AX, AX
+	TESTQ        CX, CX
+	JEQ          decdone
+
+decloop:
+	VPMOVZXBD  (SI)(AX*1), Z1
+	KXNORW     K2, K2, K2           // gather mask: all lanes (the gather clears it)
+	VPGATHERDD (R8)(Z1*4), K2, Z0
+	VMULPS     Z15, Z0, Z0
+	VMOVUPS    Z0, (DI)(AX*4)
+	ADDQ       $16, AX
+	CMPQ       AX, CX
+	JLT        decloop
+
+decdone:
+	VZEROUPPER
+	RET
