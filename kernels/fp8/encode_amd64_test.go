@@ -246,3 +246,43 @@ func TestDecodeBulkEveryCode(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkQuantizeISA runs the codec benchmarks with each instruction set's loops in
+// turn, so that one run shows them side by side under the same load: Quantize,
+// QuantizeDecoded, Dequantize, Tile (TileCodec's row tiles) and Tiles (the blockwise
+// recipe's tilings with values: encodeK and encodeVec, amaxBits and amaxCols).
+func BenchmarkQuantizeISA(b *testing.B) {
+	defer useLoops(asmLoops[0])
+	for _, bench := range []struct {
+		name string
+		run  func(*testing.B)
+	}{
+		{"Quantize", BenchmarkQuantize}, {"QuantizeDecoded", BenchmarkQuantizeDecoded},
+		{"Dequantize", BenchmarkDequantize}, {"Tile", BenchmarkTile}, {"Tiles", benchTiles},
+	} {
+		b.Run(bench.name, func(b *testing.B) {
+			for _, name := range asmLoops {
+				useLoops(name)
+				b.Run(name, bench.run)
+			}
+		})
+	}
+}
+
+// benchTiles quantizes BenchmarkTile's 2048 × 768 tensor with codes and values in 1×128
+// and 128×1 tiles (E5M2, as the blockwise recipe's gradient); GB/s counts the floats read
+// once and the codes and values written.
+func benchTiles(b *testing.B) {
+	const rows, cols = 2048, 768
+	src := randTensor(rows*cols, 1, 1)
+	codes, vals := make([]uint8, rows*cols), make([]float32, rows*cols)
+	for _, sh := range [][2]int{{1, TileSize}, {TileSize, 1}} {
+		b.Run(fmt.Sprintf("%dx%d", sh[0], sh[1]), func(b *testing.B) {
+			for b.Loop() {
+				quantizeTiles(tileQuant{p: &formats[E5M2], codes: codes, vals: vals, src: src,
+					rows: rows, cols: cols, tr: sh[0], tc: sh[1], mul: 1})
+			}
+			b.ReportMetric(float64(9*rows*cols)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		})
+	}
+}

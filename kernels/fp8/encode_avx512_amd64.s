@@ -19,7 +19,7 @@
 #define ABSMASK Z13 // 0x7FFFFFFF
 #define ONE Z12
 #define K Z11
-#define SHIFT X10   // shift count, low 64 bits
+#define SHIFT Z10   // shift count, in every lane
 #define MINNORM Z9
 #define MAXCODE Z8
 #define MAGIC Z7    // magic as float and as bits
@@ -34,7 +34,7 @@
 	VPSLLD       $7, ONE, SIGNBYTE; \
 	VPSRLD       $1, ABSMASK, ABSMASK; \
 	VPBROADCASTD 0(R8), K; \
-	VMOVD        4(R8), SHIFT; \
+	VPBROADCASTD 4(R8), SHIFT; \
 	VPBROADCASTD 8(R8), MINNORM; \
 	VPBROADCASTD 12(R8), MAXCODE; \
 	VPBROADCASTD 16(R8), MAGIC; \
@@ -52,11 +52,11 @@
 // QUANTSCALED is QUANT16 from Z0 = src[I:I+16]·scale on.
 #define QUANTSCALED \
 	VPANDD   ABSMASK, Z0, Z1; \
-	VPSRLD   SHIFT, Z1, Z3; \
+	VPSRLVD  SHIFT, Z1, Z3; \
 	VPANDD   ONE, Z3, Z3; \
 	VPADDD   Z1, Z3, Z3; \
 	VPADDD   K, Z3, Z3; \
-	VPSRLD   SHIFT, Z3, Z3; \
+	VPSRLVD  SHIFT, Z3, Z3; \
 	VPMINUD  MAXCODE, Z3, Z3; \
 	VADDPS   MAGIC, Z1, Z4; \
 	VPCMPGTD Z1, MINNORM, K1; \
@@ -71,7 +71,7 @@
 // DECODED turns Z3 into the 16 decoded values: a normal code shifted back and rebiased, a
 // subnormal one's (float(a) + magic) - magic, each with b's sign.
 #define DECODED \
-	VPSLLD     SHIFT, Z3, Z3; \
+	VPSLLVD    SHIFT, Z3, Z3; \
 	VPADDD     VALBIAS, Z3, Z3; \
 	VSUBPS     MAGIC, Z4, K1, Z3; \
 	VPTERNLOGD $0xF4, ABSMASK, Z0, Z3
@@ -248,23 +248,53 @@ acdone:
 
 // func decodeAVX512(dst []float32, src []uint8, scaleInv float32, tab *[256]float32)
 //
-// decodeAVX2 with len(src) a multiple of 16: a 16-lane gather from the table.
+// decodeAVX2 with len(src) a multiple of 16, by permutes instead of a gather: the table's
+// first half, its positive codes, sits in Z16..Z23, and VPERMT2PS looks up 32 entries
+// (bits 0-4 of the code) at a time; bits 5 and 6 of the code pick one of the four
+// lookups, and bit 7 is the value's sign (tab[c|0x80] is -tab[c], NaN codes included:
+// TestDecodeBulkEveryCode checks every code bit for bit).
 TEXT ·decodeAVX512(SB), NOSPLIT, $0-64
 	MOVQ         dst_base+0(FP), DI
 	MOVQ         src_base+24(FP), SI
 	MOVQ         src_len+32(FP), CX
 	MOVQ         tab+56(FP), R8
 	VBROADCASTSS scaleInv+48(FP), Z15
+	VMOVUPS      0(R8), Z16
+	VMOVUPS      64(R8), Z17
+	VMOVUPS      128(R8), Z18
+	VMOVUPS      192(R8), Z19
+	VMOVUPS      256(R8), Z20
+	VMOVUPS      320(R8), Z21
+	VMOVUPS      384(R8), Z22
+	VMOVUPS      448(R8), Z23
+	VPTERNLOGD   $0xFF, Z26, Z26, Z26
+	VPSRLD       $31, Z26, Z26
+	VPSLLD       $5, Z26, Z24           // bit 5
+	VPSLLD       $6, Z26, Z25           // bit 6
+	VPSLLD       $31, Z26, Z26          // the sign bit
 	XORQ         AX, AX
 	TESTQ        CX, CX
 	JEQ          decdone
 
 decloop:
 	VPMOVZXBD  (SI)(AX*1), Z1
-	KXNORW     K2, K2, K2           // gather mask: all lanes (the gather clears it)
-	VPGATHERDD (R8)(Z1*4), K2, Z0
-	VMULPS     Z15, Z0, Z0
-	VMOVUPS    Z0, (DI)(AX*4)
+	VMOVAPS    Z16, Z2
+	VPERMT2PS  Z17, Z1, Z2          // codes 0-31
+	VMOVAPS    Z18, Z3
+	VPERMT2PS  Z19, Z1, Z3          // 32-63
+	VMOVAPS    Z20, Z4
+	VPERMT2PS  Z21, Z1, Z4          // 64-95
+	VMOVAPS    Z22, Z5
+	VPERMT2PS  Z23, Z1, Z5          // 96-127
+	VPTESTMD   Z24, Z1, K1
+	VMOVAPS    Z3, K1, Z2
+	VMOVAPS    Z5, K1, Z4
+	VPTESTMD   Z25, Z1, K2
+	VMOVAPS    Z4, K2, Z2
+	VPSLLD     $24, Z1, Z1
+	VPTERNLOGD $0xF8, Z26, Z1, Z2   // Z2 | Z1 & sign
+	VMULPS     Z15, Z2, Z2
+	VMOVUPS    Z2, (DI)(AX*4)
 	ADDQ       $16, AX
 	CMPQ       AX, CX
 	JLT        decloop
