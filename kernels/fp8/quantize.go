@@ -49,13 +49,7 @@ type amaxTask struct {
 	amax *atomic.Uint32
 }
 
-func (t amaxTask) Run(lo, hi int) {
-	var m uint32
-	for _, x := range t.src[lo:hi] {
-		m = max(m, math.Float32bits(x)&0x7FFFFFFF)
-	}
-	raise(t.amax, m)
-}
+func (t amaxTask) Run(lo, hi int) { raise(t.amax, amaxBits(t.src[lo:hi])) }
 
 // quantize is Quantize that also, or instead, writes the decoded FP8 values (unscaled)
 // into vals: the exact operands an FP8 GEMM multiplies. codes or vals may be nil; without
