@@ -6,7 +6,8 @@
 // the same way (see encodeSatAVX2 there). What AVX-512 makes shorter: the subnormal lanes
 // are a mask register, so their code and value are merged in by masked instructions
 // instead of blends; VPTERNLOGD puts the sign in with one instruction; VPMOVDB stores the
-// 16 codes.
+// 16 codes; the shifts take their count from a vector (VPSRLVD: one uop, where the form
+// with an xmm count takes two). Every instruction here is in AVX-512 Foundation.
 
 #define DST DI
 #define VALS DX
