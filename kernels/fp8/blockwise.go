@@ -50,6 +50,10 @@ const colChunk = 256
 
 func (q tileQuant) Run(lo, hi int) {
 	var m uint32
+	if q.rowLoop() && q.cols%TileSize == 0 { // the rows are whole tiles one after another
+		n, a := q.wholeTiles(lo*q.cols, hi*q.cols, lo*q.cols/TileSize)
+		lo, m = lo+n/q.cols, a
+	}
 	for b := lo; b < hi; b++ {
 		r0, r1 := b*q.tr, min((b+1)*q.tr, q.rows)
 		if q.tc == 1 {
@@ -66,13 +70,51 @@ func (q *tileQuant) scaleOf(a uint32, f Format) float32 {
 	return computeScale(math.Float32frombits(a), 1, f, q.margin, q.pow2)
 }
 
+// rowLoop says whether q's 1×TileSize tiles may go through encodeTilesBulk, whose loop
+// does a tile's amax, scale and codes in one pass and many tiles per call (the per-tile
+// calls cost as much as the work on 128 values): it scales by the rule with margin 0 and
+// no power of two, and writes codes and inverse scales.
+func (q *tileQuant) rowLoop() bool {
+	return q.tr == 1 && q.tc == TileSize && q.codes != nil && q.inv != nil && q.margin == 0 && !q.pow2
+}
+
+// wholeTiles quantizes src[i0:i1], whole 1×TileSize tiles whose inverse scales go to
+// inv[s0:], with encodeTilesBulk, and returns how many values it did (none without its
+// loop) and their amax bits. A tile with a NaN got scale 1 there; its NaNs get code 0x7F
+// here, as encodeSat gives them.
+func (q *tileQuant) wholeTiles(i0, i1, s0 int) (int, uint32) {
+	codes, src := q.codes[i0:i1], q.src[i0:i1]
+	var vals []float32
+	if q.vals != nil {
+		vals = q.vals[i0:i1]
+	}
+	n, a := encodeTilesBulk(q.p, codes, vals, q.inv[s0:], src, q.mul)
+	if a > 0x7F800000 {
+		for i, x := range src[:n] {
+			if x != x {
+				codes[i] = 0x7F
+				if vals != nil {
+					vals[i] = q.p.decode[0x7F] * q.mul // 1/scale is 1
+				}
+			}
+		}
+	}
+	return n, a
+}
+
 // rowTiles quantizes rows [r0, r1) of band b in tiles q.tc columns wide.
 func (q *tileQuant) rowTiles(b, r0, r1 int) uint32 {
 	var buf [TileSize]uint8
 	f := q.format()
 	nt := tiles(q.cols, q.tc)
 	var band uint32
-	for t := range nt {
+	t0 := 0
+	if q.rowLoop() { // r1 = r0+1: the row's whole tiles in one call, then its narrower last one
+		i0 := r0 * q.cols
+		n, a := q.wholeTiles(i0, i0+q.cols/TileSize*TileSize, b*nt)
+		t0, band = n/TileSize, a
+	}
+	for t := t0; t < nt; t++ {
 		c0, c1 := t*q.tc, min((t+1)*q.tc, q.cols)
 		var a uint32
 		for r := r0; r < r1; r++ {
@@ -209,9 +251,18 @@ func decodeTiles(d tileDecode) {
 
 func (d tileDecode) Run(lo, hi int) {
 	nt := tiles(d.cols, d.tc)
+	if d.tr == 1 && d.tc == TileSize && d.cols%TileSize == 0 { // the rows are whole tiles one after another
+		i0, i1 := lo*d.cols, hi*d.cols
+		lo += decodeTilesBulk(d.dst[i0:i1], d.codes[i0:i1], d.inv[lo*nt:hi*nt], d.mul, d.tab) / d.cols
+	}
 	for b := lo; b < hi; b++ {
 		for r := b * d.tr; r < min((b+1)*d.tr, d.rows); r++ {
-			for t := range nt {
+			t0 := 0
+			if d.tc == TileSize { // the row's whole tiles in one call
+				i0 := r * d.cols
+				t0 = decodeTilesBulk(d.dst[i0:i0+d.cols], d.codes[i0:i0+d.cols], d.inv[b*nt:(b+1)*nt], d.mul, d.tab) / TileSize
+			}
+			for t := t0; t < nt; t++ {
 				i0, i1 := r*d.cols+t*d.tc, r*d.cols+min((t+1)*d.tc, d.cols)
 				decodeScaled(d.dst[i0:i1], d.codes[i0:i1], d.inv[b*nt+t]*d.mul, d.tab)
 			}

@@ -77,6 +77,21 @@
 	VSUBPS     MAGIC, Z4, K1, Z3; \
 	VPTERNLOGD $0xF4, ABSMASK, Z0, Z3
 
+// ENCODE16 writes the codes of src[I:I+16]·SCALE to dst[I:I+16], leaving QUANTSCALED's
+// registers for DECODED.
+#define ENCODE16 \
+	VMOVUPS (SRC)(I*4), Z0; \
+	VMULPS  SCALE, Z0, Z0; \
+	QUANTSCALED; \
+	STORECODES
+
+// ENCODEK16 is ENCODE16 that also writes the decoded values times KSCALE to vals[I:I+16].
+#define ENCODEK16 \
+	ENCODE16; \
+	DECODED; \
+	VMULPS  KSCALE, Z3, Z3; \
+	VMOVUPS Z3, (VALS)(I*4)
+
 // HMAX16 stores the largest of AMAX's 16 lanes at ret.
 #define HMAX16(ret) \
 	VEXTRACTI64X4 $1, AMAX, Y0; \
@@ -88,6 +103,33 @@
 	VPSHUFD       $0xB1, X15, X0; \
 	VPMAXUD       X0, X15, X15; \
 	VMOVD         X15, ret
+
+// TILEAMAX leaves in every lane of Z0 the largest |x| bits of the 128 floats at SRC+4·I, a
+// tree of maxima over Z0..Z3 (the tile's eight vectors are independent loads).
+#define TILEAMAX \
+	VPANDD     (SRC)(I*4), ABSMASK, Z0; \
+	VPANDD     64(SRC)(I*4), ABSMASK, Z1; \
+	VPANDD     128(SRC)(I*4), ABSMASK, Z2; \
+	VPANDD     192(SRC)(I*4), ABSMASK, Z3; \
+	VPMAXUD    Z1, Z0, Z0; \
+	VPMAXUD    Z3, Z2, Z2; \
+	VPANDD     256(SRC)(I*4), ABSMASK, Z1; \
+	VPANDD     320(SRC)(I*4), ABSMASK, Z3; \
+	VPMAXUD    Z1, Z0, Z0; \
+	VPMAXUD    Z3, Z2, Z2; \
+	VPANDD     384(SRC)(I*4), ABSMASK, Z1; \
+	VPANDD     448(SRC)(I*4), ABSMASK, Z3; \
+	VPMAXUD    Z1, Z0, Z0; \
+	VPMAXUD    Z3, Z2, Z2; \
+	VPMAXUD    Z2, Z0, Z0; \
+	VSHUFI32X4 $0x4E, Z0, Z0, Z1; \
+	VPMAXUD    Z1, Z0, Z0; \
+	VSHUFI32X4 $0xB1, Z0, Z0, Z1; \
+	VPMAXUD    Z1, Z0, Z0; \
+	VPSHUFD    $0x4E, Z0, Z1; \
+	VPMAXUD    Z1, Z0, Z0; \
+	VPSHUFD    $0xB1, Z0, Z1; \
+	VPMAXUD    Z1, Z0, Z0
 
 // func encodeSatAVX512(dst []uint8, vals []float32, src []float32, scale float32, c *encConsts) (amax uint32)
 //
@@ -181,18 +223,93 @@ TEXT ·encodeKAVX512(SB), NOSPLIT, $0-88
 	JEQ          kdone
 
 kloop:
-	VMOVUPS (SRC)(I*4), Z0
-	VMULPS  SCALE, Z0, Z0
-	QUANTSCALED
-	STORECODES
-	DECODED
-	VMULPS  KSCALE, Z3, Z3
-	VMOVUPS Z3, (VALS)(I*4)
-	ADDQ    $16, I
-	CMPQ    I, N
-	JLT     kloop
+	ENCODEK16
+	ADDQ $16, I
+	CMPQ I, N
+	JLT  kloop
 
 kdone:
+	VZEROUPPER
+	RET
+
+// func encodeTilesAVX512(dst []uint8, vals []float32, inv []float32, src []float32, fmax, mul float32, c *encConsts) (amax uint32)
+//
+// tileQuant's loop over whole 1×128 tiles one after another, len(src) a multiple of 128:
+// per tile its amax (TILEAMAX), its scale by computeScale's rule with margin 0 (fmax/amax
+// as a float32 division, clamped to [2^-126, 2^126]; 1 for an all-zero or non-finite
+// amax), 1/scale into inv[t], and the codes of src·scale; with vals, the decoded values
+// times (1/scale)·mul too. Like encodeSatAVX2 it leaves NaN's code to the caller. One call
+// for many tiles instead of an amax, a scale and an encodeSat call per tile of 128 values.
+TEXT ·encodeTilesAVX512(SB), NOSPLIT, $0-116
+	MOVQ   dst_base+0(FP), DST
+	MOVQ   vals_base+24(FP), VALS
+	MOVQ   vals_len+32(FP), R9
+	MOVQ   inv_base+48(FP), R13
+	MOVQ   src_base+72(FP), SRC
+	MOVQ   src_len+80(FP), N
+	MOVQ   c+104(FP), R8
+	CONSTS
+	VMOVSS fmax+96(FP), X18
+	VMOVSS mul+100(FP), X22
+	MOVL   $0x00800000, R10      // 2^-126
+	VMOVD  R10, X19
+	MOVL   $0x7E800000, R10      // 2^126
+	VMOVD  R10, X20
+	MOVL   $0x3F800000, R10      // 1
+	VMOVD  R10, X21
+	VPXORD AMAX, AMAX, AMAX
+	XORQ   I, I
+	TESTQ  N, N
+	JEQ    tdone
+
+tile:
+	TILEAMAX
+	VPMAXUD Z0, AMAX, AMAX
+	VMOVD   X0, R10
+	SUBL    $1, R10
+	CMPL    R10, $0x7F7FFFFE     // amax - 1 above the largest finite float - 1: zero, Inf or NaN
+	JHI     unit
+	VDIVSS  X0, X18, X1
+	VMAXSS  X19, X1, X1
+	VMINSS  X20, X1, X1
+	JMP     scaled
+
+unit:
+	VMOVSS X21, X21, X1
+
+scaled:
+	VDIVSS       X1, X21, X2     // 1/scale
+	VMOVSS       X2, (R13)
+	ADDQ         $4, R13
+	VBROADCASTSS X1, SCALE
+	LEAQ         128(I), R12
+	TESTQ        R9, R9
+	JNE          tboth
+
+tcodes:
+	ENCODE16
+	ADDQ $16, I
+	CMPQ I, R12
+	JLT  tcodes
+	JMP  tnext
+
+tboth:
+	VMULSS       X22, X2, X3
+	VBROADCASTSS X3, KSCALE
+
+tbothloop:
+	ENCODEK16
+	ADDQ $16, I
+	CMPQ I, R12
+	JLT  tbothloop
+
+tnext:
+	CMPQ I, N
+	JLT  tile
+
+tdone:
+	HMAX16(AX)
+	MOVL AX, amax+112(FP)
 	VZEROUPPER
 	RET
 
@@ -247,59 +364,103 @@ acdone:
 	VZEROUPPER
 	RET
 
+// DECTABLE loads the first half of the table at R8, its positive codes, into Z16..Z23, and
+// into Z24, Z25 and Z26 the masks of a code's bits 5 and 6 and of a float's sign bit.
+#define DECTABLE \
+	VMOVUPS    0(R8), Z16; \
+	VMOVUPS    64(R8), Z17; \
+	VMOVUPS    128(R8), Z18; \
+	VMOVUPS    192(R8), Z19; \
+	VMOVUPS    256(R8), Z20; \
+	VMOVUPS    320(R8), Z21; \
+	VMOVUPS    384(R8), Z22; \
+	VMOVUPS    448(R8), Z23; \
+	VPTERNLOGD $0xFF, Z26, Z26, Z26; \
+	VPSRLD     $31, Z26, Z26; \
+	VPSLLD     $5, Z26, Z24; \
+	VPSLLD     $6, Z26, Z25; \
+	VPSLLD     $31, Z26, Z26
+
+// DECODE16 writes tab[c]·Z15 to DI[AX:AX+16] for the 16 codes c at SI[AX:AX+16]: VPERMT2PS
+// looks up 32 entries (bits 0-4 of the code) at a time, bits 5 and 6 of the code pick one
+// of the four lookups, and bit 7 is the value's sign.
+#define DECODE16 \
+	VPMOVZXBD  (SI)(AX*1), Z1; \
+	VMOVAPS    Z16, Z2; \
+	VPERMT2PS  Z17, Z1, Z2; \
+	VMOVAPS    Z18, Z3; \
+	VPERMT2PS  Z19, Z1, Z3; \
+	VMOVAPS    Z20, Z4; \
+	VPERMT2PS  Z21, Z1, Z4; \
+	VMOVAPS    Z22, Z5; \
+	VPERMT2PS  Z23, Z1, Z5; \
+	VPTESTMD   Z24, Z1, K1; \
+	VMOVAPS    Z3, K1, Z2; \
+	VMOVAPS    Z5, K1, Z4; \
+	VPTESTMD   Z25, Z1, K2; \
+	VMOVAPS    Z4, K2, Z2; \
+	VPSLLD     $24, Z1, Z1; \
+	VPTERNLOGD $0xF8, Z26, Z1, Z2; \
+	VMULPS     Z15, Z2, Z2; \
+	VMOVUPS    Z2, (DI)(AX*4)
+
 // func decodeAVX512(dst []float32, src []uint8, scaleInv float32, tab *[256]float32)
 //
-// decodeAVX2 with len(src) a multiple of 16, by permutes instead of a gather: the table's
-// first half, its positive codes, sits in Z16..Z23, and VPERMT2PS looks up 32 entries
-// (bits 0-4 of the code) at a time; bits 5 and 6 of the code pick one of the four
-// lookups, and bit 7 is the value's sign (tab[c|0x80] is -tab[c], NaN codes included:
-// TestDecodeBulkEveryCode checks every code bit for bit).
+// decodeAVX2 with len(src) a multiple of 16, by permutes instead of a gather (DECODE16;
+// tab[c|0x80] is -tab[c], NaN codes included: TestDecodeBulkEveryCode checks every code
+// bit for bit).
 TEXT ·decodeAVX512(SB), NOSPLIT, $0-64
 	MOVQ         dst_base+0(FP), DI
 	MOVQ         src_base+24(FP), SI
 	MOVQ         src_len+32(FP), CX
 	MOVQ         tab+56(FP), R8
 	VBROADCASTSS scaleInv+48(FP), Z15
-	VMOVUPS      0(R8), Z16
-	VMOVUPS      64(R8), Z17
-	VMOVUPS      128(R8), Z18
-	VMOVUPS      192(R8), Z19
-	VMOVUPS      256(R8), Z20
-	VMOVUPS      320(R8), Z21
-	VMOVUPS      384(R8), Z22
-	VMOVUPS      448(R8), Z23
-	VPTERNLOGD   $0xFF, Z26, Z26, Z26
-	VPSRLD       $31, Z26, Z26
-	VPSLLD       $5, Z26, Z24           // bit 5
-	VPSLLD       $6, Z26, Z25           // bit 6
-	VPSLLD       $31, Z26, Z26          // the sign bit
+	DECTABLE
 	XORQ         AX, AX
 	TESTQ        CX, CX
 	JEQ          decdone
 
 decloop:
-	VPMOVZXBD  (SI)(AX*1), Z1
-	VMOVAPS    Z16, Z2
-	VPERMT2PS  Z17, Z1, Z2          // codes 0-31
-	VMOVAPS    Z18, Z3
-	VPERMT2PS  Z19, Z1, Z3          // 32-63
-	VMOVAPS    Z20, Z4
-	VPERMT2PS  Z21, Z1, Z4          // 64-95
-	VMOVAPS    Z22, Z5
-	VPERMT2PS  Z23, Z1, Z5          // 96-127
-	VPTESTMD   Z24, Z1, K1
-	VMOVAPS    Z3, K1, Z2
-	VMOVAPS    Z5, K1, Z4
-	VPTESTMD   Z25, Z1, K2
-	VMOVAPS    Z4, K2, Z2
-	VPSLLD     $24, Z1, Z1
-	VPTERNLOGD $0xF8, Z26, Z1, Z2   // Z2 | Z1 & sign
-	VMULPS     Z15, Z2, Z2
-	VMOVUPS    Z2, (DI)(AX*4)
-	ADDQ       $16, AX
-	CMPQ       AX, CX
-	JLT        decloop
+	DECODE16
+	ADDQ $16, AX
+	CMPQ AX, CX
+	JLT  decloop
 
 decdone:
+	VZEROUPPER
+	RET
+
+// func decodeTilesAVX512(dst []float32, codes []uint8, inv []float32, mul float32, tab *[256]float32)
+//
+// tileDecode's loop over whole 1×128 tiles one after another, len(codes) a multiple of
+// 128: tile t's codes decoded and times inv[t]·mul, the table staying in registers from
+// tile to tile.
+TEXT ·decodeTilesAVX512(SB), NOSPLIT, $0-88
+	MOVQ   dst_base+0(FP), DI
+	MOVQ   codes_base+24(FP), SI
+	MOVQ   codes_len+32(FP), CX
+	MOVQ   inv_base+48(FP), R9
+	MOVQ   tab+80(FP), R8
+	VMOVSS mul+72(FP), X14
+	DECTABLE
+	XORQ   AX, AX
+	TESTQ  CX, CX
+	JEQ    dtdone
+
+dtile:
+	VMULSS       (R9), X14, X15
+	VBROADCASTSS X15, Z15
+	ADDQ         $4, R9
+	LEAQ         128(AX), R12
+
+dtloop:
+	DECODE16
+	ADDQ $16, AX
+	CMPQ AX, R12
+	JLT  dtloop
+	CMPQ AX, CX
+	JLT  dtile
+
+dtdone:
 	VZEROUPPER
 	RET

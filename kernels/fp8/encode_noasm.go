@@ -17,3 +17,11 @@ func encodeKBulk(p *format, dst []uint8, vals, src []float32, scale, k float32) 
 func amaxBulk(src []float32) (done int, amax uint32) { return 0, 0 }
 
 func amaxColsBulk(a []uint32, src []float32) int { return 0 }
+
+func encodeTilesBulk(p *format, dst []uint8, vals, inv, src []float32, mul float32) (done int, amax uint32) {
+	return 0, 0
+}
+
+func decodeTilesBulk(dst []float32, codes []uint8, inv []float32, mul float32, tab *[256]float32) int {
+	return 0
+}

@@ -122,6 +122,98 @@ func TestTileNonFinite(t *testing.T) {
 	}
 }
 
+// specialTiles is rows × cols values whose 1×TileSize tiles are, in turn: normal values of
+// a magnitude of their own (2^-30 .. 2^30), all zeros (one of them -0), an outlier of 3e38
+// and one of MaxFloat32 among normals, a NaN, +Inf and -Inf, only subnormals (448/amax
+// overflows to +Inf before the clamp), and values near 1e-37 (a scale clamped to 2^126).
+func specialTiles(rows, cols int) []float32 {
+	x := randTensor(rows*cols, 17, 1)
+	nt := tiles(cols, TileSize)
+	for r := range rows {
+		for j := range nt {
+			tile := x[r*cols+j*TileSize : r*cols+min((j+1)*TileSize, cols)]
+			switch (r*nt + j) % 7 {
+			case 0:
+				for i := range tile {
+					tile[i] *= float32(math.Exp2(float64((r*5+j*3)%61 - 30)))
+				}
+			case 1:
+				clear(tile)
+				tile[len(tile)/2] = float32(math.Copysign(0, -1))
+			case 2:
+				tile[0], tile[len(tile)-1] = 3e38, -math.MaxFloat32
+			case 3:
+				tile[len(tile)/3] = float32(math.NaN())
+			case 4:
+				tile[0], tile[len(tile)-1] = float32(math.Inf(1)), float32(math.Inf(-1))
+			case 5:
+				for i := range tile {
+					tile[i] *= 1e-44
+				}
+			case 6:
+				for i := range tile {
+					tile[i] *= 1e-37
+				}
+			}
+		}
+	}
+	return x
+}
+
+// TileCodec and the blockwise recipe's 1×128 tiles with codes and values give the codes,
+// inverse scales and values of the plain reference (refTiles), bit for bit, with every
+// loop: the AVX-512 row loops (whole tiles of many rows in one call when the width is a
+// multiple of 128, else a row's whole tiles per call and the Go loops for its last, narrower
+// tile) and the per-tile loops, on specialTiles' zero, outlier, NaN, Inf and subnormal
+// tiles; and decoding the codes (TileCodec.Decode, decodeTiles with a scale-back) gives the
+// reference's values.
+func TestTileLoopsMatchReference(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		for _, cols := range []int{128, 256, 300, 677, 1024} {
+			rows := 9
+			x := specialTiles(rows, cols)
+			var c TileCodec
+			wantC, wantV, wantInv := refTiles(x, rows, cols, 1, TileSize, E4M3, 1)
+			dec, inv, codes := roundTrip(x, cols)
+			for i := range x {
+				if codes[i] != wantC[i] || math.Float32bits(dec[i]) != math.Float32bits(wantV[i]) {
+					t.Fatalf("TileCodec, cols %d: element %d (%g): code %#02x, decoded %g; want %#02x, %g", cols, i, x[i], codes[i], dec[i], wantC[i], wantV[i])
+				}
+			}
+			for i := range rows * c.Scales(cols) {
+				if math.Float32bits(inv[i]) != math.Float32bits(wantInv[i]) {
+					t.Fatalf("TileCodec, cols %d: tile %d: 1/scale %g, want %g", cols, i, inv[i], wantInv[i])
+				}
+			}
+			for _, f := range []Format{E4M3, E5M2} {
+				wantC, wantV, wantInv := refTiles(x, rows, cols, 1, TileSize, f, 0.75)
+				codes, vals := make([]uint8, len(x)), make([]float32, len(x))
+				inv := make([]float32, len(wantInv))
+				quantizeTiles(tileQuant{p: &formats[f], codes: codes, vals: vals, src: x, inv: inv,
+					rows: rows, cols: cols, tr: 1, tc: TileSize, mul: 0.75})
+				for i := range x {
+					if codes[i] != wantC[i] || math.Float32bits(vals[i]) != math.Float32bits(wantV[i]) {
+						t.Fatalf("%v with values, cols %d: element %d (%g): %#02x %g, want %#02x %g", f, cols, i, x[i], codes[i], vals[i], wantC[i], wantV[i])
+					}
+				}
+				for i := range inv {
+					if math.Float32bits(inv[i]) != math.Float32bits(wantInv[i]) {
+						t.Fatalf("%v with values, cols %d: tile %d: 1/scale %g, want %g", f, cols, i, inv[i], wantInv[i])
+					}
+				}
+				dec := make([]float32, len(x))
+				decodeTiles(tileDecode{tab: &formats[f].decode, dst: dec, codes: codes, inv: inv,
+					rows: rows, cols: cols, tr: 1, tc: TileSize, mul: 0.75})
+				for i := range dec {
+					if math.Float32bits(dec[i]) != math.Float32bits(wantV[i]) {
+						t.Fatalf("%v, cols %d: decodeTiles[%d] = %g, want %g", f, cols, i, dec[i], wantV[i])
+					}
+				}
+			}
+		}
+	})
+}
+
 func TestTileBadShapes(t *testing.T) {
 	var c TileCodec
 	for _, f := range []func(){
