@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# FP8 emulation's step time against fp32, side by side (issue 5, must show 4): one
+# optimizer step of 8 x 256 synthetic tokens (micro-batch 8) of the dense config
+# (examples/dense-bench.yaml), the tiny MoE preset and the small MoE preset, in fp32 and
+# in fp8 (the default recipe, delayed; fp8-blockwise too with BLOCKWISE=1), herd's
+# BenchmarkTrainStepPrecision.
+#
+# usage: bench/fp8_step.sh [ROUNDS] [THREADS] [MODELS]   (defaults 5, 2, "dense tiny small")
+#
+# Each round runs every model's precisions back to back, each in its own process (STEPS
+# timed steps after 2 untimed ones; STEPS defaults to 5), so that fp32 and fp8 see the same
+# machine load; figures are medians over the rounds, and the overhead is also given as the
+# median of the per-round ratios, which the round-to-round swings of a shared VM move less.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-5}
+threads=${2:-2}
+models=${3:-dense tiny small}
+steps=${STEPS:-5}
+precisions="fp32 fp8"
+[ "${BLOCKWISE:-0}" = 1 ] && precisions="$precisions fp8-blockwise"
+python=${PYTHON:-/usr/bin/python3}
+
+export CGO_CFLAGS=-Wno-deprecated-declarations
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+go test -c -o "$tmp/trainer.test" ./trainer
+echo "# $threads threads, $rounds rounds, $steps timed steps per run; $(go version | cut -d' ' -f3); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+for r in $(seq "$rounds"); do
+	for m in $models; do
+		for p in $precisions; do
+			(cd trainer && GOMAXPROCS="$threads" "$tmp/trainer.test" -test.run '^$' \
+				-test.bench "^BenchmarkTrainStepPrecision\$/^$m\$/^$p\$" -test.benchtime "${steps}x") >"$tmp/out" ||
+				{ cat "$tmp/out"; exit 1; }
+			grep '^Benchmark' "$tmp/out" | sed "s/^/$r $m $p /" | tee -a "$tmp/runs"
+		done
+	done
+done
+
+"$python" - "$tmp/runs" "$precisions" <<'PY'
+import re, statistics, sys
+from collections import defaultdict
+runs, precisions = open(sys.argv[1]).read().splitlines(), sys.argv[2].split()
+val = defaultdict(dict)  # (model, precision) -> round -> (ms, cpu ms)
+for line in runs:
+    r, m, p = line.split()[:3]
+    ms = float(re.search(r"([\d.]+) ms/step", line)[1])
+    cpu = float(re.search(r"([\d.]+) cpu-ms/step", line)[1])
+    val[m, p][r] = (ms, cpu)
+med = statistics.median
+print(f"\n{'model':<7} {'precision':<14} {'ms/step':>8} {'cpu-ms':>7} {'vs fp32 (medians)':>18} {'median of per-round ratios':>27}")
+for m in dict.fromkeys(k[0] for k in val):
+    base = val[m, "fp32"]
+    for p in precisions:
+        v = val[m, p]
+        ms, cpu = med(x[0] for x in v.values()), med(x[1] for x in v.values())
+        row = f"{m:<7} {p:<14} {ms:8.1f} {cpu:7.1f}"
+        if p != "fp32":
+            b_ms = med(x[0] for x in base.values())
+            ratios = [v[r][0] / base[r][0] for r in v if r in base]
+            row += f" {100 * (ms / b_ms - 1):+17.1f}% {100 * (med(ratios) - 1):+26.1f}%"
+        print(row)
+PY
