@@ -71,11 +71,12 @@ func (q *tileQuant) scaleOf(a uint32, f Format) float32 {
 }
 
 // rowLoop says whether q's 1×TileSize tiles may go through encodeTilesBulk, whose loop
-// does a tile's amax, scale and codes in one pass and many tiles per call (the per-tile
-// calls cost as much as the work on 128 values): it scales by the rule with margin 0 and
-// no power of two, and writes codes and inverse scales.
+// does a tile's amax, scale and codes in one pass and many tiles per call (TileCodec's
+// tiles: the per-tile calls cost as much as the work on 128 values): it scales by the
+// rule with margin 0 and no power of two, and writes codes and inverse scales but no
+// values (with values, as the blockwise recipe's row tiles, the loop was no faster).
 func (q *tileQuant) rowLoop() bool {
-	return q.tr == 1 && q.tc == TileSize && q.codes != nil && q.inv != nil && q.margin == 0 && !q.pow2
+	return q.tr == 1 && q.tc == TileSize && q.codes != nil && q.vals == nil && q.inv != nil && q.margin == 0 && !q.pow2
 }
 
 // wholeTiles quantizes src[i0:i1], whole 1×TileSize tiles whose inverse scales go to
@@ -84,18 +85,11 @@ func (q *tileQuant) rowLoop() bool {
 // here, as encodeSat gives them.
 func (q *tileQuant) wholeTiles(i0, i1, s0 int) (int, uint32) {
 	codes, src := q.codes[i0:i1], q.src[i0:i1]
-	var vals []float32
-	if q.vals != nil {
-		vals = q.vals[i0:i1]
-	}
-	n, a := encodeTilesBulk(q.p, codes, vals, q.inv[s0:], src, q.mul)
+	n, a := encodeTilesBulk(q.p, codes, q.inv[s0:], src)
 	if a > 0x7F800000 {
 		for i, x := range src[:n] {
 			if x != x {
 				codes[i] = 0x7F
-				if vals != nil {
-					vals[i] = q.p.decode[0x7F] * q.mul // 1/scale is 1
-				}
 			}
 		}
 	}

@@ -125,18 +125,14 @@ func amaxBulk(src []float32) (done int, amax uint32) {
 // encodeTilesBulk quantizes the whole 1×TileSize tiles at the start of src, one after
 // another, with one call of the AVX-512 loop (no AVX2 twin: with AVX2 or Go it does
 // nothing): each tile's scale by computeScale's rule with margin 0, its inverse into
-// inv[t], its codes into dst and, unless vals is nil, Decode(code)·inv[t]·mul into vals.
-// NaN's code (and value) is the caller's to fix. It returns how many values it did and
-// their amax bits.
-func encodeTilesBulk(p *format, dst []uint8, vals, inv, src []float32, mul float32) (done int, amax uint32) {
+// inv[t] and its codes into dst. NaN's code is the caller's to fix. It returns how many
+// values it did and their amax bits.
+func encodeTilesBulk(p *format, dst []uint8, inv, src []float32) (done int, amax uint32) {
 	n := len(src) / TileSize * TileSize
 	if isa != isaAVX512 || n == 0 {
 		return 0, 0
 	}
-	if vals != nil {
-		vals = vals[:n]
-	}
-	return n, encodeTilesAVX512(dst[:n], vals, inv[:n/TileSize], src[:n], p.max, mul, &p.enc)
+	return n, encodeTilesAVX512(dst[:n], inv[:n/TileSize], src[:n], p.max, &p.enc)
 }
 
 // decodeTilesBulk writes dst[i] = tab[codes[i]]·inv[t]·mul for the whole 1×TileSize tiles
@@ -186,7 +182,7 @@ func encodeSatAVX512(dst []uint8, vals, src []float32, scale float32, c *encCons
 func decodeAVX512(dst []float32, src []uint8, scaleInv float32, tab *[256]float32)
 
 //go:noescape
-func encodeTilesAVX512(dst []uint8, vals, inv, src []float32, fmax, mul float32, c *encConsts) (amax uint32)
+func encodeTilesAVX512(dst []uint8, inv, src []float32, fmax float32, c *encConsts) (amax uint32)
 
 //go:noescape
 func decodeTilesAVX512(dst []float32, codes []uint8, inv []float32, mul float32, tab *[256]float32)

@@ -85,13 +85,6 @@
 	QUANTSCALED; \
 	STORECODES
 
-// ENCODEK16 is ENCODE16 that also writes the decoded values times KSCALE to vals[I:I+16].
-#define ENCODEK16 \
-	ENCODE16; \
-	DECODED; \
-	VMULPS  KSCALE, Z3, Z3; \
-	VMOVUPS Z3, (VALS)(I*4)
-
 // HMAX16 stores the largest of AMAX's 16 lanes at ret.
 #define HMAX16(ret) \
 	VEXTRACTI64X4 $1, AMAX, Y0; \
@@ -223,36 +216,34 @@ TEXT ·encodeKAVX512(SB), NOSPLIT, $0-88
 	JEQ          kdone
 
 kloop:
-	ENCODEK16
-	ADDQ $16, I
-	CMPQ I, N
-	JLT  kloop
+	ENCODE16
+	DECODED
+	VMULPS  KSCALE, Z3, Z3
+	VMOVUPS Z3, (VALS)(I*4)
+	ADDQ    $16, I
+	CMPQ    I, N
+	JLT     kloop
 
 kdone:
 	VZEROUPPER
 	RET
 
-// func encodeTilesAVX512(dst []uint8, vals []float32, inv []float32, src []float32, fmax, mul float32, c *encConsts) (amax uint32)
+// func encodeTilesAVX512(dst []uint8, inv []float32, src []float32, fmax float32, c *encConsts) (amax uint32)
 //
 // tileQuant's loop over whole 1×128 tiles one after another, len(src) a multiple of 128:
 // per tile its amax (TILEAMAX), its scale by computeScale's rule with margin 0 (fmax/amax
 // as a float32 division, clamped to [2^-126, 2^126]; 1 for an all-zero or non-finite
-// amax), 1/scale into inv[t], and the codes of src·scale; with vals, the decoded values
-// times (1/scale)·mul too. Like encodeSatAVX2 it leaves NaN's code to the caller. One call
-// for many tiles instead of an amax, a scale and an encodeSat call per tile of 128 values.
-TEXT ·encodeTilesAVX512(SB), NOSPLIT, $0-116
+// amax), 1/scale into inv[t], and the codes of src·scale. Like encodeSatAVX2 it leaves
+// NaN's code to the caller. One call for many tiles instead of an amax, a scale and an
+// encodeSat call per tile of 128 values.
+TEXT ·encodeTilesAVX512(SB), NOSPLIT, $0-92
 	MOVQ   dst_base+0(FP), DST
-	MOVQ   vals_base+24(FP), VALS
-	MOVQ   vals_len+32(FP), R9
-	MOVQ   inv_base+48(FP), R13
-	MOVQ   src_base+72(FP), SRC
-	MOVQ   src_len+80(FP), N
-	MOVQ   c+104(FP), R8
+	MOVQ   inv_base+24(FP), R13
+	MOVQ   src_base+48(FP), SRC
+	MOVQ   src_len+56(FP), N
+	MOVQ   c+80(FP), R8
 	CONSTS
-	VMOVSS fmax+96(FP), X18
-	VMOVSS mul+100(FP), X22
-	MOVL   $0x00800000, R10      // 2^-126
-	VMOVD  R10, X19
+	VMOVSS fmax+72(FP), X18
 	MOVL   $0x7E800000, R10      // 2^126
 	VMOVD  R10, X20
 	MOVL   $0x3F800000, R10      // 1
@@ -270,8 +261,7 @@ tile:
 	CMPL    R10, $0x7F7FFFFE     // amax - 1 above the largest finite float - 1: zero, Inf or NaN
 	JHI     unit
 	VDIVSS  X0, X18, X1
-	VMAXSS  X19, X1, X1
-	VMINSS  X20, X1, X1
+	VMINSS  X20, X1, X1          // fmax / MaxFloat32 is above 2^-126: no lower clamp to apply
 	JMP     scaled
 
 unit:
@@ -283,33 +273,18 @@ scaled:
 	ADDQ         $4, R13
 	VBROADCASTSS X1, SCALE
 	LEAQ         128(I), R12
-	TESTQ        R9, R9
-	JNE          tboth
 
 tcodes:
 	ENCODE16
 	ADDQ $16, I
 	CMPQ I, R12
 	JLT  tcodes
-	JMP  tnext
-
-tboth:
-	VMULSS       X22, X2, X3
-	VBROADCASTSS X3, KSCALE
-
-tbothloop:
-	ENCODEK16
-	ADDQ $16, I
-	CMPQ I, R12
-	JLT  tbothloop
-
-tnext:
 	CMPQ I, N
 	JLT  tile
 
 tdone:
 	HMAX16(AX)
-	MOVL AX, amax+112(FP)
+	MOVL AX, amax+88(FP)
 	VZEROUPPER
 	RET
 

@@ -18,7 +18,7 @@ func amaxBulk(src []float32) (done int, amax uint32) { return 0, 0 }
 
 func amaxColsBulk(a []uint32, src []float32) int { return 0 }
 
-func encodeTilesBulk(p *format, dst []uint8, vals, inv, src []float32, mul float32) (done int, amax uint32) {
+func encodeTilesBulk(p *format, dst []uint8, inv, src []float32) (done int, amax uint32) {
 	return 0, 0
 }
 

@@ -1,6 +1,7 @@
 package fp8
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -160,13 +161,13 @@ func specialTiles(rows, cols int) []float32 {
 	return x
 }
 
-// TileCodec and the blockwise recipe's 1×128 tiles with codes and values give the codes,
-// inverse scales and values of the plain reference (refTiles), bit for bit, with every
-// loop: the AVX-512 row loops (whole tiles of many rows in one call when the width is a
-// multiple of 128, else a row's whole tiles per call and the Go loops for its last, narrower
-// tile) and the per-tile loops, on specialTiles' zero, outlier, NaN, Inf and subnormal
-// tiles; and decoding the codes (TileCodec.Decode, decodeTiles with a scale-back) gives the
-// reference's values.
+// TileCodec and the 1×128 tilings give the codes, inverse scales and values of the plain
+// reference (refTiles), bit for bit, with every loop: the AVX-512 row loops (whole tiles of
+// many rows in one call when the width is a multiple of 128, else a row's whole tiles per
+// call and the Go loops for its last, narrower tile; the blockwise recipe's tiles with
+// values keep the per-tile loops) and the per-tile ones, on specialTiles' zero, outlier,
+// NaN, Inf and subnormal tiles, in both formats; and decoding the codes (TileCodec.Decode,
+// decodeTiles with a scale-back) gives the reference's values.
 func TestTileLoopsMatchReference(t *testing.T) {
 	forEachImpl(t, func(t *testing.T) {
 		for _, cols := range []int{128, 256, 300, 677, 1024} {
@@ -187,26 +188,32 @@ func TestTileLoopsMatchReference(t *testing.T) {
 			}
 			for _, f := range []Format{E4M3, E5M2} {
 				wantC, wantV, wantInv := refTiles(x, rows, cols, 1, TileSize, f, 0.75)
-				codes, vals := make([]uint8, len(x)), make([]float32, len(x))
-				inv := make([]float32, len(wantInv))
-				quantizeTiles(tileQuant{p: &formats[f], codes: codes, vals: vals, src: x, inv: inv,
-					rows: rows, cols: cols, tr: 1, tc: TileSize, mul: 0.75})
-				for i := range x {
-					if codes[i] != wantC[i] || math.Float32bits(vals[i]) != math.Float32bits(wantV[i]) {
-						t.Fatalf("%v with values, cols %d: element %d (%g): %#02x %g, want %#02x %g", f, cols, i, x[i], codes[i], vals[i], wantC[i], wantV[i])
+				for _, withVals := range []bool{false, true} {
+					name := fmt.Sprintf("%v values %v, cols %d", f, withVals, cols)
+					codes, vals := make([]uint8, len(x)), []float32(nil)
+					if withVals {
+						vals = make([]float32, len(x))
 					}
-				}
-				for i := range inv {
-					if math.Float32bits(inv[i]) != math.Float32bits(wantInv[i]) {
-						t.Fatalf("%v with values, cols %d: tile %d: 1/scale %g, want %g", f, cols, i, inv[i], wantInv[i])
+					inv := make([]float32, len(wantInv))
+					quantizeTiles(tileQuant{p: &formats[f], codes: codes, vals: vals, src: x, inv: inv,
+						rows: rows, cols: cols, tr: 1, tc: TileSize, mul: 0.75})
+					for i := range x {
+						if codes[i] != wantC[i] || vals != nil && math.Float32bits(vals[i]) != math.Float32bits(wantV[i]) {
+							t.Fatalf("%s: element %d (%g): code %#02x, want %#02x, %g", name, i, x[i], codes[i], wantC[i], wantV[i])
+						}
 					}
-				}
-				dec := make([]float32, len(x))
-				decodeTiles(tileDecode{tab: &formats[f].decode, dst: dec, codes: codes, inv: inv,
-					rows: rows, cols: cols, tr: 1, tc: TileSize, mul: 0.75})
-				for i := range dec {
-					if math.Float32bits(dec[i]) != math.Float32bits(wantV[i]) {
-						t.Fatalf("%v, cols %d: decodeTiles[%d] = %g, want %g", f, cols, i, dec[i], wantV[i])
+					for i := range inv {
+						if math.Float32bits(inv[i]) != math.Float32bits(wantInv[i]) {
+							t.Fatalf("%s: tile %d: 1/scale %g, want %g", name, i, inv[i], wantInv[i])
+						}
+					}
+					dec := make([]float32, len(x))
+					decodeTiles(tileDecode{tab: &formats[f].decode, dst: dec, codes: codes, inv: inv,
+						rows: rows, cols: cols, tr: 1, tc: TileSize, mul: 0.75})
+					for i := range dec {
+						if math.Float32bits(dec[i]) != math.Float32bits(wantV[i]) {
+							t.Fatalf("%s: decodeTiles[%d] = %g, want %g", name, i, dec[i], wantV[i])
+						}
 					}
 				}
 			}
