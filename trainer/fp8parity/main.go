@@ -186,15 +186,16 @@ func peakRSS() (int64, error) {
 // fp8 run over its config's fp32 run in percent.
 func plotCurves(out string, cs []Curve) error {
 	var configs []string
-	byConfig := map[string][]Curve{}
+	byConfig, titles := map[string][]Curve{}, map[string]string{}
 	for _, c := range cs {
-		if byConfig[c.Config] == nil {
-			configs = append(configs, c.Config)
+		key, title := runName(c)
+		if byConfig[key] == nil {
+			configs, titles[key] = append(configs, key), title
 		}
 		if c.Label == "" { // written before labels
 			c.Label = c.Precision
 		}
-		byConfig[c.Config] = append(byConfig[c.Config], c)
+		byConfig[key] = append(byConfig[key], c)
 	}
 	palette := []color.Color{color.RGBA{0, 90, 180, 255}, color.RGBA{220, 60, 30, 255}, color.RGBA{40, 140, 60, 255}, color.RGBA{130, 50, 160, 255}, color.Black}
 	gap := plot.New()
@@ -202,10 +203,9 @@ func plotCurves(out string, cs []Curve) error {
 	gap.X.Label.Text, gap.Y.Label.Text = "step", "gap (%)"
 	gap.Add(plotter.NewGrid())
 	var panels []*plot.Plot
-	dashes := 0
-	for _, name := range configs {
+	for panel, name := range configs {
 		p := plot.New()
-		p.Title.Text = filepath.Base(name)
+		p.Title.Text = titles[name]
 		p.X.Label.Text, p.Y.Label.Text = "step", "loss"
 		var ref *Curve // the config's fp32 run, which the gaps are taken against
 		for i, c := range byConfig[name] {
@@ -239,12 +239,13 @@ func plotCurves(out string, cs []Curve) error {
 			if err != nil {
 				return err
 			}
-			gl.Color, gp.Color = col, col
-			gl.Dashes = [][]vg.Length{nil, {vg.Points(4), vg.Points(2)}}[dashes%2]
+			// In the gap panel the colour tells the runs apart and the dashes the recipes.
+			gl.Color = palette[panel%len(palette)]
+			gp.Color = gl.Color
+			gl.Dashes = [][]vg.Length{nil, {vg.Points(4), vg.Points(2)}}[i%2]
 			gap.Add(gl, gp)
-			gap.Legend.Add(filepath.Base(name)+" "+c.Label, gl, gp)
+			gap.Legend.Add(titles[name]+" "+c.Label, gl, gp)
 		}
-		dashes++
 		p.Legend.Top = true
 		panels = append(panels, p)
 	}
@@ -269,6 +270,30 @@ func plotCurves(out string, cs []Curve) error {
 		return err
 	}
 	return f.Close()
+}
+
+// runName names the run that c is one precision of, for grouping and for the figures:
+// key is its config file and every override that is not about precision, so that the
+// fp32 and fp8 runs of one data order and batch share a panel and the gaps are taken
+// against that run's fp32 curve; title is the config's name and the overrides that tell
+// the parity runs apart (data order, global batch).
+func runName(c Curve) (key, title string) {
+	title = strings.TrimSuffix(filepath.Base(c.Config), ".yaml")
+	key = c.Config
+	for _, s := range c.Sets {
+		k, v, _ := strings.Cut(s, "=")
+		if k == "train.precision" || strings.HasPrefix(k, "train.fp8.") {
+			continue
+		}
+		key += " " + s
+		switch k {
+		case "data.shuffle_seed":
+			title += " order " + v
+		case "train.global_batch":
+			title += " batch " + v
+		}
+	}
+	return key, title
 }
 
 // evalXYs are c's evaluations as (step, f(index, loss)).
