@@ -2,7 +2,11 @@
 
 package fp8
 
-import "golang.org/x/sys/cpu"
+import (
+	"math"
+
+	"golang.org/x/sys/cpu"
+)
 
 // The instruction sets of the assembly loops, in increasing order: each *Bulk wrapper
 // runs the best one at most isa, and the Go loops do what it leaves.
@@ -62,17 +66,58 @@ func encodeSatBulk(p *format, dst []uint8, vals, src []float32, scale float32) (
 func encodeSatAVX2(dst []uint8, vals, src []float32, scale float32, c *encConsts) (amax uint32)
 
 // decodeBulk runs Dequantize's loop on the largest multiple of 16 or 8 elements of src
-// and returns how many it did.
+// and returns how many it did. tab is one of formats' tables (AVX-512 decodes by the
+// format's decConsts, not by the table; any other table is left to the Go loop).
 func decodeBulk(dst []float32, src []uint8, scaleInv float32, tab *[256]float32) int {
 	n := bulk(len(src))
 	switch {
 	case n == 0:
 	case isa == isaAVX512:
-		decodeAVX512(dst[:n], src[:n], scaleInv, tab)
+		c := decConstsOf(tab)
+		if c == nil {
+			return 0
+		}
+		decodeAVX512(dst[:n], src[:n], scaleInv, c)
 	default:
 		decodeAVX2(dst[:n], src[:n], scaleInv, tab)
 	}
 	return n
+}
+
+// decConsts are the constants of the arithmetic decode (DECODE16 in
+// encode_avx512_amd64.s), laid out for the assembly loop. A normal code's 7 magnitude
+// bits put at float32 bit 23-mbits are a float32 of value Decode(c&0x7F)·2^(bias-127), so
+// one exact multiply by pow gives the table's value; the other codes (zero, subnormal,
+// Inf and NaN), whose bits there would be a float32 subnormal or the wrong value, take
+// the table's bits from fix. Adding off to c<<25 moves the Inf and NaN codes below the
+// zero and subnormal ones, so that one unsigned compare with lim tells them all apart
+// from the normal codes.
+type decConsts struct {
+	shift uint32      // 2 + mbits: c<<25 shifted right by it is c&0x7F at bit 23-mbits
+	pow   float32     // 2^(127-bias)
+	off   uint32      // (0x7F - maxCode) << 25
+	lim   uint32      // (0x7F - maxCode + 2^mbits) << 25: c<<25 + off below it is not normal
+	fix   [16]float32 // decode[c] for the codes above by their low 4 bits: c < 8 or c ≥ 0x78
+}
+
+var decConstsFor = [...]decConsts{E4M3: newDecConsts(&formats[E4M3]), E5M2: newDecConsts(&formats[E5M2])}
+
+// decConstsOf is the decConsts of the format whose table tab is, nil for any other table.
+func decConstsOf(tab *[256]float32) *decConsts {
+	for f := range formats {
+		if tab == &formats[f].decode {
+			return &decConstsFor[f]
+		}
+	}
+	return nil
+}
+
+func newDecConsts(p *format) decConsts {
+	c := decConsts{shift: 2 + p.mbits, pow: math.Float32frombits((p.rebias>>p.mbits + 127) << 23),
+		off: (0x7F - p.maxCode) << 25, lim: (0x7F - p.maxCode + 1<<p.mbits) << 25}
+	copy(c.fix[:8], p.decode[:8])
+	copy(c.fix[8:], p.decode[0x78:0x80])
+	return c
 }
 
 // decodeAVX2 is Dequantize's loop eight elements at a time; len(src) is a multiple of 8
@@ -137,13 +182,14 @@ func encodeTilesBulk(p *format, dst []uint8, inv, src []float32) (done int, amax
 
 // decodeTilesBulk writes dst[i] = tab[codes[i]]·inv[t]·mul for the whole 1×TileSize tiles
 // at the start of codes (t = i / TileSize) with one call of the AVX-512 loop, and returns
-// how many values it did (none with AVX2 or Go).
+// how many values it did (none with AVX2 or Go, or for a table not one of formats').
 func decodeTilesBulk(dst []float32, codes []uint8, inv []float32, mul float32, tab *[256]float32) int {
 	n := len(codes) / TileSize * TileSize
-	if isa != isaAVX512 || n == 0 {
+	c := decConstsOf(tab)
+	if isa != isaAVX512 || n == 0 || c == nil {
 		return 0
 	}
-	decodeTilesAVX512(dst[:n], codes[:n], inv[:n/TileSize], mul, tab)
+	decodeTilesAVX512(dst[:n], codes[:n], inv[:n/TileSize], mul, c)
 	return n
 }
 
@@ -179,13 +225,13 @@ func amaxColsAVX2(a []uint32, src []float32)
 func encodeSatAVX512(dst []uint8, vals, src []float32, scale float32, c *encConsts) (amax uint32)
 
 //go:noescape
-func decodeAVX512(dst []float32, src []uint8, scaleInv float32, tab *[256]float32)
+func decodeAVX512(dst []float32, src []uint8, scaleInv float32, c *decConsts)
 
 //go:noescape
 func encodeTilesAVX512(dst []uint8, inv, src []float32, fmax float32, c *encConsts) (amax uint32)
 
 //go:noescape
-func decodeTilesAVX512(dst []float32, codes []uint8, inv []float32, mul float32, tab *[256]float32)
+func decodeTilesAVX512(dst []float32, codes []uint8, inv []float32, mul float32, c *decConsts)
 
 //go:noescape
 func encodeVecAVX512(dst []uint8, vals, src, scale, k []float32, c *encConsts)

@@ -208,20 +208,44 @@ func TestBulkLoopsAgainstReference(t *testing.T) {
 	}
 }
 
-// decodeBulk on every code of both formats in every position of a step, NaN and Inf
-// codes included, at 16 lengths and three scale-backs: tab[c]·k bit for bit (the same
-// NaN bits too), and nothing written beyond the elements it reports.
-func TestDecodeBulkEveryCode(t *testing.T) {
+// decodeScales are the scale-backs the decode tests multiply by: 1, powers of two, values
+// with all 24 significand bits, ones that make the products subnormal (1e-38, 2^-100) or
+// overflow to Inf (1e30), and negative, zero, infinite and NaN ones, whose products'
+// signs and NaN bits the loops must get as Go does.
+var decodeScales = []float32{1, 0x1p-3, 0x1p-100, 0.3, 0.37, 1e-38, 1e30, -0.37, 0,
+	float32(math.Inf(1)), float32(math.NaN())}
+
+// mulBits is bits(a·k) as the loops compute it: a NaN a gives its own NaN, made quiet,
+// even when k is NaN too (x86 returns the first operand's NaN, and the loops put the
+// decoded value first; Go's compiler may put either first, so a·k in Go is no reference
+// there).
+func mulBits(a, k float32) uint32 {
+	if a != a {
+		return math.Float32bits(a) | 0x400000
+	}
+	return math.Float32bits(a * k)
+}
+
+// everyCode is each code at position c+r for r = 0..16: every code in every lane of a step.
+func everyCode() []uint8 {
 	codes := make([]uint8, 0, 17*256)
-	for r := range 17 { // code c at position c+r: each code in every lane
+	for r := range 17 {
 		for c := range 256 {
 			codes = append(codes, uint8(c+r))
 		}
 	}
+	return codes
+}
+
+// decodeBulk on every code of both formats in every position of a step, NaN and Inf
+// codes included, at 16 lengths and each of decodeScales: tab[c]·k bit for bit (the same
+// NaN bits too), and nothing written beyond the elements it reports.
+func TestDecodeBulkEveryCode(t *testing.T) {
+	codes := everyCode()
 	forEachImpl(t, func(t *testing.T) {
 		for _, f := range []Format{E4M3, E5M2} {
 			tab := &formats[f].decode
-			for _, k := range []float32{1, 0.3, 0x1p-100} {
+			for _, k := range decodeScales {
 				for d := range 16 {
 					n := len(codes) - d
 					dst := make([]float32, n)
@@ -233,13 +257,49 @@ func TestDecodeBulkEveryCode(t *testing.T) {
 						t.Fatalf("%v, length %d: did %d, want %d", f, n, done, bulkLen(n))
 					}
 					for i, c := range codes[:n] {
-						want := math.Float32bits(tab[c] * k)
+						want := mulBits(tab[c], k)
 						if i >= done {
 							want = 0xAAAAAAAA
 						}
 						if got := math.Float32bits(dst[i]); got != want {
 							t.Fatalf("%v ×%g, length %d: [%d] code %#02x gives %#08x, want %#08x", f, k, n, i, c, got, want)
 						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// decodeTilesBulk on every code of both formats in every position of a tile, each tile
+// with its own scale-back from decodeScales, times mul: tab[c]·(inv[t]·mul) bit for bit,
+// and nothing written beyond the whole tiles.
+func TestDecodeTilesBulkEveryCode(t *testing.T) {
+	codes := everyCode()
+	nt := len(codes) / TileSize
+	inv := make([]float32, nt+1)
+	for i := range inv {
+		inv[i] = decodeScales[i%len(decodeScales)]
+	}
+	forEachImpl(t, func(t *testing.T) {
+		for _, f := range []Format{E4M3, E5M2} {
+			tab := &formats[f].decode
+			for _, mul := range []float32{1, 0.37} {
+				dst := make([]float32, len(codes))
+				for i := range dst {
+					dst[i] = math.Float32frombits(0xAAAAAAAA)
+				}
+				done := decodeTilesBulk(dst, codes, inv, mul, tab)
+				if want := nt * TileSize; isa == isaAVX512 && done != want || isa != isaAVX512 && done != 0 {
+					t.Fatalf("%v: did %d values of %d", f, done, len(codes))
+				}
+				for i, c := range codes {
+					want := mulBits(tab[c], inv[i/TileSize]*mul)
+					if i >= done {
+						want = 0xAAAAAAAA
+					}
+					if got := math.Float32bits(dst[i]); got != want {
+						t.Fatalf("%v ×%g×%g: [%d] code %#02x gives %#08x, want %#08x", f, inv[i/TileSize], mul, i, c, got, want)
 					}
 				}
 			}

@@ -339,58 +339,54 @@ acdone:
 	VZEROUPPER
 	RET
 
-// DECTABLE loads the first half of the table at R8, its positive codes, into Z16..Z23, and
-// into Z24, Z25 and Z26 the masks of a code's bits 5 and 6 and of a float's sign bit.
-#define DECTABLE \
-	VMOVUPS    0(R8), Z16; \
-	VMOVUPS    64(R8), Z17; \
-	VMOVUPS    128(R8), Z18; \
-	VMOVUPS    192(R8), Z19; \
-	VMOVUPS    256(R8), Z20; \
-	VMOVUPS    320(R8), Z21; \
-	VMOVUPS    384(R8), Z22; \
-	VMOVUPS    448(R8), Z23; \
-	VPTERNLOGD $0xFF, Z26, Z26, Z26; \
-	VPSRLD     $31, Z26, Z26; \
-	VPSLLD     $5, Z26, Z24; \
-	VPSLLD     $6, Z26, Z25; \
-	VPSLLD     $31, Z26, Z26
+// DECCONSTS loads the decConsts at R8: Z16 = shift, Z17 = pow, Z18 = off, Z19 = lim,
+// Z20 = fix, and Z26 = a float's sign bit.
+#define DECCONSTS \
+	VPBROADCASTD 0(R8), Z16; \
+	VPBROADCASTD 4(R8), Z17; \
+	VPBROADCASTD 8(R8), Z18; \
+	VPBROADCASTD 12(R8), Z19; \
+	VMOVUPS      16(R8), Z20; \
+	VPTERNLOGD   $0xFF, Z26, Z26, Z26; \
+	VPSLLD       $31, Z26, Z26
 
-// DECODE16 writes tab[c]·Z15 to DI[AX:AX+16] for the 16 codes c at SI[AX:AX+16]: VPERMT2PS
-// looks up 32 entries (bits 0-4 of the code) at a time, bits 5 and 6 of the code pick one
-// of the four lookups, and bit 7 is the value's sign.
-#define DECODE16 \
-	VPMOVZXBD  (SI)(AX*1), Z1; \
-	VMOVAPS    Z16, Z2; \
-	VPERMT2PS  Z17, Z1, Z2; \
-	VMOVAPS    Z18, Z3; \
-	VPERMT2PS  Z19, Z1, Z3; \
-	VMOVAPS    Z20, Z4; \
-	VPERMT2PS  Z21, Z1, Z4; \
-	VMOVAPS    Z22, Z5; \
-	VPERMT2PS  Z23, Z1, Z5; \
-	VPTESTMD   Z24, Z1, K1; \
-	VMOVAPS    Z3, K1, Z2; \
-	VMOVAPS    Z5, K1, Z4; \
-	VPTESTMD   Z25, Z1, K2; \
-	VMOVAPS    Z4, K2, Z2; \
-	VPSLLD     $24, Z1, Z1; \
-	VPTERNLOGD $0xF8, Z26, Z1, Z2; \
-	VMULPS     Z15, Z2, Z2; \
-	VMOVUPS    Z2, (DI)(AX*4)
-
-// func decodeAVX512(dst []float32, src []uint8, scaleInv float32, tab *[256]float32)
+// DECODE16 writes decode[c]·Z15 to DI[AX:AX+16] for the 16 codes c at SI[AX:AX+16],
+// computed rather than looked up (see decConsts):
 //
-// decodeAVX2 with len(src) a multiple of 16, by permutes instead of a gather (DECODE16;
-// tab[c|0x80] is -tab[c], NaN codes included: TestDecodeBulkEveryCode checks every code
-// bit for bit).
+//	m = c << 25                           // the 7 magnitude bits on top, the sign gone
+//	v = m + off >= lim ? float(m >> shift) * pow   // a normal code: exact
+//	                   : fix[c & 15]               // zero, subnormal, Inf or NaN
+//	dst[i] = (v | c<<24 & 0x80000000) * scale
+//
+// The codes are sign-extended, so that bit 31 of each lane is the code's sign. The
+// multiply by pow is masked to the normal codes' lanes: a subnormal input takes a
+// microcode assist on Sapphire Rapids (all-subnormal codes decoded about 28× slower,
+// BenchmarkDecodeL1), a masked-off lane none. The product with the scale is tab[c]·scale,
+// one rounding of the same operands in the same order. Nine instructions and the store
+// instead of the four table permutes' seventeen.
+#define DECODE16 \
+	VPMOVSXBD  (SI)(AX*1), Z1; \
+	VPSLLD     $25, Z1, Z2; \
+	VPADDD     Z18, Z2, Z3; \
+	VPCMPUD    $5, Z19, Z3, K1; \
+	VPSRLVD    Z16, Z2, Z2; \
+	VPERMPS    Z20, Z1, Z3; \
+	VMULPS     Z17, Z2, K1, Z3; \
+	VPTERNLOGD $0xF8, Z26, Z1, Z3; \
+	VMULPS     Z15, Z3, Z3; \
+	VMOVUPS    Z3, (DI)(AX*4)
+
+// func decodeAVX512(dst []float32, src []uint8, scaleInv float32, c *decConsts)
+//
+// decodeAVX2 with len(src) a multiple of 16, by arithmetic instead of a gather (DECODE16:
+// TestDecodeBulkEveryCode checks every code bit for bit, NaN codes included).
 TEXT ·decodeAVX512(SB), NOSPLIT, $0-64
 	MOVQ         dst_base+0(FP), DI
 	MOVQ         src_base+24(FP), SI
 	MOVQ         src_len+32(FP), CX
-	MOVQ         tab+56(FP), R8
+	MOVQ         c+56(FP), R8
 	VBROADCASTSS scaleInv+48(FP), Z15
-	DECTABLE
+	DECCONSTS
 	XORQ         AX, AX
 	TESTQ        CX, CX
 	JEQ          decdone
@@ -405,19 +401,19 @@ decdone:
 	VZEROUPPER
 	RET
 
-// func decodeTilesAVX512(dst []float32, codes []uint8, inv []float32, mul float32, tab *[256]float32)
+// func decodeTilesAVX512(dst []float32, codes []uint8, inv []float32, mul float32, c *decConsts)
 //
 // tileDecode's loop over whole 1×128 tiles one after another, len(codes) a multiple of
-// 128: tile t's codes decoded and times inv[t]·mul, the table staying in registers from
-// tile to tile.
+// 128: tile t's codes decoded and times inv[t]·mul, the constants staying in registers
+// from tile to tile.
 TEXT ·decodeTilesAVX512(SB), NOSPLIT, $0-88
 	MOVQ   dst_base+0(FP), DI
 	MOVQ   codes_base+24(FP), SI
 	MOVQ   codes_len+32(FP), CX
 	MOVQ   inv_base+48(FP), R9
-	MOVQ   tab+80(FP), R8
+	MOVQ   c+80(FP), R8
 	VMOVSS mul+72(FP), X14
-	DECTABLE
+	DECCONSTS
 	XORQ   AX, AX
 	TESTQ  CX, CX
 	JEQ    dtdone
