@@ -7,6 +7,9 @@
 #
 # usage: bench/fp8_step.sh [ROUNDS] [THREADS] [MODELS]   (defaults 5, 2, "dense tiny small")
 #
+# TRAINER_TEST names a trainer test binary built elsewhere (go test -c ./trainer), for a
+# machine without Go.
+#
 # Each round runs every model's precisions back to back, each in its own process (STEPS
 # timed steps after 2 untimed ones; STEPS defaults to 5), so that fp32 and fp8 see the same
 # machine load; figures are medians over the rounds, and the overhead is also given as the
@@ -21,16 +24,20 @@ precisions="fp32 fp8"
 [ "${BLOCKWISE:-0}" = 1 ] && precisions="$precisions fp8-blockwise"
 python=${PYTHON:-/usr/bin/python3}
 
-export CGO_CFLAGS=-Wno-deprecated-declarations
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-go test -c -o "$tmp/trainer.test" ./trainer
-echo "# $threads threads, $rounds rounds, $steps timed steps per run; $(go version | cut -d' ' -f3); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+bin=${TRAINER_TEST:-}
+if [ -z "$bin" ]; then
+	bin=$tmp/trainer.test
+	CGO_CFLAGS=-Wno-deprecated-declarations go test -c -o "$bin" ./trainer
+fi
+bin=$(realpath "$bin")
+echo "# $threads threads, $rounds rounds, $steps timed steps per run; $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 for r in $(seq "$rounds"); do
 	for m in $models; do
 		for p in $precisions; do
-			(cd trainer && GOMAXPROCS="$threads" "$tmp/trainer.test" -test.run '^$' \
+			(cd trainer && GOMAXPROCS="$threads" "$bin" -test.run '^$' \
 				-test.bench "^BenchmarkTrainStepPrecision\$/^$m\$/^$p\$" -test.benchtime "${steps}x") >"$tmp/out" ||
 				{ cat "$tmp/out"; exit 1; }
 			grep '^Benchmark' "$tmp/out" | sed "s/^/$r $m $p /" | tee -a "$tmp/runs"
