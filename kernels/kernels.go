@@ -18,6 +18,13 @@ package kernels
 // Float is the element type of a backend: float32 for training, float64 for checks.
 type Float interface{ ~float32 | ~float64 }
 
+// Decoder turns one-byte codes into float32 values: Decode writes dst[r*ldd+j] =
+// value(src[r*lds+j]) for r < rows and j < cols. It runs on the calling goroutine: the
+// GEMM calling it is already parallel.
+type Decoder interface {
+	Decode(dst []float32, ldd int, src []uint8, lds, rows, cols int)
+}
+
 // Backend is the set of operations the trainer needs.
 type Backend[F Float] interface {
 	// Name identifies the implementation, e.g. "cpu/avx512" or "cpu/go".
@@ -28,6 +35,11 @@ type Backend[F Float] interface {
 	//   a: [M, K], or [K, M] when transA (op(a) = aᵀ)
 	//   b: [K, N], or [N, K] when transB (op(b) = bᵀ)
 	MatMul(c, a, b []F, m, k, n int, transA, transB, accumulate bool)
+	// MatMulCodes is MatMul with an untransposed b [K, N] kept as one-byte codes that dec
+	// turns into values (FP8 operands, kernels/fp8): the GEMM decodes b as it copies it
+	// into its packed panels, instead of a pass of its own writing the decoded b to memory
+	// and the GEMM reading it back. The result is MatMul's on the decoded b, bit for bit.
+	MatMulCodes(c, a []F, b []uint8, dec Decoder, m, k, n int, transA, accumulate bool)
 
 	// The ops below use the model's legend: N rows (tokens, B*T), C row width, V vocab,
 	// B sequences of T positions, H query heads, KV key/value heads, D head dim.

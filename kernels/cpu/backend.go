@@ -41,6 +41,22 @@ func (be *Backend[F]) MatMul(c, a, b []F, m, k, n int, transA, transB, accumulat
 	refMatMul(c, a, b, m, k, n, transA, transB, accumulate)
 }
 
+// MatMulCodes: see kernels.Backend. float32 decodes b while packing it; other element
+// types decode b whole and run refMatMul.
+func (be *Backend[F]) MatMulCodes(c, a []F, b []uint8, dec kernels.Decoder, m, k, n int, transA, accumulate bool) {
+	if c32, ok := any(c).([]float32); ok {
+		be.impl().gemm(c32, any(a).([]float32), operandB{codes: b, dec: dec}, m, k, n, transA, false, accumulate)
+		return
+	}
+	v := make([]float32, k*n)
+	dec.Decode(v, n, b, n, k, n)
+	bv := make([]F, k*n)
+	for i, x := range v {
+		bv[i] = F(x)
+	}
+	refMatMul(c, a, bv, m, k, n, transA, false, accumulate)
+}
+
 // refMatMul is the plain triple loop, the reference every fast path is checked against.
 // Each output element is one sum over p in increasing order, computed by one goroutine,
 // so the result does not depend on the thread count.

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/kernels"
 )
 
 // float32 GEMM, blocked and packed as in BLIS (Goto & van de Geijn, "Anatomy of
@@ -113,6 +114,19 @@ const parallelMinFlops = 1 << 18
 
 // matMul: see kernels.Backend.MatMul.
 func (g *gemmImpl) matMul(c, a, b []float32, m, k, n int, transA, transB, accumulate bool) {
+	g.gemm(c, a, operandB{vals: b}, m, k, n, transA, transB, accumulate)
+}
+
+// operandB is the B of a product: float32 values, or one-byte codes and the Decoder that
+// turns them into values (kernels.Backend.MatMulCodes; untransposed only).
+type operandB struct {
+	vals  []float32
+	codes []uint8
+	dec   kernels.Decoder
+}
+
+// gemm is matMul for either kind of B.
+func (g *gemmImpl) gemm(c, a []float32, b operandB, m, k, n int, transA, transB, accumulate bool) {
 	if m <= 0 || n <= 0 {
 		return
 	}
@@ -174,7 +188,8 @@ func (g *gemmImpl) matMul(c, a, b []float32, m, k, n int, transA, transB, accumu
 // packTask packs the B panels of one (jc, pc) step of matMul, one panel per index.
 type packTask struct {
 	g                    *gemmImpl
-	bp, b                []float32
+	bp                   []float32
+	b                    operandB
 	k, n, pc, kb, jc, nb int
 	transB               bool
 }
@@ -182,7 +197,12 @@ type packTask struct {
 func (t *packTask) run(lo, hi int) {
 	nr := t.g.nr
 	for q := lo; q < hi; q++ {
-		t.g.packB(t.bp[q*t.kb*nr:(q+1)*t.kb*nr], t.b, t.k, t.n, t.pc, t.kb, t.jc+q*nr, min(nr, t.nb-q*nr), t.transB)
+		dst, j0, cols := t.bp[q*t.kb*nr:(q+1)*t.kb*nr], t.jc+q*nr, min(nr, t.nb-q*nr)
+		if t.b.codes != nil {
+			packBCodes(dst, t.b.codes, t.b.dec, t.n, t.pc, t.kb, j0, cols, nr)
+			continue
+		}
+		t.g.packB(dst, t.b.vals, t.k, t.n, t.pc, t.kb, j0, cols, t.transB)
 	}
 }
 
@@ -380,6 +400,18 @@ func (g *gemmImpl) packB(dst, b []float32, k, n, p0, kb, j0, cols int, trans boo
 		}
 		for p, v := range b[(j0+j)*k+p0 : (j0+j)*k+p0+kb] {
 			dst[p*nr+j] = v
+		}
+	}
+}
+
+// packBCodes is packB for an untransposed b kept as codes: rows [p0, p0+kb) and columns
+// [j0, j0+cols) of b [k, n], decoded by dec straight into the nr-wide panel; columns past
+// cols are zero.
+func packBCodes(dst []float32, b []uint8, dec kernels.Decoder, n, p0, kb, j0, cols, nr int) {
+	dec.Decode(dst, nr, b[p0*n+j0:], n, kb, cols)
+	if cols < nr {
+		for p := 0; p < kb; p++ {
+			clear(dst[p*nr+cols : (p+1)*nr])
 		}
 	}
 }

@@ -153,6 +153,74 @@ func TestMatMulEmptyK(t *testing.T) {
 	}
 }
 
+// tableDecoder is a kernels.Decoder by a table of 256 values: value(c) = tab[c].
+type tableDecoder struct{ tab [256]float32 }
+
+func (d *tableDecoder) Decode(dst []float32, ldd int, src []uint8, lds, rows, cols int) {
+	for r := range rows {
+		for j, c := range src[r*lds : r*lds+cols] {
+			dst[r*ldd+j] = d.tab[c]
+		}
+	}
+}
+
+// TestMatMulCodes: a product whose b is codes, decoded while packed, equals bit for bit the
+// product with b decoded first, for every implementation (with tiny blocks too), both
+// modes, a transposed a or not, and edge panels in every dimension; the float64 path
+// likewise. c's guards check that nothing is written outside it.
+func TestMatMulCodes(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	dec := &tableDecoder{}
+	copy(dec.tab[:], randSlice(r, 256))
+	shapes := [][3]int{{1, 1, 1}, {17, 5, 33}, {130, 300, 70}, {29, 515, 3}, {64, 256, 96}}
+	for _, im := range available(t) {
+		for _, s := range shapes {
+			m, k, n := s[0], s[1], s[2]
+			a, b := randSlice(r, m*k), make([]uint8, k*n)
+			for i := range b {
+				b[i] = uint8(r.Uint32())
+			}
+			bv := make([]float32, k*n)
+			dec.Decode(bv, n, b, n, k, n)
+			for _, transA := range []bool{false, true} {
+				for _, acc := range []bool{false, true} {
+					c0 := randSlice(r, m*n)
+					want := slices.Clone(c0)
+					im.matMul(want, a, bv, m, k, n, transA, false, acc)
+					c, intact := guarded(m*n, 3)
+					copy(c, c0)
+					im.gemm(c, a, operandB{codes: b, dec: dec}, m, k, n, transA, false, acc)
+					if !intact() {
+						t.Fatalf("%s %v transA=%v acc=%v: wrote outside c", im.name, s, transA, acc)
+					}
+					if !slices.Equal(c, want) {
+						t.Fatalf("%s %v transA=%v acc=%v: differs from the product with b decoded first", im.name, s, transA, acc)
+					}
+				}
+			}
+		}
+	}
+	m, k, n := 7, 9, 5
+	a, b := make([]float64, m*k), make([]uint8, k*n)
+	for i := range a {
+		a[i] = r.NormFloat64()
+	}
+	for i := range b {
+		b[i] = uint8(r.Uint32())
+	}
+	bv := make([]float64, k*n)
+	for i, c := range b {
+		bv[i] = float64(dec.tab[c])
+	}
+	be := New[float64]()
+	want, got := make([]float64, m*n), make([]float64, m*n)
+	be.MatMul(want, a, bv, m, k, n, false, false, false)
+	be.MatMulCodes(got, a, b, dec, m, k, n, false, false)
+	if !slices.Equal(got, want) {
+		t.Errorf("float64: MatMulCodes = %v, want %v", got, want)
+	}
+}
+
 // TestMatMulThreadsBitIdentical: the result does not depend on the number of threads.
 // The shape is large enough to be split, with edges in every dimension.
 func TestMatMulThreadsBitIdentical(t *testing.T) {

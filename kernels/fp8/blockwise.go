@@ -277,6 +277,7 @@ func growF(b []float32, n int) []float32 {
 func (l *Linear) forwardTiles(xv, wv, x, w []float32, s float32) {
 	n, in, out := l.n, l.k, l.o
 	e4 := &formats[E4M3]
+	l.sc.xv = nil // slot 0 gets x's values times their tile scales
 	if l.shared == nil {
 		l.x.codes = grow(l.x.codes, n*in)
 		l.x.tileInv = growF(l.x.tileInv, n*tiles(in, TileSize))

@@ -45,6 +45,7 @@ type Linear struct {
 	// quantize each weight once (as Transformer Engine caches FP8 weights across them).
 	wSrc *float32
 	wGen uint64
+	dec  decoder // decodes w or x for a backward GEMM (kernels.Backend.MatMulCodes)
 }
 
 // Linear registers the scalers of a linear layer named name ("layers.3.attn.wq"):
@@ -79,18 +80,24 @@ func (s *Scaling) gradFormat() Format {
 // Reserve sizes the shared workspace for operands of up to n values (the largest of
 // rows·in, rows·out and out·in over the linears), so that the first step does not grow it
 // one layer at a time: every outgrown slot would stay behind as garbage until the
-// collector's next cycle and raise the process's peak memory by as much.
+// collector's next cycle and raise the process's peak memory by as much. Slot 1 holds
+// only weights with per-tensor scales (the backward GEMMs decode as they pack), and grows
+// to the largest of them.
 func (s *Scaling) Reserve(n int) {
-	for i := range s.ws {
-		s.workspace(i, n)
+	s.workspace(0, n)
+	if s.cfg.Recipe == Blockwise {
+		s.workspace(1, n)
 	}
 }
 
 // workspace returns slot i of the shared workspace with room for n values: slot 0 holds
-// the decoded x or dy, slot 1 the decoded w or x.
+// the decoded x or dy, slot 1 the decoded w (or, blockwise, x).
 func (s *Scaling) workspace(i, n int) []float32 {
 	if cap(s.ws[i]) < n {
 		s.ws[i] = make([]float32, n)
+		if i == 0 {
+			s.xv = nil
+		}
 	}
 	return s.ws[i][:n]
 }
@@ -124,9 +131,13 @@ func (l *Linear) forwardTensor(xv, wv, x, w []float32, s float32) {
 		l.x.codes = grow(l.x.codes, n*in)
 		l.x.scaleInv = l.in.quantize(l.x.codes, xv, x)
 		l.xSrc = &x[0]
+		l.sc.xv = &l.x
 	} else {
 		l.checkShared(x)
-		Dequantize(xv, l.shared.x.codes, 1, E4M3)
+		if l.sc.xv != &l.shared.x { // not left in slot 0 by the linear it shares with
+			Dequantize(xv, l.shared.x.codes, 1, E4M3)
+			l.sc.xv = &l.shared.x
+		}
 	}
 	if l.weightStale(w) {
 		l.wq.codes = grow(l.wq.codes, out*in)
@@ -173,6 +184,7 @@ func (l *Linear) Backward(dx, dw, dy []float32, s float32, accumulate bool) {
 	if n == 0 {
 		return
 	}
+	l.sc.xv = nil // the backward writes dy's values into slot 0
 	if l.sc.cfg.Recipe == Blockwise {
 		l.backwardTiles(dx, dw, dy[:n*out], s, accumulate)
 		return
@@ -185,16 +197,15 @@ func (l *Linear) Backward(dx, dw, dy []float32, s float32, accumulate bool) {
 		dyv = l.sc.workspace(0, n*out)
 		gInv = l.grad.quantize(nil, dyv, dy[:n*out])
 	}
+	// The GEMMs decode w and x from their codes as they pack them.
 	if dx != nil {
-		wv := l.sc.workspace(1, out*in)
-		Dequantize(wv, l.wq.codes, s*gInv*l.wq.scaleInv, E4M3)
-		be.MatMul(dx[:n*in], dyv, wv, n, out, in, false, false, accumulate)
+		l.dec = decoder{&formats[E4M3].decode, s * gInv * l.wq.scaleInv}
+		be.MatMulCodes(dx[:n*in], dyv, l.wq.codes, &l.dec, n, out, in, false, accumulate)
 	}
 	if dw != nil {
 		x := l.input()
-		xv := l.sc.workspace(1, n*in)
-		Dequantize(xv, x.codes, s*gInv*x.scaleInv, E4M3)
-		be.MatMul(dw[:out*in], dyv, xv, out, n, in, true, false, true)
+		l.dec = decoder{&formats[E4M3].decode, s * gInv * x.scaleInv}
+		be.MatMulCodes(dw[:out*in], dyv, x.codes, &l.dec, out, n, in, true, true)
 	}
 }
 

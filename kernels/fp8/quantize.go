@@ -28,10 +28,25 @@ type dequantizeTask struct {
 	tab      *[256]float32
 }
 
-func (t dequantizeTask) Run(lo, hi int) {
-	d, c := t.dst[lo:hi], t.src[lo:hi]
-	for i := decodeBulk(d, c, t.scaleInv, t.tab); i < len(c); i++ {
-		d[i] = t.tab[c[i]] * t.scaleInv
+func (t dequantizeTask) Run(lo, hi int) { decode(t.dst[lo:hi], t.src[lo:hi], t.scaleInv, t.tab) }
+
+// decode is Dequantize on the calling goroutine, by the table tab of the codes' format.
+func decode(dst []float32, src []uint8, scaleInv float32, tab *[256]float32) {
+	for i := decodeBulk(dst, src, scaleInv, tab); i < len(src); i++ {
+		dst[i] = tab[src[i]] * scaleInv
+	}
+}
+
+// decoder is a kernels.Decoder of codes by the table tab times scaleInv, Dequantize's
+// values: a GEMM operand kept as codes, decoded a panel at a time as the GEMM packs it.
+type decoder struct {
+	tab      *[256]float32
+	scaleInv float32
+}
+
+func (d *decoder) Decode(dst []float32, ldd int, src []uint8, lds, rows, cols int) {
+	for r := range rows {
+		decode(dst[r*ldd:r*ldd+cols], src[r*lds:r*lds+cols], d.scaleInv, d.tab)
 	}
 }
 

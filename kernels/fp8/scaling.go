@@ -200,7 +200,10 @@ type Scaling struct {
 	reduce  func(amax []float32) error
 	frozen  bool
 	ws      [2][]float32
-	amax    []float32 // the step's amaxes handed to reduce, kept from step to step
+	// xv is the FP8 input whose values workspace slot 0 holds (decoded, unscaled), or nil:
+	// linears sharing an input run one after another and find it there.
+	xv   *tensor
+	amax []float32 // the step's amaxes handed to reduce, kept from step to step
 	// gen counts the events after which weights or scales may have changed (Update,
 	// Restore, SetFrozen): a Linear reuses its weight's FP8 copy while gen is unchanged.
 	gen uint64
