@@ -84,6 +84,26 @@ func decodeBulk(dst []float32, src []uint8, scaleInv float32, tab *[256]float32)
 	return n
 }
 
+// decodeRowsBulk decodes the largest multiple of 16 columns of rows rows of codes, row r
+// at src[r*lds:] into dst[r*ldd:], with one call of the AVX-512 loop, and returns how many
+// columns of each row it did (none with AVX2 or Go, or for a table not one of formats'):
+// decoder.Decode's panels, 32 codes wide, would otherwise pay decodeBulk's calls and the
+// constants' loads for every row.
+func decodeRowsBulk(dst []float32, ldd int, src []uint8, lds, rows, cols int, scaleInv float32, tab *[256]float32) int {
+	n := cols &^ 15
+	if isa != isaAVX512 || n == 0 || rows <= 0 {
+		return 0
+	}
+	c := decConstsOf(tab)
+	if c == nil {
+		return 0
+	}
+	// The slices end at the last row's last column, so that an operand too short panics
+	// here instead of the loop reading or writing past it.
+	decodeRowsAVX512(dst[:(rows-1)*ldd+n], ldd, src[:(rows-1)*lds+n], lds, rows, n, scaleInv, c)
+	return n
+}
+
 // decConsts are the constants of the arithmetic decode (DECODE16 in
 // encode_avx512_amd64.s), laid out for the assembly loop. A normal code's 7 magnitude
 // bits put at float32 bit 23-mbits are a float32 of value Decode(c&0x7F)·2^(bias-127), so
@@ -229,6 +249,9 @@ func decodeAVX512(dst []float32, src []uint8, scaleInv float32, c *decConsts)
 
 //go:noescape
 func encodeTilesAVX512(dst []uint8, inv, src []float32, fmax float32, c *encConsts) (amax uint32)
+
+//go:noescape
+func decodeRowsAVX512(dst []float32, ldd int, src []uint8, lds, rows, cols int, scaleInv float32, c *decConsts)
 
 //go:noescape
 func decodeTilesAVX512(dst []float32, codes []uint8, inv []float32, mul float32, c *decConsts)

@@ -307,6 +307,94 @@ func TestDecodeTilesBulkEveryCode(t *testing.T) {
 	})
 }
 
+// decodeRowLoop is decoder.Decode as it was before decodeRowsBulk: decode on each row.
+func decodeRowLoop(dst []float32, ldd int, src []uint8, lds, rows, cols int, scaleInv float32, tab *[256]float32) {
+	for r := range rows {
+		decode(dst[r*ldd:r*ldd+cols], src[r*lds:r*lds+cols], scaleInv, tab)
+	}
+}
+
+// decoder.Decode on GEMM panels of rows × cols codes with strides larger than cols (both
+// formats, each of decodeScales, every code present in each shape): the same bits as
+// decode row by row, and nothing written past each row's cols.
+func TestDecodeRowsMatchesRowLoop(t *testing.T) {
+	const guard = 0xAAAAAAAA
+	codes := everyCode()
+	forEachImpl(t, func(t *testing.T) {
+		for _, rows := range []int{1, 5, 256} {
+			for _, cols := range []int{16, 32, 48, 17, 31} {
+				lds, ldd := cols+13, cols+5
+				// Enough panels that their codes, taken one after another from
+				// everyCode, run through 256 in a row: every code.
+				panels := (256 + rows*cols - 1) / (rows * cols)
+				src := make([]uint8, rows*lds)
+				got, want := make([]float32, rows*ldd), make([]float32, rows*ldd)
+				for p := range panels {
+					for i := range src {
+						src[i] = 0x7F // NaN in both formats: between the rows, never decoded
+					}
+					for r := range rows {
+						for j := range cols {
+							src[r*lds+j] = codes[(p*rows*cols+r*cols+j)%len(codes)]
+						}
+					}
+					for _, f := range []Format{E4M3, E5M2} {
+						tab := &formats[f].decode
+						for _, k := range decodeScales {
+							for i := range got {
+								got[i], want[i] = math.Float32frombits(guard), math.Float32frombits(guard)
+							}
+							(&decoder{tab, k}).Decode(got, ldd, src, lds, rows, cols)
+							decodeRowLoop(want, ldd, src, lds, rows, cols, k, tab)
+							for r := range rows {
+								for j := range ldd {
+									g, w := math.Float32bits(got[r*ldd+j]), math.Float32bits(want[r*ldd+j])
+									if j >= cols {
+										w = guard
+									}
+									if g != w {
+										t.Fatalf("%v ×%g, %d×%d panel %d: [%d,%d] gives %#08x, want %#08x",
+											f, k, rows, cols, p, r, j, g, w)
+									}
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// BenchmarkDecodeRows decodes a GEMM panel of FP8 codes as MatMulCodes' packing does (256
+// rows × 32 columns of a 768-wide matrix into a 32-wide panel) by decode row by row
+// ("loop", decoder.Decode before decodeRowsBulk) and by decoder.Decode ("panel"), side by
+// side under the same load; the codes are a quantized N(0,1) tensor, as in training.
+func BenchmarkDecodeRows(b *testing.B) {
+	if isa != isaAVX512 {
+		b.Skip("decodeRowsBulk runs only with AVX-512: Decode is the row loop")
+	}
+	const rows, cols, lds = 256, 32, 768
+	src := make([]uint8, rows*lds)
+	Quantize(src, randTensor(rows*lds, 3, 1), E4M3.Max()/4, E4M3)
+	dst := make([]float32, rows*cols)
+	d := &decoder{&formats[E4M3].decode, 0.37}
+	for _, run := range []struct {
+		name   string
+		decode func()
+	}{
+		{"loop", func() { decodeRowLoop(dst, cols, src, lds, rows, cols, d.scaleInv, d.tab) }},
+		{"panel", func() { d.Decode(dst, cols, src, lds, rows, cols) }},
+	} {
+		b.Run(run.name, func(b *testing.B) {
+			for b.Loop() {
+				run.decode()
+			}
+			b.ReportMetric(float64(rows*cols)*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gvalues/s")
+		})
+	}
+}
+
 // BenchmarkQuantizeISA runs the codec benchmarks with each instruction set's loops in
 // turn, so that one run shows them side by side under the same load: Quantize,
 // QuantizeDecoded, Dequantize, Tile (TileCodec's row tiles) and Tiles (the blockwise

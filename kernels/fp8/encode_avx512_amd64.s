@@ -401,6 +401,37 @@ decdone:
 	VZEROUPPER
 	RET
 
+// func decodeRowsAVX512(dst []float32, ldd int, src []uint8, lds, rows, cols int, scaleInv float32, c *decConsts)
+//
+// decodeAVX512 on rows rows of cols codes (cols a multiple of 16, rows ≥ 1), row r from
+// src[r*lds:] to dst[r*ldd:]: a GEMM panel in one call, the constants loaded once.
+TEXT ·decodeRowsAVX512(SB), NOSPLIT, $0-96
+	MOVQ         dst_base+0(FP), DI
+	MOVQ         ldd+24(FP), R10
+	SHLQ         $2, R10
+	MOVQ         src_base+32(FP), SI
+	MOVQ         lds+56(FP), R11
+	MOVQ         rows+64(FP), R9
+	MOVQ         cols+72(FP), CX
+	MOVQ         c+88(FP), R8
+	VBROADCASTSS scaleInv+80(FP), Z15
+	DECCONSTS
+
+drrow:
+	XORQ AX, AX
+
+drloop:
+	DECODE16
+	ADDQ $16, AX
+	CMPQ AX, CX
+	JLT  drloop
+	ADDQ R10, DI
+	ADDQ R11, SI
+	DECQ R9
+	JNZ  drrow
+	VZEROUPPER
+	RET
+
 // func decodeTilesAVX512(dst []float32, codes []uint8, inv []float32, mul float32, c *decConsts)
 //
 // tileDecode's loop over whole 1×128 tiles one after another, len(codes) a multiple of

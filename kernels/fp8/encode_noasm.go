@@ -2,12 +2,17 @@
 
 package fp8
 
-// encodeSatBulk and decodeBulk: no assembly in this build; the Go loops do every element.
+// encodeSatBulk, decodeBulk and decodeRowsBulk: no assembly in this build; the Go loops do
+// every element.
 func encodeSatBulk(p *format, dst []uint8, vals, src []float32, scale float32) (done int, amax uint32) {
 	return 0, 0
 }
 
 func decodeBulk(dst []float32, src []uint8, scaleInv float32, tab *[256]float32) int { return 0 }
+
+func decodeRowsBulk(dst []float32, ldd int, src []uint8, lds, rows, cols int, scaleInv float32, tab *[256]float32) int {
+	return 0
+}
 
 // The blockwise recipe's loops: none in assembly here either.
 func encodeVecBulk(p *format, dst []uint8, vals, src, scale, k []float32) int { return 0 }

@@ -44,9 +44,17 @@ type decoder struct {
 	scaleInv float32
 }
 
+// Decode decodes a GEMM panel (rows of up to 32 codes) in one assembly call where the
+// AVX-512 loop runs, its constants loaded once rather than per 32 codes: decodeRowsBulk
+// does each row's largest multiple of 16 columns and the per-row loop the rest (all of
+// each row with AVX2 or Go). The same bits either way.
 func (d *decoder) Decode(dst []float32, ldd int, src []uint8, lds, rows, cols int) {
+	done := decodeRowsBulk(dst, ldd, src, lds, rows, cols, d.scaleInv, d.tab)
+	if done == cols {
+		return
+	}
 	for r := range rows {
-		decode(dst[r*ldd:r*ldd+cols], src[r*lds:r*lds+cols], d.scaleInv, d.tab)
+		decode(dst[r*ldd+done:r*ldd+cols], src[r*lds+done:r*lds+cols], d.scaleInv, d.tab)
 	}
 }
 
