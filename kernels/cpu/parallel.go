@@ -163,7 +163,7 @@ func (p *pool) invite(l *loop, k int) {
 // loop's caller it is done, so that the caller's next loop can invite it again at once.
 func worker(inbox chan *loop) {
 	for {
-		l := next(inbox)
+		l := awaitLoop(inbox)
 		l.work()
 		workers.mu.Lock()
 		workers.idle = append(workers.idle, inbox)
@@ -184,10 +184,10 @@ func worker(inbox chan *loop) {
 // burns on a shared machine.
 const spin = 200 * time.Microsecond
 
-// next returns the next loop handed to inbox, polling it for spin before blocking on it.
+// awaitLoop returns the next loop handed to inbox, polling it for spin before blocking on it.
 // Gosched between polls lets a goroutine woken onto this thread's queue (the caller of
 // the loop just finished, waiting for it) run at once.
-func next(inbox chan *loop) *loop {
+func awaitLoop(inbox chan *loop) *loop {
 	for t0 := time.Now(); time.Since(t0) < spin; {
 		select {
 		case l := <-inbox:
