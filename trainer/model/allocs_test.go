@@ -17,13 +17,16 @@ import (
 // all. The windows before it may allocate while the recycled scratch grows to what the
 // threads use at once (the first time two threads happen to overlap in an op, which on a
 // busy machine may take a while) and while the Go runtime's own caches settle (a goroutine
-// that blocks takes a record from a per-processor cache that garbage collections empty).
+// that blocks takes a record from a per-processor cache that garbage collections empty,
+// and returns it to the cache of the processor it resumes on, so that with more threads
+// than free cores one cache fills while another allocates: see trainer's test of the same
+// name).
 func TestStepAllocatesNothing(t *testing.T) {
 	dense := Config{VocabSize: 64, DModel: 64, NLayers: 2, NHeads: 4, NKVHeads: 2, FFNHidden: 96,
 		SeqLen: 64, RopeTheta: 10000, NormEps: 1e-5}
 	moe := dense
 	moe.MoE = MoE{Experts: 4, TopK: 2, SharedExpert: true, Every: 2, ExpertHidden: 32, AuxLoss: 0.01}
-	const B, passes, windows = 2, 10, 6
+	const B, passes, windows = 2, 10, 20
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	for _, c := range []struct {
 		name string
