@@ -38,12 +38,43 @@ func herd(t *testing.T, dir string, args ...string) (stdout, stderr string, stat
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err = cmd.Run()
+	status = 0
 	if ee, ok := err.(*exec.ExitError); ok {
-		return out.String(), errb.String(), ee.ExitCode()
+		status = ee.ExitCode()
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	return out.String(), errb.String(), 0
+	noStackTrace(t, args, out.String()+errb.String())
+	return out.String(), errb.String(), status
+}
+
+// noStackTrace fails the test when herd's output holds a Go panic or stack trace: every
+// failure, a user's mistake or not, is a message, never a trace.
+func noStackTrace(t *testing.T, args []string, output string) {
+	t.Helper()
+	for _, sign := range []string{"panic:", "goroutine ", "fatal error:"} {
+		if strings.Contains(output, sign) {
+			t.Errorf("herd %s printed a Go stack trace (%q):\n%s", strings.Join(args, " "), sign, output)
+			return
+		}
+	}
+}
+
+// wantUserError checks the shape of a user error: exit status 2, one line on stderr
+// holding each of want, nothing on stdout.
+func wantUserError(t *testing.T, stdout, stderr string, status int, want ...string) {
+	t.Helper()
+	if status != 2 {
+		t.Fatalf("status %d, want 2\nstderr: %s", status, stderr)
+	}
+	if stdout != "" || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("want one line on stderr and nothing on stdout, got stdout %q, stderr %q", stdout, stderr)
+	}
+	for _, w := range want {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("stderr %q does not contain %q", stderr, w)
+		}
+	}
 }
 
 // tinyRun writes a config for a model small enough to train a few steps in a second, on
@@ -239,17 +270,7 @@ func TestBadInput(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			stdout, stderr, status := herd(t, dir, c.args...)
-			if status != 2 {
-				t.Fatalf("status %d, want 2\nstderr: %s", status, stderr)
-			}
-			if stdout != "" || strings.Count(stderr, "\n") != 1 {
-				t.Errorf("want one line on stderr and nothing on stdout, got stdout %q, stderr %q", stdout, stderr)
-			}
-			for _, w := range c.want {
-				if !strings.Contains(stderr, w) {
-					t.Errorf("stderr %q does not contain %q", stderr, w)
-				}
-			}
+			wantUserError(t, stdout, stderr, status, c.want...)
 			if _, err := os.Stat(filepath.Join(dir, "written")); !os.IsNotExist(err) {
 				t.Errorf("output written on bad input (%v)", err)
 			}
