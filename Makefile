@@ -6,13 +6,29 @@ export CGO_CFLAGS := -Wno-deprecated-declarations
 # The demo trains on the Go standard library's sources, present wherever Go is.
 export GOROOT := $(shell $(GO) env GOROOT)
 
-.PHONY: build test bench demo fashion lint
+.PHONY: build test bench demo fashion lint fuzz
 build:
 	$(GO) build -o $(BIN) ./cmd/herd
 
-# The whole suite runs in a few minutes on 2 cores; the timeout only catches a hang.
+# The whole suite runs in a few minutes on 2 cores; the timeout only catches a hang. Then
+# every fuzz target for a bounded time.
 test: lint
 	$(GO) test -count=1 -timeout 15m ./...
+	$(MAKE) --no-print-directory fuzz
+
+# Each Fuzz* function (one per parser a user feeds: config with --set, shard manifest,
+# JSONL rows, checkpoint manifest, state and safetensors) runs for FUZZTIME beyond its
+# seed corpus. New inputs are minimized for at most 100 runs, so that a target keeps
+# exploring instead of minimizing. A crash fails the target and writes the input under
+# the package's testdata/fuzz, to keep as a regression seed.
+FUZZTIME ?= 15s
+fuzz:
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for target in $$(grep -h '^func Fuzz' $$dir/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+			echo "== fuzz $$dir $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x $$dir; \
+		done; \
+	done
 
 # gofmt, go vet, and a vet of the no-assembly build (-tags purego) that other CPUs get.
 lint:
