@@ -68,12 +68,7 @@ func OpenShards(manifestPath string, mem memory.Allocator) (*Shards, error) {
 		return nil, usererr.New(manifestPath, "cannot read the dataset manifest: %v", err)
 	}
 	s := &Shards{dir: filepath.Dir(manifestPath), mem: mem}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s.Manifest); err != nil {
-		return nil, usererr.New(manifestPath, "not a herd dataset manifest: %v", err)
-	}
-	if err := s.Manifest.check(manifestPath); err != nil {
+	if s.Manifest, err = ParseManifest(manifestPath, body); err != nil {
 		return nil, err
 	}
 	s.start = []int64{0}
@@ -90,6 +85,21 @@ func OpenShards(manifestPath string, mem memory.Allocator) (*Shards, error) {
 	}
 	s.shards = make([]*mappedShard, len(s.Manifest.Shards))
 	return s, nil
+}
+
+// ParseManifest decodes and checks a dataset manifest (strictly: unknown keys are
+// errors). Anything that is not a valid manifest is a user error located at where.
+func ParseManifest(where string, body []byte) (Manifest, error) {
+	var m Manifest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return Manifest{}, usererr.New(where, "not a herd dataset manifest: %v", err)
+	}
+	if err := m.check(where); err != nil {
+		return Manifest{}, err
+	}
+	return m, nil
 }
 
 // check validates the manifest's header and shard list.
