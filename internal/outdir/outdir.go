@@ -26,11 +26,11 @@ func Check(dir, what string) error {
 	}
 	existing, err := nearest(dir)
 	if err != nil {
-		return usererr.New(dir, "cannot write %s here: %v; name a folder you can write to", what, err)
+		return usererr.New(dir, "cannot write %s here (%v); name a folder you can write to", what, err)
 	}
 	probe, err := os.MkdirTemp(existing, ".herd-probe-*")
 	if err != nil {
-		return usererr.New(dir, "cannot write %s here: %s: %v; name a folder you can write to", what, existing, cause(err))
+		return usererr.New(dir, "cannot write %s here (making a folder in %s: %v); name a folder you can write to", what, existing, cause(err))
 	}
 	if err := os.Remove(probe); err != nil {
 		return fmt.Errorf("removing the write probe: %w", err)
