@@ -181,8 +181,9 @@ func readJSONL(name, field string, progress func(int64), emit func(*RawDoc) erro
 }
 
 // JSONLText parses one line of a JSONL input: a JSON object whose string field holds the
-// document. A blank line is skipped (ok false); anything else that is not such an object
-// is a user error located at where (file:line).
+// document. A blank line, or a null field (as Parquet's null values), is skipped (ok
+// false); anything else that is not such an object is a user error located at where
+// (file:line).
 func JSONLText(where string, line []byte, field string) (text []byte, ok bool, err error) {
 	if len(bytes.TrimSpace(line)) == 0 {
 		return nil, false, nil
@@ -193,6 +194,9 @@ func JSONLText(where string, line []byte, field string) (text []byte, ok bool, e
 	}
 	var s string
 	raw, found := rec[field]
+	if found && string(raw) == "null" {
+		return nil, false, nil
+	}
 	if !found || json.Unmarshal(raw, &s) != nil {
 		return nil, false, usererr.New(where, "has no string field %q; name the text field with --field", field)
 	}

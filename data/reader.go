@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -121,6 +122,9 @@ func (m *Manifest) check(where string) error {
 		}
 		if sh.Rows <= 0 || sh.Bytes <= 0 || len(sh.SHA256) != 2*sha256.Size {
 			return usererr.New(where, "shards[%d] (%s) needs positive rows and bytes and a hex sha256", i, sh.Path)
+		}
+		if sh.Rows > math.MaxInt64-rows { // the sum would wrap around, and could match rows
+			return usererr.New(where, "shards[%d] (%s): the shards' rows add up to more than %d", i, sh.Path, int64(math.MaxInt64))
 		}
 		rows += sh.Rows
 	}
