@@ -75,12 +75,30 @@ func TestImpossibleDestinations(t *testing.T) {
 		{[]string{"train", "run.yaml", "--out", "/proc/p4"}, "/proc/p4/e2e"},
 		{[]string{"train", "run.yaml", "--set", "train.checkpoint.dir=run.yaml"}, "run.yaml is a file"},
 	} {
-		stdout, stderr, status := herd(t, dir, tc.args...)
-		// one line on stderr: herd train prints its "kernels:" line and a line per step
-		// only once it trains
-		wantUserError(t, stdout, stderr, status, tc.want)
-		if got := files(t, dir); !slices.Equal(got, before) {
-			t.Errorf("herd %s changed the folder: %v, was %v", strings.Join(tc.args, " "), got, before)
-		}
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			stdout, stderr, status := herd(t, dir, tc.args...)
+			// one line on stderr: herd train prints its "kernels:" line and a line per step
+			// only once it trains
+			wantUserError(t, stdout, stderr, status, tc.want)
+			if got := files(t, dir); !slices.Equal(got, before) {
+				t.Errorf("the folder changed: %v, was %v", got, before)
+			}
+		})
+	}
+}
+
+// herd sweep checks its results folder before it starts the server or any trial.
+func TestSweepToAnImpossibleFolder(t *testing.T) {
+	dir := tinyRun(t)
+	home := filepath.Join(dir, "home")
+	t.Setenv("HERD_HOME", home)
+	const sweep = "name: s\nbase: run.yaml\nspace: {train.optim.lr: {values: [1.0e-3, 1.0e-2]}}\n"
+	if err := os.WriteFile(filepath.Join(dir, "s.yaml"), []byte(sweep), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, status := herd(t, dir, "sweep", "s.yaml", "--out", "/proc/p4")
+	wantUserError(t, stdout, stderr, status, "/proc/p4")
+	if _, err := os.Stat(home); !os.IsNotExist(err) {
+		t.Errorf("%s exists: the sweep started before its results folder was refused", home)
 	}
 }
