@@ -102,3 +102,29 @@ func TestSweepToAnImpossibleFolder(t *testing.T) {
 		t.Errorf("%s exists: the sweep started before its results folder was refused", home)
 	}
 }
+
+// herd run refuses a checkpoint folder it cannot write in its first segment, before any
+// step, as a user error that ends the run (no retries).
+func TestRunToAnImpossibleFolder(t *testing.T) {
+	dir := tinyRun(t)
+	t.Setenv("HERD_HOME", filepath.Join(dir, "home"))
+	stdout, stderr, status := herd(t, dir, "run", "run.yaml", "--set", "train.checkpoint.dir=/proc/p4")
+	if status != 2 || stdout != "" || !strings.Contains(stderr, "/proc/p4/e2e: cannot write checkpoints") {
+		t.Fatalf("status %d, want 2 naming /proc/p4/e2e\nstdout: %s\nstderr: %s", status, stdout, stderr)
+	}
+	for _, trained := range []string{"step 1/3", "step 2/3", "step 3/3"} {
+		if strings.Contains(stderr, trained) {
+			t.Errorf("the run trained (%q) before refusing its checkpoint folder:\n%s", trained, stderr)
+		}
+	}
+}
+
+// herd metap coord-check checks its --png file before it trains any model.
+func TestCoordCheckToAnImpossibleFile(t *testing.T) {
+	dir := tinyRun(t)
+	for _, png := range []string{"/proc/coord.png", "train/a.txt/coord.png", "train"} {
+		stdout, stderr, status := herd(t, dir, "metap", "coord-check", "run.yaml", "--widths", "32,64", "--steps", "1",
+			"--seeds", "1", "--png", png)
+		wantUserError(t, stdout, stderr, status, png) // nothing on stdout: no table, so no model trained
+	}
+}

@@ -28,11 +28,34 @@ func Check(dir, what string) error {
 	if err != nil {
 		return usererr.New(dir, "cannot write %s here (%v); name a folder you can write to", what, err)
 	}
-	probe, err := os.MkdirTemp(existing, ".herd-probe-*")
-	if err != nil {
-		return usererr.New(dir, "cannot write %s here (making a folder in %s: %v); name a folder you can write to", what, existing, cause(err))
+	return probe(dir, existing, what, "folder")
+}
+
+// CheckFile is Check for a file that herd creates or replaces at path, in a folder that
+// must exist already: a user error naming path when that folder is missing or herd cannot
+// write in it, or when path is a folder.
+func CheckFile(path, what string) error {
+	if path == "" {
+		return usererr.New(what, "no file given; name a file to write to")
 	}
-	if err := os.Remove(probe); err != nil {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return usererr.New(path, "cannot write %s here: it is a folder; name a file", what)
+	}
+	parent := filepath.Dir(path)
+	if fi, err := os.Stat(parent); err != nil || !fi.IsDir() {
+		return usererr.New(path, "cannot write %s here: %s is not a folder; name a file in an existing folder", what, parent)
+	}
+	return probe(path, parent, what, "file")
+}
+
+// probe makes and removes a temporary folder in the existing folder dir, the test that
+// tells whether herd may write there; the user error names path, which dir holds.
+func probe(path, dir, what, kind string) error {
+	p, err := os.MkdirTemp(dir, ".herd-probe-*")
+	if err != nil {
+		return usererr.New(path, "cannot write %s here (making a folder in %s: %v); name a %s you can write to", what, dir, cause(err), kind)
+	}
+	if err := os.Remove(p); err != nil {
 		return fmt.Errorf("removing the write probe: %w", err)
 	}
 	return nil

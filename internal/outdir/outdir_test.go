@@ -47,3 +47,26 @@ func TestMake(t *testing.T) {
 		t.Fatalf("Make of an existing folder = %q, %v; want \"\"", created, err)
 	}
 }
+
+// CheckFile wants a file in an existing folder that herd can write.
+func TestCheckFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f.png")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"/proc/p.png", dir, filepath.Join(dir, "no", "p.png"), filepath.Join(file, "p.png"), ""} {
+		err := CheckFile(bad, "the plots")
+		if !usererr.Is(err) || !strings.Contains(err.Error(), bad) {
+			t.Errorf("CheckFile(%q) = %v, want a user error naming it", bad, err)
+		}
+	}
+	for _, good := range []string{file, filepath.Join(dir, "new.png")} {
+		if err := CheckFile(good, "the plots"); err != nil {
+			t.Errorf("CheckFile(%q) = %v", good, err)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("CheckFile left %v behind", entries)
+	}
+}
