@@ -81,7 +81,8 @@ func TestPackFilesFollowTheUmask(t *testing.T) {
 
 // A pack that fails, whatever the cause (bad input, Ctrl-C), removes what it made: the
 // output folder when it made it (parents included), and only its own files when the
-// folder was there before, never the files already in it.
+// folder was there before, never the files already in it: a dataset packed there before
+// still verifies.
 func TestFailedPackRemovesWhatItWrote(t *testing.T) {
 	bad := usererr.New("input.jsonl:31", "not a JSON object")
 	for _, tc := range []struct {
@@ -121,6 +122,9 @@ func TestFailedPackRemovesWhatItWrote(t *testing.T) {
 			}
 
 			mine := filepath.Join(root, "mine")
+			if _, err := Pack(manyDocs(5, nil), smallPack(mine)); err != nil {
+				t.Fatal(err)
+			}
 			for _, p := range []string{"notes.txt", "old/keep.arrow"} {
 				if err := os.MkdirAll(filepath.Dir(filepath.Join(mine, p)), 0o755); err != nil {
 					t.Fatal(err)
@@ -135,6 +139,14 @@ func TestFailedPackRemovesWhatItWrote(t *testing.T) {
 			}
 			if got := listDir(t, mine); !slices.Equal(got, before) {
 				t.Errorf("a failed pack into an existing folder left %v, want %v", got, before)
+			}
+			old, err := OpenShards(filepath.Join(mine, ManifestName), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer old.Close()
+			if err := old.Verify(nil); err != nil {
+				t.Errorf("the dataset packed before the failed pack: %v", err)
 			}
 		})
 	}

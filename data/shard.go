@@ -96,8 +96,9 @@ func (m *Manifest) Schema() *arrow.Schema {
 }
 
 // ShardWriter writes Rows into shards of at most shardRows rows and, on Close, the
-// manifest. Each file is written under a temporary name and renamed when complete, and the
-// manifest comes last, so a folder with a manifest always holds a whole dataset. Files are
+// manifest. Shards are written under temporary names and renamed only by Close, and the
+// manifest comes last, so a folder with a manifest always holds a whole dataset, and a
+// pack that fails before Close leaves a dataset that was in the folder intact. Files are
 // created with mode 0666 less the umask, as other tools do, so that workers running as
 // other users can read them.
 type ShardWriter struct {
@@ -176,7 +177,7 @@ func (w *ShardWriter) flush() error {
 		return nil
 	}
 	if w.w == nil {
-		f, err := w.create(fmt.Sprintf(".shard-%05d.arrow.tmp", len(w.m.Shards)))
+		f, err := w.create(tmpShard(len(w.m.Shards)))
 		if err != nil {
 			return err
 		}
@@ -210,14 +211,13 @@ func (w *ShardWriter) closeShard() error {
 		return err
 	}
 	name := fmt.Sprintf("shard-%05d.arrow", len(w.m.Shards))
-	w.written = append(w.written, filepath.Join(w.dir, name))
-	if err := os.Rename(w.f.Name(), filepath.Join(w.dir, name)); err != nil {
-		return err
-	}
 	w.m.Shards = append(w.m.Shards, ShardInfo{Path: name, Rows: w.rows, Bytes: w.size.n, SHA256: hex.EncodeToString(w.sum.Sum(nil))})
 	w.rows = 0
 	return nil
 }
+
+// tmpShard names shard i until Close renames it.
+func tmpShard(i int) string { return fmt.Sprintf(".shard-%05d.arrow.tmp", i) }
 
 // Close writes the last shard and the manifest, and returns the manifest. A dataset of
 // no rows is an error: there is nothing to train on. On any error Close aborts.
@@ -243,6 +243,13 @@ func (w *ShardWriter) close() (*Manifest, error) {
 	}
 	if w.m.Rows == 0 {
 		return nil, fmt.Errorf("shard writer: no rows to write")
+	}
+	for i, sh := range w.m.Shards {
+		final := filepath.Join(w.dir, sh.Path)
+		w.written = append(w.written, final)
+		if err := os.Rename(filepath.Join(w.dir, tmpShard(i)), final); err != nil {
+			return nil, err
+		}
 	}
 	body, err := json.MarshalIndent(&w.m, "", "  ")
 	if err != nil {
