@@ -106,3 +106,31 @@ func FuzzJSONLText(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadCaptions feeds the caption-list reader of `herd data pack --images` arbitrary
+// CSV or JSONL lists, seeded with real ones. It never panics; what it refuses is a user
+// error naming the list (and line); every pair it accepts names a file.
+//
+//	go test -run '^$' -fuzz '^FuzzReadCaptions$' -fuzztime 60s ./data/
+func FuzzReadCaptions(f *testing.F) {
+	f.Add([]byte("file,caption\nimg/a.png,a grey ramp\nimg/b.jpg,\"a red square, scaled\"\n"), true)
+	f.Add([]byte("file,caption,extra\na.png,x,y\nb.png\n"), true)
+	f.Add([]byte("caption,file\n"), true)
+	f.Add([]byte("{\"file\": \"img/a.png\", \"caption\": \"a grey ramp\"}\n\n{\"file\": \"b.jpg\"}\n"), false)
+	f.Add([]byte("{\"caption\": \"no file\"}\n[1]\n"), false)
+	f.Fuzz(func(t *testing.T, list []byte, isCSV bool) {
+		name := "caps.jsonl"
+		if isCSV {
+			name = "caps.csv"
+		}
+		err := readCaptions(bytes.NewReader(list), name, func(where, file, caption string) error {
+			if file == "" && !isCSV {
+				t.Fatalf("%s: accepted a JSONL line without a file", where)
+			}
+			return nil
+		})
+		if err != nil && (!usererr.Is(err) || !strings.HasPrefix(err.Error(), name)) {
+			t.Fatalf("error %v is not a user error naming the list", err)
+		}
+	})
+}
