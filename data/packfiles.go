@@ -3,12 +3,14 @@ package data
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/herdml/herd/internal/outdir"
 	"github.com/herdml/herd/internal/usererr"
 )
 
@@ -23,10 +25,15 @@ type PackOptions struct {
 	BatchRows int    // rows per Arrow record batch; 0 = 1024
 	Mem       memory.Allocator
 	Progress  func(bytes int64) // called as input is read; may be nil
+	// Ctx, if set, stops the pack when cancelled (Ctrl-C), which then fails like any other
+	// error: what it wrote is removed.
+	Ctx context.Context
 }
 
 // Pack tokenizes the documents read emits and writes them as a dataset. The output is the
-// same for the same input and options, whatever the number of threads.
+// same for the same input and options, whatever the number of threads. The output folder
+// is checked for writing before any input is read, and a pack that fails removes what it
+// wrote (see ShardWriter.Abort): a folder holds a whole dataset or nothing of this pack.
 func Pack(read func(emit func(*RawDoc) error) error, o PackOptions) (*Manifest, error) {
 	tok, err := NewTokenizer(o.Tokenizer)
 	if err != nil {
@@ -37,6 +44,9 @@ func Pack(read func(emit func(*RawDoc) error) error, o PackOptions) (*Manifest, 
 	}
 	if o.Patch < 0 || o.Channels < 0 || (o.Patch > 0) != (o.Channels > 0) {
 		return nil, usererr.New("--patch", "patch %d and channels %d must both be positive for images, or both 0", o.Patch, o.Channels)
+	}
+	if err := outdir.Check(o.Out, "the dataset (--out)"); err != nil {
+		return nil, err
 	}
 	if o.ShardRows == 0 {
 		o.ShardRows = 65536
@@ -58,28 +68,56 @@ func Pack(read func(emit func(*RawDoc) error) error, o PackOptions) (*Manifest, 
 		return nil, err
 	}
 	pk := &Packer{L: o.SeqLen + 1, Pad: pad, Emit: w.Write}
-	if err := PackStream(read, tok, o.Patch, pad, pk, w.Count); err != nil {
+	if err := PackStream(interruptible(o.Ctx, read), tok, o.Patch, pad, pk, w.Count); err != nil {
 		w.Abort()
 		return nil, err
 	}
 	return w.Close()
 }
 
-// TextFiles reads each file pattern selects (with an optional #train or #eval suffix, see
-// ParseTextPattern) as one document, in path order.
+// interruptible stops read at the next document once ctx is cancelled.
+func interruptible(ctx context.Context, read func(emit func(*RawDoc) error) error) func(emit func(*RawDoc) error) error {
+	if ctx == nil {
+		return read
+	}
+	return func(emit func(*RawDoc) error) error {
+		return read(func(d *RawDoc) error {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("packing stopped: %w", err)
+			}
+			return emit(d)
+		})
+	}
+}
+
+// nonEmpty passes read's documents on and makes an input without a single non-empty one
+// a user error naming pattern, as SelectText does for text files: a dataset of no rows is
+// of no use, and `herd data verify` rejects it.
+func nonEmpty(pattern string, read func(emit func(*RawDoc) error) error) func(emit func(*RawDoc) error) error {
+	return func(emit func(*RawDoc) error) error {
+		docs := 0
+		err := read(func(d *RawDoc) error {
+			if len(d.Text) > 0 || d.Image != nil {
+				docs++
+			}
+			return emit(d)
+		})
+		if err == nil && docs == 0 {
+			return usererr.New(pattern, "selects no non-empty document")
+		}
+		return err
+	}
+}
+
+// TextFiles reads each non-empty file SelectText selects (pattern may end in #train or
+// #eval) as one document, in path order.
 func TextFiles(pattern string, progress func(int64)) func(emit func(*RawDoc) error) error {
 	return func(emit func(*RawDoc) error) error {
-		glob, split := ParseTextPattern(pattern)
-		files, err := Glob(glob)
+		files, err := SelectText(pattern)
 		if err != nil {
 			return err
 		}
-		kept := 0
 		for _, f := range files {
-			if !split.keep(f.Rel) {
-				continue
-			}
-			kept++
 			body, err := os.ReadFile(f.Path)
 			if err != nil {
 				return usererr.New(f.Path, "cannot read: %v", err)
@@ -91,18 +129,14 @@ func TextFiles(pattern string, progress func(int64)) func(emit func(*RawDoc) err
 				return err
 			}
 		}
-		if kept == 0 {
-			return usererr.New(pattern, "selects no file")
-		}
 		return nil
 	}
 }
 
 // JSONLFiles reads one document per line of each file pattern selects: the string value
-// of field. A line that is not a JSON object with that string field is a user error
-// naming file and line.
+// of field (see JSONLText). An input without a non-empty document is a user error.
 func JSONLFiles(pattern, field string, progress func(int64)) func(emit func(*RawDoc) error) error {
-	return func(emit func(*RawDoc) error) error {
+	return nonEmpty(pattern, func(emit func(*RawDoc) error) error {
 		files, err := Glob(pattern)
 		if err != nil {
 			return err
@@ -113,7 +147,7 @@ func JSONLFiles(pattern, field string, progress func(int64)) func(emit func(*Raw
 			}
 		}
 		return nil
-	}
+	})
 }
 
 func readJSONL(name, field string, progress func(int64), emit func(*RawDoc) error) error {
@@ -128,20 +162,15 @@ func readJSONL(name, field string, progress func(int64), emit func(*RawDoc) erro
 		if progress != nil {
 			progress(int64(len(sc.Bytes()) + 1))
 		}
-		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+		where := fmt.Sprintf("%s:%d", name, line)
+		text, ok, err := JSONLText(where, sc.Bytes(), field)
+		if err != nil {
+			return err
+		}
+		if !ok {
 			continue
 		}
-		var rec map[string]json.RawMessage
-		var text string
-		where := fmt.Sprintf("%s:%d", name, line)
-		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-			return usererr.New(where, "not a JSON object: %v", err)
-		}
-		raw, ok := rec[field]
-		if !ok || json.Unmarshal(raw, &text) != nil {
-			return usererr.New(where, "has no string field %q; name the text field with --field", field)
-		}
-		if err := emit(&RawDoc{Where: where, Text: []byte(text)}); err != nil {
+		if err := emit(&RawDoc{Where: where, Text: text}); err != nil {
 			return err
 		}
 	}
@@ -149,4 +178,27 @@ func readJSONL(name, field string, progress func(int64), emit func(*RawDoc) erro
 		return usererr.New(name, "cannot read: %v", err)
 	}
 	return nil
+}
+
+// JSONLText parses one line of a JSONL input: a JSON object whose string field holds the
+// document. A blank line, or a null field (as Parquet's null values), is skipped (ok
+// false); anything else that is not such an object is a user error located at where
+// (file:line).
+func JSONLText(where string, line []byte, field string) (text []byte, ok bool, err error) {
+	if len(bytes.TrimSpace(line)) == 0 {
+		return nil, false, nil
+	}
+	var rec map[string]json.RawMessage
+	if err := json.Unmarshal(line, &rec); err != nil {
+		return nil, false, usererr.New(where, "not a JSON object: %v", err)
+	}
+	var s string
+	raw, found := rec[field]
+	if found && string(raw) == "null" {
+		return nil, false, nil
+	}
+	if !found || json.Unmarshal(raw, &s) != nil {
+		return nil, false, usererr.New(where, "has no string field %q; name the text field with --field", field)
+	}
+	return []byte(s), true, nil
 }

@@ -14,9 +14,10 @@ import (
 
 // ParquetFiles reads one document per row of each Parquet file pattern selects: the value
 // of the string column named column. Files are read in record batches, so memory stays
-// bounded by a batch, not by the file. Null values are skipped.
+// bounded by a batch, not by the file. Null values are skipped; an input without a
+// non-empty document is a user error.
 func ParquetFiles(pattern, column string, progress func(int64)) func(emit func(*RawDoc) error) error {
-	return func(emit func(*RawDoc) error) error {
+	return nonEmpty(pattern, func(emit func(*RawDoc) error) error {
 		files, err := Glob(pattern)
 		if err != nil {
 			return err
@@ -27,7 +28,7 @@ func ParquetFiles(pattern, column string, progress func(int64)) func(emit func(*
 			}
 		}
 		return nil
-	}
+	})
 }
 
 func readParquet(name, column string, progress func(int64), emit func(*RawDoc) error) error {

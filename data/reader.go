@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -68,12 +69,7 @@ func OpenShards(manifestPath string, mem memory.Allocator) (*Shards, error) {
 		return nil, usererr.New(manifestPath, "cannot read the dataset manifest: %v", err)
 	}
 	s := &Shards{dir: filepath.Dir(manifestPath), mem: mem}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s.Manifest); err != nil {
-		return nil, usererr.New(manifestPath, "not a herd dataset manifest: %v", err)
-	}
-	if err := s.Manifest.check(manifestPath); err != nil {
+	if s.Manifest, err = ParseManifest(manifestPath, body); err != nil {
 		return nil, err
 	}
 	s.start = []int64{0}
@@ -90,6 +86,21 @@ func OpenShards(manifestPath string, mem memory.Allocator) (*Shards, error) {
 	}
 	s.shards = make([]*mappedShard, len(s.Manifest.Shards))
 	return s, nil
+}
+
+// ParseManifest decodes and checks a dataset manifest (strictly: unknown keys are
+// errors). Anything that is not a valid manifest is a user error located at where.
+func ParseManifest(where string, body []byte) (Manifest, error) {
+	var m Manifest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return Manifest{}, usererr.New(where, "not a herd dataset manifest: %v", err)
+	}
+	if err := m.check(where); err != nil {
+		return Manifest{}, err
+	}
+	return m, nil
 }
 
 // check validates the manifest's header and shard list.
@@ -111,6 +122,9 @@ func (m *Manifest) check(where string) error {
 		}
 		if sh.Rows <= 0 || sh.Bytes <= 0 || len(sh.SHA256) != 2*sha256.Size {
 			return usererr.New(where, "shards[%d] (%s) needs positive rows and bytes and a hex sha256", i, sh.Path)
+		}
+		if sh.Rows > math.MaxInt64-rows { // the sum would wrap around, and could match rows
+			return usererr.New(where, "shards[%d] (%s): the shards' rows add up to more than %d", i, sh.Path, int64(math.MaxInt64))
 		}
 		rows += sh.Rows
 	}

@@ -15,6 +15,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/herdml/herd/internal/outdir"
 )
 
 // The shard format, version 1 (docs/data.md is the reference for writers in other
@@ -94,10 +96,15 @@ func (m *Manifest) Schema() *arrow.Schema {
 }
 
 // ShardWriter writes Rows into shards of at most shardRows rows and, on Close, the
-// manifest. Each file is written under a temporary name and renamed when complete, and the
-// manifest comes last, so a folder with a manifest always holds a whole dataset.
+// manifest. Shards are written under temporary names and renamed only by Close, and the
+// manifest comes last, so a folder with a manifest always holds a whole dataset, and a
+// pack that fails before Close leaves a dataset that was in the folder intact. Files are
+// created with mode 0666 less the umask, as other tools do, so that workers running as
+// other users can read them.
 type ShardWriter struct {
 	dir       string
+	created   string   // the topmost folder NewShardWriter made, "" if dir existed
+	written   []string // files this writer made in dir, for Abort
 	m         Manifest
 	shardRows int64
 	mem       memory.Allocator
@@ -110,6 +117,7 @@ type ShardWriter struct {
 	size    countWriter
 	w       *ipc.FileWriter
 	rows    int64 // rows in the open shard
+	done    bool  // Close or Abort ran
 }
 
 type countWriter struct{ n int64 }
@@ -122,13 +130,22 @@ func NewShardWriter(dir string, m Manifest, shardRows int, mem memory.Allocator)
 	if shardRows <= 0 || m.BatchRows <= 0 || m.SeqLen <= 0 {
 		return nil, fmt.Errorf("shard writer: rows per shard %d, batch %d and seq_len %d must be positive", shardRows, m.BatchRows, m.SeqLen)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
+	created, err := outdir.Make(dir)
+	if err != nil {
+		return nil, fmt.Errorf("shard writer: %w", err)
 	}
 	m.Format, m.Version, m.Shards, m.Rows = FormatName, FormatVersion, nil, 0
-	w := &ShardWriter{dir: dir, m: m, shardRows: int64(shardRows), mem: mem, schema: m.Schema()}
+	w := &ShardWriter{dir: dir, created: created, m: m, shardRows: int64(shardRows), mem: mem, schema: m.Schema()}
 	w.rb = array.NewRecordBuilder(mem, w.schema)
 	return w, nil
+}
+
+// create makes (or truncates) the file name in the dataset's folder, with mode 0666 less
+// the umask, and records it for Abort.
+func (w *ShardWriter) create(name string) (*os.File, error) {
+	path := filepath.Join(w.dir, name)
+	w.written = append(w.written, path)
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
 }
 
 // Write appends one row. Its documents' and tokens' counts go to the manifest through
@@ -160,7 +177,7 @@ func (w *ShardWriter) flush() error {
 		return nil
 	}
 	if w.w == nil {
-		f, err := os.CreateTemp(w.dir, ".shard-*.tmp")
+		f, err := w.create(tmpShard(len(w.m.Shards)))
 		if err != nil {
 			return err
 		}
@@ -194,17 +211,28 @@ func (w *ShardWriter) closeShard() error {
 		return err
 	}
 	name := fmt.Sprintf("shard-%05d.arrow", len(w.m.Shards))
-	if err := os.Rename(w.f.Name(), filepath.Join(w.dir, name)); err != nil {
-		return err
-	}
 	w.m.Shards = append(w.m.Shards, ShardInfo{Path: name, Rows: w.rows, Bytes: w.size.n, SHA256: hex.EncodeToString(w.sum.Sum(nil))})
 	w.rows = 0
 	return nil
 }
 
-// Close writes the last shard and the manifest, and returns the manifest.
+// tmpShard names shard i until Close renames it.
+func tmpShard(i int) string { return fmt.Sprintf(".shard-%05d.arrow.tmp", i) }
+
+// Close writes the last shard and the manifest, and returns the manifest. A dataset of
+// no rows is an error: there is nothing to train on. On any error Close aborts.
 func (w *ShardWriter) Close() (*Manifest, error) {
-	defer w.rb.Release()
+	m, err := w.close()
+	if err != nil {
+		w.Abort()
+		return nil, err
+	}
+	w.done = true
+	w.rb.Release()
+	return m, nil
+}
+
+func (w *ShardWriter) close() (*Manifest, error) {
 	if err := w.flush(); err != nil {
 		return nil, err
 	}
@@ -213,25 +241,54 @@ func (w *ShardWriter) Close() (*Manifest, error) {
 			return nil, err
 		}
 	}
+	if w.m.Rows == 0 {
+		return nil, fmt.Errorf("shard writer: no rows to write")
+	}
+	for i, sh := range w.m.Shards {
+		final := filepath.Join(w.dir, sh.Path)
+		w.written = append(w.written, final)
+		if err := os.Rename(filepath.Join(w.dir, tmpShard(i)), final); err != nil {
+			return nil, err
+		}
+	}
 	body, err := json.MarshalIndent(&w.m, "", "  ")
 	if err != nil {
 		return nil, err
 	}
-	tmp := filepath.Join(w.dir, ".manifest.json.tmp")
-	if err := os.WriteFile(tmp, append(body, '\n'), 0o644); err != nil {
+	f, err := w.create(".manifest.json.tmp")
+	if err != nil {
 		return nil, err
 	}
-	if err := os.Rename(tmp, filepath.Join(w.dir, ManifestName)); err != nil {
+	_, err = f.Write(append(body, '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Rename(f.Name(), filepath.Join(w.dir, ManifestName)); err != nil {
 		return nil, err
 	}
 	return &w.m, nil
 }
 
-// Abort removes the open shard's temporary file, after an error.
+// Abort undoes the writer, after an error: it removes the folder if NewShardWriter made
+// it, else only the files this writer made in it, so that files that were there before
+// are never touched.
 func (w *ShardWriter) Abort() {
+	if w.done {
+		return
+	}
+	w.done = true
 	w.rb.Release()
 	if w.f != nil {
-		w.f.Close()
-		os.Remove(w.f.Name())
+		w.f.Close() // an error closing a file about to be removed tells nothing
+	}
+	if w.created != "" {
+		os.RemoveAll(w.created)
+		return
+	}
+	for _, p := range w.written {
+		os.Remove(p)
 	}
 }

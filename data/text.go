@@ -57,6 +57,28 @@ func ParseTextPattern(p string) (pattern string, split Split) {
 	return p, SplitAll
 }
 
+// SelectText returns the non-empty files a text pattern (with optional #train/#eval
+// suffix) selects, in path order: the documents both training and packing read. A pattern
+// that selects none is a user error naming it, the same for `herd train` and `herd data
+// pack`.
+func SelectText(pattern string) ([]File, error) {
+	glob, split := ParseTextPattern(pattern)
+	all, err := Glob(glob)
+	if err != nil {
+		return nil, err
+	}
+	var files []File
+	for _, f := range all {
+		if f.Size > 0 && split.keep(f.Rel) {
+			files = append(files, f)
+		}
+	}
+	if len(files) == 0 {
+		return nil, usererr.New(pattern, "selects no non-empty file")
+	}
+	return files, nil
+}
+
 // Corpus is a set of text documents held in memory as one byte stream.
 type Corpus struct {
 	Files  []File
@@ -65,23 +87,16 @@ type Corpus struct {
 	Hash   string  // sha256 over each document's length and sha256, in order
 }
 
-// ReadCorpus reads the files a pattern (with optional #train/#eval suffix) selects, in
-// parallel, into one buffer. Empty files are skipped: they hold no tokens.
+// ReadCorpus reads the files SelectText selects, in parallel, into one buffer. Empty files
+// are skipped: they hold no tokens.
 func ReadCorpus(pattern string) (*Corpus, error) {
-	glob, split := ParseTextPattern(pattern)
-	all, err := Glob(glob)
+	files, err := SelectText(pattern)
 	if err != nil {
 		return nil, err
 	}
-	c := &Corpus{Starts: []int64{0}}
-	for _, f := range all {
-		if f.Size > 0 && split.keep(f.Rel) {
-			c.Files = append(c.Files, f)
-			c.Starts = append(c.Starts, c.Starts[len(c.Starts)-1]+f.Size)
-		}
-	}
-	if len(c.Files) == 0 {
-		return nil, usererr.New(pattern, "selects no non-empty file")
+	c := &Corpus{Files: files, Starts: []int64{0}}
+	for _, f := range files {
+		c.Starts = append(c.Starts, c.Starts[len(c.Starts)-1]+f.Size)
 	}
 	c.Bytes = make([]byte, c.Starts[len(c.Files)])
 	sums := make([][sha256.Size]byte, len(c.Files))

@@ -2,8 +2,11 @@ package trainer
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
+	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/checkpoint"
@@ -15,8 +18,12 @@ import (
 // in its state.json), for evaluation and export: no training data is opened, and Step
 // refuses to run. evalSpec names the data Eval reads (same forms as data.eval; "" = none).
 // The checkpoint is refused if the MetaP rules of this herd give another table than the
-// one it was trained with, since its forward multipliers would differ.
+// one it was trained with, since its forward multipliers would differ. A path that is a
+// file, or runs through one, is a user error naming it.
 func Open(path, evalSpec string, opts Options) (*Trainer, error) {
+	if fi, err := os.Stat(path); (err == nil && !fi.IsDir()) || errors.Is(err, syscall.ENOTDIR) {
+		return nil, usererr.New(path, "is a file, not a checkpoint folder: name a checkpoint folder (such as runs/tiny/step-00000300) or a run folder holding one")
+	}
 	store, name, warnings, err := checkpoint.Find(path)
 	for _, w := range warnings {
 		if opts.Warn != nil {

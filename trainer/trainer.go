@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/herdml/herd/data"
+	"github.com/herdml/herd/internal/outdir"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/kernels"
 	"github.com/herdml/herd/kernels/cpu"
@@ -109,10 +110,14 @@ const pcgStream = 0x68657264 // "herd"
 
 // New builds a trainer from a validated configuration: the model, initialised from the
 // MetaP table; the optimizer with the table's per-tensor hyperparameters; and the data
-// sources for rank 0 of parallel.data ranks. Close releases the sources.
+// sources for rank 0 of parallel.data ranks. Close releases the sources. A checkpoint
+// folder it cannot write is a user error here, before any step is trained.
 func New(cfg config.Run, opts Options) (*Trainer, error) {
 	tr, err := build(cfg, opts)
 	if err != nil {
+		return nil, err
+	}
+	if err := outdir.Check(tr.store.Root, "checkpoints (train.checkpoint.dir, or --out)"); err != nil {
 		return nil, err
 	}
 	if err := tr.joinGroup(); err != nil {

@@ -90,6 +90,9 @@ by file. The output is the same for the same input, whatever the number of threa
 					progressbar.OptionSetDescription("packing "+unit), progressbar.OptionShowBytes(unit == "bytes"),
 					progressbar.OptionShowCount(), progressbar.OptionThrottle(200e6))
 			}
+			ctx, stop := interruptContext() // Ctrl-C stops the pack, which removes what it wrote
+			defer stop()
+			o.Ctx = ctx
 			m, err := data.Pack(read, o)
 			if bar != nil {
 				bar.Finish()

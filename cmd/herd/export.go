@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/herdml/herd/internal/outdir"
 	"github.com/herdml/herd/trainer"
 )
 
@@ -17,6 +18,9 @@ func newExportCmd() *cobra.Command {
 			"config.json with the model config, the forward multipliers of every tensor and the attention scale.",
 		Args: exactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
+			if err := outdir.Check(args[1], "the export (DIR)"); err != nil {
+				return err
+			}
 			tr, err := trainer.Open(args[0], "", trainer.Options{Warn: warnStderr(c)})
 			if err != nil {
 				return err

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/herdml/herd/internal/outdir"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/metap"
 	"github.com/herdml/herd/trainer/coordcheck"
@@ -85,6 +86,11 @@ A proxy d_model or n_layers left at 0 in metap.base is the family's smallest.`,
 			}
 			if !(maxSlope >= 0) {
 				return usererr.New("--max-slope", "must be at least 0 (0 = report only), got %g", maxSlope)
+			}
+			if pngPath != "" {
+				if err := outdir.CheckFile(pngPath, "the plots (--png)"); err != nil {
+					return err
+				}
 			}
 			res, err := coordcheck.Run(run, opt)
 			if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/herdml/herd/internal/outdir"
 	"github.com/herdml/herd/workflows"
 	"github.com/herdml/herd/workflows/devserver"
 	"github.com/herdml/herd/workflows/sweep"
@@ -46,6 +47,9 @@ func newSweepCmd() *cobra.Command {
 			}
 			if out == "" {
 				out = filepath.Join(s.Base.Train.Checkpoint.Dir, s.Name)
+			}
+			if err := outdir.Check(out, "the sweep's results (--out)"); err != nil {
+				return err
 			}
 			ctx, stop := interruptContext()
 			defer stop()
