@@ -185,9 +185,12 @@ func New(lis net.Listener, rank int, addrs []string, opts Options) (*Group, erro
 // loopback reports whether host:port names this machine only.
 func loopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
+	return err == nil && Loopback(host)
+}
+
+// Loopback reports whether host (a name or an IP, no port) names this machine only: the
+// addresses a group may use without TLS.
+func Loopback(host string) bool {
 	if host == "localhost" {
 		return true
 	}
