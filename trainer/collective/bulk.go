@@ -8,9 +8,10 @@ package collective
 //
 // A bulk connection opens with bulkMagic, the sender's rank (4 bytes, little-endian) and
 // the group's token (4-byte length, then the bytes); the receiver answers one byte: 1 once
-// it accepts, 0 when it refuses the token (then it hangs up). Then each frame is its length (8 bytes, little-endian) and the frame itself, as
-// on gRPC: the 8-byte call tag, then the payload. A length of bulkEnd ends the link
-// cleanly: the sender has nothing more, and the receiver closes the connection.
+// it accepts, 0 when it refuses the token (then it hangs up). Then each frame is its
+// length (8 bytes, little-endian) and the frame itself, as on gRPC: the 8-byte call tag,
+// then the payload. A length of bulkEnd ends the link cleanly: the sender has nothing
+// more, and the receiver closes the connection.
 //
 // float32 values go to the socket straight from the caller's slice (no encoding copy);
 // the call returns once they are written (call.flushed), since the caller may then change

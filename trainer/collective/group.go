@@ -68,7 +68,8 @@ type Options struct {
 	Token string
 	// Refused, if set, is called with the remote address of every connection this rank
 	// refuses for a wrong or missing token, for the owner to report: a process that is
-	// not of the group tried to join it, or a rank was given another token.
+	// not of the group tried to join it, or a rank was given another token. It may be
+	// called from several of the group's goroutines at once.
 	Refused func(remote string)
 }
 
