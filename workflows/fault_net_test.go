@@ -53,3 +53,22 @@ func TestBadTokenIsNotRetried(t *testing.T) {
 		t.Errorf("rank segments started %d times (%q), failures %d: want one group attempt", len(ids), ids, p.Failures)
 	}
 }
+
+// A worker configured with a token ($HERD_COLLECTIVE_TOKEN) joins it to each group's own:
+// ranks that share both train together as before.
+func TestConfiguredTokenStillWorks(t *testing.T) {
+	srv := startServer(t)
+	c := dialTest(t, srv.Addr())
+	w := NewWorker(c, "shared-token", &Activities{Ranks: 2, Collective: collective.Options{Token: "shared"}})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	cfg := microConfig(t, "shared-token", "train.steps=4", "train.checkpoint.every=2", "parallel.data=2")
+	if _, err := Submit(context.Background(), c, "shared-token", input(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	if p := follow(t, c, "shared-token"); p.State != StateCompleted || p.Step != 4 || p.Failures != 0 {
+		t.Fatalf("2-rank run with a configured token ended %+v", p)
+	}
+}
