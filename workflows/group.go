@@ -14,6 +14,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/herdml/herd/trainer/collective"
 )
 
 // A run with parallel.data N > 1 trains as a group of N ranks, each a TrainRank segment
@@ -36,6 +38,28 @@ type RankSegmentInput struct {
 	Group string
 	Rank  int
 	Addrs []string
+	// Token is the group's random token, fresh for each attempt of a group: every rank
+	// presents it on every collective connection, loopback too, and refuses connections
+	// without it (see groupToken). Empty in groups started before tokens were.
+	Token string
+}
+
+// ErrBadToken is the application error type of a rank whose collective connections were
+// refused for their token: its worker's $HERD_COLLECTIVE_TOKEN differs from its peers'.
+// A retry would be refused the same way, so the run fails at once (resumable once the
+// workers agree).
+const ErrBadToken = "BadToken"
+
+// groupToken is the token rank connections present: the group's own (run), joined with
+// the token the worker was configured with ($HERD_COLLECTIVE_TOKEN), if any. Both must
+// match: the group's keeps out every process that is not of this group attempt, and the
+// configured one, which never travels through Temporal, every process that has not got
+// it from the operator, even one that can read the run's history.
+func groupToken(run, configured string) string {
+	if configured == "" {
+		return run
+	}
+	return run + "." + configured
 }
 
 // RankInput reserves rank Rank of the group Group (unique per attempt of a segment).
@@ -150,7 +174,7 @@ func (r *run) groupSegment(ctx workflow.Context, until int64, hb time.Duration, 
 			workflow.Now(ctx).UnixNano(), attempt)
 		var res SegmentResult
 		var ok bool
-		res, ok, err = r.tryGroup(ctx, group, until, hb)
+		res, ok, err = r.tryGroup(ctx, group, newGroupToken(ctx), until, hb)
 		if ok && (err == nil || res.Step > r.p.Step) {
 			r.apply(res) // what the group committed counts, also before a failure
 			r.set(ctx, r.p.State)
@@ -161,6 +185,11 @@ func (r *run) groupSegment(ctx workflow.Context, until int64, hb time.Duration, 
 			return errors.New(app.Message())
 		case err == nil, r.paused, r.stop:
 			return nil
+		case errors.As(err, &app) && app.Type() == ErrBadToken:
+			r.p.Failures++
+			r.p.Error = fmt.Sprintf("group segment to step %d failed, not retried: %v", until, err)
+			r.set(ctx, StateFailed)
+			return nil
 		}
 	}
 	r.p.Failures++
@@ -169,11 +198,24 @@ func (r *run) groupSegment(ctx workflow.Context, until int64, hb time.Duration, 
 	return nil
 }
 
+// newGroupToken is a fresh random token for one attempt of a group, recorded in the
+// history (a side effect) so that a replay sees the same one. Runs whose history predates
+// group tokens replay without one.
+func newGroupToken(ctx workflow.Context) string {
+	if workflow.GetVersion(ctx, "group-token", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return ""
+	}
+	var token string
+	// A string always decodes: Get cannot fail here.
+	_ = workflow.SideEffect(ctx, func(workflow.Context) any { return collective.NewToken() }).Get(&token)
+	return token
+}
+
 // tryGroup reserves the ranks of group and runs their segments until all have ended. It
 // returns the furthest committed step any rank reported (ok false when none did), and
 // the first failure: once a rank fails, its siblings are cancelled, and a rank whose
 // peer left fails too, so that later failures say nothing new.
-func (r *run) tryGroup(ctx workflow.Context, group string, until int64, hb time.Duration) (best SegmentResult, ok bool, first error) {
+func (r *run) tryGroup(ctx workflow.Context, group, token string, until int64, hb time.Duration) (best SegmentResult, ok bool, first error) {
 	n := r.in.Config.Parallel.Data
 	gctx, cancel := workflow.WithCancel(ctx)
 	r.cancel = cancel
@@ -189,13 +231,14 @@ func (r *run) tryGroup(ctx workflow.Context, group string, until int64, hb time.
 	}
 	addrs := make([]string, n)
 	queues := make([]string, n)
+	workers := make([]string, n)
 	for i, f := range reserved {
 		var slot RankSlot
 		if err := f.Get(gctx, &slot); err != nil {
 			cancel()
 			return best, false, err
 		}
-		addrs[i], queues[i] = slot.Addr, slot.Queue
+		addrs[i], queues[i], workers[i] = slot.Addr, slot.Queue, slot.Worker
 	}
 	sel := workflow.NewSelector(ctx)
 	for i, queue := range queues {
@@ -209,7 +252,7 @@ func (r *run) tryGroup(ctx workflow.Context, group string, until int64, hb time.
 			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
 		})
 		f := workflow.ExecuteActivity(sctx, RankActivity, RankSegmentInput{
-			SegmentInput: SegmentInput{Config: r.in.Config, Until: until}, Group: group, Rank: i, Addrs: addrs})
+			SegmentInput: SegmentInput{Config: r.in.Config, Until: until}, Group: group, Rank: i, Addrs: addrs, Token: token})
 		sel.AddFuture(f, func(f workflow.Future) {
 			var res SegmentResult
 			err := f.Get(ctx, &res)
@@ -222,7 +265,7 @@ func (r *run) tryGroup(ctx workflow.Context, group string, until int64, hb time.
 				best, ok = res, true
 			}
 			if err != nil && first == nil && !errors.As(err, &canceled) {
-				first = err
+				first = fmt.Errorf("rank %d on worker %s: %w", i, workers[i], err)
 				cancel() // the siblings stop: none continues without this rank
 			}
 		})

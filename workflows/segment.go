@@ -81,7 +81,13 @@ func (a *Activities) TrainRank(ctx context.Context, in RankSegmentInput) (Segmen
 		return SegmentResult{}, fmt.Errorf("worker %s holds no reservation for rank %d of %s (restarted, or the reservation expired)", a.Identity, in.Rank, in.Group)
 	}
 	defer a.release()
-	g, err := collective.New(lis, in.Rank, in.Addrs, a.Collective)
+	opts := a.Collective
+	opts.Token = groupToken(in.Token, opts.Token)
+	log := activity.GetLogger(ctx)
+	opts.Refused = func(remote string) {
+		log.Warn("collective: refused a connection with a wrong or missing token", "rank", in.Rank, "remote", remote)
+	}
+	g, err := collective.New(lis, in.Rank, in.Addrs, opts)
 	if err != nil {
 		lis.Close()
 		return SegmentResult{}, classify(err)
@@ -192,7 +198,7 @@ func (a *Activities) train(ctx context.Context, in SegmentInput, g *collective.G
 	// the same step (trainer.Run agrees on it), whichever rank was told.
 	_, err = tr.Run(runCtx, in.Until)
 	switch {
-	case err != nil && g != nil && !errors.Is(err, context.Canceled) && !usererr.Is(err):
+	case err != nil && g != nil && !errors.Is(err, context.Canceled) && !usererr.Is(err) && !errors.Is(err, collective.ErrBadToken):
 		// A rank whose peer failed: the workflow learns which step the group committed.
 		last := snapshot()
 		return SegmentResult{}, temporal.NewApplicationError(err.Error(), "RankError", SegmentResult{
@@ -234,11 +240,16 @@ func leave(g *collective.Group) {
 	}
 }
 
-// classify marks user errors (bad config, corrupt data, divergence) non-retryable: a retry
-// would fail the same way. They are "benign" so that the SDK does not log them as worker
-// errors; the run's own output says what went wrong. Everything else is retried from the
-// last checkpoint.
+// classify marks user errors (bad config, corrupt data, divergence) and refused collective
+// tokens non-retryable: a retry would fail the same way. They are "benign" so that the
+// SDK does not log them as worker errors; the run's own output says what went wrong.
+// Everything else is retried from the last checkpoint.
 func classify(err error) error {
+	if errors.Is(err, collective.ErrBadToken) {
+		return temporal.NewApplicationErrorWithOptions(
+			err.Error()+"; every worker of a run needs the same $HERD_COLLECTIVE_TOKEN (or none)", ErrBadToken,
+			temporal.ApplicationErrorOptions{NonRetryable: true, Category: temporal.ApplicationErrorCategoryBenign})
+	}
 	if usererr.Is(err) {
 		return temporal.NewApplicationErrorWithOptions(err.Error(), ErrUser, temporal.ApplicationErrorOptions{
 			NonRetryable: true,

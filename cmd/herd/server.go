@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 
 	"github.com/spf13/cobra"
 
@@ -24,6 +25,9 @@ func newServerCmd() *cobra.Command {
 				return err
 			}
 			defer s.Stop()
+			if ip := net.ParseIP(opts.IP); !ip.IsLoopback() {
+				fmt.Fprintf(c.ErrOrStderr(), "herd: warning: the frontend at %s has no authentication: anyone who reaches it controls every run\n", s.Addr())
+			}
 			fmt.Fprintf(c.OutOrStdout(), "Temporal server %s at %s, namespace %s, state in %s\n",
 				devserver.ServerVersion, s.Addr(), s.Namespace(), opts.StateDir)
 			fmt.Fprintf(c.OutOrStdout(), "workers: herd worker --temporal %s\n", s.Addr())
@@ -34,7 +38,8 @@ func newServerCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&opts.StateDir, "state-dir", workflows.StateDir(), "holds temporal.db and server.log (default $HERD_HOME or ~/.herd)")
-	c.Flags().StringVar(&opts.IP, "ip", "127.0.0.1", "interface to listen on (0.0.0.0 for other hosts)")
+	c.Flags().StringVar(&opts.IP, "ip", "127.0.0.1", "interface to listen on (0.0.0.0 for other hosts: needs --insecure)")
+	c.Flags().BoolVar(&opts.Insecure, "insecure", false, "allow an --ip other than loopback: the embedded server has no authentication, so anyone who reaches it can start, read and terminate every run; refused without this flag so that it is never exposed by accident")
 	c.Flags().IntVar(&opts.Port, "port", 7233, "frontend gRPC port")
 	c.Flags().StringVar(&opts.Namespace, "namespace", "default", "namespace registered on first start")
 	c.Flags().StringVar(&opts.LogLevel, "log-level", "warn", "server log level in server.log: debug, info, warn, error")

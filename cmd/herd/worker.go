@@ -40,6 +40,14 @@ func newWorkerCmd() *cobra.Command {
 			"--tls-ca and a token shared by every worker in $HERD_COLLECTIVE_TOKEN.",
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			coll, err := collectiveOptions(certFile, keyFile, caFile)
+			if err != nil {
+				return err
+			}
+			if ranks > 0 && coll.TLS == nil && !collective.Loopback(listen) {
+				return usererr.New("--listen "+listen, "not loopback, and the ranks' collective would take connections from other hosts in clear; "+
+					"give --tls-cert, --tls-key, --tls-ca and $HERD_COLLECTIVE_TOKEN (the same on every worker), or listen on 127.0.0.1")
+			}
 			addr := tf.addr
 			if addr == "" {
 				addr = devserver.RunningAddr(tf.stateDir)
@@ -57,10 +65,6 @@ func newWorkerCmd() *cobra.Command {
 			}
 			if segments < 1 {
 				return usererr.New("--segments", "%d segments; give 1 or more", segments)
-			}
-			coll, err := collectiveOptions(certFile, keyFile, caFile)
-			if err != nil {
-				return err
 			}
 			coll.Timeout = collectiveTimeout
 			rec, stopMetrics, err := mf.start(c.ErrOrStderr())

@@ -7,10 +7,11 @@ package collective
 // connections: accept tells them apart by their first bytes.
 //
 // A bulk connection opens with bulkMagic, the sender's rank (4 bytes, little-endian) and
-// the group's token (4-byte length, then the bytes); the receiver answers one byte once it
-// accepts. Then each frame is its length (8 bytes, little-endian) and the frame itself, as
-// on gRPC: the 8-byte call tag, then the payload. A length of bulkEnd ends the link
-// cleanly: the sender has nothing more, and the receiver closes the connection.
+// the group's token (4-byte length, then the bytes); the receiver answers one byte: 1 once
+// it accepts, 0 when it refuses the token (then it hangs up). Then each frame is its
+// length (8 bytes, little-endian) and the frame itself, as on gRPC: the 8-byte call tag,
+// then the payload. A length of bulkEnd ends the link cleanly: the sender has nothing
+// more, and the receiver closes the connection.
 //
 // float32 values go to the socket straight from the caller's slice (no encoding copy);
 // the call returns once they are written (call.flushed), since the caller may then change
@@ -19,7 +20,6 @@ package collective
 import (
 	"bufio"
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -190,6 +190,10 @@ func (g *Group) bulkSender(p *peer) {
 		}
 	}()
 	conn, err := g.dialBulk(p.addr)
+	if errors.Is(err, ErrBadToken) {
+		g.refusedBy(p)
+		return
+	}
 	if err != nil {
 		p.bulk.close(fmt.Errorf("opening a bulk link to %s: %w", p.addr, err))
 		return
@@ -247,12 +251,15 @@ func (g *Group) dialBulk(addr string) (net.Conn, error) {
 	if _, err = conn.Write(hello); err == nil {
 		_, err = io.ReadFull(conn, ok[:])
 	}
+	if err == nil && ok[0] != 1 {
+		err = ErrBadToken
+	}
 	if err != nil {
 		conn.Close()
 		if ctx.Err() != nil {
 			err = fmt.Errorf("no answer within %v: %w", g.opts.Timeout, context.DeadlineExceeded)
 		}
-		return nil, fmt.Errorf("refused or unanswered (wrong token?): %w", err)
+		return nil, fmt.Errorf("refused or unanswered: %w", err)
 	}
 	return conn, nil
 }
@@ -308,14 +315,19 @@ func (g *Group) receiveBulk(conn net.Conn) {
 		return
 	}
 	r, n := int(binary.LittleEndian.Uint32(hello[:4])), binary.LittleEndian.Uint32(hello[4:])
-	if r < 0 || r >= g.world || r == g.rank || n > 4096 {
+	if n > 4096 {
 		return
 	}
 	tok := make([]byte, n)
 	if _, err := io.ReadFull(conn, tok); err != nil {
 		return
 	}
-	if g.opts.Token != "" && subtle.ConstantTimeCompare(tok, []byte(g.opts.Token)) != 1 {
+	if !g.tokenOK([]string{string(tok)}) {
+		g.refuse(conn.RemoteAddr().String())
+		conn.Write([]byte{0}) //nolint:errcheck // the refusal is a courtesy; hanging up is what counts
+		return
+	}
+	if r < 0 || r >= g.world || r == g.rank {
 		return
 	}
 	p := g.peers[r]

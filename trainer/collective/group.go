@@ -10,12 +10,15 @@
 // given world size, so results are bit-identical from run to run; AllReduceTree goes
 // further and sums in one canonical binary tree over ranks (see tree.go).
 //
-// Transport security: a group listens on loopback only unless it has TLS and a shared
-// token; several ranks may share one process, each with its own listener (NewLocal).
+// Transport security: every connection, gRPC or bulk, presents the group's token, and a
+// rank refuses one without it (ErrBadToken on the refused side), so that another process
+// cannot join a group, even on loopback. A group listens on loopback only unless it also
+// has TLS. Several ranks may share one process, each with its own listener (NewLocal).
 package collective
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
 	"crypto/tls"
 	"errors"
@@ -28,10 +31,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
+	grpcpeer "google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 
 	"github.com/herdml/herd/internal/usererr"
 )
@@ -55,8 +61,16 @@ type Options struct {
 	// TLS, with Token, is required to listen on or connect to a non-loopback address. It
 	// serves the listener and dials peers (set RootCAs/ServerName as the hosts need).
 	TLS *tls.Config
-	// Token is a secret shared by the group's ranks; a stream without it is refused.
+	// Token is a secret shared by the group's ranks: every connection presents it, and
+	// one without it is refused. Empty means none, which lets any local process join as a
+	// rank: give one (NewLocal makes one when it is empty; the orchestrator makes one per
+	// group).
 	Token string
+	// Refused, if set, is called with the remote address of every connection this rank
+	// refuses for a wrong or missing token, for the owner to report: a process that is
+	// not of the group tried to join it, or a rank was given another token. It may be
+	// called from several of the group's goroutines at once.
+	Refused func(remote string)
 }
 
 // DefaultTimeout is the deadline of a collective call when Options.Timeout is 0: long
@@ -87,6 +101,10 @@ func (e *PeerError) Unwrap() error { return e.Err }
 
 // ErrClosed is returned by calls on a closed group, and by calls in flight when it closes.
 var ErrClosed = errors.New("collective: group closed")
+
+// ErrBadToken is wrapped by the *PeerError of a call that failed because its peer refused
+// this rank's token: the ranks were given different tokens. Retrying does not help.
+var ErrBadToken = errors.New("wrong or missing collective token")
 
 // Group is one rank's membership in a collective group. Its methods must be called in the
 // same order on every rank, from one goroutine at a time.
@@ -185,9 +203,12 @@ func New(lis net.Listener, rank int, addrs []string, opts Options) (*Group, erro
 // loopback reports whether host:port names this machine only.
 func loopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
+	return err == nil && Loopback(host)
+}
+
+// Loopback reports whether host (a name or an IP, no port) names this machine only: the
+// addresses a group may use without TLS.
+func Loopback(host string) bool {
 	if host == "localhost" {
 		return true
 	}
@@ -196,8 +217,12 @@ func loopback(addr string) bool {
 }
 
 // NewLocal makes world ranks in this process, each listening on its own loopback port:
-// the same code path as ranks on many hosts. Close each group when done.
+// the same code path as ranks on many hosts. Without opts.Token the ranks share a random
+// one. Close each group when done.
 func NewLocal(world int, opts Options) ([]*Group, error) {
+	if opts.Token == "" {
+		opts.Token = NewToken()
+	}
 	lis := make([]net.Listener, world)
 	addrs := make([]string, world)
 	for r := range lis {
@@ -225,6 +250,11 @@ func NewLocal(world int, opts Options) ([]*Group, error) {
 		gs[r] = g
 	}
 	return gs, nil
+}
+
+// NewToken returns a fresh random token for a group (at least 128 random bits).
+func NewToken() string {
+	return rand.Text()
 }
 
 // Rank is this rank's number in [0, World).
@@ -283,11 +313,13 @@ const (
 // send serves one peer's stream of frames to this rank.
 func (g *Group) send(stream grpc.ServerStream) error {
 	md, _ := metadata.FromIncomingContext(stream.Context())
-	if g.opts.Token != "" {
-		tok := md.Get(mdToken)
-		if len(tok) != 1 || subtle.ConstantTimeCompare([]byte(tok[0]), []byte(g.opts.Token)) != 1 {
-			return errors.New("collective: wrong or missing token")
+	if tok := md.Get(mdToken); !g.tokenOK(tok) {
+		remote := "unknown"
+		if p, ok := grpcpeer.FromContext(stream.Context()); ok {
+			remote = p.Addr.String()
 		}
+		g.refuse(remote)
+		return status.Error(codes.Unauthenticated, ErrBadToken.Error())
 	}
 	ranks := md.Get(mdRank)
 	if len(ranks) != 1 {
@@ -314,6 +346,37 @@ func (g *Group) send(stream grpc.ServerStream) error {
 	}
 }
 
+// tokenOK reports whether tok, a connection's token as received, is the group's.
+func (g *Group) tokenOK(tok []string) bool {
+	if g.opts.Token == "" {
+		return true
+	}
+	return len(tok) == 1 && subtle.ConstantTimeCompare([]byte(tok[0]), []byte(g.opts.Token)) == 1
+}
+
+// refuse reports a connection refused for its token.
+func (g *Group) refuse(remote string) {
+	if g.opts.Refused != nil {
+		g.opts.Refused(remote)
+	}
+}
+
+// refusedBy records that p refused this rank's token. The ranks were given different
+// tokens, and no call of this rank can complete any more: every call fails at once, with
+// an error naming p and wrapping ErrBadToken, instead of waiting for its deadline on a
+// peer that p's refusal would not reach.
+func (g *Group) refusedBy(p *peer) {
+	err := &PeerError{Rank: p.rank, Self: g.rank, Op: "join",
+		Err: fmt.Errorf("%s refused this rank's token: %w", p.addr, ErrBadToken)}
+	for _, q := range g.peers {
+		if q != nil {
+			q.in.close(err)
+		}
+	}
+	p.out.close(err)
+	p.bulk.close(err)
+}
+
 // sender runs p's outgoing stream: it opens it, then sends queued frames in order until
 // the group closes or the stream fails.
 func (g *Group) sender(p *peer) {
@@ -328,18 +391,29 @@ func (g *Group) sender(p *peer) {
 		p.out.close(fmt.Errorf("opening a stream to %s: %w", p.addr, err))
 		return
 	}
+	// The peer's reply, or its refusal, ends the stream; it is awaited beside the sends,
+	// since a refused rank may have nothing more to send.
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		var ack mem.Buffer
+		if err := stream.RecvMsg(&ack); status.Code(err) == codes.Unauthenticated {
+			g.refusedBy(p)
+		} else if err == nil {
+			ack.Free()
+		}
+	}()
 	for {
 		f, err := p.out.pop(g.ctx.Done(), nil)
 		if err != nil {
 			stream.CloseSend()
 			if errors.Is(err, ErrClosed) {
-				// Wait until the peer has read everything: its reply ends the stream.
-				var ack mem.Buffer
-				stream.RecvMsg(&ack) //nolint:errcheck // the end of the stream is all that is awaited
+				<-ended // the peer has read everything
 			}
 			return
 		}
 		if err := stream.SendMsg(f); err != nil {
+			<-ended // the stream's end says why: a refusal closes the queues with ErrBadToken
 			p.out.close(fmt.Errorf("sending to %s: %w", p.addr, err))
 			return
 		}
@@ -501,6 +575,10 @@ func (c *call) release() {
 func (c *call) fail(rank int, err error) error {
 	if errors.Is(err, ErrClosed) {
 		return ErrClosed
+	}
+	var pe *PeerError
+	if errors.As(err, &pe) { // a peer's fault that the call found out indirectly (refusedBy)
+		rank, err = pe.Rank, pe.Err
 	}
 	return &PeerError{Rank: rank, Self: c.g.rank, Op: c.op, Err: err}
 }

@@ -20,6 +20,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -30,6 +32,7 @@ import (
 	"go.temporal.io/server/common/dynamicconfig"
 	"go.temporal.io/server/common/headers"
 	"go.temporal.io/server/common/log"
+	"go.temporal.io/server/common/log/tag"
 	"go.temporal.io/server/common/membership/static"
 	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
 	"go.temporal.io/server/common/primitives"
@@ -61,8 +64,12 @@ var SearchAttributes = map[string]enumspb.IndexedValueType{
 
 // Options configure the embedded server. The zero value plus a StateDir is usable.
 type Options struct {
-	StateDir  string // holds temporal.db, server.log; created if missing
-	IP        string // interface to bind; default 127.0.0.1
+	StateDir string // holds temporal.db, server.log; created if missing
+	IP       string // interface to bind; default 127.0.0.1
+	// Insecure allows an IP other than loopback. Temporal's dev server has no
+	// authentication: whoever reaches the frontend can start, read, signal and terminate
+	// every workflow, so Start refuses such an IP unless the caller says it knows.
+	Insecure  bool
 	Port      int    // frontend gRPC port; 0 picks a free port
 	Namespace string // registered on first start; default "default"
 	// Untuned leaves Temporal's default dynamic config, for measuring what Tuning buys.
@@ -138,6 +145,9 @@ func Start(opts Options) (*Server, error) {
 	if opts.LogLevel == "" {
 		opts.LogLevel = "warn"
 	}
+	if err := checkIP(opts.IP, opts.Insecure); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(opts.StateDir, 0o755); err != nil {
 		return nil, usererr.New(opts.StateDir, "cannot create the state dir: %v; pass --state-dir or set HERD_HOME to a writable folder", err)
 	}
@@ -165,6 +175,13 @@ func start(opts Options) (*Server, error) {
 	}
 	if opts.Port == 0 {
 		opts.Port = ports[4]
+	}
+	// The server exits the process when it cannot bind a port (see causeLogger): check
+	// them all first, so that a port in use is a message.
+	for _, p := range append(ports[:4:4], opts.Port) {
+		if err := checkPort(opts.IP, p); err != nil {
+			return nil, err
+		}
 	}
 	frontend := net.JoinHostPort(opts.IP, strconv.Itoa(opts.Port))
 
@@ -232,11 +249,12 @@ func start(opts Options) (*Server, error) {
 		dyn[dynamicconfig.MakeKey(k)] = v
 	}
 
-	logger := log.NewZapLogger(log.BuildZapLogger(log.Config{
+	logFile := filepath.Join(opts.StateDir, LogFile)
+	logger := &causeLogger{Logger: log.NewZapLogger(log.BuildZapLogger(log.Config{
 		Level:      opts.LogLevel,
-		OutputFile: filepath.Join(opts.StateDir, LogFile),
+		OutputFile: logFile,
 		Format:     "console",
-	}))
+	})), file: logFile}
 	srv, err := temporal.NewServer(
 		temporal.WithConfig(conf),
 		temporal.ForServices(temporal.DefaultServices),
@@ -248,7 +266,7 @@ func start(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("devserver: building the Temporal server: %w", err)
 	}
 	if err := srv.Start(); err != nil {
-		return nil, fmt.Errorf("devserver: starting the Temporal server (log: %s): %w", filepath.Join(opts.StateDir, LogFile), err)
+		return nil, fmt.Errorf("devserver: starting the Temporal server: %w%s (log: %s)", err, logger.cause(), logFile)
 	}
 	return &Server{srv: srv, addr: frontend, ns: opts.Namespace, dir: opts.StateDir}, nil
 }
@@ -411,6 +429,83 @@ func writeStamp(path, clusterID string) error {
 		return fmt.Errorf("devserver: stamping %s: %w", path, err)
 	}
 	return nil
+}
+
+// checkIP refuses an interface that is not an IP address (the server would exit the process
+// on it) and, unless insecure, one other than loopback.
+func checkIP(ip string, insecure bool) error {
+	addr := net.ParseIP(ip)
+	if addr == nil {
+		return usererr.New("--ip "+ip, "not an IP address; give one such as 127.0.0.1")
+	}
+	if !addr.IsLoopback() && !insecure {
+		return usererr.New("--ip "+ip,
+			"not loopback, and the embedded Temporal server has no authentication: anyone who reaches it can start, read and "+
+				"terminate every run; pass --insecure on a network you trust, or use loopback (the default)")
+	}
+	return nil
+}
+
+// checkPort tries to listen on ip:port, so that a port in use is a message now instead of
+// the Temporal server exiting the process once it tries to bind the port.
+func checkPort(ip string, port int) error {
+	addr := net.JoinHostPort(ip, strconv.Itoa(port))
+	l, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return usererr.New(addr, "in use (another herd server? pick a free port with `herd server --port N`)")
+	}
+	if err != nil {
+		return usererr.New(addr, "cannot listen: %v", err)
+	}
+	return l.Close()
+}
+
+// causeLogger is the server's logger with two additions: it keeps the last error it
+// logged, for the error of a start that fails, and a fatal message, on which the server
+// exits the process at once, also goes to stderr, so that the cause is not only in
+// server.log.
+type causeLogger struct {
+	log.Logger
+	file string
+	mu   sync.Mutex
+	last string
+}
+
+func (l *causeLogger) Error(msg string, tags ...tag.Tag) {
+	l.keep(msg, tags)
+	l.Logger.Error(msg, tags...)
+}
+
+func (l *causeLogger) Fatal(msg string, tags ...tag.Tag) {
+	l.keep(msg, tags)
+	fmt.Fprintf(os.Stderr, "herd: the Temporal server stopped: %s (log: %s)\n", l.text(), l.file)
+	l.Logger.Fatal(msg, tags...)
+}
+
+func (l *causeLogger) keep(msg string, tags []tag.Tag) {
+	var b strings.Builder
+	b.WriteString(msg)
+	for _, t := range tags {
+		fmt.Fprintf(&b, " %s=%v", t.Key(), t.Value())
+	}
+	l.mu.Lock()
+	l.last = b.String()
+	l.mu.Unlock()
+}
+
+// text is the last error logged, on one line.
+func (l *causeLogger) text() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(strings.Fields(l.last), " ")
+}
+
+// cause is ": " and the last error logged, or "" if none was.
+func (l *causeLogger) cause() string {
+	if t := l.text(); t != "" {
+		return ": " + t
+	}
+	return ""
 }
 
 // freePorts asks the kernel for n distinct free ports on ip. Holding all listeners open
