@@ -19,6 +19,7 @@ import (
 
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/checkpoint"
+	"github.com/herdml/herd/trainer/config"
 )
 
 // Dial connects to a Temporal frontend. The SDK logs warnings and errors only (a skipped
@@ -44,16 +45,16 @@ func Submit(ctx context.Context, c client.Client, queue string, in RunInput) (at
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
 		// Running: follow it. Completed: its result is the answer; training it again
 		// would only find the final checkpoint. Runs that ended otherwise start afresh
-		// from their newest checkpoint. Either way only with the same recipe: attaching
-		// to a run of another config would report results the user did not ask for.
+		// from their newest checkpoint. Either way only with the same config: attaching
+		// to a run of other data or another checkpoint dir would report results the
+		// user did not ask for.
 		was, err := firstInput(ctx, c, name)
 		if err != nil {
 			return false, err
 		}
-		if was.Config.Hash() != in.Config.Hash() {
-			return false, usererr.New("run "+name, "a run of this name exists (%s) with another training config; "+
-				"give this one another name (--set name=...), or `herd stop` and remove the old run's checkpoints first",
-				strings.ToLower(statusName(d.GetWorkflowExecutionInfo().GetStatus())))
+		status := strings.ToLower(statusName(d.GetWorkflowExecutionInfo().GetStatus()))
+		if err := sameConfig(name, status, was.Config, in.Config); err != nil {
+			return false, err
 		}
 		return true, nil
 	}
@@ -74,6 +75,27 @@ func Submit(ctx context.Context, c client.Client, queue string, in RunInput) (at
 		return false, fmt.Errorf("starting run %s: %w", name, err)
 	}
 	return false, nil
+}
+
+// sameConfig refuses to attach a launch of config now to run name, which is status
+// (running, completed) with config was, unless the two match: a user error names every
+// key that differs, with both values. Two keys are not compared: parallel.data, which
+// `herd resume --set parallel.data=N` changes while the run's first input keeps the old
+// value, and which leaves the result unchanged; and model.preset, whose values are
+// compared key by key.
+func sameConfig(name, status string, was, now config.Run) error {
+	was.Parallel, now.Parallel = config.Parallel{}, config.Parallel{}
+	was.Model.Preset, now.Model.Preset = "", ""
+	diffs := config.Diff(was, now)
+	if len(diffs) == 0 {
+		return nil
+	}
+	keys := make([]string, len(diffs))
+	for i, d := range diffs {
+		keys[i] = fmt.Sprintf("%s: %s (%s) vs %s (this launch)", d.Key, d.Was, status, d.Now)
+	}
+	return usererr.New("run "+name, "a run of this name is %s with another training config: %s; give this launch another name (--set name=...), or launch the run's own config to follow it",
+		status, strings.Join(keys, "; "))
 }
 
 // Status is what `herd status` shows: the workflow's own Progress plus what the server

@@ -61,7 +61,8 @@ func newRunCmd() *cobra.Command {
 					return merr
 				}
 				defer stopMetrics()
-				fmt.Fprintf(errw, "run %s on the embedded Temporal server (%s). Ctrl-C checkpoints and stops; `%s` continues.\n",
+				// Said once the run is submitted: a refused launch prints its error alone.
+				d.intro = fmt.Sprintf("run %s on the embedded Temporal server (%s). Ctrl-C checkpoints and stops; `%s` continues.",
 					run.Name, tf.stateDir, tf.resume(run.Name))
 				p, err = workflows.RunLocal(ctx, tf.stateDir, in, &workflows.Activities{Metrics: rec}, d.show)
 			} else {
@@ -155,6 +156,7 @@ type followDisplay struct {
 	bar   *progressbar.ProgressBar
 	shown time.Time
 	last  string
+	intro string // if set, a line printed before the first status
 }
 
 func newFollowDisplay(w io.Writer) *followDisplay {
@@ -169,6 +171,10 @@ func newFollowDisplay(w io.Writer) *followDisplay {
 }
 
 func (d *followDisplay) show(s workflows.Status) {
+	if d.intro != "" {
+		fmt.Fprintln(d.w, d.intro)
+		d.intro = ""
+	}
 	step, loss, tps := s.Step, s.Loss, s.TokensPerS
 	if s.Live != nil {
 		step, loss, tps = s.Live.Step, s.Live.Loss, s.Live.TokensPerS
