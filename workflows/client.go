@@ -169,9 +169,10 @@ func statusName(st enumspb.WorkflowExecutionStatus) string {
 	}[st]
 }
 
-// List returns every run the namespace knows, newest first, from visibility alone.
+// List returns every run the namespace knows, newest first, from visibility alone; an
+// empty list, not nil, when there is none (`herd ls --json` prints []).
 func List(ctx context.Context, c client.Client) ([]Status, error) {
-	var out []Status
+	out := []Status{}
 	var token []byte
 	for {
 		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
