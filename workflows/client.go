@@ -22,18 +22,35 @@ import (
 	"github.com/herdml/herd/trainer/config"
 )
 
-// Dial connects to a Temporal frontend. The SDK logs warnings and errors only (a skipped
-// corrupt checkpoint is a warning the user must see); its routine lines are noise here.
+// Dial connects to the Temporal frontend the user gave with --temporal.
 func Dial(addr, namespace string) (client.Client, error) {
-	if namespace == "" {
-		namespace = "default"
-	}
-	logger := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	c, err := client.Dial(client.Options{HostPort: addr, Namespace: namespace, Logger: logger})
+	c, err := dial(addr, namespace)
 	if err != nil {
 		return nil, usererr.New("--temporal "+addr, "cannot reach a Temporal server: %v; start one with `herd server` or leave --temporal out to use the embedded one", err)
 	}
 	return c, nil
+}
+
+// DialServing connects to the herd process that serves the embedded server of stateDir at
+// addr (found in the state dir, not given by the user): when it does not answer, the
+// error says so, not that --temporal is unreachable.
+func DialServing(stateDir, addr, namespace string) (client.Client, error) {
+	c, err := dial(addr, namespace)
+	if err != nil {
+		return nil, usererr.New("--state-dir "+stateDir, "the herd process serving this state dir at %s does not answer: %v; "+
+			"wait until it has ended (a stopping `herd run` checkpoints first) or end it, then run this command again", addr, err)
+	}
+	return c, nil
+}
+
+// dial connects to a Temporal frontend. The SDK logs warnings and errors only (a skipped
+// corrupt checkpoint is a warning the user must see); its routine lines are noise here.
+func dial(addr, namespace string) (client.Client, error) {
+	if namespace == "" {
+		namespace = "default"
+	}
+	logger := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	return client.Dial(client.Options{HostPort: addr, Namespace: namespace, Logger: logger})
 }
 
 // Submit starts the run in.Config.Name, or attaches to it when it is running or has

@@ -63,7 +63,7 @@ func newRunCmd() *cobra.Command {
 				defer stopMetrics()
 				// Said once the run is submitted: a refused launch prints its error alone.
 				d.intro = fmt.Sprintf("run %s on the embedded Temporal server (%s). Ctrl-C checkpoints and stops; `%s` continues.",
-					run.Name, tf.stateDir, tf.resume(run.Name))
+					run.Name, tf.stateDir, tf.command("resume", run.Name))
 				p, err = workflows.RunLocal(ctx, tf.stateDir, in, &workflows.Activities{Metrics: rec}, d.show)
 			} else {
 				cl, done, cerr := tf.connect()
@@ -91,7 +91,7 @@ func newRunCmd() *cobra.Command {
 				p, err = workflows.Follow(ctx, cl, run.Name, workflows.FollowEvery, d.show)
 			}
 			d.finish()
-			return finishRun(c, run.Name, p, err, f.json)
+			return finishRun(c, &tf, run.Name, p, err, f.json)
 		},
 	}
 	f.register(c)
@@ -129,10 +129,10 @@ func interruptContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-// finishRun prints how the followed run name ended.
-func finishRun(c *cobra.Command, name string, p workflows.Progress, err error, jsonOut bool) error {
+// finishRun prints how the followed run name, on tf's server, ended.
+func finishRun(c *cobra.Command, tf *temporalFlags, name string, p workflows.Progress, err error, jsonOut bool) error {
 	if errors.Is(err, context.Canceled) {
-		fmt.Fprintf(c.ErrOrStderr(), "stopped following %s; `herd status %s` shows it, `herd resume %s` continues it\n", name, name, name)
+		fmt.Fprintf(c.ErrOrStderr(), "stopped following %s; `%s` shows it, `%s` continues it\n", name, tf.command("status", name), tf.command("resume", name))
 		return nil
 	}
 	if err != nil {

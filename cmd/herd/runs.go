@@ -30,9 +30,10 @@ func (f *temporalFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.stateDir, "state-dir", workflows.StateDir(), "embedded server's state (default $HERD_HOME or ~/.herd)")
 }
 
-// resume is the command that continues run name against the same server as this one.
-func (f *temporalFlags) resume(name string) string {
-	cmd := "herd resume " + name
+// command is `herd VERB NAME` against the same server as this one: with --state-dir when
+// that is not the default, so that a hint the user copies reaches the run.
+func (f *temporalFlags) command(verb, name string) string {
+	cmd := "herd " + verb + " " + name
 	if f.addr == "" && f.stateDir != workflows.StateDir() {
 		cmd += " --state-dir " + f.stateDir
 	}
@@ -43,12 +44,15 @@ func (f *temporalFlags) resume(name string) string {
 // serving the state dir; else of an embedded server started for this command, with a
 // worker that answers queries and updates but does not train. done releases it all.
 func (f *temporalFlags) connect() (c client.Client, done func(), err error) {
-	addr := f.addr
-	if addr == "" {
-		addr = devserver.RunningAddr(f.stateDir)
+	if f.addr != "" {
+		c, err := workflows.Dial(f.addr, f.namespace)
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, c.Close, nil
 	}
-	if addr != "" {
-		c, err := workflows.Dial(addr, f.namespace)
+	if addr := devserver.RunningAddr(f.stateDir); addr != "" {
+		c, err := workflows.DialServing(f.stateDir, addr, f.namespace)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -199,7 +203,7 @@ func newControlCmd(update, short string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.OutOrStdout(), "%s: %s at step %d; `%s` continues it\n", p.Name, update, p.Step, tf.resume(p.Name))
+			fmt.Fprintf(c.OutOrStdout(), "%s: %s at step %d; `%s` continues it\n", p.Name, update, p.Step, tf.command("resume", p.Name))
 			return nil
 		},
 	}
@@ -268,7 +272,7 @@ func newResumeCmd() *cobra.Command {
 				p, err = workflows.Follow(ctx, cl, name, workflows.FollowEvery, d.show)
 			}
 			d.finish()
-			return finishRun(c, name, p, err, jsonOut)
+			return finishRun(c, &tf, name, p, err, jsonOut)
 		},
 	}
 	tf.register(c)
