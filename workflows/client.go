@@ -123,7 +123,7 @@ type Status struct {
 	Live        *Heartbeat `json:"live,omitempty"`         // last heartbeat of the segment in flight
 	Attempt     int32      `json:"attempt,omitempty"`      // its attempt, 1 on a first try
 	LastFailure string     `json:"last_failure,omitempty"` // why its previous attempt ended
-	ETA         string     `json:"eta,omitempty"`          // at the live tokens/s
+	ETA         string     `json:"eta,omitempty"`          // steps left × tokens_per_step ÷ the live tokens/s (the run's)
 	Checkpoints []string   `json:"checkpoints,omitempty"`  // committed, oldest first, where readable from here
 }
 
