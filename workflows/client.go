@@ -11,6 +11,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -120,16 +121,50 @@ func sameConfig(name, status string, was, now config.Run) error {
 type Status struct {
 	Progress
 	Workflow    string     `json:"workflow"`               // Temporal's execution status: Running, Completed, Failed, ...
-	Live        *Heartbeat `json:"live,omitempty"`         // last heartbeat of the segment in flight
+	Live        *Heartbeat `json:"live,omitempty"`         // last heartbeat of the segment in flight (of an earlier attempt while a retry waits)
 	Attempt     int32      `json:"attempt,omitempty"`      // its attempt, 1 on a first try
 	LastFailure string     `json:"last_failure,omitempty"` // why its previous attempt ended
-	ETA         string     `json:"eta,omitempty"`          // steps left × tokens_per_step ÷ the live tokens/s (the run's)
-	Checkpoints []string   `json:"checkpoints,omitempty"`  // committed, oldest first, where readable from here
+	// Segment is what the segment in flight is doing, one of the Segment* states; empty
+	// when none is.
+	Segment       string     `json:"segment,omitempty"`
+	LastHeartbeat *time.Time `json:"last_heartbeat,omitempty"` // when the server last heard from it
+	ETA           string     `json:"eta,omitempty"`            // steps left × tokens_per_step ÷ the live tokens/s (the run's)
+	Checkpoints   []string   `json:"checkpoints,omitempty"`    // committed, oldest first, where readable from here
 }
+
+// What the segment in flight is doing, as in Status.Segment.
+const (
+	SegmentTraining  = "training"
+	SegmentLate      = "heartbeat late"      // no heartbeat for lateAfter: its worker died or hangs, and the server retries it at the heartbeat timeout
+	SegmentRetrying  = "waiting for a retry" // an attempt failed; the next waits for its backoff and a worker
+	SegmentQueued    = "waiting for a worker"
+	SegmentStopping  = "stopping" // pause, stop or a failed sibling rank: committing the step it is on
+	SegmentReserving = "reserving ranks"
+)
+
+// lateAfter is how long a segment may go without a heartbeat before `herd status` calls
+// it late: its worker sends one at least every second (MaxHeartbeatThrottleInterval), so
+// five missed ones mean that something is wrong long before a long heartbeat timeout.
+const lateAfter = 5 * time.Second
 
 // GetStatus reads a run's status with DescribeWorkflowExecution, so it works with no
 // worker running (the workflow keeps its Progress in its memo).
 func GetStatus(ctx context.Context, c client.Client, name string) (Status, error) {
+	s, err := describe(ctx, c, name)
+	if err != nil {
+		return Status{}, err
+	}
+	if s.Dir != "" {
+		if names, err := (checkpoint.Dir{Root: s.Dir}).List(); err == nil {
+			s.Checkpoints = names
+		}
+	}
+	return s, nil
+}
+
+// describe reads a run's Progress from its memo and its segment in flight from the
+// server's pending activities.
+func describe(ctx context.Context, c client.Client, name string) (Status, error) {
 	d, err := c.DescribeWorkflowExecution(ctx, name, "")
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
@@ -146,14 +181,46 @@ func GetStatus(ctx context.Context, c client.Client, name string) (Status, error
 		}
 	}
 	s.Name = name
-	for _, a := range d.GetPendingActivities() {
-		if t := a.GetActivityType().GetName(); t != SegmentActivity && t != RankActivity {
-			continue // a group's ranks step together: any one shows where it is
+	s.pending(d.GetPendingActivities(), time.Now())
+	if s.Live != nil && s.Live.Loss == 0 && s.Live.Step == s.Step {
+		// The attempt has trained nothing yet since loading the committed step: that
+		// step's loss is the run's.
+		s.Live.Loss = s.Loss
+	}
+	if s.Live != nil && s.Live.TokensPerS > 0 && s.TokensPerStep > 0 && s.Live.Step < s.Steps {
+		eta := time.Duration(float64(s.Steps-s.Live.Step) * float64(s.TokensPerStep) / s.Live.TokensPerS * float64(time.Second))
+		s.ETA = eta.Round(time.Second).String()
+	}
+	return s, nil
+}
+
+// pending fills in the segment in flight from the run's pending activities as of now. Of
+// a group's ranks, which step together, one that is not training says the most.
+func (s *Status) pending(acts []*workflowpb.PendingActivityInfo, now time.Time) {
+	for _, a := range acts {
+		switch a.GetActivityType().GetName() {
+		case ReserveActivity:
+			if s.Segment == "" {
+				s.Segment = SegmentReserving
+			}
+			continue
+		case SegmentActivity, RankActivity:
+		default:
+			continue
 		}
+		state := segmentState(a, now)
+		if s.Segment != "" && s.Segment != SegmentReserving && state == SegmentTraining {
+			continue
+		}
+		s.Segment = state
 		s.Attempt = a.GetAttempt()
 		s.LastFailure = a.GetLastFailure().GetMessage()
 		if a.GetLastWorkerIdentity() != "" {
 			s.Worker = a.GetLastWorkerIdentity()
+		}
+		if t := a.GetLastHeartbeatTime(); t != nil {
+			at := t.AsTime()
+			s.LastHeartbeat = &at
 		}
 		if det := a.GetHeartbeatDetails(); det != nil {
 			var hb Heartbeat
@@ -162,16 +229,27 @@ func GetStatus(ctx context.Context, c client.Client, name string) (Status, error
 			}
 		}
 	}
-	if s.Live != nil && s.Live.TokensPerS > 0 && s.TokensPerStep > 0 && s.Live.Step < s.Steps {
-		eta := time.Duration(float64(s.Steps-s.Live.Step) * float64(s.TokensPerStep) / s.Live.TokensPerS * float64(time.Second))
-		s.ETA = eta.Round(time.Second).String()
-	}
-	if s.Dir != "" {
-		if names, err := (checkpoint.Dir{Root: s.Dir}).List(); err == nil {
-			s.Checkpoints = names
+}
+
+// segmentState says what a pending segment activity is doing as of now.
+func segmentState(a *workflowpb.PendingActivityInfo, now time.Time) string {
+	switch a.GetState() {
+	case enumspb.PENDING_ACTIVITY_STATE_SCHEDULED:
+		if a.GetAttempt() > 1 {
+			return SegmentRetrying
 		}
+		return SegmentQueued
+	case enumspb.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED:
+		return SegmentStopping
 	}
-	return s, nil
+	last := a.GetLastHeartbeatTime()
+	if last == nil || last.AsTime().Before(a.GetLastStartedTime().AsTime()) {
+		last = a.GetLastStartedTime() // this attempt has not beaten yet
+	}
+	if last != nil && now.Sub(last.AsTime()) > lateAfter {
+		return SegmentLate
+	}
+	return SegmentTraining
 }
 
 func statusName(st enumspb.WorkflowExecutionStatus) string {
@@ -186,8 +264,9 @@ func statusName(st enumspb.WorkflowExecutionStatus) string {
 	}[st]
 }
 
-// List returns every run the namespace knows, newest first, from visibility alone; an
-// empty list, not nil, when there is none (`herd ls --json` prints []).
+// List returns every run the namespace knows, newest first: from visibility, and for a
+// running run from DescribeWorkflowExecution as well (its segment in flight). An empty
+// list, not nil, when there is none (`herd ls --json` prints []).
 func List(ctx context.Context, c client.Client) ([]Status, error) {
 	out := []Status{}
 	var token []byte
@@ -208,6 +287,12 @@ func List(ctx context.Context, c client.Client) ([]Status, error) {
 				_ = converter.GetDefaultDataConverter().FromPayload(p, &s.Progress)
 			}
 			s.Name = e.GetExecution().GetWorkflowId()
+			if e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+				// Its segment in flight: the live loss, and whether it is late or retrying.
+				if d, err := describe(ctx, c, s.Name); err == nil {
+					s = d
+				}
+			}
 			out = append(out, s)
 		}
 		if token = resp.GetNextPageToken(); len(token) == 0 {

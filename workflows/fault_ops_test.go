@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -66,5 +68,51 @@ func TestTokensPerStepOfAGroup(t *testing.T) {
 	}
 	if want := int64(cfg.Train.GlobalBatch * cfg.Model.SeqLen); p.State != StateCompleted || p.TokensPerStep != want {
 		t.Errorf("2-rank run ended %+v, want completed with tokens_per_step %d", p, want)
+	}
+}
+
+// A run whose worker died shows what the server knows: the segment waits for a retry,
+// on attempt 2 after a heartbeat timeout, with the loss of the last heartbeat, not 0,
+// in `herd status` (GetStatus) and `herd ls` (List) alike.
+func TestDeadWorkerStatus(t *testing.T) {
+	srv := startServer(t)
+	c := dialTest(t, srv.Addr())
+	ctx := context.Background()
+	const queue = "dead-worker"
+	w := helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE="+queue)
+	// One segment far longer than the test: the kill always lands inside it, before the
+	// run has committed anything (its Progress loss is still 0).
+	cfg := microConfig(t, "dead-worker", "train.steps=1000000", "train.checkpoint.every=0")
+	if _, err := Submit(ctx, c, queue, input(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.TerminateWorkflow(ctx, cfg.Name, "", "test over") })
+	waitFor(t, "a trained step", func() bool {
+		s, err := GetStatus(ctx, c, cfg.Name)
+		return err == nil && s.Live != nil && s.Live.Step > 0 && s.Segment == SegmentTraining
+	})
+	if err := w.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the retry", func() bool {
+		s, err := GetStatus(ctx, c, cfg.Name)
+		return err == nil && s.Segment == SegmentRetrying
+	})
+	s, err := GetStatus(ctx, c, cfg.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.State != StateRunning || s.Attempt != 2 || !strings.Contains(s.LastFailure, "eartbeat") ||
+		s.Live == nil || !(s.Live.Loss > 0) || s.LastHeartbeat == nil {
+		t.Errorf("status of a run whose worker died: %+v, live %+v; want attempt 2 waiting for a retry after a heartbeat timeout, with the last heartbeat's loss", s, s.Live)
+	}
+	runs, err := List(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range runs {
+		if r.Name == cfg.Name && (r.Segment != SegmentRetrying || r.Live == nil || !(r.Live.Loss > 0)) {
+			t.Errorf("listed: %+v, live %+v; want it waiting for a retry with the last heartbeat's loss", r, r.Live)
+		}
 	}
 }

@@ -182,9 +182,12 @@ func (d *followDisplay) show(s workflows.Status) {
 	if tps == 0 && s.Workflow == "Running" {
 		return // nothing trained yet: no numbers worth a line
 	}
-	line := fmt.Sprintf("%s  loss %.4f  %.0f tokens/s", state(s), loss, tps)
+	line := fmt.Sprintf("%s  loss %s  %.0f tokens/s", state(s), lossText(loss), tps)
 	if s.ETA != "" {
 		line += "  ETA " + s.ETA
+	}
+	if s.Segment != "" && s.Segment != workflows.SegmentTraining {
+		line += "  " + s.Segment
 	}
 	if s.Attempt > 1 {
 		line += fmt.Sprintf("  attempt %d", s.Attempt)

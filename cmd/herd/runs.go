@@ -90,7 +90,14 @@ func newLsCmd() *cobra.Command {
 			w := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "RUN\tSTATE\tSTEP\tLOSS\tUPDATED")
 			for _, r := range runs {
-				fmt.Fprintf(w, "%s\t%s\t%d/%d\t%.4f\t%s\n", r.Name, state(r), r.Step, r.Steps, r.Loss, r.Updated.Local().Format(time.DateTime))
+				st, loss := state(r), r.Loss
+				if r.Segment != "" && r.Segment != workflows.SegmentTraining {
+					st += " (" + r.Segment + ")"
+				}
+				if r.Live != nil {
+					loss = r.Live.Loss
+				}
+				fmt.Fprintf(w, "%s\t%s\t%d/%d\t%s\t%s\n", r.Name, st, r.Step, r.Steps, lossText(loss), r.Updated.Local().Format(time.DateTime))
 			}
 			return w.Flush()
 		},
@@ -107,6 +114,14 @@ func state(s workflows.Status) string {
 		return strings.ToLower(s.Workflow)
 	}
 	return s.State
+}
+
+// lossText shows a loss, or "-" where none is known yet (0: no step trained).
+func lossText(loss float64) string {
+	if loss == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.4f", loss)
 }
 
 func newStatusCmd() *cobra.Command {
@@ -154,10 +169,16 @@ func printStatus(out io.Writer, s workflows.Status) {
 	row("state", "%s", state(s))
 	row("step", "%d of %d committed", s.Step, s.Steps)
 	if s.Live != nil {
-		row("training", "step %d, loss %.4f, %.0f tokens/s", s.Live.Step, s.Live.Loss, s.Live.TokensPerS)
+		row("training", "step %d, loss %s, %.0f tokens/s", s.Live.Step, lossText(s.Live.Loss), s.Live.TokensPerS)
 	} else if s.Step > 0 {
-		row("loss", "%.4f", s.Loss)
+		row("loss", "%s", lossText(s.Loss))
 		row("tokens/s", "%.0f", s.TokensPerS)
+	}
+	if s.Segment != "" {
+		row("segment", "%s", s.Segment)
+	}
+	if s.LastHeartbeat != nil {
+		row("last heartbeat", "%s ago", time.Since(*s.LastHeartbeat).Round(time.Second))
 	}
 	if s.ETA != "" {
 		row("ETA", "%s", s.ETA)
