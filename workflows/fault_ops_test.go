@@ -2,54 +2,41 @@ package workflows
 
 import (
 	"context"
-	"errors"
-	"io"
-	"log/slog"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
-
-	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/log"
-	"go.temporal.io/sdk/testsuite"
-	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 )
 
-// groupEnv is a test environment of TrainRun whose rank activities are fakes: reserve
-// hands out slots, train plays one rank's segment.
-func groupEnv(t *testing.T, train func(context.Context, RankSegmentInput) (SegmentResult, error)) *testsuite.TestWorkflowEnvironment {
-	var s testsuite.WorkflowTestSuite
-	s.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	env := s.NewTestWorkflowEnvironment()
-	// Neither the machine's load nor the fakes' speed may fail a test: no wall-time limits.
-	env.SetTestTimeout(time.Hour)
-	env.SetWorkerOptions(worker.Options{DeadlockDetectionTimeout: time.Hour})
-	env.RegisterWorkflowWithOptions(TrainRun, workflow.RegisterOptions{Name: WorkflowName})
-	env.RegisterActivityWithOptions(func(ctx context.Context, in RankInput) (RankSlot, error) {
-		return RankSlot{Queue: "ranks", Addr: "127.0.0.1:1", Worker: "w"}, nil
-	}, activity.RegisterOptions{Name: ReserveActivity})
-	env.RegisterActivityWithOptions(train, activity.RegisterOptions{Name: RankActivity})
-	return env
-}
-
-// A group segment that exhausts its retries counts as a failure, as a one-rank one does.
+// A group segment that exhausts its retries counts as a failure, as a one-rank one does:
+// a 2-rank run allowed one attempt, whose one worker is SIGKILLed mid-segment, waits as
+// failed with failures 1.
 func TestGroupFailuresCounted(t *testing.T) {
-	env := groupEnv(t, func(ctx context.Context, in RankSegmentInput) (SegmentResult, error) {
-		return SegmentResult{}, errors.New("rank died")
-	})
-	cfg := microConfig(t, "group-fails", "parallel.data=2")
-	env.RegisterDelayedCallback(func() {
-		env.UpdateWorkflow(UpdateStop, "stop", &testsuite.TestUpdateCallback{})
-	}, time.Hour)
-	env.ExecuteWorkflow(WorkflowName, RunInput{Config: cfg, MaxAttempts: 2})
-	var p Progress
-	if err := env.GetWorkflowResult(&p); err != nil {
+	srv := startServer(t)
+	c := dialTest(t, srv.Addr())
+	ctx := context.Background()
+	const queue = "group-fails"
+	helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE="+queue, "HERD_TEST_RANKS=1")
+	killed := helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE="+queue, "HERD_TEST_RANKS=1")
+	cfg := microConfig(t, "group-fails", "parallel.data=2", "train.steps=1000000", "train.checkpoint.every=0")
+	in := input(cfg)
+	in.MaxAttempts = 1
+	if _, err := Submit(ctx, c, queue, in); err != nil {
 		t.Fatal(err)
 	}
-	if p.Failures != 1 {
-		t.Errorf("failures %d after a group segment exhausted its retries, want 1 (%+v)", p.Failures, p)
+	t.Cleanup(func() { _ = c.TerminateWorkflow(ctx, cfg.Name, "", "test over") })
+	waitFor(t, "a trained step", func() bool {
+		s, err := GetStatus(ctx, c, cfg.Name)
+		return err == nil && s.Live != nil && s.Live.Step > 0
+	})
+	if err := killed.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the run to fail", func() bool {
+		s, err := GetStatus(ctx, c, cfg.Name)
+		return err == nil && s.State == StateFailed
+	})
+	if s, _ := GetStatus(ctx, c, cfg.Name); s.Failures != 1 || !strings.Contains(s.Error, "group segment") {
+		t.Errorf("failed 2-rank run: %+v; want failures 1 and the group's error", s.Progress)
 	}
 }
 
@@ -57,15 +44,19 @@ func TestGroupFailuresCounted(t *testing.T) {
 // (global_batch × seq_len), as a one-rank run of the same config does: the ETA divides
 // it by the run's tokens/s.
 func TestTokensPerStepOfAGroup(t *testing.T) {
-	cfg := microConfig(t, "group-tokens", "parallel.data=2")
-	env := groupEnv(t, func(ctx context.Context, in RankSegmentInput) (SegmentResult, error) {
-		return SegmentResult{Step: in.Until, Loss: 1, TokensPerS: 1000, Checkpoint: "c"}, nil
-	})
-	env.ExecuteWorkflow(WorkflowName, RunInput{Config: cfg})
-	var p Progress
-	if err := env.GetWorkflowResult(&p); err != nil {
+	srv := startServer(t)
+	c := dialTest(t, srv.Addr())
+	const queue = "group-tokens"
+	w := NewWorker(c, queue, &Activities{Ranks: 2})
+	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(w.Stop)
+	cfg := microConfig(t, "group-tokens", "parallel.data=2", "train.steps=2", "train.checkpoint.every=2")
+	if _, err := Submit(context.Background(), c, queue, input(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	p := follow(t, c, cfg.Name)
 	if want := int64(cfg.Train.GlobalBatch * cfg.Model.SeqLen); p.State != StateCompleted || p.TokensPerStep != want {
 		t.Errorf("2-rank run ended %+v, want completed with tokens_per_step %d", p, want)
 	}
