@@ -182,6 +182,13 @@ func describe(ctx context.Context, c client.Client, name string) (Status, error)
 	}
 	s.Name = name
 	s.pending(d.GetPendingActivities(), time.Now())
+	if s.GroupAttempt > 1 && s.State == StateRunning {
+		// A group's retries are the workflow's: its rank segments are all first attempts.
+		s.Attempt, s.LastFailure = s.GroupAttempt, s.GroupFailure
+		if s.Segment == "" {
+			s.Segment = SegmentRetrying // the backoff before the group is reserved again
+		}
+	}
 	if s.Live != nil && s.Live.Loss == 0 && s.Live.Step == s.Step {
 		// The attempt has trained nothing yet since loading the committed step: that
 		// step's loss is the run's.

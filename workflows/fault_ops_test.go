@@ -107,3 +107,34 @@ func TestDeadWorkerStatus(t *testing.T) {
 		}
 	}
 }
+
+// A group's retries show as a one-rank segment's do: after one of its workers is
+// SIGKILLed mid-segment, with no worker to take its rank again, the run is on attempt 2
+// with the group's failure, reserving its ranks.
+func TestGroupRetryShown(t *testing.T) {
+	srv := startServer(t)
+	c := dialTest(t, srv.Addr())
+	ctx := context.Background()
+	const queue = "group-retry"
+	helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE="+queue, "HERD_TEST_RANKS=1")
+	killed := helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE="+queue, "HERD_TEST_RANKS=1")
+	cfg := microConfig(t, "group-retry", "parallel.data=2", "train.steps=1000000", "train.checkpoint.every=0")
+	if _, err := Submit(ctx, c, queue, input(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.TerminateWorkflow(ctx, cfg.Name, "", "test over") })
+	waitFor(t, "a trained step", func() bool {
+		s, err := GetStatus(ctx, c, cfg.Name)
+		return err == nil && s.Live != nil && s.Live.Step > 0
+	})
+	if err := killed.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the group's retry to reserve its ranks", func() bool {
+		s, err := GetStatus(ctx, c, cfg.Name)
+		return err == nil && s.Segment == SegmentReserving
+	})
+	if s, _ := GetStatus(ctx, c, cfg.Name); s.State != StateRunning || s.Attempt != 2 || s.LastFailure == "" || s.Failures != 0 {
+		t.Errorf("2-rank run retrying: %+v; want running, attempt 2 with its last failure", s)
+	}
+}

@@ -87,16 +87,21 @@ type Progress struct {
 	// TokensPerStep is what the run processes per optimizer step, all ranks together:
 	// train.global_batch × model.seq_len. The ETA is the steps left times this over
 	// the live TokensPerS.
-	TokensPerStep int64     `json:"tokens_per_step"`
-	Checkpoint    string    `json:"checkpoint"` // newest committed checkpoint's name
-	Dir           string    `json:"dir"`        // folder holding the run's checkpoints
-	Segments      int       `json:"segments"`   // segments completed, over all executions
-	Failures      int       `json:"failures"`   // segments that exhausted their retries
-	Worker        string    `json:"worker"`     // identity of the worker of the last segment
-	Error         string    `json:"error,omitempty"`
-	Warnings      []string  `json:"warnings,omitempty"`
-	Started       time.Time `json:"started"` // workflow time of the first start
-	Updated       time.Time `json:"updated"`
+	TokensPerStep int64  `json:"tokens_per_step"`
+	Checkpoint    string `json:"checkpoint"` // newest committed checkpoint's name
+	Dir           string `json:"dir"`        // folder holding the run's checkpoints
+	Segments      int    `json:"segments"`   // segments completed, over all executions
+	Failures      int    `json:"failures"`   // segments that exhausted their retries
+	// GroupAttempt is a group's (parallel.data > 1) attempt at the segment in flight once
+	// one has failed, and GroupFailure why the previous one did: the workflow, not the
+	// server, retries a group, so Status shows these as its attempt and last failure.
+	GroupAttempt int32     `json:"group_attempt,omitempty"`
+	GroupFailure string    `json:"group_failure,omitempty"`
+	Worker       string    `json:"worker"` // identity of the worker of the last segment
+	Error        string    `json:"error,omitempty"`
+	Warnings     []string  `json:"warnings,omitempty"`
+	Started      time.Time `json:"started"` // workflow time of the first start
+	Updated      time.Time `json:"updated"`
 }
 
 // SegmentInput asks a worker to train from the last committed checkpoint up to Until.
