@@ -138,7 +138,8 @@ func rankQueueName(queue string) string {
 func (r *run) groupSegment(ctx workflow.Context, until int64, hb time.Duration, attempts int32) error {
 	backoff := time.Second
 	var err error
-	defer func() { r.p.GroupAttempt, r.p.GroupFailure = 0, "" }() // shown with the next state
+	// However it ends, the retries are over; the memo forgets them at its next update.
+	defer func() { r.p.GroupAttempt, r.p.GroupFailure = 0, "" }()
 	for attempt := int32(1); attempt <= attempts; attempt++ {
 		if attempt > 1 {
 			r.retrying(ctx, attempt, err)

@@ -161,7 +161,7 @@ func (a *Activities) train(ctx context.Context, in SegmentInput, g *collective.G
 			mu.Lock()
 			defer mu.Unlock()
 			// The ranks of a group step together on batches of one shape: the run's
-			// tokens/s is theirs times this one's.
+			// tokens/s is this rank's times their number.
 			hb.Step, hb.Loss, hb.TokensPerS = st.Step, st.Loss, st.TokensPerS*float64(ranks)
 			if st.Checkpoint != "" {
 				hb.Checkpoint, hb.Committed = st.Checkpoint, st.Step

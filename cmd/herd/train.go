@@ -131,9 +131,9 @@ func newTrainCmd() *cobra.Command {
 	return c
 }
 
-// progress shows training (and `herd eval`) as it goes: one line rewritten in place on a terminal, and a
-// plain line every few seconds otherwise, so that logs stay readable. Evaluations and
-// checkpoints get lines of their own.
+// progress shows training (and `herd eval`) as it goes: one line rewritten in place on a
+// terminal, and a plain line every few seconds otherwise, so that logs stay readable.
+// Evaluations and checkpoints get lines of their own.
 type progress struct {
 	w        io.Writer
 	tty      bool
