@@ -40,6 +40,10 @@ type Options struct {
 	Backend kernels.Backend[float32]
 	// Progress, if set, is called after every step of Run, on the caller's goroutine.
 	Progress func(Stats)
+	// EvalProgress, if set, is called after every micro-batch of Eval with the result so
+	// far and the number of batches asked for, on the caller's goroutine: a long
+	// evaluation (`herd eval`) shows where it is.
+	EvalProgress func(sofar EvalResult, batches int)
 	// Warn, if set, receives warnings (e.g. a corrupt checkpoint skipped on resume).
 	Warn func(string)
 	// Train and Eval replace the sources the configuration names (nil = open them from
@@ -348,11 +352,14 @@ func (tr *Trainer) Eval(batches int) (EvalResult, error) {
 		sum += r.Loss * r.Tokens
 		res.Tokens += r.Tokens
 		res.Batches++
+		if res.Tokens > 0 {
+			res.Loss = sum / res.Tokens
+		}
+		res.BitsPerByte = res.Loss / math.Ln2
+		if tr.opts.EvalProgress != nil {
+			tr.opts.EvalProgress(res, batches)
+		}
 	}
-	if res.Tokens > 0 {
-		res.Loss = sum / res.Tokens
-	}
-	res.BitsPerByte = res.Loss / math.Ln2
 	return res, nil
 }
 

@@ -11,6 +11,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -19,20 +20,38 @@ import (
 
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/checkpoint"
+	"github.com/herdml/herd/trainer/config"
 )
 
-// Dial connects to a Temporal frontend. The SDK logs warnings and errors only (a skipped
-// corrupt checkpoint is a warning the user must see); its routine lines are noise here.
+// Dial connects to the Temporal frontend the user gave with --temporal.
 func Dial(addr, namespace string) (client.Client, error) {
-	if namespace == "" {
-		namespace = "default"
-	}
-	logger := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	c, err := client.Dial(client.Options{HostPort: addr, Namespace: namespace, Logger: logger})
+	c, err := dial(addr, namespace)
 	if err != nil {
 		return nil, usererr.New("--temporal "+addr, "cannot reach a Temporal server: %v; start one with `herd server` or leave --temporal out to use the embedded one", err)
 	}
 	return c, nil
+}
+
+// DialServing connects to the herd process that serves the embedded server of stateDir at
+// addr (found in the state dir, not given by the user): when it does not answer, the
+// error says so, not that --temporal is unreachable.
+func DialServing(stateDir, addr, namespace string) (client.Client, error) {
+	c, err := dial(addr, namespace)
+	if err != nil {
+		return nil, usererr.New("--state-dir "+stateDir, "the herd process serving this state dir at %s does not answer: %v; "+
+			"wait until it has ended (a stopping `herd run` checkpoints first) or end it, then run this command again", addr, err)
+	}
+	return c, nil
+}
+
+// dial connects to a Temporal frontend. The SDK logs warnings and errors only (a skipped
+// corrupt checkpoint is a warning the user must see); its routine lines are noise here.
+func dial(addr, namespace string) (client.Client, error) {
+	if namespace == "" {
+		namespace = "default"
+	}
+	logger := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	return client.Dial(client.Options{HostPort: addr, Namespace: namespace, Logger: logger})
 }
 
 // Submit starts the run in.Config.Name, or attaches to it when it is running or has
@@ -44,16 +63,16 @@ func Submit(ctx context.Context, c client.Client, queue string, in RunInput) (at
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
 		// Running: follow it. Completed: its result is the answer; training it again
 		// would only find the final checkpoint. Runs that ended otherwise start afresh
-		// from their newest checkpoint. Either way only with the same recipe: attaching
-		// to a run of another config would report results the user did not ask for.
+		// from their newest checkpoint. Either way only with the same config: attaching
+		// to a run of other data or another checkpoint dir would report results the
+		// user did not ask for.
 		was, err := firstInput(ctx, c, name)
 		if err != nil {
 			return false, err
 		}
-		if was.Config.Hash() != in.Config.Hash() {
-			return false, usererr.New("run "+name, "a run of this name exists (%s) with another training config; "+
-				"give this one another name (--set name=...), or `herd stop` and remove the old run's checkpoints first",
-				strings.ToLower(statusName(d.GetWorkflowExecutionInfo().GetStatus())))
+		status := strings.ToLower(statusName(d.GetWorkflowExecutionInfo().GetStatus()))
+		if err := sameConfig(name, status, was.Config, in.Config); err != nil {
+			return false, err
 		}
 		return true, nil
 	}
@@ -76,21 +95,76 @@ func Submit(ctx context.Context, c client.Client, queue string, in RunInput) (at
 	return false, nil
 }
 
+// sameConfig refuses to attach a launch of config now to run name, which is status
+// (running, completed) with config was, unless the two match: a user error names every
+// key that differs, with both values. Two keys are not compared: parallel.data, which
+// `herd resume --set parallel.data=N` changes while the run's first input keeps the old
+// value, and which leaves the result unchanged; and model.preset, whose values are
+// compared key by key.
+func sameConfig(name, status string, was, now config.Run) error {
+	was.Parallel, now.Parallel = config.Parallel{}, config.Parallel{}
+	was.Model.Preset, now.Model.Preset = "", ""
+	diffs := config.Diff(was, now)
+	if len(diffs) == 0 {
+		return nil
+	}
+	keys := make([]string, len(diffs))
+	for i, d := range diffs {
+		keys[i] = fmt.Sprintf("%s: %s (%s) vs %s (this launch)", d.Key, d.Was, status, d.Now)
+	}
+	return usererr.New("run "+name, "a run of this name is %s with another training config: %s; give this launch another name (--set name=...), or launch the run's own config to follow it",
+		status, strings.Join(keys, "; "))
+}
+
 // Status is what `herd status` shows: the workflow's own Progress plus what the server
 // knows of the segment in flight.
 type Status struct {
 	Progress
 	Workflow    string     `json:"workflow"`               // Temporal's execution status: Running, Completed, Failed, ...
-	Live        *Heartbeat `json:"live,omitempty"`         // last heartbeat of the segment in flight
+	Live        *Heartbeat `json:"live,omitempty"`         // last heartbeat of the segment in flight (of an earlier attempt while a retry waits)
 	Attempt     int32      `json:"attempt,omitempty"`      // its attempt, 1 on a first try
 	LastFailure string     `json:"last_failure,omitempty"` // why its previous attempt ended
-	ETA         string     `json:"eta,omitempty"`          // at the live tokens/s
-	Checkpoints []string   `json:"checkpoints,omitempty"`  // committed, oldest first, where readable from here
+	// Segment is what the segment in flight is doing, one of the Segment* states; empty
+	// when none is.
+	Segment       string     `json:"segment,omitempty"`
+	LastHeartbeat *time.Time `json:"last_heartbeat,omitempty"` // when the server last heard from it
+	ETA           string     `json:"eta,omitempty"`            // steps left × tokens_per_step ÷ the live tokens/s (the run's)
+	Checkpoints   []string   `json:"checkpoints,omitempty"`    // committed, oldest first, where readable from here
 }
+
+// What the segment in flight is doing, as in Status.Segment.
+const (
+	SegmentTraining  = "training"
+	SegmentLate      = "heartbeat late"      // no heartbeat for lateAfter: its worker died or hangs, and the server retries it at the heartbeat timeout
+	SegmentRetrying  = "waiting for a retry" // an attempt failed; the next waits for its backoff and a worker
+	SegmentQueued    = "waiting for a worker"
+	SegmentStopping  = "stopping" // pause, stop or a failed sibling rank: committing the step it is on
+	SegmentReserving = "reserving ranks"
+)
+
+// lateAfter is how long a segment may go without a heartbeat before `herd status` calls
+// it late: its worker sends one at least every second (MaxHeartbeatThrottleInterval), so
+// five missed ones mean that something is wrong long before a long heartbeat timeout.
+const lateAfter = 5 * time.Second
 
 // GetStatus reads a run's status with DescribeWorkflowExecution, so it works with no
 // worker running (the workflow keeps its Progress in its memo).
 func GetStatus(ctx context.Context, c client.Client, name string) (Status, error) {
+	s, err := describe(ctx, c, name)
+	if err != nil {
+		return Status{}, err
+	}
+	if s.Dir != "" {
+		if names, err := (checkpoint.Dir{Root: s.Dir}).List(); err == nil {
+			s.Checkpoints = names
+		}
+	}
+	return s, nil
+}
+
+// describe reads a run's Progress from its memo and its segment in flight from the
+// server's pending activities.
+func describe(ctx context.Context, c client.Client, name string) (Status, error) {
 	d, err := c.DescribeWorkflowExecution(ctx, name, "")
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
@@ -107,14 +181,53 @@ func GetStatus(ctx context.Context, c client.Client, name string) (Status, error
 		}
 	}
 	s.Name = name
-	for _, a := range d.GetPendingActivities() {
-		if t := a.GetActivityType().GetName(); t != SegmentActivity && t != RankActivity {
-			continue // a group's ranks step together: any one shows where it is
+	s.pending(d.GetPendingActivities(), time.Now())
+	if s.GroupAttempt > 1 && s.State == StateRunning {
+		// A group's retries are the workflow's: its rank segments are all first attempts.
+		s.Attempt, s.LastFailure = s.GroupAttempt, s.GroupFailure
+		if s.Segment == "" {
+			s.Segment = SegmentRetrying // the backoff before the group is reserved again
 		}
+	}
+	if s.Live != nil && s.Live.Loss == 0 && s.Live.Step == s.Step {
+		// The attempt has trained nothing yet since loading the committed step: that
+		// step's loss is the run's.
+		s.Live.Loss = s.Loss
+	}
+	if s.Live != nil && s.Live.TokensPerS > 0 && s.TokensPerStep > 0 && s.Live.Step < s.Steps {
+		eta := time.Duration(float64(s.Steps-s.Live.Step) * float64(s.TokensPerStep) / s.Live.TokensPerS * float64(time.Second))
+		s.ETA = eta.Round(time.Second).String()
+	}
+	return s, nil
+}
+
+// pending fills in the segment in flight from the run's pending activities as of now. Of
+// a group's ranks, which step together, one that is not training says the most.
+func (s *Status) pending(acts []*workflowpb.PendingActivityInfo, now time.Time) {
+	for _, a := range acts {
+		switch a.GetActivityType().GetName() {
+		case ReserveActivity:
+			if s.Segment == "" {
+				s.Segment = SegmentReserving
+			}
+			continue
+		case SegmentActivity, RankActivity:
+		default:
+			continue
+		}
+		state := segmentState(a, now)
+		if s.Segment != "" && s.Segment != SegmentReserving && state == SegmentTraining {
+			continue
+		}
+		s.Segment = state
 		s.Attempt = a.GetAttempt()
 		s.LastFailure = a.GetLastFailure().GetMessage()
 		if a.GetLastWorkerIdentity() != "" {
 			s.Worker = a.GetLastWorkerIdentity()
+		}
+		if t := a.GetLastHeartbeatTime(); t != nil {
+			at := t.AsTime()
+			s.LastHeartbeat = &at
 		}
 		if det := a.GetHeartbeatDetails(); det != nil {
 			var hb Heartbeat
@@ -123,16 +236,27 @@ func GetStatus(ctx context.Context, c client.Client, name string) (Status, error
 			}
 		}
 	}
-	if s.Live != nil && s.Live.TokensPerS > 0 && s.TokensPerStep > 0 && s.Live.Step < s.Steps {
-		eta := time.Duration(float64(s.Steps-s.Live.Step) * float64(s.TokensPerStep) / s.Live.TokensPerS * float64(time.Second))
-		s.ETA = eta.Round(time.Second).String()
-	}
-	if s.Dir != "" {
-		if names, err := (checkpoint.Dir{Root: s.Dir}).List(); err == nil {
-			s.Checkpoints = names
+}
+
+// segmentState says what a pending segment activity is doing as of now.
+func segmentState(a *workflowpb.PendingActivityInfo, now time.Time) string {
+	switch a.GetState() {
+	case enumspb.PENDING_ACTIVITY_STATE_SCHEDULED:
+		if a.GetAttempt() > 1 {
+			return SegmentRetrying
 		}
+		return SegmentQueued
+	case enumspb.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED:
+		return SegmentStopping
 	}
-	return s, nil
+	last := a.GetLastHeartbeatTime()
+	if last == nil || last.AsTime().Before(a.GetLastStartedTime().AsTime()) {
+		last = a.GetLastStartedTime() // this attempt has not beaten yet
+	}
+	if last != nil && now.Sub(last.AsTime()) > lateAfter {
+		return SegmentLate
+	}
+	return SegmentTraining
 }
 
 func statusName(st enumspb.WorkflowExecutionStatus) string {
@@ -147,9 +271,11 @@ func statusName(st enumspb.WorkflowExecutionStatus) string {
 	}[st]
 }
 
-// List returns every run the namespace knows, newest first, from visibility alone.
+// List returns every run the namespace knows, newest first: from visibility, and for a
+// running run from DescribeWorkflowExecution as well (its segment in flight). An empty
+// list, not nil, when there is none (`herd ls --json` prints []).
 func List(ctx context.Context, c client.Client) ([]Status, error) {
-	var out []Status
+	out := []Status{}
 	var token []byte
 	for {
 		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
@@ -168,6 +294,12 @@ func List(ctx context.Context, c client.Client) ([]Status, error) {
 				_ = converter.GetDefaultDataConverter().FromPayload(p, &s.Progress)
 			}
 			s.Name = e.GetExecution().GetWorkflowId()
+			if e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+				// Its segment in flight: the live loss, and whether it is late or retrying.
+				if d, err := describe(ctx, c, s.Name); err == nil {
+					s = d
+				}
+			}
 			out = append(out, s)
 		}
 		if token = resp.GetNextPageToken(); len(token) == 0 {

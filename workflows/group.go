@@ -162,8 +162,11 @@ func rankQueueName(queue string) string {
 func (r *run) groupSegment(ctx workflow.Context, until int64, hb time.Duration, attempts int32) error {
 	backoff := time.Second
 	var err error
+	// However it ends, the retries are over; the memo forgets them at its next update.
+	defer func() { r.p.GroupAttempt, r.p.GroupFailure = 0, "" }()
 	for attempt := int32(1); attempt <= attempts; attempt++ {
 		if attempt > 1 {
+			r.retrying(ctx, attempt, err)
 			if workflow.Sleep(ctx, backoff) != nil {
 				return nil // the workflow itself is ending
 			}
@@ -175,6 +178,9 @@ func (r *run) groupSegment(ctx workflow.Context, until int64, hb time.Duration, 
 		var res SegmentResult
 		var ok bool
 		res, ok, err = r.tryGroup(ctx, group, newGroupToken(ctx), until, hb)
+		if err == nil {
+			r.p.GroupAttempt, r.p.GroupFailure = 0, ""
+		}
 		if ok && (err == nil || res.Step > r.p.Step) {
 			r.apply(res) // what the group committed counts, also before a failure
 			r.set(ctx, r.p.State)
@@ -193,6 +199,7 @@ func (r *run) groupSegment(ctx workflow.Context, until int64, hb time.Duration, 
 		}
 	}
 	r.p.Failures++
+	r.p.GroupAttempt, r.p.GroupFailure = 0, ""
 	r.p.Error = fmt.Sprintf("group segment to step %d failed after %d attempts: %v", until, attempts, err)
 	r.set(ctx, StateFailed)
 	return nil
@@ -209,6 +216,16 @@ func newGroupToken(ctx workflow.Context) string {
 	// A string always decodes: Get cannot fail here.
 	_ = workflow.SideEffect(ctx, func(workflow.Context) any { return collective.NewToken() }).Get(&token)
 	return token
+}
+
+// retrying records where clients see it (the memo) that the group goes on to attempt
+// after failing with err, as the server shows a one-rank segment's retries. Histories
+// recorded before it did so replay without the memo update.
+func (r *run) retrying(ctx workflow.Context, attempt int32, err error) {
+	r.p.GroupAttempt, r.p.GroupFailure = attempt, err.Error()
+	if workflow.GetVersion(ctx, "group-retry-memo", workflow.DefaultVersion, 1) == 1 {
+		r.set(ctx, r.p.State)
+	}
 }
 
 // tryGroup reserves the ranks of group and runs their segments until all have ended. It

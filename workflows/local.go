@@ -52,7 +52,7 @@ func StartLocal(stateDir, queue string, acts *Activities) (*Local, error) {
 	default:
 		l.srv, l.Addr = srv, srv.Addr()
 	}
-	if l.Client, err = Dial(l.Addr, ""); err != nil {
+	if l.Client, err = DialServing(stateDir, l.Addr, ""); err != nil {
 		l.Close()
 		return nil, err
 	}

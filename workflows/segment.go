@@ -22,9 +22,9 @@ import (
 type Heartbeat struct {
 	Step       int64   `json:"step"` // steps done, committed or not
 	Loss       float64 `json:"loss"`
-	TokensPerS float64 `json:"tokens_per_s"`
-	Checkpoint string  `json:"checkpoint"` // newest checkpoint this attempt (or an earlier one) committed
-	Committed  int64   `json:"committed"`  // its step
+	TokensPerS float64 `json:"tokens_per_s"` // the run's, all ranks together
+	Checkpoint string  `json:"checkpoint"`   // newest checkpoint this attempt (or an earlier one) committed
+	Committed  int64   `json:"committed"`    // its step
 }
 
 // Activities holds what a worker's segments need; the worker builds it once and
@@ -99,9 +99,9 @@ func (a *Activities) TrainRank(ctx context.Context, in RankSegmentInput) (Segmen
 func (a *Activities) train(ctx context.Context, in SegmentInput, g *collective.Group) (SegmentResult, error) {
 	info := activity.GetInfo(ctx)
 	log := activity.GetLogger(ctx)
-	rank := 0
+	rank, ranks := 0, 1
 	if g != nil {
-		rank = g.Rank()
+		rank, ranks = g.Rank(), g.World()
 	}
 	var prev Heartbeat
 	if activity.HasHeartbeatDetails(ctx) {
@@ -166,7 +166,9 @@ func (a *Activities) train(ctx context.Context, in SegmentInput, g *collective.G
 			a.Metrics.Observe(in.Config.Name, rank, st)
 			mu.Lock()
 			defer mu.Unlock()
-			hb.Step, hb.Loss, hb.TokensPerS = st.Step, st.Loss, st.TokensPerS
+			// The ranks of a group step together on batches of one shape: the run's
+			// tokens/s is this rank's times their number.
+			hb.Step, hb.Loss, hb.TokensPerS = st.Step, st.Loss, st.TokensPerS*float64(ranks)
 			if st.Checkpoint != "" {
 				hb.Checkpoint, hb.Committed = st.Checkpoint, st.Step
 			}

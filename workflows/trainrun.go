@@ -76,23 +76,32 @@ type RunInput struct {
 // Progress is a run's state as the workflow knows it: returned by the progress query,
 // kept in the memo, and returned as the workflow's result.
 type Progress struct {
-	Name       string  `json:"name"`
-	State      string  `json:"state"`
-	Step       int64   `json:"step"`  // last committed step
-	Steps      int64   `json:"steps"` // train.steps
-	Loss       float64 `json:"loss"`  // at the last committed step
+	Name  string  `json:"name"`
+	State string  `json:"state"`
+	Step  int64   `json:"step"`  // last committed step
+	Steps int64   `json:"steps"` // train.steps
+	Loss  float64 `json:"loss"`  // at the last committed step
+	// TokensPerS is the run's training throughput over the last segment, all ranks
+	// together (the heartbeats' Heartbeat.TokensPerS likewise).
 	TokensPerS float64 `json:"tokens_per_s"`
-	// TokensPerStep is what one rank processes per step (for the ETA).
-	TokensPerStep int64     `json:"tokens_per_step"`
-	Checkpoint    string    `json:"checkpoint"` // newest committed checkpoint's name
-	Dir           string    `json:"dir"`        // folder holding the run's checkpoints
-	Segments      int       `json:"segments"`   // segments completed, over all executions
-	Failures      int       `json:"failures"`   // segments that exhausted their retries
-	Worker        string    `json:"worker"`     // identity of the worker of the last segment
-	Error         string    `json:"error,omitempty"`
-	Warnings      []string  `json:"warnings,omitempty"`
-	Started       time.Time `json:"started"` // workflow time of the first start
-	Updated       time.Time `json:"updated"`
+	// TokensPerStep is what the run processes per optimizer step, all ranks together:
+	// train.global_batch × model.seq_len. The ETA is the steps left times this over
+	// the live TokensPerS.
+	TokensPerStep int64  `json:"tokens_per_step"`
+	Checkpoint    string `json:"checkpoint"` // newest committed checkpoint's name
+	Dir           string `json:"dir"`        // folder holding the run's checkpoints
+	Segments      int    `json:"segments"`   // segments completed, over all executions
+	Failures      int    `json:"failures"`   // segments that exhausted their retries
+	// GroupAttempt is a group's (parallel.data > 1) attempt at the segment in flight once
+	// one has failed, and GroupFailure why the previous one did: the workflow, not the
+	// server, retries a group, so Status shows these as its attempt and last failure.
+	GroupAttempt int32     `json:"group_attempt,omitempty"`
+	GroupFailure string    `json:"group_failure,omitempty"`
+	Worker       string    `json:"worker"` // identity of the worker of the last segment
+	Error        string    `json:"error,omitempty"`
+	Warnings     []string  `json:"warnings,omitempty"`
+	Started      time.Time `json:"started"` // workflow time of the first start
+	Updated      time.Time `json:"updated"`
 }
 
 // SegmentInput asks a worker to train from the last committed checkpoint up to Until.
@@ -139,7 +148,7 @@ func TrainRun(ctx workflow.Context, in RunInput) (Progress, error) {
 		r.p = Progress{Name: in.Config.Name, Steps: int64(in.Config.Train.Steps), Started: workflow.Now(ctx)}
 	}
 	r.p.Steps = int64(in.Config.Train.Steps)
-	r.setData(in.Config.Parallel.Data)
+	r.p.TokensPerStep = int64(in.Config.Train.GlobalBatch) * int64(in.Config.Model.SeqLen)
 	if err := r.handlers(ctx); err != nil {
 		return r.p, err
 	}
@@ -319,7 +328,7 @@ func (r *run) handlers(ctx workflow.Context) error {
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateResume,
 		func(ctx workflow.Context, in ResumeInput) (Progress, error) {
 			if in.Data > 0 {
-				r.setData(in.Data)
+				r.in.Config.Parallel.Data = in.Data // from the next segment on
 			}
 			r.paused = false
 			r.p.Error = ""
@@ -350,13 +359,6 @@ func (in ResumeInput) check(cfg config.Run) error {
 	}
 	cfg.Parallel.Data = in.Data
 	return cfg.Validate()
-}
-
-// setData makes the run train on n ranks from its next segment on.
-func (r *run) setData(n int) {
-	cfg := &r.in.Config
-	cfg.Parallel.Data = n
-	r.p.TokensPerStep = int64(cfg.Train.GlobalBatch * cfg.Model.SeqLen / max(n, 1))
 }
 
 // interrupt cancels the segment in flight and waits until it has committed, so that the

@@ -40,7 +40,17 @@ func newEvalCmd() *cobra.Command {
 			if dataSpec == "" {
 				return usererr.New("--data", "required: a glob of held-out text files, a shard manifest or grpc://host:port/name")
 			}
-			tr, err := trainer.Open(args[0], dataSpec, trainer.Options{Warn: warnStderr(c)})
+			if batches < 0 {
+				return usererr.New("--batches", "must be positive, or 0 for the run's train.eval.batches; got %d", batches)
+			}
+			p := newProgress(c.ErrOrStderr())
+			p.start(0)
+			tr, err := trainer.Open(args[0], dataSpec, trainer.Options{
+				Warn: warnStderr(c),
+				EvalProgress: func(r trainer.EvalResult, of int) {
+					p.show(fmt.Sprintf("eval batch %d/%d  loss %.4f", r.Batches, of, r.Loss), r.Batches == of)
+				},
+			})
 			if err != nil {
 				return err
 			}
@@ -61,6 +71,7 @@ func newEvalCmd() *cobra.Command {
 				batches = tr.Cfg.Train.Eval.Batches
 			}
 			res, err := tr.Eval(batches)
+			p.finish()
 			if err != nil {
 				return err
 			}

@@ -61,8 +61,9 @@ func newRunCmd() *cobra.Command {
 					return merr
 				}
 				defer stopMetrics()
-				fmt.Fprintf(errw, "run %s on the embedded Temporal server (%s). Ctrl-C checkpoints and stops; `%s` continues.\n",
-					run.Name, tf.stateDir, tf.resume(run.Name))
+				// Said once the run is submitted: a refused launch prints its error alone.
+				d.intro = fmt.Sprintf("run %s on the embedded Temporal server (%s). Ctrl-C checkpoints and stops; `%s` continues.",
+					run.Name, tf.stateDir, tf.command("resume", run.Name))
 				p, err = workflows.RunLocal(ctx, tf.stateDir, in, &workflows.Activities{Metrics: rec}, d.show)
 			} else {
 				cl, done, cerr := tf.connect()
@@ -90,7 +91,7 @@ func newRunCmd() *cobra.Command {
 				p, err = workflows.Follow(ctx, cl, run.Name, workflows.FollowEvery, d.show)
 			}
 			d.finish()
-			return finishRun(c, run.Name, p, err, f.json)
+			return finishRun(c, &tf, run.Name, p, err, f.json)
 		},
 	}
 	f.register(c)
@@ -128,10 +129,10 @@ func interruptContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-// finishRun prints how the followed run name ended.
-func finishRun(c *cobra.Command, name string, p workflows.Progress, err error, jsonOut bool) error {
+// finishRun prints how the followed run name, on tf's server, ended.
+func finishRun(c *cobra.Command, tf *temporalFlags, name string, p workflows.Progress, err error, jsonOut bool) error {
 	if errors.Is(err, context.Canceled) {
-		fmt.Fprintf(c.ErrOrStderr(), "stopped following %s; `herd status %s` shows it, `herd resume %s` continues it\n", name, name, name)
+		fmt.Fprintf(c.ErrOrStderr(), "stopped following %s; `%s` shows it, `%s` continues it\n", name, tf.command("status", name), tf.command("resume", name))
 		return nil
 	}
 	if err != nil {
@@ -155,6 +156,7 @@ type followDisplay struct {
 	bar   *progressbar.ProgressBar
 	shown time.Time
 	last  string
+	intro string // if set, a line printed before the first status
 }
 
 func newFollowDisplay(w io.Writer) *followDisplay {
@@ -169,6 +171,10 @@ func newFollowDisplay(w io.Writer) *followDisplay {
 }
 
 func (d *followDisplay) show(s workflows.Status) {
+	if d.intro != "" {
+		fmt.Fprintln(d.w, d.intro)
+		d.intro = ""
+	}
 	step, loss, tps := s.Step, s.Loss, s.TokensPerS
 	if s.Live != nil {
 		step, loss, tps = s.Live.Step, s.Live.Loss, s.Live.TokensPerS
@@ -176,9 +182,12 @@ func (d *followDisplay) show(s workflows.Status) {
 	if tps == 0 && s.Workflow == "Running" {
 		return // nothing trained yet: no numbers worth a line
 	}
-	line := fmt.Sprintf("%s  loss %.4f  %.0f tokens/s", state(s), loss, tps)
+	line := fmt.Sprintf("%s  loss %s  %.0f tokens/s", state(s), lossText(loss), tps)
 	if s.ETA != "" {
 		line += "  ETA " + s.ETA
+	}
+	if s.Segment != "" && s.Segment != workflows.SegmentTraining {
+		line += "  " + s.Segment
 	}
 	if s.Attempt > 1 {
 		line += fmt.Sprintf("  attempt %d", s.Attempt)

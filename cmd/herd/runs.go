@@ -30,9 +30,10 @@ func (f *temporalFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.stateDir, "state-dir", workflows.StateDir(), "embedded server's state (default $HERD_HOME or ~/.herd)")
 }
 
-// resume is the command that continues run name against the same server as this one.
-func (f *temporalFlags) resume(name string) string {
-	cmd := "herd resume " + name
+// command is `herd VERB NAME` against the same server as this one: with --state-dir when
+// that is not the default, so that a hint the user copies reaches the run.
+func (f *temporalFlags) command(verb, name string) string {
+	cmd := "herd " + verb + " " + name
 	if f.addr == "" && f.stateDir != workflows.StateDir() {
 		cmd += " --state-dir " + f.stateDir
 	}
@@ -43,12 +44,15 @@ func (f *temporalFlags) resume(name string) string {
 // serving the state dir; else of an embedded server started for this command, with a
 // worker that answers queries and updates but does not train. done releases it all.
 func (f *temporalFlags) connect() (c client.Client, done func(), err error) {
-	addr := f.addr
-	if addr == "" {
-		addr = devserver.RunningAddr(f.stateDir)
+	if f.addr != "" {
+		c, err := workflows.Dial(f.addr, f.namespace)
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, c.Close, nil
 	}
-	if addr != "" {
-		c, err := workflows.Dial(addr, f.namespace)
+	if addr := devserver.RunningAddr(f.stateDir); addr != "" {
+		c, err := workflows.DialServing(f.stateDir, addr, f.namespace)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -86,7 +90,14 @@ func newLsCmd() *cobra.Command {
 			w := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "RUN\tSTATE\tSTEP\tLOSS\tUPDATED")
 			for _, r := range runs {
-				fmt.Fprintf(w, "%s\t%s\t%d/%d\t%.4f\t%s\n", r.Name, state(r), r.Step, r.Steps, r.Loss, r.Updated.Local().Format(time.DateTime))
+				st, loss := state(r), r.Loss
+				if r.Segment != "" && r.Segment != workflows.SegmentTraining {
+					st += " (" + r.Segment + ")"
+				}
+				if r.Live != nil {
+					loss = r.Live.Loss
+				}
+				fmt.Fprintf(w, "%s\t%s\t%d/%d\t%s\t%s\n", r.Name, st, r.Step, r.Steps, lossText(loss), r.Updated.Local().Format(time.DateTime))
 			}
 			return w.Flush()
 		},
@@ -103,6 +114,14 @@ func state(s workflows.Status) string {
 		return strings.ToLower(s.Workflow)
 	}
 	return s.State
+}
+
+// lossText shows a loss, or "-" where none is known yet (0: no step trained).
+func lossText(loss float64) string {
+	if loss == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.4f", loss)
 }
 
 func newStatusCmd() *cobra.Command {
@@ -150,10 +169,16 @@ func printStatus(out io.Writer, s workflows.Status) {
 	row("state", "%s", state(s))
 	row("step", "%d of %d committed", s.Step, s.Steps)
 	if s.Live != nil {
-		row("training", "step %d, loss %.4f, %.0f tokens/s", s.Live.Step, s.Live.Loss, s.Live.TokensPerS)
+		row("training", "step %d, loss %s, %.0f tokens/s", s.Live.Step, lossText(s.Live.Loss), s.Live.TokensPerS)
 	} else if s.Step > 0 {
-		row("loss", "%.4f", s.Loss)
+		row("loss", "%s", lossText(s.Loss))
 		row("tokens/s", "%.0f", s.TokensPerS)
+	}
+	if s.Segment != "" {
+		row("segment", "%s", s.Segment)
+	}
+	if s.LastHeartbeat != nil {
+		row("last heartbeat", "%s ago", time.Since(*s.LastHeartbeat).Round(time.Second))
 	}
 	if s.ETA != "" {
 		row("ETA", "%s", s.ETA)
@@ -199,7 +224,7 @@ func newControlCmd(update, short string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.OutOrStdout(), "%s: %s at step %d; `%s` continues it\n", p.Name, update, p.Step, tf.resume(p.Name))
+			fmt.Fprintf(c.OutOrStdout(), "%s: %s at step %d; `%s` continues it\n", p.Name, update, p.Step, tf.command("resume", p.Name))
 			return nil
 		},
 	}
@@ -268,7 +293,7 @@ func newResumeCmd() *cobra.Command {
 				p, err = workflows.Follow(ctx, cl, name, workflows.FollowEvery, d.show)
 			}
 			d.finish()
-			return finishRun(c, name, p, err, jsonOut)
+			return finishRun(c, &tf, name, p, err, jsonOut)
 		},
 	}
 	tf.register(c)

@@ -131,9 +131,9 @@ func newTrainCmd() *cobra.Command {
 	return c
 }
 
-// progress shows training as it goes: one line rewritten in place on a terminal, and a
-// plain line every few seconds otherwise, so that logs stay readable. Evaluations and
-// checkpoints get lines of their own.
+// progress shows training (and `herd eval`) as it goes: one line rewritten in place on a
+// terminal, and a plain line every few seconds otherwise, so that logs stay readable.
+// Evaluations and checkpoints get lines of their own.
 type progress struct {
 	w        io.Writer
 	tty      bool
@@ -177,11 +177,17 @@ func (p *progress) update(st trainer.Stats) {
 	if st.Checkpoint != "" {
 		p.println(fmt.Sprintf("step %d: checkpoint %s", st.Step, st.Checkpoint))
 	}
+	p.show(line, st.Step == int64(st.Steps))
+}
+
+// show puts the progress line on screen: rewritten in place on a terminal; otherwise
+// printed when ten seconds have passed since the last one, and always when it is the last.
+func (p *progress) show(line string, last bool) {
 	switch {
 	case p.tty:
 		fmt.Fprintf(p.w, "\r\033[K%s", line)
 		p.pending = true
-	case time.Since(p.shown) >= 10*time.Second || st.Step == int64(st.Steps):
+	case time.Since(p.shown) >= 10*time.Second || last:
 		fmt.Fprintln(p.w, line)
 		p.shown = time.Now()
 	}

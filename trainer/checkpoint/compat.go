@@ -3,10 +3,10 @@ package checkpoint
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/trainer/config"
 )
 
 // Compatible refuses to continue from checkpoint name (whose state is st) with a different
@@ -41,50 +41,9 @@ func Compatible(s Storage, name string, st State, config json.RawMessage, config
 // diffJSON lists the leaf key paths whose values differ between two JSON documents, as
 // "a.b.c: checkpoint X, now Y", sorted by path.
 func diffJSON(was, now json.RawMessage) []string {
-	a, b := map[string]string{}, map[string]string{}
-	flatten(was, "", a)
-	flatten(now, "", b)
 	var out []string
-	for k, va := range a {
-		vb, ok := b[k]
-		if !ok {
-			vb = "absent"
-		}
-		if va != vb {
-			out = append(out, fmt.Sprintf("%s: checkpoint %s, now %s", k, va, vb))
-		}
+	for _, d := range config.DiffJSON(was, now) {
+		out = append(out, fmt.Sprintf("%s: checkpoint %s, now %s", d.Key, d.Was, d.Now))
 	}
-	for k, vb := range b {
-		if _, ok := a[k]; !ok {
-			out = append(out, fmt.Sprintf("%s: checkpoint absent, now %s", k, vb))
-		}
-	}
-	sort.Strings(out)
 	return out
-}
-
-// flatten records every leaf of a JSON document under its dotted path (list items by
-// index). Objects and lists are walked; anything else is kept as its JSON text.
-func flatten(js json.RawMessage, prefix string, out map[string]string) {
-	join := func(k string) string {
-		if prefix == "" {
-			return k
-		}
-		return prefix + "." + k
-	}
-	var obj map[string]json.RawMessage
-	if json.Unmarshal(js, &obj) == nil && obj != nil {
-		for k, v := range obj {
-			flatten(v, join(k), out)
-		}
-		return
-	}
-	var list []json.RawMessage
-	if json.Unmarshal(js, &list) == nil && list != nil {
-		for i, v := range list {
-			flatten(v, join(fmt.Sprint(i)), out)
-		}
-		return
-	}
-	out[prefix] = string(js)
 }

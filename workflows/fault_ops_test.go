@@ -1,0 +1,140 @@
+package workflows
+
+import (
+	"context"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// A group segment that exhausts its retries counts as a failure, as a one-rank one does:
+// a 2-rank run allowed one attempt, whose one worker is SIGKILLed mid-segment, waits as
+// failed with failures 1.
+func TestGroupFailuresCounted(t *testing.T) {
+	srv := startServer(t)
+	c := dialTest(t, srv.Addr())
+	ctx := context.Background()
+	const queue = "group-fails"
+	helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE="+queue, "HERD_TEST_RANKS=1")
+	killed := helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE="+queue, "HERD_TEST_RANKS=1")
+	cfg := microConfig(t, "group-fails", "parallel.data=2", "train.steps=1000000", "train.checkpoint.every=0")
+	in := input(cfg)
+	in.MaxAttempts = 1
+	if _, err := Submit(ctx, c, queue, in); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.TerminateWorkflow(ctx, cfg.Name, "", "test over") })
+	waitFor(t, "a trained step", func() bool {
+		s, err := GetStatus(ctx, c, cfg.Name)
+		return err == nil && s.Live != nil && s.Live.Step > 0
+	})
+	if err := killed.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the run to fail", func() bool {
+		s, err := GetStatus(ctx, c, cfg.Name)
+		return err == nil && s.State == StateFailed
+	})
+	if s, _ := GetStatus(ctx, c, cfg.Name); s.Failures != 1 || !strings.Contains(s.Error, "group segment") {
+		t.Errorf("failed 2-rank run: %+v; want failures 1 and the group's error", s.Progress)
+	}
+}
+
+// A 2-rank run reports the run's tokens per optimizer step, all ranks together
+// (global_batch × seq_len), as a one-rank run of the same config does: the ETA divides
+// it by the run's tokens/s.
+func TestTokensPerStepOfAGroup(t *testing.T) {
+	srv := startServer(t)
+	c := dialTest(t, srv.Addr())
+	const queue = "group-tokens"
+	w := NewWorker(c, queue, &Activities{Ranks: 2})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	cfg := microConfig(t, "group-tokens", "parallel.data=2", "train.steps=2", "train.checkpoint.every=2")
+	if _, err := Submit(context.Background(), c, queue, input(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	p := follow(t, c, cfg.Name)
+	if want := int64(cfg.Train.GlobalBatch * cfg.Model.SeqLen); p.State != StateCompleted || p.TokensPerStep != want {
+		t.Errorf("2-rank run ended %+v, want completed with tokens_per_step %d", p, want)
+	}
+}
+
+// A run whose worker died shows what the server knows: the segment waits for a retry,
+// on attempt 2 after a heartbeat timeout, with the loss of the last heartbeat, not 0,
+// in `herd status` (GetStatus) and `herd ls` (List) alike.
+func TestDeadWorkerStatus(t *testing.T) {
+	srv := startServer(t)
+	c := dialTest(t, srv.Addr())
+	ctx := context.Background()
+	const queue = "dead-worker"
+	w := helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE="+queue)
+	// One segment far longer than the test: the kill always lands inside it, before the
+	// run has committed anything (its Progress loss is still 0).
+	cfg := microConfig(t, "dead-worker", "train.steps=1000000", "train.checkpoint.every=0")
+	if _, err := Submit(ctx, c, queue, input(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.TerminateWorkflow(ctx, cfg.Name, "", "test over") })
+	waitFor(t, "a trained step", func() bool {
+		s, err := GetStatus(ctx, c, cfg.Name)
+		return err == nil && s.Live != nil && s.Live.Step > 0 && s.Segment == SegmentTraining
+	})
+	if err := w.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the retry", func() bool {
+		s, err := GetStatus(ctx, c, cfg.Name)
+		return err == nil && s.Segment == SegmentRetrying
+	})
+	s, err := GetStatus(ctx, c, cfg.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.State != StateRunning || s.Attempt != 2 || !strings.Contains(s.LastFailure, "eartbeat") ||
+		s.Live == nil || !(s.Live.Loss > 0) || s.LastHeartbeat == nil {
+		t.Errorf("status of a run whose worker died: %+v, live %+v; want attempt 2 waiting for a retry after a heartbeat timeout, with the last heartbeat's loss", s, s.Live)
+	}
+	runs, err := List(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range runs {
+		if r.Name == cfg.Name && (r.Segment != SegmentRetrying || r.Live == nil || !(r.Live.Loss > 0)) {
+			t.Errorf("listed: %+v, live %+v; want it waiting for a retry with the last heartbeat's loss", r, r.Live)
+		}
+	}
+}
+
+// A group's retries show as a one-rank segment's do: after one of its workers is
+// SIGKILLed mid-segment, with no worker to take its rank again, the run is on attempt 2
+// with the group's failure, reserving its ranks.
+func TestGroupRetryShown(t *testing.T) {
+	srv := startServer(t)
+	c := dialTest(t, srv.Addr())
+	ctx := context.Background()
+	const queue = "group-retry"
+	helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE="+queue, "HERD_TEST_RANKS=1")
+	killed := helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE="+queue, "HERD_TEST_RANKS=1")
+	cfg := microConfig(t, "group-retry", "parallel.data=2", "train.steps=1000000", "train.checkpoint.every=0")
+	if _, err := Submit(ctx, c, queue, input(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.TerminateWorkflow(ctx, cfg.Name, "", "test over") })
+	waitFor(t, "a trained step", func() bool {
+		s, err := GetStatus(ctx, c, cfg.Name)
+		return err == nil && s.Live != nil && s.Live.Step > 0
+	})
+	if err := killed.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the group's retry to reserve its ranks", func() bool {
+		s, err := GetStatus(ctx, c, cfg.Name)
+		return err == nil && s.Segment == SegmentReserving
+	})
+	if s, _ := GetStatus(ctx, c, cfg.Name); s.State != StateRunning || s.Attempt != 2 || s.LastFailure == "" || s.Failures != 0 {
+		t.Errorf("2-rank run retrying: %+v; want running, attempt 2 with its last failure", s)
+	}
+}
