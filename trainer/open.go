@@ -55,7 +55,7 @@ func Open(path, evalSpec string, opts Options) (*Trainer, error) {
 	return tr, nil
 }
 
-// Close releases the data sources' files.
+// Close releases the data sources' files and the run folder's lock.
 func (tr *Trainer) Close() error {
 	first := tr.closeRanks()
 	for _, s := range []any{tr.train, tr.eval} {
@@ -64,6 +64,12 @@ func (tr *Trainer) Close() error {
 				first = err
 			}
 		}
+	}
+	if tr.lock != nil {
+		if err := tr.lock.Close(); err != nil && first == nil {
+			first = err
+		}
+		tr.lock = nil
 	}
 	return first
 }

@@ -2,11 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/herdml/herd/trainer/checkpoint"
 )
 
 // trainJSON runs `herd train run.yaml --json --out ckpts` with extra arguments and
@@ -95,5 +98,30 @@ func TestTrainPastDamagedCheckpoints(t *testing.T) {
 	sum, stderr = trainJSON(t, dir, keep3...)
 	if sum.ResumedFrom != "step-00000010" || strings.Contains(stderr, "warning") {
 		t.Errorf("resumed from %q, want step-00000010 without warnings\n%s", sum.ResumedFrom, stderr)
+	}
+}
+
+// A run folder has one trainer at a time. The test process holds the folder's lock with
+// the API herd train uses, so that the first owner is certainly still there when herd
+// train starts: herd refuses at once with a user error naming the folder and the holder,
+// and trains once the holder lets go.
+func TestTrainRefusesAHeldRunFolder(t *testing.T) {
+	dir := tinyRun(t)
+	run := filepath.Join(dir, "ckpts", "e2e")
+	lock, err := checkpoint.LockDir(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, status := herd(t, dir, "train", "run.yaml", "--out", "ckpts")
+	wantUserError(t, stdout, stderr, status, filepath.Join("ckpts", "e2e")+": run folder in use",
+		fmt.Sprintf("held by pid %d on host ", os.Getpid()), ", command "+os.Args[0])
+	if steps, _ := checkpointsIn(t, run); len(steps) != 0 {
+		t.Errorf("the refused herd train wrote %v", steps)
+	}
+	if err := lock.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if sum, _ := trainJSON(t, dir); sum.Steps != 3 {
+		t.Errorf("after the holder closed the lock: %+v, want 3 steps trained", sum)
 	}
 }
