@@ -21,11 +21,15 @@ import (
 	"github.com/herdml/herd/trainer/checkpoint"
 )
 
+// defaultNamespace is the namespace Dial uses when none is given, and so that of herd's
+// embedded server.
+const defaultNamespace = "default"
+
 // Dial connects to a Temporal frontend. The SDK logs warnings and errors only (a skipped
 // corrupt checkpoint is a warning the user must see); its routine lines are noise here.
 func Dial(addr, namespace string) (client.Client, error) {
 	if namespace == "" {
-		namespace = "default"
+		namespace = defaultNamespace
 	}
 	logger := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	c, err := client.Dial(client.Options{HostPort: addr, Namespace: namespace, Logger: logger})
