@@ -182,6 +182,10 @@ func verify(s Storage, name string) error {
 	}
 	listed := map[string]bool{}
 	for _, f := range m.Files {
+		if !isFile(f.Name) || listed[f.Name] {
+			// A name from the manifest is never opened unchecked: it could lead anywhere.
+			return corrupt(s, name, ManifestFile, "lists %q, which is not a checkpoint file or is listed twice", f.Name)
+		}
 		listed[f.Name] = true
 		if err := verifyFile(s, name, f); err != nil {
 			return err
@@ -194,6 +198,9 @@ func verify(s Storage, name string) error {
 	}
 	return nil
 }
+
+// isFile reports whether name is one of the files a manifest lists.
+func isFile(name string) bool { return name == ModelFile || name == OptimFile || name == StateFile }
 
 func readManifest(s Storage, name string) (Manifest, error) {
 	var m Manifest
@@ -433,17 +440,17 @@ func whole(s Storage, name string) bool {
 	if err != nil {
 		return false
 	}
-	listed := 0
+	listed := map[string]bool{}
 	for _, f := range m.Files {
-		switch f.Name {
-		case ModelFile, OptimFile, StateFile:
-			listed++
+		if !isFile(f.Name) || listed[f.Name] {
+			return false
 		}
+		listed[f.Name] = true
 		if n, err := size(s, name, f.Name); err != nil || n != f.Size {
 			return false
 		}
 	}
-	return listed == 3
+	return len(listed) == 3
 }
 
 // size is the size of one file of checkpoint name: from Stat where the storage's reader
