@@ -131,7 +131,8 @@ func ResumeLocal(ctx context.Context, stateDir, name string, opts ResumeInput, a
 // lives: the process is gone, and the retry (per the segment's retry policy, 1 s later)
 // need not wait out the dead attempt's heartbeat timeout (30 s by default, or whatever
 // the run was given). The folder is the run's train.checkpoint.dir, resolved here as the
-// worker of this process will resolve it; a run whose segment is held by a live process
+// worker of this process will resolve it (a folder missing here leaves the attempt to its
+// heartbeat timeout); a run whose segment is held by a live process
 // (another `herd run` sharing the server) is left alone. Data-parallel runs' rank
 // segments are not handled: they still wait for their heartbeat timeout.
 func failDeadSegment(ctx context.Context, c client.Client, name string) error {
@@ -162,8 +163,13 @@ func failDeadSegment(ctx context.Context, c client.Client, name string) error {
 	return nil
 }
 
-// unlocked reports whether nobody holds the lock of the run folder root.
+// unlocked reports whether nobody holds the lock of the run folder root. A folder that
+// does not exist here tells nothing (the run may have been started from another working
+// directory): it reports false, and creates nothing.
 func unlocked(root string) (bool, error) {
+	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
+		return false, nil
+	}
 	l, err := checkpoint.LockDir(root)
 	if errors.Is(err, checkpoint.ErrLocked) {
 		return false, nil
