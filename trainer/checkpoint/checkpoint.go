@@ -180,27 +180,35 @@ func verify(s Storage, name string) error {
 	if err != nil {
 		return err
 	}
-	listed := map[string]bool{}
+	// A name from the manifest is never opened unchecked: it could lead anywhere.
+	if err := checkListing(m); err != nil {
+		return corrupt(s, name, ManifestFile, "%v", err)
+	}
 	for _, f := range m.Files {
-		if !isFile(f.Name) || listed[f.Name] {
-			// A name from the manifest is never opened unchecked: it could lead anywhere.
-			return corrupt(s, name, ManifestFile, "lists %q, which is not a checkpoint file or is listed twice", f.Name)
-		}
-		listed[f.Name] = true
 		if err := verifyFile(s, name, f); err != nil {
 			return err
-		}
-	}
-	for _, f := range []string{ModelFile, OptimFile, StateFile} {
-		if !listed[f] {
-			return corrupt(s, name, ManifestFile, "%s is not listed", f)
 		}
 	}
 	return nil
 }
 
-// isFile reports whether name is one of the files a manifest lists.
-func isFile(name string) bool { return name == ModelFile || name == OptimFile || name == StateFile }
+// checkListing checks that m lists each of the three checkpoint files once, and nothing
+// else.
+func checkListing(m Manifest) error {
+	listed := map[string]bool{}
+	for _, f := range m.Files {
+		if f.Name != ModelFile && f.Name != OptimFile && f.Name != StateFile || listed[f.Name] {
+			return fmt.Errorf("lists %q, which is not a checkpoint file or is listed twice", f.Name)
+		}
+		listed[f.Name] = true
+	}
+	for _, f := range []string{ModelFile, OptimFile, StateFile} {
+		if !listed[f] {
+			return fmt.Errorf("%s is not listed", f)
+		}
+	}
+	return nil
+}
 
 func readManifest(s Storage, name string) (Manifest, error) {
 	var m Manifest
@@ -440,17 +448,15 @@ func whole(s Storage, name string) bool {
 	if err != nil {
 		return false
 	}
-	listed := map[string]bool{}
+	if checkListing(m) != nil {
+		return false
+	}
 	for _, f := range m.Files {
-		if !isFile(f.Name) || listed[f.Name] {
-			return false
-		}
-		listed[f.Name] = true
 		if n, err := size(s, name, f.Name); err != nil || n != f.Size {
 			return false
 		}
 	}
-	return len(listed) == 3
+	return true
 }
 
 // size is the size of one file of checkpoint name: from Stat where the storage's reader
