@@ -122,16 +122,17 @@ func New(cfg config.Run, opts Options) (*Trainer, error) {
 	if err := tr.joinGroup(); err != nil {
 		return nil, err
 	}
+	if err := tr.openData(true); err != nil {
+		return nil, err
+	}
 	if tr.rank == 0 {
 		// Rank 0 owns the run's folder: it alone writes checkpoints, sets damaged ones
 		// aside and applies retention. Other ranks only read it, maybe on other hosts.
+		// Locking creates the folder, so it comes after the checks of the user's input.
 		if tr.lock, err = checkpoint.LockDir(tr.store.Root); err != nil {
+			tr.Close()
 			return nil, err
 		}
-	}
-	if err := tr.openData(true); err != nil {
-		tr.Close()
-		return nil, err
 	}
 	if cfg.Parallel.Data > 1 && opts.Group == nil {
 		if err := tr.startRanks(); err != nil {
