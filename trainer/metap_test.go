@@ -183,16 +183,15 @@ func TestCheckpointRecordsTheMetaPTable(t *testing.T) {
 
 	// The same run resumes.
 	same := newTrainer(t, cfg, Options{})
-	defer same.Close()
 	if name, err := same.Resume(""); err != nil || name != checkpoint.Name(1) {
 		t.Fatalf("resume with the same table: %q, %v", name, err)
 	}
+	same.Close() // each trainer below takes over the run's folder in turn
 
 	// An override added through the config: another table, refused, naming the key.
 	ovCfg := microConfig(t, "train.checkpoint.every=1", overrideWQ)
 	ovCfg.Train.Checkpoint.Dir = cfg.Train.Checkpoint.Dir
 	ov := newTrainer(t, ovCfg, Options{})
-	defer ov.Close()
 	if ov.Table.Hash() == st.TableHash {
 		t.Fatal("the override did not change the table's hash")
 	}
@@ -200,6 +199,7 @@ func TestCheckpointRecordsTheMetaPTable(t *testing.T) {
 	if !usererr.Is(err) || !strings.Contains(err.Error(), "metap.overrides.0.match: checkpoint absent") {
 		t.Fatalf("resume with an override added: %v", err)
 	}
+	ov.Close()
 
 	// The same config under other rules (here: the override's table stands in for what
 	// another herd version's rules would give): refused, saying the table differs, with

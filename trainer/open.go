@@ -62,7 +62,7 @@ func Open(path, evalSpec string, opts Options) (*Trainer, error) {
 	return tr, nil
 }
 
-// Close releases the data sources' files.
+// Close releases the data sources' files and the run folder's lock.
 func (tr *Trainer) Close() error {
 	first := tr.closeRanks()
 	for _, s := range []any{tr.train, tr.eval} {
@@ -71,6 +71,12 @@ func (tr *Trainer) Close() error {
 				first = err
 			}
 		}
+	}
+	if tr.lock != nil {
+		if err := tr.lock.Close(); err != nil && first == nil {
+			first = err
+		}
+		tr.lock = nil
 	}
 	return first
 }

@@ -103,26 +103,32 @@ func (tr *Trainer) save() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if _, err := checkpoint.Retain(tr.store, tr.Cfg.Train.Checkpoint.Keep, 0); err != nil {
+	if _, err := checkpoint.Retain(tr.store, tr.Cfg.Train.Checkpoint.Keep, 0, name); err != nil {
 		return name, err
 	}
 	return name, nil
 }
 
 // Resume loads a checkpoint: path names a checkpoint folder, or is empty for the newest
-// valid checkpoint of this run (checkpoints that fail verification are skipped, each with
-// a warning through Options.Warn). It returns the name loaded, or "" when path is empty and
-// the run has no checkpoint yet (training then starts from the initialisation). A
-// checkpoint of another config or MetaP table is refused with a user error that says what
-// differs; an unreadable one with a user error naming the file.
+// valid checkpoint of this run. Newer checkpoints that fail verification are skipped, each
+// with a warning through Options.Warn; rank 0, which owns the run's folder, moves them
+// aside (checkpoint.Recover), so that the steps they held are saved afresh and retention
+// never counts them. It returns the name loaded, or "" when path is empty and the run has
+// no checkpoint yet (training then starts from the initialisation). A checkpoint of
+// another config or MetaP table is refused with a user error that says what differs; an
+// unreadable one with a user error naming the file.
 func (tr *Trainer) Resume(path string) (string, error) {
 	store, name := tr.store, ""
 	if path != "" {
 		store, name = checkpoint.At(path)
 	} else {
+		find := checkpoint.Latest
+		if tr.rank == 0 {
+			find = checkpoint.Recover
+		}
 		var warnings []string
 		var err error
-		name, warnings, err = checkpoint.Latest(store)
+		name, warnings, err = find(store)
 		for _, w := range warnings {
 			tr.warn(w)
 		}

@@ -93,7 +93,8 @@ type Trainer struct {
 	eval      data.Source
 	evalStart data.State // eval always reads the same batches, from here
 	store     checkpoint.Dir
-	rng       *rand.PCG // the run's random stream; seeds init, and is checkpointed
+	lock      *checkpoint.Lock // held by the rank that owns store (rank 0) from New to Close
+	rng       *rand.PCG        // the run's random stream; seeds init, and is checkpointed
 	step      int64
 	nMicro    int // micro-batches per optimizer step on this rank
 	batch     data.Batch
@@ -114,8 +115,11 @@ const pcgStream = 0x68657264 // "herd"
 
 // New builds a trainer from a validated configuration: the model, initialised from the
 // MetaP table; the optimizer with the table's per-tensor hyperparameters; and the data
-// sources for rank 0 of parallel.data ranks. Close releases the sources. A checkpoint
-// folder it cannot write is a user error here, before any step is trained.
+// sources for rank 0 of parallel.data ranks. A checkpoint folder it cannot write is a
+// user error here, before any step is trained. Rank 0 (a one-rank trainer, or rank 0 of
+// Options.Group) locks the run's checkpoint folder (checkpoint.LockDir) and fails with
+// a user error wrapping checkpoint.ErrLocked if another trainer holds it. Close releases
+// the sources and the lock.
 func New(cfg config.Run, opts Options) (*Trainer, error) {
 	tr, err := build(cfg, opts)
 	if err != nil {
@@ -129,6 +133,15 @@ func New(cfg config.Run, opts Options) (*Trainer, error) {
 	}
 	if err := tr.openData(true); err != nil {
 		return nil, err
+	}
+	if tr.rank == 0 {
+		// Rank 0 owns the run's folder: it alone writes checkpoints, sets damaged ones
+		// aside and applies retention. Other ranks only read it, maybe on other hosts.
+		// Locking creates the folder, so it comes after the checks of the user's input.
+		if tr.lock, err = checkpoint.LockDir(tr.store.Root); err != nil {
+			tr.Close()
+			return nil, err
+		}
 	}
 	if cfg.Parallel.Data > 1 && opts.Group == nil {
 		if err := tr.startRanks(); err != nil {

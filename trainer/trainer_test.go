@@ -162,6 +162,7 @@ func testDeterministicAndExactResume(t *testing.T, sets ...string) {
 				t.Fatal(err)
 			}
 			dir = filepath.Join(tr.CheckpointDir(), st.Checkpoint)
+			tr.Close() // the next trainer takes over the run's folder
 		}
 		return fingerprint(t, dir)
 	}
@@ -194,6 +195,7 @@ func TestResumeSkipsCorruptAndRefusesOtherConfig(t *testing.T) {
 	b, _ := os.ReadFile(newest)
 	b[len(b)/2] ^= 0x40
 	os.WriteFile(newest, b, 0o644)
+	tr.Close() // each trainer below takes over the run's folder in turn
 
 	var warnings []string
 	tr = newTrainer(t, cfg, Options{Warn: func(w string) { warnings = append(warnings, w) }})
@@ -217,14 +219,23 @@ func TestResumeSkipsCorruptAndRefusesOtherConfig(t *testing.T) {
 		t.Fatalf("Save of an opened checkpoint: %v", err)
 	}
 
-	// Given explicitly, the corrupt checkpoint is a user error naming the file.
-	_, err = newTrainer(t, cfg, Options{}).Resume(filepath.Dir(newest))
+	// Given explicitly, the corrupt checkpoint (which resuming set aside) is a user error
+	// naming the file.
+	aside, _ := filepath.Glob(filepath.Join(tr.CheckpointDir(), ".damaged-"+checkpoint.Name(2)+"-*"))
+	if len(aside) != 1 {
+		t.Fatalf("set aside %v, want the damaged step-00000002", aside)
+	}
+	newest = filepath.Join(aside[0], checkpoint.OptimFile)
+	tr.Close()
+	tr = newTrainer(t, cfg, Options{})
+	_, err = tr.Resume(filepath.Dir(newest))
 	if !usererr.Is(err) || !strings.Contains(err.Error(), newest) {
 		t.Fatalf("explicit corrupt checkpoint: %v", err)
 	}
 	// Another learning rate is another run: refused, naming the key and both values.
 	other := cfg
 	other.Train.Optim.LR = 2e-2
+	tr.Close()
 	_, err = newTrainer(t, other, Options{}).Resume("")
 	if !usererr.Is(err) || !strings.Contains(err.Error(), "train.optim.lr: checkpoint 0.005, now 0.02") {
 		t.Fatalf("resume with another lr: %v", err)

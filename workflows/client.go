@@ -23,6 +23,10 @@ import (
 	"github.com/herdml/herd/trainer/config"
 )
 
+// defaultNamespace is the namespace Dial uses when none is given, and so that of herd's
+// embedded server.
+const defaultNamespace = "default"
+
 // Dial connects to the Temporal frontend the user gave with --temporal.
 func Dial(addr, namespace string) (client.Client, error) {
 	c, err := dial(addr, namespace)
@@ -48,7 +52,7 @@ func DialServing(stateDir, addr, namespace string) (client.Client, error) {
 // corrupt checkpoint is a warning the user must see); its routine lines are noise here.
 func dial(addr, namespace string) (client.Client, error) {
 	if namespace == "" {
-		namespace = "default"
+		namespace = defaultNamespace
 	}
 	logger := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	return client.Dial(client.Options{HostPort: addr, Namespace: namespace, Logger: logger})

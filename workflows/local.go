@@ -8,10 +8,14 @@ import (
 	"path/filepath"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/herdml/herd/trainer/checkpoint"
 	"github.com/herdml/herd/workflows/devserver"
 )
 
@@ -104,18 +108,76 @@ func RunLocal(ctx context.Context, stateDir string, in RunInput, acts *Activitie
 
 // ResumeLocal is `herd resume` without --temporal, also after the process that ran the
 // run, server included, was killed: the server comes back on the same file, the dead
-// segment's heartbeat times out, and this process's worker retries it from the last
-// committed checkpoint.
+// segment's attempt is failed at once (see failDeadSegment) rather than left to its
+// heartbeat timeout, and this process's worker retries it from the last committed
+// checkpoint.
 func ResumeLocal(ctx context.Context, stateDir, name string, opts ResumeInput, acts *Activities, show func(Status)) (Progress, error) {
 	l, err := StartLocal(stateDir, TaskQueue, acts)
 	if err != nil {
 		return Progress{}, err
 	}
 	defer l.Close()
+	if err := failDeadSegment(ctx, l.Client, name); err != nil {
+		return Progress{}, err
+	}
 	if err := Resume(ctx, l.Client, TaskQueue, name, opts); err != nil {
 		return Progress{}, err
 	}
 	return Follow(ctx, l.Client, name, FollowEvery, show)
+}
+
+// failDeadSegment fails the started TrainSegment attempt of run name when nobody holds
+// the run folder's lock, which that attempt's trainer holds for as long as its process
+// lives: the process is gone, and the retry (per the segment's retry policy, 1 s later)
+// need not wait out the dead attempt's heartbeat timeout (30 s by default, or whatever
+// the run was given). The folder is the run's train.checkpoint.dir, resolved here as the
+// worker of this process will resolve it (a folder missing here leaves the attempt to its
+// heartbeat timeout); a run whose segment is held by a live process
+// (another `herd run` sharing the server) is left alone. Data-parallel runs' rank
+// segments are not handled: they still wait for their heartbeat timeout.
+func failDeadSegment(ctx context.Context, c client.Client, name string) error {
+	d, err := c.DescribeWorkflowExecution(ctx, name, "")
+	if err != nil || d.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return nil // Resume reports a missing run; one not running has no attempt in flight
+	}
+	for _, a := range d.GetPendingActivities() {
+		if a.GetActivityType().GetName() != SegmentActivity || a.GetState() != enumspb.PENDING_ACTIVITY_STATE_STARTED {
+			continue
+		}
+		in, err := firstInput(ctx, c, name)
+		if err != nil {
+			return err
+		}
+		free, err := unlocked(filepath.Join(in.Config.Train.Checkpoint.Dir, in.Config.Name))
+		if err != nil || !free {
+			return err
+		}
+		gone := temporal.NewApplicationError(fmt.Sprintf("the process of attempt %d (%s) is gone: nobody holds the run folder's lock; retrying now",
+			a.GetAttempt(), a.GetLastWorkerIdentity()), ErrAttemptGone)
+		err = c.CompleteActivityByID(ctx, defaultNamespace, name, d.GetWorkflowExecutionInfo().GetExecution().GetRunId(), a.GetActivityId(), nil, gone)
+		var nf *serviceerror.NotFound
+		if err != nil && !errors.As(err, &nf) { // not found: the attempt ended meanwhile
+			return fmt.Errorf("failing the dead attempt of run %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// unlocked reports whether nobody holds the lock of the run folder root. A folder that
+// does not exist here tells nothing (the run may have been started from another working
+// directory): it reports false, and creates nothing.
+func unlocked(root string) (bool, error) {
+	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
+		return false, nil
+	}
+	l, err := checkpoint.LockDir(root)
+	if errors.Is(err, checkpoint.ErrLocked) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, l.Close()
 }
 
 // FollowEvery is how often a following CLI refreshes its display.

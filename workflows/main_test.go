@@ -121,6 +121,7 @@ func trainUntil(t testing.TB, cfg config.Run, until int64) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer tr.Close() // releases the run folder's lock for whoever trains it next
 	if _, err := tr.Resume(""); err != nil {
 		t.Fatal(err)
 	}

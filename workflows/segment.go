@@ -14,6 +14,7 @@ import (
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/kernels"
 	"github.com/herdml/herd/trainer"
+	"github.com/herdml/herd/trainer/checkpoint"
 	"github.com/herdml/herd/trainer/collective"
 )
 
@@ -178,6 +179,9 @@ func (a *Activities) train(ctx context.Context, in SegmentInput, g *collective.G
 	if err != nil {
 		return SegmentResult{}, classify(err)
 	}
+	// Closing releases the data files and, on rank 0, the run folder's lock, before the
+	// workflow hears of the result and schedules the next segment.
+	defer tr.Close()
 	name, err := tr.Resume("")
 	if err != nil {
 		return SegmentResult{}, classify(err)
@@ -246,11 +250,24 @@ func leave(g *collective.Group) {
 // tokens non-retryable: a retry would fail the same way. They are "benign" so that the
 // SDK does not log them as worker errors; the run's own output says what went wrong.
 // Everything else is retried from the last checkpoint.
+//
+// A run folder locked by another owner (checkpoint.ErrLocked) is a user error for `herd
+// train` but is retried here: the holder is most often this segment's previous attempt,
+// still committing its checkpoint after a cancel or timeout, or a rank 0 on a worker that
+// lost the server and has not yet noticed; both let go within seconds, and the retry
+// policy's backoff waits for them. A real second owner (`herd train` on the same folder)
+// exhausts the retries, and the run then waits, failed but resumable, with the message
+// naming the holder.
 func classify(err error) error {
 	if errors.Is(err, collective.ErrBadToken) {
 		return temporal.NewApplicationErrorWithOptions(
 			err.Error()+"; every worker of a run needs the same $HERD_COLLECTIVE_TOKEN (or none)", ErrBadToken,
 			temporal.ApplicationErrorOptions{NonRetryable: true, Category: temporal.ApplicationErrorCategoryBenign})
+	}
+	if errors.Is(err, checkpoint.ErrLocked) {
+		return temporal.NewApplicationErrorWithOptions(err.Error(), ErrLocked, temporal.ApplicationErrorOptions{
+			Category: temporal.ApplicationErrorCategoryBenign,
+		})
 	}
 	if usererr.Is(err) {
 		return temporal.NewApplicationErrorWithOptions(err.Error(), ErrUser, temporal.ApplicationErrorOptions{

@@ -32,6 +32,13 @@ const (
 	// ErrUser is the application error type of a user's mistake or a diverged run:
 	// never retried, and the CLI exits with status 2 on it.
 	ErrUser = "UserError"
+	// ErrLocked is the application error type of a segment whose run folder another
+	// owner holds (checkpoint.ErrLocked): retried, since that owner is most often the
+	// segment's previous attempt, still stopping.
+	ErrLocked = "RunFolderLocked"
+	// ErrAttemptGone is the application error type with which `herd resume` fails a
+	// segment attempt whose process is known dead, so that it is retried at once.
+	ErrAttemptGone = "AttemptGone"
 	// memoProgress is the memo key holding Progress, readable with DescribeWorkflowExecution
 	// by any client even when no worker is running.
 	memoProgress = "progress"

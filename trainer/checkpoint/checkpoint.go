@@ -25,6 +25,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/herdml/herd/data"
 	"github.com/herdml/herd/internal/usererr"
@@ -154,29 +155,56 @@ func where(s Storage, name, file string) string {
 	return path.Join(name, file)
 }
 
-// corrupt is a user error about one file of a checkpoint.
+// corrupt is a user error about one file of a checkpoint. It says what is wrong, not what
+// to do, which depends on who picked the checkpoint: see named and Latest.
 func corrupt(s Storage, name, file, format string, args ...any) error {
-	return usererr.New(where(s, name, file), "unreadable checkpoint: "+format+"; pick another checkpoint (omit the path to resume from the newest valid one)", args...)
+	return usererr.New(where(s, name, file), "unreadable checkpoint: "+format, args...)
+}
+
+// named adds what to do to a user error about a checkpoint that the user named.
+func named(err error) error {
+	var u *usererr.Error
+	if errors.As(err, &u) {
+		return usererr.New(u.Where, "%s; name another checkpoint, or the run's folder to use its newest valid one", u.What)
+	}
+	return err
 }
 
 // Verify checks checkpoint name against its manifest: the format is one this code reads,
 // every file is listed, and every file has the recorded size and sha256. Errors are user
-// errors naming the file.
-func Verify(s Storage, name string) error {
+// errors naming the file, for a checkpoint the user named.
+func Verify(s Storage, name string) error { return named(verify(s, name)) }
+
+func verify(s Storage, name string) error {
 	m, err := readManifest(s, name)
 	if err != nil {
 		return err
 	}
-	listed := map[string]bool{}
+	// A name from the manifest is never opened unchecked: it could lead anywhere.
+	if err := checkListing(m); err != nil {
+		return corrupt(s, name, ManifestFile, "%v", err)
+	}
 	for _, f := range m.Files {
-		listed[f.Name] = true
 		if err := verifyFile(s, name, f); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// checkListing checks that m lists each of the three checkpoint files once, and nothing
+// else.
+func checkListing(m Manifest) error {
+	listed := map[string]bool{}
+	for _, f := range m.Files {
+		if f.Name != ModelFile && f.Name != OptimFile && f.Name != StateFile || listed[f.Name] {
+			return fmt.Errorf("lists %q, which is not a checkpoint file or is listed twice", f.Name)
+		}
+		listed[f.Name] = true
+	}
 	for _, f := range []string{ModelFile, OptimFile, StateFile} {
 		if !listed[f] {
-			return corrupt(s, name, ManifestFile, "%s is not listed", f)
+			return fmt.Errorf("%s is not listed", f)
 		}
 	}
 	return nil
@@ -246,20 +274,65 @@ var ErrNone = errors.New("no valid checkpoint")
 
 // Latest returns the newest checkpoint whose manifest verifies. Each newer checkpoint that
 // does not verify is skipped, with a warning that names it and says why. It returns ErrNone
-// when no checkpoint verifies.
+// when no checkpoint verifies. It changes nothing: see Recover for the run's owner.
 func Latest(s Storage) (name string, warnings []string, err error) {
+	return latest(s, func(n string, err error) (string, error) {
+		return fmt.Sprintf("skipping damaged checkpoint %s (looking for the newest valid one): %v", n, err), nil
+	})
+}
+
+// Recover is Latest for the trainer that owns the run (and holds its Lock): it moves each
+// damaged checkpoint newer than the one it returns aside, under a name that List leaves
+// out (see SetAside), and its warning says where. Training then saves those steps afresh,
+// and retention never counts or deletes the damaged copies.
+func Recover(s Storage) (name string, warnings []string, err error) {
+	return latest(s, func(n string, err error) (string, error) {
+		aside, merr := SetAside(s, n)
+		if merr != nil {
+			return "", fmt.Errorf("moving damaged checkpoint %s aside: %w", where(s, n, ""), merr)
+		}
+		return fmt.Sprintf("damaged checkpoint %s (%v): moved it aside to %s, which herd never reads or deletes; "+
+			"look into it, then delete it", n, err, where(s, aside, "")), nil
+	})
+}
+
+// latest walks the checkpoints newest first and returns the first that verifies; skip
+// handles each one before it that does not and returns the warning for it.
+func latest(s Storage, skip func(name string, err error) (string, error)) (name string, warnings []string, err error) {
 	names, err := steps(s)
 	if err != nil {
 		return "", nil, err
 	}
 	for _, n := range names {
-		err := Verify(s, n)
-		if err == nil {
+		verr := verify(s, n)
+		if verr == nil {
 			return n, warnings, nil
 		}
-		warnings = append(warnings, fmt.Sprintf("skipping checkpoint %s: %v", n, err))
+		w, err := skip(n, verr)
+		if err != nil {
+			return "", warnings, err
+		}
+		warnings = append(warnings, w)
 	}
 	return "", warnings, ErrNone
+}
+
+// damagedPrefix starts the name of a checkpoint set aside as damaged.
+const damagedPrefix = ".damaged-"
+
+// SetAside renames checkpoint name to .damaged-<name>-<UTC time>[-N], a name that List
+// leaves out, so that it is neither resumed from, nor counted or deleted by Retain, nor
+// replaced when its step is saved again. It returns the new name.
+func SetAside(s Storage, name string) (string, error) {
+	base := damagedPrefix + name + "-" + time.Now().UTC().Format("20060102T150405Z")
+	to := base
+	for i := 2; ; i++ {
+		err := s.Rename(name, to)
+		if !errors.Is(err, fs.ErrExist) || i > 100 {
+			return to, err
+		}
+		to = fmt.Sprintf("%s-%d", base, i)
+	}
 }
 
 // ReadState verifies checkpoint name and returns its state.json: enough to rebuild the
@@ -268,7 +341,8 @@ func ReadState(s Storage, name string) (State, error) {
 	if err := Verify(s, name); err != nil {
 		return State{}, err
 	}
-	return readState(s, name)
+	st, err := readState(s, name)
+	return st, named(err)
 }
 
 func readState(s Storage, name string) (State, error) {
@@ -310,7 +384,7 @@ func Load(s Storage, name string, snap *Snapshot, check func(State) error) error
 	}
 	st, err := readState(s, name)
 	if err != nil {
-		return err
+		return named(err)
 	}
 	snap.State = st
 	if check != nil {
@@ -322,18 +396,22 @@ func Load(s Storage, name string, snap *Snapshot, check func(State) error) error
 		_, err := ReadSafetensors(r, snap.Model)
 		return err
 	}); err != nil {
-		return err
+		return named(err)
 	}
-	return readFile(s, name, OptimFile, func(r io.Reader) error {
+	return named(readFile(s, name, OptimFile, func(r io.Reader) error {
 		meta, err := ReadSafetensors(r, snap.Optim)
 		snap.OptimMeta = meta
 		return err
-	})
+	}))
 }
 
-// Retain deletes checkpoints other than the newest keep and, when every > 0, those whose
-// step is a multiple of every. keep <= 0 keeps everything. It returns the names deleted.
-func Retain(s Storage, keep int, every int64) ([]string, error) {
+// Retain deletes old checkpoints. It keeps the newest keep checkpoints that look whole
+// (see whole), every checkpoint newer than the oldest of those, whole or not, and, when
+// every > 0, those whose step is a multiple of every; it never deletes written, the
+// checkpoint just saved. So a damaged checkpoint is never counted as one of the keep, and
+// nothing is deleted until keep whole ones exist. keep <= 0 keeps everything. It returns
+// the names deleted.
+func Retain(s Storage, keep int, every int64, written string) ([]string, error) {
 	if keep <= 0 {
 		return nil, nil
 	}
@@ -342,9 +420,16 @@ func Retain(s Storage, keep int, every int64) ([]string, error) {
 		return nil, err
 	}
 	var deleted []string
-	for i, n := range names {
+	seen := 0 // whole checkpoints newer than n
+	for _, n := range names {
 		step, _ := parseName(n)
-		if i < keep || (every > 0 && step%every == 0) {
+		if seen < keep {
+			if whole(s, n) {
+				seen++
+			}
+			continue
+		}
+		if n == written || (every > 0 && step%every == 0) {
 			continue
 		}
 		if err := s.Delete(n); err != nil {
@@ -353,4 +438,41 @@ func Retain(s Storage, keep int, every int64) ([]string, error) {
 		deleted = append(deleted, n)
 	}
 	return deleted, nil
+}
+
+// whole is Retain's cheap check of checkpoint name: its manifest reads and lists the
+// three files, each of the size it records. Checksums are left to Verify, which reads
+// every byte, when a checkpoint is loaded.
+func whole(s Storage, name string) bool {
+	m, err := readManifest(s, name)
+	if err != nil {
+		return false
+	}
+	if checkListing(m) != nil {
+		return false
+	}
+	for _, f := range m.Files {
+		if n, err := size(s, name, f.Name); err != nil || n != f.Size {
+			return false
+		}
+	}
+	return true
+}
+
+// size is the size of one file of checkpoint name: from Stat where the storage's reader
+// has it (a local file), else by reading it through.
+func size(s Storage, name, file string) (int64, error) {
+	r, err := s.Open(name, file)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	if st, ok := r.(interface{ Stat() (fs.FileInfo, error) }); ok {
+		fi, err := st.Stat()
+		if err != nil {
+			return 0, err
+		}
+		return fi.Size(), nil
+	}
+	return io.Copy(io.Discard, r)
 }

@@ -211,7 +211,7 @@ func TestRetain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deleted, err := Retain(st, 2, 3)
+	deleted, err := Retain(st, 2, 3, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,9 +89,14 @@ func ReadSafetensors(r io.Reader, into []Tensor) (map[string]string, error) {
 	if hlen > maxHeader {
 		return nil, fmt.Errorf("safetensors header length %d exceeds %d bytes", hlen, maxHeader)
 	}
-	js := make([]byte, hlen)
-	if _, err := io.ReadFull(br, js); err != nil {
+	// Read up to hlen bytes rather than allocate hlen at once: a damaged length must not
+	// cost 100 MB when the file is far shorter.
+	js, err := io.ReadAll(io.LimitReader(br, int64(hlen)))
+	if err != nil {
 		return nil, fmt.Errorf("safetensors header: %w", err)
+	}
+	if uint64(len(js)) != hlen {
+		return nil, fmt.Errorf("safetensors header: %w (the header length says %d bytes, the file holds %d)", io.ErrUnexpectedEOF, hlen, len(js))
 	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(js, &raw); err != nil {

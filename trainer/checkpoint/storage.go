@@ -14,9 +14,10 @@ import (
 )
 
 // Storage keeps committed checkpoints, each a named set of files. It is deliberately small
-// (four methods, like torchtitan's storage writer/reader) so that an object store can
+// (five methods, like torchtitan's storage writer/reader) so that an object store can
 // implement it later; the format, hashing, verification and retention live above it, in
-// Save, Latest, Load and Retain.
+// Save, Latest, Recover, Load and Retain. Names that start with "." are not checkpoints:
+// List leaves them out.
 type Storage interface {
 	// Commit writes the files of checkpoint name, calling each File's Write in order, and
 	// makes them visible all at once: a reader sees the whole checkpoint or none of it.
@@ -28,6 +29,9 @@ type Storage interface {
 	List() ([]string, error)
 	// Delete removes a committed checkpoint.
 	Delete(name string) error
+	// Rename gives committed checkpoint name the name to, failing with an error that
+	// wraps fs.ErrExist if to exists.
+	Rename(name, to string) error
 }
 
 // File is one file of a checkpoint, produced by streaming into w.
@@ -170,3 +174,15 @@ func (d Dir) List() ([]string, error) {
 
 // Delete: see Storage.
 func (d Dir) Delete(name string) error { return os.RemoveAll(filepath.Join(d.Root, name)) }
+
+// Rename: see Storage.
+func (d Dir) Rename(name, to string) error {
+	dst := filepath.Join(d.Root, to)
+	if _, err := os.Lstat(dst); err == nil {
+		return &fs.PathError{Op: "rename", Path: dst, Err: fs.ErrExist}
+	}
+	if err := os.Rename(filepath.Join(d.Root, name), dst); err != nil {
+		return err
+	}
+	return syncDir(d.Root)
+}
