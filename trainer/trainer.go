@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/herdml/herd/data"
+	"github.com/herdml/herd/internal/sysmem"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/kernels"
 	"github.com/herdml/herd/kernels/cpu"
@@ -109,8 +110,18 @@ const pcgStream = 0x68657264 // "herd"
 
 // New builds a trainer from a validated configuration: the model, initialised from the
 // MetaP table; the optimizer with the table's per-tensor hyperparameters; and the data
-// sources for rank 0 of parallel.data ranks. Close releases the sources.
+// sources for rank 0 of parallel.data ranks. Close releases the sources. A run whose
+// plan needs more memory than this process may use is refused before anything is
+// allocated (config.Run.CheckMemory): all parallel.data ranks when they train in this
+// process, one when opts.Group makes this one rank of a group.
 func New(cfg config.Run, opts Options) (*Trainer, error) {
+	ranks := 1 // in this process
+	if opts.Group == nil {
+		ranks = cfg.Parallel.Data
+	}
+	if err := cfg.CheckMemory(ranks, sysmem.Lookup()); err != nil {
+		return nil, err
+	}
 	tr, err := build(cfg, opts)
 	if err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/herdml/herd/internal/sysmem"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/config"
 	"github.com/herdml/herd/workflows"
@@ -55,6 +56,11 @@ func newRunCmd() *cobra.Command {
 			if tf.addr == "" && devserver.RunningAddr(tf.stateDir) == "" {
 				if detach {
 					return detachNeedsServer()
+				}
+				// The embedded worker trains every rank in this process: refuse now what
+				// would not fit, rather than submit a run that fails.
+				if err := run.CheckMemory(run.Parallel.Data, sysmem.Lookup()); err != nil {
+					return err
 				}
 				rec, stopMetrics, merr := mf.start(errw)
 				if merr != nil {
