@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/herdml/herd/internal/sysmem"
@@ -60,5 +62,29 @@ func TestTrainTooBigForMemory(t *testing.T) {
 	} {
 		stdout, stderr, status := herd(t, dir, c.args...)
 		wantUserError(t, stdout, stderr, status, c.want...)
+	}
+}
+
+// TestRunFailedExits: `herd run` following a run whose segment exhausts its retries (here
+// the checkpoint folder is a file: every attempt fails with an I/O error, five with
+// backoff, about 15 s) stops following and exits 1 with one line: the run, the reason and
+// the command that resumes it, --state-dir included.
+func TestRunFailedExits(t *testing.T) {
+	t.Setenv("HERD_TEMPORAL", "")
+	dir := tinyRun(t)
+	if err := os.WriteFile(filepath.Join(dir, "blocked"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	stdout, stderr, status := herd(t, dir, "run", "run.yaml", "--state-dir", state, "--set", "train.checkpoint.dir=blocked")
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	last := lines[len(lines)-1]
+	if status != 1 || stdout != "" {
+		t.Fatalf("status %d, stdout %q, want 1 and nothing\nstderr: %s", status, stdout, stderr)
+	}
+	for _, want := range []string{"herd: run e2e failed: segment to step 2 failed after 5 attempts", "not a directory", "`herd resume e2e --state-dir " + state + "`"} {
+		if !strings.Contains(last, want) {
+			t.Errorf("last line %q lacks %q", last, want)
+		}
 	}
 }

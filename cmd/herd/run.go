@@ -96,7 +96,7 @@ func newRunCmd() *cobra.Command {
 				p, err = workflows.Follow(ctx, cl, run.Name, workflows.FollowEvery, d.show)
 			}
 			d.finish()
-			return finishRun(c, run.Name, p, err, f.json)
+			return finishRun(c, &tf, run.Name, p, err, f.json)
 		},
 	}
 	f.register(c)
@@ -134,13 +134,17 @@ func interruptContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-// finishRun prints how the followed run name ended.
-func finishRun(c *cobra.Command, name string, p workflows.Progress, err error, jsonOut bool) error {
-	if errors.Is(err, context.Canceled) {
-		fmt.Fprintf(c.ErrOrStderr(), "stopped following %s; `herd status %s` shows it, `herd resume %s` continues it\n", name, name, name)
+// finishRun prints how the followed run name ended. A run that failed (retries
+// exhausted) is an error, exit status 1, whose one line says how to resume it.
+func finishRun(c *cobra.Command, tf *temporalFlags, name string, p workflows.Progress, err error, jsonOut bool) error {
+	var failed *workflows.FailedError
+	switch {
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintf(c.ErrOrStderr(), "stopped following %s; `herd status %s` shows it, `%s` continues it\n", name, name, tf.resume(name))
 		return nil
-	}
-	if err != nil {
+	case errors.As(err, &failed):
+		return fmt.Errorf("%w; it waits: `%s` continues it from its newest checkpoint", err, tf.resume(name))
+	case err != nil:
 		return err
 	}
 	if jsonOut {

@@ -268,7 +268,7 @@ func newResumeCmd() *cobra.Command {
 				p, err = workflows.Follow(ctx, cl, name, workflows.FollowEvery, d.show)
 			}
 			d.finish()
-			return finishRun(c, name, p, err, jsonOut)
+			return finishRun(c, &tf, name, p, err, jsonOut)
 		},
 	}
 	tf.register(c)
