@@ -22,13 +22,6 @@ type Limit struct {
 	Source string // what sets it: "physical memory", "cgroup memory.max", "RLIMIT_AS", "GOMEMLIMIT", ...
 }
 
-func (l Limit) String() string {
-	if l.Bytes <= 0 {
-		return "unknown"
-	}
-	return Format(l.Bytes) + " (" + l.Source + ")"
-}
-
 // Lookup reads the limits that apply to this process and returns the smallest: physical
 // memory (/proc/meminfo), the cgroup's limit (v2 memory.max, v1 memory.limit_in_bytes,
 // on the process's cgroup and every one above it), RLIMIT_AS and RLIMIT_DATA where set,
@@ -51,19 +44,17 @@ func (s system) lookup() Limit {
 		all = append(all, Limit{kb * 1024, "physical memory"})
 	}
 	all = append(all, s.cgroup()...)
-	if s.rlimits != nil {
-		all = append(all, s.rlimits()...)
-	}
+	all = append(all, s.rlimits()...)
 	if s.goLimit > 0 && s.goLimit < math.MaxInt64 {
 		all = append(all, Limit{s.goLimit, "GOMEMLIMIT"})
 	}
-	var min Limit
+	var least Limit
 	for _, l := range all {
-		if l.Bytes > 0 && (min.Bytes == 0 || l.Bytes < min.Bytes) {
-			min = l
+		if l.Bytes > 0 && (least.Bytes == 0 || l.Bytes < least.Bytes) {
+			least = l
 		}
 	}
-	return min
+	return least
 }
 
 // meminfo returns the value of key in /proc/meminfo, in kB (0 if absent).
