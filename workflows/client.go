@@ -301,7 +301,7 @@ func (e *FailedError) Error() string { return fmt.Sprintf("run %s failed: %s", e
 func awaitResult[R, S any](ctx context.Context, c client.Client, name string, every time.Duration,
 	poll func(context.Context, client.Client, string) (S, error), show func(S), stop func(S) error) (R, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // stops waiting for the result when stop returns early
+	defer cancel()
 	done := make(chan struct{})
 	var r R
 	var runErr error
@@ -337,7 +337,10 @@ func awaitResult[R, S any](ctx context.Context, c client.Client, name string, ev
 			return r, runError(name, runErr)
 		case <-tick.C:
 			if err := check(); err != nil {
-				return r, err
+				cancel() // stop waiting for the result, and let the waiter finish writing r
+				<-done
+				var none R
+				return none, err
 			}
 		}
 	}
