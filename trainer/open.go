@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/herdml/herd/internal/sysmem"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/checkpoint"
 	"github.com/herdml/herd/trainer/config"
@@ -45,6 +46,9 @@ func Open(path, evalSpec string, opts Options) (*Trainer, error) {
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, usererr.New(where, "the checkpoint's config is not valid for this herd: %v", err)
+	}
+	if err := cfg.CheckMemory(1, sysmem.Lookup()); err != nil {
+		return nil, err
 	}
 	cfg.Data.Eval = evalSpec
 	tr, err := build(cfg, opts)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/herdml/herd/data"
 	"github.com/herdml/herd/internal/outdir"
+	"github.com/herdml/herd/internal/sysmem"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/kernels"
 	"github.com/herdml/herd/kernels/cpu"
@@ -115,12 +116,22 @@ const pcgStream = 0x68657264 // "herd"
 
 // New builds a trainer from a validated configuration: the model, initialised from the
 // MetaP table; the optimizer with the table's per-tensor hyperparameters; and the data
-// sources for rank 0 of parallel.data ranks. A checkpoint folder it cannot write is a
-// user error here, before any step is trained. Rank 0 (a one-rank trainer, or rank 0 of
-// Options.Group) locks the run's checkpoint folder (checkpoint.LockDir) and fails with
-// a user error wrapping checkpoint.ErrLocked if another trainer holds it. Close releases
-// the sources and the lock.
+// sources for rank 0 of parallel.data ranks. A run whose plan needs more memory than
+// this process may use is refused before anything is allocated (config.Run.CheckMemory):
+// all parallel.data ranks when they train in this process, one when opts.Group makes
+// this one rank of a group. A checkpoint folder it cannot write is a user error here,
+// before any step is trained. Rank 0 (a one-rank trainer, or rank 0 of Options.Group)
+// locks the run's checkpoint folder (checkpoint.LockDir) and fails with a user error
+// wrapping checkpoint.ErrLocked if another trainer holds it. Close releases the sources
+// and the lock.
 func New(cfg config.Run, opts Options) (*Trainer, error) {
+	ranks := 1 // in this process
+	if opts.Group == nil {
+		ranks = cfg.Parallel.Data
+	}
+	if err := cfg.CheckMemory(ranks, sysmem.Lookup()); err != nil {
+		return nil, err
+	}
 	tr, err := build(cfg, opts)
 	if err != nil {
 		return nil, err

@@ -409,16 +409,35 @@ func firstInput(ctx context.Context, c client.Client, name string) (RunInput, er
 
 // Follow calls show with the run's status every interval until the run ends, then returns
 // its final Progress, or its error: a user error (bad config, corrupt data, divergence) as
-// a usererr, so that the CLI exits with status 2.
+// a usererr, so that the CLI exits with status 2. A run that exhausts a segment's retries
+// does not end: it waits, failed, for `herd resume`; Follow then stops following and
+// returns a *FailedError.
 func Follow(ctx context.Context, c client.Client, name string, every time.Duration, show func(Status)) (Progress, error) {
-	return awaitResult[Progress](ctx, c, name, every, GetStatus, show)
+	return awaitResult[Progress](ctx, c, name, every, GetStatus, show, func(s Status) error {
+		if s.State == StateFailed {
+			return &FailedError{Run: name, Reason: s.Error}
+		}
+		return nil
+	})
 }
 
+// FailedError is a followed run that exhausted a segment's retries and waits for `herd
+// resume` (state failed).
+type FailedError struct {
+	Run    string
+	Reason string // Progress.Error: the segment and its last attempt's failure
+}
+
+func (e *FailedError) Error() string { return fmt.Sprintf("run %s failed: %s", e.Run, e.Reason) }
+
 // awaitResult waits for workflow name's result R (following ContinueAsNew), and meanwhile
-// shows what poll reads every interval and once more at the end. When ctx ends first the
-// caller has stopped following; the workflow goes on.
+// reads what poll reads every interval, shows it, and stops with stop's error when stop
+// (if set) returns one; it also shows it once more at the end. When ctx ends first, or
+// stop stops it, the caller has stopped following; the workflow goes on.
 func awaitResult[R, S any](ctx context.Context, c client.Client, name string, every time.Duration,
-	poll func(context.Context, client.Client, string) (S, error), show func(S)) (R, error) {
+	poll func(context.Context, client.Client, string) (S, error), show func(S), stop func(S) error) (R, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	done := make(chan struct{})
 	var r R
 	var runErr error
@@ -427,12 +446,18 @@ func awaitResult[R, S any](ctx context.Context, c client.Client, name string, ev
 		// GetWorkflow with no run ID follows ContinueAsNew to the final execution.
 		runErr = c.GetWorkflow(ctx, name, "").Get(ctx, &r)
 	}()
-	display := func() {
-		if show != nil {
-			if s, err := poll(ctx, c, name); err == nil {
-				show(s)
-			}
+	check := func() error {
+		s, err := poll(ctx, c, name)
+		if err != nil {
+			return nil // shown at the next tick; the result says how the run ended
 		}
+		if show != nil {
+			show(s)
+		}
+		if stop != nil {
+			return stop(s)
+		}
+		return nil
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -442,19 +467,30 @@ func awaitResult[R, S any](ctx context.Context, c client.Client, name string, ev
 			if ctx.Err() != nil {
 				return r, ctx.Err()
 			}
-			display()
-			return r, asUserError(name, runErr)
+			if show != nil {
+				_ = check()
+			}
+			return r, runError(name, runErr)
 		case <-tick.C:
-			display()
+			if err := check(); err != nil {
+				cancel() // stop waiting for the result, and let the waiter finish writing r
+				<-done
+				var none R
+				return none, err
+			}
 		}
 	}
 }
 
-// asUserError turns the workflow's ErrUser failure back into a usererr.
-func asUserError(name string, err error) error {
+// runError turns the workflow's ErrUser failure back into a usererr, and its ErrPanic
+// failure into an error that says so in a line; others it returns as they are.
+func runError(name string, err error) error {
 	var app *temporal.ApplicationError
-	if errors.As(err, &app) && app.Type() == ErrUser {
+	switch {
+	case errors.As(err, &app) && app.Type() == ErrUser:
 		return usererr.New("run "+name, "%s", app.Message())
+	case errors.As(err, &app) && app.Type() == ErrPanic:
+		return fmt.Errorf("run %s: %s", name, app.Message())
 	}
 	return err
 }

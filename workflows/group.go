@@ -157,8 +157,8 @@ func rankQueueName(queue string) string {
 
 // groupSegment trains up to until as a group of parallel.data ranks, restarting the whole
 // group from the last committed checkpoint after a failure (backoff 1 s doubling to
-// 1 min), up to attempts times. Like segment, it returns an error only for a user error
-// or divergence.
+// 1 min), up to attempts times. Like segment, it returns an error only for a user error,
+// divergence or panic.
 func (r *run) groupSegment(ctx workflow.Context, until int64, hb time.Duration, attempts int32) error {
 	backoff := time.Second
 	var err error
@@ -187,8 +187,8 @@ func (r *run) groupSegment(ctx workflow.Context, until int64, hb time.Duration, 
 		}
 		var app *temporal.ApplicationError
 		switch {
-		case errors.As(err, &app) && app.Type() == ErrUser:
-			return errors.New(app.Message())
+		case ending(err) != nil:
+			return err
 		case err == nil, r.paused, r.stop:
 			return nil
 		case errors.As(err, &app) && app.Type() == ErrBadToken:

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,8 +68,10 @@ type Activities struct {
 // in.Until and commits a checkpoint there. It heartbeats {step, loss, tokens/s} on a tick.
 // Cancellation (pause, stop) and worker shutdown stop it at the next step boundary; it then
 // commits a checkpoint of that step before returning, so no finished step is lost. A user
-// error or divergence is returned as a non-retryable ErrUser application error.
-func (a *Activities) TrainSegment(ctx context.Context, in SegmentInput) (SegmentResult, error) {
+// error or divergence is returned as a non-retryable ErrUser application error, a panic
+// as a non-retryable ErrPanic one.
+func (a *Activities) TrainSegment(ctx context.Context, in SegmentInput) (_ SegmentResult, err error) {
+	defer recoverPanic(&err)
 	return a.train(ctx, in, nil)
 }
 
@@ -76,7 +81,8 @@ func (a *Activities) TrainSegment(ctx context.Context, in SegmentInput) (Segment
 // The group stays open meanwhile: a rank waiting on a dead or stalled peer gets the
 // collective's PeerError within its deadline (at once when the peer's process died, as
 // its connections close), and returns where the group last committed.
-func (a *Activities) TrainRank(ctx context.Context, in RankSegmentInput) (SegmentResult, error) {
+func (a *Activities) TrainRank(ctx context.Context, in RankSegmentInput) (_ SegmentResult, err error) {
+	defer recoverPanic(&err)
 	lis := a.take(slotKey(in.Group, in.Rank))
 	if lis == nil {
 		return SegmentResult{}, fmt.Errorf("worker %s holds no reservation for rank %d of %s (restarted, or the reservation expired)", a.Identity, in.Rank, in.Group)
@@ -276,4 +282,40 @@ func classify(err error) error {
 		})
 	}
 	return err
+}
+
+// recoverPanic turns a panic of the segment's goroutine into a non-retryable ErrPanic
+// error that carries the panic's value and the frame that panicked. The SDK would
+// recover the panic too, but as a retryable PanicError, logged with its whole stack:
+// training is deterministic, so every attempt would panic the same way and the run would
+// only wait as failed after its retries. (A panic on another goroutine still ends the
+// process.)
+func recoverPanic(err *error) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	*err = temporal.NewApplicationErrorWithOptions(fmt.Sprintf("segment panicked at %s: %v (a bug in herd; please report it)", panicFrame(), p),
+		ErrPanic, temporal.ApplicationErrorOptions{NonRetryable: true})
+}
+
+// panicFrame names the function, file and line that panicked, from inside the deferred
+// call that recovered: the first frame below runtime.gopanic outside the runtime (an
+// index out of range panics in runtime.goPanicIndex, a bad make in runtime.makeslice).
+func panicFrame() string {
+	pcs := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(1, pcs)])
+	panicking := false
+	for {
+		f, more := frames.Next()
+		switch {
+		case f.Function == "runtime.gopanic":
+			panicking = true
+		case panicking && !strings.HasPrefix(f.Function, "runtime."):
+			return fmt.Sprintf("%s (%s:%d)", f.Function, filepath.Base(f.File), f.Line)
+		}
+		if !more {
+			return "an unknown frame"
+		}
+	}
 }

@@ -294,7 +294,7 @@ func (s *sweepRun) launch(ctx workflow.Context, sel workflow.Selector, i int) {
 			s.metric(ctx, sel, i, p)
 		case errors.As(err, &canceled):
 			t.State = TrialStopped
-		case errors.As(err, &app) && app.Type() == ErrUser:
+		case errors.As(err, &app) && (app.Type() == ErrUser || app.Type() == ErrPanic):
 			t.State, t.Error = TrialError, app.Message()
 		default:
 			t.State, t.Error = TrialError, err.Error()

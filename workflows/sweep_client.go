@@ -75,7 +75,7 @@ func GetSweep(ctx context.Context, c client.Client, name string) (SweepProgress,
 // FollowSweep calls show with the sweep's progress every interval until it ends, then
 // returns its result.
 func FollowSweep(ctx context.Context, c client.Client, name string, every time.Duration, show func(SweepProgress)) (SweepProgress, error) {
-	return awaitResult[SweepProgress](ctx, c, name, every, GetSweep, show)
+	return awaitResult[SweepProgress](ctx, c, name, every, GetSweep, show, nil)
 }
 
 // SweepLocal is `herd sweep` without --temporal: the embedded server (or the process

@@ -39,6 +39,10 @@ const (
 	// ErrAttemptGone is the application error type with which `herd resume` fails a
 	// segment attempt whose process is known dead, so that it is retried at once.
 	ErrAttemptGone = "AttemptGone"
+	// ErrPanic is the application error type of a segment that panicked: a bug in herd,
+	// not the user's mistake (the CLI exits with status 1), but never retried either,
+	// since training is deterministic and every retry would panic the same way.
+	ErrPanic = "Panic"
 	// memoProgress is the memo key holding Progress, readable with DescribeWorkflowExecution
 	// by any client even when no worker is running.
 	memoProgress = "progress"
@@ -192,16 +196,17 @@ func TrainRun(ctx workflow.Context, in RunInput) (Progress, error) {
 			r.set(ctx, StateRunning)
 		}
 		if err := r.segment(ctx); err != nil {
-			r.p.Error = err.Error()
+			end := ending(err)
+			r.p.Error = end.Message()
 			r.set(ctx, StateError)
-			return r.p, temporal.NewNonRetryableApplicationError(err.Error(), ErrUser, nil)
+			return r.p, temporal.NewNonRetryableApplicationError(end.Message(), end.Type(), nil)
 		}
 		segments++
 	}
 }
 
 // segment runs one TrainSegment and folds its outcome into the state. It returns an error
-// only for a user error or divergence, which ends the run.
+// only for a user error, divergence or panic, which ends the run (see ending).
 func (r *run) segment(ctx workflow.Context) error {
 	seg := r.in.SegmentSteps
 	if seg <= 0 {
@@ -245,7 +250,6 @@ func (r *run) segment(ctx workflow.Context) error {
 	var res SegmentResult
 	err := workflow.ExecuteActivity(actx, SegmentActivity, SegmentInput{Config: r.in.Config, Until: until}).Get(ctx, &res)
 	var canceled *temporal.CanceledError
-	var app *temporal.ApplicationError
 	switch {
 	case err == nil:
 		r.apply(res)
@@ -254,8 +258,8 @@ func (r *run) segment(ctx workflow.Context) error {
 		if canceled.HasDetails() && canceled.Details(&res) == nil {
 			r.apply(res)
 		}
-	case errors.As(err, &app) && app.Type() == ErrUser:
-		return errors.New(app.Message())
+	case ending(err) != nil:
+		return err
 	default:
 		r.p.Failures++
 		r.p.Error = fmt.Sprintf("segment to step %d failed after %d attempts: %v", until, attempts, err)
@@ -263,6 +267,17 @@ func (r *run) segment(ctx workflow.Context) error {
 		return nil
 	}
 	r.set(ctx, r.p.State) // the new step, for clients without a worker
+	return nil
+}
+
+// ending returns the failure inside err that ends the run instead of failing the
+// segment, nil when there is none: a user error or a panic, which a retry would only
+// repeat.
+func ending(err error) *temporal.ApplicationError {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) && (app.Type() == ErrUser || app.Type() == ErrPanic) {
+		return app
+	}
 	return nil
 }
 

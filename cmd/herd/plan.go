@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/herdml/herd/internal/sysmem"
 )
 
 func newPlanCmd() *cobra.Command {
@@ -29,7 +31,14 @@ func newPlanCmd() *cobra.Command {
 				count(p.FLOPsPerToken), count(p.MatmulFLOPs), count(p.AttentionFLOPs))
 			fmt.Fprintf(w, "whole run         %s FLOPs over %d steps of %d tokens\n", count(p.TrainFLOPs), run.Train.Steps, p.TokensPerStep)
 			fmt.Fprintf(w, "memory per rank   %s: weights %s, gradients %s, optimizer %s, activations %s (micro-batch %d × %d tokens), %d rank(s)\n",
-				size(m.Total), size(m.Weights), size(m.Grads), size(m.Optimizer), size(m.Activations), p.MicroBatch, run.Model.SeqLen, p.Ranks)
+				sysmem.Format(m.Total), sysmem.Format(m.Weights), sysmem.Format(m.Grads), sysmem.Format(m.Optimizer), sysmem.Format(m.Activations), p.MicroBatch, run.Model.SeqLen, p.Ranks)
+			if lim := sysmem.Lookup(); lim.Bytes > 0 {
+				fits := "one rank fits"
+				if run.CheckMemory(1, lim) != nil {
+					fits = "one rank does not fit"
+				}
+				fmt.Fprintf(w, "memory here       %s may be used (limit set by %s): %s\n", sysmem.Format(lim.Bytes), lim.Source, fits)
+			}
 			return nil
 		},
 	}
@@ -52,16 +61,4 @@ func count(v float64) string {
 		}
 	}
 	return fmt.Sprintf("%.3g", v)
-}
-
-// size prints a size in binary units: 1<<30 -> "1 GiB".
-func size(n int64) string {
-	v := float64(n)
-	for _, u := range []string{"B", "KiB", "MiB", "GiB", "TiB"} {
-		if v < 1024 || u == "TiB" {
-			return fmt.Sprintf("%.3g %s", v, u)
-		}
-		v /= 1024
-	}
-	panic("unreachable")
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/herdml/herd/internal/sysmem"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/config"
 	"github.com/herdml/herd/workflows"
@@ -55,6 +56,11 @@ func newRunCmd() *cobra.Command {
 			if tf.addr == "" && devserver.RunningAddr(tf.stateDir) == "" {
 				if detach {
 					return detachNeedsServer()
+				}
+				// The embedded worker trains every rank in this process: refuse now what
+				// would not fit, rather than submit a run that fails.
+				if err := run.CheckMemory(run.Parallel.Data, sysmem.Lookup()); err != nil {
+					return err
 				}
 				rec, stopMetrics, merr := mf.start(errw)
 				if merr != nil {
@@ -129,13 +135,17 @@ func interruptContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-// finishRun prints how the followed run name, on tf's server, ended.
+// finishRun prints how the followed run name, on tf's server, ended. A run that failed
+// (retries exhausted) is an error, exit status 1, whose one line says how to resume it.
 func finishRun(c *cobra.Command, tf *temporalFlags, name string, p workflows.Progress, err error, jsonOut bool) error {
-	if errors.Is(err, context.Canceled) {
+	var failed *workflows.FailedError
+	switch {
+	case errors.Is(err, context.Canceled):
 		fmt.Fprintf(c.ErrOrStderr(), "stopped following %s; `%s` shows it, `%s` continues it\n", name, tf.command("status", name), tf.command("resume", name))
 		return nil
-	}
-	if err != nil {
+	case errors.As(err, &failed):
+		return fmt.Errorf("%w; it waits: `%s` continues it from its newest checkpoint", err, tf.command("resume", name))
+	case err != nil:
 		return err
 	}
 	if jsonOut {

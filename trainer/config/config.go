@@ -4,6 +4,14 @@
 //
 // Each field's comment gives its meaning, its default (see Default) and its bounds (see
 // Validate); the README's config reference is the same table for users.
+//
+// Sizes are bounded so that what a run costs can always be counted (its plan never
+// wraps to a negative or small number): every size of the model and of the batch is at
+// most model.MaxSize (2^31-1), model.n_layers at most model.MaxLayers (4096), a patch
+// side and its channels at most model.MaxPatch (4096) each, and the plan's bytes per
+// rank (parameters at 16 bytes, activations at 4) at most model.MaxPlanBytes (2^62).
+// Within these bounds a run may still not fit the machine: trainer.New compares the
+// plan's memory with what the process may use (internal/sysmem) before allocating.
 package config
 
 import (
@@ -32,9 +40,9 @@ type Data struct {
 
 // Train is the training recipe.
 type Train struct {
-	Steps       int        `yaml:"steps" json:"steps"`               // optimizer steps; default 1000; > 0
-	GlobalBatch int        `yaml:"global_batch" json:"global_batch"` // sequences per optimizer step, all ranks together; default 8; a multiple of micro_batch * parallel.data
-	MicroBatch  int        `yaml:"micro_batch" json:"micro_batch"`   // sequences per rank per forward/backward; default 8; > 0
+	Steps       int        `yaml:"steps" json:"steps"`               // optimizer steps; default 1000; 1 to 2^31-1
+	GlobalBatch int        `yaml:"global_batch" json:"global_batch"` // sequences per optimizer step, all ranks together; default 8; a multiple of micro_batch * parallel.data, at most 2^31-1
+	MicroBatch  int        `yaml:"micro_batch" json:"micro_batch"`   // sequences per rank per forward/backward; default 8; 1 to 2^31-1, and the plan within 2^62 bytes
 	Precision   string     `yaml:"precision" json:"precision"`       // fp32 | fp8; default fp32
 	FP8         FP8        `yaml:"fp8" json:"fp8"`
 	Optim       Optim      `yaml:"optim" json:"optim"`
@@ -46,7 +54,7 @@ type Train struct {
 // FP8 configures FP8 scaling (used when precision is fp8).
 type FP8 struct {
 	Recipe  string `yaml:"recipe" json:"recipe"`   // delayed | current | blockwise; default delayed
-	History int    `yaml:"history" json:"history"` // amax history length (delayed); default 16; > 0
+	History int    `yaml:"history" json:"history"` // amax history length (delayed); default 16; 1 to 65536
 	Margin  int    `yaml:"margin" json:"margin"`   // scale = fp8_max / amax / 2^margin; default 0; >= 0
 	Pow2    bool   `yaml:"pow2" json:"pow2"`       // round scales down to powers of two; default false
 	Amax    string `yaml:"amax" json:"amax"`       // delayed: the history's max | most_recent amax sets the scale; default max

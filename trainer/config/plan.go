@@ -1,6 +1,12 @@
 package config
 
-import "github.com/herdml/herd/trainer/model"
+import (
+	"fmt"
+
+	"github.com/herdml/herd/internal/sysmem"
+	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/trainer/model"
+)
 
 // RunPlan is what a run costs: the model's plan for this run's micro-batch, and the
 // totals over the run.
@@ -22,4 +28,23 @@ func (r Run) Plan() RunPlan {
 	}
 	p.TrainFLOPs = p.FLOPsPerToken * float64(p.TokensPerStep) * float64(r.Train.Steps)
 	return p
+}
+
+// CheckMemory refuses to train ranks ranks of r in one process when their plan needs more
+// memory than lim allows: a user error with the estimate, the limit and what sets it, so
+// that an oversized run stops before it allocates rather than dying of it. An unknown
+// limit (lim.Bytes 0) lets everything through. The plan counts the model's buffers, which
+// dominate; the Go runtime and the data pipeline come on top.
+func (r Run) CheckMemory(ranks int, lim sysmem.Limit) error {
+	per := r.Plan().Memory.Total
+	if lim.Bytes <= 0 || float64(per)*float64(ranks) <= float64(lim.Bytes) {
+		return nil
+	}
+	need := sysmem.Format(per) + " of memory per rank"
+	if ranks > 1 {
+		need = fmt.Sprintf("%d ranks × %s", ranks, need)
+	}
+	return usererr.New("run "+r.Name, "needs %s (weights, gradients, optimizer state and activations: `herd plan` itemises them), "+
+		"more than the %s this process may use (limit set by %s); reduce the model, model.seq_len or train.micro_batch, or raise the limit",
+		need, sysmem.Format(lim.Bytes), lim.Source)
 }

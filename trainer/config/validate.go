@@ -7,8 +7,13 @@ import (
 	"regexp"
 
 	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/trainer/model"
 	"github.com/herdml/herd/trainer/optim"
 )
+
+// maxFP8History bounds the amaxes kept per scaled tensor: 64 times Transformer Engine's
+// default of 1024, and small enough that the histories never matter for memory.
+const maxFP8History = 1 << 16
 
 // namePattern keeps run names usable as a Temporal workflow ID and as a folder name.
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
@@ -35,7 +40,23 @@ func (r Run) Validate() error {
 	if err := r.Train.validate(r.Parallel.Data); err != nil {
 		return err
 	}
+	if err := r.checkActivations(); err != nil {
+		return err
+	}
 	return r.MetaP.Validate()
+}
+
+// checkActivations refuses a micro-batch whose activations, with the model's weights,
+// gradients and optimizer state, would pass model.MaxPlanBytes: the plan counts them in
+// integers, which would wrap. (The model's own validation bounds the parameters.)
+func (r Run) checkActivations() error {
+	values := model.ActivationValues(r.Model, r.Train.MicroBatch)
+	if b := model.ParamBytes*model.ParamCount(r.Model) + model.ActivationBytes*values; b > model.MaxPlanBytes {
+		return usererr.New("train.micro_batch", "micro_batch × model.seq_len = %d × %d tokens need %.3g activation values, "+
+			"%.3g bytes per rank with the parameters, more than herd can plan for (%.3g, 2^62); reduce train.micro_batch or model.seq_len",
+			r.Train.MicroBatch, r.Model.SeqLen, values, b, float64(model.MaxPlanBytes))
+	}
+	return nil
 }
 
 func (d Data) validate() error {
@@ -59,6 +80,9 @@ func (t Train) validate(ranks int) error {
 		if f.v <= 0 {
 			return usererr.New(f.key, "must be a positive integer, got %d", f.v)
 		}
+		if f.v > model.MaxSize {
+			return usererr.New(f.key, "must be at most %d, got %d", model.MaxSize, f.v)
+		}
 	}
 	if per := t.MicroBatch * ranks; t.GlobalBatch%per != 0 {
 		return usererr.New("train.global_batch", "must be a multiple of micro_batch × parallel.data = %d × %d = %d, got %d",
@@ -74,8 +98,8 @@ func (t Train) validate(ranks int) error {
 	default:
 		return usererr.New("train.fp8.recipe", "unknown recipe %q; allowed: delayed, current, blockwise", t.FP8.Recipe)
 	}
-	if t.FP8.History <= 0 {
-		return usererr.New("train.fp8.history", "must be a positive integer, got %d", t.FP8.History)
+	if t.FP8.History <= 0 || t.FP8.History > maxFP8History {
+		return usererr.New("train.fp8.history", "must be a positive integer of at most %d, got %d", maxFP8History, t.FP8.History)
 	}
 	switch t.FP8.Amax {
 	case "max", "most_recent":

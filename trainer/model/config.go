@@ -115,6 +115,12 @@ func (c Config) Validate() error {
 		if f.v <= 0 {
 			return usererr.New(key(f.name), "must be a positive integer, got %d", f.v)
 		}
+		if f.v > MaxSize {
+			return usererr.New(key(f.name), "must be at most %d, got %d", MaxSize, f.v)
+		}
+	}
+	if c.NLayers > MaxLayers {
+		return usererr.New(key("n_layers"), "must be at most %d, got %d", MaxLayers, c.NLayers)
 	}
 	if c.DModel%c.NHeads != 0 {
 		return usererr.New(key("n_heads"), "must divide d_model (%d), got %d", c.DModel, c.NHeads)
@@ -141,6 +147,33 @@ func (c Config) Validate() error {
 		return usererr.New(key("vision"), "patch and channels must both be positive (or both 0 for text only), got patch %d, channels %d",
 			c.Vision.Patch, c.Vision.Channels)
 	}
+	if c.Vision.Patch > MaxPatch || c.Vision.Channels > MaxPatch {
+		return usererr.New(key("vision"), "patch and channels must be at most %d each, got patch %d, channels %d",
+			MaxPatch, c.Vision.Patch, c.Vision.Channels)
+	}
+	return c.checkParams()
+}
+
+// Size bounds. Each size is at most MaxSize, so that any two multiply within int64;
+// n_layers at most MaxLayers, since the layout holds about a dozen named tensors per
+// layer and planning walks them all; a patch side and its channels at most MaxPatch, so
+// that a patch's pixel count is itself a size. Products of three or more sizes (the
+// parameter count, the activations) are bounded by MaxPlanBytes instead.
+const (
+	MaxSize   = 1<<31 - 1
+	MaxLayers = 1 << 12
+	MaxPatch  = 1 << 12
+)
+
+// checkParams refuses a shape whose weights, gradients and optimizer state would not fit
+// in MaxPlanBytes: NewPlan and NewLayout count them in integers, which would wrap.
+func (c Config) checkParams() error {
+	if b := ParamBytes * ParamCount(c); b > MaxPlanBytes {
+		return usererr.New(c.widest(), "%.3g parameters need %.3g bytes of weights, gradients and optimizer state per rank, "+
+			"more than herd can plan for (%.3g, 2^62); reduce d_model (%d), vocab_size (%d), ffn_hidden (%d), n_layers (%d) "+
+			"or moe.experts × moe.expert_hidden (%d × %d)",
+			ParamCount(c), b, float64(MaxPlanBytes), c.DModel, c.VocabSize, c.FFNHidden, c.NLayers, c.MoE.Experts, c.MoE.ExpertHidden)
+	}
 	return nil
 }
 
@@ -158,12 +191,34 @@ func (m MoE) validate() error {
 		return usererr.New(key("top_k"), "must be at most experts (%d), got %d", m.Experts, m.TopK)
 	case m.Every <= 0:
 		return usererr.New(key("every"), "must be positive (1 = every layer), got %d", m.Every)
+	case m.Experts > MaxSize:
+		return usererr.New(key("experts"), "must be at most %d, got %d", MaxSize, m.Experts)
 	case m.ExpertHidden <= 0:
 		return usererr.New(key("expert_hidden"), "must be a positive integer, got %d", m.ExpertHidden)
+	case m.ExpertHidden > MaxSize:
+		return usererr.New(key("expert_hidden"), "must be at most %d, got %d", MaxSize, m.ExpertHidden)
 	case m.AuxLoss < 0:
 		return usererr.New(key("aux_loss"), "must be at least 0, got %g", m.AuxLoss)
 	}
 	return nil
+}
+
+// widest names the largest of the sizes that multiply into the parameter count: the
+// likeliest culprit when that count is out of bounds.
+func (c Config) widest() string {
+	key, v := "model.d_model", c.DModel
+	for _, f := range []struct {
+		key string
+		v   int
+	}{
+		{"model.vocab_size", c.VocabSize}, {"model.ffn_hidden", c.FFNHidden},
+		{"model.moe.experts", c.MoE.Experts}, {"model.moe.expert_hidden", c.MoE.ExpertHidden},
+	} {
+		if f.v > v && (c.MoE.Experts > 0 || !strings.HasPrefix(f.key, "model.moe.")) {
+			key, v = f.key, f.v
+		}
+	}
+	return key
 }
 
 func (c Config) String() string {

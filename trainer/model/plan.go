@@ -24,6 +24,20 @@ type Memory struct {
 	Total       int64 `json:"total"`
 }
 
+// Bounds on what a plan counts, checked by validation (Config.Validate for the
+// parameters, the run's validation for the activations) before anything is counted in
+// integers. Below MaxPlanBytes, every byte count of a plan, their sum, and every tensor's
+// and buffer's element count fit in int64 (and int) with room to spare; far larger shapes
+// could not be allocated on any machine anyway.
+const (
+	MaxPlanBytes = 1 << 62
+	// ParamBytes is what one parameter costs in training: FP32 weight, gradient and the
+	// two AdamW moments.
+	ParamBytes = 16
+	// ActivationBytes is what one activation value costs: FP32.
+	ActivationBytes = 4
+)
+
 // NewPlan plans cfg for micro-batches of microBatch sequences of cfg.SeqLen tokens.
 // cfg must be valid.
 func NewPlan(cfg Config, microBatch int) Plan {
@@ -52,9 +66,30 @@ func NewPlan(cfg Config, microBatch int) Plan {
 	m.Weights = f32 * p.Params
 	m.Grads = f32 * p.Params
 	m.Optimizer = 2 * f32 * p.Params
-	m.Activations = f32 * tokens * activationsPerToken(cfg)
+	m.Activations = ActivationBytes * tokens * activationsPerToken[int64](cfg)
 	m.Total = m.Weights + m.Grads + m.Optimizer + m.Activations
 	return p
+}
+
+// ParamCount is NewLayout(cfg).Total counted in float64, which cannot wrap, for
+// validation to compare with the bounds before anything is counted in integers.
+func ParamCount(cfg Config) float64 {
+	var n float64
+	for _, t := range NewLayout(cfg).Tensors {
+		size := 1.0
+		for _, d := range t.Shape {
+			size *= float64(d)
+		}
+		n += size
+	}
+	return n
+}
+
+// ActivationValues is the number of activation values New allocates for micro-batches
+// of microBatch sequences, counted in float64 (see ParamCount): Memory.Activations is
+// ActivationBytes times as many bytes.
+func ActivationValues(cfg Config, microBatch int) float64 {
+	return float64(microBatch) * float64(cfg.SeqLen) * activationsPerToken[float64](cfg)
 }
 
 // activationsPerToken counts the 4-byte values per token of every buffer New allocates in
@@ -62,13 +97,14 @@ func NewPlan(cfg Config, microBatch int) Plan {
 // saved activations (acts.go), the head's, and the activation-gradient scratch that the
 // backward pass reuses from layer to layer. TestPlanActivationsMatchNew holds it to what
 // New really allocates.
-func activationsPerToken(cfg Config) int64 {
-	V, C, L := int64(cfg.VocabSize), int64(cfg.DModel), int64(cfg.NLayers)
-	H, KV, D := int64(cfg.NHeads), int64(cfg.NKVHeads), int64(cfg.HeadDim())
-	F, E, k, G := int64(cfg.FFNHidden), int64(cfg.MoE.Experts), int64(cfg.MoE.TopK), int64(cfg.MoE.ExpertHidden)
-	P := int64(cfg.PatchPixels())
+// It is counted in int64 for the plan and in float64 for validation.
+func activationsPerToken[N int64 | float64](cfg Config) N {
+	V, C, L := N(cfg.VocabSize), N(cfg.DModel), N(cfg.NLayers)
+	H, KV, D := N(cfg.NHeads), N(cfg.NKVHeads), N(cfg.HeadDim())
+	F, E, k, G := N(cfg.FFNHidden), N(cfg.MoE.Experts), N(cfg.MoE.TopK), N(cfg.MoE.ExpertHidden)
+	P := N(cfg.PatchPixels())
 
-	n := int64(5) // token, target, position, document, loss weight
+	n := N(5) // token, target, position, document, loss weight
 	if P > 0 {
 		n += 1 + P // a patch could sit at every position: its place and pixels
 	}
