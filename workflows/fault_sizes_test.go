@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/kernels"
 	"github.com/herdml/herd/kernels/cpu"
+	"github.com/herdml/herd/trainer/checkpoint"
 )
 
 // faultWorker runs a worker with acts on a queue of the test's own until the test ends,
@@ -92,21 +92,23 @@ func TestFollowStopsWhenRunFails(t *testing.T) {
 	srv := startServer(t)
 	c := dialTest(t, srv.Addr())
 	queue := faultWorker(t, c, "fails", &Activities{})
-	// The checkpoint folder is a file: the segment fails with an I/O error, retryable.
-	blocked := filepath.Join(t.TempDir(), "file")
-	if err := os.WriteFile(blocked, nil, 0o644); err != nil {
+	// Another owner holds the run folder: the segment fails with a retryable error.
+	cfg := microConfig(t, "fails")
+	lock, err := checkpoint.LockDir(filepath.Join(cfg.Train.Checkpoint.Dir, cfg.Name))
+	if err != nil {
 		t.Fatal(err)
 	}
-	in := calm(input(microConfig(t, "fails", "train.checkpoint.dir="+blocked)))
+	defer lock.Close()
+	in := calm(input(cfg))
 	in.MaxAttempts = 1
 	if _, err := Submit(context.Background(), c, queue, in); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, err := Follow(ctx, c, "fails", 100*time.Millisecond, nil)
+	_, err = Follow(ctx, c, "fails", 100*time.Millisecond, nil)
 	if err == nil || usererr.Is(err) || !strings.Contains(err.Error(), "run fails failed: segment to step 30 failed after 1 attempts") ||
-		!strings.Contains(err.Error(), "not a directory") {
+		!strings.Contains(err.Error(), "run folder in use") {
 		t.Fatalf("err = %v, want the run's failure: its segment and why", err)
 	}
 	s, err := GetStatus(context.Background(), c, "fails")

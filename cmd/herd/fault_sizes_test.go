@@ -2,12 +2,12 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/herdml/herd/internal/sysmem"
+	"github.com/herdml/herd/trainer/checkpoint"
 )
 
 // TestPlanAbsurdSizes: `herd plan` refuses sizes whose counts would wrap, naming the key,
@@ -66,23 +66,26 @@ func TestTrainTooBigForMemory(t *testing.T) {
 }
 
 // TestRunFailedExits: `herd run` following a run whose segment exhausts its retries (here
-// the checkpoint folder is a file: every attempt fails with an I/O error, five with
-// backoff, about 15 s) stops following and exits 1 with one line: the run, the reason and
+// another owner holds the run folder: every attempt fails with a retryable error, five
+// with backoff, about 15 s) stops following and exits 1 with one line: the run, the reason and
 // the command that resumes it, --state-dir included.
 func TestRunFailedExits(t *testing.T) {
 	t.Setenv("HERD_TEMPORAL", "")
 	dir := tinyRun(t)
-	if err := os.WriteFile(filepath.Join(dir, "blocked"), nil, 0o644); err != nil {
+	// Another owner holds the run folder: every attempt fails with a retryable error.
+	lock, err := checkpoint.LockDir(filepath.Join(dir, "out", "e2e"))
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer lock.Close()
 	state := filepath.Join(dir, "state")
-	stdout, stderr, status := herd(t, dir, "run", "run.yaml", "--state-dir", state, "--set", "train.checkpoint.dir=blocked")
+	stdout, stderr, status := herd(t, dir, "run", "run.yaml", "--state-dir", state)
 	lines := strings.Split(strings.TrimSpace(stderr), "\n")
 	last := lines[len(lines)-1]
 	if status != 1 || stdout != "" {
 		t.Fatalf("status %d, stdout %q, want 1 and nothing\nstderr: %s", status, stdout, stderr)
 	}
-	for _, want := range []string{"herd: run e2e failed: segment to step 2 failed after 5 attempts", "not a directory", "`herd resume e2e --state-dir " + state + "`"} {
+	for _, want := range []string{"herd: run e2e failed: segment to step 2 failed after 5 attempts", "run folder in use", "`herd resume e2e --state-dir " + state + "`"} {
 		if !strings.Contains(last, want) {
 			t.Errorf("last line %q lacks %q", last, want)
 		}
