@@ -63,7 +63,7 @@ func newRunCmd() *cobra.Command {
 				defer stopMetrics()
 				fmt.Fprintf(errw, "run %s on the embedded Temporal server (%s). Ctrl-C checkpoints and stops; `%s` continues.\n",
 					run.Name, tf.stateDir, tf.resume(run.Name))
-				p, err = workflows.RunLocal(ctx, tf.stateDir, in, &workflows.Activities{Metrics: rec}, d.show)
+				p, err = workflows.RunLocal(ctx, tf.stateDir, in, &workflows.Activities{Metrics: rec, BeforeStep: beforeStep}, d.show)
 			} else {
 				cl, done, cerr := tf.connect()
 				if cerr != nil {
