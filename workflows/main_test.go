@@ -42,13 +42,14 @@ import (
 //	                        300ms (a micro step takes 4 to 40 ms, see microYAML)
 //	HERD_TEST_SMALL=1       the micro model shrinks (smallSets): steps about 8x faster
 func TestMain(m *testing.M) {
+	var holds string // the folder of holds this process made, for its helpers to inherit
 	if os.Getenv(stephook.HoldsEnv) == "" {
-		dir, err := os.MkdirTemp("", "herd-holds")
-		if err != nil {
+		var err error
+		if holds, err = os.MkdirTemp("", "herd-holds"); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		os.Setenv(stephook.HoldsEnv, dir)
+		os.Setenv(stephook.HoldsEnv, holds)
 	}
 	var err error
 	if stepHook, err = stephook.FromEnv(); err != nil {
@@ -67,7 +68,9 @@ func TestMain(m *testing.M) {
 		server.srv.Stop()
 		_ = os.RemoveAll(server.dir)
 	}
-	os.RemoveAll(os.Getenv(stephook.HoldsEnv))
+	if holds != "" {
+		_ = os.RemoveAll(holds)
+	}
 	os.Exit(code)
 }
 

@@ -63,16 +63,19 @@ func FromEnv() (Hook, error) {
 // the release trains on.
 func Hold(dir, run string, done int64) (release func(), err error) {
 	p := holdFile(dir, run, done)
+	release = func() {
+		_ = os.Remove(p)
+		_ = os.Remove(p + ".held")
+	}
+	release() // an earlier hold's sign (a test run again with -count) is not this one's
 	if err := os.WriteFile(p, nil, 0o644); err != nil {
 		return nil, err
 	}
-	return func() {
-		_ = os.Remove(p)
-	}, nil
+	return release, nil
 }
 
-// Held reports whether a trainer of run has reached the hold before step done+1 (it may
-// have been released since).
+// Held reports whether a trainer of run has reached the hold before step done+1, until
+// the hold is released.
 func Held(dir, run string, done int64) bool {
 	_, err := os.Stat(holdFile(dir, run, done) + ".held")
 	return err == nil
