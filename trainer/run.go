@@ -15,17 +15,21 @@ import (
 
 // Run trains until untilStep steps are done (untilStep <= 0: train.steps). It checkpoints
 // every train.checkpoint.every steps and when it reaches untilStep, evaluates every
-// train.eval.every steps and at untilStep, and calls Options.Progress after each step. It
-// stops between steps when ctx is done, returning ctx's error; the last committed
-// checkpoint is then where a later Resume continues (the caller may Save first). A rank of
-// a group spanning processes stops when any rank's ctx is done, all after the same step,
-// returning context.Canceled (see interrupted). It returns the last step's Stats.
+// train.eval.every steps and at untilStep, and calls Options.BeforeStep before and
+// Options.Progress after each step. It stops between steps when ctx is done, returning
+// ctx's error; the last committed checkpoint is then where a later Resume continues (the
+// caller may Save first). A rank of a group spanning processes stops when any rank's ctx
+// is done, all after the same step, returning context.Canceled (see interrupted). It
+// returns the last step's Stats.
 func (tr *Trainer) Run(ctx context.Context, untilStep int64) (Stats, error) {
 	if untilStep <= 0 {
 		untilStep = int64(tr.Cfg.Train.Steps)
 	}
 	var st Stats
 	for tr.step < untilStep {
+		if tr.opts.BeforeStep != nil {
+			tr.opts.BeforeStep(ctx, tr.Cfg.Name, tr.step)
+		}
 		if err := tr.interrupted(ctx); err != nil {
 			return st, err
 		}

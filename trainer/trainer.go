@@ -9,6 +9,7 @@
 package trainer
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +46,11 @@ type Options struct {
 	// far and the number of batches asked for, on the caller's goroutine: a long
 	// evaluation (`herd eval`) shows where it is.
 	EvalProgress func(sofar EvalResult, batches int)
+	// BeforeStep, if set, is called by Run before each step it trains, with Run's context,
+	// the run's name and the steps done so far; Run checks its context for a stop once it
+	// returns. Tests use it to hold a run at a chosen step until they release it (a
+	// pause, stop or cancellation must end the hold) or to slow every step down.
+	BeforeStep func(ctx context.Context, run string, done int64)
 	// Warn, if set, receives warnings (e.g. a corrupt checkpoint skipped on resume).
 	Warn func(string)
 	// Train and Eval replace the sources the configuration names (nil = open them from

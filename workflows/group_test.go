@@ -65,7 +65,7 @@ func TestDataParallelAcrossWorkers(t *testing.T) {
 	plain, in := oneSegment(t, "dp-plain")
 	plain.Parallel.Data = 2
 	in.Config = plain
-	if _, err := Submit(ctx, c, "dp", in); err != nil {
+	if _, err := Submit(ctx, c, "dp", calm(in)); err != nil { // nothing killed: no retry wanted
 		t.Fatal(err)
 	}
 	if p := follow(t, c, "dp-plain"); p.State != StateCompleted || p.Step != 60 {
@@ -78,25 +78,27 @@ func TestDataParallelAcrossWorkers(t *testing.T) {
 		t.Errorf("rank segments ran on %q, want one on each worker", ids)
 	}
 
-	// Pause reaches the ranks at different steps; they agree to stop after the same one
+	// Pause reaches the ranks at different times; they agree to stop after the same step
 	// and commit it (TestResumeOnAnotherWorldSize checks that no step is lost), and the
-	// run resumes from there.
+	// run resumes from there. Both ranks are held at step 15, between checkpoints, until
+	// the pause has committed.
 	paused, in := oneSegment(t, "dp-paused")
 	paused.Parallel.Data = 2
 	in.Config = paused
-	if _, err := Submit(ctx, c, "dp", in); err != nil {
+	release := hold(t, "dp-paused", 15)
+	if _, err := Submit(ctx, c, "dp", calm(in)); err != nil { // nothing killed: no retry wanted
 		t.Fatal(err)
 	}
-	first := filepath.Join(paused.Train.Checkpoint.Dir, "dp-paused", checkpoint.Name(10))
-	waitFor(t, "a first checkpoint", func() bool { return exists(first) })
+	waitHeld(t, "dp-paused", 15)
 	p, err := Control(ctx, c, "dp-paused", UpdatePause)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.State != StatePaused || p.Step < 10 || p.Checkpoint != checkpoint.Name(p.Step) ||
+	if p.State != StatePaused || p.Step != 15 || p.Checkpoint != checkpoint.Name(15) ||
 		!exists(filepath.Join(paused.Train.Checkpoint.Dir, "dp-paused", p.Checkpoint)) {
-		t.Fatalf("paused 2-rank run: %+v, want paused at a checkpoint of the step it stopped at", p)
+		t.Fatalf("paused 2-rank run: %+v, want paused at step 15 with its checkpoint", p)
 	}
+	release()
 	if _, err := Control(ctx, c, "dp-paused", UpdateResume); err != nil {
 		t.Fatal(err)
 	}
@@ -110,14 +112,15 @@ func TestDataParallelAcrossWorkers(t *testing.T) {
 	crash, in := oneSegment(t, "dp-killed")
 	crash.Parallel.Data = 2
 	in.Config = crash
+	release = hold(t, "dp-killed", midSegment)
 	if _, err := Submit(ctx, c, "dp", in); err != nil {
 		t.Fatal(err)
 	}
-	mid := filepath.Join(crash.Train.Checkpoint.Dir, "dp-killed", checkpoint.Name(20))
-	waitFor(t, "a checkpoint inside the segment", func() bool { return exists(mid) })
+	waitHeld(t, "dp-killed", midSegment)
 	if err := killed.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	release()
 	worker()
 	if p := follow(t, c, "dp-killed"); p.State != StateCompleted || p.Step != 60 {
 		t.Fatalf("2-rank run with a killed worker ended %+v", p)
@@ -134,20 +137,18 @@ func TestDataParallelAcrossWorkers(t *testing.T) {
 // parallel.data 1, and another with 4, continue on one rank's sample order (the data
 // position of every checkpoint is the one-rank run's at that step) and end with its
 // checkpoint, bit for bit (4 micro-batch units per step: a power of two on every rank).
-// The pause commits the step the ranks reached, not the last periodic checkpoint (every
-// 50 steps).
+// The pause, sent while both ranks are held at step 15, commits that step, not the last
+// periodic checkpoint (every 10 steps).
 func TestResumeOnAnotherWorldSize(t *testing.T) {
 	srv := startServer(t)
 	c := dialTest(t, srv.Addr())
 	ctx := context.Background()
-	w := NewWorker(c, "dp-resize", &Activities{Ranks: 4})
+	w := NewWorker(c, "dp-resize", hooked(&Activities{Ranks: 4}))
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Stop)
-	// Long enough that a pause sent once step 10 is committed lands before the end on a
-	// fast machine: the pause reaches a segment at its next heartbeat, up to a second later.
-	const steps = 200
+	const steps = 40
 	sets := []string{fmt.Sprintf("train.steps=%d", steps), "train.micro_batch=2", "train.checkpoint.keep=200"}
 	ref := microConfig(t, "resize-ref", append(sets, "train.checkpoint.every=1")...)
 	trainDirect(t, ref)
@@ -159,21 +160,21 @@ func TestResumeOnAnotherWorldSize(t *testing.T) {
 		cfg := microConfig(t, name, append(sets, "train.checkpoint.every=10", "parallel.data=2")...)
 		in := calm(input(cfg))
 		in.SegmentSteps = steps
+		// Held at step 15 until the pause has committed it.
+		const at = 15
+		release := hold(t, name, at)
 		if _, err := Submit(ctx, c, "dp-resize", in); err != nil {
 			t.Fatal(err)
 		}
-		// The step-10 checkpoint shows training sooner than a heartbeat would.
-		const live = 10
-		waitFor(t, name+" training", func() bool {
-			return exists(filepath.Join(cfg.Train.Checkpoint.Dir, name, checkpoint.Name(live)))
-		})
+		waitHeld(t, name, at)
 		p, err := Control(ctx, c, name, UpdatePause)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.State != StatePaused || p.Step < live || p.Step >= steps || p.Checkpoint != checkpoint.Name(p.Step) {
-			t.Fatalf("%s: paused after step %d as %+v, want paused mid-run at a checkpoint of that step or later", name, live, p)
+		if p.State != StatePaused || p.Step != at || p.Checkpoint != checkpoint.Name(at) {
+			t.Fatalf("%s: paused as %+v, want paused at step %d with its checkpoint", name, p, at)
 		}
+		release()
 		if err := Resume(ctx, c, "dp-resize", name, ResumeInput{Data: 3}); !usererr.Is(err) {
 			t.Errorf("%s: resuming on 3 ranks (global batch 8): %v, want a user error", name, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"go.temporal.io/sdk/worker"
 
+	"github.com/herdml/herd/internal/stephook"
 	"github.com/herdml/herd/trainer"
 	"github.com/herdml/herd/trainer/checkpoint"
 	"github.com/herdml/herd/trainer/config"
@@ -24,32 +26,38 @@ import (
 )
 
 // The tests run against a real embedded Temporal server. Workers and whole `herd run`
-// processes that a test kills with SIGKILL are this test binary run again in a helper
-// mode, chosen by environment variables:
+// or `herd sweep` processes that a test kills with SIGKILL are this test binary run again
+// in a helper mode, chosen by environment variables:
 //
 //	HERD_TEST_WORKER=addr  a worker on addr, queue $HERD_TEST_QUEUE, $HERD_TEST_RANKS rank slots (`herd worker`)
 //	HERD_TEST_RUN=dir      RunLocal of the config in $HERD_TEST_CONFIG on state dir dir (`herd run`)
+//	HERD_TEST_SWEEP=dir    SweepLocal of the input in $HERD_TEST_SWEEP_INPUT on state dir dir (`herd sweep`)
+//
+// No test depends on how fast the host trains: a test that needs a run mid-way holds it
+// at a named step (hold, waitHeld) until it releases it, in this process and in the
+// helpers alike (they inherit HERD_TEST_HOLDS, the folder of holds TestMain makes). Two
+// knobs check that, for this binary and its helpers:
+//
+//	HERD_TEST_STEP_DELAY=d  every training step first waits d: about 10x slower with
+//	                        300ms (a micro step takes 4 to 40 ms, see microYAML)
+//	HERD_TEST_SMALL=1       the micro model shrinks (smallSets): steps about 8x faster
 func TestMain(m *testing.M) {
-	switch {
-	case os.Getenv("HERD_TEST_WORKER") != "":
-		c, err := Dial(os.Getenv("HERD_TEST_WORKER"), "")
-		if err != nil {
+	var holds string // the folder of holds this process made, for its helpers to inherit
+	if os.Getenv(stephook.HoldsEnv) == "" {
+		var err error
+		if holds, err = os.MkdirTemp("", "herd-holds"); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		ranks, _ := strconv.Atoi(os.Getenv("HERD_TEST_RANKS"))
-		if err := NewWorker(c, os.Getenv("HERD_TEST_QUEUE"), &Activities{Ranks: ranks}).Run(worker.InterruptCh()); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	case os.Getenv("HERD_TEST_RUN") != "":
-		var in RunInput
-		if err := json.Unmarshal([]byte(os.Getenv("HERD_TEST_CONFIG")), &in); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		if _, err := RunLocal(context.Background(), os.Getenv("HERD_TEST_RUN"), in, &Activities{}, nil); err != nil {
+		os.Setenv(stephook.HoldsEnv, holds)
+	}
+	var err error
+	if stepHook, err = stephook.FromEnv(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if os.Getenv("HERD_TEST_WORKER") != "" || os.Getenv("HERD_TEST_RUN") != "" || os.Getenv("HERD_TEST_SWEEP") != "" {
+		if err := runHelper(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -60,12 +68,77 @@ func TestMain(m *testing.M) {
 		server.srv.Stop()
 		_ = os.RemoveAll(server.dir)
 	}
+	if holds != "" {
+		_ = os.RemoveAll(holds)
+	}
 	os.Exit(code)
 }
 
-// microYAML is a model small enough for a step to take tens of milliseconds on two cores,
-// and slow enough that a segment of 30 steps (a second or more) gives tests time to
-// kill a worker in the middle of one. Data: Go sources of the standard library.
+// runHelper runs this binary in the helper mode its environment names (see TestMain).
+func runHelper() error {
+	switch {
+	case os.Getenv("HERD_TEST_WORKER") != "":
+		c, err := Dial(os.Getenv("HERD_TEST_WORKER"), "")
+		if err != nil {
+			return err
+		}
+		ranks, _ := strconv.Atoi(os.Getenv("HERD_TEST_RANKS"))
+		return NewWorker(c, os.Getenv("HERD_TEST_QUEUE"), hooked(&Activities{Ranks: ranks})).Run(worker.InterruptCh())
+	case os.Getenv("HERD_TEST_RUN") != "":
+		var in RunInput
+		if err := json.Unmarshal([]byte(os.Getenv("HERD_TEST_CONFIG")), &in); err != nil {
+			return err
+		}
+		_, err := RunLocal(context.Background(), os.Getenv("HERD_TEST_RUN"), in, hooked(&Activities{}), nil)
+		return err
+	default:
+		var in SweepInput
+		if err := json.Unmarshal([]byte(os.Getenv("HERD_TEST_SWEEP_INPUT")), &in); err != nil {
+			return err
+		}
+		_, err := SweepLocal(context.Background(), os.Getenv("HERD_TEST_SWEEP"), in, hooked(&Activities{}), nil)
+		return err
+	}
+}
+
+// stepHook is the step hook the environment asks for (see TestMain); hooked gives it to
+// the Activities of every worker the tests start, so that holds and the step delay reach
+// every segment.
+var stepHook stephook.Hook
+
+func hooked(a *Activities) *Activities {
+	a.BeforeStep = stepHook
+	return a
+}
+
+// hold makes every trainer of run, in this process and in the helpers, wait before step
+// done+1 until release is called (or the test ends); a pause, stop or cancellation still
+// reaches it. Every trainer the tests start goes through stepHook, trainDirect's too.
+func hold(t testing.TB, run string, done int64) (release func()) {
+	t.Helper()
+	release, err := stephook.Hold(os.Getenv(stephook.HoldsEnv), run, done)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// waitHeld waits until a trainer of run is held before step done+1 (see hold).
+func waitHeld(t *testing.T, run string, done int64) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%s held after step %d", run, done), func() bool { return held(run, done) })
+}
+
+// held reports whether a trainer of run has reached its hold before step done+1.
+func held(run string, done int64) bool {
+	return stephook.Held(os.Getenv(stephook.HoldsEnv), run, done)
+}
+
+// microYAML is a model small enough for a step to take a few to tens of milliseconds on
+// two cores (4 ms on a quiet fast host, 40 ms on a loaded one). No test depends on that:
+// the ones that need a run mid-way hold it (see hold). Data: Go sources of the standard
+// library.
 const microYAML = `
 seed: 3
 model:
@@ -90,10 +163,20 @@ train:
   eval: {every: 0, batches: 1}
 `
 
+// smallSets shrink microYAML's model about 8x in step time when HERD_TEST_SMALL is set
+// (every test's runs and their references alike), to check that no test depends on a
+// step taking as long as it does here.
+func smallSets() []string {
+	if os.Getenv("HERD_TEST_SMALL") == "" {
+		return nil
+	}
+	return []string{"model.d_model=16", "model.seq_len=8", "model.ffn_hidden=32", "model.moe.expert_hidden=16"}
+}
+
 // microConfig is microYAML named name, checkpointing under a fresh folder.
 func microConfig(t testing.TB, name string, sets ...string) config.Run {
 	t.Helper()
-	sets = append([]string{"name=" + name, "train.checkpoint.dir=" + t.TempDir()}, sets...)
+	sets = slices.Concat([]string{"name=" + name, "train.checkpoint.dir=" + t.TempDir()}, smallSets(), sets)
 	cfg, err := config.Parse("micro.yaml", []byte(microYAML), sets)
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +200,7 @@ func trainDirect(t testing.TB, cfg config.Run) string {
 // run's checkpoint folder.
 func trainUntil(t testing.TB, cfg config.Run, until int64) string {
 	t.Helper()
-	tr, err := trainer.New(cfg, trainer.Options{})
+	tr, err := trainer.New(cfg, trainer.Options{BeforeStep: stepHook})
 	if err != nil {
 		t.Fatal(err)
 	}

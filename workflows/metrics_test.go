@@ -17,7 +17,7 @@ func TestSegmentMetrics(t *testing.T) {
 	srv := startServer(t)
 	c := dialTest(t, srv.Addr())
 	rec := metrics.New()
-	w := NewWorker(c, "metrics", &Activities{Metrics: rec})
+	w := NewWorker(c, "metrics", hooked(&Activities{Metrics: rec}))
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -35,8 +35,8 @@ func TestReplay(t *testing.T) {
 }
 
 // TestRecordHistories records the histories TestReplay replays: a run paused mid-segment,
-// resumed and completed; one stopped; one that diverged. It runs only when
-// HERD_RECORD_HISTORIES is set.
+// resumed and completed; one stopped mid-run; one that diverged (the first two held after
+// step 15 until paused or stopped). It runs only when HERD_RECORD_HISTORIES is set.
 func TestRecordHistories(t *testing.T) {
 	if os.Getenv("HERD_RECORD_HISTORIES") == "" {
 		t.Skip("set HERD_RECORD_HISTORIES=1 to re-record testdata/*.json")
@@ -47,29 +47,26 @@ func TestRecordHistories(t *testing.T) {
 	ctx := context.Background()
 
 	paused := microConfig(t, "paused")
+	release := hold(t, "paused", 15)
 	if _, err := Submit(ctx, c, TaskQueue, input(paused)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a first step", func() bool {
-		s, err := GetStatus(ctx, c, "paused")
-		return err == nil && s.Live != nil && s.Live.Step > 0
-	})
+	waitHeld(t, "paused", 15)
 	if _, err := Control(ctx, c, "paused", UpdatePause); err != nil {
 		t.Fatal(err)
 	}
+	release()
 	if _, err := Control(ctx, c, "paused", UpdateResume); err != nil {
 		t.Fatal(err)
 	}
 	follow(t, c, "paused")
 
 	stopped := microConfig(t, "stopped")
+	hold(t, "stopped", 15)
 	if _, err := Submit(ctx, c, TaskQueue, input(stopped)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a first step", func() bool {
-		s, err := GetStatus(ctx, c, "stopped")
-		return err == nil && s.Live != nil && s.Live.Step > 0
-	})
+	waitHeld(t, "stopped", 15)
 	if _, err := Control(ctx, c, "stopped", UpdateStop); err != nil {
 		t.Fatal(err)
 	}

@@ -59,6 +59,9 @@ type Activities struct {
 	// Metrics, if set, records every step its segments train, under the run's name and
 	// the rank (0 for a one-rank run).
 	Metrics *metrics.Recorder
+	// BeforeStep, if set, is every segment's trainer.Options.BeforeStep: tests hold a
+	// segment at a chosen step with it, or slow every step down.
+	BeforeStep func(ctx context.Context, run string, done int64)
 
 	slots     slots
 	rankQueue string // this worker's own queue, where its reserved ranks' segments run
@@ -163,8 +166,9 @@ func (a *Activities) train(ctx context.Context, in SegmentInput, g *collective.G
 	defer func() { close(done); beats.Wait() }()
 
 	opts := trainer.Options{
-		Group:   g,
-		Backend: a.Backend,
+		Group:      g,
+		Backend:    a.Backend,
+		BeforeStep: a.BeforeStep,
 		Warn: func(w string) {
 			log.Warn(w)
 			warnings = append(warnings, w)

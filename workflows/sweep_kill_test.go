@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -14,34 +12,15 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/herdml/herd/trainer/checkpoint"
 	"github.com/herdml/herd/workflows/devserver"
 )
 
-// init runs this test binary as `herd sweep` (SweepLocal of the input in
-// $HERD_TEST_SWEEP_INPUT on state dir $HERD_TEST_SWEEP) when the kill test asks for it.
-func init() {
-	dir := os.Getenv("HERD_TEST_SWEEP")
-	if dir == "" {
-		return
-	}
-	var in SweepInput
-	if err := json.Unmarshal([]byte(os.Getenv("HERD_TEST_SWEEP_INPUT")), &in); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if _, err := SweepLocal(context.Background(), dir, in, &Activities{}, nil); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(0)
-}
-
 // Must-show 3: the whole `herd sweep` process (embedded server, worker, client) SIGKILLed
-// while a trial trains (the second, the first waiting at its rung). A new process on the
-// same state dir (what `herd resume` runs) finishes the sweep: every trial ends completed
-// or stopped at a rung, none is left running, and each trial's run has exactly one
-// execution per leg (none run twice).
+// while a trial trains (the second, held at step 5, the first waiting at its rung). A new
+// process on the
+// same state dir (what `herd resume` runs) finishes the sweep: every trial ends
+// completed or stopped at a rung, none is left running, and each trial's run has exactly
+// one execution per leg (none run twice).
 func TestSweepProcessKilled(t *testing.T) {
 	dir := t.TempDir()
 	in := sweepFile(t, "killed", `space: {train.optim.lr: {values: [1.0e-2, 1.0e-3, 3.0e-2]}}
@@ -53,12 +32,14 @@ asha: {rungs: [10], reduction_factor: 2}
 	if err != nil {
 		t.Fatal(err)
 	}
+	second := in.Trials[1].Config.Name
+	release := hold(t, second, 5)
 	proc := helper(t, "HERD_TEST_SWEEP="+dir, "HERD_TEST_SWEEP_INPUT="+string(raw))
 
 	ctx := context.Background()
-	waitFor(t, "the helper's server", func() bool { return devserver.RunningAddr(dir) != "" })
+	waitHeld(t, second, 5)
 	c := dialTest(t, devserver.RunningAddr(dir))
-	waitFor(t, "a second trial training", func() bool {
+	waitFor(t, "the sweep to show the second trial training", func() bool {
 		p, err := GetSweep(ctx, c, "killed")
 		return err == nil && len(p.Trials) == 3 && p.Trials[0].Step > 0 && p.Trials[1].State == TrialRunning
 	})
@@ -67,13 +48,14 @@ asha: {rungs: [10], reduction_factor: 2}
 		t.Fatal(err)
 	}
 	_ = proc.Wait()
+	release()
 
-	l, err := StartLocal(dir, TaskQueue, &Activities{})
+	l, err := StartLocal(dir, TaskQueue, hooked(&Activities{}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	fctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	fctx, cancel := context.WithTimeout(ctx, patience)
 	defer cancel()
 	p, err := FollowSweep(fctx, l.Client, "killed", 100*time.Millisecond, nil)
 	if err != nil || p.State != StateCompleted {
@@ -92,20 +74,24 @@ func TestSweepWorkerKilled(t *testing.T) {
 	c := dialTest(t, srv.Addr())
 	ctx := context.Background()
 	// Rung at 10 of 60 steps, a checkpoint every 10: a trial past its rung trains one
-	// segment of 50 steps, so when its step 20 appears 40 steps are left to kill it in.
+	// segment of 50 steps, in which every trial is held at midSegment to kill it there.
 	in := sweepFile(t, "wkilled", `space: {train.optim.lr: {values: [1.0e-2, 1.0e-3, 3.0e-2]}}
 metric: loss
 asha: {rungs: [10], reduction_factor: 2}
 `, "train.steps=60", "train.checkpoint.every=10")
 	in.SegmentSteps = 60
+	var releases []func()
+	for _, tr := range in.Trials {
+		releases = append(releases, hold(t, tr.Config.Name, midSegment))
+	}
 	w1 := helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE=wkilled")
 	if _, err := SubmitSweep(ctx, c, "wkilled", in); err != nil {
 		t.Fatal(err)
 	}
 	killed := -1
-	waitFor(t, "a trial's step 20", func() bool {
+	waitFor(t, "a trial held in its segment", func() bool {
 		for i, tr := range in.Trials {
-			if exists(filepath.Join(tr.Config.Train.Checkpoint.Dir, tr.Config.Name, checkpoint.Name(20))) {
+			if held(tr.Config.Name, midSegment) {
 				killed = i
 				return true
 			}
@@ -116,8 +102,11 @@ asha: {rungs: [10], reduction_factor: 2}
 		t.Fatal(err)
 	}
 	_ = w1.Wait()
+	for _, release := range releases {
+		release()
+	}
 	helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE=wkilled")
-	fctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	fctx, cancel := context.WithTimeout(ctx, patience)
 	defer cancel()
 	p, err := FollowSweep(fctx, c, in.Name, 100*time.Millisecond, nil)
 	if err != nil || p.State != StateCompleted {

@@ -22,7 +22,7 @@ import (
 // inProcessWorker runs a worker in the test process until the test ends.
 func inProcessWorker(t *testing.T, c client.Client) {
 	t.Helper()
-	w := NewWorker(c, TaskQueue, &Activities{})
+	w := NewWorker(c, TaskQueue, hooked(&Activities{}))
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -39,9 +39,14 @@ func dialTest(t *testing.T, addr string) client.Client {
 	return c
 }
 
+// patience bounds how long a test waits for what must happen (a run to end, a trainer to
+// reach its hold): long enough for a slow, loaded machine, so that it only ever ends a
+// hang, never judges speed.
+const patience = 5 * time.Minute
+
 func follow(t *testing.T, c client.Client, name string) Progress {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	p, err := Follow(ctx, c, name, 100*time.Millisecond, nil)
 	if err != nil {
@@ -50,10 +55,10 @@ func follow(t *testing.T, c client.Client, name string) Progress {
 	return p
 }
 
-// waitFor polls cond every 20 ms for up to a minute.
+// waitFor polls cond every 20 ms, for up to patience.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(patience); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
@@ -65,15 +70,18 @@ func exists(path string) bool {
 	return err == nil
 }
 
-// oneSegment is a run trained in one segment of 60 steps that checkpoints every 10: a
-// test that sees step-00000020 appear knows, however fast the machine, that the segment
-// still has 40 steps to go, so a kill then lands inside it.
+// oneSegment is a run trained in one segment of 60 steps that checkpoints every 10. A
+// test kills its worker in the middle of the segment by holding the run at midSegment
+// (see hold): five steps past the last checkpoint, which a retry must train again.
 func oneSegment(t *testing.T, name string) (config.Run, RunInput) {
 	cfg := microConfig(t, name, "train.checkpoint.every=10")
 	in := input(cfg)
 	in.SegmentSteps = 60
 	return cfg, in
 }
+
+// midSegment is the step a test holds oneSegment's run at to kill its worker.
+const midSegment = 25
 
 // segmentAttempts counts the TrainSegment attempts that started, from the run's history.
 func segmentAttempts(t *testing.T, c client.Client, name string) (started int, maxAttempt int32) {
@@ -106,15 +114,15 @@ func TestWorkerKilledMidSegment(t *testing.T) {
 	trainDirect(t, direct)
 	want := fingerprint(t, direct)
 
-	// Uninterrupted by crashes, but paused mid-segment and resumed, and continued as new
-	// after each segment: none of it may change the result. Long enough that the pause
-	// lands mid-run, with a heartbeat timeout no busy machine misses (nothing is killed).
-	plain := microConfig(t, "plain", longRun...)
-	longDirect := microConfig(t, "direct", longRun...)
-	trainDirect(t, longDirect)
+	// Uninterrupted by crashes, but paused mid-segment (held at step 15 of the first
+	// segment's 30 until the pause has committed) and resumed, and continued as new after
+	// each segment: none of it may change the result. A heartbeat timeout no busy machine
+	// misses (nothing is killed).
+	plain := microConfig(t, "plain")
 	inProcessWorker(t, c)
 	in := calm(input(plain))
 	in.SegmentsPerRun = 1
+	release := hold(t, "plain", 15)
 	if _, err := Submit(ctx, c, TaskQueue, in); err != nil {
 		t.Fatal(err)
 	}
@@ -122,10 +130,7 @@ func TestWorkerKilledMidSegment(t *testing.T) {
 	if err != nil || !attached {
 		t.Fatalf("second Submit: attached=%v err=%v, want an attach", attached, err)
 	}
-	waitFor(t, "a first step", func() bool {
-		s, err := GetStatus(ctx, c, "plain")
-		return err == nil && s.Live != nil && s.Live.Step > 0
-	})
+	waitHeld(t, "plain", 15)
 	p, err := Control(ctx, c, "plain", UpdatePause)
 	if err != nil || p.State != StatePaused {
 		t.Fatalf("pause: %+v, %v", p, err)
@@ -135,31 +140,33 @@ func TestWorkerKilledMidSegment(t *testing.T) {
 		return err == nil && s.Live == nil && s.Step > 0
 	})
 	paused, _ := GetStatus(ctx, c, "plain")
-	if paused.State != StatePaused || paused.Step >= paused.Steps || paused.Checkpoint != checkpoint.Name(paused.Step) {
-		t.Fatalf("paused run: %+v; want paused with a checkpoint of its step", paused.Progress)
+	if paused.State != StatePaused || paused.Step != 15 || paused.Checkpoint != checkpoint.Name(15) {
+		t.Fatalf("paused run: %+v; want paused at step 15 with its checkpoint", paused.Progress)
 	}
+	release()
 	if _, err := Control(ctx, c, "plain", UpdateResume); err != nil {
 		t.Fatal(err)
 	}
-	if p := follow(t, c, "plain"); p.State != StateCompleted || p.Step != 300 {
+	if p := follow(t, c, "plain"); p.State != StateCompleted || p.Step != 60 {
 		t.Fatalf("plain run ended %+v", p)
 	}
-	if got, want := fingerprint(t, plain), fingerprint(t, longDirect); got != want {
+	if got := fingerprint(t, plain); got != want {
 		t.Errorf("paused and continued-as-new run: %s\nherd train:                        %s", got, want)
 	}
 
-	// The crash: a worker in another process is killed while it trains the second
-	// segment. The run has a queue of its own, so that only the helpers train it.
+	// The crash: a worker in another process is killed while it trains the segment, held
+	// at midSegment. The run has a queue of its own, so that only the helpers train it.
 	killed, in := oneSegment(t, "killed")
 	w1 := helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE=killed")
+	release = hold(t, "killed", midSegment)
 	if _, err := Submit(ctx, c, "killed", in); err != nil {
 		t.Fatal(err)
 	}
-	mid := filepath.Join(killed.Train.Checkpoint.Dir, "killed", checkpoint.Name(20))
-	waitFor(t, "a checkpoint inside the segment", func() bool { return exists(mid) })
+	waitHeld(t, "killed", midSegment)
 	if err := w1.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	release()
 	helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE=killed")
 	if p := follow(t, c, "killed"); p.State != StateCompleted || p.Step != 60 {
 		t.Fatalf("killed run ended %+v", p)
@@ -220,17 +227,18 @@ func TestRunProcessKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	release := hold(t, "whole", midSegment)
 	run := helper(t, "HERD_TEST_RUN="+state, "HERD_TEST_CONFIG="+string(js))
-	mid := filepath.Join(cfg.Train.Checkpoint.Dir, "whole", checkpoint.Name(20))
-	waitFor(t, "a checkpoint inside the segment", func() bool { return exists(mid) })
+	waitHeld(t, "whole", midSegment)
 	if err := run.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_ = run.Wait()
+	release()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
-	p, err := ResumeLocal(ctx, state, "whole", ResumeInput{}, &Activities{}, nil)
+	p, err := ResumeLocal(ctx, state, "whole", ResumeInput{}, hooked(&Activities{}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +291,7 @@ func TestDivergenceIsNotRetried(t *testing.T) {
 	if _, err := Submit(context.Background(), c, TaskQueue, input(cfg)); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	_, err := Follow(ctx, c, "diverge", 100*time.Millisecond, nil)
 	if !usererr.Is(err) || !strings.Contains(err.Error(), "non-finite") || !strings.Contains(err.Error(), "step ") {
@@ -305,10 +313,6 @@ func calm(in RunInput) RunInput {
 	return in
 }
 
-// longRun makes a run long enough (several seconds even on a quiet machine) that a stop
-// sent after its first step lands mid-run, not after the last step.
-var longRun = []string{"train.steps=300", "train.checkpoint.every=150"}
-
 // Stop checkpoints the step the run is on and ends it; `herd resume` then finishes it
 // with the same result as an uninterrupted run.
 func TestStopThenResume(t *testing.T) {
@@ -316,31 +320,30 @@ func TestStopThenResume(t *testing.T) {
 	c := dialTest(t, srv.Addr())
 	inProcessWorker(t, c)
 	ctx := context.Background()
-	cfg := microConfig(t, "stopped", longRun...)
+	cfg := microConfig(t, "stopped")
+	release := hold(t, "stopped", 15)
 	if _, err := Submit(ctx, c, TaskQueue, calm(input(cfg))); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a first step", func() bool {
-		s, err := GetStatus(ctx, c, "stopped")
-		return err == nil && s.Live != nil && s.Live.Step > 0
-	})
+	waitHeld(t, "stopped", 15)
 	if _, err := Control(ctx, c, "stopped", UpdateStop); err != nil {
 		t.Fatal(err)
 	}
 	p := follow(t, c, "stopped")
-	if p.State != StateStopped || p.Step == 0 || p.Step == 300 {
-		t.Fatalf("stopped run: %+v", p)
+	if p.State != StateStopped || p.Step != 15 || p.Checkpoint != checkpoint.Name(15) {
+		t.Fatalf("stopped run: %+v, want stopped at step 15 with its checkpoint", p)
 	}
 	if _, err := Control(ctx, c, "stopped", UpdatePause); !usererr.Is(err) {
 		t.Errorf("pausing an ended run: %v, want a user error", err)
 	}
+	release()
 	if err := Resume(ctx, c, TaskQueue, "stopped", ResumeInput{}); err != nil {
 		t.Fatal(err)
 	}
-	if p := follow(t, c, "stopped"); p.State != StateCompleted || p.Step != 300 {
+	if p := follow(t, c, "stopped"); p.State != StateCompleted || p.Step != 60 {
 		t.Fatalf("resumed run: %+v", p)
 	}
-	direct := microConfig(t, "direct", longRun...)
+	direct := microConfig(t, "direct")
 	trainDirect(t, direct)
 	if got, want := fingerprint(t, cfg), fingerprint(t, direct); got != want {
 		t.Errorf("stopped and resumed: %s\nherd train:          %s", got, want)
@@ -353,35 +356,34 @@ func TestGracefulWorkerShutdown(t *testing.T) {
 	srv := startServer(t)
 	c := dialTest(t, srv.Addr())
 	ctx := context.Background()
-	cfg := microConfig(t, "graceful", longRun...)
-	w := NewWorker(c, "graceful", &Activities{})
+	cfg := microConfig(t, "graceful")
+	w := NewWorker(c, "graceful", hooked(&Activities{}))
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
+	release := hold(t, "graceful", 15)
 	if _, err := Submit(ctx, c, "graceful", calm(input(cfg))); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a first step", func() bool {
-		s, err := GetStatus(ctx, c, "graceful")
-		return err == nil && s.Live != nil && s.Live.Step > 0
-	})
+	waitHeld(t, "graceful", 15)
 	w.Stop()
 	names, err := (checkpoint.Dir{Root: filepath.Join(cfg.Train.Checkpoint.Dir, "graceful")}).List()
-	if err != nil || len(names) == 0 || names[len(names)-1] == checkpoint.Name(150) || names[len(names)-1] == checkpoint.Name(300) {
-		t.Fatalf("checkpoints after a graceful stop: %v (%v); want one of the step the segment was on", names, err)
+	if err != nil || len(names) == 0 || names[len(names)-1] != checkpoint.Name(15) {
+		t.Fatalf("checkpoints after a graceful stop: %v (%v); want one of step 15, where the segment was", names, err)
 	}
-	w = NewWorker(c, "graceful", &Activities{})
+	release()
+	w = NewWorker(c, "graceful", hooked(&Activities{}))
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer w.Stop()
-	if p := follow(t, c, "graceful"); p.State != StateCompleted || p.Step != 300 {
+	if p := follow(t, c, "graceful"); p.State != StateCompleted || p.Step != 60 {
 		t.Fatalf("run ended %+v", p)
 	}
 	if _, attempt := segmentAttempts(t, c, "graceful"); attempt != 1 {
 		t.Errorf("a graceful stop used a retry (attempt %d)", attempt)
 	}
-	direct := microConfig(t, "direct", longRun...)
+	direct := microConfig(t, "direct")
 	trainDirect(t, direct)
 	if got, want := fingerprint(t, cfg), fingerprint(t, direct); got != want {
 		t.Errorf("after a graceful stop: %s\nherd train:          %s", got, want)

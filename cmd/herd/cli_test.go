@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -11,13 +12,28 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/herdml/herd/internal/stephook"
 	"github.com/herdml/herd/workflows/sweep"
 )
 
 // The end-to-end tests run herd as users do: a separate process, its exit status, its
 // stdout and stderr. The test binary is that process: with HERD_TEST_MAIN set it runs
 // main() itself, which spares a second link of everything herd imports.
+//
+// No test here depends on how fast the host trains; two knobs check that (herd
+// processes inherit them):
+//
+//	HERD_TEST_STEP_DELAY=d  every training step of every herd process first waits d
+//	                        (see internal/stephook): about 10x slower with 40ms, as a
+//	                        step of tinyRun's model takes 2 to 5 ms
+//	HERD_TEST_SMALL=1       tinyRun's sequences shrink from 32 to 8 tokens (steps about
+//	                        2x faster: at this size a step is mostly fixed costs)
 func TestMain(m *testing.M) {
+	var err error
+	if beforeStep, err = stephook.FromEnv(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	if os.Getenv("HERD_TEST_MAIN") == "1" {
 		main()
 		os.Exit(0)
@@ -115,6 +131,9 @@ train:
   eval: {every: 0, batches: 2}
 metap: {mode: sp}
 `
+	if os.Getenv("HERD_TEST_SMALL") != "" {
+		cfg = strings.Replace(cfg, "seq_len: 32", "seq_len: 8", 1)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "run.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

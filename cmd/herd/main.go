@@ -4,12 +4,18 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
 
 	"github.com/herdml/herd/internal/usererr"
 )
+
+// beforeStep is every trainer's Options.BeforeStep in this process: `herd train`'s and
+// the segments' of the workers that run, resume, sweep and worker start. Nil: only the
+// tests set it (cmd/herd's TestMain), to slow training down or hold a run at a step.
+var beforeStep func(ctx context.Context, run string, done int64)
 
 func main() {
 	err := newRootCmd().Execute()

@@ -70,7 +70,7 @@ func newRunCmd() *cobra.Command {
 				// Said once the run is submitted: a refused launch prints its error alone.
 				d.intro = fmt.Sprintf("run %s on the embedded Temporal server (%s). Ctrl-C checkpoints and stops; `%s` continues.",
 					run.Name, tf.stateDir, tf.command("resume", run.Name))
-				p, err = workflows.RunLocal(ctx, tf.stateDir, in, &workflows.Activities{Metrics: rec}, d.show)
+				p, err = workflows.RunLocal(ctx, tf.stateDir, in, &workflows.Activities{Metrics: rec, BeforeStep: beforeStep}, d.show)
 			} else {
 				cl, done, cerr := tf.connect()
 				if cerr != nil {

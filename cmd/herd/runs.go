@@ -276,7 +276,7 @@ func newResumeCmd() *cobra.Command {
 					return merr
 				}
 				defer stopMetrics()
-				p, err = workflows.ResumeLocal(ctx, tf.stateDir, name, opts, &workflows.Activities{Metrics: rec}, d.show)
+				p, err = workflows.ResumeLocal(ctx, tf.stateDir, name, opts, &workflows.Activities{Metrics: rec, BeforeStep: beforeStep}, d.show)
 			} else {
 				cl, done, cerr := tf.connect()
 				if cerr != nil {

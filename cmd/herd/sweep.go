@@ -64,7 +64,7 @@ func newSweepCmd() *cobra.Command {
 				defer stopMetrics()
 				fmt.Fprintf(errw, "sweep %s: %d trials on the embedded Temporal server (%s). Ctrl-C stops following; `%s` continues.\n",
 					s.Name, len(s.Trials), tf.stateDir, tf.command("resume", s.Name))
-				p, err = workflows.SweepLocal(ctx, tf.stateDir, in, &workflows.Activities{Metrics: rec}, show)
+				p, err = workflows.SweepLocal(ctx, tf.stateDir, in, &workflows.Activities{Metrics: rec, BeforeStep: beforeStep}, show)
 			} else {
 				cl, done, cerr := tf.connect()
 				if cerr != nil {

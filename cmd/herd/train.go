@@ -55,7 +55,8 @@ func newTrainCmd() *cobra.Command {
 			defer stopMetrics()
 			p := newProgress(c.ErrOrStderr())
 			tr, err := trainer.New(run, trainer.Options{
-				OutDir: out,
+				OutDir:     out,
+				BeforeStep: beforeStep,
 				Progress: func(st trainer.Stats) {
 					p.update(st)
 					rec.Observe(run.Name, 0, st)

@@ -72,7 +72,8 @@ func newWorkerCmd() *cobra.Command {
 				return err
 			}
 			defer stopMetrics()
-			acts := &workflows.Activities{Identity: workflows.Identity(tf.queue), Ranks: ranks, Segments: segments, Listen: listen, Collective: coll, Metrics: rec}
+			acts := &workflows.Activities{Identity: workflows.Identity(tf.queue), Ranks: ranks, Segments: segments, Listen: listen, Collective: coll, Metrics: rec,
+				BeforeStep: beforeStep}
 			out := c.ErrOrStderr()
 			fmt.Fprintf(out, "worker %s on %s, queue %s, %d rank slot(s) listening on %s\n", acts.Identity, addr, tf.queue, ranks, listen)
 			switch h, err := gpu.List(); {

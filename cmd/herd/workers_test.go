@@ -15,7 +15,8 @@ import (
 )
 
 // start runs the binary in dir in the background until the test ends, and returns the
-// first line of its stdout that matches re (submatch 1), within a minute.
+// first line of its stdout that matches re (submatch 1), waiting up to five minutes: a
+// bound on a hang, however slow and loaded the machine.
 func start(t *testing.T, dir string, re *regexp.Regexp, args ...string) string {
 	t.Helper()
 	exe, err := os.Executable()
@@ -57,7 +58,7 @@ func start(t *testing.T, dir string, re *regexp.Regexp, args ...string) string {
 	select {
 	case s := <-found:
 		return s
-	case <-time.After(time.Minute):
+	case <-time.After(5 * time.Minute):
 		t.Fatalf("herd %s printed no line matching %s", strings.Join(args, " "), re)
 		return ""
 	}
