@@ -16,7 +16,7 @@ import (
 func TestBadTokenIsNotRetried(t *testing.T) {
 	srv := startServer(t)
 	c := dialTest(t, srv.Addr())
-	w := NewWorker(c, "bad-token", &Activities{Ranks: 1, Collective: collective.Options{Token: "not-the-others"}})
+	w := NewWorker(c, "bad-token", hooked(&Activities{Ranks: 1, Collective: collective.Options{Token: "not-the-others"}}))
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestBadTokenIsNotRetried(t *testing.T) {
 func TestConfiguredTokenStillWorks(t *testing.T) {
 	srv := startServer(t)
 	c := dialTest(t, srv.Addr())
-	w := NewWorker(c, "shared-token", &Activities{Ranks: 2, Collective: collective.Options{Token: "shared"}})
+	w := NewWorker(c, "shared-token", hooked(&Activities{Ranks: 2, Collective: collective.Options{Token: "shared"}}))
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -17,17 +17,15 @@ func TestGroupFailuresCounted(t *testing.T) {
 	const queue = "group-fails"
 	helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE="+queue, "HERD_TEST_RANKS=1")
 	killed := helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE="+queue, "HERD_TEST_RANKS=1")
-	cfg := microConfig(t, "group-fails", "parallel.data=2", "train.steps=1000000", "train.checkpoint.every=0")
+	cfg := microConfig(t, "group-fails", "parallel.data=2", "train.checkpoint.every=0")
 	in := input(cfg)
 	in.MaxAttempts = 1
+	hold(t, cfg.Name, 1) // the kill lands mid-segment, after a trained step
 	if _, err := Submit(ctx, c, queue, in); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.TerminateWorkflow(ctx, cfg.Name, "", "test over") })
-	waitFor(t, "a trained step", func() bool {
-		s, err := GetStatus(ctx, c, cfg.Name)
-		return err == nil && s.Live != nil && s.Live.Step > 0
-	})
+	waitHeld(t, cfg.Name, 1)
 	if err := killed.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +45,7 @@ func TestTokensPerStepOfAGroup(t *testing.T) {
 	srv := startServer(t)
 	c := dialTest(t, srv.Addr())
 	const queue = "group-tokens"
-	w := NewWorker(c, queue, &Activities{Ranks: 2})
+	w := NewWorker(c, queue, hooked(&Activities{Ranks: 2}))
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -71,14 +69,16 @@ func TestDeadWorkerStatus(t *testing.T) {
 	ctx := context.Background()
 	const queue = "dead-worker"
 	w := helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE="+queue)
-	// One segment far longer than the test: the kill always lands inside it, before the
-	// run has committed anything (its Progress loss is still 0).
-	cfg := microConfig(t, "dead-worker", "train.steps=1000000", "train.checkpoint.every=0")
+	// Held after its first step, in a segment that commits nothing before its end: the
+	// kill lands inside it while the run's Progress loss is still 0.
+	cfg := microConfig(t, "dead-worker", "train.checkpoint.every=0")
+	hold(t, cfg.Name, 1)
 	if _, err := Submit(ctx, c, queue, input(cfg)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.TerminateWorkflow(ctx, cfg.Name, "", "test over") })
-	waitFor(t, "a trained step", func() bool {
+	waitHeld(t, cfg.Name, 1)
+	waitFor(t, "a heartbeat of the trained step", func() bool {
 		s, err := GetStatus(ctx, c, cfg.Name)
 		return err == nil && s.Live != nil && s.Live.Step > 0 && s.Segment == SegmentTraining
 	})
@@ -118,15 +118,13 @@ func TestGroupRetryShown(t *testing.T) {
 	const queue = "group-retry"
 	helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE="+queue, "HERD_TEST_RANKS=1")
 	killed := helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE="+queue, "HERD_TEST_RANKS=1")
-	cfg := microConfig(t, "group-retry", "parallel.data=2", "train.steps=1000000", "train.checkpoint.every=0")
+	cfg := microConfig(t, "group-retry", "parallel.data=2", "train.checkpoint.every=0")
+	hold(t, cfg.Name, 1) // the kill lands mid-segment, after a trained step
 	if _, err := Submit(ctx, c, queue, input(cfg)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.TerminateWorkflow(ctx, cfg.Name, "", "test over") })
-	waitFor(t, "a trained step", func() bool {
-		s, err := GetStatus(ctx, c, cfg.Name)
-		return err == nil && s.Live != nil && s.Live.Step > 0
-	})
+	waitHeld(t, cfg.Name, 1)
 	if err := killed.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,7 @@ func (panicking) Embedding([]float32, []float32, []int32, int, float32) { panic(
 func TestSegmentPanicIsNotRetried(t *testing.T) {
 	srv := startServer(t)
 	c := dialTest(t, srv.Addr())
-	queue := faultWorker(t, c, "panics", &Activities{Backend: panicking{cpu.New[float32]()}})
+	queue := faultWorker(t, c, "panics", hooked(&Activities{Backend: panicking{cpu.New[float32]()}}))
 	if _, err := Submit(context.Background(), c, queue, calm(input(microConfig(t, "panics")))); err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestSegmentTooBigIsNotRetried(t *testing.T) {
 	defer debug.SetMemoryLimit(old)
 	srv := startServer(t)
 	c := dialTest(t, srv.Addr())
-	queue := faultWorker(t, c, "toobig", &Activities{})
+	queue := faultWorker(t, c, "toobig", hooked(&Activities{}))
 	cfg := microConfig(t, "toobig", "model.d_model=65536", "model.n_heads=64", "model.n_kv_heads=8")
 	if _, err := Submit(context.Background(), c, queue, calm(input(cfg))); err != nil {
 		t.Fatal(err)
@@ -91,7 +91,7 @@ func TestSegmentTooBigIsNotRetried(t *testing.T) {
 func TestFollowStopsWhenRunFails(t *testing.T) {
 	srv := startServer(t)
 	c := dialTest(t, srv.Addr())
-	queue := faultWorker(t, c, "fails", &Activities{})
+	queue := faultWorker(t, c, "fails", hooked(&Activities{}))
 	// Another owner holds the run folder: the segment fails with a retryable error.
 	cfg := microConfig(t, "fails")
 	lock, err := checkpoint.LockDir(filepath.Join(cfg.Train.Checkpoint.Dir, cfg.Name))

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/herdml/herd/internal/stephook"
 )
 
 // A second `herd run` under a running or completed run's name attaches only when its
@@ -79,7 +81,15 @@ func TestHintsCarryStateDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, "run", "run.yaml", "--state-dir", state, "--set", "train.steps=1000000")
+	// Held before its second step, the run is still going when Ctrl-C comes.
+	holds := t.TempDir()
+	t.Setenv(stephook.HoldsEnv, holds)
+	release, err := stephook.Hold(holds, "e2e", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	cmd := exec.Command(exe, "run", "run.yaml", "--state-dir", state)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "HERD_TEST_MAIN=1")
 	stderr, err := cmd.StderrPipe()
