@@ -2,12 +2,10 @@ package workflows
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -59,19 +57,7 @@ func TestSegmentRetriesALockedRunFolder(t *testing.T) {
 func TestResumeFailsDeadAttemptAtOnce(t *testing.T) {
 	_, in := oneSegment(t, "gone")
 	in.HeartbeatTimeout = 5 * time.Minute
-	state := t.TempDir()
-	js, err := json.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	release := hold(t, "gone", midSegment)
-	run := helper(t, "HERD_TEST_RUN="+state, "HERD_TEST_CONFIG="+string(js))
-	waitHeld(t, "gone", midSegment)
-	if err := run.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = run.Wait()
-	release()
+	state := killRunMidSegment(t, in)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -5,30 +5,18 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/herdml/herd/trainer/config"
 )
 
 // A group segment that exhausts its retries counts as a failure, as a one-rank one does:
 // a 2-rank run allowed one attempt, whose one worker is SIGKILLed mid-segment, waits as
 // failed with failures 1.
 func TestGroupFailuresCounted(t *testing.T) {
-	srv := startServer(t)
-	c := dialTest(t, srv.Addr())
+	c, cfg := killGroupWorker(t, "group-fails", 1)
 	ctx := context.Background()
-	const queue = "group-fails"
-	helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE="+queue, "HERD_TEST_RANKS=1")
-	killed := helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE="+queue, "HERD_TEST_RANKS=1")
-	cfg := microConfig(t, "group-fails", "parallel.data=2", "train.checkpoint.every=0")
-	in := input(cfg)
-	in.MaxAttempts = 1
-	hold(t, cfg.Name, 1) // the kill lands mid-segment, after a trained step
-	if _, err := Submit(ctx, c, queue, in); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.TerminateWorkflow(ctx, cfg.Name, "", "test over") })
-	waitHeld(t, cfg.Name, 1)
-	if err := killed.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
 	waitFor(t, "the run to fail", func() bool {
 		s, err := GetStatus(ctx, c, cfg.Name)
 		return err == nil && s.State == StateFailed
@@ -112,22 +100,8 @@ func TestDeadWorkerStatus(t *testing.T) {
 // SIGKILLed mid-segment, with no worker to take its rank again, the run is on attempt 2
 // with the group's failure, reserving its ranks.
 func TestGroupRetryShown(t *testing.T) {
-	srv := startServer(t)
-	c := dialTest(t, srv.Addr())
+	c, cfg := killGroupWorker(t, "group-retry", 0)
 	ctx := context.Background()
-	const queue = "group-retry"
-	helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE="+queue, "HERD_TEST_RANKS=1")
-	killed := helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE="+queue, "HERD_TEST_RANKS=1")
-	cfg := microConfig(t, "group-retry", "parallel.data=2", "train.checkpoint.every=0")
-	hold(t, cfg.Name, 1) // the kill lands mid-segment, after a trained step
-	if _, err := Submit(ctx, c, queue, input(cfg)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.TerminateWorkflow(ctx, cfg.Name, "", "test over") })
-	waitHeld(t, cfg.Name, 1)
-	if err := killed.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
 	waitFor(t, "the group's retry to reserve its ranks", func() bool {
 		s, err := GetStatus(ctx, c, cfg.Name)
 		return err == nil && s.Segment == SegmentReserving
@@ -135,4 +109,30 @@ func TestGroupRetryShown(t *testing.T) {
 	if s, _ := GetStatus(ctx, c, cfg.Name); s.State != StateRunning || s.Attempt != 2 || s.LastFailure == "" || s.Failures != 0 {
 		t.Errorf("2-rank run retrying: %+v; want running, attempt 2 with its last failure", s)
 	}
+}
+
+// killGroupWorker starts a 2-rank run name on two one-rank workers of a queue of its own,
+// with maxAttempts per group segment (0 = the default), holds it after its first step,
+// SIGKILLs one worker there (mid-segment: nothing is committed) and returns a client and
+// the run's config. The run is terminated when the test ends.
+func killGroupWorker(t *testing.T, name string, maxAttempts int32) (client.Client, config.Run) {
+	t.Helper()
+	srv := startServer(t)
+	c := dialTest(t, srv.Addr())
+	ctx := context.Background()
+	helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE="+name, "HERD_TEST_RANKS=1")
+	killed := helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE="+name, "HERD_TEST_RANKS=1")
+	cfg := microConfig(t, name, "parallel.data=2", "train.checkpoint.every=0")
+	in := input(cfg)
+	in.MaxAttempts = maxAttempts
+	hold(t, cfg.Name, 1)
+	if _, err := Submit(ctx, c, name, in); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.TerminateWorkflow(ctx, cfg.Name, "", "test over") })
+	waitHeld(t, cfg.Name, 1)
+	if err := killed.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	return c, cfg
 }

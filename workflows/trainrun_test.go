@@ -222,19 +222,7 @@ func TestRunProcessKilled(t *testing.T) {
 	want := fingerprint(t, direct)
 
 	cfg, in := oneSegment(t, "whole")
-	state := t.TempDir()
-	js, err := json.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	release := hold(t, "whole", midSegment)
-	run := helper(t, "HERD_TEST_RUN="+state, "HERD_TEST_CONFIG="+string(js))
-	waitHeld(t, "whole", midSegment)
-	if err := run.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = run.Wait()
-	release()
+	state := killRunMidSegment(t, in)
 
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
@@ -248,6 +236,28 @@ func TestRunProcessKilled(t *testing.T) {
 	if got := fingerprint(t, cfg); got != want {
 		t.Errorf("killed and resumed: %s\nherd train:         %s", got, want)
 	}
+}
+
+// killRunMidSegment runs `herd run` of in (a oneSegment run) in a helper process on a
+// fresh state dir, SIGKILLs it while its trainer is held at midSegment, and returns the
+// state dir, where ResumeLocal continues the run.
+func killRunMidSegment(t *testing.T, in RunInput) (state string) {
+	t.Helper()
+	state = t.TempDir()
+	js, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := in.Config.Name
+	release := hold(t, name, midSegment)
+	run := helper(t, "HERD_TEST_RUN="+state, "HERD_TEST_CONFIG="+string(js))
+	waitHeld(t, name, midSegment)
+	if err := run.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = run.Wait()
+	release()
+	return state
 }
 
 // Must-show 3: the newest checkpoint is corrupt; the segment skips it with a warning that
