@@ -133,8 +133,11 @@ func ResumeLocal(ctx context.Context, stateDir, name string, opts ResumeInput, a
 // the run was given). The folder is the run's train.checkpoint.dir, resolved here as the
 // worker of this process will resolve it (a folder missing here leaves the attempt to its
 // heartbeat timeout); a run whose segment is held by a live process
-// (another `herd run` sharing the server) is left alone. Data-parallel runs' rank
-// segments are not handled: they still wait for their heartbeat timeout.
+// (another `herd run` sharing the server) is left alone once its trainer holds the lock.
+// An attempt of a live process caught while it still builds its trainer, before it
+// locks, is failed too: that costs a retry, never a result, since the lock lets only one
+// trainer at a time write the folder. Data-parallel runs' rank segments are not handled:
+// they still wait for their heartbeat timeout.
 func failDeadSegment(ctx context.Context, c client.Client, name string) error {
 	d, err := c.DescribeWorkflowExecution(ctx, name, "")
 	if err != nil || d.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
