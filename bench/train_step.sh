@@ -13,6 +13,11 @@
 #
 # usage: bench/train_step.sh [REPS] [THREADS]      (defaults 5 and 2)
 #
+# BASE_TEST names a trainer test binary of an earlier build (git worktree add /tmp/base
+# COMMIT && (cd /tmp/base && go test -c -o /tmp/base.test ./trainer)): each round then also
+# runs its dense step right after this build's, and section 1 gives both builds' ratio to
+# PyTorch, so that a change is measured side by side with the step it replaces.
+#
 # Each round runs PyTorch then herd, config by config, so that both see the same machine
 # load; figures are medians over REPS rounds (5 timed steps per run, 3 for the larger
 # shapes, each after 2 untimed ones). Each run is its own process, so peak memory is per
@@ -33,6 +38,7 @@ export CGO_CFLAGS=-Wno-deprecated-declarations
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 go test -c -o "$tmp/trainer.test" ./trainer
+base=${BASE_TEST:+$(realpath "$BASE_TEST")}
 echo "# $threads threads, $reps rounds; PyTorch BLAS: OpenBLAS ${coretype:-auto-detected}; herd: $(go version | cut -d' ' -f3); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # torch KEY THREADS STEPS SEQ DMODEL [WAIT_POLICY]: one PyTorch run, its line appended to KEY.
@@ -41,9 +47,9 @@ torch() {
 		OPENBLAS_NUM_THREADS="$2" OMP_NUM_THREADS="$2" ${6:+OMP_WAIT_POLICY=$6} \
 		"$python" bench/train_step.py "$3" "$2" "$4" "$5" | tee -a "$tmp/$1"
 }
-# herd KEY THREADS STEPS BENCH: one herd benchmark run, its line appended to KEY.
+# herd KEY THREADS STEPS BENCH [BINARY]: one herd benchmark run, its line appended to KEY.
 herd() {
-	(cd trainer && GOMAXPROCS="$2" "$tmp/trainer.test" -test.run '^$' -test.bench "$4" -test.benchtime "$3x" -test.benchmem) \
+	(cd trainer && GOMAXPROCS="$2" "${5:-$tmp/trainer.test}" -test.run '^$' -test.bench "$4" -test.benchtime "$3x" -test.benchmem) \
 		>"$tmp/out" || { cat "$tmp/out"; exit 1; }
 	grep -m1 -o 'kernels: .*' "$tmp/out" >"$tmp/kernels" || true
 	grep '^Benchmark' "$tmp/out" | tee -a "$tmp/$1"
@@ -53,6 +59,7 @@ for _ in $(seq "$reps"); do
 	torch dense-active "$threads" 5 256 256
 	torch dense "$threads" 5 256 256 PASSIVE
 	herd dense "$threads" 5 '^BenchmarkTrainStep$'
+	[ -n "$base" ] && herd dense-base "$threads" 5 '^BenchmarkTrainStep$' "$base"
 	if [ "$threads" -gt 1 ]; then
 		torch dense-1 1 5 256 256 PASSIVE
 		herd dense-1 1 5 '^BenchmarkTrainStep$'
@@ -90,8 +97,13 @@ ta, tp, h = torch("dense-active"), torch("dense"), herd("dense")
 print(f"{'PyTorch, OMP spinning':<24} {ta[0]:9.0f} {ta[1]:8.1f} {ta[3]:7.0f} {ta[2]:9.0f}")
 print(f"{'PyTorch, OMP passive':<24} {tp[0]:9.0f} {tp[1]:8.1f} {tp[3]:7.0f} {tp[2]:9.0f}")
 print(f"{'herd':<24} {h[0]:9.0f} {h[1]:8.1f} {h[4]:7.0f} {h[2]:9.0f} {h[3]:12.0f}")
+hb = herd("dense-base")
+if runs("dense-base"):
+    print(f"{'herd, BASE_TEST build':<24} {hb[0]:9.0f} {hb[1]:8.1f} {hb[4]:7.0f} {hb[2]:9.0f} {hb[3]:12.0f}")
 best = max(ta[0], tp[0])
 print(f"herd / best PyTorch: {h[0] / best:.2f} tokens/s; PyTorch passive / herd: {tp[3] / h[4]:.2f} CPU time per step")
+if runs("dense-base"):
+    print(f"BASE_TEST build / best PyTorch: {hb[0] / best:.2f} tokens/s; this build / BASE_TEST build: {h[0] / hb[0]:.3f}")
 
 if threads > 1:
     print(f"\n2. threads, dense config (parallel efficiency = tokens/s at {threads} / ({threads} x at 1))")
