@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# FP8 emulation's step time against fp32, side by side (issue 5, must show 4): one
+# FP8 emulation's step time against fp32, side by side: one
 # optimizer step of 8 x 256 synthetic tokens (micro-batch 8) of the dense config
 # (examples/dense-bench.yaml), the tiny MoE preset and the small MoE preset, in fp32 and
 # in fp8 (the default recipe, delayed; fp8-blockwise too with BLOCKWISE=1), herd's

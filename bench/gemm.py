@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """numpy (OpenBLAS) sgemm reference for bench/gemm.sh.
 
-usage: gemm.py REPS [MxKxN ...]   (default: the four shapes of issue 7)
+usage: gemm.py REPS [MxKxN ...]   (default: the four shapes of docs/kernels.md)
 
 Prints one line per shape and variant: "M K N VARIANT GFLOP/s CPU-GFLOP/s", medians of REPS
 timed repetitions after one warm-up, over wall time and over the calling thread's CPU time

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """PyTorch CPU reference for herd's training-step benchmark (bench/train_step.sh).
 
-One step = forward, backward, global-norm clipping and AdamW on the dense config of
-issue 2 (herd's examples/dense-bench.yaml): vocab 256, d_model 256, 4 layers, 4 heads
+One step = forward, backward, global-norm clipping and AdamW on the dense config
+(herd's examples/dense-bench.yaml): vocab 256, d_model 256, 4 layers, 4 heads
 (4 kv heads), SwiGLU hidden 768, seq 256, batch 8, fp32, pre-norm RMSNorm, RoPE, causal
 attention, untied LM head, cross-entropy. The same computation herd's step does, written
 plainly in PyTorch (1.13 has no fused attention).

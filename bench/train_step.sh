@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Training step, herd beside PyTorch CPU, every figure issue 7 asks for in one run:
+# Training step, herd beside PyTorch CPU, every figure in one run:
 #   1. the dense config (examples/dense-bench.yaml: vocab 256, d_model 256, 4 layers,
 #      4 heads, SwiGLU 768, seq 256, batch 8, AdamW, fp32): tokens/s at THREADS threads,
 #      herd's BenchmarkTrainStep beside bench/train_step.py, and the ratio;

@@ -96,13 +96,12 @@ func newRatios(cfg Config, base, target Shape) ratios {
 //     form, microsoft/mup's MuReadout default (readout_zero_init=False). Its init-time
 //     logits shrink as 1/√m, which μP allows (the output is o(1) at init and becomes Θ(1)
 //     with the updates), and on the proxy itself (m = 1) the table is sp's, so the proxy
-//     trains exactly as under sp. herd zero-initialised it before ([TP5] §D.2 allows
-//     either): with Adam a zero readout trained the tiny demo far worse (eval loss 3.51 at
-//     step 100 against 2.95 with init σ; init 0.1σ: 3.61, and still 2.95 against 2.57 at
-//     step 300; without the MoE load-balancing loss 3.53 against 2.94 at step 100, so it is
-//     not that loss taking over the body's first updates). The ratio of init logits to the
-//     first updates is a base value all the same (metap.overrides can raise the readout's
-//     LR, as examples/tiny.yaml does; docs/metap.md, "Coord check").
+//     trains exactly as under sp. Not a zero readout, which [TP5] §D.2 also allows: with
+//     Adam a zero or small readout trains the tiny demo far worse, and not only early
+//     (docs/metap.md, "Sources, and where they disagree", has the runs and their
+//     commands). The ratio of init logits to the first updates is a base value all the
+//     same (metap.overrides can raise the readout's LR, as examples/tiny.yaml does;
+//     docs/metap.md, "Coord check").
 //   - Router: output-like, since its fan-out is the expert count, not a width: multiplier
 //     1/m on its logits, LR η, but init σ: a zero router would send every token to the
 //     same expert (ties) until it learns.

@@ -9,7 +9,7 @@
 #
 # With Go installed it builds what it runs; on a machine without Go, BINDIR holds the
 # binaries built elsewhere: herd, gpu.test (go test -c ./internal/gpu) and fp8dump
-# (go build ./bench/gpu/fp8dump).
+# (go build ./tools/fp8dump).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 bin=${1:-}
@@ -19,7 +19,7 @@ if [ -z "$bin" ]; then
 	bin=$work/bin
 	export CGO_CFLAGS=-Wno-deprecated-declarations
 	go build -o "$bin/herd" ./cmd/herd && go test -c -o "$bin/gpu.test" ./internal/gpu &&
-		go build -o "$bin/fp8dump" ./bench/gpu/fp8dump || exit 1
+		go build -o "$bin/fp8dump" ./tools/fp8dump || exit 1
 fi
 status=0
 step() { echo "== $*"; "$@" || { echo "FAILED: $*"; status=1; }; }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Holds herd's FP8 emulation against an NVIDIA GPU (Hopper: H100/H200).
 
-usage: fp8_check.py DIR      (DIR written by `go run ./bench/gpu/fp8dump DIR`)
+usage: fp8_check.py DIR      (DIR written by `go run ./tools/fp8dump DIR`)
 
 1. Codecs: all 65536 bfloat16 values converted to E4M3 and E5M2 by the GPU's own
    conversion (__nv_cvt_float_to_fp8, what Transformer Engine's cast kernels use; DIR/

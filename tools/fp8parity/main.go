@@ -2,8 +2,8 @@
 // records its loss curve and peak resident memory, and plots fp32 and fp8 curves side by
 // side.
 //
-//	go run ./trainer/fp8parity train -o tiny-fp8.json examples/tiny.yaml --set train.precision=fp8
-//	go run ./trainer/fp8parity plot -o docs/fp8-parity.png tiny-fp32.json tiny-fp8.json ...
+//	go run ./tools/fp8parity train -o tiny-fp8.json examples/tiny.yaml --set train.precision=fp8
+//	go run ./tools/fp8parity plot -o docs/fp8-parity.png tiny-fp32.json tiny-fp8.json ...
 //
 // train starts from the initialisation every time and writes no checkpoint, so two runs
 // that differ only in train.precision see the same init and the same batches.
