@@ -174,14 +174,11 @@ func worker(inbox chan *loop) {
 }
 
 // spin is how long an idle worker polls its inbox, and a caller its helpers' progress,
-// before blocking. A training step's parallel calls mostly come microseconds apart, and a
-// parked goroutine takes tens of microseconds to be running again once woken, so with
-// blocking alone the helper of a short loop joined when the caller had done most of it:
-// BenchmarkForkJoin on 2 threads, 100 µs of work in 8 chunks took 90–113 µs per call
-// back to back, 58–67 µs with the polling (400 µs: 256–268 → 205–213 µs; after a 1 ms gap,
-// when the worker has blocked, 108–111 µs either way). OpenMP runtimes keep their threads
-// spinning far longer (Intel's KMP_BLOCKTIME: 200 ms); 200 µs bounds what an idle pool
-// burns on a shared machine.
+// before blocking. A step's parallel calls mostly come microseconds apart and a parked
+// goroutine takes tens of microseconds to run again once woken, so with blocking alone a
+// short loop's helper joins when the caller has done most of it. OpenMP runtimes spin far
+// longer (Intel's KMP_BLOCKTIME: 200 ms); 200 µs bounds what an idle pool burns on a
+// shared machine. BenchmarkForkJoin measures it (docs/kernels.md, "Waking the workers").
 const spin = 200 * time.Microsecond
 
 // awaitLoop returns the next loop handed to inbox, polling it for spin before blocking on it.

@@ -13,7 +13,8 @@ import (
 	"github.com/herdml/herd/trainer/model"
 )
 
-// sketch is DESIGN.md's config sketch, which every release must keep loading.
+// sketch is the design's config sketch (a run using every section), which every release
+// must keep loading.
 const sketch = `
 name: tiny-go
 seed: 1

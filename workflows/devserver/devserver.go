@@ -88,9 +88,9 @@ type Options struct {
 // read their pending tasks at most MaxPollRPS times a second (20 by default), so an
 // activity or workflow task waits for the next poll; and each task queue has 4 partitions,
 // so a task written to one partition waits to be forwarded to the partition a poller
-// happens to sit on. Measured on this version with a WAL-mode file (BenchmarkDispatch), a
-// no-op activity round trip takes ~88 ms with the defaults, ~52 ms with only the poll
-// rates raised, ~88 ms with only one partition, and ~12 ms with both. A training segment
+// happens to sit on. Together they make a no-op activity round trip several times slower
+// than with the tuning below (BenchmarkDispatch: `go test ./workflows/devserver -run '^$'
+// -bench Dispatch`). A training segment
 // is minutes long, so this is not about throughput: pause, stop and retries react at once
 // and an orchestrated run costs nothing measurable over `herd train`.
 var Tuning = map[string]any{
