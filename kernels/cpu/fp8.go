@@ -1,69 +1,68 @@
-package fp8
+package cpu
+
+// The Backend's per-tensor FP8 ops: Amax, Quantize and Dequantize, and the decoding of
+// MatMulCodes' operand. Their loops give the bits of kernels.FP8's scalar Encode and Decode,
+// with assembly fast paths (fp8_amd64.go) and Go loops for what those leave.
 
 import (
 	"math"
 	"sync/atomic"
 
-	"github.com/herdml/herd/kernels/cpu"
+	"github.com/herdml/herd/kernels"
 )
 
-// Quantize writes dst[i] = Encode(src[i]·scale, SatFinite) and returns amax = max|src[i]|,
-// read in the same pass (NaN if any src[i] is NaN, so that a broken tensor never passes for
-// a small one). The product src[i]·scale is rounded to float32 first, as on the GPU.
-// len(dst) must be len(src).
-func Quantize(dst []uint8, src []float32, scale float32, f Format) (amax float32) {
-	return quantize(dst, nil, src, scale, f)
+// fp8Format holds the constants of an FP8 format's loops.
+type fp8Format struct {
+	f       kernels.FP8
+	mbits   uint32  // mantissa bits
+	rebias  uint32  // (127 - bias) << mbits: float32 exponent field to FP8 exponent field
+	maxCode uint32  // code of +max
+	max     float32 // largest finite value
+	enc     encConsts
+	decode  [256]float32 // f.Decode of every code
 }
 
-// Dequantize writes dst[i] = Decode(src[i])·scaleInv; len(dst) must be len(src).
-// scaleInv is 1/scale of the Quantize that made src.
-func Dequantize(dst []float32, src []uint8, scaleInv float32, f Format) {
-	cpu.ParallelFor(len(src), grain, dequantizeTask{dst[:len(src)], src, scaleInv, &formats[f].decode})
+// encConsts are encodeSat's loop constants, laid out for the assembly loops.
+type encConsts struct {
+	k         uint32 // 2^(shift-1) - 1 - rebias << shift: round-half-even bias, rebias folded in
+	shift     uint32 // 23 - mbits: float32 mantissa bits dropped
+	minNormal uint32 // float32 bits of 2^emin
+	maxCode   uint32
+	magic     uint32 // bits of 2^(emin-mbits+23): adding it rounds |x| < 2^emin to the subnormal grid
+	valBias   uint32 // rebias << shift: a normal code shifted back, plus this, is its value
 }
 
-type dequantizeTask struct {
-	dst      []float32
-	src      []uint8
-	scaleInv float32
-	tab      *[256]float32
+var fp8Formats = [2]fp8Format{
+	kernels.E4M3: newFP8Format(kernels.E4M3, 3, 7),
+	kernels.E5M2: newFP8Format(kernels.E5M2, 2, 15),
 }
 
-func (t dequantizeTask) Run(lo, hi int) { decode(t.dst[lo:hi], t.src[lo:hi], t.scaleInv, t.tab) }
-
-// decode is Dequantize on the calling goroutine, by the table tab of the codes' format.
-func decode(dst []float32, src []uint8, scaleInv float32, tab *[256]float32) {
-	for i := decodeBulk(dst, src, scaleInv, tab); i < len(src); i++ {
-		dst[i] = tab[src[i]] * scaleInv
+// newFP8Format derives the loops' constants of format f, which has mbits mantissa bits
+// and exponent bias bias, and takes its table from f.Decode.
+func newFP8Format(f kernels.FP8, mbits uint32, bias int) fp8Format {
+	emin := 1 - bias
+	p := fp8Format{f: f, mbits: mbits, rebias: uint32(127-bias) << mbits,
+		maxCode: uint32(f.Encode(f.Max(), kernels.SatFinite)), max: f.Max()}
+	for c := range 256 {
+		p.decode[c] = f.Decode(uint8(c))
 	}
+	s := 23 - mbits
+	p.enc = encConsts{k: 1<<(s-1) - 1 - p.rebias<<s, shift: s,
+		minNormal: math.Float32bits(float32(math.Ldexp(1, emin))), maxCode: p.maxCode,
+		magic: math.Float32bits(float32(math.Ldexp(1, emin-int(mbits)+23))), valBias: p.rebias << s}
+	return p
 }
 
-// decoder is a kernels.Decoder of codes by the table tab times scaleInv, Dequantize's
-// values: a GEMM operand kept as codes, decoded a panel at a time as the GEMM packs it.
-type decoder struct {
-	tab      *[256]float32
-	scaleInv float32
-}
+// fp8Table is f's decode table: tab[c] = f.Decode(c).
+func fp8Table(f kernels.FP8) *[256]float32 { return &fp8Formats[f].decode }
 
-// Decode decodes a GEMM panel (rows of up to 32 codes) in one assembly call where the
-// AVX-512 loop runs, its constants loaded once rather than per 32 codes: decodeRowsBulk
-// does each row's largest multiple of 16 columns and the per-row loop the rest (all of
-// each row with AVX2 or Go). The same bits either way.
-func (d *decoder) Decode(dst []float32, ldd int, src []uint8, lds, rows, cols int) {
-	done := decodeRowsBulk(dst, ldd, src, lds, rows, cols, d.scaleInv, d.tab)
-	if done == cols {
-		return
-	}
-	for r := range rows {
-		decode(dst[r*ldd+done:r*ldd+cols], src[r*lds+done:r*lds+cols], d.scaleInv, d.tab)
-	}
-}
-
-// Amax returns max|src[i]|, NaN if any src[i] is NaN, 0 for an empty slice.
-func Amax(src []float32) float32 {
-	m := cpu.Take[atomic.Uint32]()
-	defer cpu.Release(m)
+// Amax: see kernels.Backend.
+func (be *Backend[F]) Amax(x kernels.Buf[float32]) float32 {
+	src := x.Host()
+	m := Take[atomic.Uint32]()
+	defer Release(m)
 	m.Store(0)
-	cpu.ParallelFor(len(src), grain, amaxTask{src, m})
+	parallelFor(len(src), fp8Grain, amaxTask{src, m})
 	return math.Float32frombits(m.Load())
 }
 
@@ -72,34 +71,39 @@ type amaxTask struct {
 	amax *atomic.Uint32
 }
 
-func (t amaxTask) Run(lo, hi int) { raise(t.amax, amaxBits(t.src[lo:hi])) }
+func (t *amaxTask) run(lo, hi int) { raiseAmax(t.amax, amaxBits(t.src[lo:hi])) }
 
-// quantize is Quantize that also, or instead, writes the decoded FP8 values (unscaled)
-// into vals: the exact operands an FP8 GEMM multiplies. codes or vals may be nil; without
-// codes, the codes of each chunk go through a small buffer that stays in L1.
-func quantize(codes []uint8, vals, src []float32, scale float32, f Format) float32 {
-	if codes != nil {
-		codes = codes[:len(src)]
+// Quantize: see kernels.Backend. Without codes, the codes of each chunk go through a
+// small buffer that stays in L1.
+func (be *Backend[F]) Quantize(codes kernels.Buf[uint8], vals, src kernels.Buf[float32], scale float32, f kernels.FP8) float32 {
+	s := src.Host()
+	c, v := codes.Host(), vals.Host()
+	if len(c) > 0 {
+		c = c[:len(s)]
+	} else {
+		c = nil
 	}
-	if vals != nil {
-		vals = vals[:len(src)]
+	if len(v) > 0 {
+		v = v[:len(s)]
+	} else {
+		v = nil
 	}
-	m := cpu.Take[atomic.Uint32]()
-	defer cpu.Release(m)
+	m := Take[atomic.Uint32]()
+	defer Release(m)
 	m.Store(0)
-	cpu.ParallelFor(len(src), grain, quantizeTask{&formats[f], codes, vals, src, scale, m})
+	parallelFor(len(s), fp8Grain, quantizeTask{&fp8Formats[f], c, v, s, scale, m})
 	return math.Float32frombits(m.Load())
 }
 
 type quantizeTask struct {
-	p         *format
+	p         *fp8Format
 	codes     []uint8
 	vals, src []float32
 	scale     float32
 	amax      *atomic.Uint32
 }
 
-func (t quantizeTask) Run(lo, hi int) {
+func (t *quantizeTask) run(lo, hi int) {
 	var buf [4096]uint8
 	var m uint32
 	for ; lo < hi; lo += len(buf) {
@@ -114,31 +118,80 @@ func (t quantizeTask) Run(lo, hi int) {
 		}
 		m = max(m, t.p.encodeSat(c, v, t.src[lo:end], t.scale))
 	}
-	raise(t.amax, m)
+	raiseAmax(t.amax, m)
 }
 
-// grain is the fewest elements worth a thread: some 10–30 µs of work.
-const grain = 1 << 15
+// Dequantize: see kernels.Backend.
+func (be *Backend[F]) Dequantize(dst kernels.Buf[float32], src kernels.Buf[uint8], scaleInv float32, f kernels.FP8) {
+	s := src.Host()
+	parallelFor(len(s), fp8Grain, dequantizeTask{dst.Host()[:len(s)], s, scaleInv, fp8Table(f)})
+}
 
-// raise sets *a to max(*a, m). The loops above run on the CPU kernels' worker pool
-// (no goroutine or closure per call, so a training step allocates nothing), each chunk
+type dequantizeTask struct {
+	dst      []float32
+	src      []uint8
+	scaleInv float32
+	tab      *[256]float32
+}
+
+func (t *dequantizeTask) run(lo, hi int) {
+	decodeScaled(t.dst[lo:hi], t.src[lo:hi], t.scaleInv, t.tab)
+}
+
+// decodeScaled writes dst[i] = tab[src[i]]·k on the calling goroutine, tab being the
+// table of the codes' format.
+func decodeScaled(dst []float32, src []uint8, k float32, tab *[256]float32) {
+	for i := decodeBulk(dst, src, k, tab); i < len(src); i++ {
+		dst[i] = tab[src[i]] * k
+	}
+}
+
+// decodeRows writes dst[r*ldd+j] = tab[src[r*lds+j]]·scaleInv for rows rows of cols codes:
+// MatMulCodes' panels (rows of up to 32 codes), decoded as the GEMM packs them. Where the
+// AVX-512 loop runs, one assembly call does each row's largest multiple of 16 columns, its
+// constants loaded once rather than per 32 codes, and the per-row loop the rest (all of
+// each row with AVX2 or Go). The same bits either way.
+func decodeRows(dst []float32, ldd int, src []uint8, lds, rows, cols int, scaleInv float32, tab *[256]float32) {
+	done := decodeRowsBulk(dst, ldd, src, lds, rows, cols, scaleInv, tab)
+	if done == cols {
+		return
+	}
+	for r := range rows {
+		decodeScaled(dst[r*ldd+done:r*ldd+cols], src[r*lds+done:r*lds+cols], scaleInv, tab)
+	}
+}
+
+// fp8Grain is the fewest elements worth a thread: some 10–30 µs of work.
+const fp8Grain = 1 << 15
+
+// raiseAmax sets *a to max(*a, m). The FP8 loops run on the worker pool, each chunk
 // raising the shared maximum once: max does not depend on the order, so the result is
 // the same for any number of threads. Magnitudes are compared as bits, NaN above all.
-func raise(a *atomic.Uint32, m uint32) {
+func raiseAmax(a *atomic.Uint32, m uint32) {
 	for old := a.Load(); m > old && !a.CompareAndSwap(old, m); old = a.Load() {
 	}
 }
 
+// amaxBits is the largest |x| of src as float32 bits (NaN patterns above all).
+func amaxBits(src []float32) uint32 {
+	done, m := amaxBulk(src)
+	for _, x := range src[done:] {
+		m = max(m, math.Float32bits(x)&0x7FFFFFFF)
+	}
+	return m
+}
+
 // encodeSat writes dst[i] = Encode(src[i]·scale, SatFinite), and vals[i] = Decode(dst[i])
 // unless vals is nil, and returns the largest |src[i]| as bits. It is Encode with its
-// constants hoisted and its rare cases moved out: the subnormal branch is almost never
-// taken once a tensor is scaled to the FP8 range, and NaN is fixed up afterwards, since
-// the product src[i]·scale (scale finite and non-zero) is NaN only where src[i] is.
+// constants hoisted and its rare cases moved out: the subnormal branch (Encode itself) is
+// almost never taken once a tensor is scaled to the FP8 range, and NaN is fixed up
+// afterwards, since the product src[i]·scale (scale finite and non-zero) is NaN only where
+// src[i] is.
 //
 // The maximum is taken over the magnitudes' bit patterns: for non-negative floats the
 // integer order is the numeric order, and every NaN pattern is above +Inf, so the result
 // is NaN exactly when a NaN was seen.
-func (p *format) encodeSat(dst []uint8, vals, src []float32, scale float32) uint32 {
+func (p *fp8Format) encodeSat(dst []uint8, vals, src []float32, scale float32) uint32 {
 	dst = dst[:len(src)]
 	done, m := encodeSatBulk(p, dst, vals, src, scale)
 	c := &p.enc
@@ -152,8 +205,8 @@ func (p *format) encodeSat(dst []uint8, vals, src []float32, scale float32) uint
 		var code uint32
 		if a >= minNormal {
 			code = min((a+k+(a>>s)&1)>>s, maxCode)
-		} else {
-			code = p.magnitude(a)
+		} else { // a subnormal code: below maxCode, so Encode's overflow rule does not apply
+			code = uint32(p.f.Encode(math.Float32frombits(a), kernels.SatFinite))
 		}
 		dst[i] = uint8(code | b>>24&0x80)
 		if vals != nil {
