@@ -231,7 +231,7 @@ kdone:
 // func encodeTilesAVX512(dst []uint8, inv []float32, src []float32, fmax float32, c *encConsts) (amax uint32)
 //
 // tileQuant's loop over whole 1×128 tiles one after another, len(src) a multiple of 128:
-// per tile its amax (TILEAMAX), its scale by computeScale's rule with margin 0 (fmax/amax
+// per tile its amax (TILEAMAX), its scale by kernels.FP8Scale's rule with margin 0 (fmax/amax
 // as a float32 division, clamped to [2^-126, 2^126]; 1 for an all-zero or non-finite
 // amax), 1/scale into inv[t], and the codes of src·scale. Like encodeSatAVX2 it leaves
 // NaN's code to the caller. One call for many tiles instead of an amax, a scale and an
@@ -360,8 +360,8 @@ acdone:
 //
 // The codes are sign-extended, so that bit 31 of each lane is the code's sign. The
 // multiply by pow is masked to the normal codes' lanes: a subnormal input takes a
-// microcode assist on Sapphire Rapids (all-subnormal codes decoded about 28× slower,
-// BenchmarkDecodeL1), a masked-off lane none. The product with the scale is tab[c]·scale,
+// microcode assist on Sapphire Rapids (BenchmarkDecodeL1's all-subnormal case;
+// docs/notes/fp8-history.md), a masked-off lane none. The product with the scale is tab[c]·scale,
 // one rounding of the same operands in the same order. Nine instructions and the store
 // instead of the four table permutes' seventeen.
 #define DECODE16 \
