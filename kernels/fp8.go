@@ -159,3 +159,7 @@ func FP8Scale(amax, prev float32, f FP8, margin int, pow2 bool) float32 {
 	}
 	return s
 }
+
+// FP8Tile is the edge of the blockwise recipe's tiles and of the activation codec's
+// (kernels/fp8.TileSize says why 128).
+const FP8Tile = 128

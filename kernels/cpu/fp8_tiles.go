@@ -11,10 +11,10 @@ import (
 	"github.com/herdml/herd/kernels"
 )
 
-// fp8Tile is the tile width of the recipes (kernels/fp8.fp8Tile): tilings of 1×fp8Tile
-// run the row loops below, many whole tiles per assembly call. Any tiling of at most
-// fp8Tile columns, or of one column, runs the general loops.
-const fp8Tile = 128
+// fp8Tile is the recipes' tile edge: tilings of 1×fp8Tile run the row loops below, many
+// whole tiles per assembly call. Any tiling of at most fp8Tile columns, or of one column,
+// runs the general loops.
+const fp8Tile = kernels.FP8Tile
 
 // tileCount is the number of tiles of edge t that cover n.
 func tileCount(n, t int) int { return (n + t - 1) / t }

@@ -7,7 +7,7 @@ import "github.com/herdml/herd/kernels"
 // reduction dimension, weights per 128×128 block. One outlier then coarsens the
 // quantization of 128 values (or 16384 weights) instead of the whole tensor. The
 // Backend's QuantizeTiles scales each tile by kernels.FP8Scale.
-const TileSize = 128
+const TileSize = kernels.FP8Tile
 
 // tiles is the number of tiles of edge t that cover n.
 func tiles(n, t int) int { return (n + t - 1) / t }
