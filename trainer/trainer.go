@@ -23,7 +23,7 @@ import (
 	"github.com/herdml/herd/internal/sysmem"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/kernels"
-	"github.com/herdml/herd/kernels/cpu"
+	"github.com/herdml/herd/kernels/device"
 	"github.com/herdml/herd/kernels/fp8"
 	"github.com/herdml/herd/metap"
 	"github.com/herdml/herd/trainer/checkpoint"
@@ -38,7 +38,8 @@ type Options struct {
 	// OutDir is the checkpoint root; checkpoints go to OutDir/<run name>/step-NNNNNNNN.
 	// Empty means train.checkpoint.dir.
 	OutDir string
-	// Backend runs the kernels; nil means the CPU backend.
+	// Backend runs the kernels; nil means the one train.device names (kernels/device.Open),
+	// which the in-process ranks of parallel.data then share.
 	Backend kernels.Backend[float32]
 	// Progress, if set, is called after every step of Run, on the caller's goroutine.
 	Progress func(Stats)
@@ -172,7 +173,11 @@ func New(cfg config.Run, opts Options) (*Trainer, error) {
 // build makes everything but the data sources.
 func build(cfg config.Run, opts Options) (*Trainer, error) {
 	if opts.Backend == nil {
-		opts.Backend = cpu.New[float32]()
+		be, err := device.Open(cfg.Train.Device)
+		if err != nil {
+			return nil, err
+		}
+		opts.Backend = be
 	}
 	if opts.OutDir == "" {
 		opts.OutDir = cfg.Train.Checkpoint.Dir
