@@ -239,7 +239,7 @@ func (tr *Trainer) plan() error {
 	tr.Table = table
 	tr.Model.Init(tr.rng.Uint64(), func(t model.Tensor) float64 { return byName[t.Name].InitStd })
 	betas := tr.Cfg.Train.Optim.Betas
-	opt, err := optim.New[float32](lay.Total, groups, betas[0], betas[1])
+	opt, err := optim.New(tr.opts.Backend, lay.Total, groups, betas[0], betas[1])
 	if err != nil {
 		return err
 	}
@@ -276,7 +276,7 @@ func (tr *Trainer) openData(train bool) error {
 func (tr *Trainer) localStep() (Stats, error) {
 	start := time.Now()
 	step := tr.step + 1
-	m := tr.Model
+	m, be := tr.Model, tr.opts.Backend
 	st := Stats{Step: step, Steps: tr.Cfg.Train.Steps, ExpertLoad: tr.expertLoad}
 	if tr.train == nil {
 		return st, errOpened
@@ -284,7 +284,7 @@ func (tr *Trainer) localStep() (Stats, error) {
 	for _, l := range st.ExpertLoad {
 		clear(l)
 	}
-	clear(m.Grads)
+	kernels.Zero(be, m.Grads)
 	scale := 1 / float32(tr.nMicro*tr.Cfg.Parallel.Data) // 1/units of the global batch
 	// One unit on one rank: its gradient is the step's, and the tree of one leaf is that
 	// leaf, so the gradient stays where the backward put it: no copy out of the model, no
@@ -318,7 +318,7 @@ func (tr *Trainer) localStep() (Stats, error) {
 			return st, fmt.Errorf("step %d: %w", step, err)
 		}
 	}
-	st.GradNorm = optim.GradNorm(m.Grads)
+	st.GradNorm = optim.GradNorm(be, m.Grads)
 	if math.IsNaN(st.GradNorm) || math.IsInf(st.GradNorm, 0) {
 		return st, diverged(step, fmt.Sprintf("gradient norm is %g", st.GradNorm))
 	}
