@@ -172,6 +172,7 @@ func New(cfg config.Run, opts Options) (*Trainer, error) {
 
 // build makes everything but the data sources.
 func build(cfg config.Run, opts Options) (*Trainer, error) {
+	cfg = withDevice(cfg)
 	if opts.Backend == nil {
 		be, err := device.Open(cfg.Train.Device)
 		if err != nil {
@@ -206,6 +207,16 @@ func build(cfg config.Run, opts Options) (*Trainer, error) {
 		}
 	}
 	return tr, nil
+}
+
+// withDevice is cfg with train.device set when it is empty: a config decoded from JSON
+// written before the key existed (a checkpoint's, a workflow's input), which trained on
+// the CPU. The key is left out of the config hash, so such checkpoints still resume.
+func withDevice(cfg config.Run) config.Run {
+	if cfg.Train.Device == "" {
+		cfg.Train.Device = config.Default().Train.Device
+	}
+	return cfg
 }
 
 // plan builds the MetaP table for this model and applies it: init std, forward
