@@ -25,8 +25,8 @@ func BenchmarkAttention(b *testing.B) {
 		defer runtime.UnlockOSThread()
 	}
 	step := func() {
-		be.Attention(out, lse, q, k, v, doc, B, T, H, H, D, 0.125)
-		be.AttentionBackward(dq, dk, dv, dout, out, lse, q, k, v, doc, B, T, H, H, D, 0.125)
+		be.attention(out, lse, q, k, v, doc, B, T, H, H, D, 0.125)
+		be.attentionBackward(dq, dk, dv, dout, out, lse, q, k, v, doc, B, T, H, H, D, 0.125)
 	}
 	step()
 	cpu0, cpuOK := threadCPUTime()

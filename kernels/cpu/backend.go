@@ -31,9 +31,9 @@ func (be *Backend[F]) impl() *gemmImpl {
 	return be.gemm
 }
 
-// MatMul: see kernels.Backend. float32 runs the blocked, packed GEMM of the chosen
+// matMul is kernels.Backend's MatMul on the buffers' slices. float32 runs the blocked, packed GEMM of the chosen
 // implementation; other element types (float64 for the gradient checks) run refMatMul.
-func (be *Backend[F]) MatMul(c, a, b []F, m, k, n int, transA, transB, accumulate bool) {
+func (be *Backend[F]) matMul(c, a, b []F, m, k, n int, transA, transB, accumulate bool) {
 	if c32, ok := any(c).([]float32); ok {
 		be.impl().matMul(c32, any(a).([]float32), any(b).([]float32), m, k, n, transA, transB, accumulate)
 		return
@@ -41,15 +41,16 @@ func (be *Backend[F]) MatMul(c, a, b []F, m, k, n int, transA, transB, accumulat
 	refMatMul(c, a, b, m, k, n, transA, transB, accumulate)
 }
 
-// MatMulCodes: see kernels.Backend. float32 decodes b while packing it; other element
+// matMulCodes is kernels.Backend's MatMulCodes on the buffers' slices. float32 decodes b while packing it; other element
 // types decode b whole and run refMatMul.
-func (be *Backend[F]) MatMulCodes(c, a []F, b []uint8, dec kernels.Decoder, m, k, n int, transA, accumulate bool) {
+func (be *Backend[F]) matMulCodes(c, a []F, b []uint8, f kernels.FP8, scaleInv float32, m, k, n int, transA, accumulate bool) {
+	tab := fp8Table(f)
 	if c32, ok := any(c).([]float32); ok {
-		be.impl().gemm(c32, any(a).([]float32), operandB{codes: b, dec: dec}, m, k, n, transA, false, accumulate)
+		be.impl().gemm(c32, any(a).([]float32), operandB{codes: b, tab: tab, scaleInv: scaleInv}, m, k, n, transA, false, accumulate)
 		return
 	}
 	v := make([]float32, k*n)
-	dec.Decode(v, n, b, n, k, n)
+	decodeRows(v, n, b, n, k, n, scaleInv, tab)
 	bv := make([]F, k*n)
 	for i, x := range v {
 		bv[i] = F(x)

@@ -190,9 +190,9 @@ func TestAttention32MatchesFloat64(t *testing.T) {
 		}
 		be64 := New[float64]()
 		out, lse := make([]float64, len(q)), make([]float64, B*T*H)
-		be64.Attention(out, lse, q, k, v, doc, B, T, H, KV, D, scale)
+		be64.attention(out, lse, q, k, v, doc, B, T, H, KV, D, scale)
 		dq, dk, dv := slices.Clone(dq0), slices.Clone(dk0), slices.Clone(dv0)
-		be64.AttentionBackward(dq, dk, dv, dout, out, lse, q, k, v, doc, B, T, H, KV, D, scale)
+		be64.attentionBackward(dq, dk, dv, dout, out, lse, q, k, v, doc, B, T, H, KV, D, scale)
 		for _, im := range impls {
 			if !im.available {
 				continue
@@ -201,11 +201,11 @@ func TestAttention32MatchesFloat64(t *testing.T) {
 			what := tc.name + " " + im.name
 			out32, lse32 := make([]float32, len(q)), make([]float32, B*T*H)
 			q32, k32, v32 := to[float32](q), to[float32](k), to[float32](v)
-			be.Attention(out32, lse32, q32, k32, v32, doc, B, T, H, KV, D, float32(scale))
+			be.attention(out32, lse32, q32, k32, v32, doc, B, T, H, KV, D, float32(scale))
 			closeTo(t, what+" out", out32, out, 1e-5)
 			closeTo(t, what+" lse", lse32, lse, 1e-5)
 			dq32, dk32, dv32 := to[float32](dq0), to[float32](dk0), to[float32](dv0)
-			be.AttentionBackward(dq32, dk32, dv32, to[float32](dout), out32, lse32, q32, k32, v32, doc, B, T, H, KV, D, float32(scale))
+			be.attentionBackward(dq32, dk32, dv32, to[float32](dout), out32, lse32, q32, k32, v32, doc, B, T, H, KV, D, float32(scale))
 			closeTo(t, what+" dq", dq32, dq, 1e-4)
 			closeTo(t, what+" dk", dk32, dk, 1e-4)
 			closeTo(t, what+" dv", dv32, dv, 1e-4)

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/herdml/herd/internal/usererr"
-	"github.com/herdml/herd/kernels"
 )
 
 // float32 GEMM, blocked and packed as in BLIS (Goto & van de Geijn, "Anatomy of
@@ -112,17 +111,19 @@ func CheckEnv() error { return envErr }
 // a few microseconds, about what starting and joining goroutines costs.
 const parallelMinFlops = 1 << 18
 
-// matMul: see kernels.Backend.MatMul.
+// matMul is kernels.Backend's MatMul in float32, by this implementation.
 func (g *gemmImpl) matMul(c, a, b []float32, m, k, n int, transA, transB, accumulate bool) {
 	g.gemm(c, a, operandB{vals: b}, m, k, n, transA, transB, accumulate)
 }
 
-// operandB is the B of a product: float32 values, or one-byte codes and the Decoder that
-// turns them into values (kernels.Backend.MatMulCodes; untransposed only).
+// operandB is the B of a product: float32 values, or FP8 codes with the decode table of
+// their format and the factor each decoded value is multiplied by
+// (kernels.Backend.MatMulCodes; untransposed only).
 type operandB struct {
-	vals  []float32
-	codes []uint8
-	dec   kernels.Decoder
+	vals     []float32
+	codes    []uint8
+	tab      *[256]float32
+	scaleInv float32
 }
 
 // gemm is matMul for either kind of B.
@@ -199,7 +200,7 @@ func (t *packTask) run(lo, hi int) {
 	for q := lo; q < hi; q++ {
 		dst, j0, cols := t.bp[q*t.kb*nr:(q+1)*t.kb*nr], t.jc+q*nr, min(nr, t.nb-q*nr)
 		if t.b.codes != nil {
-			packBCodes(dst, t.b.codes, t.b.dec, t.n, t.pc, t.kb, j0, cols, nr)
+			packBCodes(dst, t.b, t.n, t.pc, t.kb, j0, cols, nr)
 			continue
 		}
 		t.g.packB(dst, t.b.vals, t.k, t.n, t.pc, t.kb, j0, cols, t.transB)
@@ -405,10 +406,10 @@ func (g *gemmImpl) packB(dst, b []float32, k, n, p0, kb, j0, cols int, trans boo
 }
 
 // packBCodes is packB for an untransposed b kept as codes: rows [p0, p0+kb) and columns
-// [j0, j0+cols) of b [k, n], decoded by dec straight into the nr-wide panel; columns past
-// cols are zero.
-func packBCodes(dst []float32, b []uint8, dec kernels.Decoder, n, p0, kb, j0, cols, nr int) {
-	dec.Decode(dst, nr, b[p0*n+j0:], n, kb, cols)
+// [j0, j0+cols) of b [k, n], decoded straight into the nr-wide panel; columns past cols
+// are zero.
+func packBCodes(dst []float32, b operandB, n, p0, kb, j0, cols, nr int) {
+	decodeRows(dst, nr, b.codes[p0*n+j0:], n, kb, cols, b.scaleInv, b.tab)
 	if cols < nr {
 		for p := 0; p < kb; p++ {
 			clear(dst[p*nr+cols : (p+1)*nr])

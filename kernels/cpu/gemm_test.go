@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/kernels"
 )
 
 // guard fills the bands around every buffer under test; a kernel that writes outside its
@@ -153,35 +154,30 @@ func TestMatMulEmptyK(t *testing.T) {
 	}
 }
 
-// tableDecoder is a kernels.Decoder by a table of 256 values: value(c) = tab[c].
-type tableDecoder struct{ tab [256]float32 }
-
-func (d *tableDecoder) Decode(dst []float32, ldd int, src []uint8, lds, rows, cols int) {
-	for r := range rows {
-		for j, c := range src[r*lds : r*lds+cols] {
-			dst[r*ldd+j] = d.tab[c]
-		}
-	}
-}
-
-// TestMatMulCodes: a product whose b is codes, decoded while packed, equals bit for bit the
-// product with b decoded first, for every implementation (with tiny blocks too), both
+// TestMatMulCodes: a product whose b is E4M3 codes (NaN codes excepted) times a scale,
+// decoded while packed, equals bit for bit the product with b decoded first, for every implementation (with tiny blocks too), both
 // modes, a transposed a or not, and edge panels in every dimension; the float64 path
 // likewise. c's guards check that nothing is written outside it.
 func TestMatMulCodes(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
-	dec := &tableDecoder{}
-	copy(dec.tab[:], randSlice(r, 256))
+	tab, scaleInv := fp8Table(kernels.E4M3), float32(0.37)
+	code := func() uint8 { // any code but E4M3's NaNs
+		for {
+			if c := uint8(r.Uint32()); c&0x7F != 0x7F {
+				return c
+			}
+		}
+	}
 	shapes := [][3]int{{1, 1, 1}, {17, 5, 33}, {130, 300, 70}, {29, 515, 3}, {64, 256, 96}}
 	for _, im := range available(t) {
 		for _, s := range shapes {
 			m, k, n := s[0], s[1], s[2]
 			a, b := randSlice(r, m*k), make([]uint8, k*n)
-			for i := range b {
-				b[i] = uint8(r.Uint32())
-			}
 			bv := make([]float32, k*n)
-			dec.Decode(bv, n, b, n, k, n)
+			for i := range b {
+				b[i] = code()
+				bv[i] = tab[b[i]] * scaleInv
+			}
 			for _, transA := range []bool{false, true} {
 				for _, acc := range []bool{false, true} {
 					c0 := randSlice(r, m*n)
@@ -189,7 +185,7 @@ func TestMatMulCodes(t *testing.T) {
 					im.matMul(want, a, bv, m, k, n, transA, false, acc)
 					c, intact := guarded(m*n, 3)
 					copy(c, c0)
-					im.gemm(c, a, operandB{codes: b, dec: dec}, m, k, n, transA, false, acc)
+					im.gemm(c, a, operandB{codes: b, tab: tab, scaleInv: scaleInv}, m, k, n, transA, false, acc)
 					if !intact() {
 						t.Fatalf("%s %v transA=%v acc=%v: wrote outside c", im.name, s, transA, acc)
 					}
@@ -205,17 +201,15 @@ func TestMatMulCodes(t *testing.T) {
 	for i := range a {
 		a[i] = r.NormFloat64()
 	}
-	for i := range b {
-		b[i] = uint8(r.Uint32())
-	}
 	bv := make([]float64, k*n)
-	for i, c := range b {
-		bv[i] = float64(dec.tab[c])
+	for i := range b {
+		b[i] = code()
+		bv[i] = float64(tab[b[i]] * scaleInv)
 	}
 	be := New[float64]()
 	want, got := make([]float64, m*n), make([]float64, m*n)
-	be.MatMul(want, a, bv, m, k, n, false, false, false)
-	be.MatMulCodes(got, a, b, dec, m, k, n, false, false)
+	be.matMul(want, a, bv, m, k, n, false, false, false)
+	be.matMulCodes(got, a, b, kernels.E4M3, scaleInv, m, k, n, false, false)
 	if !slices.Equal(got, want) {
 		t.Errorf("float64: MatMulCodes = %v, want %v", got, want)
 	}
@@ -320,19 +314,19 @@ func TestMatMulFloat64Transposes(t *testing.T) {
 	}
 	be := New[float64]()
 	want := make([]float64, m*n)
-	be.MatMul(want, a, b, m, k, n, false, false, false)
+	be.matMul(want, a, b, m, k, n, false, false, false)
 	for _, v := range []struct {
 		a, b           []float64
 		transA, transB bool
 	}{{at, b, true, false}, {a, bt, false, true}, {at, bt, true, true}} {
 		got := make([]float64, m*n)
-		be.MatMul(got, v.a, v.b, m, k, n, v.transA, v.transB, false)
+		be.matMul(got, v.a, v.b, m, k, n, v.transA, v.transB, false)
 		for i := range got {
 			if math.Abs(got[i]-want[i]) > 1e-12 {
 				t.Fatalf("transA=%v transB=%v: c[%d] = %g, want %g", v.transA, v.transB, i, got[i], want[i])
 			}
 		}
-		be.MatMul(got, v.a, v.b, m, k, n, v.transA, v.transB, true)
+		be.matMul(got, v.a, v.b, m, k, n, v.transA, v.transB, true)
 		for i := range got {
 			if math.Abs(got[i]-2*want[i]) > 1e-12 {
 				t.Fatalf("accumulate transA=%v transB=%v: c[%d] = %g, want %g", v.transA, v.transB, i, got[i], 2*want[i])

@@ -43,9 +43,9 @@ func expPoly(x float64) float64 {
 	return p * math.Float64frombits(uint64(int64(n)+1023)<<52)
 }
 
-// SwiGLU: see kernels.Backend. sigmoid(a) = 1/(1+e^-a), divided in float64.
+// swiGLU is kernels.Backend's SwiGLU on the buffers' slices. sigmoid(a) = 1/(1+e^-a), divided in float64.
 // The vector kernel, where there is one, computes in float32 throughout.
-func (be *Backend[F]) SwiGLU(out, sig, a, u []F) {
+func (be *Backend[F]) swiGLU(out, sig, a, u []F) {
 	parallelFor(len(out), elemGrain, swiglu[F]{be.impl(), out, sig, a, u})
 }
 
@@ -58,9 +58,9 @@ func (t *swiglu[F]) run(lo, hi int) {
 	swiGLU(t.im, t.out[lo:hi], t.sig[lo:hi], t.a[lo:hi], t.u[lo:hi])
 }
 
-// SwiGLUBackward: see kernels.Backend. With s = sigmoid(a): silu(a) = a·s and
+// swiGLUBackward is kernels.Backend's SwiGLUBackward on the buffers' slices. With s = sigmoid(a): silu(a) = a·s and
 // silu'(a) = s·(1 + a·(1-s)).
-func (be *Backend[F]) SwiGLUBackward(da, du, dout, a, u, sig []F) {
+func (be *Backend[F]) swiGLUBackward(da, du, dout, a, u, sig []F) {
 	parallelFor(len(dout), elemGrain, swigluBackward[F]{be.impl(), da, du, dout, a, u, sig})
 }
 
@@ -73,9 +73,9 @@ func (t *swigluBackward[F]) run(lo, hi int) {
 	swiGLUBackward(t.im, t.da[lo:hi], t.du[lo:hi], t.dout[lo:hi], t.a[lo:hi], t.u[lo:hi], t.sig[lo:hi])
 }
 
-// CrossEntropy: see kernels.Backend. The row sum of exponentials runs in F after
+// crossEntropy is kernels.Backend's CrossEntropy on the buffers' slices. The row sum of exponentials runs in F after
 // subtracting the row maximum.
-func (be *Backend[F]) CrossEntropy(loss, lse, logits []F, targets []int32, v int) {
+func (be *Backend[F]) crossEntropy(loss, lse, logits []F, targets []int32, v int) {
 	parallelFor(len(loss), rowGrain, crossEntropy[F]{be.impl(), loss, lse, logits, targets, v})
 }
 
@@ -105,8 +105,8 @@ func (t *crossEntropy[F]) run(lo, hi int) {
 // copyTo copies src into dst and returns the copy.
 func copyTo[F kernels.Float](dst, src []F) []F { return dst[:copy(dst, src)] }
 
-// CrossEntropyBackward: see kernels.Backend. Rows with weight 0 are skipped.
-func (be *Backend[F]) CrossEntropyBackward(dlogits, logits, lse []F, targets []int32, w []F, v int) {
+// crossEntropyBackward is kernels.Backend's CrossEntropyBackward on the buffers' slices. Rows with weight 0 are skipped.
+func (be *Backend[F]) crossEntropyBackward(dlogits, logits, lse []F, targets []int32, w []F, v int) {
 	parallelFor(len(lse), rowGrain, crossEntropyBackward[F]{be.impl(), dlogits, logits, lse, targets, w, v})
 }
 
@@ -136,8 +136,8 @@ func (t *crossEntropyBackward[F]) run(lo, hi int) {
 	}
 }
 
-// Scale: see kernels.Backend.
-func (be *Backend[F]) Scale(x []F, s F) {
+// scale is kernels.Backend's Scale on the buffers' slices.
+func (be *Backend[F]) scale(x []F, s F) {
 	parallelFor(len(x), elemGrain, scale[F]{be.impl(), x, s})
 }
 
@@ -149,8 +149,8 @@ type scale[F kernels.Float] struct {
 
 func (t *scale[F]) run(lo, hi int) { scaleBy(t.im, t.x[lo:hi], t.s) }
 
-// Axpy: see kernels.Backend.
-func (be *Backend[F]) Axpy(y, x []F, a F) {
+// axpy is kernels.Backend's Axpy on the buffers' slices.
+func (be *Backend[F]) axpy(y, x []F, a F) {
 	parallelFor(len(y), elemGrain, axpy[F]{be.impl(), y, x, a})
 }
 
@@ -162,8 +162,8 @@ type axpy[F kernels.Float] struct {
 
 func (t *axpy[F]) run(lo, hi int) { axpyTo(t.im, t.y[lo:hi], t.x[lo:hi], t.a) }
 
-// GatherRows: see kernels.Backend.
-func (*Backend[F]) GatherRows(dst, src []F, idx []int32, w []F, c int) {
+// gatherRows is kernels.Backend's GatherRows on the buffers' slices.
+func (*Backend[F]) gatherRows(dst, src []F, idx []int32, w []F, c int) {
 	parallelFor(len(idx), rowGrain, gatherRows[F]{dst, src, idx, w, c})
 }
 
@@ -188,8 +188,8 @@ func (t *gatherRows[F]) run(lo, hi int) {
 	}
 }
 
-// GatherSum: see kernels.Backend.
-func (*Backend[F]) GatherSum(dst, src []F, idx []int32, w []F, k, c int) {
+// gatherSum is kernels.Backend's GatherSum on the buffers' slices.
+func (*Backend[F]) gatherSum(dst, src []F, idx []int32, w []F, k, c int) {
 	parallelFor(len(idx)/k, rowGrain, gatherSum[F]{dst, src, idx, w, k, c})
 }
 
@@ -217,8 +217,8 @@ func (t *gatherSum[F]) run(lo, hi int) {
 	}
 }
 
-// RowDots: see kernels.Backend.
-func (*Backend[F]) RowDots(out, a, b []F, idx []int32, c int) {
+// rowDots is kernels.Backend's RowDots on the buffers' slices.
+func (*Backend[F]) rowDots(out, a, b []F, idx []int32, c int) {
 	parallelFor(len(idx), rowGrain, rowDots[F]{out, a, b, idx, c})
 }
 

@@ -18,8 +18,8 @@ const rowGrain = 16
 // AVX-512 vector.
 const colGrain = 16
 
-// Embedding: see kernels.Backend.
-func (*Backend[F]) Embedding(out, table []F, ids []int32, c int, scale F) {
+// embedding is kernels.Backend's Embedding on the buffers' slices.
+func (*Backend[F]) embedding(out, table []F, ids []int32, c int, scale F) {
 	parallelFor(len(ids), rowGrain, embedding[F]{out, table, ids, c, scale})
 }
 
@@ -44,9 +44,9 @@ func (t *embedding[F]) run(lo, hi int) {
 	}
 }
 
-// EmbeddingBackward: see kernels.Backend. A token id can repeat, so rows of dtable receive
+// embeddingBackward is kernels.Backend's EmbeddingBackward on the buffers' slices. A token id can repeat, so rows of dtable receive
 // several contributions; splitting over columns keeps their order fixed.
-func (*Backend[F]) EmbeddingBackward(dtable, dout []F, ids []int32, c int, scale F) {
+func (*Backend[F]) embeddingBackward(dtable, dout []F, ids []int32, c int, scale F) {
 	parallelFor(c, colGrain, embeddingBackward[F]{dtable, dout, ids, c, scale})
 }
 
@@ -71,9 +71,9 @@ func (t *embeddingBackward[F]) run(lo, hi int) {
 	}
 }
 
-// RMSNorm: see kernels.Backend. The mean square is summed in F, in 16 lanes (sumSquares);
+// rmsNorm is kernels.Backend's RMSNorm on the buffers' slices. The mean square is summed in F, in 16 lanes (sumSquares);
 // the reciprocal square root is taken in float64 and rounded to F.
-func (be *Backend[F]) RMSNorm(out, rstd, x, g []F, c int, eps float64) {
+func (be *Backend[F]) rmsNorm(out, rstd, x, g []F, c int, eps float64) {
 	parallelFor(len(rstd), rowGrain, rmsNorm[F]{be.impl(), out, rstd, x, g, c, eps})
 }
 
@@ -94,10 +94,10 @@ func (t *rmsNorm[F]) run(lo, hi int) {
 	}
 }
 
-// RMSNormBackward: see kernels.Backend. With n = x·r (normalised input) and dn = dout⊙g:
+// rmsNormBackward is kernels.Backend's RMSNormBackward on the buffers' slices. With n = x·r (normalised input) and dn = dout⊙g:
 // dx = r·(dn - n·mean(dn⊙n)), dg = Σᵢ dout⊙n. The rows run in parallel for dx, then the
 // columns for dg.
-func (be *Backend[F]) RMSNormBackward(dx, dg, dout, x, g, rstd []F, c int) {
+func (be *Backend[F]) rmsNormBackward(dx, dg, dout, x, g, rstd []F, c int) {
 	parallelFor(len(rstd), rowGrain, rmsNormBackward[F]{be.impl(), dx, dout, x, g, rstd, c})
 	parallelFor(c, colGrain, rmsNormGain[F]{be.impl(), dg, dout, x, rstd, c})
 }
@@ -134,14 +134,14 @@ func (t *rmsNormGain[F]) run(lo, hi int) {
 	}
 }
 
-// RoPE: see kernels.Backend.
-func (be *Backend[F]) RoPE(x []F, pos []int32, cos, sin []F, heads, d int) {
+// roPE is kernels.Backend's RoPE on the buffers' slices.
+func (be *Backend[F]) roPE(x []F, pos []int32, cos, sin []F, heads, d int) {
 	parallelFor(len(pos), rowGrain, rotate[F]{be.impl(), x, pos, cos, sin, heads, d, 1})
 }
 
-// RoPEBackward: see kernels.Backend. A rotation's inverse is its transpose: the rotation
+// roPEBackward is kernels.Backend's RoPEBackward on the buffers' slices. A rotation's inverse is its transpose: the rotation
 // by the negative angle.
-func (be *Backend[F]) RoPEBackward(dx []F, pos []int32, cos, sin []F, heads, d int) {
+func (be *Backend[F]) roPEBackward(dx []F, pos []int32, cos, sin []F, heads, d int) {
 	parallelFor(len(pos), rowGrain, rotate[F]{be.impl(), dx, pos, cos, sin, heads, d, -1})
 }
 

@@ -97,11 +97,11 @@ func TestEmbedding(t *testing.T) {
 		}
 		if f32 {
 			o := to[float32](guard)
-			New[float32]().Embedding(o, to[float32](table), ids, C, scale)
+			New[float32]().embedding(o, to[float32](table), ids, C, scale)
 			closeTo(t, "float32 embedding", o, want, 1e-6)
 			continue
 		}
-		be.Embedding(out, table, ids, C, scale)
+		be.embedding(out, table, ids, C, scale)
 		closeTo(t, "embedding", out, want, 0)
 	}
 
@@ -115,7 +115,7 @@ func TestEmbedding(t *testing.T) {
 			}
 		}
 	}
-	be.EmbeddingBackward(dtable, dout, ids, C, scale)
+	be.embeddingBackward(dtable, dout, ids, C, scale)
 	closeTo(t, "embedding backward", dtable, want, 1e-14)
 }
 
@@ -136,18 +136,18 @@ func TestRMSNorm(t *testing.T) {
 		}
 	}
 	out, rstd := make([]float64, N*C), make([]float64, N)
-	be.RMSNorm(out, rstd, x, g, C, eps)
+	be.rmsNorm(out, rstd, x, g, C, eps)
 	closeTo(t, "rmsnorm", out, want, 1e-13)
 	out32, rstd32 := make([]float32, N*C), make([]float32, N)
-	New[float32]().RMSNorm(out32, rstd32, to[float32](x), to[float32](g), C, eps)
+	New[float32]().rmsNorm(out32, rstd32, to[float32](x), to[float32](g), C, eps)
 	closeTo(t, "float32 rmsnorm", out32, want, 1e-5)
 
 	dout := opRand(r, N*C)
 	dx, dg := opRand(r, N*C), opRand(r, C)
 	dx0, dg0 := slices.Clone(dx), slices.Clone(dg)
-	be.RMSNormBackward(dx, dg, dout, x, g, rstd, C)
+	be.rmsNormBackward(dx, dg, dout, x, g, rstd, C)
 	loss := func() float64 {
-		be.RMSNorm(out, rstd, x, g, C, eps)
+		be.rmsNorm(out, rstd, x, g, C, eps)
 		return dot(out, dout)
 	}
 	gradCheck(t, "rmsnorm dx", x, dx0, dx, loss)
@@ -182,13 +182,13 @@ func TestRoPE(t *testing.T) {
 		}
 	}
 	y := slices.Clone(x)
-	be.RoPE(y, pos, cos, sin, heads, D)
+	be.roPE(y, pos, cos, sin, heads, D)
 	closeTo(t, "rope", y, want, 1e-12)
 
 	// The backward is the adjoint: <RoPE(x), d> = <x, RoPEBackward(d)>.
 	d := opRand(r, len(x))
 	bd := slices.Clone(d)
-	be.RoPEBackward(bd, pos, cos, sin, heads, D)
+	be.roPEBackward(bd, pos, cos, sin, heads, D)
 	if a, b := dot(y, d), dot(x, bd); math.Abs(a-b) > 1e-12*math.Abs(a) {
 		t.Fatalf("<RoPE(x), d> = %v, <x, RoPEBackward(d)> = %v", a, b)
 	}
@@ -255,20 +255,20 @@ func TestAttention(t *testing.T) {
 			}
 			wantOut, wantLSE := attentionRef(q, k, v, doc, B, T, H, KV, D, scale)
 			out, lse := make([]float64, B*T*H*D), make([]float64, B*T*H)
-			be.Attention(out, lse, q, k, v, doc, B, T, H, KV, D, scale)
+			be.attention(out, lse, q, k, v, doc, B, T, H, KV, D, scale)
 			closeTo(t, "attention out", out, wantOut, 1e-12)
 			closeTo(t, "attention lse", lse, wantLSE, 1e-12)
 			out32, lse32 := make([]float32, B*T*H*D), make([]float32, B*T*H)
-			New[float32]().Attention(out32, lse32, to[float32](q), to[float32](k), to[float32](v), doc, B, T, H, KV, D, float32(scale))
+			New[float32]().attention(out32, lse32, to[float32](q), to[float32](k), to[float32](v), doc, B, T, H, KV, D, float32(scale))
 			closeTo(t, "float32 attention out", out32, wantOut, 1e-5)
 			closeTo(t, "float32 attention lse", lse32, wantLSE, 1e-5)
 
 			dout := opRand(r, len(out))
 			dq, dk, dv := opRand(r, len(q)), opRand(r, len(k)), opRand(r, len(v))
 			dq0, dk0, dv0 := slices.Clone(dq), slices.Clone(dk), slices.Clone(dv)
-			be.AttentionBackward(dq, dk, dv, dout, out, lse, q, k, v, doc, B, T, H, KV, D, scale)
+			be.attentionBackward(dq, dk, dv, dout, out, lse, q, k, v, doc, B, T, H, KV, D, scale)
 			loss := func() float64 {
-				be.Attention(out, lse, q, k, v, doc, B, T, H, KV, D, scale)
+				be.attention(out, lse, q, k, v, doc, B, T, H, KV, D, scale)
 				return dot(out, dout)
 			}
 			gradCheck(t, "attention dq", q, dq0, dq, loss)
@@ -290,20 +290,20 @@ func TestSwiGLU(t *testing.T) {
 		want[i] = a[i] * wantSig[i] * u[i]
 	}
 	out, sig := make([]float64, n), make([]float64, n)
-	be.SwiGLU(out, sig, a, u)
+	be.swiGLU(out, sig, a, u)
 	closeTo(t, "swiglu", out, want, 1e-14)
 	closeTo(t, "swiglu sigmoid", sig, wantSig, 1e-15)
 	out32, sig32 := make([]float32, n), make([]float32, n)
-	New[float32]().SwiGLU(out32, sig32, to[float32](a), to[float32](u))
+	New[float32]().swiGLU(out32, sig32, to[float32](a), to[float32](u))
 	closeTo(t, "float32 swiglu", out32, want, 1e-6)
 	closeTo(t, "float32 swiglu sigmoid", sig32, wantSig, 1e-6)
 
 	dout := opRand(r, n)
 	da, du := opRand(r, n), opRand(r, n)
 	da0, du0 := slices.Clone(da), slices.Clone(du)
-	be.SwiGLUBackward(da, du, dout, a, u, sig)
+	be.swiGLUBackward(da, du, dout, a, u, sig)
 	loss := func() float64 {
-		be.SwiGLU(out, make([]float64, n), a, u)
+		be.swiGLU(out, make([]float64, n), a, u)
 		return dot(out, dout)
 	}
 	gradCheck(t, "swiglu da", a, da0, da, loss)
@@ -331,19 +331,19 @@ func TestCrossEntropy(t *testing.T) {
 		want[i] = -math.Log(math.Exp(logits[i*V+int(targets[i])]) / sum)
 	}
 	loss, lse := make([]float64, N), make([]float64, N)
-	be.CrossEntropy(loss, lse, logits, targets, V)
+	be.crossEntropy(loss, lse, logits, targets, V)
 	closeTo(t, "cross-entropy", loss, want, 1e-12)
 	loss32, lse32 := make([]float32, N), make([]float32, N)
-	New[float32]().CrossEntropy(loss32, lse32, to[float32](logits), targets, V)
+	New[float32]().crossEntropy(loss32, lse32, to[float32](logits), targets, V)
 	closeTo(t, "float32 cross-entropy", loss32, want, 1e-5)
 
 	w := opRand(r, N)
 	w[4] = 0
 	dl := opRand(r, N*V)
 	dl0 := slices.Clone(dl)
-	be.CrossEntropyBackward(dl, logits, lse, targets, w, V)
+	be.crossEntropyBackward(dl, logits, lse, targets, w, V)
 	gradCheck(t, "cross-entropy dlogits", logits, dl0, dl, func() float64 {
-		be.CrossEntropy(loss, lse, logits, targets, V)
+		be.crossEntropy(loss, lse, logits, targets, V)
 		return dot(loss, w)
 	})
 }
@@ -359,14 +359,14 @@ func TestScaleAxpyGather(t *testing.T) {
 		want[i] *= 1.5
 	}
 	s := slices.Clone(x)
-	be.Scale(s, 1.5)
+	be.scale(s, 1.5)
 	closeTo(t, "scale", s, want, 0)
 
 	for i := range want {
 		want[i] = y[i] - 0.25*x[i]
 	}
 	a := slices.Clone(y)
-	be.Axpy(a, x, -0.25)
+	be.axpy(a, x, -0.25)
 	closeTo(t, "axpy", a, want, 1e-15)
 
 	idx := make([]int32, n*k)
@@ -375,7 +375,7 @@ func TestScaleAxpyGather(t *testing.T) {
 	}
 	w := opRand(r, n*k)
 	gathered := make([]float64, n*k*C)
-	be.GatherRows(gathered, x, idx, w, C)
+	be.gatherRows(gathered, x, idx, w, C)
 	want = make([]float64, n*k*C)
 	for i, id := range idx {
 		for j := range C {
@@ -383,7 +383,7 @@ func TestScaleAxpyGather(t *testing.T) {
 		}
 	}
 	closeTo(t, "gather rows", gathered, want, 0)
-	be.GatherRows(gathered, x, idx, nil, C)
+	be.gatherRows(gathered, x, idx, nil, C)
 	for i, id := range idx {
 		copy(want[i*C:i*C+C], x[int(id)*C:int(id)*C+C])
 	}
@@ -391,7 +391,7 @@ func TestScaleAxpyGather(t *testing.T) {
 
 	src := opRand(r, n*k*C)
 	sum := slices.Clone(y)
-	be.GatherSum(sum, src, idx, w, k, C)
+	be.gatherSum(sum, src, idx, w, k, C)
 	want = slices.Clone(y)
 	for i := range n {
 		for p := range k {
@@ -403,7 +403,7 @@ func TestScaleAxpyGather(t *testing.T) {
 	closeTo(t, "gather sum", sum, want, 1e-14)
 
 	dots := make([]float64, n*k)
-	be.RowDots(dots, x, src, idx, C)
+	be.rowDots(dots, x, src, idx, C)
 	want = make([]float64, n*k)
 	for i, id := range idx {
 		want[i] = dot(x[int(id)*C:int(id)*C+C], src[i*C:i*C+C])

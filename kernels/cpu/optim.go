@@ -1,7 +1,7 @@
 package cpu
 
-// The optimizer's element loops (trainer/optim runs them over blocks on the pool): AdamW's
-// update and the gradient norm's sum of squares.
+// The optimizer's element loops, run over blocks on the pool by the AdamW and SumSquares
+// methods: AdamW's update and the gradient norm's sum of squares.
 
 import (
 	"math"
@@ -9,19 +9,10 @@ import (
 	"github.com/herdml/herd/kernels"
 )
 
-// AdamWCoeffs are the scalars of one AdamW update of one tensor (see AdamW), in float64;
-// the update converts each to the parameters' type once.
-type AdamWCoeffs struct {
-	B1, C1   float64 // β1 and 1-β1
-	B2, C2   float64 // β2 and 1-β2
-	Decay    float64 // 1 - lr·wd
-	StepSize float64 // lr / (1-β1ᵗ)
-	BC2Sqrt  float64 // sqrt(1-β2ᵗ)
-	Eps      float64
-	GScale   float64 // gradient factor (the clipping factor), 1 for none
-}
+// AdamWCoeffs is kernels.AdamWCoeffs, whose layout the assembly kernels read.
+type AdamWCoeffs = kernels.AdamWCoeffs
 
-// AdamW updates the parameters p and the float32 moments m and v from the gradients g,
+// adamW updates the parameters p and the float32 moments m and v from the gradients g,
 // element by element, as torch.optim.AdamW computes it, in the parameters' type F:
 //
 //	gr = g·GScale
@@ -36,7 +27,7 @@ type AdamWCoeffs struct {
 // The loop below is the reference and the twin of the AVX-512 kernel, which runs the same
 // operations in the same order (division and square root correctly rounded in both, and
 // nothing fused), so the two give the same bits.
-func AdamW[F kernels.Float](p, g []F, m, v []float32, c AdamWCoeffs) {
+func adamW[F kernels.Float](p, g []F, m, v []float32, c AdamWCoeffs) {
 	if p32, ok := f32(active, p); ok && active.vec.adamW != nil {
 		active.vec.adamW(p32, as32(g), m, v, c)
 		return
@@ -61,18 +52,18 @@ func adamWGo[F kernels.Float](p, g []F, m, v []float32, c AdamWCoeffs) {
 	}
 }
 
-// SumSquares64 returns Σ x² in float64, in 8 lanes (lane j takes elements j, j+8, ...)
+// sumSquares64 returns Σ x² in float64, in 8 lanes (lane j takes elements j, j+8, ...)
 // added pairwise at the end (lanes 0..3 += 4..7, 0,1 += 2,3, 0 += 1): the order of the
 // AVX-512 kernel, which gives the same bits. The gradient norm's blocks are summed so;
 // one running sum, element after element, was bound by the latency of its additions.
-func SumSquares64[F kernels.Float](x []F) float64 {
+func sumSquares64[F kernels.Float](x []F) float64 {
 	if x32, ok := f32(active, x); ok && active.vec.sumSquares64 != nil {
 		return active.vec.sumSquares64(x32)
 	}
 	return sumSquares64Go(x)
 }
 
-// sumSquares64Go is SumSquares64's loop, the twin of the vector kernels.
+// sumSquares64Go is sumSquares64's loop, the twin of the vector kernels.
 func sumSquares64Go[F kernels.Float](x []F) float64 {
 	var l [8]float64
 	for i, v := range x {

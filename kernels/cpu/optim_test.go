@@ -102,7 +102,7 @@ func BenchmarkAdamW(b *testing.B) {
 	}
 }
 
-// TestSumSquares64Kernels: every vector SumSquares64 gives its Go twin's bits at lengths
+// TestSumSquares64Kernels: every vector sumSquares64 gives its Go twin's bits at lengths
 // around its 8-lane step and carries Inf and NaN through; the twin is within float64
 // rounding of the plain sum in order (the squares of float32 values are exact in float64).
 func TestSumSquares64Kernels(t *testing.T) {
