@@ -35,9 +35,9 @@ import (
 
 // accumulator sums one step's micro-batch gradients in the canonical tree and keeps each
 // unit's loss, aux and expert load for the step's statistics. The tree and the collective
-// work on host memory: the gradients cross into it through kernels.ToHost and back
-// through kernels.Upload (the collective's staging), which on the CPU are the model's own
-// buffer and a copy into it, as before.
+// work on host memory: each unit's gradients cross into it with kernels.Download and
+// their sum back with kernels.Upload (the collective's staging), on the CPU one copy
+// each, as before.
 type accumulator struct {
 	tree  collective.Tree // at most log2(units)+2 gradient buffers are ever live
 	units []float64       // per unit: loss, aux, then each expert's load, layer by layer
@@ -47,17 +47,16 @@ type accumulator struct {
 // the tree, leaving the model's gradients zero for the next unit. The first unit of a step
 // drops what a step that failed half-way may have left.
 func (tr *Trainer) unitDone(i int, r model.Result) {
-	a, be := &tr.acc, tr.opts.Backend
-	g := kernels.ToHost(be, tr.Model.Grads)
+	a, be, g := &tr.acc, tr.opts.Backend, tr.Model.Grads
 	if i == 0 {
 		if s := a.tree.Sum(); s != nil {
 			a.tree.Release(s)
 		}
 		a.units = a.units[:0]
 	}
-	buf := a.tree.Buffer(len(g))
-	copy(buf, g)
-	kernels.Zero(be, tr.Model.Grads)
+	buf := a.tree.Buffer(g.Len())
+	kernels.Download(be, buf, g)
+	kernels.Zero(be, g)
 	a.tree.Push(buf)
 	a.units = append(a.units, r.Loss, r.Aux)
 	for _, l := range r.ExpertLoad {

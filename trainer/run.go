@@ -68,6 +68,7 @@ const metaAdamT = "adam_t"
 // buffers, no copy; a download from a device) and, after a load, back with upload.
 type hostState struct{ params, m, v []float32 }
 
+// toHost crosses the parameters and moments into host memory.
 func (tr *Trainer) toHost() hostState {
 	be := tr.opts.Backend
 	return hostState{kernels.ToHost(be, tr.Model.Params), kernels.ToHost(be, tr.opt.M), kernels.ToHost(be, tr.opt.V)}
