@@ -7,6 +7,7 @@ import (
 
 	"github.com/herdml/herd/data"
 	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/kernels"
 )
 
 // Caption scoring: the model sees an image (and the fixed start of its caption) and decodes
@@ -201,7 +202,7 @@ func (d *decoder) decode(items []*captionItem) {
 			b.Patches = append(b.Patches, it.patches...)
 		}
 		m.Forward(b)
-		logits := m.Logits()
+		logits := kernels.ToHost(d.tr.opts.Backend, m.Logits()) // the logits' read-back
 		for r, it := range live {
 			// Position p predicts the token at p+1: the first prediction is the one after the
 			// prompt and what is confirmed; then one per drafted token.

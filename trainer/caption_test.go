@@ -113,7 +113,7 @@ func naiveCaptions(t *testing.T, tr *Trainer, spec string) []string {
 					}
 					one.Patches = append(one.Patches, it.patches...)
 					tr.Model.Forward(&one)
-					next := argmax(tr.Model.Logits()[(T-1)*V : T*V])
+					next := argmax(tr.Model.Logits().Host()[(T-1)*V : T*V])
 					got = append(got, next)
 					if next == '\n' {
 						break

@@ -54,7 +54,7 @@ func (tr *Trainer) Export(dir string) error {
 		return fmt.Errorf("export: %w", err)
 	}
 	meta := map[string]string{"format": ExportFormat, "step": fmt.Sprint(tr.step)}
-	if err := checkpoint.WriteSafetensors(f, meta, tr.snapshot().Model); err != nil {
+	if err := checkpoint.WriteSafetensors(f, meta, tr.snapshot(tr.toHost()).Model); err != nil {
 		f.Close()
 		return fmt.Errorf("export: writing %s: %w", f.Name(), err)
 	}

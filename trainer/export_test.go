@@ -120,7 +120,7 @@ func TestExport(t *testing.T) {
 	}
 	for i, x := range lay.Tensors {
 		for j, v := range into[i].Data {
-			if w := tr.Model.Params[x.Offset+j]; v != w {
+			if w := tr.Model.Params.Host()[x.Offset+j]; v != w {
 				t.Fatalf("%s[%d] = %g, trained %g", x.Name, j, v, w)
 			}
 		}

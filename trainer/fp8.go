@@ -24,7 +24,7 @@ func (tr *Trainer) attachFP8() error {
 		}
 		return sc.Linear(name)
 	})
-	tr.Model.SetCodec(fp8.TileCodec{})
+	tr.Model.SetCodec(fp8.NewTileCodec(tr.opts.Backend))
 	sc.Reserve(tr.Model.LinearOperandMax())
 	// Each rank quantizes only its own micro-batches; taking the maximum of every amax over
 	// the ranks before the scales are updated keeps the scales, and so the weights, the same

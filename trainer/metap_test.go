@@ -102,7 +102,7 @@ func TestTrainerFollowsTheMetaPTable(t *testing.T) {
 	// element with a gradient moves by lr·f·g/(|g|+eps) besides the decay, so the largest
 	// move of a tensor is its table LR times the schedule factor f. wq moves 4× as far.
 	for _, tr := range []*Trainer{base, over, mup} {
-		before := slices.Clone(tr.Model.Params)
+		before := slices.Clone(tr.Model.Params.Host())
 		st, err := tr.Step()
 		if err != nil {
 			t.Fatal(err)
@@ -113,7 +113,7 @@ func TestTrainerFollowsTheMetaPTable(t *testing.T) {
 			var most float64
 			for j := ten.Offset; j < ten.Offset+ten.Size(); j++ {
 				decayed := float64(before[j]) * (1 - e.LR*f*e.WeightDecay)
-				most = max(most, math.Abs(decayed-float64(tr.Model.Params[j])))
+				most = max(most, math.Abs(decayed-float64(tr.Model.Params.Host()[j])))
 			}
 			if got := most / f; math.Abs(got/e.LR-1) > 2e-3 {
 				t.Errorf("%s: %s moved by up to %.6g / f, want its table LR %.6g", tr.Cfg.MetaP.Mode, ten.Name, got, e.LR)
@@ -223,7 +223,7 @@ func TestCheckpointRecordsTheMetaPTable(t *testing.T) {
 func tensorOf(tr *Trainer, name string) []float32 {
 	for _, ten := range tr.Model.Layout.Tensors {
 		if ten.Name == name {
-			return tr.Model.Params[ten.Offset : ten.Offset+ten.Size()]
+			return tr.Model.Params.Host()[ten.Offset : ten.Offset+ten.Size()]
 		}
 	}
 	panic("no tensor " + name)

@@ -44,6 +44,7 @@ func Open(path, evalSpec string, opts Options) (*Trainer, error) {
 	if err := json.Unmarshal(st.Config, &cfg); err != nil {
 		return nil, usererr.New(where, "unreadable checkpoint: config: %v", err)
 	}
+	cfg = withDevice(cfg)
 	if err := cfg.Validate(); err != nil {
 		return nil, usererr.New(where, "the checkpoint's config is not valid for this herd: %v", err)
 	}

@@ -25,16 +25,19 @@ import (
 	"fmt"
 	"math"
 	"sync"
-	"unsafe"
 
 	"github.com/herdml/herd/data"
+	"github.com/herdml/herd/kernels"
 	"github.com/herdml/herd/trainer/checkpoint"
 	"github.com/herdml/herd/trainer/collective"
 	"github.com/herdml/herd/trainer/model"
 )
 
 // accumulator sums one step's micro-batch gradients in the canonical tree and keeps each
-// unit's loss, aux and expert load for the step's statistics.
+// unit's loss, aux and expert load for the step's statistics. The tree and the collective
+// work on host memory: each unit's gradients cross into it with kernels.Download and
+// their sum back with kernels.Upload (the collective's staging), on the CPU one copy
+// each, as before.
 type accumulator struct {
 	tree  collective.Tree // at most log2(units)+2 gradient buffers are ever live
 	units []float64       // per unit: loss, aux, then each expert's load, layer by layer
@@ -44,16 +47,16 @@ type accumulator struct {
 // the tree, leaving the model's gradients zero for the next unit. The first unit of a step
 // drops what a step that failed half-way may have left.
 func (tr *Trainer) unitDone(i int, r model.Result) {
-	a, g := &tr.acc, tr.Model.Grads
+	a, be, g := &tr.acc, tr.opts.Backend, tr.Model.Grads
 	if i == 0 {
 		if s := a.tree.Sum(); s != nil {
 			a.tree.Release(s)
 		}
 		a.units = a.units[:0]
 	}
-	buf := a.tree.Buffer(len(g))
-	copy(buf, g)
-	clear(g)
+	buf := a.tree.Buffer(g.Len())
+	kernels.Download(be, buf, g)
+	kernels.Zero(be, g)
 	a.tree.Push(buf)
 	a.units = append(a.units, r.Loss, r.Aux)
 	for _, l := range r.ExpertLoad {
@@ -67,15 +70,20 @@ func (tr *Trainer) unitDone(i int, r model.Result) {
 func (tr *Trainer) reduce(st *Stats) error {
 	a := &tr.acc
 	sum := a.tree.Sum()
-	copy(tr.Model.Grads, sum)
-	a.tree.Release(sum)
 	units := a.units
 	a.units = a.units[:0]
 	if tr.dp == nil {
+		kernels.Upload(tr.opts.Backend, tr.Model.Grads, sum)
+		a.tree.Release(sum)
 		return nil
 	}
 	g := tr.dp.group
-	if err := g.AllReduceTree(context.Background(), tr.Model.Grads); err != nil {
+	err := g.AllReduceTree(context.Background(), sum)
+	if err == nil {
+		kernels.Upload(tr.opts.Backend, tr.Model.Grads, sum)
+	}
+	a.tree.Release(sum)
+	if err != nil {
 		return err
 	}
 	all, err := g.AllGather(context.Background(), float64Bytes(units))
@@ -271,8 +279,8 @@ func (tr *Trainer) saveRank() (string, error) {
 		return "", err
 	}
 	h := sha256.New()
-	for _, v := range [][]float32{tr.Model.Params, tr.opt.M, tr.opt.V} {
-		h.Write(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), 4*len(v)))
+	for _, v := range []kernels.Buf[float32]{tr.Model.Params, tr.opt.M, tr.opt.V} {
+		h.Write(kernels.Bytes(kernels.HostBuf(kernels.ToHost(tr.opts.Backend, v))).Host())
 	}
 	all, err := g.AllGather(context.Background(), h.Sum(st))
 	if err != nil {

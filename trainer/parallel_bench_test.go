@@ -42,7 +42,7 @@ func BenchmarkDataParallelStep(b *testing.B) {
 			tokens := cfg.Train.GlobalBatch * cfg.Model.SeqLen
 			b.ReportMetric(float64(tokens*b.N)/b.Elapsed().Seconds(), "tokens/s")
 			b.ReportMetric(b.Elapsed().Seconds()*1e3/float64(b.N), "ms/step")
-			b.ReportMetric(float64(len(tr.Model.Params))*4/1e6, "gradMB")
+			b.ReportMetric(float64(tr.Model.Params.Len())*4/1e6, "gradMB")
 		})
 	}
 }

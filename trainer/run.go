@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/kernels"
 	"github.com/herdml/herd/kernels/fp8"
 	"github.com/herdml/herd/trainer/checkpoint"
 )
@@ -62,17 +63,37 @@ func every(step int64, n int) bool { return n > 0 && step%int64(n) == 0 }
 // metaAdamT is the key, in optim.safetensors' metadata, of AdamW's update count.
 const metaAdamT = "adam_t"
 
-// snapshot views the trainer's buffers as checkpoint tensors, without copying: Save
-// writes from them and Load fills them.
-func (tr *Trainer) snapshot() checkpoint.Snapshot {
+// hostState is what a checkpoint holds of the backend's memory, in host memory: the
+// parameters and AdamW's moments, crossed with kernels.ToHost (the CPU backend's own
+// buffers, no copy; a download from a device) and, after a load, back with upload.
+type hostState struct{ params, m, v []float32 }
+
+// toHost crosses the parameters and moments into host memory.
+func (tr *Trainer) toHost() hostState {
+	be := tr.opts.Backend
+	return hostState{kernels.ToHost(be, tr.Model.Params), kernels.ToHost(be, tr.opt.M), kernels.ToHost(be, tr.opt.V)}
+}
+
+// upload writes h back into the backend's buffers: nothing to do on the CPU, where h is
+// their memory.
+func (tr *Trainer) upload(h hostState) {
+	be := tr.opts.Backend
+	kernels.Upload(be, tr.Model.Params, h.params)
+	kernels.Upload(be, tr.opt.M, h.m)
+	kernels.Upload(be, tr.opt.V, h.v)
+}
+
+// snapshot views h as checkpoint tensors, without copying: Save writes from them and Load
+// fills them.
+func (tr *Trainer) snapshot(h hostState) checkpoint.Snapshot {
 	lay := tr.Model.Layout
 	var s checkpoint.Snapshot
 	for _, t := range lay.Tensors {
 		lo, hi := t.Offset, t.Offset+t.Size()
-		s.Model = append(s.Model, checkpoint.Tensor{Name: t.Name, Shape: t.Shape, Data: tr.Model.Params[lo:hi]})
+		s.Model = append(s.Model, checkpoint.Tensor{Name: t.Name, Shape: t.Shape, Data: h.params[lo:hi]})
 		s.Optim = append(s.Optim,
-			checkpoint.Tensor{Name: "m." + t.Name, Shape: t.Shape, Data: tr.opt.M[lo:hi]},
-			checkpoint.Tensor{Name: "v." + t.Name, Shape: t.Shape, Data: tr.opt.V[lo:hi]})
+			checkpoint.Tensor{Name: "m." + t.Name, Shape: t.Shape, Data: h.m[lo:hi]},
+			checkpoint.Tensor{Name: "v." + t.Name, Shape: t.Shape, Data: h.v[lo:hi]})
 	}
 	return s
 }
@@ -88,7 +109,7 @@ func (tr *Trainer) save() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s := tr.snapshot()
+	s := tr.snapshot(tr.toHost())
 	s.OptimMeta = map[string]string{metaAdamT: strconv.FormatInt(tr.opt.T, 10)}
 	s.State = checkpoint.State{
 		Step:       tr.step,
@@ -149,13 +170,15 @@ func (tr *Trainer) Resume(path string) (string, error) {
 // load reads checkpoint name into the trainer after checking that it was trained with
 // configHash and with this trainer's MetaP table.
 func (tr *Trainer) load(store checkpoint.Dir, name, configHash string) error {
-	s := tr.snapshot()
+	h := tr.toHost()
+	s := tr.snapshot(h)
 	check := func(st checkpoint.State) error {
 		return checkpoint.Compatible(store, name, st, tr.configJSON, configHash, tr.Table.Hash())
 	}
 	if err := checkpoint.Load(store, name, &s, check); err != nil {
 		return err
 	}
+	tr.upload(h)
 	st := s.State
 	pos, err := dataState(name, st.Data)
 	if err != nil {

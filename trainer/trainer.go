@@ -23,7 +23,7 @@ import (
 	"github.com/herdml/herd/internal/sysmem"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/kernels"
-	"github.com/herdml/herd/kernels/cpu"
+	"github.com/herdml/herd/kernels/device"
 	"github.com/herdml/herd/kernels/fp8"
 	"github.com/herdml/herd/metap"
 	"github.com/herdml/herd/trainer/checkpoint"
@@ -38,7 +38,8 @@ type Options struct {
 	// OutDir is the checkpoint root; checkpoints go to OutDir/<run name>/step-NNNNNNNN.
 	// Empty means train.checkpoint.dir.
 	OutDir string
-	// Backend runs the kernels; nil means the CPU backend.
+	// Backend runs the kernels; nil means the one train.device names (kernels/device.Open),
+	// which the in-process ranks of parallel.data then share.
 	Backend kernels.Backend[float32]
 	// Progress, if set, is called after every step of Run, on the caller's goroutine.
 	Progress func(Stats)
@@ -171,8 +172,13 @@ func New(cfg config.Run, opts Options) (*Trainer, error) {
 
 // build makes everything but the data sources.
 func build(cfg config.Run, opts Options) (*Trainer, error) {
+	cfg = withDevice(cfg)
 	if opts.Backend == nil {
-		opts.Backend = cpu.New[float32]()
+		be, err := device.Open(cfg.Train.Device)
+		if err != nil {
+			return nil, err
+		}
+		opts.Backend = be
 	}
 	if opts.OutDir == "" {
 		opts.OutDir = cfg.Train.Checkpoint.Dir
@@ -201,6 +207,16 @@ func build(cfg config.Run, opts Options) (*Trainer, error) {
 		}
 	}
 	return tr, nil
+}
+
+// withDevice is cfg with train.device set when it is empty: a config decoded from JSON
+// written before the key existed (a checkpoint's, a workflow's input), which trained on
+// the CPU. The key is left out of the config hash, so such checkpoints still resume.
+func withDevice(cfg config.Run) config.Run {
+	if cfg.Train.Device == "" {
+		cfg.Train.Device = config.Default().Train.Device
+	}
+	return cfg
 }
 
 // plan builds the MetaP table for this model and applies it: init std, forward
@@ -234,7 +250,7 @@ func (tr *Trainer) plan() error {
 	tr.Table = table
 	tr.Model.Init(tr.rng.Uint64(), func(t model.Tensor) float64 { return byName[t.Name].InitStd })
 	betas := tr.Cfg.Train.Optim.Betas
-	opt, err := optim.New[float32](lay.Total, groups, betas[0], betas[1])
+	opt, err := optim.New(tr.opts.Backend, lay.Total, groups, betas[0], betas[1])
 	if err != nil {
 		return err
 	}
@@ -271,7 +287,7 @@ func (tr *Trainer) openData(train bool) error {
 func (tr *Trainer) localStep() (Stats, error) {
 	start := time.Now()
 	step := tr.step + 1
-	m := tr.Model
+	m, be := tr.Model, tr.opts.Backend
 	st := Stats{Step: step, Steps: tr.Cfg.Train.Steps, ExpertLoad: tr.expertLoad}
 	if tr.train == nil {
 		return st, errOpened
@@ -279,7 +295,7 @@ func (tr *Trainer) localStep() (Stats, error) {
 	for _, l := range st.ExpertLoad {
 		clear(l)
 	}
-	clear(m.Grads)
+	kernels.Zero(be, m.Grads)
 	scale := 1 / float32(tr.nMicro*tr.Cfg.Parallel.Data) // 1/units of the global batch
 	// One unit on one rank: its gradient is the step's, and the tree of one leaf is that
 	// leaf, so the gradient stays where the backward put it: no copy out of the model, no
@@ -313,7 +329,7 @@ func (tr *Trainer) localStep() (Stats, error) {
 			return st, fmt.Errorf("step %d: %w", step, err)
 		}
 	}
-	st.GradNorm = optim.GradNorm(m.Grads)
+	st.GradNorm = optim.GradNorm(be, m.Grads)
 	if math.IsNaN(st.GradNorm) || math.IsInf(st.GradNorm, 0) {
 		return st, diverged(step, fmt.Sprintf("gradient norm is %g", st.GradNorm))
 	}

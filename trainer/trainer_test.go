@@ -283,14 +283,14 @@ func TestInfInsideFP8LinearStops(t *testing.T) {
 			}
 			m := tr.Model
 			wq := m.Layout.Tensors[slices.IndexFunc(m.Layout.Tensors, func(t model.Tensor) bool { return t.Name == "layers.0.attn.wq" })]
-			m.Params[wq.Offset+3] = float32(math.Inf(1))
-			before := slices.Clone(m.Params)
+			m.Params.Host()[wq.Offset+3] = float32(math.Inf(1))
+			before := slices.Clone(m.Params.Host())
 			_, err := tr.Step()
 			checkDiverged(t, tr, err, 2)
 			if precision == "fp8" && !strings.Contains(err.Error(), "layers.0.attn.wq.weight") {
 				t.Errorf("%v: want the FP8 tensor named", err)
 			}
-			if !slices.Equal(m.Params[:wq.Offset+3], before[:wq.Offset+3]) || !slices.Equal(m.Params[wq.Offset+4:], before[wq.Offset+4:]) {
+			if !slices.Equal(m.Params.Host()[:wq.Offset+3], before[:wq.Offset+3]) || !slices.Equal(m.Params.Host()[wq.Offset+4:], before[wq.Offset+4:]) {
 				t.Error("the diverged step changed the weights")
 			}
 		})
@@ -332,8 +332,8 @@ func TestAccumulationMatchesOneBigBatch(t *testing.T) {
 		t.Errorf("loss %v with one micro-batch, %v with two", s1.Loss, s2.Loss)
 	}
 	var diff, size float64
-	for i, g := range one.Model.Grads {
-		diff = math.Max(diff, math.Abs(float64(g-two.Model.Grads[i])))
+	for i, g := range one.Model.Grads.Host() {
+		diff = math.Max(diff, math.Abs(float64(g-two.Model.Grads.Host()[i])))
 		size = math.Max(size, math.Abs(float64(g)))
 	}
 	if diff > 1e-5*size {

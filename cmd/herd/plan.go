@@ -6,13 +6,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/herdml/herd/internal/sysmem"
+	"github.com/herdml/herd/trainer/config"
 )
 
 func newPlanCmd() *cobra.Command {
 	var f configFlags
 	c := &cobra.Command{
 		Use:   "plan CONFIG",
-		Short: "Parameters, FLOPs per token and memory per rank of a run, without running it",
+		Short: "Parameters, FLOPs per token and memory per rank and device of a run, without running it",
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			run, err := f.load(args[0])
@@ -32,6 +33,7 @@ func newPlanCmd() *cobra.Command {
 			fmt.Fprintf(w, "whole run         %s FLOPs over %d steps of %d tokens\n", count(p.TrainFLOPs), run.Train.Steps, p.TokensPerStep)
 			fmt.Fprintf(w, "memory per rank   %s: weights %s, gradients %s, optimizer %s, activations %s (micro-batch %d × %d tokens), %d rank(s)\n",
 				sysmem.Format(m.Total), sysmem.Format(m.Weights), sysmem.Format(m.Grads), sysmem.Format(m.Optimizer), sysmem.Format(m.Activations), p.MicroBatch, run.Model.SeqLen, p.Ranks)
+			fmt.Fprintf(w, "memory per device %s\n", deviceLine(p.Device))
 			if lim := sysmem.Lookup(); lim.Bytes > 0 {
 				fits := "one rank fits"
 				if run.CheckMemory(1, lim) != nil {
@@ -44,6 +46,18 @@ func newPlanCmd() *cobra.Command {
 	}
 	f.register(c)
 	return c
+}
+
+// deviceLine says what each device of the run holds: one replica per rank.
+func deviceLine(d config.Device) string {
+	line := fmt.Sprintf("%s: %s, one rank's whole replica", d.Name, sysmem.Format(d.Bytes))
+	if d.Ranks > 1 {
+		return line + fmt.Sprintf(", × %d ranks sharing it in one process (herd train)", d.Ranks)
+	}
+	if d.Devices > 1 {
+		return line + fmt.Sprintf(", on each of %d devices (one per rank)", d.Devices)
+	}
+	return line
 }
 
 // count prints a quantity with a decimal SI suffix, 1.09e11 -> "109 G", and in

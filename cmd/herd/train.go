@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/herdml/herd/kernels/cpu"
+	"github.com/herdml/herd/kernels/device"
 	"github.com/herdml/herd/trainer"
 )
 
@@ -68,7 +68,7 @@ func newTrainCmd() *cobra.Command {
 			}
 			defer tr.Close()
 			p.println("kernels: " + tr.Kernels())
-			if err := cpu.CheckEnv(); err != nil {
+			if err := device.CheckEnv(); err != nil {
 				p.println("warning: " + err.Error())
 			}
 			sum := trainSummary{Run: run.Name}

@@ -43,6 +43,7 @@ type Train struct {
 	Steps       int        `yaml:"steps" json:"steps"`               // optimizer steps; default 1000; 1 to 2^31-1
 	GlobalBatch int        `yaml:"global_batch" json:"global_batch"` // sequences per optimizer step, all ranks together; default 8; a multiple of micro_batch * parallel.data, at most 2^31-1
 	MicroBatch  int        `yaml:"micro_batch" json:"micro_batch"`   // sequences per rank per forward/backward; default 8; 1 to 2^31-1, and the plan within 2^62 bytes
+	Device      string     `yaml:"device" json:"device,omitempty"`   // cpu | cuda | cuda:N: the backend each rank runs on; default cpu
 	Precision   string     `yaml:"precision" json:"precision"`       // fp32 | fp8; default fp32
 	FP8         FP8        `yaml:"fp8" json:"fp8"`
 	Optim       Optim      `yaml:"optim" json:"optim"`

@@ -18,6 +18,7 @@ func Default() Run {
 			Steps:       1000,
 			GlobalBatch: 8,
 			MicroBatch:  8,
+			Device:      "cpu",
 			Precision:   "fp32",
 			FP8:         FP8{Recipe: "delayed", History: 16, Margin: 0, Amax: "max"},
 			Optim:       Optim{LR: 3e-3, Betas: [2]float64{0.9, 0.95}, Eps: 1e-8, WeightDecay: 0.1, Clip: 1.0},

@@ -149,6 +149,8 @@ func TestBadInput(t *testing.T) {
 		{"unknown preset", ok + "model: {preset: huge}", nil, "r.yaml: model.preset", "allowed: maverick, scout, small, tiny"},
 		{"batch not divisible", ok + "train: {global_batch: 12, micro_batch: 8}", nil, "r.yaml: train.global_batch", "multiple of micro_batch × parallel.data"},
 		{"precision", ok + "train: {precision: bf16}", nil, "r.yaml: train.precision", "allowed: fp32, fp8"},
+		{"device", ok + "train: {device: tpu}", nil, "r.yaml: train.device", "allowed: cpu, cuda, cuda:N"},
+		{"device by set", ok, []string{"train.device=cuda:-1"}, "--set train.device", "allowed: cpu, cuda, cuda:N"},
 		{"fp8 amax", ok + "train: {fp8: {amax: mean}}", nil, "r.yaml: train.fp8.amax", "allowed: max, most_recent"},
 		{"fp8 recipe", ok, []string{"train.fp8.recipe=tiles"}, "--set train.fp8.recipe", "allowed: delayed, current, blockwise"},
 		{"fp8 grad_e4m3", ok + "train: {fp8: {recipe: blockwise, grad_e4m3: yes please}}", nil, "r.yaml: train.fp8.grad_e4m3", "want"},
@@ -197,7 +199,7 @@ func TestHash(t *testing.T) {
 	if len(h) != 64 || h != load().Hash() {
 		t.Fatalf("hash %q not a stable sha256", h)
 	}
-	for _, set := range []string{"name=other", "train.checkpoint.dir=elsewhere", "train.eval.every=7", "data.train=x/*.txt", "parallel.data=2"} {
+	for _, set := range []string{"name=other", "train.checkpoint.dir=elsewhere", "train.eval.every=7", "data.train=x/*.txt", "parallel.data=2", "train.device=cuda:1"} {
 		if load(set).Hash() != h {
 			t.Errorf("--set %s changed the hash; it does not change the weights", set)
 		}

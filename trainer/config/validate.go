@@ -7,6 +7,7 @@ import (
 	"regexp"
 
 	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/kernels/device"
 	"github.com/herdml/herd/trainer/model"
 	"github.com/herdml/herd/trainer/optim"
 )
@@ -87,6 +88,9 @@ func (t Train) validate(ranks int) error {
 	if per := t.MicroBatch * ranks; t.GlobalBatch%per != 0 {
 		return usererr.New("train.global_batch", "must be a multiple of micro_batch × parallel.data = %d × %d = %d, got %d",
 			t.MicroBatch, ranks, per, t.GlobalBatch)
+	}
+	if _, err := device.Parse(t.Device); err != nil {
+		return err
 	}
 	switch t.Precision {
 	case "fp32", "fp8":

@@ -15,7 +15,8 @@ import (
 
 	"github.com/herdml/herd/data"
 	"github.com/herdml/herd/internal/usererr"
-	"github.com/herdml/herd/kernels/cpu"
+	"github.com/herdml/herd/kernels"
+	"github.com/herdml/herd/kernels/device"
 	"github.com/herdml/herd/trainer/config"
 	"github.com/herdml/herd/trainer/model"
 	"github.com/herdml/herd/trainer/optim"
@@ -223,7 +224,11 @@ func train(r config.Run, opt Options) ([]model.ActStats, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := model.New[float32](r.Model, cpu.New[float32](), opt.Batch)
+	be, err := device.Open(r.Train.Device)
+	if err != nil {
+		return nil, err
+	}
+	m := model.New[float32](r.Model, be, opt.Batch)
 	groups := make([]optim.Group, len(tab.Entries))
 	std := map[string]float64{}
 	for i, e := range tab.Entries {
@@ -240,7 +245,7 @@ func train(r config.Run, opt Options) ([]model.ActStats, error) {
 	}
 	m.Init(r.Seed, func(t model.Tensor) float64 { return std[t.Name] })
 	o := r.Train.Optim
-	opt2, err := optim.New[float32](m.Layout.Total, groups, o.Betas[0], o.Betas[1])
+	opt2, err := optim.New(be, m.Layout.Total, groups, o.Betas[0], o.Betas[1])
 	if err != nil {
 		return nil, err
 	}
@@ -258,7 +263,7 @@ func train(r config.Run, opt Options) ([]model.ActStats, error) {
 		if t == opt.Steps {
 			break
 		}
-		clear(m.Grads)
+		kernels.Zero(be, m.Grads)
 		m.Backward(1)
 		opt2.Step(m.Params, m.Grads, 1)
 	}

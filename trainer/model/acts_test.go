@@ -5,9 +5,9 @@ import (
 	"reflect"
 	"slices"
 	"testing"
-	"unsafe"
 
-	"github.com/herdml/herd/kernels/cpu"
+	"github.com/herdml/herd/kernels"
+	"github.com/herdml/herd/kernels/device"
 	"github.com/herdml/herd/kernels/fp8"
 )
 
@@ -20,7 +20,7 @@ type tableCodec[F float32 | float64] struct {
 }
 
 type kept[F float32 | float64] struct {
-	codes []uint8
+	codes kernels.Buf[uint8]
 	vals  []F
 }
 
@@ -32,27 +32,28 @@ func (c *tableCodec[F]) check(op string, ncodes, nscales, n, cols int) {
 	}
 }
 
-func (c *tableCodec[F]) Encode(codes []uint8, scales []float32, src []F, cols int) {
-	c.check("Encode", len(codes), len(scales), len(src), cols)
-	if len(src) > 0 {
-		c.kept = append(c.kept, kept[F]{codes, slices.Clone(src)})
+func (c *tableCodec[F]) Encode(codes kernels.Buf[uint8], scales kernels.Buf[float32], src kernels.Buf[F], cols int) {
+	c.check("Encode", codes.Len(), scales.Len(), src.Len(), cols)
+	if src.Len() > 0 {
+		c.kept = append(c.kept, kept[F]{codes, slices.Clone(src.Host())})
 	}
 }
 
-func (c *tableCodec[F]) Decode(dst []F, codes []uint8, scales []float32, cols int) {
-	c.check("Decode", len(codes), len(scales), len(dst), cols)
-	if len(dst) == 0 {
+func (c *tableCodec[F]) Decode(dst kernels.Buf[F], codes kernels.Buf[uint8], scales kernels.Buf[float32], cols int) {
+	n := dst.Len()
+	c.check("Decode", codes.Len(), scales.Len(), n, cols)
+	if n == 0 {
 		return
 	}
-	p := uintptr(unsafe.Pointer(&codes[0]))
+	p := codes.Addr()
 	for i := len(c.kept) - 1; i >= 0; i-- { // the latest Encode of these codes
 		k := c.kept[i]
-		if b := uintptr(unsafe.Pointer(&k.codes[0])); p >= b && p+uintptr(len(dst)) <= b+uintptr(len(k.codes)) {
-			copy(dst, k.vals[p-b:])
+		if b := k.codes.Addr(); p >= b && p+uintptr(n) <= b+uintptr(k.codes.Len()) {
+			copy(dst.Host(), k.vals[p-b:])
 			return
 		}
 	}
-	c.t.Fatalf("Decode of %d values: no Encode of this pass wrote them", len(dst))
+	c.t.Fatalf("Decode of %d values: no Encode of this pass wrote them", n)
 }
 
 // With an exact codec, a model whose saved activations go through SetCodec, alone or with
@@ -74,7 +75,7 @@ func TestSetCodecKeepsResults(t *testing.T) {
 			rs = append(rs, m.Forward(testBatch(cfg, B, uint64(7+i))))
 			m.Backward(0.5)
 		}
-		return rs, m.Grads
+		return rs, m.Grads.Host()
 	}
 	ref := newTestModel[float64](cfg, 2)
 	want, wantGrads := run(ref, nil)
@@ -84,7 +85,7 @@ func TestSetCodecKeepsResults(t *testing.T) {
 		m := newTestModel[float64](cfg, 2)
 		if linears {
 			m.SetLinears(func(name string, first Linear[float64]) Linear[float64] {
-				return &copyLinear{be: cpu.New[float64](), name: name}
+				return &copyLinear{be: device.CPU[float64](), name: name}
 			})
 		}
 		c := &tableCodec[float64]{t: t}
@@ -120,7 +121,7 @@ func TestSetCodecFP8Tiles(t *testing.T) {
 	var ms [2]*Model[float32]
 	var rs [2]Result
 	for i := range ms {
-		ms[i] = New[float32](cfg, cpu.New[float32](), 3)
+		ms[i] = New[float32](cfg, device.CPU[float32](), 3)
 		ms[i].Init(2, func(Tensor) float64 { return 0.02 })
 		if i == 1 {
 			ms[i].SetCodec(fp8.TileCodec{})
@@ -132,8 +133,8 @@ func TestSetCodecFP8Tiles(t *testing.T) {
 		t.Fatalf("loss %v aux %v with FP8 tiles, %v %v without", rs[1].Loss, rs[1].Aux, rs[0].Loss, rs[0].Aux)
 	}
 	var num, den float64
-	for i, g := range ms[0].Grads {
-		d := float64(g - ms[1].Grads[i])
+	for i, g := range ms[0].Grads.Host() {
+		d := float64(g - ms[1].Grads.Host()[i])
 		num += d * d
 		den += float64(g) * float64(g)
 	}

@@ -22,7 +22,7 @@ func TestActStatsFollowTheForward(t *testing.T) {
 	want := 0.0
 	for _, id := range b.Tokens {
 		for c := range cfg.DModel {
-			want += math.Abs(m.Params[emb.Offset+int(id)*cfg.DModel+c] * m.Mult[0])
+			want += math.Abs(m.Params.Host()[emb.Offset+int(id)*cfg.DModel+c] * m.Mult[0])
 		}
 	}
 	want /= float64(len(b.Tokens) * cfg.DModel)

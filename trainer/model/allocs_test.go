@@ -4,7 +4,7 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/herdml/herd/kernels/cpu"
+	"github.com/herdml/herd/kernels/device"
 )
 
 // TestStepAllocatesNothing: a model's forward and backward passes reach a steady state in
@@ -32,7 +32,7 @@ func TestStepAllocatesNothing(t *testing.T) {
 		name string
 		cfg  Config
 	}{{"dense", dense}, {"moe", moe}} {
-		m := New[float32](c.cfg, cpu.New[float32](), B)
+		m := New[float32](c.cfg, device.CPU[float32](), B)
 		m.Init(1, func(Tensor) float64 { return 0.02 })
 		batch := randomBatch(c.cfg, B)
 		for _, threads := range []int{1, 2, 3} {

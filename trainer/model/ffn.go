@@ -1,6 +1,6 @@
 package model
 
-import "math"
+import "github.com/herdml/herd/kernels"
 
 // Feed-forward half of a block: x_next = x_mid + FFN(h), h = RMSNorm(x_mid)·g2, where FFN
 // is a dense SwiGLU or a mixture of experts.
@@ -16,8 +16,8 @@ import "math"
 // P_e the mean over the N tokens of softmax(r)_e.
 
 // ffnWeights are one SwiGLU's weights, gradients and multipliers.
-type ffnWeights[F any] struct {
-	w1, w3, w2, dw1, dw3, dw2 []F
+type ffnWeights[F kernels.Float] struct {
+	w1, w3, w2, dw1, dw3, dw2 kernels.Buf[F]
 	m1, m3, m2                F
 }
 
@@ -29,7 +29,7 @@ func (m *Model[F]) dense(w1, w3, w2 int) ffnWeights[F] {
 // expert returns routed expert e of layer l as one SwiGLU.
 func (m *Model[F]) expert(l layer, e int) ffnWeights[F] {
 	sz := m.Cfg.MoE.ExpertHidden * m.Cfg.DModel
-	part := func(s []F) []F { return s[e*sz : e*sz+sz] }
+	part := func(s kernels.Buf[F]) kernels.Buf[F] { return s.Slice(e*sz, e*sz+sz) }
 	return ffnWeights[F]{part(m.w(l.ew1)), part(m.w(l.ew3)), part(m.w(l.ew2)), part(m.dw(l.ew1)), part(m.dw(l.ew3)), part(m.dw(l.ew2)),
 		m.Mult[l.ew1], m.Mult[l.ew3], m.Mult[l.ew2]}
 }
@@ -37,26 +37,27 @@ func (m *Model[F]) expert(l layer, e int) ffnWeights[F] {
 // ffnForward writes y = SwiGLU(h) and keeps its activations in a.
 //
 //	y, h: [n, C]  a.*: [n, hid]
-func (m *Model[F]) ffnForward(y, h []F, a ffnActs[F], w ffnWeights[F], n, hid int) {
+func (m *Model[F]) ffnForward(y, h kernels.Buf[F], a ffnActs[F], w ffnWeights[F], n, hid int) {
 	C := m.Cfg.DModel
 	a1, a3, u := a.a1, a.a3, a.u
 	if m.codec != nil { // computed in gradient scratch, a1 and a3 packed (see SetCodec)
 		a1, a3 = m.g.da1, m.g.da3
-		if u == nil { // w2's Linear keeps its own copy of u
+		if u.Len() == 0 { // w2's Linear keeps its own copy of u
 			u = m.g.du
 		}
 	}
-	a1, a3, u = a1[:n*hid], a3[:n*hid], u[:n*hid]
+	a1, a3, u = a1.Slice(0, n*hid), a3.Slice(0, n*hid), u.Slice(0, n*hid)
 	m.mm(a1, h, w.w1, w.m1, n, C, hid)
 	m.mm(a3, h, w.w3, w.m3, n, C, hid)
 	if m.codec == nil {
-		m.be.SwiGLU(u, a.s[:n*hid], a1, a3)
+		m.be.SwiGLU(u, a.s.Slice(0, n*hid), a1, a3)
 	} else {
 		// sigmoid(a1) is recomputed by the backward: write it a block of rows at a time.
 		r := swiGLURows(hid)
 		for lo := 0; lo < n; lo += r {
 			hi := min(lo+r, n)
-			m.be.SwiGLU(u[lo*hid:hi*hid], m.dec[:(hi-lo)*hid], a1[lo*hid:hi*hid], a3[lo*hid:hi*hid])
+			rows := func(b kernels.Buf[F]) kernels.Buf[F] { return b.Slice(lo*hid, hi*hid) }
+			m.be.SwiGLU(rows(u), m.dec.Slice(0, (hi-lo)*hid), rows(a1), rows(a3))
 		}
 		m.pack(a.a1c, a1)
 		m.pack(a.a3c, a3)
@@ -66,26 +67,26 @@ func (m *Model[F]) ffnForward(y, h []F, a ffnActs[F], w ffnWeights[F], n, hid in
 
 // ffnBackward accumulates the SwiGLU's weight gradients and writes dh (adds to it when
 // accumulate is set) from dy, which it scales in place.
-func (m *Model[F]) ffnBackward(dh, dy, h []F, a ffnActs[F], w ffnWeights[F], n, hid int, accumulate bool) {
-	C, g := m.Cfg.DModel, &m.g
-	da1, da3, du := g.da1[:n*hid], g.da3[:n*hid], g.du[:n*hid]
-	u := a.u // nil with a codec and Linears (see SetCodec)
-	if u != nil {
-		u = u[:n*hid]
+func (m *Model[F]) ffnBackward(dh, dy, h kernels.Buf[F], a ffnActs[F], w ffnWeights[F], n, hid int, accumulate bool) {
+	C, g, be := m.Cfg.DModel, &m.g, m.be
+	da1, da3, du := g.da1.Slice(0, n*hid), g.da3.Slice(0, n*hid), g.du.Slice(0, n*hid)
+	u := a.u // empty with a codec and Linears (see SetCodec)
+	if u.Len() > 0 {
+		u = u.Slice(0, n*hid)
 	}
 	m.mmBackward(du, w.dw2, dy, u, w.w2, w.m2, n, hid, C, false)
 	if m.codec != nil {
 		m.swiGLUBackwardPacked(da1, da3, du, a, n, hid)
 	} else {
-		a1, a3, s := a.a1[:n*hid], a.a3[:n*hid], a.s[:n*hid]
+		a1, a3, s := a.a1.Slice(0, n*hid), a.a3.Slice(0, n*hid), a.s.Slice(0, n*hid)
 		if m.linears != nil {
 			// s (and u) are scratch that later SwiGLUs overwrote (see SetLinears):
 			// recompute them from a1 and a3, the same values as the forward's.
-			m.be.SwiGLU(a.u[:n*hid], s, a1, a3)
+			be.SwiGLU(a.u.Slice(0, n*hid), s, a1, a3)
 		}
-		clear(da1)
-		clear(da3)
-		m.be.SwiGLUBackward(da1, da3, du, a1, a3, s)
+		kernels.Zero(be, da1)
+		kernels.Zero(be, da3)
+		be.SwiGLUBackward(da1, da3, du, a1, a3, s)
 	}
 	m.mmBackward(dh, w.dw1, da1, h, w.w1, w.m1, n, C, hid, accumulate)
 	m.mmBackward(dh, w.dw3, da3, h, w.w3, w.m3, n, C, hid, true)
@@ -100,19 +101,19 @@ const swiGLUChunk = 1 << 16
 // with a1 and a3 packed by the codec: they and sigmoid(a1) are only read elementwise, so
 // they are unpacked and recomputed a block of rows at a time, in m.dec, instead of in three
 // float32 buffers as large as the feed-forward.
-func (m *Model[F]) swiGLUBackwardPacked(da1, da3, du []F, a ffnActs[F], n, hid int) {
-	r := swiGLURows(hid)
+func (m *Model[F]) swiGLUBackwardPacked(da1, da3, du kernels.Buf[F], a ffnActs[F], n, hid int) {
+	r, be := swiGLURows(hid), m.be
 	for lo := 0; lo < n; lo += r {
 		hi := min(lo+r, n)
 		c := (hi - lo) * hid
-		a1, a3, s := m.dec[:c], m.dec[r*hid:r*hid+c], m.dec[2*r*hid:2*r*hid+c]
+		a1, a3, s := m.dec.Slice(0, c), m.dec.Slice(r*hid, r*hid+c), m.dec.Slice(2*r*hid, 2*r*hid+c)
 		m.unpack(a1, a.a1c.rows(lo, hi))
 		m.unpack(a3, a.a3c.rows(lo, hi))
-		d1, d3 := da1[lo*hid:hi*hid], da3[lo*hid:hi*hid]
-		m.be.SwiGLU(d1, s, a1, a3) // for s; u is not needed (d1 is cleared next)
-		clear(d1)
-		clear(d3)
-		m.be.SwiGLUBackward(d1, d3, du[lo*hid:hi*hid], a1, a3, s)
+		d1, d3 := da1.Slice(lo*hid, hi*hid), da3.Slice(lo*hid, hi*hid)
+		be.SwiGLU(d1, s, a1, a3) // for s; u is not needed (d1 is cleared next)
+		kernels.Zero(be, d1)
+		kernels.Zero(be, d3)
+		be.SwiGLUBackward(d1, d3, du.Slice(lo*hid, hi*hid), a1, a3, s)
 	}
 }
 
@@ -123,13 +124,13 @@ func swiGLURows(hid int) int { return max(1, swiGLUChunk/hid) }
 func (m *Model[F]) denseForward(i int) {
 	l, a := m.layers[i], &m.acts[i]
 	N, C := m.n, m.Cfg.DModel
-	h2, xmid := a.h2[:N*C], m.xmid(i)
-	m.be.RMSNorm(h2, a.rstd2[:N], xmid, m.w(l.ffnNorm), C, m.Cfg.NormEps)
-	y := m.g.tmp[:N*C]
+	h2, xmid := a.h2.Slice(0, N*C), m.xmid(i)
+	m.be.RMSNorm(h2, a.rstd2.Slice(0, N), xmid, m.w(l.ffnNorm), C, m.Cfg.NormEps)
+	y := m.g.tmp.Slice(0, N*C)
 	m.ffnForward(y, h2, a.ffn, m.dense(l.w1, l.w3, l.w2), N, m.Cfg.FFNHidden)
-	xn := m.x[i+1][:N*C]
+	xn := m.x[i+1].Slice(0, N*C)
 	if m.codec == nil { // else xn is x_mid already
-		copy(xn, xmid)
+		kernels.Copy(m.be, xn, xmid)
 	}
 	m.be.Axpy(xn, y, 1)
 }
@@ -138,10 +139,10 @@ func (m *Model[F]) denseForward(i int) {
 func (m *Model[F]) denseBackward(i int) {
 	l, a, g := m.layers[i], &m.acts[i], &m.g
 	N, C := m.n, m.Cfg.DModel
-	dy, dh := g.dy[:N*C], g.dh[:N*C]
-	copy(dy, g.dx[:N*C])
-	m.ffnBackward(dh, dy, a.h2[:N*C], a.ffn, m.dense(l.w1, l.w3, l.w2), N, m.Cfg.FFNHidden, false)
-	m.be.RMSNormBackward(g.dx[:N*C], m.dw(l.ffnNorm), dh, m.savedXmid(i), m.w(l.ffnNorm), a.rstd2[:N], C)
+	dx, dy, dh := g.dx.Slice(0, N*C), g.dy.Slice(0, N*C), g.dh.Slice(0, N*C)
+	kernels.Copy(m.be, dy, dx)
+	m.ffnBackward(dh, dy, a.h2.Slice(0, N*C), a.ffn, m.dense(l.w1, l.w3, l.w2), N, m.Cfg.FFNHidden, false)
+	m.be.RMSNormBackward(dx, m.dw(l.ffnNorm), dh, m.savedXmid(i), m.w(l.ffnNorm), a.rstd2.Slice(0, N), C)
 }
 
 // moeForward runs block i's mixture-of-experts half: x_mid -> m.x[i+1]. It returns the
@@ -150,105 +151,62 @@ func (m *Model[F]) moeForward(i int) (aux float64, load []float64) {
 	l, a, be := m.layers[i], &m.acts[i], m.be
 	N, C := m.n, m.Cfg.DModel
 	E, k, G := m.Cfg.MoE.Experts, m.Cfg.MoE.TopK, m.Cfg.MoE.ExpertHidden
-	h2, xmid, xn := a.h2[:N*C], m.xmid(i), m.x[i+1][:N*C]
-	be.RMSNorm(h2, a.rstd2[:N], xmid, m.w(l.ffnNorm), C, m.Cfg.NormEps)
-	m.linear(a.r[:N*E], h2, l.router, N, C, E)
+	h2, xmid, xn := a.h2.Slice(0, N*C), m.xmid(i), m.x[i+1].Slice(0, N*C)
+	be.RMSNorm(h2, a.rstd2.Slice(0, N), xmid, m.w(l.ffnNorm), C, m.Cfg.NormEps)
+	m.linear(a.r.Slice(0, N*E), h2, l.router, N, C, E)
 	m.route(a, N)
 
 	if m.codec == nil { // else xn is x_mid already
-		copy(xn, xmid)
+		kernels.Copy(be, xn, xmid)
 	}
 	if m.Cfg.MoE.SharedExpert {
-		y := m.g.tmp[:N*C]
+		y := m.g.tmp.Slice(0, N*C)
 		m.ffnForward(y, h2, a.ffn, m.dense(l.sw1, l.sw3, l.sw2), N, G)
 		be.Axpy(xn, y, 1)
 	}
-	be.GatherRows(a.hg[:N*k*C], h2, a.rowTok[:N*k], nil, C)
+	hg := a.hg.Slice(0, N*k*C)
+	be.GatherRows(hg, h2, a.rowTok.Slice(0, N*k), kernels.Buf[F]{}, C)
 	y := a.y
 	if m.codec != nil { // computed in gradient scratch and packed (see SetCodec)
 		y = m.g.dhg
 	}
-	y = y[:N*k*C]
+	y = y.Slice(0, N*k*C)
 	for e := range E {
 		lo, hi := a.start[e], a.start[e+1]
 		if lo == hi {
 			continue
 		}
-		m.ffnForward(y[lo*C:hi*C], a.hg[lo*C:hi*C], a.experts.rows(lo, hi, G), m.expert(l, e), hi-lo, G)
+		m.ffnForward(y.Slice(lo*C, hi*C), hg.Slice(lo*C, hi*C), a.experts.rows(lo, hi, G), m.expert(l, e), hi-lo, G)
 	}
-	be.GatherSum(xn, y, a.slotRow[:N*k], a.gate[:N*k], k, C)
+	be.GatherSum(xn, y, a.slotRow.Slice(0, N*k), a.gate.Slice(0, N*k), k, C)
 	if m.codec != nil {
 		m.pack(a.yc, y)
 	}
 
-	// aux = coef·E·Σ_e f_e·P_e, summed in float64 in token order.
-	for e := range E {
-		var p float64
-		for t := range N {
-			p += float64(a.probs[t*E+e])
-		}
+	// aux = coef·E·Σ_e f_e·P_e, each P_e summed in float64 in token order.
+	be.ColumnSums(m.probSum, a.probs.Slice(0, N*E), N, E)
+	for e, p := range m.probSum {
 		aux += a.load[e] * p / float64(N)
 	}
 	return m.Cfg.MoE.AuxLoss * float64(E) * aux, a.load // no copy: Result.ExpertLoad says so
 }
 
-// route picks each token's top-k experts from the router logits a.r, computes gates,
-// softmax and load, and lays the slots out grouped by expert.
+// route picks each token's top-k experts from the router logits a.r, computes gates and
+// softmax, and lays the slots out grouped by expert (the backend's Route); it reads back
+// how many slots each expert got and computes, on the host, each expert's first row and
+// load.
 func (m *Model[F]) route(a *layerActs[F], N int) {
 	E, k := m.Cfg.MoE.Experts, m.Cfg.MoE.TopK
-	sel := a.slotRow[:N*k] // expert of each slot until the rows are known
 	count := a.start[1:]
-	clear(a.start)
-	for t := range N {
-		r := a.r[t*E : t*E+E]
-		mx := math.Inf(-1)
-		for _, v := range r {
-			mx = max(mx, float64(v))
-		}
-		var sum float64
-		for e, v := range r {
-			p := math.Exp(float64(v) - mx)
-			a.probs[t*E+e] = F(p)
-			sum += p
-		}
-		for e := range r {
-			a.probs[t*E+e] = F(float64(a.probs[t*E+e]) / sum)
-		}
-		for j := range k {
-			best := -1
-		next:
-			for e, v := range r {
-				for _, c := range sel[t*k : t*k+j] {
-					if int(c) == e {
-						continue next
-					}
-				}
-				if best < 0 || v > r[best] {
-					best = e
-				}
-			}
-			sel[t*k+j] = int32(best)
-			a.gate[t*k+j] = F(1 / (1 + math.Exp(-float64(r[best]))))
-			count[best]++
-		}
-	}
+	m.be.Route(a.probs.Slice(0, N*E), a.gate.Slice(0, N*k), a.rowGate.Slice(0, N*k),
+		a.slotRow.Slice(0, N*k), a.rowTok.Slice(0, N*k), count, a.r.Slice(0, N*E), N, E, k)
 	for e := range E {
 		a.load[e] = float64(count[e]) / float64(N*k)
 	}
-	// start[e+1] holds expert e's count; prefix sums make start[e] its first row, and
-	// start[e+1] then serves as e's fill cursor until it reaches e+1's first row.
+	// start[e+1] holds expert e's count; prefix sums make start[e] its first row.
+	a.start[0] = 0
 	for e := 1; e <= E; e++ {
 		a.start[e] += a.start[e-1]
-	}
-	for e := E; e > 0; e-- {
-		a.start[e] = a.start[e-1]
-	}
-	for s := range N * k {
-		e := sel[s]
-		row := a.start[e+1]
-		a.start[e+1]++
-		a.rowTok[row], a.rowGate[row] = int32(s/k), a.gate[s]
-		sel[s] = int32(row)
 	}
 }
 
@@ -258,61 +216,47 @@ func (m *Model[F]) moeBackward(i int, scale F) {
 	l, a, be, g := m.layers[i], &m.acts[i], m.be, &m.g
 	N, C := m.n, m.Cfg.DModel
 	E, k, G := m.Cfg.MoE.Experts, m.Cfg.MoE.TopK, m.Cfg.MoE.ExpertHidden
-	dx, dh, h2 := g.dx[:N*C], g.dh[:N*C], a.h2[:N*C]
+	dx, dh, h2 := g.dx.Slice(0, N*C), g.dh.Slice(0, N*C), a.h2.Slice(0, N*C)
 	if m.Cfg.MoE.SharedExpert {
-		dy := g.dy[:N*C]
-		copy(dy, dx)
+		dy := g.dy.Slice(0, N*C)
+		kernels.Copy(be, dy, dx)
 		m.ffnBackward(dh, dy, h2, a.ffn, m.dense(l.sw1, l.sw3, l.sw2), N, G, false)
 	} else {
-		clear(dh)
+		kernels.Zero(be, dh)
 	}
 
 	// Routed experts: gathered row p gets gate_p·dx[token(p)]; its gate gets dx·y_p.
-	dy, dhg, dgate := g.dy[:N*k*C], g.dhg[:N*k*C], g.dgate[:N*k]
-	be.GatherRows(dy, dx, a.rowTok[:N*k], a.rowGate[:N*k], C)
+	dy, dhg, dgate := g.dy.Slice(0, N*k*C), g.dhg.Slice(0, N*k*C), g.dgate.Slice(0, N*k)
+	rowTok, rowGate, hg := a.rowTok.Slice(0, N*k), a.rowGate.Slice(0, N*k), a.hg.Slice(0, N*k*C)
+	be.GatherRows(dy, dx, rowTok, rowGate, C)
 	y := a.y
 	if m.codec != nil { // unpacked into dhg, which the experts' backward overwrites after
 		y = dhg
 		m.unpack(y, a.yc)
 	}
-	be.RowDots(dgate, dx, y[:N*k*C], a.rowTok[:N*k], C)
-	dr := g.dr[:N*E]
-	clear(dr)
+	be.RowDots(dgate, dx, y.Slice(0, N*k*C), rowTok, C)
 	for e := range E {
 		lo, hi := a.start[e], a.start[e+1]
 		if lo == hi {
 			continue
 		}
-		m.ffnBackward(dhg[lo*C:hi*C], dy[lo*C:hi*C], a.hg[lo*C:hi*C], a.experts.rows(lo, hi, G), m.expert(l, e), hi-lo, G, false)
-		for p := lo; p < hi; p++ {
-			gt := a.rowGate[p]
-			dr[int(a.rowTok[p])*E+e] += dgate[p] * gt * (1 - gt) // sigmoid'
-		}
+		m.ffnBackward(dhg.Slice(lo*C, hi*C), dy.Slice(lo*C, hi*C), hg.Slice(lo*C, hi*C), a.experts.rows(lo, hi, G), m.expert(l, e), hi-lo, G, false)
 	}
-	be.GatherSum(dh, dhg, a.slotRow[:N*k], nil, k, C)
+	be.GatherSum(dh, dhg, a.slotRow.Slice(0, N*k), kernels.Buf[F]{}, k, C)
 
-	// Aux loss through the softmax: dP_e = s·coef·E·f_e, P_e = mean_t softmax(r_t)_e.
+	// The router logits' gradient: each gate's through sigmoid', and the aux loss's through
+	// the softmax, dP_e = s·coef·E·f_e, P_e = mean_t softmax(r_t)_e.
+	dr, probs := g.dr.Slice(0, N*E), a.probs.Slice(0, N*E)
 	c := float64(scale) * m.Cfg.MoE.AuxLoss * float64(E) / float64(N)
-	if c != 0 {
-		for t := range N {
-			p := a.probs[t*E : t*E+E]
-			var dot float64
-			for e, v := range p {
-				dot += float64(v) * a.load[e]
-			}
-			for e, v := range p {
-				dr[t*E+e] += F(c * float64(v) * (a.load[e] - dot))
-			}
-		}
-	}
+	be.RouterBackward(dr, probs, dgate, rowGate, rowTok, a.start, a.load, c, N, E)
 	xmid := m.savedXmid(i)
 	if m.linears != nil {
 		// h2 was scratch (dh, see SetLinears); the router's float32 backward needs it:
 		// recompute it, the same values as the forward's (with a codec, those of the
 		// unpacked x_mid), in dhg, free once the experts' input gradients are summed.
-		h2 = dhg[:N*C]
-		be.RMSNorm(h2, a.rstd2[:N], xmid, m.w(l.ffnNorm), C, m.Cfg.NormEps)
+		h2 = dhg.Slice(0, N*C)
+		be.RMSNorm(h2, a.rstd2.Slice(0, N), xmid, m.w(l.ffnNorm), C, m.Cfg.NormEps)
 	}
 	m.linearBackward(dh, dr, h2, l.router, N, C, E, true)
-	be.RMSNormBackward(dx, m.dw(l.ffnNorm), dh, xmid, m.w(l.ffnNorm), a.rstd2[:N], C)
+	be.RMSNormBackward(dx, m.dw(l.ffnNorm), dh, xmid, m.w(l.ffnNorm), a.rstd2.Slice(0, N), C)
 }

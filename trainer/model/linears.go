@@ -1,6 +1,10 @@
 package model
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/herdml/herd/kernels"
+)
 
 // SetLinears hands the GEMMs of every hidden and expert matrix (q/k/v/o, the dense and
 // shared SwiGLUs' w1/w3/w2, each routed expert's w1/w3/w2) to a Linear that newLinear
@@ -18,15 +22,15 @@ import "fmt"
 // sigmoid(a1), which its backward recomputes from a1 in one elementwise pass. Call it before
 // the first Forward, when those per-layer buffers have not been touched yet.
 func (m *Model[F]) SetLinears(newLinear func(name string, first Linear[F]) Linear[F]) {
-	m.linears = map[*F]Linear[F]{}
+	m.linears = map[uintptr]Linear[F]{}
 	add := func(t, expert int, first Linear[F]) Linear[F] {
 		name, w := m.Layout.Tensors[t].Name, m.w(t)
 		if expert >= 0 {
 			sz := m.Cfg.MoE.ExpertHidden * m.Cfg.DModel
-			name, w = fmt.Sprintf("%s.%d", name, expert), w[expert*sz:]
+			name, w = fmt.Sprintf("%s.%d", name, expert), w.From(expert*sz)
 		}
 		l := newLinear(name, first)
-		m.linears[&w[0]] = l
+		m.linears[w.Addr()] = l
 		return l
 	}
 	swiglu := func(w1, w3, w2, expert int) {
@@ -53,14 +57,14 @@ func (m *Model[F]) SetLinears(newLinear func(name string, first Linear[F]) Linea
 	N, C := m.microBatch*m.Cfg.SeqLen, m.Cfg.DModel
 	var nu int
 	for _, a := range m.acts {
-		nu = max(nu, len(a.ffn.u), len(a.experts.u))
+		nu = max(nu, a.ffn.u.Len(), a.experts.u.Len())
 	}
-	u, sig := make([]F, nu), make([]F, nu)
+	u, sig := kernels.Alloc[F](m.be, nu), kernels.Alloc[F](m.be, nu)
 	for i := range m.acts {
 		a := &m.acts[i]
-		a.h1, a.h2, a.hg = m.g.dh[:N*C], m.g.dh[:N*C], m.g.dy[:len(a.hg)]
-		a.ffn.u, a.experts.u = u[:len(a.ffn.u)], u[:len(a.experts.u)]
-		a.ffn.s, a.experts.s = sig[:len(a.ffn.s)], sig[:len(a.experts.s)]
+		a.h1, a.h2, a.hg = m.g.dh.Slice(0, N*C), m.g.dh.Slice(0, N*C), m.g.dy.Slice(0, a.hg.Len())
+		a.ffn.u, a.experts.u = u.Slice(0, a.ffn.u.Len()), u.Slice(0, a.experts.u.Len())
+		a.ffn.s, a.experts.s = sig.Slice(0, a.ffn.s.Len()), sig.Slice(0, a.experts.s.Len())
 	}
 }
 

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/herdml/herd/kernels"
-	"github.com/herdml/herd/kernels/cpu"
+	"github.com/herdml/herd/kernels/device"
 )
 
 // copyLinear is a Linear in float64 that computes exactly what mm and mmBackward compute
@@ -16,14 +16,19 @@ type copyLinear struct {
 	be         kernels.Backend[float64]
 	name       string
 	first      *copyLinear
-	x, w       []float64
+	x, w       kernels.Buf[float64]
+	xbuf       kernels.Buf[float64] // room for x
 	n, in, out int
 	forwards   int
 	most       int // the largest of n·in, n·out and out·in over the Forwards
 }
 
-func (l *copyLinear) Forward(y, x, W []float64, s float64, n, in, out int) {
-	l.x, l.w, l.n, l.in, l.out = append(l.x[:0], x[:n*in]...), W, n, in, out
+func (l *copyLinear) Forward(y, x, W kernels.Buf[float64], s float64, n, in, out int) {
+	if l.xbuf.Len() < n*in {
+		l.xbuf = kernels.Alloc[float64](l.be, n*in)
+	}
+	l.x, l.w, l.n, l.in, l.out = l.xbuf.Slice(0, n*in), W, n, in, out
+	kernels.Copy(l.be, l.x, x.Slice(0, n*in))
 	l.forwards++
 	l.most = max(l.most, n*in, n*out, out*in)
 	l.be.MatMul(y, x, W, n, in, out, false, true, false)
@@ -32,9 +37,9 @@ func (l *copyLinear) Forward(y, x, W []float64, s float64, n, in, out int) {
 	}
 }
 
-func (l *copyLinear) Backward(dx, dW, dy []float64, s float64, accumulate bool) {
+func (l *copyLinear) Backward(dx, dW, dy kernels.Buf[float64], s float64, accumulate bool) {
 	if s != 1 {
-		l.be.Scale(dy[:l.n*l.out], s)
+		l.be.Scale(dy.Slice(0, l.n*l.out), s)
 	}
 	l.be.MatMul(dW, dy, l.x, l.out, l.n, l.in, true, false, true)
 	l.be.MatMul(dx, dy, l.w, l.n, l.out, l.in, false, false, accumulate)
@@ -52,7 +57,7 @@ func TestSetLinearsKeepsResults(t *testing.T) {
 			rs = append(rs, m.Forward(testBatch(cfg, B, uint64(7+i))))
 			m.Backward(0.5)
 		}
-		return rs, m.Grads
+		return rs, m.Grads.Host()
 	}
 	want, wantGrads := run(newTestModel[float64](cfg, 2))
 
@@ -60,7 +65,7 @@ func TestSetLinearsKeepsResults(t *testing.T) {
 	lins := map[string]*copyLinear{}
 	var order []string
 	m.SetLinears(func(name string, first Linear[float64]) Linear[float64] {
-		l := &copyLinear{be: cpu.New[float64](), name: name}
+		l := &copyLinear{be: device.CPU[float64](), name: name}
 		if first != nil {
 			l.first = first.(*copyLinear)
 		}

@@ -28,8 +28,8 @@ import (
 type Model[F kernels.Float] struct {
 	Cfg    Config
 	Layout *Layout
-	Params []F // flat, Layout order
-	Grads  []F // same layout; Backward accumulates (+=) into it
+	Params kernels.Buf[F] // flat, Layout order
+	Grads  kernels.Buf[F] // same layout; Backward accumulates (+=) into it
 	// Mult is a forward multiplier per tensor, in Layout order, default 1: the output of
 	// that tensor's matmul or lookup is scaled by it (MetaP sets the readout's 1/m, the
 	// residual branches' wo and w2 by depth, ...). Ignored for RMSNorm gains.
@@ -42,46 +42,63 @@ type Model[F kernels.Float] struct {
 	layers     []layer
 	emb, patch int // tensor indices; patch = -1 without vision
 	norm, out  int
-	cos, sin   []F // [T, D/2] RoPE angles for positions 0..T-1
+	cos, sin   kernels.Buf[F] // [T, D/2] RoPE angles for positions 0..T-1
 
-	// The last Forward's batch, in the form the kernels take.
-	b, t, n int
-	ids     []int32 // [N] token id, or -1 where an image patch enters instead
-	targets []int32 // [N]
-	pos     []int32 // [N]
-	doc     []int32 // [N]
-	mask    []F     // [N] loss weight
-	tokens  float64 // Σ mask
-	patchAt []int32 // [NP] flat positions of the patches
-	pixels  []F     // [NP, P]
+	// The last Forward's batch: its sizes, its rows in the kernels' form (views of inAll,
+	// which has room for a full micro-batch), and the host staging that load validates it
+	// into before the batch upload.
+	b, t, n, np int
+	in, inAll   batchBufs[F]
+	inHost      batchHost[F]
+	tokens      float64 // Σ mask
 
-	x       [][]F // L+1 residual streams [N, C]: x[0] embeddings, x[l+1] after block l
+	x       []kernels.Buf[F] // L+1 residual streams [N, C]: x[0] embeddings, x[l+1] after block l
 	acts    []layerActs[F]
-	xf      []F // [N, C] final-normed stream
-	rstdf   []F // [N]
-	logits  []F // [N, V]
-	lossRow []F // [N] per-row cross-entropy
-	lseRow  []F // [N] per-row logsumexp of the logits
+	xf      kernels.Buf[F] // [N, C] final-normed stream
+	rstdf   kernels.Buf[F] // [N]
+	logits  kernels.Buf[F] // [N, V]
+	lossRow kernels.Buf[F] // [N] per-row cross-entropy
+	lseRow  kernels.Buf[F] // [N] per-row logsumexp of the logits
 
 	g grads[F] // scratch for activation gradients, reused by every layer
 
-	loads [][]float64 // the last Forward's Result.ExpertLoad, reused by the next
+	loads   [][]float64 // the last Forward's Result.ExpertLoad, reused by the next
+	probSum []float64   // [E] host scratch: a MoE layer's router probabilities summed over tokens
 
-	// linears, once SetLinears ran, runs the GEMMs whose weight starts at the key instead
-	// of MatMul: one per hidden and expert matrix (per expert).
-	linears map[*F]Linear[F]
+	// linears, once SetLinears ran, runs the GEMMs whose weight starts at the key (its
+	// Addr) instead of MatMul: one per hidden and expert matrix (per expert).
+	linears map[uintptr]Linear[F]
 	// codec, once SetCodec ran, keeps the activations that only Backward reads; dec is
 	// Backward's float32 scratch for unpacking them (see SetCodec).
 	codec Codec[F]
-	dec   []F
+	dec   kernels.Buf[F]
+}
+
+// batchBufs is a batch in the form the kernels take.
+type batchBufs[F kernels.Float] struct {
+	ids     kernels.Buf[int32] // [N] token id, or -1 where an image patch enters instead
+	targets kernels.Buf[int32] // [N]
+	pos     kernels.Buf[int32] // [N]
+	doc     kernels.Buf[int32] // [N]
+	mask    kernels.Buf[F]     // [N] loss weight
+	patchAt kernels.Buf[int32] // [NP] flat positions of the patches
+	pixels  kernels.Buf[F]     // [NP, P]
+}
+
+// batchHost is the host side of the batch upload, batchBufs' fields as host slices with
+// room for a full micro-batch. On a host backend they are the buffers' own memory
+// (kernels.ToHost), so that the upload copies nothing.
+type batchHost[F kernels.Float] struct {
+	ids, targets, pos, doc, patchAt []int32
+	mask, pixels                    []F
 }
 
 // Linear runs one linear layer's GEMMs: y = s·x·Wᵀ and its backward, dW += s·dyᵀ·x and
 // dx = s·dy·W (dx += … when accumulate), with the x and W of its last Forward, which it
 // keeps itself (FP8 training: fp8.Linear keeps them as FP8 codes).
 type Linear[F kernels.Float] interface {
-	Forward(y, x, W []F, s F, n, in, out int)
-	Backward(dx, dW, dy []F, s F, accumulate bool)
+	Forward(y, x, W kernels.Buf[F], s F, n, in, out int)
+	Backward(dx, dW, dy kernels.Buf[F], s F, accumulate bool) // empty dx or dW: not needed
 }
 
 // Result is what one Forward reports.
@@ -102,8 +119,9 @@ type layer struct {
 }
 
 // New allocates a model for micro-batches of up to microBatch sequences of cfg.SeqLen
-// positions: parameters, gradients and every activation, once, so that training steps
-// allocate nothing large. Parameters start at zero; call Init. cfg must be valid.
+// positions: parameters, gradients and every activation, once, in be's memory, so that
+// training steps allocate nothing large. Parameters start at zero; call Init. cfg must be
+// valid.
 func New[F kernels.Float](cfg Config, be kernels.Backend[F], microBatch int) *Model[F] {
 	if err := cfg.Validate(); err != nil {
 		panic(fmt.Sprintf("model.New: %v", err))
@@ -111,7 +129,7 @@ func New[F kernels.Float](cfg Config, be kernels.Backend[F], microBatch int) *Mo
 	lay := NewLayout(cfg)
 	m := &Model[F]{
 		Cfg: cfg, Layout: lay, be: be, microBatch: microBatch,
-		Params: make([]F, lay.Total), Grads: make([]F, lay.Total), Mult: make([]F, len(lay.Tensors)),
+		Params: kernels.Alloc[F](be, lay.Total), Grads: kernels.Alloc[F](be, lay.Total), Mult: make([]F, len(lay.Tensors)),
 		AttnScale: F(1 / math.Sqrt(float64(cfg.HeadDim()))),
 	}
 	for i := range m.Mult {
@@ -137,43 +155,66 @@ func New[F kernels.Float](cfg Config, be kernels.Backend[F], microBatch int) *Mo
 			moe: cfg.IsMoE(i), rope: cfg.UsesRoPE(i),
 		})
 	}
+	m.cos, m.sin = ropeTables(cfg, be)
 
-	// RoPE angles: pair j of a head turns by pos·theta^(-2j/D), computed in float64.
-	T, D := cfg.SeqLen, cfg.HeadDim()
-	m.cos, m.sin = make([]F, T*D/2), make([]F, T*D/2)
-	for p := range T {
-		for j := range D / 2 {
-			s, c := math.Sincos(float64(p) * math.Pow(cfg.RopeTheta, -float64(2*j)/float64(D)))
-			m.cos[p*D/2+j], m.sin[p*D/2+j] = F(c), F(s)
-		}
-	}
-
-	N, C, V := microBatch*T, cfg.DModel, cfg.VocabSize
-	m.ids, m.targets, m.pos, m.doc = make([]int32, N), make([]int32, N), make([]int32, N), make([]int32, N)
-	m.mask = make([]F, N)
-	if P := cfg.PatchPixels(); P > 0 {
-		m.patchAt, m.pixels = make([]int32, 0, N), make([]F, 0, N*P)
-	}
-	m.x = make([][]F, cfg.NLayers+1)
+	N, C, V := microBatch*cfg.SeqLen, cfg.DModel, cfg.VocabSize
+	alloc := func(n int) kernels.Buf[F] { return kernels.Alloc[F](be, n) }
+	m.inAll, m.inHost = newBatchBufs(cfg, be, N)
+	m.x = make([]kernels.Buf[F], cfg.NLayers+1)
 	for i := range m.x {
-		m.x[i] = make([]F, N*C)
+		m.x[i] = alloc(N * C)
 	}
 	m.acts = make([]layerActs[F], cfg.NLayers)
 	for i := range m.acts {
-		m.acts[i] = newLayerActs[F](cfg, m.layers[i].moe, N)
+		m.acts[i] = newLayerActs[F](cfg, be, m.layers[i].moe, N)
 	}
-	m.xf, m.rstdf, m.logits = make([]F, N*C), make([]F, N), make([]F, N*V)
-	m.lossRow, m.lseRow = make([]F, N), make([]F, N)
-	m.g = newGrads[F](cfg, N)
+	m.xf, m.rstdf, m.logits = alloc(N*C), alloc(N), alloc(N*V)
+	m.lossRow, m.lseRow = alloc(N), alloc(N)
+	m.g = newGrads[F](cfg, be, N)
+	m.probSum = make([]float64, cfg.MoE.Experts)
 	return m
+}
+
+// ropeTables returns the RoPE angles' cosines and sines [T, D/2]: pair j of a head turns by
+// pos·theta^(-2j/D), computed in float64 on the host and uploaded.
+func ropeTables[F kernels.Float](cfg Config, be kernels.Backend[F]) (cos, sin kernels.Buf[F]) {
+	T, D := cfg.SeqLen, cfg.HeadDim()
+	cos, sin = kernels.Alloc[F](be, T*D/2), kernels.Alloc[F](be, T*D/2)
+	hc, hs := kernels.ToHost(be, cos), kernels.ToHost(be, sin)
+	for p := range T {
+		for j := range D / 2 {
+			s, c := math.Sincos(float64(p) * math.Pow(cfg.RopeTheta, -float64(2*j)/float64(D)))
+			hc[p*D/2+j], hs[p*D/2+j] = F(c), F(s)
+		}
+	}
+	kernels.Upload(be, cos, hc)
+	kernels.Upload(be, sin, hs)
+	return cos, sin
+}
+
+// newBatchBufs allocates a batch of up to N rows in be and its host staging.
+func newBatchBufs[F kernels.Float](cfg Config, be kernels.Backend[F], N int) (batchBufs[F], batchHost[F]) {
+	ints := func() kernels.Buf[int32] { return kernels.Alloc[int32](be, N) }
+	d := batchBufs[F]{ids: ints(), targets: ints(), pos: ints(), doc: ints(), mask: kernels.Alloc[F](be, N)}
+	if P := cfg.PatchPixels(); P > 0 {
+		d.patchAt, d.pixels = ints(), kernels.Alloc[F](be, N*P)
+	}
+	h := batchHost[F]{
+		ids: kernels.ToHost(be, d.ids), targets: kernels.ToHost(be, d.targets),
+		pos: kernels.ToHost(be, d.pos), doc: kernels.ToHost(be, d.doc), mask: kernels.ToHost(be, d.mask),
+		patchAt: kernels.ToHost(be, d.patchAt), pixels: kernels.ToHost(be, d.pixels),
+	}
+	return d, h
 }
 
 // Init draws every matrix from N(0, std(t)²) (std 0 gives zeros) and sets RMSNorm gains
 // to 1. Each tensor has its own random stream seeded by (seed, tensor index), so the
-// result does not depend on the order or the threads that fill the tensors.
+// result does not depend on the order or the threads that fill the tensors. It draws on
+// the host and uploads the parameters (no copy on a host backend).
 func (m *Model[F]) Init(seed uint64, std func(Tensor) float64) {
+	params := kernels.ToHost(m.be, m.Params)
 	for i, t := range m.Layout.Tensors {
-		w := m.Params[t.Offset : t.Offset+t.Size()]
+		w := params[t.Offset : t.Offset+t.Size()]
 		if t.Class == metap.Gain {
 			for j := range w {
 				w[j] = 1
@@ -190,17 +231,18 @@ func (m *Model[F]) Init(seed uint64, std func(Tensor) float64) {
 			w[j] = F(s * rng.NormFloat64())
 		}
 	}
+	kernels.Upload(m.be, m.Params, params)
 }
 
 // w returns the parameters of tensor i; dw its gradient.
-func (m *Model[F]) w(i int) []F {
+func (m *Model[F]) w(i int) kernels.Buf[F] {
 	t := m.Layout.Tensors[i]
-	return m.Params[t.Offset : t.Offset+t.Size()]
+	return m.Params.Slice(t.Offset, t.Offset+t.Size())
 }
 
-func (m *Model[F]) dw(i int) []F {
+func (m *Model[F]) dw(i int) kernels.Buf[F] {
 	t := m.Layout.Tensors[i]
-	return m.Grads[t.Offset : t.Offset+t.Size()]
+	return m.Grads.Slice(t.Offset, t.Offset+t.Size())
 }
 
 // Forward runs the model on b (b.B <= microBatch sequences of b.T <= seq_len positions)
@@ -239,17 +281,19 @@ func (m *Model[F]) Backward(scale F) {
 }
 
 // Logits returns the last Forward's logits, [B*T, V], row b*T+t predicting the token after
-// position t of sequence b. The slice is overwritten by the next Forward.
-func (m *Model[F]) Logits() []F { return m.logits[:m.n*m.Cfg.VocabSize] }
+// position t of sequence b, in the backend's memory (callers Download them). The buffer is
+// overwritten by the next Forward.
+func (m *Model[F]) Logits() kernels.Buf[F] { return m.logits.Slice(0, m.n*m.Cfg.VocabSize) }
 
-// load checks b against the model's sizes and converts it to the kernels' form.
+// load checks b against the model's sizes on the host, into the host staging, and uploads
+// it: the batch upload.
 func (m *Model[F]) load(b *data.Batch) {
 	if b.B < 1 || b.B > m.microBatch || b.T < 1 || b.T > m.Cfg.SeqLen {
 		panic(fmt.Sprintf("model: batch of %d×%d does not fit micro-batch %d × seq_len %d", b.B, b.T, m.microBatch, m.Cfg.SeqLen))
 	}
 	m.b, m.t, m.n = b.B, b.T, b.B*b.T
 	V := int32(m.Cfg.VocabSize)
-	m.ids, m.targets, m.pos, m.doc, m.mask = m.ids[:m.n], m.targets[:m.n], m.pos[:m.n], m.doc[:m.n], m.mask[:m.n]
+	h := &m.inHost
 	m.tokens = 0
 	for i := range m.n {
 		if b.Tokens[i] < 0 || b.Tokens[i] >= V || b.Targets[i] < 0 || b.Targets[i] >= V {
@@ -258,15 +302,21 @@ func (m *Model[F]) load(b *data.Batch) {
 		if b.Pos[i] < 0 || int(b.Pos[i]) >= m.Cfg.SeqLen {
 			panic(fmt.Sprintf("model: row %d: position %d outside [0, seq_len %d)", i, b.Pos[i], m.Cfg.SeqLen))
 		}
-		m.ids[i], m.targets[i] = b.Tokens[i], b.Targets[i]
-		m.pos[i], m.doc[i] = b.Pos[i], b.Doc[i]
-		m.mask[i] = F(b.Mask[i])
+		h.ids[i], h.targets[i] = b.Tokens[i], b.Targets[i]
+		h.pos[i], h.doc[i] = b.Pos[i], b.Doc[i]
+		h.mask[i] = F(b.Mask[i])
 		m.tokens += float64(b.Mask[i])
 	}
-	m.patchAt, m.pixels = m.patchAt[:0], m.pixels[:0]
-	if len(b.PatchAt) == 0 {
-		return
+	m.np = len(b.PatchAt)
+	if m.np > 0 {
+		m.loadPatches(b)
 	}
+	m.upload()
+}
+
+// loadPatches checks b's image patches and stages them: their positions, which get the
+// token id -1, and their pixels.
+func (m *Model[F]) loadPatches(b *data.Batch) {
 	if m.patch < 0 {
 		panic("model: batch has image patches but the model has no vision")
 	}
@@ -274,14 +324,34 @@ func (m *Model[F]) load(b *data.Batch) {
 	if len(b.Patches) != len(b.PatchAt)*P {
 		panic(fmt.Sprintf("model: %d patches need %d pixels, batch has %d", len(b.PatchAt), len(b.PatchAt)*P, len(b.Patches)))
 	}
-	for _, at := range b.PatchAt {
+	h := &m.inHost
+	for i, at := range b.PatchAt {
 		if at < 0 || int(at) >= m.n {
 			panic(fmt.Sprintf("model: patch position %d outside [0, %d)", at, m.n))
 		}
-		m.ids[at] = -1
-		m.patchAt = append(m.patchAt, at)
+		h.ids[at] = -1
+		h.patchAt[i] = at
 	}
-	for _, p := range b.Patches {
-		m.pixels = append(m.pixels, F(p))
+	for i, p := range b.Patches {
+		h.pixels[i] = F(p)
 	}
+}
+
+// upload copies the staged batch of m.n rows and m.np patches into the backend's buffers
+// and makes m.in their views.
+func (m *Model[F]) upload() {
+	n, np, P := m.n, m.np, m.Cfg.PatchPixels()
+	all, h := &m.inAll, &m.inHost
+	m.in = batchBufs[F]{
+		ids: all.ids.Slice(0, n), targets: all.targets.Slice(0, n), pos: all.pos.Slice(0, n), doc: all.doc.Slice(0, n),
+		mask: all.mask.Slice(0, n), patchAt: all.patchAt.Slice(0, np), pixels: all.pixels.Slice(0, np*P),
+	}
+	in := &m.in
+	kernels.Upload(m.be, in.ids, h.ids[:n])
+	kernels.Upload(m.be, in.targets, h.targets[:n])
+	kernels.Upload(m.be, in.pos, h.pos[:n])
+	kernels.Upload(m.be, in.doc, h.doc[:n])
+	kernels.Upload(m.be, in.mask, h.mask[:n])
+	kernels.Upload(m.be, in.patchAt, h.patchAt[:np])
+	kernels.Upload(m.be, in.pixels, h.pixels[:np*P])
 }

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/herdml/herd/data"
-	"github.com/herdml/herd/kernels/cpu"
+	"github.com/herdml/herd/kernels/device"
 )
 
 // benchConfigs are the dense reference config (PyTorch CPU does about 3,500
@@ -25,7 +25,7 @@ func BenchmarkForwardBackward(b *testing.B) {
 	for _, bc := range benchConfigs {
 		b.Run(bc.name, func(b *testing.B) {
 			const B = 8
-			m := New[float32](bc.cfg, cpu.New[float32](), B)
+			m := New[float32](bc.cfg, device.CPU[float32](), B)
 			m.Init(1, func(Tensor) float64 { return 0.02 })
 			batch := randomBatch(bc.cfg, B)
 			b.ResetTimer()

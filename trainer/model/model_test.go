@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/herdml/herd/data"
-	"github.com/herdml/herd/kernels/cpu"
+	"github.com/herdml/herd/kernels/device"
 	"github.com/herdml/herd/metap"
 )
 
@@ -69,13 +69,13 @@ func testBatch(cfg Config, B int, seed uint64) *data.Batch {
 // newTestModel builds a model with random weights, gains away from 1 and non-default
 // multipliers, so that every multiplier and gain path is exercised.
 func newTestModel[F float32 | float64](cfg Config, B int) *Model[F] {
-	m := New[F](cfg, cpu.New[F](), B)
+	m := New[F](cfg, device.CPU[F](), B)
 	m.Init(3, func(Tensor) float64 { return 0.4 })
 	rng := rand.New(rand.NewPCG(5, 5))
 	for i, t := range m.Layout.Tensors {
 		if t.Class == metap.Gain {
 			for j := range t.Size() {
-				m.Params[t.Offset+j] = F(1 + 0.3*rng.NormFloat64())
+				m.Params.Host()[t.Offset+j] = F(1 + 0.3*rng.NormFloat64())
 			}
 		}
 		m.Mult[i] = F(0.6 + 0.8*rng.Float64())
@@ -102,13 +102,14 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 		kinds[kind(tn.Name)] = true
 		for range 6 {
 			j := tn.Offset + rng.IntN(tn.Size())
-			p := m.Params[j]
-			m.Params[j] = p + h
+			params := m.Params.Host()
+			p := params[j]
+			params[j] = p + h
 			up := loss()
-			m.Params[j] = p - h
+			params[j] = p - h
 			down := loss()
-			m.Params[j] = p
-			num, ana := (up-down)/(2*h), m.Grads[j]
+			params[j] = p
+			num, ana := (up-down)/(2*h), m.Grads.Host()[j]
 			if math.Abs(num-ana) > 1e-6*math.Max(math.Abs(num), math.Abs(ana))+1e-9 {
 				t.Errorf("%s[%d]: backward %.10g, finite difference %.10g", tn.Name, j-tn.Offset, ana, num)
 			}
@@ -140,13 +141,13 @@ func TestAttentionStaysInsideDocuments(t *testing.T) {
 	b := testBatch(cfg, 1, 2) // one sequence: documents [0,4) and [4,9)
 	m := newTestModel[float64](cfg, 1)
 	m.Forward(b)
-	before := slices.Clone(m.Logits())
+	before := slices.Clone(m.Logits().Host())
 	for i := range 4 {
 		b.Tokens[i] = (b.Tokens[i] + 1) % int32(cfg.VocabSize)
 	}
 	b.PatchAt, b.Patches = nil, nil
 	m.Forward(b)
-	after := m.Logits()
+	after := m.Logits().Host()
 	V := cfg.VocabSize
 	if slices.Equal(before[:4*V], after[:4*V]) {
 		t.Fatal("changing document 0 did not change its logits")
@@ -160,8 +161,8 @@ func TestFloat32MatchesFloat64(t *testing.T) {
 	cfg := testConfig()
 	b := testBatch(cfg, 3, 3)
 	m64, m32 := newTestModel[float64](cfg, 3), newTestModel[float32](cfg, 3)
-	for i, p := range m64.Params {
-		m32.Params[i] = float32(p)
+	for i, p := range m64.Params.Host() {
+		m32.Params.Host()[i] = float32(p)
 	}
 	r64, r32 := m64.Forward(b), m32.Forward(b)
 	if math.Abs(r64.Loss-r32.Loss) > 1e-5*r64.Loss || math.Abs(r64.Aux-r32.Aux) > 1e-5*r64.Aux {
@@ -170,8 +171,8 @@ func TestFloat32MatchesFloat64(t *testing.T) {
 	m64.Backward(1)
 	m32.Backward(1)
 	var num, den float64
-	for i, g := range m64.Grads {
-		d := g - float64(m32.Grads[i])
+	for i, g := range m64.Grads.Host() {
+		d := g - float64(m32.Grads.Host()[i])
 		num += d * d
 		den += g * g
 	}
@@ -189,7 +190,7 @@ func TestThreadCountDoesNotChangeResults(t *testing.T) {
 		m := newTestModel[float32](cfg, 3)
 		r := m.Forward(b)
 		m.Backward(1)
-		return r, slices.Clone(m.Logits()), m.Grads
+		return r, slices.Clone(m.Logits().Host()), m.Grads.Host()
 	}
 	r1, l1, g1 := run(1)
 	r2, l2, g2 := run(4)
@@ -206,7 +207,7 @@ func TestSmallerBatchThanMicroBatch(t *testing.T) {
 	big, small := newTestModel[float64](cfg, 3), newTestModel[float64](cfg, 2)
 	big.Forward(testBatch(cfg, 3, 6))
 	big.Backward(1)
-	clear(big.Grads)
+	clear(big.Grads.Host())
 	b := testBatch(cfg, 2, 7)
 	rb, rs := big.Forward(b), small.Forward(b)
 	big.Backward(0.5)
@@ -214,7 +215,7 @@ func TestSmallerBatchThanMicroBatch(t *testing.T) {
 	if rb.Loss != rs.Loss || rb.Aux != rs.Aux || rb.Tokens != rs.Tokens {
 		t.Fatalf("micro-batch 3 model: %+v; micro-batch 2 model: %+v", rb, rs)
 	}
-	if !slices.Equal(big.Logits(), small.Logits()) || !slices.Equal(big.Grads, small.Grads) {
+	if !slices.Equal(big.Logits().Host(), small.Logits().Host()) || !slices.Equal(big.Grads.Host(), small.Grads.Host()) {
 		t.Fatal("logits or gradients of a 2-sequence batch differ between models sized for 3 and 2")
 	}
 }
@@ -222,7 +223,7 @@ func TestSmallerBatchThanMicroBatch(t *testing.T) {
 func TestRouting(t *testing.T) {
 	cfg := testConfig()
 	cfg.MoE.Experts, cfg.MoE.TopK = 4, 2
-	m := New[float64](cfg, cpu.New[float64](), 1)
+	m := New[float64](cfg, device.CPU[float64](), 1)
 	a := &m.acts[1]
 	// Token 0 ties experts 1 and 3 for first place: the lower index wins. Token 1 ties 0
 	// and 2 for second place. Token 2 is plain.
@@ -231,18 +232,19 @@ func TestRouting(t *testing.T) {
 		3, -2, 3, 5,
 		-1, 0.5, 0.25, 0,
 	}
-	copy(a.r, r)
+	copy(a.r.Host(), r)
 	m.route(a, 3)
+	slotRow, rowTok, gate, rowGate := a.slotRow.Host(), a.rowTok.Host(), a.gate.Host(), a.rowGate.Host()
 	wantExperts := []int{1, 3, 3, 0, 1, 2}
 	for s, e := range wantExperts {
 		tok := s / 2
-		row := int(a.slotRow[s])
-		if int(a.rowTok[row]) != tok || row < a.start[e] || row >= a.start[e+1] {
+		row := int(slotRow[s])
+		if int(rowTok[row]) != tok || row < a.start[e] || row >= a.start[e+1] {
 			t.Errorf("slot %d (token %d): gathered row %d of token %d, want a row of expert %d in [%d, %d)",
-				s, tok, row, a.rowTok[row], e, a.start[e], a.start[e+1])
+				s, tok, row, rowTok[row], e, a.start[e], a.start[e+1])
 		}
-		if want := 1 / (1 + math.Exp(-r[tok*4+e])); math.Abs(a.gate[s]-want) > 1e-15 || a.rowGate[row] != a.gate[s] {
-			t.Errorf("slot %d: gate %v (row %v), want sigmoid(%v) = %v", s, a.gate[s], a.rowGate[row], r[tok*4+e], want)
+		if want := 1 / (1 + math.Exp(-r[tok*4+e])); math.Abs(gate[s]-want) > 1e-15 || rowGate[row] != gate[s] {
+			t.Errorf("slot %d: gate %v (row %v), want sigmoid(%v) = %v", s, gate[s], rowGate[row], r[tok*4+e], want)
 		}
 	}
 	if want := []float64{1.0 / 6, 2.0 / 6, 1.0 / 6, 2.0 / 6}; !slices.Equal(a.load, want) {
@@ -251,7 +253,7 @@ func TestRouting(t *testing.T) {
 	for tok := range 3 {
 		var sum float64
 		for e := range 4 {
-			sum += a.probs[tok*4+e]
+			sum += a.probs.Host()[tok*4+e]
 		}
 		if math.Abs(sum-1) > 1e-15 {
 			t.Errorf("token %d: router probabilities sum to %v", tok, sum)
@@ -267,15 +269,15 @@ func TestInit(t *testing.T) {
 		}
 		return 0.02 * float64(len(t.Name)) // a different scale per tensor
 	}
-	a, b := New[float32](cfg, cpu.New[float32](), 1), New[float32](cfg, cpu.New[float32](), 1)
+	a, b := New[float32](cfg, device.CPU[float32](), 1), New[float32](cfg, device.CPU[float32](), 1)
 	a.Init(7, std)
 	b.Init(7, std)
-	if !slices.Equal(a.Params, b.Params) {
+	if !slices.Equal(a.Params.Host(), b.Params.Host()) {
 		t.Fatal("same seed, different parameters")
 	}
 	b.Init(8, std)
 	for _, tn := range a.Layout.Tensors {
-		w, w2 := a.Params[tn.Offset:tn.Offset+tn.Size()], b.Params[tn.Offset:tn.Offset+tn.Size()]
+		w, w2 := a.Params.Host()[tn.Offset:tn.Offset+tn.Size()], b.Params.Host()[tn.Offset:tn.Offset+tn.Size()]
 		var ss float64
 		for _, v := range w {
 			ss += float64(v) * float64(v)

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/herdml/herd/kernels/cpu"
+	"github.com/herdml/herd/kernels/device"
 )
 
 // TestPlanLlama4 checks the Llama 4 presets against Meta's published sizes: Scout 109B
@@ -98,8 +98,8 @@ func TestPlanActivationsMatchNew(t *testing.T) {
 	dense.MoE = MoE{}
 	for name, cfg := range map[string]Config{"tiny": Presets["tiny"], "dense": dense, "vision top-2": vision} {
 		cfg.SeqLen = 16
-		one := elements(reflect.ValueOf(New[float32](cfg, cpu.New[float32](), 1)).Elem())
-		two := elements(reflect.ValueOf(New[float32](cfg, cpu.New[float32](), 2)).Elem())
+		one := elements(reflect.ValueOf(New[float32](cfg, device.CPU[float32](), 1)).Elem(), map[uintptr]bool{})
+		two := elements(reflect.ValueOf(New[float32](cfg, device.CPU[float32](), 2)).Elem(), map[uintptr]bool{})
 		if got, want := int64(two-one)*4, NewPlan(cfg, 1).Memory.Activations; got != want {
 			t.Errorf("%s: New allocates %d bytes per sequence, the plan counts %d", name, got, want)
 		}
@@ -107,13 +107,14 @@ func TestPlanActivationsMatchNew(t *testing.T) {
 }
 
 // elements counts the capacity of every slice reachable from v without following pointers,
-// maps or interfaces: the model's own buffers.
-func elements(v reflect.Value) int {
+// maps or interfaces, each array once: the model's own buffers (the host staging of the
+// batch upload is, on the CPU, the batch buffers' own memory).
+func elements(v reflect.Value, seen map[uintptr]bool) int {
 	switch v.Kind() {
 	case reflect.Struct:
 		n := 0
 		for i := range v.NumField() {
-			n += elements(v.Field(i))
+			n += elements(v.Field(i), seen)
 		}
 		return n
 	case reflect.Slice:
@@ -121,10 +122,14 @@ func elements(v reflect.Value) int {
 		case reflect.Slice, reflect.Struct:
 			n := 0
 			for i := range v.Len() {
-				n += elements(v.Index(i))
+				n += elements(v.Index(i), seen)
 			}
 			return n
 		}
+		if v.Cap() == 0 || seen[v.Pointer()] {
+			return 0
+		}
+		seen[v.Pointer()] = true
 		return v.Cap()
 	}
 	return 0

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/herdml/herd/data"
-	"github.com/herdml/herd/kernels/cpu"
+	"github.com/herdml/herd/kernels/device"
 	"github.com/herdml/herd/metap"
 )
 
@@ -55,17 +55,17 @@ func referenceSetup() (Config, *data.Batch, []float64, []float64, float64) {
 			b.Patches = append(b.Patches, rng.Float32())
 		}
 	}
-	m := New[float64](cfg, cpu.New[float64](), B)
+	m := New[float64](cfg, device.CPU[float64](), B)
 	m.Init(1, func(Tensor) float64 { return 0.3 })
 	for i, t := range m.Layout.Tensors {
 		if t.Class == metap.Gain {
 			for j := range t.Size() {
-				m.Params[t.Offset+j] = 1 + 0.2*rng.NormFloat64()
+				m.Params.Host()[t.Offset+j] = 1 + 0.2*rng.NormFloat64()
 			}
 		}
 		m.Mult[i] = 0.5 + rng.Float64()
 	}
-	return cfg, b, m.Params, m.Mult, 0.3
+	return cfg, b, m.Params.Host(), m.Mult, 0.3
 }
 
 // pytorchResult is testdata/pytorch.json.
@@ -77,12 +77,12 @@ type pytorchResult struct {
 
 func TestMatchesPyTorch(t *testing.T) {
 	cfg, b, params, mult, attnScale := referenceSetup()
-	m64 := New[float64](cfg, cpu.New[float64](), b.B)
-	m32 := New[float32](cfg, cpu.New[float32](), b.B)
-	copy(m64.Params, params)
+	m64 := New[float64](cfg, device.CPU[float64](), b.B)
+	m32 := New[float32](cfg, device.CPU[float32](), b.B)
+	copy(m64.Params.Host(), params)
 	copy(m64.Mult, mult)
 	for i, v := range params {
-		m32.Params[i] = float32(v)
+		m32.Params.Host()[i] = float32(v)
 	}
 	for i, v := range mult {
 		m32.Mult[i] = float32(v)
@@ -121,7 +121,7 @@ func TestMatchesPyTorch(t *testing.T) {
 	if rel(r32.Loss, want.Loss) > 1e-5 || rel(r32.Aux, want.Aux) > 1e-5 {
 		t.Errorf("float32: loss %.9g aux %.9g, PyTorch (float64) %.9g %.9g", r32.Loss, r32.Aux, want.Loss, want.Aux)
 	}
-	V, logits := cfg.VocabSize, m64.Logits()
+	V, logits := cfg.VocabSize, m64.Logits().Host()
 	if len(want.Rows) == 0 {
 		t.Fatal("testdata/pytorch.json has no logits")
 	}

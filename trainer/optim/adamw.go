@@ -2,9 +2,11 @@
 // rate, weight decay and eps per tensor (the MetaP table decides them), global-norm
 // gradient clipping, and the learning-rate schedules.
 //
-// Every result is deterministic: element-wise updates do not depend on how the work is
-// split, and the one reduction (the gradient norm) is summed in float64 over fixed blocks in
-// a fixed order, so the thread count never changes a bit.
+// The numbers are computed by the backend (kernels.Backend's AdamW and SumSquares), on
+// buffers it owns; this package decides the spans and the coefficients. Every result is
+// deterministic: element-wise updates do not depend on how the work is split, and the one
+// reduction (the gradient norm) is summed in float64 over fixed blocks in a fixed order,
+// so the thread count never changes a bit.
 package optim
 
 import (
@@ -12,7 +14,6 @@ import (
 	"math"
 
 	"github.com/herdml/herd/kernels"
-	"github.com/herdml/herd/kernels/cpu"
 )
 
 // Group is one tensor's span of the flat buffers and its hyperparameters.
@@ -35,83 +36,70 @@ type Group struct {
 // lr is the group's LR times the schedule factor. The moments are kept in float32 whatever
 // the parameter type: they are half of the optimizer's memory and float32 is what every
 // reference implementation stores. The arithmetic is done in the parameters' type, as in
-// PyTorch (kernels/cpu.AdamW says why).
+// PyTorch (kernels.AdamWCoeffs gives the exact operations).
 type AdamW[F kernels.Float] struct {
 	Beta1, Beta2 float64
 	Groups       []Group
-	M, V         []float32 // first and second moments, same layout as the parameters
-	T            int64     // updates applied so far; the bias correction uses T+1 next
+	M, V         kernels.Buf[float32] // first and second moments, same layout as the parameters, in the backend
+	T            int64                // updates applied so far; the bias correction uses T+1 next
 
-	// spans are Groups cut into blocks once, by New, so that Step allocates nothing: a
-	// group's LR, weight decay and eps may change between steps, its offset and size not.
-	spans []span
+	be kernels.Backend[F]
+	// spans are Groups cut into blocks once, by New, and coeffs one AdamWCoeffs per group,
+	// refilled by every step, so that a step allocates nothing: a group's LR, weight decay
+	// and eps may change between steps, its offset and size not.
+	spans  []kernels.Span
+	coeffs []kernels.AdamWCoeffs
 }
 
-// New returns an AdamW over total elements with zero moments. Groups must be disjoint and
-// inside [0, total).
-func New[F kernels.Float](total int, groups []Group, beta1, beta2 float64) (*AdamW[F], error) {
+// New returns an AdamW over total elements with zero moments allocated from be, which
+// then runs every update. Groups must be disjoint and inside [0, total).
+func New[F kernels.Float](be kernels.Backend[F], total int, groups []Group, beta1, beta2 float64) (*AdamW[F], error) {
 	for _, g := range groups {
 		if g.Offset < 0 || g.Size < 0 || g.Offset+g.Size > total {
 			return nil, fmt.Errorf("optim: group %s [%d, %d) outside the %d-element buffer", g.Name, g.Offset, g.Offset+g.Size, total)
 		}
 	}
-	return &AdamW[F]{Beta1: beta1, Beta2: beta2, Groups: groups, M: make([]float32, total), V: make([]float32, total), spans: cut(groups)}, nil
+	return &AdamW[F]{
+		Beta1: beta1, Beta2: beta2, Groups: groups,
+		M: kernels.Alloc[float32](be, total), V: kernels.Alloc[float32](be, total),
+		be: be, spans: cut(groups), coeffs: make([]kernels.AdamWCoeffs, len(groups)),
+	}, nil
 }
 
 // Step applies one update to params from grads, with every group's LR multiplied by
-// lrFactor (the schedule's value for this step). It allocates nothing: the blocks were cut
-// by New and run on kernels/cpu's worker pool.
-func (o *AdamW[F]) Step(params, grads []F, lrFactor float64) {
+// lrFactor (the schedule's value for this step).
+func (o *AdamW[F]) Step(params, grads kernels.Buf[F], lrFactor float64) {
 	o.StepScaled(params, grads, lrFactor, 1)
 }
 
 // StepScaled is Step on the gradients multiplied by gradScale (ClipFactor's value), in
 // the parameters' type, as Clip would have scaled them in place: the update is the same
 // bits, and clipping needs no pass of its own over the gradients, which stay unscaled.
-func (o *AdamW[F]) StepScaled(params, grads []F, lrFactor, gradScale float64) {
+// It is one call of the backend's AdamW over the spans New cut, and allocates nothing.
+func (o *AdamW[F]) StepScaled(params, grads kernels.Buf[F], lrFactor, gradScale float64) {
 	o.T++
-	cpu.ParallelFor(len(o.spans), 1, adamTask[F]{
-		o: o, params: params, grads: grads, lrFactor: lrFactor, gradScale: gradScale,
-		bc1: 1 - math.Pow(o.Beta1, float64(o.T)),
-		bc2: 1 - math.Pow(o.Beta2, float64(o.T)),
-	})
-}
-
-// adamTask is one Step's loop over o.spans, a value rather than a closure so that handing
-// it to the pool allocates nothing.
-type adamTask[F kernels.Float] struct {
-	o                             *AdamW[F]
-	params, grads                 []F
-	lrFactor, gradScale, bc1, bc2 float64
-}
-
-// Run updates the elements of spans [lo, hi) with kernels/cpu's AdamW (AVX-512 where the
-// CPU has it: the same bits as the plain loop).
-func (t adamTask[F]) Run(lo, hi int) {
-	b1, b2 := t.o.Beta1, t.o.Beta2
-	for _, s := range t.o.spans[lo:hi] {
-		g := t.o.Groups[s.g]
-		lr := g.LR * t.lrFactor
-		cpu.AdamW(t.params[s.lo:s.hi], t.grads[s.lo:s.hi], t.o.M[s.lo:s.hi], t.o.V[s.lo:s.hi], cpu.AdamWCoeffs{
-			B1: b1, C1: 1 - b1, B2: b2, C2: 1 - b2, Decay: 1 - lr*g.WeightDecay, StepSize: lr / t.bc1,
-			BC2Sqrt: math.Sqrt(t.bc2), Eps: g.Eps, GScale: t.gradScale,
-		})
+	bc1 := 1 - math.Pow(o.Beta1, float64(o.T))
+	bc2Sqrt := math.Sqrt(1 - math.Pow(o.Beta2, float64(o.T)))
+	b1, b2 := o.Beta1, o.Beta2
+	for i, g := range o.Groups {
+		lr := g.LR * lrFactor
+		o.coeffs[i] = kernels.AdamWCoeffs{
+			B1: b1, C1: 1 - b1, B2: b2, C2: 1 - b2, Decay: 1 - lr*g.WeightDecay, StepSize: lr / bc1,
+			BC2Sqrt: bc2Sqrt, Eps: g.Eps, GScale: gradScale,
+		}
 	}
+	o.be.AdamW(params, grads, o.M, o.V, o.spans, o.coeffs)
 }
 
-// block is the unit of parallel work in elements; fixed so that the split of a reduction
-// never depends on the number of threads.
+// block is the most elements of one span: the unit a backend may hand to one thread.
 const block = 1 << 16
 
-// span is a piece of at most block elements of one group: [lo, hi) of Groups[g].
-type span struct{ g, lo, hi int }
-
 // cut splits every group into spans of at most block elements.
-func cut(groups []Group) []span {
-	var spans []span
+func cut(groups []Group) []kernels.Span {
+	var spans []kernels.Span
 	for gi, g := range groups {
 		for lo := g.Offset; lo < g.Offset+g.Size; lo += block {
-			spans = append(spans, span{gi, lo, min(lo+block, g.Offset+g.Size)})
+			spans = append(spans, kernels.Span{Lo: lo, Hi: min(lo+block, g.Offset+g.Size), Group: gi})
 		}
 	}
 	return spans

@@ -4,44 +4,13 @@ import (
 	"math"
 
 	"github.com/herdml/herd/kernels"
-	"github.com/herdml/herd/kernels/cpu"
 )
 
-// GradNorm is the L2 norm of grads. Each block of elements is summed in float64 (in 8
-// lanes, in a fixed order) and the block sums are added in order, so the result is the
-// same bits on any number of threads. The block sums live in recycled scratch, so that a
-// training step allocates nothing.
-func GradNorm[F kernels.Float](grads []F) float64 {
-	n := (len(grads) + block - 1) / block
-	scratch := cpu.Take[blockSums]()
-	if cap(*scratch) < n {
-		*scratch = make(blockSums, n)
-	}
-	sums := (*scratch)[:n]
-	cpu.ParallelFor(n, 1, normTask[F]{grads, sums})
-	var total float64
-	for _, s := range sums {
-		total += s
-	}
-	cpu.Release(scratch)
-	return math.Sqrt(total)
-}
-
-// blockSums is GradNorm's scratch: one float64 per block.
-type blockSums []float64
-
-// normTask sums the squares of blocks of grads into sums, one per block.
-type normTask[F kernels.Float] struct {
-	grads []F
-	sums  blockSums
-}
-
-// Run sums blocks [lo, hi), each with kernels/cpu's SumSquares64 (8 float64 lanes in a
-// fixed order).
-func (t normTask[F]) Run(lo, hi int) {
-	for b := lo; b < hi; b++ {
-		t.sums[b] = cpu.SumSquares64(t.grads[b*block : min((b+1)*block, len(t.grads))])
-	}
+// GradNorm is the L2 norm of grads, read back from be's SumSquares: each block of elements
+// is summed in float64 (in 8 lanes, in a fixed order) and the block sums are added in
+// order, so the result is the same bits on any number of threads.
+func GradNorm[F kernels.Float](be kernels.Backend[F], grads kernels.Buf[F]) float64 {
+	return math.Sqrt(be.SumSquares(grads))
 }
 
 // ClipFactor is what clipping multiplies the gradients by, given their GradNorm, as

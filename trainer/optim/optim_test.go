@@ -6,9 +6,22 @@ import (
 	"testing"
 
 	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/kernels"
+	"github.com/herdml/herd/kernels/device"
 )
 
 func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol*math.Max(1, math.Abs(b)) }
+
+// newAdamW is New on the CPU backend.
+func newAdamW[F kernels.Float](total int, groups []Group, beta1, beta2 float64) (*AdamW[F], error) {
+	return New(device.CPU[F](), total, groups, beta1, beta2)
+}
+
+// buf is a CPU backend buffer that views s: the optimizer's updates show in s.
+func buf[F kernels.Float](s []F) kernels.Buf[F] { return kernels.HostBuf(s) }
+
+// gradNorm is GradNorm on the CPU backend.
+func gradNorm[F kernels.Float](grads []F) float64 { return GradNorm(device.CPU[F](), buf(grads)) }
 
 // Two AdamW steps on one parameter, worked out by hand (β1 0.9, β2 0.999, lr 0.1, wd 0.1):
 //
@@ -17,19 +30,19 @@ func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol*math.Max(1, math
 //	t=2, g=-1:   m=-0.055, v=0.00124975, m̂=-0.055/0.19, v̂=0.00124975/0.001999
 //	             p = 0.890000002·0.99 + 0.1·0.2894737/0.7906881 = 0.9177103542
 func TestAdamWByHand(t *testing.T) {
-	o, err := New[float64](1, []Group{{Name: "w", Size: 1, LR: 0.1, WeightDecay: 0.1, Eps: 1e-8}}, 0.9, 0.999)
+	o, err := newAdamW[float64](1, []Group{{Name: "w", Size: 1, LR: 0.1, WeightDecay: 0.1, Eps: 1e-8}}, 0.9, 0.999)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := []float64{1}
-	o.Step(p, []float64{0.5}, 1)
+	o.Step(buf(p), buf([]float64{0.5}), 1)
 	if !near(p[0], 0.890000002, 1e-12) {
 		t.Fatalf("after step 1 p = %.12g, want 0.890000002", p[0])
 	}
-	if !near(float64(o.M[0]), 0.05, 1e-7) || !near(float64(o.V[0]), 0.00025, 1e-7) {
-		t.Fatalf("moments m=%g v=%g, want 0.05, 0.00025", o.M[0], o.V[0])
+	if !near(float64(o.M.Host()[0]), 0.05, 1e-7) || !near(float64(o.V.Host()[0]), 0.00025, 1e-7) {
+		t.Fatalf("moments m=%g v=%g, want 0.05, 0.00025", o.M.Host()[0], o.V.Host()[0])
 	}
-	o.Step(p, []float64{-1}, 1)
+	o.Step(buf(p), buf([]float64{-1}), 1)
 	// The moments went through float32 storage; allow for that rounding.
 	if !near(p[0], 0.9177103542205653, 1e-7) {
 		t.Fatalf("after step 2 p = %.12g, want 0.9177103542", p[0])
@@ -47,12 +60,12 @@ func TestAdamWPerTensor(t *testing.T) {
 		{Name: "b", Offset: 2, Size: 1, LR: 0.5, WeightDecay: 0, Eps: 1e-8},
 		{Name: "c", Offset: 3, Size: 1, LR: 0.01, WeightDecay: 0, Eps: 1},
 	}
-	o, err := New[float32](4, groups, 0.9, 0.95)
+	o, err := newAdamW[float32](4, groups, 0.9, 0.95)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := []float32{2, -4, 3, 1}
-	o.Step(p, []float32{0, 0, 0, 2}, 0.5)
+	o.Step(buf(p), buf([]float32{0, 0, 0, 2}), 0.5)
 	// a: decay 1 - 0.25·0.2 = 0.95; b: no decay, no gradient; c: m̂=2, v̂=4, step 0.005·2/(2+1).
 	want := []float64{1.9, -3.8, 3, 1 - 0.005*2.0/3.0}
 	for i := range p {
@@ -60,7 +73,7 @@ func TestAdamWPerTensor(t *testing.T) {
 			t.Errorf("p[%d] = %g, want %g", i, p[i], want[i])
 		}
 	}
-	if _, err := New[float32](4, []Group{{Name: "x", Offset: 3, Size: 2}}, 0.9, 0.95); err == nil {
+	if _, err := newAdamW[float32](4, []Group{{Name: "x", Offset: 3, Size: 2}}, 0.9, 0.95); err == nil {
 		t.Error("a group past the buffer was accepted")
 	}
 }
@@ -73,7 +86,7 @@ func TestClipFactor(t *testing.T) {
 			t.Errorf("ClipFactor(%g, %g) = %g, want %g", c.norm, c.limit, got, c.want)
 		}
 	}
-	if n := GradNorm([]float32{3, 4}); n != 5 {
+	if n := gradNorm([]float32{3, 4}); n != 5 {
 		t.Errorf("GradNorm of (3, 4) = %g, want 5", n)
 	}
 }
@@ -91,9 +104,9 @@ func TestDeterministicAcrossThreads(t *testing.T) {
 		for i := range p {
 			p[i] = float32(math.Cos(float64(i)))
 		}
-		o, _ := New[float32](n, []Group{{Size: n / 2, LR: 1e-3, WeightDecay: 0.1, Eps: 1e-8}, {Offset: n / 2, Size: n - n/2, LR: 2e-3, Eps: 1e-8}}, 0.9, 0.95)
-		o.Step(p, grads, 0.7)
-		return GradNorm(grads), p
+		o, _ := newAdamW[float32](n, []Group{{Size: n / 2, LR: 1e-3, WeightDecay: 0.1, Eps: 1e-8}, {Offset: n / 2, Size: n - n/2, LR: 2e-3, Eps: 1e-8}}, 0.9, 0.95)
+		o.Step(buf(p), buf(grads), 0.7)
+		return gradNorm(grads), p
 	}
 	n1, p1 := run(1)
 	n4, p4 := run(4)
@@ -163,14 +176,14 @@ func BenchmarkAdamWStep(b *testing.B) {
 	for i := range p {
 		p[i], g[i] = float32(math.Cos(float64(i))), float32(math.Sin(float64(i)*0.37))
 	}
-	o, err := New[float32](n, []Group{{Size: n / 2, LR: 1e-3, WeightDecay: 0.1, Eps: 1e-8}, {Offset: n / 2, Size: n - n/2, LR: 2e-3, Eps: 1e-8}}, 0.9, 0.95)
+	o, err := newAdamW[float32](n, []Group{{Size: n / 2, LR: 1e-3, WeightDecay: 0.1, Eps: 1e-8}, {Offset: n / 2, Size: n - n/2, LR: 2e-3, Eps: 1e-8}}, 0.9, 0.95)
 	if err != nil {
 		b.Fatal(err)
 	}
-	o.Step(p, g, 1)
+	o.Step(buf(p), buf(g), 1)
 	b.ResetTimer()
 	for range b.N {
-		o.Step(p, g, 1)
+		o.Step(buf(p), buf(g), 1)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/element")
 }
@@ -196,16 +209,16 @@ func testStepScaled[F float32 | float64](t *testing.T) {
 				p[i] = F(math.Cos(float64(i)))
 			}
 			g := append([]F(nil), grads...)
-			o, _ := New[F](n, []Group{{Size: 100, LR: 1e-3, WeightDecay: 0.1, Eps: 1e-8}, {Offset: 100, Size: n - 100, LR: 2e-3, Eps: 1e-8}}, 0.9, 0.95)
+			o, _ := newAdamW[F](n, []Group{{Size: 100, LR: 1e-3, WeightDecay: 0.1, Eps: 1e-8}, {Offset: 100, Size: n - 100, LR: 2e-3, Eps: 1e-8}}, 0.9, 0.95)
 			for range 2 {
 				if fused {
-					o.StepScaled(p, g, 0.7, ClipFactor(GradNorm(g), limit))
+					o.StepScaled(buf(p), buf(g), 0.7, ClipFactor(gradNorm(g), limit))
 				} else {
-					f := F(ClipFactor(GradNorm(g), limit))
+					f := F(ClipFactor(gradNorm(g), limit))
 					for i := range g {
 						g[i] *= f
 					}
-					o.Step(p, g, 0.7)
+					o.Step(buf(p), buf(g), 0.7)
 				}
 			}
 			return p, g
