@@ -194,3 +194,25 @@ func TestEveryOpHasATolerance(t *testing.T) {
 		t.Errorf("%d tolerances for %d ops", len(tolerances), len(checks[float32]())-1)
 	}
 }
+
+// TestFP8Reference checks the suite's FP8 codec, a search for the nearest value, against
+// kernels.FP8's bit-level conversion, on every code's value and midpoints and on float32
+// values spread over the whole range: two independent derivations of one specification.
+func TestFP8Reference(t *testing.T) {
+	for _, f := range fp8Formats {
+		for c := range 256 {
+			if got, want := fp8Value(f, uint8(c)), float64(f.Decode(uint8(c))); got != want && !(got != got && want != want) {
+				t.Errorf("%v code %#x: value %v, kernels.FP8.Decode %v", f, c, got, want)
+			}
+		}
+		xs := fp8Ties(f)
+		for b := uint32(0); b < 1<<32-1<<19; b += 1<<19 - 1 { // every exponent, many mantissas
+			xs = append(xs, math.Float32frombits(b))
+		}
+		for _, x := range xs {
+			if got, want := fp8Encode(f, x), f.Encode(x, kernels.SatFinite); got != want {
+				t.Errorf("%v: code of %v (%#08x) is %#x, kernels.FP8.Encode gives %#x", f, x, math.Float32bits(x), got, want)
+			}
+		}
+	}
+}

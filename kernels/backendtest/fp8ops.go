@@ -197,7 +197,7 @@ func refTiles(src []float32, rows, cols int, t tiling, f kernels.FP8, mul float3
 			for k, at := range tile {
 				vals[k] = src[at]
 			}
-			scale := fp8Scale(amaxOf(vals), f, margin, pow2)
+			scale := kernels.FP8Scale(amaxOf(vals), 1, f, margin, pow2) // the contract's rule
 			inv := 1 / scale
 			r.inv[br*nc+bc] = inv
 			for _, at := range tile {

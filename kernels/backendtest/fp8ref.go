@@ -103,24 +103,6 @@ func fp8Encode(f kernels.FP8, x float32) uint8 {
 // isNaNCode says whether code c of f is a NaN.
 func isNaNCode(f kernels.FP8, c uint8) bool { return math.IsNaN(fp8Value(f, c)) }
 
-// fp8Scale is the scaling recipes' rule for a tile of amax a (kernels.TileQuant):
-// (max/a)/2^margin, rounded to float32 at each step, rounded down to a power of two with
-// pow2, clamped to [2^-126, 2^126]; 1 when a is zero or not finite.
-func fp8Scale(a float32, f kernels.FP8, margin int, pow2 bool) float32 {
-	if !(a > 0 && a <= math.MaxFloat32) {
-		return 1
-	}
-	s := float32(fp8Max(f)) / a
-	if margin != 0 {
-		s = float32(math.Ldexp(float64(s), -margin))
-	}
-	s = min(max(s, 0x1p-126), 0x1p126)
-	if pow2 {
-		s = float32(math.Ldexp(1, math.Ilogb(float64(s))))
-	}
-	return s
-}
-
 // amaxOf is max|x[i]|, NaN if any x[i] is NaN, 0 for none.
 func amaxOf(x []float32) float32 {
 	var m float32
