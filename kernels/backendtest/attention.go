@@ -112,7 +112,7 @@ func attentionCase[F kernels.Float](e *env[F], s attnShape, nan bool) {
 		q[((s.b-1)*s.t+5)*s.h*s.d+s.d+2] = F(math.NaN())
 	}
 	scale := F(1 / math.Sqrt(float64(s.d)))
-	ob, lb := out(e, "out", make([]F, n*s.h*s.d)), out(e, "lse", make([]F, n*s.h))
+	ob, lb := out(e, "out", unwritten[F](n*s.h*s.d)), out(e, "lse", unwritten[F](n*s.h))
 	e.be.Attention(ob, lb, in(e, "q", q), in(e, "k", k), in(e, "v", v), in(e, "doc", doc), s.b, s.t, s.h, s.kv, s.d, scale)
 
 	r := &attnRef{s, to64(q), to64(k), to64(v), doc, float64(scale)}

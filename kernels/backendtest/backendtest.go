@@ -177,8 +177,8 @@ func bytesOf[T kernels.Elem](s []T) []byte {
 }
 
 // place uploads x into a view of len(x) elements at offset guard of a fresh allocation
-// of the backend, guard bytes on either side, and has done verify the guards, and x
-// itself unless the op writes the view (out).
+// of the backend, with guard bytes on either side. e.done then checks that the guards are
+// intact and, unless the op writes the view (out), that x is unchanged.
 func place[T kernels.Elem, F kernels.Float](e *env[F], name string, x []T, out bool) kernels.Buf[T] {
 	all := kernels.Alloc[T](e.be, len(x)+2*guard)
 	host := make([]T, len(x)+2*guard)
@@ -245,7 +245,7 @@ func near[F kernels.Float](e *env[F], name string, got []F, want, mag []float64,
 		case math.IsInf(w, 0) || tol == 0:
 			ok = g == F(w)
 		default:
-			ok = math.Abs(float64(g)-w) <= tol*e.eps*mag[i]
+			ok = math.Abs(float64(g)-w) <= tol*e.eps*magAt(mag, i)
 		}
 		if !ok {
 			if bad < maxReports {
@@ -337,6 +337,16 @@ func ints[F kernels.Float](e *env[F], n int, lo, hi int) []int32 {
 	s := make([]int32, n)
 	for i := range s {
 		s[i] = int32(lo + e.rng.IntN(hi-lo))
+	}
+	return s
+}
+
+// unwritten returns the initial contents of an output that an op writes: 77s, a value
+// none of the cases writes, so that an element the op skips or adds to shows.
+func unwritten[T kernels.Elem](n int) []T {
+	s := make([]T, n)
+	for i := range s {
+		s[i] = 77
 	}
 	return s
 }

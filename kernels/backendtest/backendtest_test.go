@@ -49,9 +49,6 @@ func (r *recorder) failures() []string {
 // TestCPUPasses: the unbroken CPU backend passes, through the recorder too (so that the
 // tests below, which expect exactly one failing op, start from a clean verdict).
 func TestCPUPasses(t *testing.T) {
-	if testing.Short() {
-		t.Skip("kernels/cpu's TestConformance runs the suite on the CPU")
-	}
 	r := newRecorder()
 	Run(r, device.CPU[float32]())
 	for _, name := range r.failures() {

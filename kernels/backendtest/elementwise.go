@@ -29,7 +29,7 @@ func checkSwiGLU[F kernels.Float](e *env[F]) {
 		if n > 8 { // NaN in a reaches out and sig, NaN in u out only; ±20 saturate sig
 			a[3], u[5], a[6], a[8] = F(math.NaN()), F(math.NaN()), 20, -20
 		}
-		ob, sb := out(e, "out", make([]F, n)), out(e, "sig", make([]F, n))
+		ob, sb := out(e, "out", unwritten[F](n)), out(e, "sig", unwritten[F](n))
 		e.be.SwiGLU(ob, sb, in(e, "a", a), in(e, "u", u))
 		wo, ws := make([]float64, n), make([]float64, n)
 		for i := range n {
@@ -80,7 +80,7 @@ func checkCrossEntropy[F kernels.Float](e *env[F]) {
 		if n > 2 && v > 3 { // a NaN logit makes its row's loss and lse NaN
 			logits[v+3] = F(math.NaN())
 		}
-		lb, sb := out(e, "loss", make([]F, n)), out(e, "lse", make([]F, n))
+		lb, sb := out(e, "loss", unwritten[F](n)), out(e, "lse", unwritten[F](n))
 		e.be.CrossEntropy(lb, sb, in(e, "logits", logits), in(e, "targets", targets), v)
 		wl, ws := make([]float64, n), make([]float64, n)
 		ml, ms := make([]float64, n), make([]float64, n)

@@ -112,10 +112,10 @@ func quantizeCase[F kernels.Float](e *env[F], f kernels.FP8, src []float32, scal
 	var cb kernels.Buf[uint8]
 	var vb kernels.Buf[float32]
 	if keep != "vals" {
-		cb = out(e, "codes", make([]uint8, n))
+		cb = out(e, "codes", unwritten[uint8](n))
 	}
 	if keep != "codes" {
-		vb = out(e, "vals", make([]float32, n))
+		vb = out(e, "vals", unwritten[float32](n))
 	}
 	amax := e.be.Quantize(cb, vb, in(e, "src", src), scale, f)
 	codes, vals := make([]uint8, n), make([]float32, n)
@@ -145,7 +145,7 @@ func checkDequantize[F kernels.Float](e *env[F]) {
 						codes[i] = uint8(e.rng.IntN(256))
 					}
 				}
-				db := out(e, "dst", make([]float32, n))
+				db := out(e, "dst", unwritten[float32](n))
 				e.be.Dequantize(db, in(e, "src", codes), scaleInv, f)
 				want := make([]float32, n)
 				for i, c := range codes {
@@ -262,13 +262,13 @@ func quantizeTilesCase[F kernels.Float](e *env[F], f kernels.FP8, t tiling, rows
 		q.Src = in(e, "src", src)
 	}
 	if v.codes {
-		q.Codes = out(e, "codes", make([]uint8, n))
+		q.Codes = out(e, "codes", unwritten[uint8](n))
 	}
 	if v.vals && !v.inPlace {
-		q.Vals = out(e, "vals", make([]float32, n))
+		q.Vals = out(e, "vals", unwritten[float32](n))
 	}
 	if v.inv {
-		q.Inv = out(e, "inv", make([]float32, ntiles))
+		q.Inv = out(e, "inv", unwritten[float32](ntiles))
 	}
 	amax := e.be.QuantizeTiles(q)
 	want := refTiles(src, rows, cols, t, f, mul, margin, pow2)
@@ -300,7 +300,7 @@ func checkDequantizeTiles[F kernels.Float](e *env[F]) {
 					for i := range inv {
 						inv[i] = float32(math.Ldexp(1+e.rng.Float64(), e.rng.IntN(20)-14))
 					}
-					db := out(e, "dst", make([]float32, rows*cols))
+					db := out(e, "dst", unwritten[float32](rows*cols))
 					e.be.DequantizeTiles(kernels.TileDequant{Dst: db, Codes: in(e, "codes", codes), Inv: in(e, "inv", inv),
 						Rows: rows, Cols: cols, TR: t.tr, TC: t.tc, Mul: mul, Format: f})
 					want := make([]float32, rows*cols)

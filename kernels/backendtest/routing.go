@@ -102,8 +102,8 @@ func checkRoute[F kernels.Float](e *env[F]) {
 		e.begin("N=%d E=%d k=%d logits=%s", s.n, s.e, s.k, s.logits)
 		r := routeLogits(e, s)
 		nk := s.n * s.k
-		pb, gb, rgb := out(e, "probs", make([]F, s.n*s.e)), out(e, "gate", make([]F, nk)), out(e, "rowGate", make([]F, nk))
-		srb, rtb := out(e, "slotRow", make([]int32, nk)), out(e, "rowTok", make([]int32, nk))
+		pb, gb, rgb := out(e, "probs", unwritten[F](s.n*s.e)), out(e, "gate", unwritten[F](nk)), out(e, "rowGate", unwritten[F](nk))
+		srb, rtb := out(e, "slotRow", unwritten[int32](nk)), out(e, "rowTok", unwritten[int32](nk))
 		counts := make([]int, s.e)
 		for i := range counts {
 			counts[i] = 99 // Route writes every count

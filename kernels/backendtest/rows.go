@@ -113,7 +113,7 @@ func checkRMSNorm[F kernels.Float](e *env[F]) {
 		n, c := s[0], s[1]
 		e.begin("N=%d C=%d", n, c)
 		x, g := normInput(e, n, c, true), uniform(e, c, 0.5, 1.5)
-		ob, rb := out(e, "out", make([]F, n*c)), out(e, "rstd", make([]F, n))
+		ob, rb := out(e, "out", unwritten[F](n*c)), out(e, "rstd", unwritten[F](n))
 		e.be.RMSNorm(ob, rb, in(e, "x", x), in(e, "g", g), c, eps)
 		r := refRstd(to64(x), n, c, eps)
 		want := make([]float64, n*c)
