@@ -209,12 +209,20 @@ func checkAxpy[F kernels.Float](e *env[F]) {
 // multiples of 16.
 var gatherShapes = [][3]int{{5, 0, 7}, {1, 1, 1}, {10, 23, 37}, {40, 64, 16}, {7, 9, 100}}
 
-// weights returns n random row weights, or (none) the empty buffer that means weight 1.
-func weights[F kernels.Float](e *env[F], n int, none bool) ([]F, kernels.Buf[F]) {
-	if none {
+// weightKinds are the ways to pass GatherRows' and GatherSum's weights: random ones, or
+// "none" as the zero Buf or as an empty view of an allocation.
+var weightKinds = []string{"weights", "zero Buf", "empty view"}
+
+// weights returns n row weights of the given kind (1s for none) and the buffer to pass.
+func weights[F kernels.Float](e *env[F], n int, kind string) ([]F, kernels.Buf[F]) {
+	switch kind {
+	case "zero Buf", "empty view":
 		w := make([]F, n)
 		for i := range w {
 			w[i] = 1
+		}
+		if kind == "empty view" {
+			return w, in(e, "w", []F{})
 		}
 		return w, kernels.Buf[F]{}
 	}
@@ -225,10 +233,10 @@ func weights[F kernels.Float](e *env[F], n int, none bool) ([]F, kernels.Buf[F])
 func checkGatherRows[F kernels.Float](e *env[F]) {
 	for _, s := range gatherShapes {
 		rows, n, c := s[0], s[1], s[2]
-		for _, none := range []bool{false, true} {
-			e.begin("rows=%d N=%d C=%d w empty=%v", rows, n, c, none)
+		for _, kind := range weightKinds {
+			e.begin("rows=%d N=%d C=%d w: %s", rows, n, c, kind)
 			src, idx := uniform(e, rows*c, -1, 1), ints(e, n, 0, rows)
-			w, wb := weights(e, n, none)
+			w, wb := weights(e, n, kind)
 			db := out(e, "dst", uniform(e, n*c, -1, 1))
 			e.be.GatherRows(db, in(e, "src", src), in(e, "idx", idx), wb, c)
 			want := make([]float64, n*c)
@@ -247,10 +255,10 @@ func checkGatherSum[F kernels.Float](e *env[F]) {
 	for _, s := range gatherShapes {
 		rows, n, c := s[0], s[1], s[2]
 		for k := 1; k <= 3; k++ {
-			none := k == 2
-			e.begin("rows=%d N=%d C=%d k=%d w empty=%v", rows, n, c, k, none)
+			kind := weightKinds[k-1]
+			e.begin("rows=%d N=%d C=%d k=%d w: %s", rows, n, c, k, kind)
 			src, idx := uniform(e, rows*c, -1, 1), ints(e, n*k, 0, rows)
-			w, wb := weights(e, n*k, none)
+			w, wb := weights(e, n*k, kind)
 			d := uniform(e, n*c, -1, 1)
 			db := out(e, "dst", d)
 			e.be.GatherSum(db, in(e, "src", src), in(e, "idx", idx), wb, k, c)
