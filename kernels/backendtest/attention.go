@@ -191,8 +191,14 @@ func attentionBackwardCase[F kernels.Float](e *env[F], s attnShape) {
 
 	dq, dk, dv := uniform(e, n*hd, -1, 1), uniform(e, n*kd, -1, 1), uniform(e, n*kd, -1, 1)
 	dqb, dkb, dvb := out(e, "dq", dq), out(e, "dk", dk), out(e, "dv", dv)
-	e.be.AttentionBackward(dqb, dkb, dvb, in(e, "dout", dout), in(e, "out", o), in(e, "lse", lse),
-		in(e, "q", q), in(e, "k", k), in(e, "v", v), in(e, "doc", doc), s.b, s.t, s.h, s.kv, s.d, scale)
+	dqb2, dkb2, dvb2 := out(e, "dq (again)", dq), out(e, "dk (again)", dk), out(e, "dv (again)", dv)
+	ins := []kernels.Buf[F]{in(e, "dout", dout), in(e, "out", o), in(e, "lse", lse), in(e, "q", q), in(e, "k", k), in(e, "v", v)}
+	docb := in(e, "doc", doc)
+	e.be.AttentionBackward(dqb, dkb, dvb, ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], docb, s.b, s.t, s.h, s.kv, s.d, scale)
+	e.be.AttentionBackward(dqb2, dkb2, dvb2, ins[0], ins[1], ins[2], ins[3], ins[4], ins[5], docb, s.b, s.t, s.h, s.kv, s.d, scale)
+	sameRuns(e, "dq", dqb, dqb2)
+	sameRuns(e, "dk", dkb, dkb2)
+	sameRuns(e, "dv", dvb, dvb2)
 
 	wq, wk, wv := to64(dq), to64(dk), to64(dv)
 	mq, mk, mv := absOf(wq), absOf(wk), absOf(wv)

@@ -287,6 +287,14 @@ func same[T kernels.Elem, F kernels.Float](e *env[F], name string, got, want []T
 	}
 }
 
+// sameRuns checks the contract's determinism where a backend could lose it (sums spread
+// over threads, atomic adds): two calls on the same inputs, into a and b, gave the same
+// bits.
+func sameRuns[F kernels.Float](e *env[F], name string, a, b kernels.Buf[F]) {
+	e.r.Helper()
+	same(e, name+" of two identical calls", get(e, a), get(e, b))
+}
+
 // nearScalar compares a float64 read-back with its reference: |got - want| <= tol·mag
 // (tol 0: bit-exact), NaN needing NaN and an infinity itself.
 func nearScalar[F kernels.Float](e *env[F], name string, got, want, mag, tol float64) {

@@ -65,8 +65,11 @@ func checkMatMul[F kernels.Float](e *env[F]) {
 
 func matMulCase[F kernels.Float](e *env[F], c, a, b []F, m, k, n int, transA, transB, acc bool) {
 	e.r.Helper()
-	cb := out(e, "c", c)
-	e.be.MatMul(cb, in(e, "a", a), in(e, "b", b), m, k, n, transA, transB, acc)
+	cb, cb2 := out(e, "c", c), out(e, "c (again)", c)
+	ab, bb := in(e, "a", a), in(e, "b", b)
+	e.be.MatMul(cb, ab, bb, m, k, n, transA, transB, acc)
+	e.be.MatMul(cb2, ab, bb, m, k, n, transA, transB, acc)
+	sameRuns(e, "c", cb, cb2)
 	want, mag := refMatMul(to64(c), to64(a), to64(b), m, k, n, transA, transB, acc)
 	near(e, "c", get(e, cb), want, mag, e.tol(k))
 	e.done()

@@ -60,8 +60,11 @@ func checkEmbeddingBackward[F kernels.Float](e *env[F]) {
 		e.begin("N=%d C=%d V=%d", n, c, v)
 		dt, dout, ids := uniform(e, v*c, -1, 1), uniform(e, n*c, -1, 1), embedIDs(e, n, v)
 		const scale = 0.75
-		db := out(e, "dtable", dt)
-		e.be.EmbeddingBackward(db, in(e, "dout", dout), in(e, "ids", ids), c, scale)
+		db, db2 := out(e, "dtable", dt), out(e, "dtable (again)", dt)
+		doutb, idsb := in(e, "dout", dout), in(e, "ids", ids)
+		e.be.EmbeddingBackward(db, doutb, idsb, c, scale)
+		e.be.EmbeddingBackward(db2, doutb, idsb, c, scale)
+		sameRuns(e, "dtable", db, db2)
 		want, mag := to64(dt), absOf(to64(dt))
 		for i, id := range ids {
 			if id < 0 {
@@ -136,7 +139,12 @@ func checkRMSNormBackward[F kernels.Float](e *env[F]) {
 		rstd := toF[F](refRstd(to64(x), n, c, 1e-5))
 		dx, dg := uniform(e, n*c, -1, 1), uniform(e, c, -1, 1)
 		dxb, dgb := out(e, "dx", dx), out(e, "dg", dg)
-		e.be.RMSNormBackward(dxb, dgb, in(e, "dout", dout), in(e, "x", x), in(e, "g", g), in(e, "rstd", rstd), c)
+		dxb2, dgb2 := out(e, "dx (again)", dx), out(e, "dg (again)", dg)
+		ins := []kernels.Buf[F]{in(e, "dout", dout), in(e, "x", x), in(e, "g", g), in(e, "rstd", rstd)}
+		e.be.RMSNormBackward(dxb, dgb, ins[0], ins[1], ins[2], ins[3], c)
+		e.be.RMSNormBackward(dxb2, dgb2, ins[0], ins[1], ins[2], ins[3], c)
+		sameRuns(e, "dx", dxb, dxb2)
+		sameRuns(e, "dg", dgb, dgb2)
 
 		// With n = x·r and dn = dout⊙g: dx += r·(dn - n·mean(dn⊙n)), dg += Σᵢ dout⊙n.
 		wdx, mdx := to64(dx), absOf(to64(dx))
