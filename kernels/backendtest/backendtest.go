@@ -132,12 +132,6 @@ func epsilon[F kernels.Float]() float64 {
 	return 0x1p-52
 }
 
-// is32 says whether F is a 4-byte float.
-func is32[F kernels.Float]() bool {
-	var z F
-	return unsafe.Sizeof(z) == 4
-}
-
 // begin starts a case: format describes it (its shapes) in every message.
 func (e *env[F]) begin(format string, args ...any) {
 	e.at = fmt.Sprintf(format, args...)
@@ -323,7 +317,7 @@ func toF[F kernels.Float](x []float64) []F {
 }
 
 // to64 widens an op's values to float64 for the references.
-func to64[F kernels.Float | float32](x []F) []float64 {
+func to64[F kernels.Float](x []F) []float64 {
 	s := make([]float64, len(x))
 	for i, v := range x {
 		s[i] = float64(v)
