@@ -3,6 +3,7 @@ package backendtest
 import (
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -178,6 +179,27 @@ func (b noSaturation) Quantize(codes kernels.Buf[uint8], vals, src kernels.Buf[f
 		}
 	}
 	return amax
+}
+
+// TestEveryOpIsChecked: the suite has a check for every method of kernels.Backend
+// (Memory's byte methods, Name and Device aside), so that an op added to the interface
+// fails here until the suite covers it.
+func TestEveryOpIsChecked(t *testing.T) {
+	checked := map[string]bool{}
+	for _, c := range checks[float32]() {
+		checked[c.name] = true
+	}
+	skip := map[string]bool{"Name": true, "Device": true}
+	mem := reflect.TypeFor[kernels.Memory]()
+	for i := range mem.NumMethod() {
+		skip[mem.Method(i).Name] = true
+	}
+	be := reflect.TypeFor[kernels.Backend[float32]]()
+	for i := range be.NumMethod() {
+		if name := be.Method(i).Name; !skip[name] && !checked[name] {
+			t.Errorf("kernels.Backend.%s has no check", name)
+		}
+	}
 }
 
 // TestEveryOpHasATolerance: the tolerance table and the checks name the same ops.
