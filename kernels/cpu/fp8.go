@@ -77,16 +77,12 @@ func (t *amaxTask) run(lo, hi int) { raiseAmax(t.amax, amaxBits(t.src[lo:hi])) }
 // small buffer that stays in L1.
 func (be *Backend[F]) Quantize(codes kernels.Buf[uint8], vals, src kernels.Buf[float32], scale float32, f kernels.FP8) float32 {
 	s := src.Host()
-	c, v := codes.Host(), vals.Host()
-	if len(c) > 0 {
+	c, v := orNil(codes.Host()), orNil(vals.Host())
+	if c != nil {
 		c = c[:len(s)]
-	} else {
-		c = nil
 	}
-	if len(v) > 0 {
+	if v != nil {
 		v = v[:len(s)]
-	} else {
-		v = nil
 	}
 	m := Take[atomic.Uint32]()
 	defer Release(m)
@@ -159,6 +155,14 @@ func decodeRows(dst []float32, ldd int, src []uint8, lds, rows, cols int, scaleI
 	for r := range rows {
 		decodeScaled(dst[r*ldd+done:r*ldd+cols], src[r*lds+done:r*lds+cols], scaleInv, tab)
 	}
+}
+
+// orNil is s, or nil when s is empty: an empty Buf stands for an output not written.
+func orNil[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
 }
 
 // fp8Grain is the fewest elements worth a thread: some 10–30 µs of work.

@@ -120,7 +120,7 @@ func TestEncodeSatEveryBFloat16(t *testing.T) {
 	}
 }
 
-// The blockwise loops and the decoder called directly, on loopCases' inputs without NaN
+// The blockwise loops and the decode loops called directly, on loopCases' inputs without NaN
 // (their callers keep NaN from them) at 16 lengths: each does exactly the largest
 // multiple of its step (none in Go), as the reference computes it, and writes nothing
 // beyond; amaxBulk and amaxColsBulk see the NaNs too.
@@ -399,7 +399,7 @@ func BenchmarkDecodeRows(b *testing.B) {
 
 // BenchmarkQuantizeISA runs the codec benchmarks with each instruction set's loops in
 // turn, so that one run shows them side by side under the same load: Quantize,
-// QuantizeDecoded, Dequantize, Tile (TileCodec's row tiles) and Tiles (the blockwise
+// QuantizeDecoded, Dequantize, Tile (kernels/fp8.TileCodec's row tiles) and Tiles (the blockwise
 // recipe's tilings with values: encodeK and encodeVec, amaxBits and amaxCols).
 func BenchmarkQuantizeISA(b *testing.B) {
 	if len(asmLoops) == 0 {

@@ -56,14 +56,6 @@ func (be *Backend[F]) QuantizeTiles(t kernels.TileQuant) float32 {
 	return math.Float32frombits(m.Load())
 }
 
-// orNil is s, or nil when s is empty: an empty Buf stands for an output not written.
-func orNil[T any](s []T) []T {
-	if len(s) == 0 {
-		return nil
-	}
-	return s
-}
-
 // colChunk is how many columns of a band a T×1 tiling scales at a time (stack buffers).
 const colChunk = 256
 
@@ -90,10 +82,11 @@ func (q *tileQuant) scaleOf(a uint32) float32 {
 }
 
 // rowLoop says whether q's 1×fp8Tile tiles may go through encodeTilesBulk, whose loop
-// does a tile's amax, scale and codes in one pass and many tiles per call (TileCodec's
-// tiles: the per-tile calls cost as much as the work on 128 values): it scales by the
-// rule with margin 0 and no power of two, and writes codes and inverse scales but no
-// values (with values, as the blockwise recipe's row tiles, the loop was no faster).
+// does a tile's amax, scale and codes in one pass and many tiles per call (the tiles of
+// kernels/fp8's TileCodec: the per-tile calls cost as much as the work on 128 values): it
+// scales by the rule with margin 0 and no power of two, and writes codes and inverse
+// scales but no values (with values, as the blockwise recipe's row tiles, the loop was no
+// faster).
 func (q *tileQuant) rowLoop() bool {
 	return q.tr == 1 && q.tc == fp8Tile && q.codes != nil && q.vals == nil && q.inv != nil && q.margin == 0 && !q.pow2
 }

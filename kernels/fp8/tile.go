@@ -54,8 +54,11 @@ func (c TileCodec) Decode(dst kernels.Buf[float32], codes kernels.Buf[uint8], sc
 }
 
 // check returns how many rows of cols values n values are, after checking that codes
-// and scales have room for them.
+// and scales have room for them and that c has a backend.
 func (c TileCodec) check(op string, ncodes, nscales, n, cols int) int {
+	if c.be == nil {
+		panic("fp8.TileCodec." + op + ": a TileCodec is made by NewTileCodec, with the backend it runs on")
+	}
 	if cols < 1 || n%cols != 0 || ncodes < n || nscales < n/cols*c.Scales(cols) {
 		panic(fmt.Sprintf("fp8.TileCodec.%s: %d values in rows of %d, %d codes, %d scales", op, n, cols, ncodes, nscales))
 	}

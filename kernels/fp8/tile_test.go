@@ -122,9 +122,10 @@ func TestTileNonFinite(t *testing.T) {
 func TestTileBadShapes(t *testing.T) {
 	c := NewTileCodec(testBackend)
 	for _, f := range []func(){
-		func() { c.Encode(hc(make([]uint8, 10)), hb(make([]float32, 2)), hb(make([]float32, 10)), 3) },     // 10 not rows of 3
-		func() { c.Encode(hc(make([]uint8, 9)), hb(make([]float32, 2)), hb(make([]float32, 9)), 3) },       // 3 rows need 3 scales
-		func() { c.Decode(hb(make([]float32, 256)), hc(make([]uint8, 255)), hb(make([]float32, 2)), 128) }, // codes too short
+		func() { c.Encode(hc(make([]uint8, 10)), hb(make([]float32, 2)), hb(make([]float32, 10)), 3) },         // 10 not rows of 3
+		func() { c.Encode(hc(make([]uint8, 9)), hb(make([]float32, 2)), hb(make([]float32, 9)), 3) },           // 3 rows need 3 scales
+		func() { c.Decode(hb(make([]float32, 256)), hc(make([]uint8, 255)), hb(make([]float32, 2)), 128) },     // codes too short
+		func() { TileCodec{}.Encode(hc(make([]uint8, 3)), hb(make([]float32, 1)), hb(make([]float32, 3)), 3) }, // no backend
 	} {
 		func() {
 			defer func() {
