@@ -100,11 +100,11 @@ func (be *Backend[F]) Scale(x kernels.Buf[F], s F) { be.scale(x.Host(), s) }
 func (be *Backend[F]) Axpy(y, x kernels.Buf[F], a F) { be.axpy(y.Host(), x.Host(), a) }
 
 func (be *Backend[F]) GatherRows(dst, src kernels.Buf[F], idx kernels.Buf[int32], w kernels.Buf[F], c int) {
-	be.gatherRows(dst.Host(), src.Host(), idx.Host(), w.Host(), c)
+	be.gatherRows(dst.Host(), src.Host(), idx.Host(), orNil(w.Host()), c)
 }
 
 func (be *Backend[F]) GatherSum(dst, src kernels.Buf[F], idx kernels.Buf[int32], w kernels.Buf[F], k, c int) {
-	be.gatherSum(dst.Host(), src.Host(), idx.Host(), w.Host(), k, c)
+	be.gatherSum(dst.Host(), src.Host(), idx.Host(), orNil(w.Host()), k, c)
 }
 
 func (be *Backend[F]) RowDots(out, a, b kernels.Buf[F], idx kernels.Buf[int32], c int) {

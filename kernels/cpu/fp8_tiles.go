@@ -35,8 +35,12 @@ type tileQuant struct {
 }
 
 // QuantizeTiles: see kernels.Backend. It runs on the worker pool, one band of TR rows per
-// task index, and returns the amax of the whole matrix (NaN if any value is NaN).
+// task index, and returns the amax of the whole matrix (NaN if any value is NaN). An
+// empty matrix has nothing to write, whatever buffers it is given.
 func (be *Backend[F]) QuantizeTiles(t kernels.TileQuant) float32 {
+	if t.Rows == 0 || t.Cols == 0 {
+		return 0
+	}
 	q := tileQuant{p: &fp8Formats[t.Format], codes: orNil(t.Codes.Host()), vals: orNil(t.Vals.Host()),
 		src: t.Src.Host(), inv: orNil(t.Inv.Host()), rows: t.Rows, cols: t.Cols, tr: t.TR, tc: t.TC,
 		mul: t.Mul, margin: t.Margin, pow2: t.Pow2}
