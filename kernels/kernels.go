@@ -93,7 +93,8 @@ type Backend[F Float] interface {
 	// loss[i] = lse[i] - logits[i, targets[i]].
 	//   loss, lse: [N]  logits: [N, V]  targets: [N]
 	CrossEntropy(loss, lse, logits Buf[F], targets Buf[int32], v int)
-	// CrossEntropyBackward accumulates dlogits[i,:] += w[i]·(softmax(logits[i,:]) - onehot(targets[i])).
+	// CrossEntropyBackward accumulates dlogits[i,:] += w[i]·(softmax(logits[i,:]) - onehot(targets[i]));
+	// rows with w[i] = 0 (masked) are left untouched, whatever their logits hold.
 	//   w: [N] per-row weight of the loss (mask / count · upstream scale)
 	CrossEntropyBackward(dlogits, logits, lse Buf[F], targets Buf[int32], w Buf[F], v int)
 	// LossWeights writes w[i] = F(float64(scale)·float64(mask[i]) / tokens), the per-row
@@ -157,7 +158,7 @@ type Backend[F Float] interface {
 	SumSquares(x Buf[F]) float64
 	// MeanAbsDiff returns the mean of |a[i] - b[i]| (of |a[i]| when b is empty), each
 	// difference taken in float64 and summed in float64 in index order (activation
-	// statistics).
+	// statistics); NaN for an empty a.
 	MeanAbsDiff(a, b Buf[F]) float64
 
 	// AdamW applies one AdamW update to the elements of each span, with the coefficients
@@ -213,7 +214,8 @@ type AdamWCoeffs struct {
 // FP8Scale(its amax, 1, Format, Margin, Pow2) of its own amax (1 for an all-zero or
 // non-finite tile). It writes the codes (Codes, [Rows·Cols]), and/or the decoded values
 // times Mul/scale (Vals, which may be Src itself: in place), and/or the tiles' inverse
-// scales (Inv, row-major over the tiles); an empty buffer is not written.
+// scales (Inv, row-major over the tiles); an empty buffer is not written. Tiles are at
+// most T wide, and a T×1 tiling (the weight gradient's operands) must write Vals.
 type TileQuant struct {
 	Codes          Buf[uint8]
 	Vals, Src, Inv Buf[float32]

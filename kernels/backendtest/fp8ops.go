@@ -12,9 +12,8 @@ import (
 // fp8Formats are the formats every FP8 op is checked in.
 var fp8Formats = []kernels.FP8{kernels.E4M3, kernels.E5M2}
 
-// tileSize is kernels/fp8.TileSize, the tile edge of the blockwise recipe that
-// kernels.TileQuant's doc names.
-const tileSize = 128
+// tileSize is the edge of the FP8 tiles the recipes use.
+const tileSize = kernels.FP8Tile
 
 // fp8Input returns n float32 values for quantization: mostly in [-1, 1), with (where n
 // allows) values that saturate at the given scale, values in the subnormal range and
