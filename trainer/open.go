@@ -20,7 +20,9 @@ import (
 // refuses to run. evalSpec names the data Eval reads (same forms as data.eval; "" = none).
 // The checkpoint is refused if the MetaP rules of this herd give another table than the
 // one it was trained with, since its forward multipliers would differ. A path that is a
-// file, or runs through one, is a user error naming it.
+// file, or runs through one, is a user error naming it. It runs on opts.Backend, else on
+// the CPU: the device a run trained on (train.device) need not be present where its
+// checkpoints are evaluated or exported.
 func Open(path, evalSpec string, opts Options) (*Trainer, error) {
 	if fi, err := os.Stat(path); (err == nil && !fi.IsDir()) || errors.Is(err, syscall.ENOTDIR) {
 		return nil, usererr.New(path, "is a file, not a checkpoint folder: name a checkpoint folder (such as runs/tiny/step-00000300) or a run folder holding one")
@@ -44,7 +46,7 @@ func Open(path, evalSpec string, opts Options) (*Trainer, error) {
 	if err := json.Unmarshal(st.Config, &cfg); err != nil {
 		return nil, usererr.New(where, "unreadable checkpoint: config: %v", err)
 	}
-	cfg = withDevice(cfg)
+	cfg.Train.Device = config.Default().Train.Device
 	if err := cfg.Validate(); err != nil {
 		return nil, usererr.New(where, "the checkpoint's config is not valid for this herd: %v", err)
 	}
