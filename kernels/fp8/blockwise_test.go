@@ -2,104 +2,12 @@ package fp8
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"runtime"
 	"testing"
+
+	"github.com/herdml/herd/kernels"
 )
-
-// refTiles quantizes x [rows, cols] tile by tile with the plainest loops: per tile its
-// amax, computeScale's scale (1 for a zero or non-finite tile), Encode of x·scale, and
-// Decode·(1/scale)·mul.
-func refTiles(x []float32, rows, cols, tr, tc int, f Format, mul float32) (codes []uint8, vals, inv []float32) {
-	codes, vals = make([]uint8, len(x)), make([]float32, len(x))
-	ntc := tiles(cols, tc)
-	inv = make([]float32, tiles(rows, tr)*ntc)
-	for bi := range tiles(rows, tr) {
-		for bj := range ntc {
-			var a float32
-			isNaN := false
-			for r := bi * tr; r < min((bi+1)*tr, rows); r++ {
-				for c := bj * tc; c < min((bj+1)*tc, cols); c++ {
-					v := x[r*cols+c]
-					isNaN = isNaN || v != v
-					a = max(a, float32(math.Abs(float64(v))))
-				}
-			}
-			if isNaN {
-				a = float32(math.NaN())
-			}
-			scale := computeScale(a, 1, f, 0, false)
-			inv[bi*ntc+bj] = 1 / scale
-			for r := bi * tr; r < min((bi+1)*tr, rows); r++ {
-				for c := bj * tc; c < min((bj+1)*tc, cols); c++ {
-					i := r*cols + c
-					codes[i] = f.Encode(x[i]*scale, SatFinite)
-					vals[i] = f.Decode(codes[i]) * (1 / scale * mul)
-				}
-			}
-		}
-	}
-	return codes, vals, inv
-}
-
-// Every tiling gives, tile for tile, the codes and values of the plain reference, on a
-// tensor with an outlier tile (3e38), an all-zero tile, tiles holding ±Inf or NaN and
-// ragged edges; every tile scale is finite and positive, and the amax is the tensor's.
-func TestTileQuantizeMatchesReference(t *testing.T) {
-	forEachImpl(t, func(t *testing.T) {
-		rows, cols := 2*TileSize+5, TileSize+37
-		x := randTensor(rows*cols, 11, 1)
-		for c := range TileSize { // row 3's first tile all zero
-			x[3*cols+c] = 0
-		}
-		x[10*cols+4] = 3e38
-		x[200*cols+150] = float32(math.Inf(-1))
-		x[131*cols+2] = float32(math.NaN())
-		for _, f := range []Format{E4M3, E5M2} {
-			for _, sh := range [][2]int{{1, TileSize}, {TileSize, 1}, {TileSize, TileSize}} {
-				name := fmt.Sprintf("%v %dx%d", f, sh[0], sh[1])
-				wantC, wantV, wantInv := refTiles(x, rows, cols, sh[0], sh[1], f, 0.75)
-				codes, vals := make([]uint8, len(x)), make([]float32, len(x))
-				inv := make([]float32, len(wantInv))
-				amax := quantizeTiles(tileQuant{p: &formats[f], codes: codes, vals: vals, src: x, inv: inv,
-					rows: rows, cols: cols, tr: sh[0], tc: sh[1], mul: 0.75})
-				if !math.IsNaN(float64(amax)) {
-					t.Errorf("%s: amax %g, want NaN", name, amax)
-				}
-				for i := range x {
-					if codes[i] != wantC[i] || math.Float32bits(vals[i]) != math.Float32bits(wantV[i]) {
-						t.Fatalf("%s: element %d (%g): code %#02x value %g, want %#02x %g", name, i, x[i], codes[i], vals[i], wantC[i], wantV[i])
-					}
-				}
-				for i, v := range inv {
-					if v != wantInv[i] || !(v > 0 && v <= math.MaxFloat32) {
-						t.Fatalf("%s: tile %d: 1/scale %g, want %g, finite and positive", name, i, v, wantInv[i])
-					}
-				}
-				if sh == [2]int{1, TileSize} {
-					if got := inv[3*2]; got != 1 {
-						t.Errorf("%s: all-zero tile: 1/scale %g, want 1", name, got)
-					}
-					if got, want := inv[10*2], 3e38/f.Max(); got != want {
-						t.Errorf("%s: outlier tile: 1/scale %g, want %g", name, got, want)
-					}
-				}
-				if sh == [2]int{TileSize, 1} { // decoding the 1×T codes back: the same values
-					continue
-				}
-				dec := make([]float32, len(x))
-				decodeTiles(tileDecode{tab: &formats[f].decode, dst: dec, codes: codes, inv: inv,
-					rows: rows, cols: cols, tr: sh[0], tc: sh[1], mul: 0.75})
-				for i := range dec {
-					if math.Float32bits(dec[i]) != math.Float32bits(vals[i]) {
-						t.Fatalf("%s: decodeTiles[%d] = %g, quantizeTiles wrote %g", name, i, dec[i], vals[i])
-					}
-				}
-			}
-		}
-	})
-}
 
 // relErr is the mean over the rows of got [·, cols] of each row's relative error against
 // exact (‖got_r − exact_r‖ / ‖exact_r‖): the typical row's, which the few rows an outlier
@@ -143,8 +51,8 @@ func TestBlockwiseBeatsPerTensorWithOutliers(t *testing.T) {
 		sc := newScaling(t, cfg)
 		l := sc.Linear("w")
 		y, dx, dw := make([]float32, n*out), make([]float32, n*in), make([]float32, out*in)
-		l.Forward(y, x, w, s, n, in, out)
-		l.Backward(dx, dw, dy, s, false)
+		l.Forward(hb(y), hb(x), hb(w), s, n, in, out)
+		l.Backward(hb(dx), hb(dw), hb(dy), s, false)
 		if err := sc.Check(); err != nil {
 			t.Fatal(err)
 		}
@@ -157,8 +65,9 @@ func TestBlockwiseBeatsPerTensorWithOutliers(t *testing.T) {
 
 		if cfg.Recipe == Blockwise && !cfg.GradE4M3 {
 			xd, wd := make([]float32, n*in), make([]float32, out*in)
-			decodeTiles(tileDecode{tab: &formats[E4M3].decode, dst: xd, codes: l.x.codes, inv: l.x.tileInv, rows: n, cols: in, tr: 1, tc: TileSize, mul: 1})
-			l.decodeWeight(wd, 1)
+			testBackend.DequantizeTiles(kernels.TileDequant{Dst: hb(xd), Codes: l.x.codes, Inv: l.x.tileInv,
+				Rows: n, Cols: in, TR: 1, TC: TileSize, Mul: 1, Format: E4M3})
+			l.decodeWeight(hb(wd), 1)
 			dec, bound := bound64(f64(xd), f64(wd), 0, 0, 0, 0, s, n, in, out, func(k, j int) int { return j*in + k })
 			within(t, "blockwise y vs decoded operands", y, 0, dec, bound)
 		}
@@ -189,10 +98,10 @@ func TestBlockwiseLinear(t *testing.T) {
 		y, y2 := make([]float32, n*out), make([]float32, n*out)
 		dx, dw, dw2 := make([]float32, n*in), make([]float32, out*in), make([]float32, out*in)
 		for range 2 {
-			l.Forward(y, x, w, 0.5, n, in, out)
-			l2.Forward(y2, x, w2, 0.5, n, in, out)
-			l2.Backward(dx, dw2, dy, 0.5, false)
-			l.Backward(dx, dw, dy, 0.5, true)
+			l.Forward(hb(y), hb(x), hb(w), 0.5, n, in, out)
+			l2.Forward(hb(y2), hb(x), hb(w2), 0.5, n, in, out)
+			l2.Backward(hb(dx), hb(dw2), hb(dy), 0.5, false)
+			l.Backward(hb(dx), hb(dw), hb(dy), 0.5, true)
 			if err := s.Check(); err != nil {
 				return nil, s
 			}
@@ -214,7 +123,7 @@ func TestBlockwiseLinear(t *testing.T) {
 	// The sharing Linear computes what a Linear of its own computes.
 	solo := newScaling(t, Config{Recipe: Blockwise, History: 1}).Linear("b")
 	y2 := make([]float32, n*out)
-	solo.Forward(y2, x, w2, 0.5, n, in, out)
+	solo.Forward(hb(y2), hb(x), hb(w2), 0.5, n, in, out)
 	for i, v := range y2 {
 		if math.Float32bits(v) != math.Float32bits(one[n*out+i]) {
 			t.Fatalf("shared input: y[%d] = %g, alone %g", i, one[n*out+i], v)

@@ -1,153 +1,31 @@
-// Package fp8 is herd's 8-bit floating point: the OCP FP8 formats E4M3 and E5M2 with
-// NVIDIA's conversion rules, fast quantize/dequantize of float32 tensors with a per-tensor
-// scale, the delayed and current scaling recipes of Transformer Engine, and an emulated FP8
-// GEMM for the linear layers. On a CPU every FP8 value is decoded exactly to float32, so an
-// emulated run takes the same rounding decisions as the tensor cores of an H100.
+// Package fp8 is herd's 8-bit floating point recipes: the delayed, current and blockwise
+// scaling of Transformer Engine and DeepSeek-V3 over the OCP FP8 formats E4M3 and E5M2, an
+// emulated FP8 GEMM for the linear layers, and a codec that keeps activations as E4M3
+// tiles. The numbers are the Backend's (kernels.Backend's Amax, Quantize, QuantizeTiles,
+// ...): this package keeps the scaling state and decides what is quantized with which
+// scale. On a CPU every FP8 value is decoded exactly to float32, so an emulated run takes
+// the same rounding decisions as the tensor cores of an H100.
 //
 // The model never imports this package: the trainer attaches a Linear to each of the
 // model's linear layers when train.precision is fp8 (see docs/fp8.md).
 package fp8
 
-import (
-	"fmt"
-	"math"
-)
+import "github.com/herdml/herd/kernels"
 
-// Format is an FP8 encoding.
-//
-//	E4M3: 1 sign, 4 exponent (bias 7), 3 mantissa bits. Max ±448, min subnormal 2^-9.
-//	      No infinities; S.1111.111 is NaN, so the top exponent still holds 1.0–1.75.
-//	E5M2: 1 sign, 5 exponent (bias 15), 2 mantissa bits. Max ±57344, min subnormal 2^-16.
-//	      IEEE-like: exponent 11111 is Inf (mantissa 0) or NaN.
-type Format uint8
+// Format is an FP8 encoding: kernels.FP8, whose methods are the scalar conversion.
+type Format = kernels.FP8
 
+// The formats.
 const (
-	E4M3 Format = iota // forward operands: activations and weights
-	E5M2               // backward operands: gradients, which need range more than precision
+	E4M3 = kernels.E4M3 // forward operands: activations and weights
+	E5M2 = kernels.E5M2 // backward operands: gradients, which need range more than precision
 )
 
 // Overflow says what a conversion does with a value beyond the largest finite one.
-type Overflow uint8
+type Overflow = kernels.Overflow
 
+// The overflow rules of Format.Encode.
 const (
-	// SatFinite clamps to ±max, as NVIDIA's __NV_SATFINITE and Transformer Engine do; ±Inf
-	// become ±max too. Scaled training always uses it: a stale delayed scale must not turn
-	// an outlier into NaN.
-	SatFinite Overflow = iota
-	// NoSat gives NaN (E4M3, which has no Inf) or ±Inf (E5M2), as __NV_NOSAT does.
-	NoSat
+	SatFinite = kernels.SatFinite // clamp to ±max, as scaled training always does
+	NoSat     = kernels.NoSat     // NaN (E4M3) or ±Inf (E5M2)
 )
-
-// format holds the constants the bit-level conversion needs.
-type format struct {
-	name      string
-	mbits     uint32  // mantissa bits
-	max       float32 // largest finite value
-	maxCode   uint32  // code of +max
-	overCode  uint32  // NoSat overflow code, before the sign
-	minNormal uint32  // float32 bits of 2^emin
-	magic     float32 // 2^(emin-mbits+23): adding it rounds |x| < 2^emin to the subnormal grid
-	rebias    uint32  // (127 - bias) << mbits: float32 exponent field to FP8 exponent field
-	enc       encConsts
-	decode    [256]float32
-}
-
-// encConsts are encodeSat's loop constants, laid out for the assembly loop.
-type encConsts struct {
-	k         uint32 // 2^(shift-1) - 1 - rebias << shift: round-half-even bias, rebias folded in
-	shift     uint32 // 23 - mbits: float32 mantissa bits dropped
-	minNormal uint32
-	maxCode   uint32
-	magic     uint32 // bits of magic
-	valBias   uint32 // rebias << shift: a normal code shifted back, plus this, is its value
-}
-
-var formats = [2]format{
-	E4M3: newFormat("E4M3", 3, 7, 0x7E, 0x7F),
-	E5M2: newFormat("E5M2", 2, 15, 0x7B, 0x7C),
-}
-
-func newFormat(name string, mbits uint32, bias int, maxCode, overCode uint32) format {
-	emin := 1 - bias
-	f := format{
-		name: name, mbits: mbits, maxCode: maxCode, overCode: overCode,
-		minNormal: math.Float32bits(float32(math.Ldexp(1, emin))),
-		magic:     float32(math.Ldexp(1, emin-int(mbits)+23)),
-		rebias:    uint32(127-bias) << mbits,
-	}
-	s := 23 - mbits
-	f.enc = encConsts{k: 1<<(s-1) - 1 - f.rebias<<s, shift: s, minNormal: f.minNormal, maxCode: maxCode,
-		magic: math.Float32bits(f.magic), valBias: f.rebias << s}
-	ebits := 7 - mbits
-	for c := range 256 {
-		e := (c >> mbits) & (1<<ebits - 1)
-		m := float64(c & (1<<mbits - 1))
-		var v float64
-		switch {
-		case uint32(c&0x7F) > maxCode && (name == "E4M3" || m != 0):
-			v = math.NaN()
-		case uint32(c&0x7F) > maxCode:
-			v = math.Inf(1)
-		case e == 0:
-			v = math.Ldexp(m, emin-int(mbits))
-		default:
-			v = math.Ldexp(1+m/float64(int(1)<<mbits), e-bias)
-		}
-		if c&0x80 != 0 {
-			v = -v
-		}
-		f.decode[c] = float32(v)
-	}
-	f.max = f.decode[maxCode]
-	return f
-}
-
-func (f Format) String() string {
-	if int(f) < len(formats) {
-		return formats[f].name
-	}
-	return fmt.Sprintf("Format(%d)", uint8(f))
-}
-
-// Max is the largest finite value: 448 for E4M3, 57344 for E5M2.
-func (f Format) Max() float32 { return formats[f].max }
-
-// Decode returns the exact value of code c (NaN for NaN codes, ±Inf for E5M2's Inf codes).
-func (f Format) Decode(c uint8) float32 { return formats[f].decode[c] }
-
-// Encode converts x with one rounding to nearest, ties to even, from its exact value.
-// Values below half the smallest subnormal become ±0 (the sign is kept); NaN becomes the
-// canonical 0x7F; values beyond the largest finite one and ±Inf follow o.
-func (f Format) Encode(x float32, o Overflow) uint8 {
-	p := &formats[f]
-	b := math.Float32bits(x)
-	if b&0x7FFFFFFF > 0x7F800000 {
-		return 0x7F
-	}
-	code := p.magnitude(b & 0x7FFFFFFF)
-	if code > p.maxCode {
-		if o == SatFinite {
-			code = p.maxCode
-		} else {
-			code = p.overCode
-		}
-	}
-	return uint8(code) | uint8(b>>24)&0x80
-}
-
-// magnitude rounds the non-NaN float32 magnitude with bits a to nearest even on the FP8
-// grid, without an upper limit: the result is the FP8 code of the rounded value, and any
-// result above maxCode means overflow. (An FP8 code read as an integer grows with the value
-// it encodes, and a carry out of the mantissa correctly bumps the exponent.)
-func (p *format) magnitude(a uint32) uint32 {
-	if a < p.minNormal {
-		// Subnormal range: the quanta are 2^(emin-mbits). magic has exactly that ulp, so
-		// the float32 addition rounds |x| once, to nearest even, onto the grid; the
-		// bits above magic's count the quanta, which is the code (8 = the smallest normal).
-		return math.Float32bits(float32(math.Float32frombits(a)+p.magic)) - math.Float32bits(p.magic)
-	}
-	// Normal range: keep mbits of the float32 mantissa, rounding the 23-mbits dropped bits
-	// to nearest even (add just under half, plus the kept LSB), then rebias the exponent.
-	s := 23 - p.mbits
-	return (a+(1<<(s-1)-1)+(a>>s)&1)>>s - p.rebias
-}

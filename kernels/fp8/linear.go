@@ -1,16 +1,36 @@
 package fp8
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/herdml/herd/kernels"
+)
+
+// store is a backend buffer that grows on demand: mem is the allocation, and a request for
+// n elements gets a view of its first n, so that a buffer sized for the largest operand
+// serves every smaller one without allocating.
+type store[T kernels.Elem] struct{ mem kernels.Buf[T] }
+
+// get returns n elements of s, allocating a new buffer of n from mem when s has fewer.
+func (s *store[T]) get(mem kernels.Memory, n int) kernels.Buf[T] {
+	if s.mem.Len() < n {
+		s.mem = kernels.Alloc[T](mem, n)
+	}
+	return s.mem.Slice(0, n)
+}
 
 // tensor is a tensor stored in FP8 (E4M3): its codes and the inverse of the scale they
 // were made with, so that value[i] ≈ Decode(codes[i])·scaleInv. It is how a Linear keeps
 // its input for the backward pass: one byte per element instead of four.
 type tensor struct {
-	codes    []uint8
+	codes    kernels.Buf[uint8]
 	scaleInv float32
 	// tileInv: the blockwise recipe's inverse scales, one per tile (1×TileSize for the
 	// input, TileSize×TileSize for the weight), row-major over the tiles; scaleInv is 1.
-	tileInv []float32
+	tileInv kernels.Buf[float32]
+	// the backend buffers codes and tileInv are views of
+	codeMem store[uint8]
+	invMem  store[float32]
 }
 
 // Linear is one linear layer's three GEMMs in FP8 with the HYBRID formats, emulated on a
@@ -37,15 +57,14 @@ type Linear struct {
 	in, w, grad *Scaler
 	shared      *Linear // reads the input that shared quantized, instead of its own
 
-	x, wq   tensor // saved by Forward
-	xSrc    *float32
-	n, k, o int // n rows, k = in, o = out of the last Forward; n < 0 before any
-	// wq holds the weight at wSrc quantized while the Scaling's gen was wGen: the weights
+	x, wq   tensor               // saved by Forward
+	xSrc    kernels.Buf[float32] // the x of the last Forward, compared by Addr
+	n, k, o int                  // n rows, k = in, o = out of the last Forward; n < 0 before any
+	// wq holds the weight wSrc quantized while the Scaling's gen was wGen: the weights
 	// change only in the optimizer step, which Update ends, so the micro-batches of a step
 	// quantize each weight once (as Transformer Engine caches FP8 weights across them).
-	wSrc *float32
+	wSrc kernels.Buf[float32]
 	wGen uint64
-	dec  decoder // decodes w or x for a backward GEMM (kernels.Backend.MatMulCodes)
 }
 
 // Linear registers the scalers of a linear layer named name ("layers.3.attn.wq"):
@@ -90,30 +109,27 @@ func (s *Scaling) Reserve(n int) {
 	}
 }
 
-// workspace returns slot i of the shared workspace with room for n values: slot 0 holds
-// the decoded x or dy, slot 1 the decoded w (or, blockwise, x).
-func (s *Scaling) workspace(i, n int) []float32 {
-	if cap(s.ws[i]) < n {
-		s.ws[i] = make([]float32, n)
-		if i == 0 {
-			s.xv = nil
-		}
+// workspace returns slot i of the shared workspace, a backend buffer, with room for n
+// values: slot 0 holds the decoded x or dy, slot 1 the decoded w (or, blockwise, x).
+func (s *Scaling) workspace(i, n int) kernels.Buf[float32] {
+	if i == 0 && s.ws[0].mem.Len() < n {
+		s.xv = nil
 	}
-	return s.ws[i][:n]
+	return s.ws[i].get(s.be, n)
 }
 
 // Forward writes y = s·x·wᵀ and keeps x and w in FP8 for Backward.
 //
 //	y: [n, out]  x: [n, in]  w: [out, in]
-func (l *Linear) Forward(y, x, w []float32, s float32, n, in, out int) {
-	if len(x) < n*in || len(w) < out*in || len(y) < n*out {
-		panic(fmt.Sprintf("fp8.Linear.Forward: x %d, w %d, y %d values too short for n=%d in=%d out=%d", len(x), len(w), len(y), n, in, out))
+func (l *Linear) Forward(y, x, w kernels.Buf[float32], s float32, n, in, out int) {
+	if x.Len() < n*in || w.Len() < out*in || y.Len() < n*out {
+		panic(fmt.Sprintf("fp8.Linear.Forward: x %d, w %d, y %d values too short for n=%d in=%d out=%d", x.Len(), w.Len(), y.Len(), n, in, out))
 	}
 	l.n, l.k, l.o = n, in, out
 	if n == 0 {
 		return
 	}
-	x, w, y = x[:n*in], w[:out*in], y[:n*out]
+	x, w, y = x.Slice(0, n*in), w.Slice(0, out*in), y.Slice(0, n*out)
 	xv, wv := l.sc.workspace(0, n*in), l.sc.workspace(1, out*in)
 	if l.sc.cfg.Recipe == Blockwise {
 		l.forwardTiles(xv, wv, x, w, s)
@@ -125,39 +141,40 @@ func (l *Linear) Forward(y, x, w []float32, s float32, n, in, out int) {
 
 // forwardTensor writes the forward GEMM's operands with per-tensor scales: x decoded
 // into xv, and w decoded into wv with the scale-back factor s·x⁻¹·w⁻¹ folded in.
-func (l *Linear) forwardTensor(xv, wv, x, w []float32, s float32) {
+func (l *Linear) forwardTensor(xv, wv, x, w kernels.Buf[float32], s float32) {
 	n, in, out := l.n, l.k, l.o
+	be := l.sc.be
 	if l.shared == nil {
-		l.x.codes = grow(l.x.codes, n*in)
+		l.x.codes = l.x.codeMem.get(be, n*in)
 		l.x.scaleInv = l.in.quantize(l.x.codes, xv, x)
-		l.xSrc = &x[0]
+		l.xSrc = x
 		l.sc.xv = &l.x
 	} else {
 		l.checkShared(x)
 		if l.sc.xv != &l.shared.x { // not left in slot 0 by the linear it shares with
-			Dequantize(xv, l.shared.x.codes, 1, E4M3)
+			be.Dequantize(xv, l.shared.x.codes, 1, E4M3)
 			l.sc.xv = &l.shared.x
 		}
 	}
 	if l.weightStale(w) {
-		l.wq.codes = grow(l.wq.codes, out*in)
-		l.wq.scaleInv = l.w.quantize(l.wq.codes, nil, w)
-		l.wSrc, l.wGen = &w[0], l.sc.gen
+		l.wq.codes = l.wq.codeMem.get(be, out*in)
+		l.wq.scaleInv = l.w.quantize(l.wq.codes, kernels.Buf[float32]{}, w)
+		l.wSrc, l.wGen = w, l.sc.gen
 	}
-	Dequantize(wv, l.wq.codes, s*l.input().scaleInv*l.wq.scaleInv, E4M3)
+	be.Dequantize(wv, l.wq.codes, s*l.input().scaleInv*l.wq.scaleInv, E4M3)
 }
 
 // checkShared panics unless l, sharing its input, runs right after the Linear it shares
 // with, on the same x.
-func (l *Linear) checkShared(x []float32) {
-	if f := l.shared; f.xSrc != &x[0] || f.n != l.n || f.k != l.k {
+func (l *Linear) checkShared(x kernels.Buf[float32]) {
+	if f := l.shared; f.xSrc.Addr() != x.Addr() || f.n != l.n || f.k != l.k {
 		panic("fp8.Linear.Forward: a linear sharing its input must run right after the one it shares with, on the same x")
 	}
 }
 
-// weightStale says whether w must be quantized again: another slice, or a new step.
-func (l *Linear) weightStale(w []float32) bool {
-	return l.wSrc != &w[0] || l.wGen != l.sc.gen || len(l.wq.codes) != len(w)
+// weightStale says whether w must be quantized again: another buffer, or a new step.
+func (l *Linear) weightStale(w kernels.Buf[float32]) bool {
+	return l.wSrc.Addr() != w.Addr() || l.wGen != l.sc.gen || l.wq.codes.Len() != w.Len()
 }
 
 // input is the FP8 copy of the last Forward's x.
@@ -170,48 +187,39 @@ func (l *Linear) input() *tensor {
 
 // Backward is Forward's backward for the last Forward's x and w: it accumulates
 // dw += s·dyᵀ·x and writes dx = s·dy·w, or adds it to dx when accumulate is set.
-// dx or dw may be nil when that gradient is not needed. dy is not modified.
+// dx or dw may be empty when that gradient is not needed. dy is not modified.
 //
 //	dx: [n, in]  dw: [out, in]  dy: [n, out]
-func (l *Linear) Backward(dx, dw, dy []float32, s float32, accumulate bool) {
+func (l *Linear) Backward(dx, dw, dy kernels.Buf[float32], s float32, accumulate bool) {
 	n, in, out := l.n, l.k, l.o
 	if n < 0 {
 		panic("fp8.Linear.Backward before Forward")
 	}
-	if len(dy) < n*out || (dx != nil && len(dx) < n*in) || (dw != nil && len(dw) < out*in) {
-		panic(fmt.Sprintf("fp8.Linear.Backward: dy %d, dx %d, dw %d values too short for n=%d in=%d out=%d", len(dy), len(dx), len(dw), n, in, out))
+	if dy.Len() < n*out || (dx.Len() > 0 && dx.Len() < n*in) || (dw.Len() > 0 && dw.Len() < out*in) {
+		panic(fmt.Sprintf("fp8.Linear.Backward: dy %d, dx %d, dw %d values too short for n=%d in=%d out=%d", dy.Len(), dx.Len(), dw.Len(), n, in, out))
 	}
 	if n == 0 {
 		return
 	}
 	l.sc.xv = nil // the backward writes dy's values into slot 0
 	if l.sc.cfg.Recipe == Blockwise {
-		l.backwardTiles(dx, dw, dy[:n*out], s, accumulate)
+		l.backwardTiles(dx, dw, dy.Slice(0, n*out), s, accumulate)
 		return
 	}
 	be := l.sc.be
-	dyv, gInv := dy[:n*out], float32(1)
+	dyv, gInv := dy.Slice(0, n*out), float32(1)
 	if l.sc.cfg.GradFP32 {
 		l.grad.observe(dyv)
 	} else {
 		dyv = l.sc.workspace(0, n*out)
-		gInv = l.grad.quantize(nil, dyv, dy[:n*out])
+		gInv = l.grad.quantize(kernels.Buf[uint8]{}, dyv, dy.Slice(0, n*out))
 	}
 	// The GEMMs decode w and x from their codes as they pack them.
-	if dx != nil {
-		l.dec = decoder{&formats[E4M3].decode, s * gInv * l.wq.scaleInv}
-		be.MatMulCodes(dx[:n*in], dyv, l.wq.codes, &l.dec, n, out, in, false, accumulate)
+	if dx.Len() > 0 {
+		be.MatMulCodes(dx.Slice(0, n*in), dyv, l.wq.codes, E4M3, s*gInv*l.wq.scaleInv, n, out, in, false, accumulate)
 	}
-	if dw != nil {
+	if dw.Len() > 0 {
 		x := l.input()
-		l.dec = decoder{&formats[E4M3].decode, s * gInv * x.scaleInv}
-		be.MatMulCodes(dw[:out*in], dyv, x.codes, &l.dec, out, n, in, true, true)
+		be.MatMulCodes(dw.Slice(0, out*in), dyv, x.codes, E4M3, s*gInv*x.scaleInv, out, n, in, true, true)
 	}
-}
-
-func grow(b []uint8, n int) []uint8 {
-	if cap(b) < n {
-		return make([]uint8, n)
-	}
-	return b[:n]
 }

@@ -3,13 +3,24 @@ package fp8
 import (
 	"errors"
 	"math"
+	"math/rand/v2"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/herdml/herd/kernels/cpu"
+	"github.com/herdml/herd/kernels"
+	"github.com/herdml/herd/kernels/device"
 )
+
+func randTensor(n int, seed uint64, std float64) []float32 {
+	rng := rand.New(rand.NewPCG(seed, 0))
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(std * rng.NormFloat64())
+	}
+	return x
+}
 
 // problem is one linear layer's data: x [n, in], w [out, in], dy [n, out].
 type problem struct {
@@ -85,11 +96,11 @@ func TestLinearAgainstFloat64(t *testing.T) {
 	s := newScaling(t, Config{Recipe: Delayed, History: 4})
 	l := s.Linear("layers.0.attn.wq")
 	y := make([]float32, p.n*p.out)
-	l.Forward(y, p.x, p.w, p.s, p.n, p.in, p.out)
+	l.Forward(hb(y), hb(p.x), hb(p.w), p.s, p.n, p.in, p.out)
 
 	xd, wd := make([]float32, len(p.x)), make([]float32, len(p.w))
-	Dequantize(xd, l.x.codes, 1, E4M3)
-	Dequantize(wd, l.wq.codes, 1, E4M3)
+	testBackend.Dequantize(hb(xd), l.x.codes, 1, E4M3)
+	testBackend.Dequantize(hb(wd), l.wq.codes, 1, E4M3)
 	alpha := float64(p.s) * float64(l.x.scaleInv) * float64(l.wq.scaleInv)
 	dec, decBound := bound64(f64(xd), f64(wd), 0, 0, 0, 0, alpha, p.n, p.in, p.out, func(k, j int) int { return j*p.in + k })
 	within(t, "y vs decoded operands", y, 0, dec, decBound)
@@ -107,8 +118,8 @@ func TestLinearAgainstFloat64(t *testing.T) {
 	for i := range dw {
 		dw[i] = 0.5
 	}
-	l.Backward(dx, dw, p.dy, p.s, true)
-	gScale := computeScale(Amax(p.dy), 1, E5M2, 0, false) // first step: just in time
+	l.Backward(hb(dx), hb(dw), hb(p.dy), p.s, true)
+	gScale := kernels.FP8Scale(testBackend.Amax(hb(p.dy)), 1, E5M2, 0, false) // first step: just in time
 	gInv := 1 / gScale
 	dE5 := 0x1p-17 * float64(gInv)
 	dyd := make([]float32, len(p.dy))
@@ -135,7 +146,7 @@ func TestLinearAgainstFloat64(t *testing.T) {
 	for i := range dx {
 		dx[i] = 1e9
 	}
-	l.Backward(dx, nil, p.dy, p.s, false)
+	l.Backward(hb(dx), hb(nil), hb(p.dy), p.s, false)
 	exact, bound = bound64(f64(p.dy), f64(p.w), 0x1p-3, 0x1p-4, dE5, dE4*float64(l.wq.scaleInv),
 		float64(p.s), p.n, p.out, p.in, func(k, j int) int { return k*p.in + j })
 	within(t, "dx (overwritten)", dx, 0, exact, bound)
@@ -147,7 +158,7 @@ func TestLinearAgainstFloat64(t *testing.T) {
 	for _, c := range []struct {
 		sc   *Scaler
 		amax float32
-	}{{l.in, Amax(p.x)}, {l.w, Amax(p.w)}, {l.grad, Amax(p.dy)}} {
+	}{{l.in, testBackend.Amax(hb(p.x))}, {l.w, testBackend.Amax(hb(p.w))}, {l.grad, testBackend.Amax(hb(p.dy))}} {
 		if want := c.sc.Format().Max() / c.amax; c.sc.Scale() != want {
 			t.Errorf("%s: scale %g after Update, want %v max / amax %g = %g", c.sc.Name(), c.sc.Scale(), c.sc.Format(), c.amax, want)
 		}
@@ -169,10 +180,10 @@ func TestLinearSharingInput(t *testing.T) {
 		}
 		y1 := make([]float32, p.n*p.out)
 		y2 = make([]float32, p.n*p.out)
-		a.Forward(y1, p.x, p.w, 1, p.n, p.in, p.out)
-		b.Forward(y2, p.x, w2, 1, p.n, p.in, p.out)
+		a.Forward(hb(y1), hb(p.x), hb(p.w), 1, p.n, p.in, p.out)
+		b.Forward(hb(y2), hb(p.x), hb(w2), 1, p.n, p.in, p.out)
 		dx, dw = make([]float32, p.n*p.in), make([]float32, len(w2))
-		b.Backward(dx, dw, p.dy, 1, false)
+		b.Backward(hb(dx), hb(dw), hb(p.dy), 1, false)
 		return y2, dx, dw
 	}
 	y, dx, dw := run(false)
@@ -188,13 +199,13 @@ func TestLinearSharingInput(t *testing.T) {
 	a := s.Linear("q")
 	b := s.LinearSharingInput("k", a)
 	y2 := make([]float32, p.n*p.out)
-	a.Forward(y2, p.x, p.w, 1, p.n, p.in, p.out)
+	a.Forward(hb(y2), hb(p.x), hb(p.w), 1, p.n, p.in, p.out)
 	defer func() {
 		if recover() == nil {
 			t.Error("a sharing linear ran on another x without panicking")
 		}
 	}()
-	b.Forward(y2, append([]float32(nil), p.x...), w2, 1, p.n, p.in, p.out)
+	b.Forward(hb(y2), hb(append([]float32(nil), p.x...)), hb(w2), 1, p.n, p.in, p.out)
 }
 
 // Bit-identical whatever the number of threads; an empty batch (an expert that got no
@@ -207,14 +218,14 @@ func TestLinearDeterministicAndEmpty(t *testing.T) {
 		y := make([]float32, p.n*p.out)
 		dx, dw := make([]float32, p.n*p.in), make([]float32, p.out*p.in)
 		for range 2 {
-			l.Forward(y, p.x, p.w, 1, p.n, p.in, p.out)
-			l.Backward(dx, dw, p.dy, 1, true)
+			l.Forward(hb(y), hb(p.x), hb(p.w), 1, p.n, p.in, p.out)
+			l.Backward(hb(dx), hb(dw), hb(p.dy), 1, true)
 			if err := s.Update(); err != nil {
 				t.Fatal(err)
 			}
 		}
-		l.Forward(nil, nil, p.w, 1, 0, p.in, p.out)
-		l.Backward(nil, dw, nil, 1, false)
+		l.Forward(hb(nil), hb(nil), hb(p.w), 1, 0, p.in, p.out)
+		l.Backward(hb(nil), hb(dw), hb(nil), 1, false)
 		return append(append(y, dx...), dw...)
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
@@ -240,7 +251,7 @@ func BenchmarkLinear(b *testing.B) {
 
 func benchLinear(b *testing.B, cfg Config) {
 	p := newProblem(8*256, 256, 768)
-	be := cpu.New[float32]()
+	be := device.CPU[float32]()
 	y := make([]float32, p.n*p.out)
 	dx, dw := make([]float32, p.n*p.in), make([]float32, p.out*p.in)
 	s, err := NewScaling(cfg, be)
@@ -251,12 +262,12 @@ func benchLinear(b *testing.B, cfg Config) {
 	best := [2]time.Duration{time.Hour, time.Hour}
 	for b.Loop() {
 		t0 := time.Now()
-		be.MatMul(y, p.x, p.w, p.n, p.in, p.out, false, true, false)
-		be.MatMul(dw, p.dy, p.x, p.out, p.n, p.in, true, false, true)
-		be.MatMul(dx, p.dy, p.w, p.n, p.out, p.in, false, false, false)
+		be.MatMul(hb(y), hb(p.x), hb(p.w), p.n, p.in, p.out, false, true, false)
+		be.MatMul(hb(dw), hb(p.dy), hb(p.x), p.out, p.n, p.in, true, false, true)
+		be.MatMul(hb(dx), hb(p.dy), hb(p.w), p.n, p.out, p.in, false, false, false)
 		t1 := time.Now()
-		l.Forward(y, p.x, p.w, 1, p.n, p.in, p.out)
-		l.Backward(dx, dw, p.dy, 1, false)
+		l.Forward(hb(y), hb(p.x), hb(p.w), 1, p.n, p.in, p.out)
+		l.Backward(hb(dx), hb(dw), hb(p.dy), 1, false)
 		if err := s.Update(); err != nil {
 			b.Fatal(err)
 		}
@@ -277,7 +288,7 @@ func TestLinearQuantizesWeightOncePerStep(t *testing.T) {
 	w := append([]float32(nil), p.w...)
 	forward := func() []float32 {
 		y := make([]float32, p.n*p.out)
-		l.Forward(y, p.x, w, 1, p.n, p.in, p.out)
+		l.Forward(hb(y), hb(p.x), hb(w), 1, p.n, p.in, p.out)
 		return y
 	}
 	same := func(a, b []float32) bool {
@@ -338,16 +349,16 @@ func TestLinearGradFP32(t *testing.T) {
 	l := s.Linear("w")
 	y := make([]float32, p.n*p.out)
 	dx, dw := make([]float32, p.n*p.in), make([]float32, p.out*p.in)
-	l.Forward(y, p.x, p.w, p.s, p.n, p.in, p.out)
-	l.Backward(dx, dw, p.dy, p.s, false)
+	l.Forward(hb(y), hb(p.x), hb(p.w), p.s, p.n, p.in, p.out)
+	l.Backward(hb(dx), hb(dw), hb(p.dy), p.s, false)
 
-	be := cpu.New[float32]()
+	be := device.CPU[float32]()
 	wv, xv := make([]float32, p.out*p.in), make([]float32, p.n*p.in)
-	Dequantize(wv, l.wq.codes, p.s*l.wq.scaleInv, E4M3)
-	Dequantize(xv, l.x.codes, p.s*l.x.scaleInv, E4M3)
+	testBackend.Dequantize(hb(wv), l.wq.codes, p.s*l.wq.scaleInv, E4M3)
+	testBackend.Dequantize(hb(xv), l.x.codes, p.s*l.x.scaleInv, E4M3)
 	wantDx, wantDw := make([]float32, p.n*p.in), make([]float32, p.out*p.in)
-	be.MatMul(wantDx, p.dy, wv, p.n, p.out, p.in, false, false, false)
-	be.MatMul(wantDw, p.dy, xv, p.out, p.n, p.in, true, false, true)
+	be.MatMul(hb(wantDx), hb(p.dy), hb(wv), p.n, p.out, p.in, false, false, false)
+	be.MatMul(hb(wantDw), hb(p.dy), hb(xv), p.out, p.n, p.in, true, false, true)
 	for i := range wantDx {
 		if math.Float32bits(dx[i]) != math.Float32bits(wantDx[i]) {
 			t.Fatalf("dx[%d] = %g, want %g from the float32 dy", i, dx[i], wantDx[i])
@@ -363,8 +374,39 @@ func TestLinearGradFP32(t *testing.T) {
 	}
 	dy := append([]float32(nil), p.dy...)
 	dy[3] = float32(math.Inf(1))
-	l.Backward(dx, dw, dy, p.s, false)
+	l.Backward(hb(dx), hb(dw), hb(dy), p.s, false)
 	if err := s.Check(); !errors.Is(err, ErrNonFinite) || !strings.Contains(err.Error(), "w.grad") {
 		t.Fatalf("Check after an Inf gradient: %v, want ErrNonFinite naming w.grad", err)
+	}
+}
+
+// Once warm, a step of Linears (forward, backward, Update) and the tile codec allocate
+// nothing, for every recipe: their buffers are the backend's, kept from step to step, so a
+// training step stays free of allocations.
+func TestLinearAllocatesNothingOnceWarm(t *testing.T) {
+	p := newProblem(48, 40, 136)
+	codec := NewTileCodec(testBackend)
+	codes, inv, dec := make([]uint8, len(p.x)), make([]float32, p.n*codec.Scales(p.in)), make([]float32, len(p.x))
+	for _, cfg := range []Config{{Recipe: Delayed, History: 4}, {Recipe: Current, History: 1}, {Recipe: Blockwise, History: 1},
+		{Recipe: Delayed, History: 2, GradFP32: true}} {
+		s := newScaling(t, cfg)
+		a := s.Linear("a")
+		b := s.LinearSharingInput("b", a)
+		y, dx, dw := make([]float32, p.n*p.out), make([]float32, p.n*p.in), make([]float32, p.out*p.in)
+		step := func() {
+			a.Forward(hb(y), hb(p.x), hb(p.w), 1, p.n, p.in, p.out)
+			b.Forward(hb(y), hb(p.x), hb(p.w), 1, p.n, p.in, p.out)
+			b.Backward(hb(dx), hb(dw), hb(p.dy), 1, false)
+			a.Backward(hb(dx), hb(dw), hb(p.dy), 1, true)
+			if err := s.Update(); err != nil {
+				t.Fatal(err)
+			}
+			codec.Encode(hc(codes), hb(inv), hb(p.x), p.in)
+			codec.Decode(hb(dec), hc(codes), hb(inv), p.in)
+		}
+		step()
+		if n := testing.AllocsPerRun(5, step); n != 0 {
+			t.Errorf("%s: %v allocations per step once warm, want 0", cfg.Recipe, n)
+		}
 	}
 }

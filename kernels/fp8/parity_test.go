@@ -6,39 +6,39 @@ import (
 	"testing"
 
 	"github.com/herdml/herd/kernels"
-	"github.com/herdml/herd/kernels/cpu"
+	"github.com/herdml/herd/kernels/device"
 )
 
 // gemm is the pair of calls a model makes for one linear layer: the plain float32 one,
 // or an FP8 Linear behind the same two methods (the converter idea).
 type gemm interface {
-	Forward(y, x, w []float32, s float32, n, in, out int)
-	Backward(dx, dw, dy []float32, s float32, accumulate bool)
+	Forward(y, x, w kernels.Buf[float32], s float32, n, in, out int)
+	Backward(dx, dw, dy kernels.Buf[float32], s float32, accumulate bool)
 }
 
 // fp32Linear is the float32 reference: it keeps x and w for the backward.
 type fp32Linear struct {
 	be         kernels.Backend[float32]
-	x, w       []float32
+	x, w       kernels.Buf[float32]
 	n, in, out int
 }
 
-func (l *fp32Linear) Forward(y, x, w []float32, s float32, n, in, out int) {
+func (l *fp32Linear) Forward(y, x, w kernels.Buf[float32], s float32, n, in, out int) {
 	l.x, l.w, l.n, l.in, l.out = x, w, n, in, out
 	l.be.MatMul(y, x, w, n, in, out, false, true, false)
-	l.be.Scale(y[:n*out], s)
+	l.be.Scale(y.Slice(0, n*out), s)
 }
 
-func (l *fp32Linear) Backward(dx, dw, dy []float32, s float32, accumulate bool) {
+func (l *fp32Linear) Backward(dx, dw, dy kernels.Buf[float32], s float32, accumulate bool) {
 	n, in, out := l.n, l.in, l.out
-	tmp := make([]float32, max(n*in, out*in))
-	l.be.MatMul(tmp[:out*in], dy, l.x, out, n, in, true, false, false)
-	l.be.Axpy(dw[:out*in], tmp[:out*in], s)
+	tmp := kernels.Alloc[float32](l.be, max(n*in, out*in))
+	l.be.MatMul(tmp.Slice(0, out*in), dy, l.x, out, n, in, true, false, false)
+	l.be.Axpy(dw.Slice(0, out*in), tmp.Slice(0, out*in), s)
 	if !accumulate {
-		clear(dx[:n*in])
+		kernels.Zero(l.be, dx.Slice(0, n*in))
 	}
-	l.be.MatMul(tmp[:n*in], dy, l.w, n, out, in, false, false, false)
-	l.be.Axpy(dx[:n*in], tmp[:n*in], s)
+	l.be.MatMul(tmp.Slice(0, n*in), dy, l.w, n, out, in, false, false, false)
+	l.be.Axpy(dx.Slice(0, n*in), tmp.Slice(0, n*in), s)
 }
 
 // trainMLP trains y = W2·relu(W1·x) on a noisy random teacher with SGD, through the given
@@ -80,11 +80,11 @@ func trainMLP(l1, l2 gemm, endStep func() error, steps int) []float64 {
 				t[b*O+o] = float32(v + 0.3*rng.NormFloat64())
 			}
 		}
-		l1.Forward(h, x, w1, 1, B, D, H)
+		l1.Forward(hb(h), hb(x), hb(w1), 1, B, D, H)
 		for i, v := range h {
 			a[i] = max(v, 0)
 		}
-		l2.Forward(y, a, w2, 1, B, H, O)
+		l2.Forward(hb(y), hb(a), hb(w2), 1, B, H, O)
 		var loss float64
 		for i := range y {
 			d := float64(y[i] - t[i])
@@ -94,14 +94,14 @@ func trainMLP(l1, l2 gemm, endStep func() error, steps int) []float64 {
 		losses = append(losses, loss)
 		clear(dw1)
 		clear(dw2)
-		l2.Backward(da, dw2, dy, 1, false)
+		l2.Backward(hb(da), hb(dw2), hb(dy), 1, false)
 		for i := range dh {
 			dh[i] = 0
 			if h[i] > 0 {
 				dh[i] = da[i]
 			}
 		}
-		l1.Backward(dx, dw1, dh, 1, false)
+		l1.Backward(hb(dx), hb(dw1), hb(dh), 1, false)
 		for i := range w1 {
 			w1[i] -= 0.05 * dw1[i]
 		}
@@ -119,7 +119,7 @@ func trainMLP(l1, l2 gemm, endStep func() error, steps int) []float64 {
 // Linears end within 1% of each other (mean loss of the last 50 steps), for both recipes.
 func TestLossParityMLP(t *testing.T) {
 	const steps = 300
-	be := cpu.New[float32]()
+	be := device.CPU[float32]()
 	ref := trainMLP(&fp32Linear{be: be}, &fp32Linear{be: be}, func() error { return nil }, steps)
 	tail := func(l []float64) float64 {
 		var s float64

@@ -67,31 +67,6 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Scale limits: a scale and its inverse both stay finite, normal float32 numbers, whatever
-// the amax (a subnormal amax would give an infinite fp8_max/amax, a huge margin a zero).
-const (
-	minScale = 0x1p-126
-	maxScale = 0x1p126
-)
-
-// computeScale is the recipes' rule: (fp8_max / amax) / 2^margin, rounded down to a power
-// of two when pow2 is set, clamped to [minScale, maxScale]; prev is kept when amax is zero
-// or not finite, since such an amax says nothing about the tensor's range.
-func computeScale(amax, prev float32, f Format, margin int, pow2 bool) float32 {
-	if !(amax > 0 && amax <= math.MaxFloat32) {
-		return prev
-	}
-	s := f.Max() / amax // float32 division, as Transformer Engine computes it
-	if margin != 0 {    // Ldexp is slow, and the blockwise recipe computes a scale per tile
-		s = float32(math.Ldexp(float64(s), -margin))
-	}
-	s = min(max(s, minScale), maxScale)
-	if pow2 {
-		s = math.Float32frombits(math.Float32bits(s) &^ (1<<23 - 1)) // s is normal: drop the mantissa
-	}
-	return s
-}
-
 // Scaler is one tensor's scaling state: its format, its current scale, and the amaxes that
 // will set the next one. Quantizing records the tensor's amax; Scaling.Update turns the
 // recorded amaxes into new scales once per optimizer step.
@@ -122,21 +97,23 @@ func (s *Scaler) Scale() float32 { return s.scale }
 // records src's amax, and returns 1/scale: src[i] ≈ Decode(dst[i])·(1/scale). With the
 // blockwise recipe the scale is src's own, just in time, as with current scaling: only a
 // Linear quantizes tile by tile.
-func (s *Scaler) Quantize(dst []uint8, src []float32) (scaleInv float32) {
-	return s.quantize(dst, nil, src)
+func (s *Scaler) Quantize(dst kernels.Buf[uint8], src kernels.Buf[float32]) (scaleInv float32) {
+	return s.quantize(dst, kernels.Buf[float32]{}, src)
 }
 
-// quantize is Quantize writing codes, the decoded (unscaled) values, or both.
-func (s *Scaler) quantize(codes []uint8, vals, src []float32) float32 {
-	cfg, frozen := &s.owner.cfg, s.owner.frozen
+// quantize is Quantize writing codes, the decoded (unscaled) values, or both (an empty
+// buffer is not written). The amaxes come back from the backend as host scalars: the
+// read-backs of the amax history.
+func (s *Scaler) quantize(codes kernels.Buf[uint8], vals, src kernels.Buf[float32]) float32 {
+	cfg, frozen, be := &s.owner.cfg, s.owner.frozen, s.owner.be
 	scale := s.scale
 	if cfg.Recipe != Delayed || !s.ready {
-		scale = computeScale(Amax(src), s.scale, s.format, cfg.Margin, cfg.Pow2)
+		scale = kernels.FP8Scale(be.Amax(src), s.scale, s.format, cfg.Margin, cfg.Pow2)
 		if cfg.Recipe == Current && !frozen {
 			s.scale = scale
 		}
 	}
-	amax := quantize(codes, vals, src, scale, s.format)
+	amax := be.Quantize(codes, vals, src, scale, s.format)
 	if !frozen {
 		s.amax = maxAmax(s.amax, amax)
 	}
@@ -145,22 +122,22 @@ func (s *Scaler) quantize(codes []uint8, vals, src []float32) float32 {
 
 // quantizeTiles runs q (its format, margin and pow2 filled in from this tensor and its
 // recipe) and records the tensor's amax.
-func (s *Scaler) quantizeTiles(q tileQuant) {
-	q.p, q.margin, q.pow2 = &formats[s.format], s.owner.cfg.Margin, s.owner.cfg.Pow2
-	amax := quantizeTiles(q)
+func (s *Scaler) quantizeTiles(q kernels.TileQuant) {
+	q.Format, q.Margin, q.Pow2 = s.format, s.owner.cfg.Margin, s.owner.cfg.Pow2
+	amax := s.owner.be.QuantizeTiles(q)
 	if !s.owner.frozen {
 		s.amax = maxAmax(s.amax, amax)
 	}
 }
 
 // observe records src's amax, as quantizing it would, without quantizing it.
-func (s *Scaler) observe(src []float32) {
+func (s *Scaler) observe(src kernels.Buf[float32]) {
 	if !s.owner.frozen {
-		s.amax = maxAmax(s.amax, Amax(src))
+		s.amax = maxAmax(s.amax, s.owner.be.Amax(src))
 	}
 }
 
-// maxAmax is max for amaxes that keeps NaN (see Amax).
+// maxAmax is max for amaxes that keeps NaN (see kernels.Backend's Amax).
 func maxAmax(a, b float32) float32 {
 	return math.Float32frombits(max(math.Float32bits(a), math.Float32bits(b)))
 }
@@ -181,7 +158,7 @@ func (s *Scaler) update() {
 		}
 	}
 	if a > 0 && a <= math.MaxFloat32 {
-		s.scale = computeScale(a, s.scale, s.format, cfg.Margin, cfg.Pow2)
+		s.scale = kernels.FP8Scale(a, s.scale, s.format, cfg.Margin, cfg.Pow2)
 		s.ready = true
 	}
 }
@@ -199,7 +176,7 @@ type Scaling struct {
 	names   map[string]bool
 	reduce  func(amax []float32) error
 	frozen  bool
-	ws      [2][]float32
+	ws      [2]store[float32]
 	// xv is the FP8 input whose values workspace slot 0 holds (decoded, unscaled), or nil:
 	// linears sharing an input run one after another and find it there.
 	xv   *tensor
@@ -341,7 +318,7 @@ func (s *Scaling) Restore(st State, where string) error {
 		if t.Name != sc.name || t.Format != sc.format.String() {
 			return bad("expected %s in %v at this position: resume with the same model and precision", sc.name, sc.format)
 		}
-		if v := float32(t.Scale); !(v >= minScale && v <= maxScale) {
+		if v := float32(t.Scale); !(v >= kernels.FP8MinScale && v <= kernels.FP8MaxScale) {
 			return bad("scale %g outside [2^-126, 2^126]: the checkpoint is corrupt", v)
 		}
 		if len(t.History) != len(sc.history) {

@@ -8,12 +8,20 @@ import (
 	"testing"
 
 	"github.com/herdml/herd/internal/usererr"
-	"github.com/herdml/herd/kernels/cpu"
+	"github.com/herdml/herd/kernels"
+	"github.com/herdml/herd/kernels/device"
 )
+
+// testBackend runs the tests' ops.
+var testBackend = device.CPU[float32]()
+
+// hb and hc are host slices as buffers of testBackend, a host backend.
+func hb(s []float32) kernels.Buf[float32] { return kernels.HostBuf(s) }
+func hc(s []uint8) kernels.Buf[uint8]     { return kernels.HostBuf(s) }
 
 func newScaling(t *testing.T, cfg Config) *Scaling {
 	t.Helper()
-	s, err := NewScaling(cfg, cpu.New[float32]())
+	s, err := NewScaling(cfg, testBackend)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,7 +30,7 @@ func newScaling(t *testing.T, cfg Config) *Scaling {
 
 func finiteScale(t *testing.T, what string, s float32) {
 	t.Helper()
-	if !(s >= minScale && s <= maxScale) || math.IsInf(float64(1/s), 0) {
+	if !(s >= kernels.FP8MinScale && s <= kernels.FP8MaxScale) || math.IsInf(float64(1/s), 0) {
 		t.Errorf("%s: scale %g is not a finite positive scale with a finite inverse", what, s)
 	}
 }
@@ -51,9 +59,9 @@ func TestComputeScale(t *testing.T) {
 		{math.MaxFloat32, 7, E4M3, 200, true, 0x1p-126},
 	}
 	for _, c := range cases {
-		got := computeScale(c.amax, c.prev, c.f, c.margin, c.pow2)
+		got := kernels.FP8Scale(c.amax, c.prev, c.f, c.margin, c.pow2)
 		if got != c.want {
-			t.Errorf("computeScale(amax %g, prev %g, %v, margin %d, pow2 %v) = %g, want %g", c.amax, c.prev, c.f, c.margin, c.pow2, got, c.want)
+			t.Errorf("kernels.FP8Scale(amax %g, prev %g, %v, margin %d, pow2 %v) = %g, want %g", c.amax, c.prev, c.f, c.margin, c.pow2, got, c.want)
 		}
 		finiteScale(t, "computeScale", got)
 	}
@@ -84,7 +92,7 @@ func TestDelayedUpdateRule(t *testing.T) {
 		codes := make([]uint8, 10)
 		for i, a := range steps {
 			prev := sc.Scale()
-			inv := sc.Quantize(codes, fill(10, a))
+			inv := sc.Quantize(hc(codes), hb(fill(10, a)))
 			if i > 0 && inv != 1/prev {
 				t.Errorf("%s step %d: quantized with 1/scale %g, want the previous step's 1/%g", c.algo, i, inv, prev)
 			}
@@ -106,15 +114,15 @@ func TestOutlierAndZeroTensors(t *testing.T) {
 		sc := s.Scaler("x", E4M3)
 		g := s.Scaler("g", E5M2)
 		codes := make([]uint8, 64)
-		sc.Quantize(codes, fill(64, 1))
-		g.Quantize(codes, fill(64, 1e-7))
+		sc.Quantize(hc(codes), hb(fill(64, 1)))
+		g.Quantize(hc(codes), hb(fill(64, 1e-7)))
 		if err := s.Update(); err != nil {
 			t.Fatal(err)
 		}
 		x := fill(64, 1)
 		x[7] = 3e38
 		x[9] = -1e30
-		sc.Quantize(codes, x)
+		sc.Quantize(hc(codes), hb(x))
 		for i, c := range codes {
 			if c&0x7F == 0x7F {
 				t.Fatalf("%s: outlier step: code[%d] = %#02x is NaN", recipe, i, c)
@@ -127,7 +135,7 @@ func TestOutlierAndZeroTensors(t *testing.T) {
 			t.Fatal(err)
 		}
 		finiteScale(t, recipe+" after outlier", sc.Scale())
-		g.Quantize(codes, []float32{float32(math.Inf(-1))})
+		g.Quantize(hc(codes), hb([]float32{float32(math.Inf(-1))}))
 		if err := s.Check(); !errors.Is(err, ErrNonFinite) {
 			t.Errorf("%s: Check after an Inf = %v, want ErrNonFinite", recipe, err)
 		}
@@ -138,8 +146,8 @@ func TestOutlierAndZeroTensors(t *testing.T) {
 			t.Errorf("%s: scale after outlier %g, want 448/3e38 = %g", recipe, sc.Scale(), want)
 		}
 		before := [2]float32{sc.Scale(), g.Scale()}
-		sc.Quantize(codes, make([]float32, 64))
-		g.Quantize(codes, make([]float32, 64))
+		sc.Quantize(hc(codes), hb(make([]float32, 64)))
+		g.Quantize(hc(codes), hb(make([]float32, 64)))
 		for i, c := range codes {
 			if c != 0 {
 				t.Fatalf("%s: zero tensor: code[%d] = %#02x", recipe, i, c)
@@ -158,7 +166,7 @@ func TestOutlierAndZeroTensors(t *testing.T) {
 		}
 		withNaN := fill(64, 2)
 		withNaN[3] = float32(math.NaN())
-		sc.Quantize(codes, withNaN)
+		sc.Quantize(hc(codes), hb(withNaN))
 		if err := s.Check(); !errors.Is(err, ErrNonFinite) {
 			t.Errorf("%s: Check after a NaN = %v, want ErrNonFinite", recipe, err)
 		}
@@ -178,7 +186,7 @@ func TestDelayedFirstStepIsJustInTime(t *testing.T) {
 	g := s.Scaler("g", E5M2)
 	dy := fill(100, 1e-7)
 	codes := make([]uint8, 100)
-	inv := g.Quantize(codes, dy)
+	inv := g.Quantize(hc(codes), hb(dy))
 	if want := 1 / (float32(57344) / 1e-7); inv != want {
 		t.Errorf("first step 1/scale = %g, want 1/(57344/1e-7) = %g", inv, want)
 	}
@@ -195,8 +203,8 @@ func TestCurrentScaling(t *testing.T) {
 	sc := s.Scaler("x", E4M3)
 	codes := make([]uint8, 20)
 	for _, a := range []float32{3, 0.01, 500} {
-		inv := sc.Quantize(codes, fill(20, a))
-		want := computeScale(a, 0, E4M3, 1, true)
+		inv := sc.Quantize(hc(codes), hb(fill(20, a)))
+		want := kernels.FP8Scale(a, 0, E4M3, 1, true)
 		if inv != 1/want || sc.Scale() != want {
 			t.Errorf("amax %g: 1/scale %g, scale %g; want scale %g", a, inv, sc.Scale(), want)
 		}
@@ -220,8 +228,8 @@ func TestReduceHook(t *testing.T) {
 			return nil
 		})
 		codes := make([]uint8, 8)
-		ranks[r].Scaler("a", E4M3).Quantize(codes, fill(8, own[r][0]))
-		ranks[r].Scaler("b", E5M2).Quantize(codes, fill(8, own[r][1]))
+		ranks[r].Scaler("a", E4M3).Quantize(hc(codes), hb(fill(8, own[r][0])))
+		ranks[r].Scaler("b", E5M2).Quantize(hc(codes), hb(fill(8, own[r][1])))
 	}
 	for r := range ranks {
 		if err := ranks[r].Update(); err != nil {
@@ -255,7 +263,7 @@ func TestStateRoundTripResumesExactly(t *testing.T) {
 			for j, sc := range ss {
 				x := randTensor(50, uint64(10*i+j), math.Pow(10, float64(j-3)))
 				codes := make([]uint8, len(x))
-				inv := sc.Quantize(codes, x)
+				inv := sc.Quantize(hc(codes), hb(x))
 				out = append(append(out, codes...), uint8(math.Float32bits(inv)), uint8(math.Float32bits(inv)>>24))
 			}
 			if err := s.Update(); err != nil {
@@ -266,7 +274,7 @@ func TestStateRoundTripResumesExactly(t *testing.T) {
 		for i := range 4 {
 			step(a, as, i)
 		}
-		as[1].Quantize(make([]uint8, 1), []float32{float32(math.NaN())}) // a pending NaN amax survives JSON too
+		as[1].Quantize(hc(make([]uint8, 1)), hb([]float32{float32(math.NaN())})) // a pending NaN amax survives JSON too
 		blob, err := json.Marshal(a.State())
 		if err != nil {
 			t.Fatal(err)
@@ -368,7 +376,7 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Recipe: Delayed, History: 1, Amax: "mean"}, "train.fp8.amax"},
 		{Config{Recipe: Delayed, History: 1, Margin: -1}, "train.fp8.margin"},
 	} {
-		_, err := NewScaling(c.cfg, cpu.New[float32]())
+		_, err := NewScaling(c.cfg, device.CPU[float32]())
 		var u *usererr.Error
 		if !errors.As(err, &u) || u.Where != c.where {
 			t.Errorf("%+v: error %v, want a user error at %s", c.cfg, err, c.where)
@@ -383,14 +391,14 @@ func TestFrozenLeavesStateAlone(t *testing.T) {
 		s := newScaling(t, Config{Recipe: recipe, History: 2})
 		sc := s.Scaler("x", E4M3)
 		codes := make([]uint8, 16)
-		sc.Quantize(codes, fill(16, 2))
+		sc.Quantize(hc(codes), hb(fill(16, 2)))
 		if err := s.Update(); err != nil {
 			t.Fatal(err)
 		}
-		sc.Quantize(codes, fill(16, 3)) // this step's amax so far: 3
+		sc.Quantize(hc(codes), hb(fill(16, 3))) // this step's amax so far: 3
 		before := s.State()
 		s.SetFrozen(true)
-		inv := sc.Quantize(codes, fill(16, 50))
+		inv := sc.Quantize(hc(codes), hb(fill(16, 50)))
 		s.SetFrozen(false)
 		if after := s.State(); !sameState(before, after) {
 			t.Errorf("%s: a frozen quantization changed the state:\n%+v\n%+v", recipe, before, after)

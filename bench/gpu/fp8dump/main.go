@@ -21,7 +21,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/herdml/herd/kernels/cpu"
+	"github.com/herdml/herd/kernels"
+	"github.com/herdml/herd/kernels/device"
 	"github.com/herdml/herd/kernels/fp8"
 )
 
@@ -72,36 +73,43 @@ func dump(dir string) error {
 	fill(w, 0.02)
 	fill(dy, 1e-4)
 
-	sc, err := fp8.NewScaling(fp8.Config{Recipe: fp8.Current, History: 1}, cpu.New[float32]())
+	be := device.CPU[float32]()
+	upload := func(v []float32) kernels.Buf[float32] {
+		b := kernels.Alloc[float32](be, len(v))
+		kernels.Upload(be, b, v)
+		return b
+	}
+	xb, wb, dyb := upload(x), upload(w), upload(dy)
+	sc, err := fp8.NewScaling(fp8.Config{Recipe: fp8.Current, History: 1}, be)
 	if err != nil {
 		return err
 	}
 	lin := sc.Linear("layer")
-	y, dx, dw := make([]float32, n*out), make([]float32, n*in), make([]float32, out*in)
-	lin.Forward(y, x, w, 1, n, in, out)
-	lin.Backward(dx, dw, dy, 1, false)
+	y, dx, dw := kernels.Alloc[float32](be, n*out), kernels.Alloc[float32](be, n*in), kernels.Alloc[float32](be, out*in)
+	lin.Forward(y, xb, wb, 1, n, in, out)
+	lin.Backward(dx, dw, dyb, 1, false)
 
 	// The operands as the current recipe quantizes them: scale = fp8_max/amax in float32.
-	quant := func(name string, v []float32, f fp8.Format) (float32, error) {
-		scale := f.Max() / fp8.Amax(v)
-		q := make([]uint8, len(v))
-		fp8.Quantize(q, v, scale, f)
-		return 1 / scale, os.WriteFile(filepath.Join(dir, name), q, 0o644)
+	quant := func(name string, v kernels.Buf[float32], f fp8.Format) (float32, error) {
+		scale := f.Max() / be.Amax(v)
+		q := kernels.Alloc[uint8](be, v.Len())
+		be.Quantize(q, kernels.Buf[float32]{}, v, scale, f)
+		return 1 / scale, os.WriteFile(filepath.Join(dir, name), kernels.ToHost(be, q), 0o644)
 	}
 	meta := map[string]any{"n": n, "in": in, "out": out}
 	for _, op := range []struct {
 		name string
-		v    []float32
+		v    kernels.Buf[float32]
 		f    fp8.Format
-	}{{"x", x, fp8.E4M3}, {"w", w, fp8.E4M3}, {"dy", dy, fp8.E5M2}} {
+	}{{"x", xb, fp8.E4M3}, {"w", wb, fp8.E4M3}, {"dy", dyb, fp8.E5M2}} {
 		inv, err := quant(op.name+".u8", op.v, op.f)
 		if err != nil {
 			return err
 		}
 		meta[op.name+"_scale_inv"] = inv
 	}
-	for name, v := range map[string][]float32{"y.f32": y, "dx.f32": dx, "dw.f32": dw} {
-		b, err := binary.Append(nil, binary.LittleEndian, v)
+	for name, v := range map[string]kernels.Buf[float32]{"y.f32": y, "dx.f32": dx, "dw.f32": dw} {
+		b, err := binary.Append(nil, binary.LittleEndian, kernels.ToHost(be, v))
 		if err != nil {
 			return err
 		}

@@ -1,10 +1,11 @@
 //go:build amd64 && !purego
 
-package fp8
+package cpu
 
 import (
 	"math"
 
+	"github.com/herdml/herd/kernels"
 	"golang.org/x/sys/cpu"
 )
 
@@ -45,7 +46,7 @@ func bulk(n int) int {
 // encodeSatBulk runs encodeSat's loop on the largest multiple of 16 (AVX-512) or 8 (AVX2)
 // elements of src, writing vals too unless it is nil. It returns how many elements it did
 // and their amax bits.
-func encodeSatBulk(p *format, dst []uint8, vals, src []float32, scale float32) (done int, amax uint32) {
+func encodeSatBulk(p *fp8Format, dst []uint8, vals, src []float32, scale float32) (done int, amax uint32) {
 	n := bulk(len(src))
 	if n == 0 {
 		return 0, 0
@@ -66,7 +67,7 @@ func encodeSatBulk(p *format, dst []uint8, vals, src []float32, scale float32) (
 func encodeSatAVX2(dst []uint8, vals, src []float32, scale float32, c *encConsts) (amax uint32)
 
 // decodeBulk runs Dequantize's loop on the largest multiple of 16 or 8 elements of src
-// and returns how many it did. tab is one of formats' tables (AVX-512 decodes by the
+// and returns how many it did. tab is one of fp8Formats' tables (AVX-512 decodes by the
 // format's decConsts, not by the table; any other table is left to the Go loop).
 func decodeBulk(dst []float32, src []uint8, scaleInv float32, tab *[256]float32) int {
 	n := bulk(len(src))
@@ -86,8 +87,8 @@ func decodeBulk(dst []float32, src []uint8, scaleInv float32, tab *[256]float32)
 
 // decodeRowsBulk decodes the largest multiple of 16 columns of rows rows of codes, row r
 // at src[r*lds:] into dst[r*ldd:], with one call of the AVX-512 loop, and returns how many
-// columns of each row it did (none with AVX2 or Go, or for a table not one of formats'):
-// decoder.Decode's panels, 32 codes wide, would otherwise pay decodeBulk's calls and the
+// columns of each row it did (none with AVX2 or Go, or for a table not one of fp8Formats'):
+// decodeRows' panels, 32 codes wide, would otherwise pay decodeBulk's calls and the
 // constants' loads for every row.
 func decodeRowsBulk(dst []float32, ldd int, src []uint8, lds, rows, cols int, scaleInv float32, tab *[256]float32) int {
 	n := cols &^ 15
@@ -120,19 +121,19 @@ type decConsts struct {
 	fix   [16]float32 // decode[c] for the codes above by their low 4 bits: c < 8 or c ≥ 0x78
 }
 
-var decConstsFor = [...]decConsts{E4M3: newDecConsts(&formats[E4M3]), E5M2: newDecConsts(&formats[E5M2])}
+var decConstsFor = [...]decConsts{kernels.E4M3: newDecConsts(&fp8Formats[kernels.E4M3]), kernels.E5M2: newDecConsts(&fp8Formats[kernels.E5M2])}
 
 // decConstsOf is the decConsts of the format whose table tab is, nil for any other table.
 func decConstsOf(tab *[256]float32) *decConsts {
-	for f := range formats {
-		if tab == &formats[f].decode {
+	for f := range fp8Formats {
+		if tab == &fp8Formats[f].decode {
 			return &decConstsFor[f]
 		}
 	}
 	return nil
 }
 
-func newDecConsts(p *format) decConsts {
+func newDecConsts(p *fp8Format) decConsts {
 	c := decConsts{shift: 2 + p.mbits, pow: math.Float32frombits((p.rebias>>p.mbits + 127) << 23),
 		off: (0x7F - p.maxCode) << 25, lim: (0x7F - p.maxCode + 1<<p.mbits) << 25}
 	copy(c.fix[:8], p.decode[:8])
@@ -150,7 +151,7 @@ func decodeAVX2(dst []float32, src []uint8, scaleInv float32, tab *[256]float32)
 // elements of src; each returns how many elements it did.
 
 // encodeVecBulk: dst[i] = Encode(src[i]·scale[i], SatFinite), vals[i] = Decode(dst[i])·k[i].
-func encodeVecBulk(p *format, dst []uint8, vals, src, scale, k []float32) int {
+func encodeVecBulk(p *fp8Format, dst []uint8, vals, src, scale, k []float32) int {
 	n := bulk(len(src))
 	switch {
 	case n == 0:
@@ -163,7 +164,7 @@ func encodeVecBulk(p *format, dst []uint8, vals, src, scale, k []float32) int {
 }
 
 // encodeKBulk: dst[i] = Encode(src[i]·scale, SatFinite), vals[i] = Decode(dst[i])·k.
-func encodeKBulk(p *format, dst []uint8, vals, src []float32, scale, k float32) int {
+func encodeKBulk(p *fp8Format, dst []uint8, vals, src []float32, scale, k float32) int {
 	n := bulk(len(src))
 	switch {
 	case n == 0:
@@ -187,29 +188,29 @@ func amaxBulk(src []float32) (done int, amax uint32) {
 	return n, amaxAVX2(src[:n])
 }
 
-// encodeTilesBulk quantizes the whole 1×TileSize tiles at the start of src, one after
+// encodeTilesBulk quantizes the whole 1×fp8Tile tiles at the start of src, one after
 // another, with one call of the AVX-512 loop (no AVX2 twin: with AVX2 or Go it does
-// nothing): each tile's scale by computeScale's rule with margin 0, its inverse into
+// nothing): each tile's scale by kernels.FP8Scale's rule with margin 0, its inverse into
 // inv[t] and its codes into dst. NaN's code is the caller's to fix. It returns how many
 // values it did and their amax bits.
-func encodeTilesBulk(p *format, dst []uint8, inv, src []float32) (done int, amax uint32) {
-	n := len(src) / TileSize * TileSize
+func encodeTilesBulk(p *fp8Format, dst []uint8, inv, src []float32) (done int, amax uint32) {
+	n := len(src) / fp8Tile * fp8Tile
 	if isa != isaAVX512 || n == 0 {
 		return 0, 0
 	}
-	return n, encodeTilesAVX512(dst[:n], inv[:n/TileSize], src[:n], p.max, &p.enc)
+	return n, encodeTilesAVX512(dst[:n], inv[:n/fp8Tile], src[:n], p.max, &p.enc)
 }
 
-// decodeTilesBulk writes dst[i] = tab[codes[i]]·inv[t]·mul for the whole 1×TileSize tiles
-// at the start of codes (t = i / TileSize) with one call of the AVX-512 loop, and returns
-// how many values it did (none with AVX2 or Go, or for a table not one of formats').
+// decodeTilesBulk writes dst[i] = tab[codes[i]]·inv[t]·mul for the whole 1×fp8Tile tiles
+// at the start of codes (t = i / fp8Tile) with one call of the AVX-512 loop, and returns
+// how many values it did (none with AVX2 or Go, or for a table not one of fp8Formats').
 func decodeTilesBulk(dst []float32, codes []uint8, inv []float32, mul float32, tab *[256]float32) int {
-	n := len(codes) / TileSize * TileSize
+	n := len(codes) / fp8Tile * fp8Tile
 	c := decConstsOf(tab)
 	if isa != isaAVX512 || n == 0 || c == nil {
 		return 0
 	}
-	decodeTilesAVX512(dst[:n], codes[:n], inv[:n/TileSize], mul, c)
+	decodeTilesAVX512(dst[:n], codes[:n], inv[:n/fp8Tile], mul, c)
 	return n
 }
 

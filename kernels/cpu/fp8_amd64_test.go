@@ -1,6 +1,6 @@
 //go:build amd64 && !purego
 
-package fp8
+package cpu
 
 import (
 	"fmt"
@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+
+	"github.com/herdml/herd/kernels"
 )
 
 func init() {
@@ -34,7 +36,7 @@ func bulkLen(n int) int {
 // loopCases are the loops' inputs for format f: every bfloat16 bit pattern (every sign,
 // exponent, Inf and NaN, with the top mantissa bits) and f's midpoints with their ±1 and
 // ±2 ulp neighbours (the sticky bits), shuffled so that each step's lanes mix subnormal,
-// normal, overflowing and special values; wantSat[i] are the exact reference's SatFinite
+// normal, overflowing and special values; wantSat[i] are the exact reference's kernels.SatFinite
 // codes of xs[i]·loopScales[s]. The exact reference takes a second per format, so the
 // tests share them.
 type loopCases struct {
@@ -45,11 +47,11 @@ type loopCases struct {
 var loopScales = [2]float32{1, 3.7e-3} // 3.7e-3: products with all 24 significand bits
 
 var loopCasesOf = [...]func() loopCases{
-	E4M3: sync.OnceValue(func() loopCases { return newLoopCases(E4M3) }),
-	E5M2: sync.OnceValue(func() loopCases { return newLoopCases(E5M2) }),
+	kernels.E4M3: sync.OnceValue(func() loopCases { return newLoopCases(kernels.E4M3) }),
+	kernels.E5M2: sync.OnceValue(func() loopCases { return newLoopCases(kernels.E5M2) }),
 }
 
-func newLoopCases(f Format) loopCases {
+func newLoopCases(f kernels.FP8) loopCases {
 	r := newRef(f)
 	xs := r.midpoints()
 	for h := range 1 << 16 {
@@ -81,9 +83,9 @@ func plainAmax(xs []float32) uint32 {
 // vals: the reference's codes, Decode of them as vals, and the largest |x| as bits; and
 // amaxBits, the blockwise recipe's amax, the same maximum.
 func TestEncodeSatEveryBFloat16(t *testing.T) {
-	for _, f := range []Format{E4M3, E5M2} {
+	for _, f := range []kernels.FP8{kernels.E4M3, kernels.E5M2} {
 		c := loopCasesOf[f]()
-		p := &formats[f]
+		p := &fp8Formats[f]
 		t.Run(f.String(), func(t *testing.T) {
 			forEachImpl(t, func(t *testing.T) {
 				for s, scale := range loopScales {
@@ -118,12 +120,12 @@ func TestEncodeSatEveryBFloat16(t *testing.T) {
 	}
 }
 
-// The blockwise loops and the decoder called directly, on loopCases' inputs without NaN
+// The blockwise loops and the decode loops called directly, on loopCases' inputs without NaN
 // (their callers keep NaN from them) at 16 lengths: each does exactly the largest
 // multiple of its step (none in Go), as the reference computes it, and writes nothing
 // beyond; amaxBulk and amaxColsBulk see the NaNs too.
 func TestBulkLoopsAgainstReference(t *testing.T) {
-	for _, f := range []Format{E4M3, E5M2} {
+	for _, f := range []kernels.FP8{kernels.E4M3, kernels.E5M2} {
 		c := loopCasesOf[f]()
 		var xs []float32
 		var want [2][]uint8
@@ -133,7 +135,7 @@ func TestBulkLoopsAgainstReference(t *testing.T) {
 				want[0], want[1] = append(want[0], c.wantSat[0][i]), append(want[1], c.wantSat[1][i])
 			}
 		}
-		p := &formats[f]
+		p := &fp8Formats[f]
 		scale, k := make([]float32, len(xs)), make([]float32, len(xs))
 		for i := range xs {
 			scale[i], k[i] = loopScales[i%2], float32(1+i%7)/8
@@ -243,8 +245,8 @@ func everyCode() []uint8 {
 func TestDecodeBulkEveryCode(t *testing.T) {
 	codes := everyCode()
 	forEachImpl(t, func(t *testing.T) {
-		for _, f := range []Format{E4M3, E5M2} {
-			tab := &formats[f].decode
+		for _, f := range []kernels.FP8{kernels.E4M3, kernels.E5M2} {
+			tab := &fp8Formats[f].decode
 			for _, k := range decodeScales {
 				for d := range 16 {
 					n := len(codes) - d
@@ -276,30 +278,30 @@ func TestDecodeBulkEveryCode(t *testing.T) {
 // and nothing written beyond the whole tiles.
 func TestDecodeTilesBulkEveryCode(t *testing.T) {
 	codes := everyCode()
-	nt := len(codes) / TileSize
+	nt := len(codes) / fp8Tile
 	inv := make([]float32, nt+1)
 	for i := range inv {
 		inv[i] = decodeScales[i%len(decodeScales)]
 	}
 	forEachImpl(t, func(t *testing.T) {
-		for _, f := range []Format{E4M3, E5M2} {
-			tab := &formats[f].decode
+		for _, f := range []kernels.FP8{kernels.E4M3, kernels.E5M2} {
+			tab := &fp8Formats[f].decode
 			for _, mul := range []float32{1, 0.37} {
 				dst := make([]float32, len(codes))
 				for i := range dst {
 					dst[i] = math.Float32frombits(0xAAAAAAAA)
 				}
 				done := decodeTilesBulk(dst, codes, inv, mul, tab)
-				if want := nt * TileSize; isa == isaAVX512 && done != want || isa != isaAVX512 && done != 0 {
+				if want := nt * fp8Tile; isa == isaAVX512 && done != want || isa != isaAVX512 && done != 0 {
 					t.Fatalf("%v: did %d values of %d", f, done, len(codes))
 				}
 				for i, c := range codes {
-					want := mulBits(tab[c], inv[i/TileSize]*mul)
+					want := mulBits(tab[c], inv[i/fp8Tile]*mul)
 					if i >= done {
 						want = 0xAAAAAAAA
 					}
 					if got := math.Float32bits(dst[i]); got != want {
-						t.Fatalf("%v ×%g×%g: [%d] code %#02x gives %#08x, want %#08x", f, inv[i/TileSize], mul, i, c, got, want)
+						t.Fatalf("%v ×%g×%g: [%d] code %#02x gives %#08x, want %#08x", f, inv[i/fp8Tile], mul, i, c, got, want)
 					}
 				}
 			}
@@ -307,16 +309,16 @@ func TestDecodeTilesBulkEveryCode(t *testing.T) {
 	})
 }
 
-// decodeRowLoop is decoder.Decode as it was before decodeRowsBulk: decode on each row.
+// decodeRowLoop is decodeRows as it was before decodeRowsBulk: decodeScaled on each row.
 func decodeRowLoop(dst []float32, ldd int, src []uint8, lds, rows, cols int, scaleInv float32, tab *[256]float32) {
 	for r := range rows {
-		decode(dst[r*ldd:r*ldd+cols], src[r*lds:r*lds+cols], scaleInv, tab)
+		decodeScaled(dst[r*ldd:r*ldd+cols], src[r*lds:r*lds+cols], scaleInv, tab)
 	}
 }
 
-// decoder.Decode on GEMM panels of rows × cols codes with strides larger than cols (both
+// decodeRows on GEMM panels of rows × cols codes with strides larger than cols (both
 // formats, each of decodeScales, every code present in each shape): the same bits as
-// decode row by row, and nothing written past each row's cols.
+// decodeScaled row by row, and nothing written past each row's cols.
 func TestDecodeRowsMatchesRowLoop(t *testing.T) {
 	const guard = 0xAAAAAAAA
 	codes := everyCode()
@@ -338,13 +340,13 @@ func TestDecodeRowsMatchesRowLoop(t *testing.T) {
 							src[r*lds+j] = codes[(p*rows*cols+r*cols+j)%len(codes)]
 						}
 					}
-					for _, f := range []Format{E4M3, E5M2} {
-						tab := &formats[f].decode
+					for _, f := range []kernels.FP8{kernels.E4M3, kernels.E5M2} {
+						tab := &fp8Formats[f].decode
 						for _, k := range decodeScales {
 							for i := range got {
 								got[i], want[i] = math.Float32frombits(guard), math.Float32frombits(guard)
 							}
-							(&decoder{tab, k}).Decode(got, ldd, src, lds, rows, cols)
+							decodeRows(got, ldd, src, lds, rows, cols, k, tab)
 							decodeRowLoop(want, ldd, src, lds, rows, cols, k, tab)
 							for r := range rows {
 								for j := range ldd {
@@ -367,24 +369,24 @@ func TestDecodeRowsMatchesRowLoop(t *testing.T) {
 }
 
 // BenchmarkDecodeRows decodes a GEMM panel of FP8 codes as MatMulCodes' packing does (256
-// rows × 32 columns of a 768-wide matrix into a 32-wide panel) by decode row by row
-// ("loop", decoder.Decode before decodeRowsBulk) and by decoder.Decode ("panel"), side by
-// side under the same load; the codes are a quantized N(0,1) tensor, as in training.
+// rows × 32 columns of a 768-wide matrix into a 32-wide panel) by decodeScaled row by row
+// ("loop", decodeRows before decodeRowsBulk) and by decodeRows ("panel"), side by side
+// under the same load; the codes are a quantized N(0,1) tensor, as in training.
 func BenchmarkDecodeRows(b *testing.B) {
 	if isa != isaAVX512 {
-		b.Skip("decodeRowsBulk runs only with AVX-512: Decode is the row loop")
+		b.Skip("decodeRowsBulk runs only with AVX-512: decodeRows is the row loop")
 	}
 	const rows, cols, lds = 256, 32, 768
 	src := make([]uint8, rows*lds)
-	Quantize(src, randTensor(rows*lds, 3, 1), E4M3.Max()/4, E4M3)
+	quantizeHost(src, nil, randTensor(rows*lds, 3, 1), kernels.E4M3.Max()/4, kernels.E4M3)
 	dst := make([]float32, rows*cols)
-	d := &decoder{&formats[E4M3].decode, 0.37}
+	tab, k := fp8Table(kernels.E4M3), float32(0.37)
 	for _, run := range []struct {
 		name   string
 		decode func()
 	}{
-		{"loop", func() { decodeRowLoop(dst, cols, src, lds, rows, cols, d.scaleInv, d.tab) }},
-		{"panel", func() { d.Decode(dst, cols, src, lds, rows, cols) }},
+		{"loop", func() { decodeRowLoop(dst, cols, src, lds, rows, cols, k, tab) }},
+		{"panel", func() { decodeRows(dst, cols, src, lds, rows, cols, k, tab) }},
 	} {
 		b.Run(run.name, func(b *testing.B) {
 			for b.Loop() {
@@ -397,7 +399,7 @@ func BenchmarkDecodeRows(b *testing.B) {
 
 // BenchmarkQuantizeISA runs the codec benchmarks with each instruction set's loops in
 // turn, so that one run shows them side by side under the same load: Quantize,
-// QuantizeDecoded, Dequantize, Tile (TileCodec's row tiles) and Tiles (the blockwise
+// QuantizeDecoded, Dequantize, Tile (kernels/fp8.TileCodec's row tiles) and Tiles (the blockwise
 // recipe's tilings with values: encodeK and encodeVec, amaxBits and amaxCols).
 func BenchmarkQuantizeISA(b *testing.B) {
 	if len(asmLoops) == 0 {
@@ -427,11 +429,11 @@ func benchTiles(b *testing.B) {
 	const rows, cols = 2048, 768
 	src := randTensor(rows*cols, 1, 1)
 	codes, vals := make([]uint8, rows*cols), make([]float32, rows*cols)
-	for _, sh := range [][2]int{{1, TileSize}, {TileSize, 1}} {
+	for _, sh := range [][2]int{{1, fp8Tile}, {fp8Tile, 1}} {
 		b.Run(fmt.Sprintf("%dx%d", sh[0], sh[1]), func(b *testing.B) {
 			for b.Loop() {
-				quantizeTiles(tileQuant{p: &formats[E5M2], codes: codes, vals: vals, src: src,
-					rows: rows, cols: cols, tr: sh[0], tc: sh[1], mul: 1})
+				fp8be.QuantizeTiles(kernels.TileQuant{Codes: kernels.HostBuf(codes), Vals: kernels.HostBuf(vals),
+					Src: kernels.HostBuf(src), Rows: rows, Cols: cols, TR: sh[0], TC: sh[1], Mul: 1, Format: kernels.E5M2})
 			}
 			b.ReportMetric(float64(9*rows*cols)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 		})
@@ -451,11 +453,11 @@ func BenchmarkDecodeL1(b *testing.B) {
 	const n = 4096
 	x := randTensor(n, 3, 1)
 	dst := make([]float32, n)
-	for _, f := range []Format{E4M3, E5M2} {
+	for _, f := range []kernels.FP8{kernels.E4M3, kernels.E5M2} {
 		normal, sub := make([]uint8, n), make([]uint8, n)
-		Quantize(normal, x, f.Max()/4, f)
+		quantizeHost(normal, nil, x, f.Max()/4, f)
 		for i := range sub {
-			sub[i] = uint8(1+i%(1<<formats[f].mbits-1)) | uint8(i&1)<<7
+			sub[i] = uint8(1+i%(1<<fp8Formats[f].mbits-1)) | uint8(i&1)<<7
 		}
 		for _, codes := range []struct {
 			name string
@@ -465,7 +467,7 @@ func BenchmarkDecodeL1(b *testing.B) {
 				b.Run(fmt.Sprintf("%v/%s/%s", f, codes.name, name), func(b *testing.B) {
 					useLoops(name)
 					for b.Loop() {
-						decodeBulk(dst, codes.c, 0.37, &formats[f].decode)
+						decodeBulk(dst, codes.c, 0.37, &fp8Formats[f].decode)
 					}
 					b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gvalues/s")
 				})

@@ -2,7 +2,7 @@
 
 #include "textflag.h"
 
-// encodeSatAVX2 is the loop of (*format).encodeSat, 8 floats per step:
+// encodeSatAVX2 is the loop of (*fp8Format).encodeSat, 8 floats per step:
 //
 //	m = max(m, bits(x) & 0x7FFFFFFF)
 //	b = bits(x * scale); a = b & 0x7FFFFFFF

@@ -231,7 +231,7 @@ kdone:
 // func encodeTilesAVX512(dst []uint8, inv []float32, src []float32, fmax float32, c *encConsts) (amax uint32)
 //
 // tileQuant's loop over whole 1×128 tiles one after another, len(src) a multiple of 128:
-// per tile its amax (TILEAMAX), its scale by computeScale's rule with margin 0 (fmax/amax
+// per tile its amax (TILEAMAX), its scale by kernels.FP8Scale's rule with margin 0 (fmax/amax
 // as a float32 division, clamped to [2^-126, 2^126]; 1 for an all-zero or non-finite
 // amax), 1/scale into inv[t], and the codes of src·scale. Like encodeSatAVX2 it leaves
 // NaN's code to the caller. One call for many tiles instead of an amax, a scale and an

@@ -1,4 +1,4 @@
-package fp8
+package cpu
 
 import (
 	"math"
@@ -6,9 +6,11 @@ import (
 	"math/rand/v2"
 	"sort"
 	"testing"
+
+	"github.com/herdml/herd/kernels"
 )
 
-// The vectors: value -> (E4M3 sat, E5M2 sat).
+// The vectors: value -> (kernels.E4M3 sat, kernels.E5M2 sat).
 func TestEncodeVectors(t *testing.T) {
 	nan := float32(math.NaN())
 	inf := float32(math.Inf(1))
@@ -31,28 +33,28 @@ func TestEncodeVectors(t *testing.T) {
 		{0x1p-16, 0x00, 0x01},
 	}
 	for _, c := range cases {
-		if got := E4M3.Encode(c.x, SatFinite); got != c.e4m3 {
+		if got := kernels.E4M3.Encode(c.x, kernels.SatFinite); got != c.e4m3 {
 			t.Errorf("E4M3(%g) = %#02x, want %#02x", c.x, got, c.e4m3)
 		}
-		if got := E5M2.Encode(c.x, SatFinite); got != c.e5m2 {
+		if got := kernels.E5M2.Encode(c.x, kernels.SatFinite); got != c.e5m2 {
 			t.Errorf("E5M2(%g) = %#02x, want %#02x", c.x, got, c.e5m2)
 		}
 	}
 	nosat := []struct {
-		f    Format
+		f    kernels.FP8
 		x    float32
 		want uint8
 	}{
-		{E4M3, 464.0001, 0x7F},
-		{E4M3, 464, 0x7E}, // the tie rounds to the even 448, not beyond
-		{E4M3, -inf, 0xFF},
-		{E5M2, 61440, 0x7C},
-		{E5M2, -inf, 0xFC},
-		{E5M2, 61439.996, 0x7B},
+		{kernels.E4M3, 464.0001, 0x7F},
+		{kernels.E4M3, 464, 0x7E}, // the tie rounds to the even 448, not beyond
+		{kernels.E4M3, -inf, 0xFF},
+		{kernels.E5M2, 61440, 0x7C},
+		{kernels.E5M2, -inf, 0xFC},
+		{kernels.E5M2, 61439.996, 0x7B},
 	}
 	for _, c := range nosat {
-		if got := c.f.Encode(c.x, NoSat); got != c.want {
-			t.Errorf("%v NoSat(%g) = %#02x, want %#02x", c.f, c.x, got, c.want)
+		if got := c.f.Encode(c.x, kernels.NoSat); got != c.want {
+			t.Errorf("%v kernels.NoSat(%g) = %#02x, want %#02x", c.f, c.x, got, c.want)
 		}
 	}
 }
@@ -67,12 +69,12 @@ type ref struct {
 	inf  int        // code of +Inf, -1 if none
 }
 
-func newRef(f Format) ref {
+func newRef(f kernels.FP8) ref {
 	var ebits, mbits, bias int
 	switch f {
-	case E4M3:
+	case kernels.E4M3:
 		ebits, mbits, bias = 4, 3, 7
-	case E5M2:
+	case kernels.E5M2:
 		ebits, mbits, bias = 5, 2, 15
 	}
 	value := func(e, m int) *big.Rat {
@@ -92,11 +94,11 @@ func newRef(f Format) ref {
 	for c := range 128 {
 		e, m := c>>mbits, c&(1<<mbits-1)
 		special := false
-		if f == E4M3 && e == top && m == 1<<mbits-1 {
+		if f == kernels.E4M3 && e == top && m == 1<<mbits-1 {
 			special = true
 			r.nan[c], r.nan[c|0x80] = true, true
 		}
-		if f == E5M2 && e == top {
+		if f == kernels.E5M2 && e == top {
 			special = true
 			if m == 0 {
 				r.inf = c
@@ -106,7 +108,7 @@ func newRef(f Format) ref {
 		}
 		if special {
 			if r.next == nil {
-				if f == E4M3 {
+				if f == kernels.E4M3 {
 					r.next = value(e, m) // 480: same exponent, next mantissa
 				} else {
 					r.next = value(e, 0) // 65536: the next binade
@@ -120,8 +122,8 @@ func newRef(f Format) ref {
 	return r
 }
 
-// encode rounds x exactly and returns its code in SatFinite and in NoSat mode.
-func (r ref) encode(f Format, x float32) (sat, nosat uint8) {
+// encode rounds x exactly and returns its code in kernels.SatFinite and in kernels.NoSat mode.
+func (r ref) encode(f kernels.FP8, x float32) (sat, nosat uint8) {
 	if math.IsNaN(float64(x)) {
 		return 0x7F, 0x7F
 	}
@@ -131,7 +133,7 @@ func (r ref) encode(f Format, x float32) (sat, nosat uint8) {
 	}
 	maxC := len(r.vals) - 1
 	over := func() (uint8, uint8) {
-		if f == E4M3 {
+		if f == kernels.E4M3 {
 			return uint8(maxC) | sign, 0x7F | sign
 		}
 		return uint8(maxC) | sign, uint8(r.inf) | sign
@@ -162,7 +164,7 @@ func (r ref) encode(f Format, x float32) (sat, nosat uint8) {
 }
 
 func TestDecodeAllCodes(t *testing.T) {
-	for _, f := range []Format{E4M3, E5M2} {
+	for _, f := range []kernels.FP8{kernels.E4M3, kernels.E5M2} {
 		r := newRef(f)
 		for c := range 256 {
 			got := f.Decode(uint8(c))
@@ -183,29 +185,29 @@ func TestDecodeAllCodes(t *testing.T) {
 				if new(big.Rat).SetFloat64(float64(got)).Cmp(want) != 0 || math.Signbit(float64(got)) != (c&0x80 != 0) {
 					t.Errorf("%v.Decode(%#02x) = %g, want %s", f, c, got, want.FloatString(12))
 				}
-				if back := f.Encode(got, NoSat); back != uint8(c) {
+				if back := f.Encode(got, kernels.NoSat); back != uint8(c) {
 					t.Errorf("%v: Encode(Decode(%#02x)) = %#02x", f, c, back)
 				}
 			}
 		}
 	}
-	if E4M3.Max() != 448 || E5M2.Max() != 57344 {
-		t.Errorf("Max = %g, %g; want 448, 57344", E4M3.Max(), E5M2.Max())
+	if kernels.E4M3.Max() != 448 || kernels.E5M2.Max() != 57344 {
+		t.Errorf("Max = %g, %g; want 448, 57344", kernels.E4M3.Max(), kernels.E5M2.Max())
 	}
 }
 
-// Every bfloat16 bit pattern, as float32, in both formats and both modes.
+// Every bfloat16 bit pattern, as float32, in both fp8Formats and both modes.
 func TestEncodeExhaustiveBFloat16(t *testing.T) {
-	for _, f := range []Format{E4M3, E5M2} {
+	for _, f := range []kernels.FP8{kernels.E4M3, kernels.E5M2} {
 		r := newRef(f)
 		for h := range 1 << 16 {
 			x := math.Float32frombits(uint32(h) << 16)
 			sat, nosat := r.encode(f, x)
-			if got := f.Encode(x, SatFinite); got != sat {
-				t.Fatalf("%v: Encode(%g [bf16 %#04x], SatFinite) = %#02x, want %#02x", f, x, h, got, sat)
+			if got := f.Encode(x, kernels.SatFinite); got != sat {
+				t.Fatalf("%v: Encode(%g [bf16 %#04x], kernels.SatFinite) = %#02x, want %#02x", f, x, h, got, sat)
 			}
-			if got := f.Encode(x, NoSat); got != nosat {
-				t.Fatalf("%v: Encode(%g [bf16 %#04x], NoSat) = %#02x, want %#02x", f, x, h, got, nosat)
+			if got := f.Encode(x, kernels.NoSat); got != nosat {
+				t.Fatalf("%v: Encode(%g [bf16 %#04x], kernels.NoSat) = %#02x, want %#02x", f, x, h, got, nosat)
 			}
 		}
 	}
@@ -231,7 +233,7 @@ func (r ref) midpoints() []float32 {
 // max) and the float32 values one and two ulps either side, plus random float32 values.
 func TestEncodeMidpointsAndRandom(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, f := range []Format{E4M3, E5M2} {
+	for _, f := range []kernels.FP8{kernels.E4M3, kernels.E5M2} {
 		r := newRef(f)
 		xs := r.midpoints()
 		for range 20000 {
@@ -239,11 +241,11 @@ func TestEncodeMidpointsAndRandom(t *testing.T) {
 		}
 		for _, x := range xs {
 			sat, nosat := r.encode(f, x)
-			if got := f.Encode(x, SatFinite); got != sat {
-				t.Fatalf("%v: Encode(%g [%#08x], SatFinite) = %#02x, want %#02x", f, x, math.Float32bits(x), got, sat)
+			if got := f.Encode(x, kernels.SatFinite); got != sat {
+				t.Fatalf("%v: Encode(%g [%#08x], kernels.SatFinite) = %#02x, want %#02x", f, x, math.Float32bits(x), got, sat)
 			}
-			if got := f.Encode(x, NoSat); got != nosat {
-				t.Fatalf("%v: Encode(%g [%#08x], NoSat) = %#02x, want %#02x", f, x, math.Float32bits(x), got, nosat)
+			if got := f.Encode(x, kernels.NoSat); got != nosat {
+				t.Fatalf("%v: Encode(%g [%#08x], kernels.NoSat) = %#02x, want %#02x", f, x, math.Float32bits(x), got, nosat)
 			}
 		}
 	}

@@ -1,10 +1,10 @@
 //go:build !amd64 || purego
 
-package fp8
+package cpu
 
 // encodeSatBulk, decodeBulk and decodeRowsBulk: no assembly in this build; the Go loops do
 // every element.
-func encodeSatBulk(p *format, dst []uint8, vals, src []float32, scale float32) (done int, amax uint32) {
+func encodeSatBulk(p *fp8Format, dst []uint8, vals, src []float32, scale float32) (done int, amax uint32) {
 	return 0, 0
 }
 
@@ -15,15 +15,15 @@ func decodeRowsBulk(dst []float32, ldd int, src []uint8, lds, rows, cols int, sc
 }
 
 // The blockwise recipe's loops: none in assembly here either.
-func encodeVecBulk(p *format, dst []uint8, vals, src, scale, k []float32) int { return 0 }
+func encodeVecBulk(p *fp8Format, dst []uint8, vals, src, scale, k []float32) int { return 0 }
 
-func encodeKBulk(p *format, dst []uint8, vals, src []float32, scale, k float32) int { return 0 }
+func encodeKBulk(p *fp8Format, dst []uint8, vals, src []float32, scale, k float32) int { return 0 }
 
 func amaxBulk(src []float32) (done int, amax uint32) { return 0, 0 }
 
 func amaxColsBulk(a []uint32, src []float32) int { return 0 }
 
-func encodeTilesBulk(p *format, dst []uint8, inv, src []float32) (done int, amax uint32) {
+func encodeTilesBulk(p *fp8Format, dst []uint8, inv, src []float32) (done int, amax uint32) {
 	return 0, 0
 }
 

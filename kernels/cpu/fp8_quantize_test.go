@@ -1,10 +1,28 @@
-package fp8
+package cpu
 
 import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/herdml/herd/kernels"
 )
+
+// fp8be runs the FP8 tests' ops.
+var fp8be = New[float32]()
+
+// quantizeHost is the Backend's Quantize on host slices (nil: not written).
+func quantizeHost(codes []uint8, vals, src []float32, scale float32, f kernels.FP8) float32 {
+	return fp8be.Quantize(kernels.HostBuf(codes), kernels.HostBuf(vals), kernels.HostBuf(src), scale, f)
+}
+
+// dequantizeHost is the Backend's Dequantize on host slices.
+func dequantizeHost(dst []float32, src []uint8, scaleInv float32, f kernels.FP8) {
+	fp8be.Dequantize(kernels.HostBuf(dst), kernels.HostBuf(src), scaleInv, f)
+}
+
+// amaxHost is the Backend's Amax of a host slice.
+func amaxHost(x []float32) float32 { return fp8be.Amax(kernels.HostBuf(x)) }
 
 func randTensor(n int, seed uint64, std float64) []float32 {
 	rng := rand.New(rand.NewPCG(seed, 0))
@@ -55,14 +73,14 @@ func testQuantizeMatchesEncode(t *testing.T) {
 		src[6000+i*500] = x
 	}
 	const guard = 16
-	for _, f := range []Format{E4M3, E5M2} {
+	for _, f := range []kernels.FP8{kernels.E4M3, kernels.E5M2} {
 		for _, scale := range []float32{1, 100, 3.7e-3} {
 			codes := make([]uint8, len(src)+guard)
 			for i := range codes {
 				codes[i] = 0xAA
 			}
 			vals := make([]float32, len(src))
-			amax := Quantize(codes[:len(src)], src, scale, f)
+			amax := quantizeHost(codes[:len(src)], nil, src, scale, f)
 			for i, c := range codes[len(src):] {
 				if c != 0xAA {
 					t.Fatalf("%v: guard byte %d overwritten", f, i)
@@ -71,14 +89,14 @@ func testQuantizeMatchesEncode(t *testing.T) {
 			if !math.IsNaN(float64(amax)) {
 				t.Errorf("%v: amax of a tensor holding NaN = %g, want NaN", f, amax)
 			}
-			amax2 := quantize(nil, vals, src, scale, f)
+			amax2 := quantizeHost(nil, vals, src, scale, f)
 			if math.Float32bits(amax2) != math.Float32bits(amax) {
 				t.Errorf("%v: amax %g from vals-only pass, %g from codes pass", f, amax2, amax)
 			}
 			back := make([]float32, len(src))
-			Dequantize(back, codes[:len(src)], 1/scale, f)
+			dequantizeHost(back, codes[:len(src)], 1/scale, f)
 			for i, x := range src {
-				want := f.Encode(x*scale, SatFinite)
+				want := f.Encode(x*scale, kernels.SatFinite)
 				if codes[i] != want {
 					t.Fatalf("%v scale %g: code[%d] of %g = %#02x, want %#02x", f, scale, i, x, codes[i], want)
 				}
@@ -93,11 +111,11 @@ func testQuantizeMatchesEncode(t *testing.T) {
 	}
 	finite := randTensor(5003, 4, 2)
 	finite[1234] = -77
-	if got := Quantize(make([]uint8, len(finite)), finite, 1, E4M3); got != 77 || got != Amax(finite) {
-		t.Errorf("amax = %g, Amax = %g, want 77", got, Amax(finite))
+	if got := quantizeHost(make([]uint8, len(finite)), nil, finite, 1, kernels.E4M3); got != 77 || got != amaxHost(finite) {
+		t.Errorf("amax = %g, Amax = %g, want 77", got, amaxHost(finite))
 	}
-	if Amax(nil) != 0 {
-		t.Errorf("Amax(nil) = %g, want 0", Amax(nil))
+	if amaxHost(nil) != 0 {
+		t.Errorf("Amax(nil) = %g, want 0", amaxHost(nil))
 	}
 }
 
@@ -105,10 +123,10 @@ func BenchmarkQuantize(b *testing.B) {
 	const n = 1 << 20
 	src := randTensor(n, 1, 1)
 	dst := make([]uint8, n)
-	for _, f := range []Format{E4M3, E5M2} {
+	for _, f := range []kernels.FP8{kernels.E4M3, kernels.E5M2} {
 		b.Run(f.String(), func(b *testing.B) {
 			for b.Loop() {
-				Quantize(dst, src, 100, f)
+				quantizeHost(dst, nil, src, 100, f)
 			}
 			b.ReportMetric(float64(5*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 		})
@@ -122,13 +140,13 @@ func BenchmarkQuantizeDecoded(b *testing.B) {
 	vals := make([]float32, n)
 	b.Run("codes+vals", func(b *testing.B) {
 		for b.Loop() {
-			quantize(dst, vals, src, 100, E4M3)
+			quantizeHost(dst, vals, src, 100, kernels.E4M3)
 		}
 		b.ReportMetric(float64(9*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 	})
 	b.Run("vals", func(b *testing.B) {
 		for b.Loop() {
-			quantize(nil, vals, src, 100, E5M2)
+			quantizeHost(nil, vals, src, 100, kernels.E5M2)
 		}
 		b.ReportMetric(float64(8*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 	})
@@ -137,10 +155,10 @@ func BenchmarkQuantizeDecoded(b *testing.B) {
 func BenchmarkDequantize(b *testing.B) {
 	const n = 1 << 20
 	src := make([]uint8, n)
-	Quantize(src, randTensor(n, 1, 1), 100, E4M3)
+	quantizeHost(src, nil, randTensor(n, 1, 1), 100, kernels.E4M3)
 	dst := make([]float32, n)
 	for b.Loop() {
-		Dequantize(dst, src, 0.01, E4M3)
+		dequantizeHost(dst, src, 0.01, kernels.E4M3)
 	}
 	b.ReportMetric(float64(5*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 }
@@ -156,14 +174,14 @@ func BenchmarkQuantizeNaive(b *testing.B) {
 		var m float32
 		for i, x := range src {
 			m = max(m, float32(math.Abs(float64(x))))
-			dst[i] = E4M3.Encode(x*100, SatFinite)
+			dst[i] = kernels.E4M3.Encode(x*100, kernels.SatFinite)
 		}
 		sink = m
 	}
 	b.ReportMetric(float64(5*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
 }
 
-// Dequantize, its assembly and its Go loop, on every code of both formats (subnormals,
+// Dequantize, its assembly and its Go loop, on every code of both fp8Formats (subnormals,
 // ±0, NaN and Inf codes included; then the finite ones alone in blocks of 8): Decode(c)·
 // scaleInv bit for bit.
 func TestDequantizeAllCodes(t *testing.T) {
@@ -173,14 +191,14 @@ func TestDequantizeAllCodes(t *testing.T) {
 			codes = append(codes, uint8(c))
 		}
 		for c := range 256 { // the same codes in blocks of 8 without NaN or Inf, where possible
-			if v := E5M2.Decode(uint8(c)); !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) {
+			if v := kernels.E5M2.Decode(uint8(c)); !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) {
 				codes = append(codes, uint8(c))
 			}
 		}
-		for _, f := range []Format{E4M3, E5M2} {
+		for _, f := range []kernels.FP8{kernels.E4M3, kernels.E5M2} {
 			for _, k := range []float32{1, 0.3, 0x1p-100} {
 				got := make([]float32, len(codes))
-				Dequantize(got, codes, k, f)
+				dequantizeHost(got, codes, k, f)
 				for i, c := range codes {
 					if want := f.Decode(c) * k; math.Float32bits(got[i]) != math.Float32bits(want) && !(want != want && got[i] != got[i]) {
 						t.Fatalf("%v ×%g: code %#02x gives %g, want %g", f, k, c, got[i], want)
