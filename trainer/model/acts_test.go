@@ -110,7 +110,7 @@ func TestSetCodecKeepsResults(t *testing.T) {
 	}
 }
 
-// With FP8 tiles (fp8.TileCodec) the forward pass is unchanged, bit for bit: it computes
+// With FP8 tiles (fp8.NewTileCodec) the forward pass is unchanged, bit for bit: it computes
 // in float32 and only the backward reads the packed values. The gradients are those of
 // E4M3 activations: close to float32's, not the same (0.3 % off in relative norm here,
 // with weights of std 0.02; E4M3's rounding error is up to 6 % of a value).
@@ -121,10 +121,11 @@ func TestSetCodecFP8Tiles(t *testing.T) {
 	var ms [2]*Model[float32]
 	var rs [2]Result
 	for i := range ms {
-		ms[i] = New[float32](cfg, device.CPU[float32](), 3)
+		be := device.CPU[float32]()
+		ms[i] = New[float32](cfg, be, 3)
 		ms[i].Init(2, func(Tensor) float64 { return 0.02 })
 		if i == 1 {
-			ms[i].SetCodec(fp8.TileCodec{})
+			ms[i].SetCodec(fp8.NewTileCodec(be))
 		}
 		rs[i] = ms[i].Forward(b)
 		ms[i].Backward(1)

@@ -23,8 +23,10 @@ import (
 // norm, LM head, cross-entropy).
 
 // Model is the decoder with its parameters, gradients and the activations of one
-// micro-batch. F is float32 for training and float64 for gradient checks: the same code
-// runs in both.
+// micro-batch, all in its backend's memory; the host sees them only at the crossing
+// points of docs/kernels.md (the batch upload, Init's upload, the scalar read-backs of
+// Forward and ActStats). F is float32 for training and float64 for gradient checks: the
+// same code runs in both.
 type Model[F kernels.Float] struct {
 	Cfg    Config
 	Layout *Layout
