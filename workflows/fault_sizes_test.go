@@ -12,7 +12,7 @@ import (
 
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/kernels"
-	"github.com/herdml/herd/kernels/cpu"
+	"github.com/herdml/herd/kernels/device"
 	"github.com/herdml/herd/trainer/checkpoint"
 )
 
@@ -35,7 +35,9 @@ func faultWorker(t *testing.T, c client.Client, run string, acts *Activities) st
 // panicking is the CPU backend with an embedding lookup that panics, as a bug would.
 type panicking struct{ kernels.Backend[float32] }
 
-func (panicking) Embedding([]float32, []float32, []int32, int, float32) { panic("injected fault") }
+func (panicking) Embedding(_, _ kernels.Buf[float32], _ kernels.Buf[int32], _ int, _ float32) {
+	panic("injected fault")
+}
 
 // A segment that panics is not retried (training is deterministic: every attempt would
 // panic the same way): the run ends at once in state error, and the follower's error
@@ -43,7 +45,7 @@ func (panicking) Embedding([]float32, []float32, []int32, int, float32) { panic(
 func TestSegmentPanicIsNotRetried(t *testing.T) {
 	srv := startServer(t)
 	c := dialTest(t, srv.Addr())
-	queue := faultWorker(t, c, "panics", hooked(&Activities{Backend: panicking{cpu.New[float32]()}}))
+	queue := faultWorker(t, c, "panics", hooked(&Activities{Backend: panicking{device.CPU[float32]()}}))
 	if _, err := Submit(context.Background(), c, queue, calm(input(microConfig(t, "panics")))); err != nil {
 		t.Fatal(err)
 	}
