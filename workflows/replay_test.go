@@ -22,7 +22,9 @@ import (
 // non-deterministic fails here instead of in production. The histories in testdata were
 // recorded by TestRecordHistories; re-record them (HERD_RECORD_HISTORIES=1) only for a
 // change that is meant to be incompatible, and then version the workflow instead if runs
-// may be in flight.
+// may be in flight. sweep-wholeconfig-* (the scenarios of sweep-asha-* and
+// sweep-stopped) were recorded before SweepInput.Base, with each trial's whole config in
+// the input, and are kept so that sweeps started then still replay.
 func TestReplay(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.json")
 	if err != nil || len(files) == 0 {
