@@ -113,6 +113,30 @@ max_concurrent: 4
 	}
 }
 
+// A trial whose config the worker cannot make (here a value out of bounds, which the
+// client would have refused) ends in error with the reason, and starts no run; the sweep
+// goes on to its end.
+func TestSweepTrialConfigError(t *testing.T) {
+	in := SweepInput{Name: "bad", Base: &sweep.BaseSource{Name: "base.yaml", Src: []byte(microYAML)},
+		Trials: []SweepTrial{{Trial: sweep.Trial{Index: 0, Params: []string{"train.optim.lr=-1"}, Steps: 60}}},
+		Metric: "loss", Minimize: true, MaxConcurrent: 1}
+	var env testsuite.WorkflowTestSuite
+	e := env.NewTestWorkflowEnvironment()
+	e.RegisterWorkflowWithOptions(Sweep, workflow.RegisterOptions{Name: SweepWorkflow})
+	e.RegisterWorkflowWithOptions(func(ctx workflow.Context, in RunInput) (Progress, error) {
+		t.Errorf("run %s started", in.Config.Name)
+		return Progress{}, nil
+	}, workflow.RegisterOptions{Name: WorkflowName})
+	e.ExecuteWorkflow(SweepWorkflow, in)
+	var p SweepProgress
+	if err := e.GetWorkflowResult(&p); err != nil {
+		t.Fatal(err)
+	}
+	if tr := p.Trials[0]; p.State != StateCompleted || tr.State != TrialError || !strings.Contains(tr.Error, "trial 0 (train.optim.lr=-1)") {
+		t.Fatalf("sweep %s, trial %+v; want completed with trial 0 in error, naming it", p.State, tr)
+	}
+}
+
 // configBefore is trial tr's config as herd made it before sweeps carried the base config
 // once: parsed by the client, which then made its relative paths absolute in its
 // working folder (filepath.Abs).
