@@ -30,11 +30,17 @@ fuzz:
 		done; \
 	done
 
-# gofmt, go vet, and a vet of the no-assembly build (-tags purego) that other CPUs get.
+# gofmt, go vet, a vet of the no-assembly build (-tags purego) that other CPUs get, and
+# Temporal's workflowcheck: nothing a workflow calls may depend on time, map order,
+# goroutines or channels (it prints nothing when all is well). It runs at a pinned
+# version through `go run`, so nothing needs installing; workflows/workflowcheck.yaml
+# lists the functions it wrongly flags, each with why.
+WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 lint:
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt: files above need formatting" && exit 1)
 	$(GO) vet ./...
 	$(GO) vet -tags purego ./kernels/...
+	$(GO) run $(WORKFLOWCHECK) -config workflows/workflowcheck.yaml ./workflows/...
 
 # Go benchmarks (GFLOP/s, tokens/s, GB/s as custom metrics), then the side-by-side
 # comparisons with numpy and PyTorch under bench/ when those are installed.

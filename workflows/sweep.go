@@ -44,8 +44,13 @@ const (
 // SweepInput starts a Sweep: the expanded trials and the rules, all decided by the client
 // from the sweep file (package sweep), so that the workflow reads no file.
 type SweepInput struct {
-	Name          string
-	Trials        []sweep.Trial
+	Name string
+	// Base is what every trial's config is made from, carried once; each trial carries
+	// only its values, and the workflow makes its config when a leg starts, so that the
+	// input (sent again on every ContinueAsNew) stays small however many trials there are.
+	// Nil in the inputs of sweeps started before, whose trials carry whole configs.
+	Base          *sweep.BaseSource
+	Trials        []SweepTrial
 	Metric        string // loss | eval_loss
 	Minimize      bool
 	MaxConcurrent int
@@ -62,6 +67,14 @@ type SweepInput struct {
 	// 0 = 500. The server's suggestion also triggers it.
 	EventsPerRun int
 	Carry        *SweepProgress // state handed over by ContinueAsNew
+}
+
+// SweepTrial is one trial of SweepInput. Config is its whole run config in the inputs of
+// sweeps started before SweepInput.Base was carried (and only there), kept so that those
+// sweeps still run and their histories replay.
+type SweepTrial struct {
+	sweep.Trial
+	Config *config.Run `json:"config,omitempty"`
 }
 
 // TransferInput is the target run config that the best trial's values are applied to
@@ -182,8 +195,12 @@ func Sweep(ctx workflow.Context, in SweepInput) (SweepProgress, error) {
 		s.p = SweepProgress{Name: in.Name, State: StateRunning, Metric: in.Metric, Minimize: in.Minimize,
 			Rungs: s.rungs, Best: -1, Started: workflow.Now(ctx)}
 		for _, t := range in.Trials {
+			steps := t.Steps
+			if t.Config != nil {
+				steps = int64(t.Config.Train.Steps)
+			}
 			s.p.Trials = append(s.p.Trials, TrialState{Index: t.Index, ID: TrialID(in.Name, t.Index), Params: t.Params,
-				State: TrialPending, Steps: int64(t.Config.Train.Steps)})
+				State: TrialPending, Steps: steps})
 		}
 	}
 	if err := s.handlers(ctx); err != nil {
@@ -266,15 +283,30 @@ func (s *sweepRun) target(t TrialState) int64 {
 	return 0
 }
 
+// config is trial i's run config: made from the base and the trial's values, or, in a
+// sweep started before inputs carried the base, the whole config its input carries.
+func (s *sweepRun) config(i int) (config.Run, error) {
+	tr := s.in.Trials[i]
+	if s.in.Base == nil {
+		return *tr.Config, nil
+	}
+	return s.in.Base.Config(s.in.Name, tr.Trial)
+}
+
 // launch starts trial i's next leg as a TrainRun child (workflow ID sweep/trial-N) and
-// folds its end into the state when the selector picks it.
+// folds its end into the state when the selector picks it. A trial whose config cannot
+// be made (a worker whose herd no longer accepts it) ends in error.
 func (s *sweepRun) launch(ctx workflow.Context, sel workflow.Selector, i int) {
 	t := &s.p.Trials[i]
-	tr := s.in.Trials[i]
-	in := RunInput{Config: tr.Config, SegmentSteps: s.in.SegmentSteps, HeartbeatTimeout: s.in.HeartbeatTimeout,
+	cfg, err := s.config(i)
+	if err != nil {
+		t.State, t.Error = TrialError, err.Error()
+		return
+	}
+	in := RunInput{Config: cfg, SegmentSteps: s.in.SegmentSteps, HeartbeatTimeout: s.in.HeartbeatTimeout,
 		SearchAttributes: s.in.SearchAttributes, Until: s.target(*t)}
 	if t.Step > 0 { // continue from the rung's checkpoint without an empty first segment
-		in.Carry = &Progress{Name: tr.Config.Name, State: StateRunning, Step: t.Step, Steps: t.Steps, Loss: t.Loss}
+		in.Carry = &Progress{Name: cfg.Name, State: StateRunning, Step: t.Step, Steps: t.Steps, Loss: t.Loss}
 	}
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: t.ID})
 	t.State = TrialRunning
@@ -291,7 +323,7 @@ func (s *sweepRun) launch(ctx workflow.Context, sel workflow.Selector, i int) {
 			t.Step, t.Loss, t.Worker, t.State = p.Step, p.Loss, p.Worker, TrialStopped
 		case err == nil:
 			t.Step, t.Loss, t.Worker = p.Step, p.Loss, p.Worker
-			s.metric(ctx, sel, i, p)
+			s.metric(ctx, sel, i, cfg, p)
 		case errors.As(err, &canceled):
 			t.State = TrialStopped
 		case errors.As(err, &app) && (app.Type() == ErrUser || app.Type() == ErrPanic):
@@ -303,14 +335,13 @@ func (s *sweepRun) launch(ctx workflow.Context, sel workflow.Selector, i int) {
 	})
 }
 
-// metric records the trial's metric at the step its leg ended on: the training loss, or
-// the eval loss of that step's checkpoint from a TrialEval activity.
-func (s *sweepRun) metric(ctx workflow.Context, sel workflow.Selector, i int, p Progress) {
+// metric records the trial's metric at the step its leg (of config cfg) ended on: the
+// training loss, or the eval loss of that step's checkpoint from a TrialEval activity.
+func (s *sweepRun) metric(ctx workflow.Context, sel workflow.Selector, i int, cfg config.Run, p Progress) {
 	if s.in.Metric != "eval_loss" {
 		s.record(i, p.Loss)
 		return
 	}
-	cfg := s.in.Trials[i].Config
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Hour,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5, NonRetryableErrorTypes: []string{ErrUser}},

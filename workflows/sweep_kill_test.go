@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/herdml/herd/workflows/devserver"
+	"github.com/herdml/herd/workflows/sweep"
 )
 
 // Must-show 3: the whole `herd sweep` process (embedded server, worker, client) SIGKILLed
@@ -32,7 +33,7 @@ asha: {rungs: [10], reduction_factor: 2}
 	if err != nil {
 		t.Fatal(err)
 	}
-	second := in.Trials[1].Config.Name
+	second := sweep.TrialName(in.Name, 1)
 	release := hold(t, second, 5)
 	proc := helper(t, "HERD_TEST_SWEEP="+dir, "HERD_TEST_SWEEP_INPUT="+string(raw))
 
@@ -82,7 +83,7 @@ asha: {rungs: [10], reduction_factor: 2}
 	in.SegmentSteps = 60
 	var releases []func()
 	for _, tr := range in.Trials {
-		releases = append(releases, hold(t, tr.Config.Name, midSegment))
+		releases = append(releases, hold(t, sweep.TrialName(in.Name, tr.Index), midSegment))
 	}
 	w1 := helper(t, "HERD_TEST_WORKER="+srv.Addr(), "HERD_TEST_QUEUE=wkilled")
 	if _, err := SubmitSweep(ctx, c, "wkilled", in); err != nil {
@@ -91,7 +92,7 @@ asha: {rungs: [10], reduction_factor: 2}
 	killed := -1
 	waitFor(t, "a trial held in its segment", func() bool {
 		for i, tr := range in.Trials {
-			if held(tr.Config.Name, midSegment) {
+			if held(sweep.TrialName(in.Name, tr.Index), midSegment) {
 				killed = i
 				return true
 			}

@@ -135,12 +135,12 @@ func TestSweepStopFreesWorker(t *testing.T) {
 	ctx := context.Background()
 	in := sweepFile(t, "stopme", "space: {train.optim.lr: {values: [1.0e-2]}}\nmetric: loss\n", "train.steps=10", "train.checkpoint.every=0") // one segment
 	// Held after step 1 until the stop ends the run.
-	hold(t, in.Trials[0].Config.Name, 1)
+	hold(t, sweep.TrialName(in.Name, 0), 1)
 	if _, err := SubmitSweep(ctx, c, TaskQueue, in); err != nil {
 		t.Fatal(err)
 	}
 	id := TrialID(in.Name, 0)
-	waitHeld(t, in.Trials[0].Config.Name, 1)
+	waitHeld(t, sweep.TrialName(in.Name, 0), 1)
 	waitFor(t, "a heartbeat of the trial's first step", func() bool {
 		s, err := GetStatus(ctx, c, id)
 		return err == nil && s.Live != nil && s.Live.Step > 0

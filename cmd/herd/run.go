@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -112,16 +111,11 @@ func newRunCmd() *cobra.Command {
 // absolutePaths makes the config's local paths absolute: a worker in another directory,
 // or on another host with the same mounts, must read and write the same files.
 func absolutePaths(run *config.Run) error {
-	for _, p := range []*string{&run.Data.Train, &run.Data.Eval, &run.Train.Checkpoint.Dir} {
-		if *p == "" || filepath.IsAbs(*p) || strings.HasPrefix(*p, "$") || strings.Contains(*p, "://") {
-			continue
-		}
-		abs, err := filepath.Abs(*p)
-		if err != nil {
-			return fmt.Errorf("resolving %s: %w", *p, err)
-		}
-		*p = abs
+	wd, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("resolving relative paths: %w", err)
 	}
+	run.ResolvePaths(wd)
 	return nil
 }
 

@@ -108,13 +108,14 @@ func newSweepStatusCmd() *cobra.Command {
 }
 
 // sweepInput is the workflow input with every path absolute, so that any worker, started
-// from any folder, finds the data and the checkpoints.
+// from any folder, finds the data and the checkpoints: the trials' relative paths resolve
+// against this folder.
 func sweepInput(s *sweep.Sweep) (workflows.SweepInput, error) {
-	for i := range s.Trials {
-		if err := absolutePaths(&s.Trials[i].Config); err != nil {
-			return workflows.SweepInput{}, err
-		}
+	wd, err := os.Getwd()
+	if err != nil {
+		return workflows.SweepInput{}, fmt.Errorf("resolving relative paths: %w", err)
 	}
+	s.Source.Dir = wd
 	in := workflows.NewSweepInput(s)
 	if in.Transfer != nil {
 		target, err := s.Target(s.Trials[0].Params)

@@ -45,7 +45,7 @@ func Parse(name string, src []byte, sets []string) (Run, error) {
 	}
 
 	overrides := make([]*yaml.Node, len(sets))
-	setKeys := map[string]bool{}
+	setKeys := make([]string, len(sets)) // not a map: Parse runs in workflows, where workflowcheck refuses map ranges
 	for i, s := range sets {
 		key, val, ok := strings.Cut(s, "=")
 		key = strings.TrimSpace(key)
@@ -60,7 +60,7 @@ func Parse(name string, src []byte, sets []string) (Run, error) {
 			v = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null"}
 		}
 		overrides[i] = nest(strings.Split(key, "."), v)
-		setKeys[key] = true
+		setKeys[i] = key
 	}
 	setLoc := func(key string) string { return "--set " + key }
 
@@ -83,7 +83,7 @@ func Parse(name string, src []byte, sets []string) (Run, error) {
 		var u *usererr.Error
 		if errors.As(err, &u) {
 			loc := fileLoc
-			for k := range setKeys { // the value at fault came from a --set of it or of a key above it
+			for _, k := range setKeys { // the value at fault came from a --set of it or of a key above it
 				if u.Where == k || strings.HasPrefix(u.Where, k+".") || strings.HasPrefix(u.Where, k+"[") {
 					loc = setLoc
 				}

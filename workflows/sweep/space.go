@@ -40,7 +40,7 @@ func (s *Sweep) parseSpace(n *yaml.Node, loc func(string) string) error {
 		if p.Kind != "values" {
 			probe = []string{format(p.Lo, p.Kind)}
 		}
-		if _, err := config.Parse(s.baseName, s.baseSrc, []string{key + "=" + probe[0]}); err != nil {
+		if _, err := config.Parse(s.Source.Name, s.Source.Src, []string{key + "=" + probe[0]}); err != nil {
 			var u *usererr.Error
 			if errors.As(err, &u) {
 				return usererr.New(where, "%s", u.What)

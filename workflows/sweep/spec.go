@@ -71,10 +71,8 @@ type Sweep struct {
 	TransferName string
 	TransferSrc  []byte
 	TransferSets []string
-
-	baseName string
-	baseSrc  []byte
-	baseSets []string
+	// Source is what every trial's config is made from (see BaseSource.Config).
+	Source BaseSource
 }
 
 // Param is one dimension of the search space.
@@ -87,11 +85,24 @@ type Param struct {
 	Step   int64    // int: grid step; default 1
 }
 
-// Trial is one point of the space.
+// Trial is one point of the space: its values, not its config, so that a sweep of a
+// thousand trials stays far below Temporal's payload limit (BaseSource.Config makes the
+// config where it is needed).
 type Trial struct {
-	Index  int        `json:"index"`
-	Params []string   `json:"params"` // "key=value", in Params order, usable as --set
-	Config config.Run `json:"config"`
+	Index  int      `json:"index"`
+	Params []string `json:"params"` // "key=value", in Params order, usable as --set
+	Steps  int64    `json:"steps"`  // its config's train.steps, for progress before it starts
+}
+
+// BaseSource is the base run config as the sweep file gives it: its text and the sweep's
+// overrides, from which every trial's config is made. A sweep carries it once.
+type BaseSource struct {
+	Name string   `json:"name"` // the base config's file (or the sweep file's base key), for errors
+	Src  []byte   `json:"src"`  // its text
+	Sets []string `json:"sets"` // the sweep file's set entries
+	// Dir is the folder relative data and checkpoint paths resolve against (the client's
+	// working folder, so that any worker finds them); "" leaves them relative.
+	Dir string `json:"dir"`
 }
 
 // Load reads and validates the sweep file at path. Every mistake is a user error naming
@@ -131,23 +142,23 @@ func Parse(path string, src []byte) (*Sweep, error) {
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(dir, p)
 		}
-		s.baseName = p
-		if s.baseSrc, err = os.ReadFile(p); err != nil {
+		s.Source.Name = p
+		if s.Source.Src, err = os.ReadFile(p); err != nil {
 			return nil, usererr.New(loc("base"), "cannot read the base config %s: %v", p, err)
 		}
 	case yaml.MappingNode:
-		s.baseName = path + ": base"
-		if s.baseSrc, err = yaml.Marshal(&f.Base); err != nil {
+		s.Source.Name = path + ": base"
+		if s.Source.Src, err = yaml.Marshal(&f.Base); err != nil {
 			return nil, fmt.Errorf("re-encoding the inline base: %w", err)
 		}
 	default:
 		return nil, usererr.New(loc("base"), "want the path of a run config or an inline run config (a mapping)")
 	}
-	base, err := config.Parse(s.baseName, s.baseSrc, f.Set)
+	base, err := config.Parse(s.Source.Name, s.Source.Src, f.Set)
 	if err != nil {
 		return nil, err // names the base file (or set entry) and its key already
 	}
-	s.Base, s.baseSets = base, f.Set
+	s.Base, s.Source.Sets = base, f.Set
 
 	if err := s.parseSpace(&f.Space, loc); err != nil {
 		return nil, err
@@ -168,11 +179,11 @@ func Parse(path string, src []byte) (*Sweep, error) {
 	}
 	// Every trial's config must be a valid run: a value out of a key's bounds is found now.
 	for i := range s.Trials {
-		cfg, err := s.trialConfig(s.Trials[i])
+		cfg, err := s.Source.Config(s.Name, s.Trials[i])
 		if err != nil {
 			return nil, err
 		}
-		s.Trials[i].Config = cfg
+		s.Trials[i].Steps = int64(cfg.Train.Steps)
 	}
 	return s, nil
 }
@@ -192,16 +203,22 @@ func validName(n string) bool {
 // TrialName is a trial's run name (and checkpoint folder): the sweep's name and the index.
 func TrialName(sweep string, index int) string { return fmt.Sprintf("%s-trial-%d", sweep, index) }
 
-// trialConfig is the base config with the trial's values set and the trial's run name.
-func (s *Sweep) trialConfig(t Trial) (config.Run, error) {
-	sets := slices.Concat(s.baseSets, t.Params, []string{"name=" + TrialName(s.Name, t.Index)})
-	cfg, err := config.Parse(s.baseName, s.baseSrc, sets)
+// Config is the run config of trial t of the sweep named sweep: the base text with the
+// sweep's overrides, then the trial's values, then its run name, and relative paths
+// resolved against Dir. It reads nothing, so that the Sweep workflow may call it when a
+// trial starts; the same base, trial and Dir always give the same config.
+func (b BaseSource) Config(sweep string, t Trial) (config.Run, error) {
+	sets := slices.Concat(b.Sets, t.Params, []string{"name=" + TrialName(sweep, t.Index)})
+	cfg, err := config.Parse(b.Name, b.Src, sets)
 	if err != nil {
 		var u *usererr.Error
 		if errors.As(err, &u) {
-			return config.Run{}, usererr.New(s.baseName, "trial %d (%s): %s", t.Index, strings.Join(t.Params, ", "), u.Error())
+			return config.Run{}, usererr.New(b.Name, "trial %d (%s): %s", t.Index, strings.Join(t.Params, ", "), u.Error())
 		}
 		return config.Run{}, err
+	}
+	if b.Dir != "" {
+		cfg.ResolvePaths(b.Dir)
 	}
 	return cfg, nil
 }

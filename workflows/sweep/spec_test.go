@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/trainer/config"
 )
 
 const base = `
@@ -16,6 +17,16 @@ model: {preset: tiny}
 data: {train: 'x/*.go', eval: 'y/*.go'}
 train: {steps: 90, global_batch: 8, micro_batch: 8}
 `
+
+// trialConfig is trial i's run config, made as the Sweep workflow makes it.
+func trialConfig(t *testing.T, s *Sweep, i int) config.Run {
+	t.Helper()
+	cfg, err := s.Source.Config(s.Name, s.Trials[i])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
 
 // write puts the base config beside a sweep file and returns the sweep file's path.
 func write(t *testing.T, sweep string) string {
@@ -106,7 +117,7 @@ asha: {min_steps: 5, reduction_factor: 3, grace_period: 5}
 	if got := s.Trials[7].Params[0]; got != "train.optim.lr=0.0625" {
 		t.Fatalf("trial 7 lr %s", got)
 	}
-	c := s.Trials[7].Config
+	c := trialConfig(t, s, 7)
 	if c.Train.Optim.LR != 0.0625 || c.Model.NLayers != 3 || c.Train.Steps != 60 || c.Name != "lr-trial-7" {
 		t.Fatalf("trial 7 config: lr %g layers %d steps %d name %s", c.Train.Optim.LR, c.Model.NLayers, c.Train.Steps, c.Name)
 	}
@@ -130,7 +141,7 @@ func TestRandomIsSeeded(t *testing.T) {
 		ka, kb, kc := strings.Join(a.Trials[i].Params, " "), strings.Join(b.Trials[i].Params, " "), strings.Join(c.Trials[i].Params, " ")
 		same = same && ka == kb
 		diff = diff || ka != kc
-		cfg := a.Trials[i].Config
+		cfg := trialConfig(t, a, i)
 		if cfg.Train.Optim.LR < 1e-4 || cfg.Train.Optim.LR > 1e-1 || cfg.Model.NLayers < 1 || cfg.Model.NLayers > 4 {
 			t.Fatalf("trial %d out of range: %v", i, a.Trials[i].Params)
 		}
@@ -180,7 +191,7 @@ func TestExampleMetaPTransfer(t *testing.T) {
 	if len(s.Trials) != 88 || s.Metric != "eval_loss" {
 		t.Fatalf("%d trials, metric %s", len(s.Trials), s.Metric)
 	}
-	last := s.Trials[87].Config
+	last := trialConfig(t, s, 87)
 	if last.Model.DModel != 512 || last.Train.Optim.LR != 0.0625 || last.MetaP.Mode != "metap" {
 		t.Fatalf("last trial: d_model %d lr %g mode %s", last.Model.DModel, last.Train.Optim.LR, last.MetaP.Mode)
 	}
@@ -196,12 +207,12 @@ func TestExampleMetaPTransferDepth(t *testing.T) {
 	if len(s.Trials) != 33 || s.Metric != "eval_loss" {
 		t.Fatalf("%d trials, metric %s", len(s.Trials), s.Metric)
 	}
-	first, last := s.Trials[0].Config, s.Trials[32].Config
+	first, last := trialConfig(t, s, 0), trialConfig(t, s, 32)
 	if first.Model.NLayers != 2 || first.Train.Optim.LR != 0.00006103515625 || last.Model.NLayers != 8 || last.Train.Optim.LR != 0.0625 {
 		t.Fatalf("first trial: %d layers lr %g; last: %d layers lr %g", first.Model.NLayers, first.Train.Optim.LR, last.Model.NLayers, last.Train.Optim.LR)
 	}
-	for _, tr := range s.Trials {
-		if c := tr.Config; c.Model.DModel != 128 || c.MetaP.Mode != "metap" || c.MetaP.Base.NLayers != 2 {
+	for i, tr := range s.Trials {
+		if c := trialConfig(t, s, i); c.Model.DModel != 128 || c.MetaP.Mode != "metap" || c.MetaP.Base.NLayers != 2 {
 			t.Fatalf("trial %d (%v): d_model %d, mode %s, metap.base.n_layers %d", tr.Index, tr.Params, c.Model.DModel, c.MetaP.Mode, c.MetaP.Base.NLayers)
 		}
 	}
