@@ -14,6 +14,7 @@ import (
 	"github.com/herdml/herd/internal/outdir"
 	"github.com/herdml/herd/workflows"
 	"github.com/herdml/herd/workflows/devserver"
+	"github.com/herdml/herd/workflows/results"
 	"github.com/herdml/herd/workflows/sweep"
 )
 
@@ -86,10 +87,10 @@ func newSweepCmd() *cobra.Command {
 				return err
 			}
 			if jsonOut {
-				return printJSON(c.OutOrStdout(), map[string]any{"sweep": p, "files": files, "optimal_lr": p.OptimalLRs()})
+				return printJSON(c.OutOrStdout(), map[string]any{"sweep": p, "files": files, "optimal_lr": results.Sweep(p).OptimalLRs()})
 			}
 			printSweep(c.OutOrStdout(), p)
-			p.PrintOptimalLR(c.OutOrStdout())
+			results.Sweep(p).PrintOptimalLR(c.OutOrStdout())
 			fmt.Fprintf(c.OutOrStdout(), "results: %s\n", strings.Join(files, ", "))
 			return nil
 		},
@@ -177,7 +178,8 @@ func printSweep(w io.Writer, p workflows.SweepProgress) {
 
 // writeSweepResults writes trials.csv, trials.parquet, metric.png, lr.png and optimal_lr.csv
 // (where they apply) to dir.
-func writeSweepResults(p workflows.SweepProgress, dir string) ([]string, error) {
+func writeSweepResults(progress workflows.SweepProgress, dir string) ([]string, error) {
+	p := results.Sweep(progress)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("results folder: %w", err)
 	}
