@@ -1,4 +1,4 @@
-package workflows
+package workflows_test
 
 import (
 	"context"
@@ -23,6 +23,11 @@ import (
 	"github.com/herdml/herd/trainer/checkpoint"
 	"github.com/herdml/herd/trainer/config"
 	"github.com/herdml/herd/workflows/devserver"
+
+	// The tests drive workflows through herd's client, which imports package workflows:
+	// they are an external test package, and import both whole to read as the package's own.
+	. "github.com/herdml/herd/workflows"
+	. "github.com/herdml/herd/workflows/client"
 )
 
 // The tests run against a real embedded Temporal server. Workers and whole `herd run`

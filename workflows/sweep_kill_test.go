@@ -1,4 +1,4 @@
-package workflows
+package workflows_test
 
 import (
 	"context"
@@ -13,6 +13,9 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/herdml/herd/workflows/devserver"
+
+	. "github.com/herdml/herd/workflows"
+	. "github.com/herdml/herd/workflows/client"
 )
 
 // Must-show 3: the whole `herd sweep` process (embedded server, worker, client) SIGKILLed

@@ -1,4 +1,4 @@
-package workflows
+package workflows_test
 
 import (
 	"context"
@@ -13,6 +13,9 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/herdml/herd/workflows/sweep"
+
+	. "github.com/herdml/herd/workflows"
+	. "github.com/herdml/herd/workflows/client"
 )
 
 // sweepFile writes a sweep over microYAML (inline, as base) and loads it.

@@ -19,6 +19,7 @@ import (
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/config"
 	"github.com/herdml/herd/workflows"
+	"github.com/herdml/herd/workflows/client"
 	"github.com/herdml/herd/workflows/devserver"
 )
 
@@ -70,7 +71,7 @@ func newRunCmd() *cobra.Command {
 				// Said once the run is submitted: a refused launch prints its error alone.
 				d.intro = fmt.Sprintf("run %s on the embedded Temporal server (%s). Ctrl-C checkpoints and stops; `%s` continues.",
 					run.Name, tf.stateDir, tf.command("resume", run.Name))
-				p, err = workflows.RunLocal(ctx, tf.stateDir, in, &workflows.Activities{Metrics: rec, BeforeStep: beforeStep}, d.show)
+				p, err = client.RunLocal(ctx, tf.stateDir, in, &workflows.Activities{Metrics: rec, BeforeStep: beforeStep}, d.show)
 			} else {
 				cl, done, cerr := tf.connect()
 				if cerr != nil {
@@ -78,7 +79,7 @@ func newRunCmd() *cobra.Command {
 				}
 				defer done()
 				in.SearchAttributes = tf.addr == "" // herd's own server registers them
-				attached, serr := workflows.Submit(ctx, cl, tf.queue, in)
+				attached, serr := client.Submit(ctx, cl, tf.queue, in)
 				if serr != nil {
 					return serr
 				}
@@ -94,7 +95,7 @@ func newRunCmd() *cobra.Command {
 					return nil
 				}
 				fmt.Fprintf(errw, "run %s %s. Ctrl-C stops following; the run goes on (`herd status %s`).\n", run.Name, verb, run.Name)
-				p, err = workflows.Follow(ctx, cl, run.Name, workflows.FollowEvery, d.show)
+				p, err = client.Follow(ctx, cl, run.Name, client.FollowEvery, d.show)
 			}
 			d.finish()
 			return finishRun(c, &tf, run.Name, p, err, f.json)
@@ -138,7 +139,7 @@ func interruptContext() (context.Context, context.CancelFunc) {
 // finishRun prints how the followed run name, on tf's server, ended. A run that failed
 // (retries exhausted) is an error, exit status 1, whose one line says how to resume it.
 func finishRun(c *cobra.Command, tf *temporalFlags, name string, p workflows.Progress, err error, jsonOut bool) error {
-	var failed *workflows.FailedError
+	var failed *client.FailedError
 	switch {
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintf(c.ErrOrStderr(), "stopped following %s; `%s` shows it, `%s` continues it\n", name, tf.command("status", name), tf.command("resume", name))
@@ -180,7 +181,7 @@ func newFollowDisplay(w io.Writer) *followDisplay {
 	return d
 }
 
-func (d *followDisplay) show(s workflows.Status) {
+func (d *followDisplay) show(s client.Status) {
 	if d.intro != "" {
 		fmt.Fprintln(d.w, d.intro)
 		d.intro = ""
@@ -196,7 +197,7 @@ func (d *followDisplay) show(s workflows.Status) {
 	if s.ETA != "" {
 		line += "  ETA " + s.ETA
 	}
-	if s.Segment != "" && s.Segment != workflows.SegmentTraining {
+	if s.Segment != "" && s.Segment != client.SegmentTraining {
 		line += "  " + s.Segment
 	}
 	if s.Attempt > 1 {

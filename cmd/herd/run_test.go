@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/herdml/herd/workflows"
+	"github.com/herdml/herd/workflows/client"
 )
 
 // weights is the sha256 of a checkpoint's weights and optimizer state.
@@ -54,7 +55,7 @@ func TestRunEmbedded(t *testing.T) {
 	}
 
 	stdout, stderr, status = herd(t, dir, "ls", "--json")
-	var runs []workflows.Status
+	var runs []client.Status
 	if status != 0 || json.Unmarshal([]byte(stdout), &runs) != nil || len(runs) != 1 || runs[0].Name != "e2e" || runs[0].State != workflows.StateCompleted {
 		t.Fatalf("herd ls: status %d, %s%s", status, stdout, stderr)
 	}

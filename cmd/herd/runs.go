@@ -11,10 +11,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
+	sdkclient "go.temporal.io/sdk/client"
 
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/workflows"
+	"github.com/herdml/herd/workflows/client"
 	"github.com/herdml/herd/workflows/devserver"
 )
 
@@ -27,14 +28,14 @@ func (f *temporalFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.addr, "temporal", os.Getenv("HERD_TEMPORAL"), "Temporal frontend host:port (default $HERD_TEMPORAL; empty = herd's embedded server)")
 	c.Flags().StringVar(&f.namespace, "namespace", "default", "Temporal namespace")
 	c.Flags().StringVar(&f.queue, "queue", workflows.TaskQueue, "task queue of herd's workflows and workers")
-	c.Flags().StringVar(&f.stateDir, "state-dir", workflows.StateDir(), "embedded server's state (default $HERD_HOME or ~/.herd)")
+	c.Flags().StringVar(&f.stateDir, "state-dir", client.StateDir(), "embedded server's state (default $HERD_HOME or ~/.herd)")
 }
 
 // command is `herd VERB NAME` against the same server as this one: with --state-dir when
 // that is not the default, so that a hint the user copies reaches the run.
 func (f *temporalFlags) command(verb, name string) string {
 	cmd := "herd " + verb + " " + name
-	if f.addr == "" && f.stateDir != workflows.StateDir() {
+	if f.addr == "" && f.stateDir != client.StateDir() {
 		cmd += " --state-dir " + f.stateDir
 	}
 	return cmd
@@ -43,22 +44,22 @@ func (f *temporalFlags) command(verb, name string) string {
 // connect returns a client of --temporal if given; else of the herd process already
 // serving the state dir; else of an embedded server started for this command, with a
 // worker that answers queries and updates but does not train. done releases it all.
-func (f *temporalFlags) connect() (c client.Client, done func(), err error) {
+func (f *temporalFlags) connect() (c sdkclient.Client, done func(), err error) {
 	if f.addr != "" {
-		c, err := workflows.Dial(f.addr, f.namespace)
+		c, err := client.Dial(f.addr, f.namespace)
 		if err != nil {
 			return nil, nil, err
 		}
 		return c, c.Close, nil
 	}
 	if addr := devserver.RunningAddr(f.stateDir); addr != "" {
-		c, err := workflows.DialServing(f.stateDir, addr, f.namespace)
+		c, err := client.DialServing(f.stateDir, addr, f.namespace)
 		if err != nil {
 			return nil, nil, err
 		}
 		return c, c.Close, nil
 	}
-	l, err := workflows.StartLocal(f.stateDir, f.queue, nil)
+	l, err := client.StartLocal(f.stateDir, f.queue, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -80,7 +81,7 @@ func newLsCmd() *cobra.Command {
 				return err
 			}
 			defer done()
-			runs, err := workflows.List(context.Background(), cl)
+			runs, err := client.List(context.Background(), cl)
 			if err != nil {
 				return err
 			}
@@ -91,7 +92,7 @@ func newLsCmd() *cobra.Command {
 			fmt.Fprintln(w, "RUN\tSTATE\tSTEP\tLOSS\tUPDATED")
 			for _, r := range runs {
 				st, loss := state(r), r.Loss
-				if r.Segment != "" && r.Segment != workflows.SegmentTraining {
+				if r.Segment != "" && r.Segment != client.SegmentTraining {
 					st += " (" + r.Segment + ")"
 				}
 				if r.Live != nil {
@@ -109,7 +110,7 @@ func newLsCmd() *cobra.Command {
 
 // state is the run's own state, or the workflow's status when the workflow ended
 // without saying (terminated, timed out).
-func state(s workflows.Status) string {
+func state(s client.Status) string {
 	if s.State == "" || (s.Workflow != "Running" && s.State == workflows.StateRunning) {
 		return strings.ToLower(s.Workflow)
 	}
@@ -126,12 +127,12 @@ func lossText(loss float64) string {
 
 func newStatusCmd() *cobra.Command {
 	return showCmd("status RUN", "Show a run: step, loss, tokens/s, ETA, checkpoints, attempts, worker",
-		"print the status as JSON", workflows.GetStatus, printStatus)
+		"print the status as JSON", client.GetStatus, printStatus)
 }
 
 // showCmd is a command that reads one workflow's state from the server and prints it as
 // text or, with --json, as JSON: `herd status RUN`, `herd sweep status NAME`.
-func showCmd[T any](use, short, jsonHelp string, get func(context.Context, client.Client, string) (T, error), print func(io.Writer, T)) *cobra.Command {
+func showCmd[T any](use, short, jsonHelp string, get func(context.Context, sdkclient.Client, string) (T, error), print func(io.Writer, T)) *cobra.Command {
 	var (
 		tf      temporalFlags
 		jsonOut bool
@@ -162,7 +163,7 @@ func showCmd[T any](use, short, jsonHelp string, get func(context.Context, clien
 	return c
 }
 
-func printStatus(out io.Writer, s workflows.Status) {
+func printStatus(out io.Writer, s client.Status) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	row := func(k, format string, args ...any) { fmt.Fprintf(w, "%s\t"+format+"\n", append([]any{k}, args...)...) }
 	row("run", "%s", s.Name)
@@ -220,7 +221,7 @@ func newControlCmd(update, short string) *cobra.Command {
 				return err
 			}
 			defer done()
-			p, err := workflows.Control(context.Background(), cl, args[0], update)
+			p, err := client.Control(context.Background(), cl, args[0], update)
 			if err != nil {
 				return err
 			}
@@ -276,21 +277,21 @@ func newResumeCmd() *cobra.Command {
 					return merr
 				}
 				defer stopMetrics()
-				p, err = workflows.ResumeLocal(ctx, tf.stateDir, name, opts, &workflows.Activities{Metrics: rec, BeforeStep: beforeStep}, d.show)
+				p, err = client.ResumeLocal(ctx, tf.stateDir, name, opts, &workflows.Activities{Metrics: rec, BeforeStep: beforeStep}, d.show)
 			} else {
 				cl, done, cerr := tf.connect()
 				if cerr != nil {
 					return cerr
 				}
 				defer done()
-				if err := workflows.Resume(ctx, cl, tf.queue, name, opts); err != nil {
+				if err := client.Resume(ctx, cl, tf.queue, name, opts); err != nil {
 					return err
 				}
 				if detach {
 					fmt.Fprintf(c.OutOrStdout(), "%s: resumed; `herd status %s` shows it\n", name, name)
 					return nil
 				}
-				p, err = workflows.Follow(ctx, cl, name, workflows.FollowEvery, d.show)
+				p, err = client.Follow(ctx, cl, name, client.FollowEvery, d.show)
 			}
 			d.finish()
 			return finishRun(c, &tf, name, p, err, jsonOut)

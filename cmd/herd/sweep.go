@@ -13,6 +13,7 @@ import (
 
 	"github.com/herdml/herd/internal/outdir"
 	"github.com/herdml/herd/workflows"
+	"github.com/herdml/herd/workflows/client"
 	"github.com/herdml/herd/workflows/devserver"
 	"github.com/herdml/herd/workflows/results"
 	"github.com/herdml/herd/workflows/sweep"
@@ -65,7 +66,7 @@ func newSweepCmd() *cobra.Command {
 				defer stopMetrics()
 				fmt.Fprintf(errw, "sweep %s: %d trials on the embedded Temporal server (%s). Ctrl-C stops following; `%s` continues.\n",
 					s.Name, len(s.Trials), tf.stateDir, tf.command("resume", s.Name))
-				p, err = workflows.SweepLocal(ctx, tf.stateDir, in, &workflows.Activities{Metrics: rec, BeforeStep: beforeStep}, show)
+				p, err = client.SweepLocal(ctx, tf.stateDir, in, &workflows.Activities{Metrics: rec, BeforeStep: beforeStep}, show)
 			} else {
 				cl, done, cerr := tf.connect()
 				if cerr != nil {
@@ -73,10 +74,10 @@ func newSweepCmd() *cobra.Command {
 				}
 				defer done()
 				in.SearchAttributes = tf.addr == ""
-				if _, err := workflows.SubmitSweep(ctx, cl, tf.queue, in); err != nil {
+				if _, err := client.SubmitSweep(ctx, cl, tf.queue, in); err != nil {
 					return err
 				}
-				p, err = workflows.FollowSweep(ctx, cl, s.Name, workflows.FollowEvery, show)
+				p, err = client.FollowSweep(ctx, cl, s.Name, client.FollowEvery, show)
 			}
 			fmt.Fprintln(errw)
 			if err != nil {
@@ -105,7 +106,7 @@ func newSweepCmd() *cobra.Command {
 
 func newSweepStatusCmd() *cobra.Command {
 	return showCmd("status NAME", "A sweep's trials: parameters, step, metric, state, and the best trial",
-		"print the sweep as JSON", workflows.GetSweep, printSweep)
+		"print the sweep as JSON", client.GetSweep, printSweep)
 }
 
 // sweepInput is the workflow input with every path absolute, so that any worker, started

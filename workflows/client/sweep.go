@@ -1,4 +1,4 @@
-package workflows
+package client
 
 import (
 	"context"
@@ -8,32 +8,20 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
+	sdkclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
 	"github.com/herdml/herd/internal/usererr"
-	"github.com/herdml/herd/workflows/sweep"
+	"github.com/herdml/herd/workflows"
 )
-
-// NewSweepInput turns a validated sweep file into the workflow's input.
-func NewSweepInput(s *sweep.Sweep) SweepInput {
-	in := SweepInput{
-		Name: s.Name, Trials: s.Trials, Metric: s.Metric, Minimize: s.Minimize,
-		MaxConcurrent: s.MaxConcurrent, Rungs: s.Rungs, Reduction: s.Reduction, Grace: s.Grace,
-	}
-	if s.TransferSrc != nil {
-		in.Transfer = &TransferInput{File: s.TransferName, Src: s.TransferSrc, Sets: s.TransferSets, Proxy: s.Base}
-	}
-	return in
-}
 
 // SubmitSweep starts the sweep in.Name, or attaches to it when it is running or has
 // completed (workflow ID = sweep name: launching twice never runs a trial twice).
-func SubmitSweep(ctx context.Context, c client.Client, queue string, in SweepInput) (attached bool, err error) {
+func SubmitSweep(ctx context.Context, c sdkclient.Client, queue string, in workflows.SweepInput) (attached bool, err error) {
 	d, err := c.DescribeWorkflowExecution(ctx, in.Name, "")
 	switch d.GetWorkflowExecutionInfo().GetStatus() {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
-		if d.GetWorkflowExecutionInfo().GetType().GetName() != SweepWorkflow {
+		if d.GetWorkflowExecutionInfo().GetType().GetName() != workflows.SweepWorkflow {
 			return false, usererr.New("sweep "+in.Name, "a run of this name exists; give the sweep another name")
 		}
 		return true, nil
@@ -42,11 +30,11 @@ func SubmitSweep(ctx context.Context, c client.Client, queue string, in SweepInp
 	if err != nil && !errors.As(err, &nf) {
 		return false, fmt.Errorf("looking up sweep %s: %w", in.Name, err)
 	}
-	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+	_, err = c.ExecuteWorkflow(ctx, sdkclient.StartWorkflowOptions{
 		ID:                       in.Name,
 		TaskQueue:                queue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-	}, SweepWorkflow, in)
+	}, workflows.SweepWorkflow, in)
 	if err != nil {
 		return false, fmt.Errorf("starting sweep %s: %w", in.Name, err)
 	}
@@ -54,19 +42,19 @@ func SubmitSweep(ctx context.Context, c client.Client, queue string, in SweepInp
 }
 
 // GetSweep reads a sweep's progress from its memo, so it works with no worker running.
-func GetSweep(ctx context.Context, c client.Client, name string) (SweepProgress, error) {
+func GetSweep(ctx context.Context, c sdkclient.Client, name string) (workflows.SweepProgress, error) {
 	d, err := c.DescribeWorkflowExecution(ctx, name, "")
 	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) || (err == nil && d.GetWorkflowExecutionInfo().GetType().GetName() != SweepWorkflow) {
-		return SweepProgress{}, usererr.New("sweep "+name, "no such sweep; `herd sweep SWEEP.yaml` starts one")
+	if errors.As(err, &nf) || (err == nil && d.GetWorkflowExecutionInfo().GetType().GetName() != workflows.SweepWorkflow) {
+		return workflows.SweepProgress{}, usererr.New("sweep "+name, "no such sweep; `herd sweep SWEEP.yaml` starts one")
 	}
 	if err != nil {
-		return SweepProgress{}, fmt.Errorf("describing sweep %s: %w", name, err)
+		return workflows.SweepProgress{}, fmt.Errorf("describing sweep %s: %w", name, err)
 	}
-	var p SweepProgress
-	if m, ok := d.GetWorkflowExecutionInfo().GetMemo().GetFields()[memoProgress]; ok {
+	var p workflows.SweepProgress
+	if m, ok := d.GetWorkflowExecutionInfo().GetMemo().GetFields()[workflows.MemoProgress]; ok {
 		if err := converter.GetDefaultDataConverter().FromPayload(m, &p); err != nil {
-			return SweepProgress{}, fmt.Errorf("sweep %s: decoding its progress: %w", name, err)
+			return workflows.SweepProgress{}, fmt.Errorf("sweep %s: decoding its progress: %w", name, err)
 		}
 	}
 	return p, nil
@@ -74,26 +62,26 @@ func GetSweep(ctx context.Context, c client.Client, name string) (SweepProgress,
 
 // FollowSweep calls show with the sweep's progress every interval until it ends, then
 // returns its result.
-func FollowSweep(ctx context.Context, c client.Client, name string, every time.Duration, show func(SweepProgress)) (SweepProgress, error) {
-	return awaitResult[SweepProgress](ctx, c, name, every, GetSweep, show, nil)
+func FollowSweep(ctx context.Context, c sdkclient.Client, name string, every time.Duration, show func(workflows.SweepProgress)) (workflows.SweepProgress, error) {
+	return awaitResult[workflows.SweepProgress](ctx, c, name, every, GetSweep, show, nil)
 }
 
 // SweepLocal is `herd sweep` without --temporal: the embedded server (or the process
 // already serving stateDir), a worker in this process that trains the sweep's
 // max_concurrent trials side by side (unless acts.Segments says otherwise), the sweep
 // submitted or attached to and followed to its end.
-func SweepLocal(ctx context.Context, stateDir string, in SweepInput, acts *Activities, show func(SweepProgress)) (SweepProgress, error) {
+func SweepLocal(ctx context.Context, stateDir string, in workflows.SweepInput, acts *workflows.Activities, show func(workflows.SweepProgress)) (workflows.SweepProgress, error) {
 	if acts != nil && acts.Segments == 0 {
 		acts.Segments = in.MaxConcurrent // the sweep's trials train side by side in this process
 	}
-	l, err := StartLocal(stateDir, TaskQueue, acts)
+	l, err := StartLocal(stateDir, workflows.TaskQueue, acts)
 	if err != nil {
-		return SweepProgress{}, err
+		return workflows.SweepProgress{}, err
 	}
 	defer l.Close()
 	in.SearchAttributes = true
-	if _, err := SubmitSweep(ctx, l.Client, TaskQueue, in); err != nil {
-		return SweepProgress{}, err
+	if _, err := SubmitSweep(ctx, l.Client, workflows.TaskQueue, in); err != nil {
+		return workflows.SweepProgress{}, err
 	}
 	return FollowSweep(ctx, l.Client, in.Name, FollowEvery, show)
 }

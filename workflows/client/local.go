@@ -1,4 +1,4 @@
-package workflows
+package client
 
 import (
 	"context"
@@ -10,12 +10,12 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
+	sdkclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/herdml/herd/trainer/checkpoint"
+	"github.com/herdml/herd/workflows"
 	"github.com/herdml/herd/workflows/devserver"
 )
 
@@ -31,11 +31,15 @@ func StateDir() string {
 	return filepath.Join(home, ".herd")
 }
 
+// localRanks is how many ranks the in-process worker of `herd run` (no server of one's
+// own) takes: enough for a data-parallel run on one machine over loopback.
+const localRanks = 8
+
 // Local is herd's own Temporal, used when no --temporal address is given: the embedded
 // server on the state directory, or, when another herd process already serves that
 // directory, a connection to it. With a worker it also trains in this process.
 type Local struct {
-	Client client.Client
+	Client sdkclient.Client
 	Addr   string
 	srv    *devserver.Server // nil when another process serves
 	w      worker.Worker
@@ -44,7 +48,7 @@ type Local struct {
 // StartLocal starts (or joins) the embedded server on stateDir and a worker on queue.
 // With acts the worker trains; without, it only runs workflow code, so that queries and
 // pause/stop updates are answered without this process taking up a segment.
-func StartLocal(stateDir, queue string, acts *Activities) (*Local, error) {
+func StartLocal(stateDir, queue string, acts *workflows.Activities) (*Local, error) {
 	l := &Local{}
 	srv, err := devserver.Start(devserver.Options{StateDir: stateDir})
 	var busy *devserver.BusyError
@@ -64,11 +68,9 @@ func StartLocal(stateDir, queue string, acts *Activities) (*Local, error) {
 		if acts.Ranks == 0 {
 			acts.Ranks = localRanks
 		}
-		l.w = NewWorker(l.Client, queue, acts)
+		l.w = workflows.NewWorker(l.Client, queue, acts)
 	} else {
-		l.w = worker.New(l.Client, queue, worker.Options{Identity: Identity(queue), LocalActivityWorkerOnly: true})
-		l.w.RegisterWorkflowWithOptions(TrainRun, workflow.RegisterOptions{Name: WorkflowName})
-		registerSweep(l.w, l.Client, nil)
+		l.w = workflows.NewWorkflowWorker(l.Client, queue)
 	}
 	if err := l.w.Start(); err != nil {
 		l.Close()
@@ -93,15 +95,15 @@ func (l *Local) Close() {
 // RunLocal is `herd run` without --temporal: it starts or joins the embedded server,
 // starts a worker in this process, submits the run (or attaches to it) and follows it to
 // its end, calling show on every tick.
-func RunLocal(ctx context.Context, stateDir string, in RunInput, acts *Activities, show func(Status)) (Progress, error) {
-	l, err := StartLocal(stateDir, TaskQueue, acts)
+func RunLocal(ctx context.Context, stateDir string, in workflows.RunInput, acts *workflows.Activities, show func(Status)) (workflows.Progress, error) {
+	l, err := StartLocal(stateDir, workflows.TaskQueue, acts)
 	if err != nil {
-		return Progress{}, err
+		return workflows.Progress{}, err
 	}
 	defer l.Close()
 	in.SearchAttributes = true
-	if _, err := Submit(ctx, l.Client, TaskQueue, in); err != nil {
-		return Progress{}, err
+	if _, err := Submit(ctx, l.Client, workflows.TaskQueue, in); err != nil {
+		return workflows.Progress{}, err
 	}
 	return Follow(ctx, l.Client, in.Config.Name, FollowEvery, show)
 }
@@ -111,17 +113,17 @@ func RunLocal(ctx context.Context, stateDir string, in RunInput, acts *Activitie
 // segment's attempt is failed at once (see failDeadSegment) rather than left to its
 // heartbeat timeout, and this process's worker retries it from the last committed
 // checkpoint.
-func ResumeLocal(ctx context.Context, stateDir, name string, opts ResumeInput, acts *Activities, show func(Status)) (Progress, error) {
-	l, err := StartLocal(stateDir, TaskQueue, acts)
+func ResumeLocal(ctx context.Context, stateDir, name string, opts workflows.ResumeInput, acts *workflows.Activities, show func(Status)) (workflows.Progress, error) {
+	l, err := StartLocal(stateDir, workflows.TaskQueue, acts)
 	if err != nil {
-		return Progress{}, err
+		return workflows.Progress{}, err
 	}
 	defer l.Close()
 	if err := failDeadSegment(ctx, l.Client, name); err != nil {
-		return Progress{}, err
+		return workflows.Progress{}, err
 	}
-	if err := Resume(ctx, l.Client, TaskQueue, name, opts); err != nil {
-		return Progress{}, err
+	if err := Resume(ctx, l.Client, workflows.TaskQueue, name, opts); err != nil {
+		return workflows.Progress{}, err
 	}
 	return Follow(ctx, l.Client, name, FollowEvery, show)
 }
@@ -138,13 +140,13 @@ func ResumeLocal(ctx context.Context, stateDir, name string, opts ResumeInput, a
 // locks, is failed too: that costs a retry, never a result, since the lock lets only one
 // trainer at a time write the folder. Data-parallel runs' rank segments are not handled:
 // they still wait for their heartbeat timeout.
-func failDeadSegment(ctx context.Context, c client.Client, name string) error {
+func failDeadSegment(ctx context.Context, c sdkclient.Client, name string) error {
 	d, err := c.DescribeWorkflowExecution(ctx, name, "")
 	if err != nil || d.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		return nil // Resume reports a missing run; one not running has no attempt in flight
 	}
 	for _, a := range d.GetPendingActivities() {
-		if a.GetActivityType().GetName() != SegmentActivity || a.GetState() != enumspb.PENDING_ACTIVITY_STATE_STARTED {
+		if a.GetActivityType().GetName() != workflows.SegmentActivity || a.GetState() != enumspb.PENDING_ACTIVITY_STATE_STARTED {
 			continue
 		}
 		in, err := firstInput(ctx, c, name)
@@ -156,7 +158,7 @@ func failDeadSegment(ctx context.Context, c client.Client, name string) error {
 			return err
 		}
 		gone := temporal.NewApplicationError(fmt.Sprintf("the process of attempt %d (%s) is gone: nobody holds the run folder's lock; retrying now",
-			a.GetAttempt(), a.GetLastWorkerIdentity()), ErrAttemptGone)
+			a.GetAttempt(), a.GetLastWorkerIdentity()), workflows.ErrAttemptGone)
 		err = c.CompleteActivityByID(ctx, defaultNamespace, name, d.GetWorkflowExecutionInfo().GetExecution().GetRunId(), a.GetActivityId(), nil, gone)
 		var nf *serviceerror.NotFound
 		if err != nil && !errors.As(err, &nf) { // not found: the attempt ended meanwhile
