@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/herdml/herd/internal/metrics"
+	"github.com/herdml/herd/trainer/metrics"
 
 	. "github.com/herdml/herd/workflows"
 	. "github.com/herdml/herd/workflows/client"
