@@ -64,7 +64,7 @@ func TestResumeFailsDeadAttemptAtOnce(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	p, err := ResumeLocal(ctx, state, "gone", ResumeInput{}, hooked(&Activities{}), nil)
+	p, err := resumeLocal(ctx, state, "gone", ResumeInput{}, hooked(&Activities{}), nil)
 	if err != nil {
 		t.Fatalf("resume: %v (waiting out the dead attempt's heartbeat timeout?)", err)
 	}

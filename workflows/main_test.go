@@ -35,8 +35,8 @@ import (
 // in a helper mode, chosen by environment variables:
 //
 //	HERD_TEST_WORKER=addr  a worker on addr, queue $HERD_TEST_QUEUE, $HERD_TEST_RANKS rank slots (`herd worker`)
-//	HERD_TEST_RUN=dir      RunLocal of the config in $HERD_TEST_CONFIG on state dir dir (`herd run`)
-//	HERD_TEST_SWEEP=dir    SweepLocal of the input in $HERD_TEST_SWEEP_INPUT on state dir dir (`herd sweep`)
+//	HERD_TEST_RUN=dir      runLocal of the config in $HERD_TEST_CONFIG on state dir dir (`herd run`)
+//	HERD_TEST_SWEEP=dir    sweepLocal of the input in $HERD_TEST_SWEEP_INPUT on state dir dir (`herd sweep`)
 //
 // No test depends on how fast the host trains: a test that needs a run mid-way holds it
 // at a named step (hold, waitHeld) until it releases it, in this process and in the
@@ -94,16 +94,59 @@ func runHelper() error {
 		if err := json.Unmarshal([]byte(os.Getenv("HERD_TEST_CONFIG")), &in); err != nil {
 			return err
 		}
-		_, err := RunLocal(context.Background(), os.Getenv("HERD_TEST_RUN"), in, hooked(&Activities{}), nil)
+		_, err := runLocal(context.Background(), os.Getenv("HERD_TEST_RUN"), in, hooked(&Activities{}), nil)
 		return err
 	default:
 		var in SweepInput
 		if err := json.Unmarshal([]byte(os.Getenv("HERD_TEST_SWEEP_INPUT")), &in); err != nil {
 			return err
 		}
-		_, err := SweepLocal(context.Background(), os.Getenv("HERD_TEST_SWEEP"), in, hooked(&Activities{}), nil)
+		_, err := sweepLocal(context.Background(), os.Getenv("HERD_TEST_SWEEP"), in, hooked(&Activities{}), nil)
 		return err
 	}
+}
+
+// runLocal is `herd run` without --temporal: the embedded server on stateDir (or the
+// process already serving it) and a worker in this process that trains with acts; the
+// run submitted or attached to and followed to its end.
+func runLocal(ctx context.Context, stateDir string, in RunInput, acts *Activities, show func(Status)) (Progress, error) {
+	conn, err := Connect(Target{Queue: TaskQueue, StateDir: stateDir}, acts)
+	if err != nil {
+		return Progress{}, err
+	}
+	defer conn.Close()
+	if _, err := conn.SubmitRun(ctx, in); err != nil {
+		return Progress{}, err
+	}
+	return Follow(ctx, conn.Client, in.Config.Name, FollowEvery, show)
+}
+
+// resumeLocal is `herd resume` without --temporal, as runLocal is `herd run`.
+func resumeLocal(ctx context.Context, stateDir, name string, opts ResumeInput, acts *Activities, show func(Status)) (Progress, error) {
+	conn, err := Connect(Target{Queue: TaskQueue, StateDir: stateDir}, acts)
+	if err != nil {
+		return Progress{}, err
+	}
+	defer conn.Close()
+	if err := conn.ResumeRun(ctx, name, opts); err != nil {
+		return Progress{}, err
+	}
+	return Follow(ctx, conn.Client, name, FollowEvery, show)
+}
+
+// sweepLocal is `herd sweep` without --temporal, as runLocal is `herd run`: the worker
+// trains the sweep's max_concurrent trials side by side.
+func sweepLocal(ctx context.Context, stateDir string, in SweepInput, acts *Activities, show func(SweepProgress)) (SweepProgress, error) {
+	acts.Segments = in.MaxConcurrent
+	conn, err := Connect(Target{Queue: TaskQueue, StateDir: stateDir}, acts)
+	if err != nil {
+		return SweepProgress{}, err
+	}
+	defer conn.Close()
+	if _, err := conn.SubmitSweep(ctx, in); err != nil {
+		return SweepProgress{}, err
+	}
+	return FollowSweep(ctx, conn.Client, in.Name, FollowEvery, show)
 }
 
 // stepHook is the step hook the environment asks for (see TestMain); hooked gives it to

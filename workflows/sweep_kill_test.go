@@ -53,7 +53,7 @@ asha: {rungs: [10], reduction_factor: 2}
 	_ = proc.Wait()
 	release()
 
-	l, err := StartLocal(dir, TaskQueue, hooked(&Activities{}))
+	l, err := Connect(Target{Queue: TaskQueue, StateDir: dir}, hooked(&Activities{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/herdml/herd/trainer/config"
 	"github.com/herdml/herd/workflows"
 	"github.com/herdml/herd/workflows/client"
-	"github.com/herdml/herd/workflows/devserver"
 )
 
 func newRunCmd() *cobra.Command {
@@ -50,11 +49,7 @@ func newRunCmd() *cobra.Command {
 			}
 			in := workflows.RunInput{Config: run, SegmentSteps: segment, HeartbeatTimeout: hb}
 			out, errw := c.OutOrStdout(), c.ErrOrStderr()
-			ctx, stop := interruptContext()
-			defer stop()
-			d := newFollowDisplay(errw)
-			var p workflows.Progress
-			if tf.addr == "" && devserver.RunningAddr(tf.stateDir) == "" {
+			if tf.target().Embedded() {
 				if detach {
 					return detachNeedsServer()
 				}
@@ -63,26 +58,24 @@ func newRunCmd() *cobra.Command {
 				if err := run.CheckMemory(run.Parallel.Data, sysmem.Lookup()); err != nil {
 					return err
 				}
-				rec, stopMetrics, merr := mf.start(errw)
-				if merr != nil {
-					return merr
-				}
-				defer stopMetrics()
+			}
+			ctx, stop := interruptContext()
+			defer stop()
+			conn, done, err := tf.connect(&training{metrics: &mf, log: errw})
+			if err != nil {
+				return err
+			}
+			defer done()
+			attached, err := conn.SubmitRun(ctx, in)
+			if err != nil {
+				return err
+			}
+			d := newFollowDisplay(errw)
+			if conn.InProcess() {
 				// Said once the run is submitted: a refused launch prints its error alone.
 				d.intro = fmt.Sprintf("run %s on the embedded Temporal server (%s). Ctrl-C checkpoints and stops; `%s` continues.",
 					run.Name, tf.stateDir, tf.command("resume", run.Name))
-				p, err = client.RunLocal(ctx, tf.stateDir, in, &workflows.Activities{Metrics: rec, BeforeStep: beforeStep}, d.show)
 			} else {
-				cl, done, cerr := tf.connect()
-				if cerr != nil {
-					return cerr
-				}
-				defer done()
-				in.SearchAttributes = tf.addr == "" // herd's own server registers them
-				attached, serr := client.Submit(ctx, cl, tf.queue, in)
-				if serr != nil {
-					return serr
-				}
 				verb := "started"
 				if attached {
 					verb = "already running; attached"
@@ -95,8 +88,8 @@ func newRunCmd() *cobra.Command {
 					return nil
 				}
 				fmt.Fprintf(errw, "run %s %s. Ctrl-C stops following; the run goes on (`herd status %s`).\n", run.Name, verb, run.Name)
-				p, err = client.Follow(ctx, cl, run.Name, client.FollowEvery, d.show)
 			}
+			p, err := client.Follow(ctx, conn.Client, run.Name, client.FollowEvery, d.show)
 			d.finish()
 			return finishRun(c, &tf, run.Name, p, err, f.json)
 		},

@@ -16,7 +16,6 @@ import (
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/workflows"
 	"github.com/herdml/herd/workflows/client"
-	"github.com/herdml/herd/workflows/devserver"
 )
 
 // temporalFlags say which Temporal server the orchestration commands talk to.
@@ -41,29 +40,42 @@ func (f *temporalFlags) command(verb, name string) string {
 	return cmd
 }
 
-// connect returns a client of --temporal if given; else of the herd process already
-// serving the state dir; else of an embedded server started for this command, with a
-// worker that answers queries and updates but does not train. done releases it all.
-func (f *temporalFlags) connect() (c sdkclient.Client, done func(), err error) {
-	if f.addr != "" {
-		c, err := client.Dial(f.addr, f.namespace)
+// target is the server the flags name.
+func (f *temporalFlags) target() client.Target {
+	return client.Target{Addr: f.addr, Namespace: f.namespace, Queue: f.queue, StateDir: f.stateDir}
+}
+
+// training is how this process trains when a command that trains (run, resume, sweep)
+// starts the embedded server: its worker serves --metrics, and trains segments segments
+// at once (0 = one).
+type training struct {
+	metrics  *metricsFlag
+	log      io.Writer // where the metrics address is said
+	segments int
+}
+
+// connect is the launcher of every command that talks to Temporal (client.Connect): a
+// client of --temporal if given; else of the herd process already serving the state dir;
+// else of the embedded server, started here with a worker that trains as train says, or,
+// with train nil, answers queries and updates but does not train. done releases it all.
+func (f *temporalFlags) connect(train *training) (conn *client.Conn, done func(), err error) {
+	if train == nil || !f.target().Embedded() {
+		conn, err := client.Connect(f.target(), nil)
 		if err != nil {
 			return nil, nil, err
 		}
-		return c, c.Close, nil
+		return conn, conn.Close, nil
 	}
-	if addr := devserver.RunningAddr(f.stateDir); addr != "" {
-		c, err := client.DialServing(f.stateDir, addr, f.namespace)
-		if err != nil {
-			return nil, nil, err
-		}
-		return c, c.Close, nil
-	}
-	l, err := client.StartLocal(f.stateDir, f.queue, nil)
+	rec, stopMetrics, err := train.metrics.start(train.log)
 	if err != nil {
 		return nil, nil, err
 	}
-	return l.Client, l.Close, nil
+	conn, err = client.Connect(f.target(), &workflows.Activities{Metrics: rec, BeforeStep: beforeStep, Segments: train.segments})
+	if err != nil {
+		stopMetrics()
+		return nil, nil, err
+	}
+	return conn, func() { conn.Close(); stopMetrics() }, nil
 }
 
 func newLsCmd() *cobra.Command {
@@ -76,12 +88,12 @@ func newLsCmd() *cobra.Command {
 		Short: "List runs: state, step, loss",
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cl, done, err := tf.connect()
+			conn, done, err := tf.connect(nil)
 			if err != nil {
 				return err
 			}
 			defer done()
-			runs, err := client.List(context.Background(), cl)
+			runs, err := client.List(context.Background(), conn.Client)
 			if err != nil {
 				return err
 			}
@@ -142,12 +154,12 @@ func showCmd[T any](use, short, jsonHelp string, get func(context.Context, sdkcl
 		Short: short,
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, done, err := tf.connect()
+			conn, done, err := tf.connect(nil)
 			if err != nil {
 				return err
 			}
 			defer done()
-			v, err := get(context.Background(), cl, args[0])
+			v, err := get(context.Background(), conn.Client, args[0])
 			if err != nil {
 				return err
 			}
@@ -216,12 +228,12 @@ func newControlCmd(update, short string) *cobra.Command {
 		Short: short,
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, done, err := tf.connect()
+			conn, done, err := tf.connect(nil)
 			if err != nil {
 				return err
 			}
 			defer done()
-			p, err := client.Control(context.Background(), cl, args[0], update)
+			p, err := client.Control(context.Background(), conn.Client, args[0], update)
 			if err != nil {
 				return err
 			}
@@ -264,35 +276,25 @@ func newResumeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if detach && tf.target().Embedded() {
+				return detachNeedsServer()
+			}
 			ctx, stop := interruptContext()
 			defer stop()
-			d := newFollowDisplay(c.ErrOrStderr())
-			var p workflows.Progress
-			if tf.addr == "" && devserver.RunningAddr(tf.stateDir) == "" {
-				if detach {
-					return detachNeedsServer()
-				}
-				rec, stopMetrics, merr := mf.start(c.ErrOrStderr())
-				if merr != nil {
-					return merr
-				}
-				defer stopMetrics()
-				p, err = client.ResumeLocal(ctx, tf.stateDir, name, opts, &workflows.Activities{Metrics: rec, BeforeStep: beforeStep}, d.show)
-			} else {
-				cl, done, cerr := tf.connect()
-				if cerr != nil {
-					return cerr
-				}
-				defer done()
-				if err := client.Resume(ctx, cl, tf.queue, name, opts); err != nil {
-					return err
-				}
-				if detach {
-					fmt.Fprintf(c.OutOrStdout(), "%s: resumed; `herd status %s` shows it\n", name, name)
-					return nil
-				}
-				p, err = client.Follow(ctx, cl, name, client.FollowEvery, d.show)
+			conn, done, err := tf.connect(&training{metrics: &mf, log: c.ErrOrStderr()})
+			if err != nil {
+				return err
 			}
+			defer done()
+			if err := conn.ResumeRun(ctx, name, opts); err != nil {
+				return err
+			}
+			if detach {
+				fmt.Fprintf(c.OutOrStdout(), "%s: resumed; `herd status %s` shows it\n", name, name)
+				return nil
+			}
+			d := newFollowDisplay(c.ErrOrStderr())
+			p, err := client.Follow(ctx, conn.Client, name, client.FollowEvery, d.show)
 			d.finish()
 			return finishRun(c, &tf, name, p, err, jsonOut)
 		},

@@ -14,7 +14,6 @@ import (
 	"github.com/herdml/herd/internal/outdir"
 	"github.com/herdml/herd/workflows"
 	"github.com/herdml/herd/workflows/client"
-	"github.com/herdml/herd/workflows/devserver"
 	"github.com/herdml/herd/workflows/results"
 	"github.com/herdml/herd/workflows/sweep"
 )
@@ -56,29 +55,21 @@ func newSweepCmd() *cobra.Command {
 			ctx, stop := interruptContext()
 			defer stop()
 			errw := c.ErrOrStderr()
-			show := func(p workflows.SweepProgress) { fmt.Fprintf(errw, "\r%s", sweepLine(p)) }
-			var p workflows.SweepProgress
-			if tf.addr == "" && devserver.RunningAddr(tf.stateDir) == "" {
-				rec, stopMetrics, merr := mf.start(errw)
-				if merr != nil {
-					return merr
-				}
-				defer stopMetrics()
+			// An embedded worker trains the sweep's max_concurrent trials side by side.
+			conn, done, err := tf.connect(&training{metrics: &mf, log: errw, segments: s.MaxConcurrent})
+			if err != nil {
+				return err
+			}
+			defer done()
+			if conn.InProcess() {
 				fmt.Fprintf(errw, "sweep %s: %d trials on the embedded Temporal server (%s). Ctrl-C stops following; `%s` continues.\n",
 					s.Name, len(s.Trials), tf.stateDir, tf.command("resume", s.Name))
-				p, err = client.SweepLocal(ctx, tf.stateDir, in, &workflows.Activities{Metrics: rec, BeforeStep: beforeStep}, show)
-			} else {
-				cl, done, cerr := tf.connect()
-				if cerr != nil {
-					return cerr
-				}
-				defer done()
-				in.SearchAttributes = tf.addr == ""
-				if _, err := client.SubmitSweep(ctx, cl, tf.queue, in); err != nil {
-					return err
-				}
-				p, err = client.FollowSweep(ctx, cl, s.Name, client.FollowEvery, show)
 			}
+			if _, err := conn.SubmitSweep(ctx, in); err != nil {
+				return err
+			}
+			show := func(p workflows.SweepProgress) { fmt.Fprintf(errw, "\r%s", sweepLine(p)) }
+			p, err := client.FollowSweep(ctx, conn.Client, s.Name, client.FollowEvery, show)
 			fmt.Fprintln(errw)
 			if err != nil {
 				return err

@@ -42,10 +42,10 @@ func Dial(addr, namespace string) (sdkclient.Client, error) {
 	return c, nil
 }
 
-// DialServing connects to the herd process that serves the embedded server of stateDir at
+// dialServing connects to the herd process that serves the embedded server of stateDir at
 // addr (found in the state dir, not given by the user): when it does not answer, the
 // error says so, not that --temporal is unreachable.
-func DialServing(stateDir, addr, namespace string) (sdkclient.Client, error) {
+func dialServing(stateDir, addr, namespace string) (sdkclient.Client, error) {
 	c, err := dial(addr, namespace)
 	if err != nil {
 		return nil, usererr.New("--state-dir "+stateDir, "the herd process serving this state dir at %s does not answer: %v; "+

@@ -31,101 +31,136 @@ func StateDir() string {
 	return filepath.Join(home, ".herd")
 }
 
-// localRanks is how many ranks the in-process worker of `herd run` (no server of one's
+// localRanks is how many ranks the in-process worker of Connect (no server of one's
 // own) takes: enough for a data-parallel run on one machine over loopback.
 const localRanks = 8
 
-// Local is herd's own Temporal, used when no --temporal address is given: the embedded
-// server on the state directory, or, when another herd process already serves that
-// directory, a connection to it. With a worker it also trains in this process.
-type Local struct {
-	Client sdkclient.Client
-	Addr   string
-	srv    *devserver.Server // nil when another process serves
-	w      worker.Worker
+// Target is the Temporal server a command talks to, as the user named it: Addr
+// (--temporal) if given; else herd's embedded server on StateDir, served by whichever
+// herd process holds it, or by this one.
+type Target struct {
+	Addr      string // host:port of a Temporal frontend; empty for the embedded server
+	Namespace string // empty for "default"
+	Queue     string // task queue of the workflows and their workers
+	StateDir  string // the embedded server's state (see StateDir)
 }
 
-// StartLocal starts (or joins) the embedded server on stateDir and a worker on queue.
-// With acts the worker trains; without, it only runs workflow code, so that queries and
-// pause/stop updates are answered without this process taking up a segment.
-func StartLocal(stateDir, queue string, acts *workflows.Activities) (*Local, error) {
-	l := &Local{}
-	srv, err := devserver.Start(devserver.Options{StateDir: stateDir})
+// Embedded reports whether Connect would start the embedded server in this process: no
+// address is given, and no herd process serves the state dir. A command that trains
+// here checks what it must before it connects (memory, --detach).
+func (t Target) Embedded() bool {
+	return t.Addr == "" && devserver.RunningAddr(t.StateDir) == ""
+}
+
+// Conn is a connection to a Target, with the embedded server and worker that Connect
+// started for it, if any.
+type Conn struct {
+	Target
+	Client sdkclient.Client
+	srv    *devserver.Server // the embedded server, when this process serves it
+	w      worker.Worker     // the worker in this process, when this process serves
+	trains bool              // whether that worker trains segments
+}
+
+// Connect is herd's one launcher: it connects to t and, when t is the embedded server
+// and no herd process serves it yet, starts it in this process with a worker on t.Queue.
+// With acts that worker trains (the whole run, sweep or resume happens here); with acts
+// nil it only runs workflow code, so that queries and pause/stop updates are answered
+// without this process taking up a segment. Close releases it all.
+func Connect(t Target, acts *workflows.Activities) (*Conn, error) {
+	c := &Conn{Target: t}
+	var err error
+	if t.Addr != "" {
+		c.Client, err = Dial(t.Addr, t.Namespace)
+	} else if addr := devserver.RunningAddr(t.StateDir); addr != "" {
+		c.Client, err = dialServing(t.StateDir, addr, t.Namespace)
+	} else {
+		err = c.serve(acts)
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// serve starts (or joins) the embedded server on the state dir and the worker of this
+// process (see Connect).
+func (c *Conn) serve(acts *workflows.Activities) error {
+	addr := ""
+	srv, err := devserver.Start(devserver.Options{StateDir: c.StateDir})
 	var busy *devserver.BusyError
 	switch {
 	case errors.As(err, &busy):
-		l.Addr = busy.Addr
+		addr = busy.Addr // another herd process started serving since Embedded
 	case err != nil:
-		return nil, err
+		return err
 	default:
-		l.srv, l.Addr = srv, srv.Addr()
+		c.srv, addr = srv, srv.Addr()
 	}
-	if l.Client, err = DialServing(stateDir, l.Addr, ""); err != nil {
-		l.Close()
-		return nil, err
+	if c.Client, err = dialServing(c.StateDir, addr, c.Namespace); err != nil {
+		return err
 	}
 	if acts != nil {
 		if acts.Ranks == 0 {
 			acts.Ranks = localRanks
 		}
-		l.w = workflows.NewWorker(l.Client, queue, acts)
+		c.w, c.trains = workflows.NewWorker(c.Client, c.Queue, acts), true
 	} else {
-		l.w = workflows.NewWorkflowWorker(l.Client, queue)
+		c.w = workflows.NewWorkflowWorker(c.Client, c.Queue)
 	}
-	if err := l.w.Start(); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("starting the in-process worker: %w", err)
+	if err := c.w.Start(); err != nil {
+		return fmt.Errorf("starting the in-process worker: %w", err)
 	}
-	return l, nil
+	return nil
 }
 
-// Close stops the worker (which first checkpoints a segment in flight), then the server.
-func (l *Local) Close() {
-	if l.w != nil {
-		l.w.Stop()
+// Close stops the worker of this process (which first checkpoints a segment in flight),
+// then the connection, then the embedded server.
+func (c *Conn) Close() {
+	if c.w != nil {
+		c.w.Stop()
 	}
-	if l.Client != nil {
-		l.Client.Close()
+	if c.Client != nil {
+		c.Client.Close()
 	}
-	if l.srv != nil {
-		l.srv.Stop()
+	if c.srv != nil {
+		c.srv.Stop()
 	}
 }
 
-// RunLocal is `herd run` without --temporal: it starts or joins the embedded server,
-// starts a worker in this process, submits the run (or attaches to it) and follows it to
-// its end, calling show on every tick.
-func RunLocal(ctx context.Context, stateDir string, in workflows.RunInput, acts *workflows.Activities, show func(Status)) (workflows.Progress, error) {
-	l, err := StartLocal(stateDir, workflows.TaskQueue, acts)
-	if err != nil {
-		return workflows.Progress{}, err
-	}
-	defer l.Close()
-	in.SearchAttributes = true
-	if _, err := Submit(ctx, l.Client, workflows.TaskQueue, in); err != nil {
-		return workflows.Progress{}, err
-	}
-	return Follow(ctx, l.Client, in.Config.Name, FollowEvery, show)
+// InProcess reports whether Connect started the embedded server's worker in this process
+// (and the server too, unless another herd process started serving it first): what it
+// runs stops when this process ends.
+func (c *Conn) InProcess() bool { return c.w != nil }
+
+// searchAttributes reports whether workflows started on the target may set herd's search
+// attributes: herd's own server registers them; another cluster may not have them.
+func (c *Conn) searchAttributes() bool { return c.Addr == "" }
+
+// SubmitRun starts the run in.Config.Name or attaches to it (see Submit).
+func (c *Conn) SubmitRun(ctx context.Context, in workflows.RunInput) (attached bool, err error) {
+	in.SearchAttributes = c.searchAttributes()
+	return Submit(ctx, c.Client, c.Queue, in)
 }
 
-// ResumeLocal is `herd resume` without --temporal, also after the process that ran the
-// run, server included, was killed: the server comes back on the same file, the dead
-// segment's attempt is failed at once (see failDeadSegment) rather than left to its
-// heartbeat timeout, and this process's worker retries it from the last committed
-// checkpoint.
-func ResumeLocal(ctx context.Context, stateDir, name string, opts workflows.ResumeInput, acts *workflows.Activities, show func(Status)) (workflows.Progress, error) {
-	l, err := StartLocal(stateDir, workflows.TaskQueue, acts)
-	if err != nil {
-		return workflows.Progress{}, err
+// ResumeRun continues run name (see Resume). When this process trains it, also after
+// the process that ran the run, server included, was killed, the dead segment's attempt
+// is failed at once (see failDeadSegment) rather than left to its heartbeat timeout, and
+// this process's worker retries it from the last committed checkpoint.
+func (c *Conn) ResumeRun(ctx context.Context, name string, opts workflows.ResumeInput) error {
+	if c.trains {
+		if err := failDeadSegment(ctx, c.Client, name); err != nil {
+			return err
+		}
 	}
-	defer l.Close()
-	if err := failDeadSegment(ctx, l.Client, name); err != nil {
-		return workflows.Progress{}, err
-	}
-	if err := Resume(ctx, l.Client, workflows.TaskQueue, name, opts); err != nil {
-		return workflows.Progress{}, err
-	}
-	return Follow(ctx, l.Client, name, FollowEvery, show)
+	return Resume(ctx, c.Client, c.Queue, name, opts)
+}
+
+// SubmitSweep starts the sweep in.Name or attaches to it (see SubmitSweep).
+func (c *Conn) SubmitSweep(ctx context.Context, in workflows.SweepInput) (attached bool, err error) {
+	in.SearchAttributes = c.searchAttributes()
+	return SubmitSweep(ctx, c.Client, c.Queue, in)
 }
 
 // failDeadSegment fails the started TrainSegment attempt of run name when nobody holds

@@ -65,23 +65,3 @@ func GetSweep(ctx context.Context, c sdkclient.Client, name string) (workflows.S
 func FollowSweep(ctx context.Context, c sdkclient.Client, name string, every time.Duration, show func(workflows.SweepProgress)) (workflows.SweepProgress, error) {
 	return awaitResult[workflows.SweepProgress](ctx, c, name, every, GetSweep, show, nil)
 }
-
-// SweepLocal is `herd sweep` without --temporal: the embedded server (or the process
-// already serving stateDir), a worker in this process that trains the sweep's
-// max_concurrent trials side by side (unless acts.Segments says otherwise), the sweep
-// submitted or attached to and followed to its end.
-func SweepLocal(ctx context.Context, stateDir string, in workflows.SweepInput, acts *workflows.Activities, show func(workflows.SweepProgress)) (workflows.SweepProgress, error) {
-	if acts != nil && acts.Segments == 0 {
-		acts.Segments = in.MaxConcurrent // the sweep's trials train side by side in this process
-	}
-	l, err := StartLocal(stateDir, workflows.TaskQueue, acts)
-	if err != nil {
-		return workflows.SweepProgress{}, err
-	}
-	defer l.Close()
-	in.SearchAttributes = true
-	if _, err := SubmitSweep(ctx, l.Client, workflows.TaskQueue, in); err != nil {
-		return workflows.SweepProgress{}, err
-	}
-	return FollowSweep(ctx, l.Client, in.Name, FollowEvery, show)
-}
