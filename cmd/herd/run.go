@@ -25,6 +25,7 @@ import (
 func newRunCmd() *cobra.Command {
 	var (
 		f       configFlags
+		steps   stepsFlag
 		tf      temporalFlags
 		mf      metricsFlag
 		detach  bool
@@ -40,7 +41,7 @@ func newRunCmd() *cobra.Command {
 			"processes train.",
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			run, err := f.load(args[0])
+			run, err := f.load(args[0], steps.sets(c)...)
 			if err != nil {
 				return err
 			}
@@ -95,6 +96,7 @@ func newRunCmd() *cobra.Command {
 		},
 	}
 	f.register(c)
+	steps.register(c)
 	tf.register(c)
 	mf.register(c)
 	c.Flags().BoolVar(&detach, "detach", false, "return once submitted instead of following (needs --temporal or a running herd server)")

@@ -75,6 +75,24 @@ func TestRunEmbedded(t *testing.T) {
 	}
 }
 
+// `herd run --steps N` trains N steps, as `herd train --steps N` does: it sets
+// train.steps, after any --set.
+func TestRunSteps(t *testing.T) {
+	dir := tinyRun(t)
+	t.Setenv("HERD_HOME", filepath.Join(dir, "home"))
+	stdout, stderr, status := herd(t, dir, "run", "run.yaml", "--set", "train.steps=5", "--steps", "2", "--json")
+	if status != 0 {
+		t.Fatalf("herd run --steps 2: status %d\n%s", status, stderr)
+	}
+	var p workflows.Progress
+	if err := json.Unmarshal([]byte(stdout), &p); err != nil {
+		t.Fatalf("stdout is not the run's JSON progress: %v\n%s", err, stdout)
+	}
+	if p.State != workflows.StateCompleted || p.Step != 2 || p.Steps != 2 {
+		t.Fatalf("herd run --steps 2 ended %+v, want completed at step 2 of 2", p)
+	}
+}
+
 // A diverging recipe ends `herd run` with status 2 and the step that went non-finite;
 // user mistakes in the orchestration flags are status 2 as well.
 func TestRunUserErrors(t *testing.T) {
