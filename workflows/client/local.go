@@ -98,7 +98,8 @@ func (c *Conn) serve(acts *workflows.Activities) error {
 	default:
 		c.srv, addr = srv, srv.Addr()
 	}
-	if c.Client, err = dialServing(c.StateDir, addr, c.Namespace); err != nil {
+	// The server started here has the default namespace, whatever t.Namespace says.
+	if c.Client, err = dialServing(c.StateDir, addr, ""); err != nil {
 		return err
 	}
 	if acts != nil {
