@@ -1,4 +1,4 @@
-package workflows
+package workflows_test
 
 import (
 	"context"
@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/herdml/herd/trainer/checkpoint"
+
+	. "github.com/herdml/herd/workflows"
+	. "github.com/herdml/herd/workflows/client"
 )
 
 // A segment whose run folder another owner holds (here the test process, through the API
@@ -61,7 +64,7 @@ func TestResumeFailsDeadAttemptAtOnce(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	p, err := ResumeLocal(ctx, state, "gone", ResumeInput{}, hooked(&Activities{}), nil)
+	p, err := resumeLocal(ctx, state, "gone", ResumeInput{}, hooked(&Activities{}), nil)
 	if err != nil {
 		t.Fatalf("resume: %v (waiting out the dead attempt's heartbeat timeout?)", err)
 	}

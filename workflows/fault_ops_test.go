@@ -1,4 +1,4 @@
-package workflows
+package workflows_test
 
 import (
 	"context"
@@ -9,6 +9,9 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/herdml/herd/trainer/config"
+
+	. "github.com/herdml/herd/workflows"
+	. "github.com/herdml/herd/workflows/client"
 )
 
 // A group segment that exhausts its retries counts as a failure, as a one-rank one does:

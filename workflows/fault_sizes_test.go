@@ -1,4 +1,4 @@
-package workflows
+package workflows_test
 
 import (
 	"context"
@@ -14,6 +14,9 @@ import (
 	"github.com/herdml/herd/kernels"
 	"github.com/herdml/herd/kernels/device"
 	"github.com/herdml/herd/trainer/checkpoint"
+
+	. "github.com/herdml/herd/workflows"
+	. "github.com/herdml/herd/workflows/client"
 )
 
 // faultWorker runs a worker with acts on a queue of the test's own until the test ends,
@@ -116,23 +119,5 @@ func TestFollowStopsWhenRunFails(t *testing.T) {
 	s, err := GetStatus(context.Background(), c, "fails")
 	if err != nil || s.State != StateFailed || s.Workflow != "Running" {
 		t.Errorf("status %+v, %v; want state failed, workflow still Running (waiting for resume)", s, err)
-	}
-}
-
-// recoverPanic names the frame that panicked also for the runtime's own panics, which
-// start inside the runtime (runtime.goPanicIndex, runtime.makeslice).
-func TestRecoverPanicNamesTheFrame(t *testing.T) {
-	for name, fault := range map[string]func(n int){
-		"index":     func(n int) { _ = make([]int, 1)[n] },
-		"makeslice": func(n int) { _ = make([]float32, -n) },
-	} {
-		err := func() (err error) {
-			defer recoverPanic(&err)
-			fault(3)
-			return nil
-		}()
-		if err == nil || !strings.Contains(err.Error(), "TestRecoverPanicNamesTheFrame.func") || !strings.Contains(err.Error(), "(fault_sizes_test.go:") {
-			t.Errorf("%s: %v, want the test's function and line", name, err)
-		}
 	}
 }

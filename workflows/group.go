@@ -81,10 +81,6 @@ type RankSlot struct {
 // freed: a group whose other ranks could not be reserved must not hold workers forever.
 const reserveTTL = 2 * time.Minute
 
-// localRanks is how many ranks the in-process worker of `herd run` (no server of one's
-// own) takes: enough for a data-parallel run on one machine over loopback.
-const localRanks = 8
-
 // slots is a worker's rank slots: how many are free, and the listeners reserved but not
 // yet taken by their segment.
 type slots struct {

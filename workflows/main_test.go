@@ -1,4 +1,4 @@
-package workflows
+package workflows_test
 
 import (
 	"context"
@@ -23,6 +23,11 @@ import (
 	"github.com/herdml/herd/trainer/checkpoint"
 	"github.com/herdml/herd/trainer/config"
 	"github.com/herdml/herd/workflows/devserver"
+
+	// The tests drive workflows through herd's client, which imports package workflows:
+	// they are an external test package, and import both whole to read as the package's own.
+	. "github.com/herdml/herd/workflows"
+	. "github.com/herdml/herd/workflows/client"
 )
 
 // The tests run against a real embedded Temporal server. Workers and whole `herd run`
@@ -30,8 +35,8 @@ import (
 // in a helper mode, chosen by environment variables:
 //
 //	HERD_TEST_WORKER=addr  a worker on addr, queue $HERD_TEST_QUEUE, $HERD_TEST_RANKS rank slots (`herd worker`)
-//	HERD_TEST_RUN=dir      RunLocal of the config in $HERD_TEST_CONFIG on state dir dir (`herd run`)
-//	HERD_TEST_SWEEP=dir    SweepLocal of the input in $HERD_TEST_SWEEP_INPUT on state dir dir (`herd sweep`)
+//	HERD_TEST_RUN=dir      runLocal of the config in $HERD_TEST_CONFIG on state dir dir (`herd run`)
+//	HERD_TEST_SWEEP=dir    sweepLocal of the input in $HERD_TEST_SWEEP_INPUT on state dir dir (`herd sweep`)
 //
 // No test depends on how fast the host trains: a test that needs a run mid-way holds it
 // at a named step (hold, waitHeld) until it releases it, in this process and in the
@@ -39,7 +44,7 @@ import (
 // knobs check that, for this binary and its helpers:
 //
 //	HERD_TEST_STEP_DELAY=d  every training step first waits d: about 10x slower with
-//	                        300ms (a micro step takes 4 to 40 ms, see microYAML)
+//	                        300ms (a micro step takes 4 to 40 ms, see MicroYAML)
 //	HERD_TEST_SMALL=1       the micro model shrinks (smallSets): steps about 8x faster
 func TestMain(m *testing.M) {
 	var holds string // the folder of holds this process made, for its helpers to inherit
@@ -89,16 +94,59 @@ func runHelper() error {
 		if err := json.Unmarshal([]byte(os.Getenv("HERD_TEST_CONFIG")), &in); err != nil {
 			return err
 		}
-		_, err := RunLocal(context.Background(), os.Getenv("HERD_TEST_RUN"), in, hooked(&Activities{}), nil)
+		_, err := runLocal(context.Background(), os.Getenv("HERD_TEST_RUN"), in, hooked(&Activities{}), nil)
 		return err
 	default:
 		var in SweepInput
 		if err := json.Unmarshal([]byte(os.Getenv("HERD_TEST_SWEEP_INPUT")), &in); err != nil {
 			return err
 		}
-		_, err := SweepLocal(context.Background(), os.Getenv("HERD_TEST_SWEEP"), in, hooked(&Activities{}), nil)
+		_, err := sweepLocal(context.Background(), os.Getenv("HERD_TEST_SWEEP"), in, hooked(&Activities{}), nil)
 		return err
 	}
+}
+
+// runLocal is `herd run` without --temporal: the embedded server on stateDir (or the
+// process already serving it) and a worker in this process that trains with acts; the
+// run submitted or attached to and followed to its end.
+func runLocal(ctx context.Context, stateDir string, in RunInput, acts *Activities, show func(Status)) (Progress, error) {
+	conn, err := Connect(Target{Queue: TaskQueue, StateDir: stateDir}, acts)
+	if err != nil {
+		return Progress{}, err
+	}
+	defer conn.Close()
+	if _, err := conn.SubmitRun(ctx, in); err != nil {
+		return Progress{}, err
+	}
+	return Follow(ctx, conn.Client, in.Config.Name, FollowEvery, show)
+}
+
+// resumeLocal is `herd resume` without --temporal, as runLocal is `herd run`.
+func resumeLocal(ctx context.Context, stateDir, name string, opts ResumeInput, acts *Activities, show func(Status)) (Progress, error) {
+	conn, err := Connect(Target{Queue: TaskQueue, StateDir: stateDir}, acts)
+	if err != nil {
+		return Progress{}, err
+	}
+	defer conn.Close()
+	if err := conn.ResumeRun(ctx, name, opts); err != nil {
+		return Progress{}, err
+	}
+	return Follow(ctx, conn.Client, name, FollowEvery, show)
+}
+
+// sweepLocal is `herd sweep` without --temporal, as runLocal is `herd run`: the worker
+// trains the sweep's max_concurrent trials side by side.
+func sweepLocal(ctx context.Context, stateDir string, in SweepInput, acts *Activities, show func(SweepProgress)) (SweepProgress, error) {
+	acts.Segments = in.MaxConcurrent
+	conn, err := Connect(Target{Queue: TaskQueue, StateDir: stateDir}, acts)
+	if err != nil {
+		return SweepProgress{}, err
+	}
+	defer conn.Close()
+	if _, err := conn.SubmitSweep(ctx, in); err != nil {
+		return SweepProgress{}, err
+	}
+	return FollowSweep(ctx, conn.Client, in.Name, FollowEvery, show)
 }
 
 // stepHook is the step hook the environment asks for (see TestMain); hooked gives it to
@@ -135,35 +183,7 @@ func held(run string, done int64) bool {
 	return stephook.Held(os.Getenv(stephook.HoldsEnv), run, done)
 }
 
-// microYAML is a model small enough for a step to take a few to tens of milliseconds on
-// two cores (4 ms on a quiet fast host, 40 ms on a loaded one). No test depends on that:
-// the ones that need a run mid-way hold it (see hold). Data: Go sources of the standard
-// library.
-const microYAML = `
-seed: 3
-model:
-  vocab_size: 256
-  d_model: 48
-  n_layers: 2
-  n_heads: 4
-  n_kv_heads: 2
-  ffn_hidden: 128
-  seq_len: 64
-  nope_every: 2
-  moe: {experts: 2, top_k: 1, shared_expert: true, every: 2, expert_hidden: 64, aux_loss: 0.01}
-data:
-  train: ${GOROOT}/src/strings/*.go
-train:
-  steps: 60
-  global_batch: 8
-  micro_batch: 4
-  optim: {lr: 1.0e-2, weight_decay: 0.1, clip: 1.0}
-  schedule: {warmup: 4, decay: cosine, min_lr_ratio: 0.1}
-  checkpoint: {every: 30, keep: 2}
-  eval: {every: 0, batches: 1}
-`
-
-// smallSets shrink microYAML's model about 8x in step time when HERD_TEST_SMALL is set
+// smallSets shrink MicroYAML's model about 8x in step time when HERD_TEST_SMALL is set
 // (every test's runs and their references alike), to check that no test depends on a
 // step taking as long as it does here.
 func smallSets() []string {
@@ -173,11 +193,11 @@ func smallSets() []string {
 	return []string{"model.d_model=16", "model.seq_len=8", "model.ffn_hidden=32", "model.moe.expert_hidden=16"}
 }
 
-// microConfig is microYAML named name, checkpointing under a fresh folder.
+// microConfig is MicroYAML named name, checkpointing under a fresh folder.
 func microConfig(t testing.TB, name string, sets ...string) config.Run {
 	t.Helper()
 	sets = slices.Concat([]string{"name=" + name, "train.checkpoint.dir=" + t.TempDir()}, smallSets(), sets)
-	cfg, err := config.Parse("micro.yaml", []byte(microYAML), sets)
+	cfg, err := config.Parse("micro.yaml", []byte(MicroYAML), sets)
 	if err != nil {
 		t.Fatal(err)
 	}

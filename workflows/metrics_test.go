@@ -1,4 +1,4 @@
-package workflows
+package workflows_test
 
 import (
 	"fmt"
@@ -7,7 +7,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/herdml/herd/internal/metrics"
+	"github.com/herdml/herd/trainer/metrics"
+
+	. "github.com/herdml/herd/workflows"
+	. "github.com/herdml/herd/workflows/client"
 )
 
 // A worker with a metrics recorder reports every step its segments train, under the

@@ -1,4 +1,4 @@
-package workflows
+package workflows_test
 
 import (
 	"context"
@@ -10,6 +10,9 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/herdml/herd/workflows/devserver"
+
+	. "github.com/herdml/herd/workflows"
+	. "github.com/herdml/herd/workflows/client"
 )
 
 // benchRuns numbers the benchmark's runs: a run name that completed before would attach.

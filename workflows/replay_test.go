@@ -1,4 +1,4 @@
-package workflows
+package workflows_test
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	. "github.com/herdml/herd/workflows"
+	. "github.com/herdml/herd/workflows/client"
 	"github.com/herdml/herd/workflows/sweep"
 )
 
@@ -148,7 +150,7 @@ func recordSweeps(t *testing.T, c client.Client) {
 	}
 	ctx := context.Background()
 	target := filepath.Join(t.TempDir(), "target.yaml")
-	if err := os.WriteFile(target, []byte(microYAML+"name: target\n"), 0o644); err != nil {
+	if err := os.WriteFile(target, []byte(MicroYAML+"name: target\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	asha := sweepFile(t, "sweep-asha", `space: {train.optim.lr: {values: [1.0e-2, 3.0e-3]}}

@@ -13,12 +13,12 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/herdml/herd/internal/metrics"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/kernels"
 	"github.com/herdml/herd/trainer"
 	"github.com/herdml/herd/trainer/checkpoint"
 	"github.com/herdml/herd/trainer/collective"
+	"github.com/herdml/herd/trainer/metrics"
 )
 
 // Heartbeat is what a segment reports while it trains, and what its retry reads back to

@@ -7,13 +7,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer"
 	"github.com/herdml/herd/trainer/config"
 	"github.com/herdml/herd/workflows/sweep"
@@ -159,10 +159,20 @@ type stopper struct{ c client.Client }
 
 // StopTrial stops a trial's run: its segment ends at the next step boundary (seen at its
 // next heartbeat) and commits that step, and its worker is free. A run that has already
-// ended needs nothing.
+// ended needs nothing: the server does not find it running, or its workflow refuses the
+// update.
 func (s stopper) StopTrial(ctx context.Context, id string) error {
-	_, err := Control(ctx, s.c, id, UpdateStop)
-	if usererr.Is(err) {
+	h, err := s.c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   id,
+		UpdateName:   UpdateStop,
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(ctx, nil)
+	}
+	var nf *serviceerror.NotFound
+	var app *temporal.ApplicationError
+	if errors.As(err, &nf) || errors.As(err, &app) {
 		return nil
 	}
 	return err
@@ -453,7 +463,7 @@ func (s *sweepRun) transfer(ctx workflow.Context) error {
 
 func (s *sweepRun) set(ctx workflow.Context) {
 	s.p.Updated = workflow.Now(ctx)
-	if err := workflow.UpsertMemo(ctx, map[string]any{memoProgress: s.p}); err != nil {
+	if err := workflow.UpsertMemo(ctx, map[string]any{MemoProgress: s.p}); err != nil {
 		panic(err) // only records a command; failing to encode SweepProgress is a bug
 	}
 	if s.in.SearchAttributes {

@@ -1,4 +1,4 @@
-package workflows
+package workflows_test
 
 import (
 	"context"
@@ -14,6 +14,9 @@ import (
 
 	"github.com/herdml/herd/workflows/devserver"
 	"github.com/herdml/herd/workflows/sweep"
+
+	. "github.com/herdml/herd/workflows"
+	. "github.com/herdml/herd/workflows/client"
 )
 
 // Must-show 3: the whole `herd sweep` process (embedded server, worker, client) SIGKILLed
@@ -51,7 +54,7 @@ asha: {rungs: [10], reduction_factor: 2}
 	_ = proc.Wait()
 	release()
 
-	l, err := StartLocal(dir, TaskQueue, hooked(&Activities{}))
+	l, err := Connect(Target{Queue: TaskQueue, StateDir: dir}, hooked(&Activities{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ const payloadLimit = 2 << 20
 // trial's own) made absolute in the folder the sweep was started from.
 func TestSweepPayloadSize(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "base.yaml"), []byte(microYAML), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "base.yaml"), []byte(MicroYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	const spec = `name: big
@@ -117,7 +117,7 @@ max_concurrent: 4
 // client would have refused) ends in error with the reason, and starts no run; the sweep
 // goes on to its end.
 func TestSweepTrialConfigError(t *testing.T) {
-	in := SweepInput{Name: "bad", Base: &sweep.BaseSource{Name: "base.yaml", Src: []byte(microYAML)},
+	in := SweepInput{Name: "bad", Base: &sweep.BaseSource{Name: "base.yaml", Src: []byte(MicroYAML)},
 		Trials: []SweepTrial{{Trial: sweep.Trial{Index: 0, Params: []string{"train.optim.lr=-1"}, Steps: 60}}},
 		Metric: "loss", Minimize: true, MaxConcurrent: 1}
 	var env testsuite.WorkflowTestSuite

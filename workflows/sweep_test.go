@@ -1,4 +1,4 @@
-package workflows
+package workflows_test
 
 import (
 	"context"
@@ -13,15 +13,18 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/herdml/herd/workflows/sweep"
+
+	. "github.com/herdml/herd/workflows"
+	. "github.com/herdml/herd/workflows/client"
 )
 
-// sweepFile writes a sweep over microYAML (inline, as base) and loads it.
+// sweepFile writes a sweep over MicroYAML (inline, as base) and loads it.
 func sweepFile(t *testing.T, name, rest string, sets ...string) SweepInput {
 	t.Helper()
 	dir := t.TempDir()
 	var b strings.Builder
 	b.WriteString("name: " + name + "\nbase:\n")
-	for _, l := range strings.Split(strings.TrimSpace(microYAML), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(MicroYAML), "\n") {
 		b.WriteString("  " + l + "\n")
 	}
 	sets = slices.Concat([]string{"train.checkpoint.dir=" + dir}, smallSets(), sets)

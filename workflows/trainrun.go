@@ -43,9 +43,9 @@ const (
 	// not the user's mistake (the CLI exits with status 1), but never retried either,
 	// since training is deterministic and every retry would panic the same way.
 	ErrPanic = "Panic"
-	// memoProgress is the memo key holding Progress, readable with DescribeWorkflowExecution
+	// MemoProgress is the memo key holding Progress, readable with DescribeWorkflowExecution
 	// by any client even when no worker is running.
-	memoProgress = "progress"
+	MemoProgress = "progress"
 )
 
 // Run states, as in Progress.State and the HerdState search attribute.
@@ -297,7 +297,7 @@ func (r *run) set(ctx workflow.Context, state string) {
 	r.p.State = state
 	r.p.Updated = workflow.Now(ctx)
 	// Both calls only record a command; failing to encode Progress would be a bug.
-	if err := workflow.UpsertMemo(ctx, map[string]any{memoProgress: r.p}); err != nil {
+	if err := workflow.UpsertMemo(ctx, map[string]any{MemoProgress: r.p}); err != nil {
 		panic(err)
 	}
 	if r.in.SearchAttributes {
@@ -361,7 +361,7 @@ func (r *run) handlers(ctx workflow.Context) error {
 			if err := ended(); err != nil {
 				return err
 			}
-			return in.check(r.in.Config)
+			return in.Check(r.in.Config)
 		}})
 }
 
@@ -374,8 +374,8 @@ type ResumeInput struct {
 	Data int
 }
 
-// check refuses a parallel.data that the run's global batch does not divide.
-func (in ResumeInput) check(cfg config.Run) error {
+// Check refuses a parallel.data that the run's global batch does not divide.
+func (in ResumeInput) Check(cfg config.Run) error {
 	if in.Data == 0 {
 		return nil
 	}

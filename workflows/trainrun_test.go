@@ -1,4 +1,4 @@
-package workflows
+package workflows_test
 
 import (
 	"context"
@@ -17,6 +17,9 @@ import (
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/checkpoint"
 	"github.com/herdml/herd/trainer/config"
+
+	. "github.com/herdml/herd/workflows"
+	. "github.com/herdml/herd/workflows/client"
 )
 
 // inProcessWorker runs a worker in the test process until the test ends.
@@ -226,7 +229,7 @@ func TestRunProcessKilled(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
-	p, err := ResumeLocal(ctx, state, "whole", ResumeInput{}, hooked(&Activities{}), nil)
+	p, err := resumeLocal(ctx, state, "whole", ResumeInput{}, hooked(&Activities{}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +243,7 @@ func TestRunProcessKilled(t *testing.T) {
 
 // killRunMidSegment runs `herd run` of in (a oneSegment run) in a helper process on a
 // fresh state dir, SIGKILLs it while its trainer is held at midSegment, and returns the
-// state dir, where ResumeLocal continues the run.
+// state dir, where resumeLocal continues the run.
 func killRunMidSegment(t *testing.T, in RunInput) (state string) {
 	t.Helper()
 	state = t.TempDir()

@@ -71,3 +71,13 @@ func NewWorker(c client.Client, queue string, acts *Activities) worker.Worker {
 	registerSweep(w, c, acts)
 	return withRanks(c, queue, acts, w)
 }
+
+// NewWorkflowWorker builds a worker that runs the TrainRun and Sweep workflow code from
+// queue and trains nothing, so that queries and pause/stop updates are answered by a
+// process that must not take up a segment.
+func NewWorkflowWorker(c client.Client, queue string) worker.Worker {
+	w := worker.New(c, queue, worker.Options{Identity: Identity(queue), LocalActivityWorkerOnly: true})
+	w.RegisterWorkflowWithOptions(TrainRun, workflow.RegisterOptions{Name: WorkflowName})
+	registerSweep(w, c, nil)
+	return w
+}

@@ -6,12 +6,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/herdml/herd/internal/metrics"
 	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/trainer/metrics"
 )
 
 // metricsFlag is --metrics ADDR of the commands that train: serve Prometheus metrics of
-// every step this process trains (internal/metrics) at http://ADDR/metrics.
+// every step this process trains (trainer/metrics) at http://ADDR/metrics.
 type metricsFlag struct{ addr string }
 
 func (m *metricsFlag) register(c *cobra.Command) {

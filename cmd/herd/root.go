@@ -72,6 +72,23 @@ func (f *configFlags) load(path string, extra ...string) (config.Run, error) {
 	return config.Load(path, append(append([]string(nil), f.sets...), extra...))
 }
 
+// stepsFlag is --steps of the commands that train a config (train, run): train.steps,
+// given as a flag because it is the key users change most.
+type stepsFlag struct{ n int64 }
+
+func (s *stepsFlag) register(c *cobra.Command) {
+	c.Flags().Int64Var(&s.n, "steps", 0, "train this many steps in all (sets train.steps)")
+}
+
+// sets is the override --steps stands for, to load after the --set flags; none when
+// --steps was not given.
+func (s *stepsFlag) sets(c *cobra.Command) []string {
+	if !c.Flags().Changed("steps") {
+		return nil
+	}
+	return []string{fmt.Sprintf("train.steps=%d", s.n)}
+}
+
 // printJSON writes v as indented JSON.
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)

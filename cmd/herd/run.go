@@ -18,12 +18,13 @@ import (
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/config"
 	"github.com/herdml/herd/workflows"
-	"github.com/herdml/herd/workflows/devserver"
+	"github.com/herdml/herd/workflows/client"
 )
 
 func newRunCmd() *cobra.Command {
 	var (
 		f       configFlags
+		steps   stepsFlag
 		tf      temporalFlags
 		mf      metricsFlag
 		detach  bool
@@ -39,7 +40,7 @@ func newRunCmd() *cobra.Command {
 			"processes train.",
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			run, err := f.load(args[0])
+			run, err := f.load(args[0], steps.sets(c)...)
 			if err != nil {
 				return err
 			}
@@ -48,11 +49,7 @@ func newRunCmd() *cobra.Command {
 			}
 			in := workflows.RunInput{Config: run, SegmentSteps: segment, HeartbeatTimeout: hb}
 			out, errw := c.OutOrStdout(), c.ErrOrStderr()
-			ctx, stop := interruptContext()
-			defer stop()
-			d := newFollowDisplay(errw)
-			var p workflows.Progress
-			if tf.addr == "" && devserver.RunningAddr(tf.stateDir) == "" {
+			if tf.target().Embedded() {
 				if detach {
 					return detachNeedsServer()
 				}
@@ -61,26 +58,24 @@ func newRunCmd() *cobra.Command {
 				if err := run.CheckMemory(run.Parallel.Data, sysmem.Lookup()); err != nil {
 					return err
 				}
-				rec, stopMetrics, merr := mf.start(errw)
-				if merr != nil {
-					return merr
-				}
-				defer stopMetrics()
+			}
+			ctx, stop := interruptContext()
+			defer stop()
+			conn, done, err := tf.connect(&training{metrics: &mf, log: errw})
+			if err != nil {
+				return err
+			}
+			defer done()
+			attached, err := conn.SubmitRun(ctx, in)
+			if err != nil {
+				return err
+			}
+			d := newFollowDisplay(errw)
+			if conn.InProcess() {
 				// Said once the run is submitted: a refused launch prints its error alone.
 				d.intro = fmt.Sprintf("run %s on the embedded Temporal server (%s). Ctrl-C checkpoints and stops; `%s` continues.",
 					run.Name, tf.stateDir, tf.command("resume", run.Name))
-				p, err = workflows.RunLocal(ctx, tf.stateDir, in, &workflows.Activities{Metrics: rec, BeforeStep: beforeStep}, d.show)
 			} else {
-				cl, done, cerr := tf.connect()
-				if cerr != nil {
-					return cerr
-				}
-				defer done()
-				in.SearchAttributes = tf.addr == "" // herd's own server registers them
-				attached, serr := workflows.Submit(ctx, cl, tf.queue, in)
-				if serr != nil {
-					return serr
-				}
 				verb := "started"
 				if attached {
 					verb = "already running; attached"
@@ -93,13 +88,14 @@ func newRunCmd() *cobra.Command {
 					return nil
 				}
 				fmt.Fprintf(errw, "run %s %s. Ctrl-C stops following; the run goes on (`herd status %s`).\n", run.Name, verb, run.Name)
-				p, err = workflows.Follow(ctx, cl, run.Name, workflows.FollowEvery, d.show)
 			}
+			p, err := client.Follow(ctx, conn.Client, run.Name, client.FollowEvery, d.show)
 			d.finish()
 			return finishRun(c, &tf, run.Name, p, err, f.json)
 		},
 	}
 	f.register(c)
+	steps.register(c)
 	tf.register(c)
 	mf.register(c)
 	c.Flags().BoolVar(&detach, "detach", false, "return once submitted instead of following (needs --temporal or a running herd server)")
@@ -132,7 +128,7 @@ func interruptContext() (context.Context, context.CancelFunc) {
 // finishRun prints how the followed run name, on tf's server, ended. A run that failed
 // (retries exhausted) is an error, exit status 1, whose one line says how to resume it.
 func finishRun(c *cobra.Command, tf *temporalFlags, name string, p workflows.Progress, err error, jsonOut bool) error {
-	var failed *workflows.FailedError
+	var failed *client.FailedError
 	switch {
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintf(c.ErrOrStderr(), "stopped following %s; `%s` shows it, `%s` continues it\n", name, tf.command("status", name), tf.command("resume", name))
@@ -174,7 +170,7 @@ func newFollowDisplay(w io.Writer) *followDisplay {
 	return d
 }
 
-func (d *followDisplay) show(s workflows.Status) {
+func (d *followDisplay) show(s client.Status) {
 	if d.intro != "" {
 		fmt.Fprintln(d.w, d.intro)
 		d.intro = ""
@@ -190,7 +186,7 @@ func (d *followDisplay) show(s workflows.Status) {
 	if s.ETA != "" {
 		line += "  ETA " + s.ETA
 	}
-	if s.Segment != "" && s.Segment != workflows.SegmentTraining {
+	if s.Segment != "" && s.Segment != client.SegmentTraining {
 		line += "  " + s.Segment
 	}
 	if s.Attempt > 1 {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/herdml/herd/workflows"
+	"github.com/herdml/herd/workflows/client"
 )
 
 // weights is the sha256 of a checkpoint's weights and optimizer state.
@@ -54,7 +55,7 @@ func TestRunEmbedded(t *testing.T) {
 	}
 
 	stdout, stderr, status = herd(t, dir, "ls", "--json")
-	var runs []workflows.Status
+	var runs []client.Status
 	if status != 0 || json.Unmarshal([]byte(stdout), &runs) != nil || len(runs) != 1 || runs[0].Name != "e2e" || runs[0].State != workflows.StateCompleted {
 		t.Fatalf("herd ls: status %d, %s%s", status, stdout, stderr)
 	}
@@ -71,6 +72,24 @@ func TestRunEmbedded(t *testing.T) {
 	_, stderr, status = herd(t, dir, "run", "run.yaml", "--set", "train.steps=5")
 	if status != 2 || !strings.Contains(stderr, "another training config") {
 		t.Errorf("herd run of another config under the same name: status %d, want 2\n%s", status, stderr)
+	}
+}
+
+// `herd run --steps N` trains N steps, as `herd train --steps N` does: it sets
+// train.steps, after any --set.
+func TestRunSteps(t *testing.T) {
+	dir := tinyRun(t)
+	t.Setenv("HERD_HOME", filepath.Join(dir, "home"))
+	stdout, stderr, status := herd(t, dir, "run", "run.yaml", "--set", "train.steps=5", "--steps", "2", "--json")
+	if status != 0 {
+		t.Fatalf("herd run --steps 2: status %d\n%s", status, stderr)
+	}
+	var p workflows.Progress
+	if err := json.Unmarshal([]byte(stdout), &p); err != nil {
+		t.Fatalf("stdout is not the run's JSON progress: %v\n%s", err, stdout)
+	}
+	if p.State != workflows.StateCompleted || p.Step != 2 || p.Steps != 2 {
+		t.Fatalf("herd run --steps 2 ended %+v, want completed at step 2 of 2", p)
 	}
 }
 

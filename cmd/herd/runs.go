@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
+	sdkclient "go.temporal.io/sdk/client"
 
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/workflows"
-	"github.com/herdml/herd/workflows/devserver"
+	"github.com/herdml/herd/workflows/client"
 )
 
 // temporalFlags say which Temporal server the orchestration commands talk to.
@@ -27,42 +27,55 @@ func (f *temporalFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.addr, "temporal", os.Getenv("HERD_TEMPORAL"), "Temporal frontend host:port (default $HERD_TEMPORAL; empty = herd's embedded server)")
 	c.Flags().StringVar(&f.namespace, "namespace", "default", "Temporal namespace")
 	c.Flags().StringVar(&f.queue, "queue", workflows.TaskQueue, "task queue of herd's workflows and workers")
-	c.Flags().StringVar(&f.stateDir, "state-dir", workflows.StateDir(), "embedded server's state (default $HERD_HOME or ~/.herd)")
+	c.Flags().StringVar(&f.stateDir, "state-dir", client.StateDir(), "embedded server's state (default $HERD_HOME or ~/.herd)")
 }
 
 // command is `herd VERB NAME` against the same server as this one: with --state-dir when
 // that is not the default, so that a hint the user copies reaches the run.
 func (f *temporalFlags) command(verb, name string) string {
 	cmd := "herd " + verb + " " + name
-	if f.addr == "" && f.stateDir != workflows.StateDir() {
+	if f.addr == "" && f.stateDir != client.StateDir() {
 		cmd += " --state-dir " + f.stateDir
 	}
 	return cmd
 }
 
-// connect returns a client of --temporal if given; else of the herd process already
-// serving the state dir; else of an embedded server started for this command, with a
-// worker that answers queries and updates but does not train. done releases it all.
-func (f *temporalFlags) connect() (c client.Client, done func(), err error) {
-	if f.addr != "" {
-		c, err := workflows.Dial(f.addr, f.namespace)
+// target is the server the flags name.
+func (f *temporalFlags) target() client.Target {
+	return client.Target{Addr: f.addr, Namespace: f.namespace, Queue: f.queue, StateDir: f.stateDir}
+}
+
+// training is how this process trains when a command that trains (run, resume, sweep)
+// starts the embedded server: its worker serves --metrics, and trains segments segments
+// at once (0 = one).
+type training struct {
+	metrics  *metricsFlag
+	log      io.Writer // where the metrics address is said
+	segments int
+}
+
+// connect is the launcher of every command that talks to Temporal (client.Connect): a
+// client of --temporal if given; else of the herd process already serving the state dir;
+// else of the embedded server, started here with a worker that trains as train says, or,
+// with train nil, answers queries and updates but does not train. done releases it all.
+func (f *temporalFlags) connect(train *training) (conn *client.Conn, done func(), err error) {
+	if train == nil || !f.target().Embedded() {
+		conn, err := client.Connect(f.target(), nil)
 		if err != nil {
 			return nil, nil, err
 		}
-		return c, c.Close, nil
+		return conn, conn.Close, nil
 	}
-	if addr := devserver.RunningAddr(f.stateDir); addr != "" {
-		c, err := workflows.DialServing(f.stateDir, addr, f.namespace)
-		if err != nil {
-			return nil, nil, err
-		}
-		return c, c.Close, nil
-	}
-	l, err := workflows.StartLocal(f.stateDir, f.queue, nil)
+	rec, stopMetrics, err := train.metrics.start(train.log)
 	if err != nil {
 		return nil, nil, err
 	}
-	return l.Client, l.Close, nil
+	conn, err = client.Connect(f.target(), &workflows.Activities{Metrics: rec, BeforeStep: beforeStep, Segments: train.segments})
+	if err != nil {
+		stopMetrics()
+		return nil, nil, err
+	}
+	return conn, func() { conn.Close(); stopMetrics() }, nil
 }
 
 func newLsCmd() *cobra.Command {
@@ -75,12 +88,12 @@ func newLsCmd() *cobra.Command {
 		Short: "List runs: state, step, loss",
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cl, done, err := tf.connect()
+			conn, done, err := tf.connect(nil)
 			if err != nil {
 				return err
 			}
 			defer done()
-			runs, err := workflows.List(context.Background(), cl)
+			runs, err := client.List(context.Background(), conn.Client)
 			if err != nil {
 				return err
 			}
@@ -91,7 +104,7 @@ func newLsCmd() *cobra.Command {
 			fmt.Fprintln(w, "RUN\tSTATE\tSTEP\tLOSS\tUPDATED")
 			for _, r := range runs {
 				st, loss := state(r), r.Loss
-				if r.Segment != "" && r.Segment != workflows.SegmentTraining {
+				if r.Segment != "" && r.Segment != client.SegmentTraining {
 					st += " (" + r.Segment + ")"
 				}
 				if r.Live != nil {
@@ -109,7 +122,7 @@ func newLsCmd() *cobra.Command {
 
 // state is the run's own state, or the workflow's status when the workflow ended
 // without saying (terminated, timed out).
-func state(s workflows.Status) string {
+func state(s client.Status) string {
 	if s.State == "" || (s.Workflow != "Running" && s.State == workflows.StateRunning) {
 		return strings.ToLower(s.Workflow)
 	}
@@ -126,12 +139,12 @@ func lossText(loss float64) string {
 
 func newStatusCmd() *cobra.Command {
 	return showCmd("status RUN", "Show a run: step, loss, tokens/s, ETA, checkpoints, attempts, worker",
-		"print the status as JSON", workflows.GetStatus, printStatus)
+		"print the status as JSON", client.GetStatus, printStatus)
 }
 
 // showCmd is a command that reads one workflow's state from the server and prints it as
 // text or, with --json, as JSON: `herd status RUN`, `herd sweep status NAME`.
-func showCmd[T any](use, short, jsonHelp string, get func(context.Context, client.Client, string) (T, error), print func(io.Writer, T)) *cobra.Command {
+func showCmd[T any](use, short, jsonHelp string, get func(context.Context, sdkclient.Client, string) (T, error), print func(io.Writer, T)) *cobra.Command {
 	var (
 		tf      temporalFlags
 		jsonOut bool
@@ -141,12 +154,12 @@ func showCmd[T any](use, short, jsonHelp string, get func(context.Context, clien
 		Short: short,
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, done, err := tf.connect()
+			conn, done, err := tf.connect(nil)
 			if err != nil {
 				return err
 			}
 			defer done()
-			v, err := get(context.Background(), cl, args[0])
+			v, err := get(context.Background(), conn.Client, args[0])
 			if err != nil {
 				return err
 			}
@@ -162,7 +175,7 @@ func showCmd[T any](use, short, jsonHelp string, get func(context.Context, clien
 	return c
 }
 
-func printStatus(out io.Writer, s workflows.Status) {
+func printStatus(out io.Writer, s client.Status) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	row := func(k, format string, args ...any) { fmt.Fprintf(w, "%s\t"+format+"\n", append([]any{k}, args...)...) }
 	row("run", "%s", s.Name)
@@ -215,12 +228,12 @@ func newControlCmd(update, short string) *cobra.Command {
 		Short: short,
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, done, err := tf.connect()
+			conn, done, err := tf.connect(nil)
 			if err != nil {
 				return err
 			}
 			defer done()
-			p, err := workflows.Control(context.Background(), cl, args[0], update)
+			p, err := client.Control(context.Background(), conn.Client, args[0], update)
 			if err != nil {
 				return err
 			}
@@ -263,35 +276,25 @@ func newResumeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if detach && tf.target().Embedded() {
+				return detachNeedsServer()
+			}
 			ctx, stop := interruptContext()
 			defer stop()
-			d := newFollowDisplay(c.ErrOrStderr())
-			var p workflows.Progress
-			if tf.addr == "" && devserver.RunningAddr(tf.stateDir) == "" {
-				if detach {
-					return detachNeedsServer()
-				}
-				rec, stopMetrics, merr := mf.start(c.ErrOrStderr())
-				if merr != nil {
-					return merr
-				}
-				defer stopMetrics()
-				p, err = workflows.ResumeLocal(ctx, tf.stateDir, name, opts, &workflows.Activities{Metrics: rec, BeforeStep: beforeStep}, d.show)
-			} else {
-				cl, done, cerr := tf.connect()
-				if cerr != nil {
-					return cerr
-				}
-				defer done()
-				if err := workflows.Resume(ctx, cl, tf.queue, name, opts); err != nil {
-					return err
-				}
-				if detach {
-					fmt.Fprintf(c.OutOrStdout(), "%s: resumed; `herd status %s` shows it\n", name, name)
-					return nil
-				}
-				p, err = workflows.Follow(ctx, cl, name, workflows.FollowEvery, d.show)
+			conn, done, err := tf.connect(&training{metrics: &mf, log: c.ErrOrStderr()})
+			if err != nil {
+				return err
 			}
+			defer done()
+			if err := conn.ResumeRun(ctx, name, opts); err != nil {
+				return err
+			}
+			if detach {
+				fmt.Fprintf(c.OutOrStdout(), "%s: resumed; `herd status %s` shows it\n", name, name)
+				return nil
+			}
+			d := newFollowDisplay(c.ErrOrStderr())
+			p, err := client.Follow(ctx, conn.Client, name, client.FollowEvery, d.show)
 			d.finish()
 			return finishRun(c, &tf, name, p, err, jsonOut)
 		},

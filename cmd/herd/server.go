@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/herdml/herd/workflows"
+	"github.com/herdml/herd/workflows/client"
 	"github.com/herdml/herd/workflows/devserver"
 )
 
@@ -37,7 +37,7 @@ func newServerCmd() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&opts.StateDir, "state-dir", workflows.StateDir(), "holds temporal.db and server.log (default $HERD_HOME or ~/.herd)")
+	c.Flags().StringVar(&opts.StateDir, "state-dir", client.StateDir(), "holds temporal.db and server.log (default $HERD_HOME or ~/.herd)")
 	c.Flags().StringVar(&opts.IP, "ip", "127.0.0.1", "interface to listen on (0.0.0.0 for other hosts: needs --insecure)")
 	c.Flags().BoolVar(&opts.Insecure, "insecure", false, "allow an --ip other than loopback: the embedded server has no authentication, so anyone who reaches it can start, read and terminate every run; refused without this flag so that it is never exposed by accident")
 	c.Flags().IntVar(&opts.Port, "port", 7233, "frontend gRPC port")

@@ -13,7 +13,8 @@ import (
 
 	"github.com/herdml/herd/internal/outdir"
 	"github.com/herdml/herd/workflows"
-	"github.com/herdml/herd/workflows/devserver"
+	"github.com/herdml/herd/workflows/client"
+	"github.com/herdml/herd/workflows/results"
 	"github.com/herdml/herd/workflows/sweep"
 )
 
@@ -54,29 +55,21 @@ func newSweepCmd() *cobra.Command {
 			ctx, stop := interruptContext()
 			defer stop()
 			errw := c.ErrOrStderr()
-			show := func(p workflows.SweepProgress) { fmt.Fprintf(errw, "\r%s", sweepLine(p)) }
-			var p workflows.SweepProgress
-			if tf.addr == "" && devserver.RunningAddr(tf.stateDir) == "" {
-				rec, stopMetrics, merr := mf.start(errw)
-				if merr != nil {
-					return merr
-				}
-				defer stopMetrics()
+			// An embedded worker trains the sweep's max_concurrent trials side by side.
+			conn, done, err := tf.connect(&training{metrics: &mf, log: errw, segments: s.MaxConcurrent})
+			if err != nil {
+				return err
+			}
+			defer done()
+			if conn.InProcess() {
 				fmt.Fprintf(errw, "sweep %s: %d trials on the embedded Temporal server (%s). Ctrl-C stops following; `%s` continues.\n",
 					s.Name, len(s.Trials), tf.stateDir, tf.command("resume", s.Name))
-				p, err = workflows.SweepLocal(ctx, tf.stateDir, in, &workflows.Activities{Metrics: rec, BeforeStep: beforeStep}, show)
-			} else {
-				cl, done, cerr := tf.connect()
-				if cerr != nil {
-					return cerr
-				}
-				defer done()
-				in.SearchAttributes = tf.addr == ""
-				if _, err := workflows.SubmitSweep(ctx, cl, tf.queue, in); err != nil {
-					return err
-				}
-				p, err = workflows.FollowSweep(ctx, cl, s.Name, workflows.FollowEvery, show)
 			}
+			if _, err := conn.SubmitSweep(ctx, in); err != nil {
+				return err
+			}
+			show := func(p workflows.SweepProgress) { fmt.Fprintf(errw, "\r%s", sweepLine(p)) }
+			p, err := client.FollowSweep(ctx, conn.Client, s.Name, client.FollowEvery, show)
 			fmt.Fprintln(errw)
 			if err != nil {
 				return err
@@ -86,10 +79,10 @@ func newSweepCmd() *cobra.Command {
 				return err
 			}
 			if jsonOut {
-				return printJSON(c.OutOrStdout(), map[string]any{"sweep": p, "files": files, "optimal_lr": p.OptimalLRs()})
+				return printJSON(c.OutOrStdout(), map[string]any{"sweep": p, "files": files, "optimal_lr": results.Sweep(p).OptimalLRs()})
 			}
 			printSweep(c.OutOrStdout(), p)
-			p.PrintOptimalLR(c.OutOrStdout())
+			results.Sweep(p).PrintOptimalLR(c.OutOrStdout())
 			fmt.Fprintf(c.OutOrStdout(), "results: %s\n", strings.Join(files, ", "))
 			return nil
 		},
@@ -104,7 +97,7 @@ func newSweepCmd() *cobra.Command {
 
 func newSweepStatusCmd() *cobra.Command {
 	return showCmd("status NAME", "A sweep's trials: parameters, step, metric, state, and the best trial",
-		"print the sweep as JSON", workflows.GetSweep, printSweep)
+		"print the sweep as JSON", client.GetSweep, printSweep)
 }
 
 // sweepInput is the workflow input with every path absolute, so that any worker, started
@@ -178,7 +171,8 @@ func printSweep(w io.Writer, p workflows.SweepProgress) {
 
 // writeSweepResults writes trials.csv, trials.parquet, metric.png, lr.png and optimal_lr.csv
 // (where they apply) to dir.
-func writeSweepResults(p workflows.SweepProgress, dir string) ([]string, error) {
+func writeSweepResults(progress workflows.SweepProgress, dir string) ([]string, error) {
+	p := results.Sweep(progress)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("results folder: %w", err)
 	}

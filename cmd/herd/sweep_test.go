@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/herdml/herd/workflows"
+	"github.com/herdml/herd/workflows/results"
 )
 
 // `herd sweep` as users run it. Must show 6 through the command: each bad file ends it
@@ -48,7 +49,7 @@ func TestSweepCommand(t *testing.T) {
 	var out struct {
 		Sweep     workflows.SweepProgress `json:"sweep"`
 		Files     []string                `json:"files"`
-		OptimalLR []workflows.OptimalLR   `json:"optimal_lr"`
+		OptimalLR []results.OptimalLR     `json:"optimal_lr"`
 	}
 	if status != 0 || json.Unmarshal([]byte(stdout), &out) != nil {
 		t.Fatalf("herd sweep: status %d\n%s%s", status, stdout, stderr)

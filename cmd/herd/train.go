@@ -32,7 +32,7 @@ func newTrainCmd() *cobra.Command {
 	var (
 		f     configFlags
 		mf    metricsFlag
-		steps int
+		steps stepsFlag
 		out   string
 	)
 	c := &cobra.Command{
@@ -40,11 +40,7 @@ func newTrainCmd() *cobra.Command {
 		Short: "Train in this process, resuming from the run's newest checkpoint",
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			var extra []string
-			if c.Flags().Changed("steps") {
-				extra = append(extra, fmt.Sprintf("train.steps=%d", steps))
-			}
-			run, err := f.load(args[0], extra...)
+			run, err := f.load(args[0], steps.sets(c)...)
 			if err != nil {
 				return err
 			}
@@ -127,7 +123,7 @@ func newTrainCmd() *cobra.Command {
 	}
 	f.register(c)
 	mf.register(c)
-	c.Flags().IntVar(&steps, "steps", 0, "train this many steps in all (sets train.steps)")
+	steps.register(c)
 	c.Flags().StringVar(&out, "out", "", "checkpoint root, instead of train.checkpoint.dir; the run writes under DIR/<name>")
 	return c
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/collective"
 	"github.com/herdml/herd/workflows"
+	"github.com/herdml/herd/workflows/client"
 	"github.com/herdml/herd/workflows/devserver"
 )
 
@@ -55,7 +56,7 @@ func newWorkerCmd() *cobra.Command {
 			if addr == "" {
 				return usererr.New("--temporal", "no server to work for; pass --temporal ADDR (or set HERD_TEMPORAL), or start `herd server`")
 			}
-			cl, err := workflows.Dial(addr, tf.namespace)
+			cl, err := client.Dial(addr, tf.namespace)
 			if err != nil {
 				return err
 			}

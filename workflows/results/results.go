@@ -1,4 +1,8 @@
-package workflows
+// Package results writes what a finished sweep found, for people and for other tools: the
+// trials table as CSV and Parquet, and plots (the metric against each swept parameter,
+// loss against learning rate). It reads the sweep workflow's SweepProgress and runs
+// outside the workflow: nothing here needs to be deterministic.
+package results
 
 import (
 	"encoding/csv"
@@ -21,13 +25,18 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"github.com/herdml/herd/internal/plotgrid"
+	"github.com/herdml/herd/workflows"
 )
+
+// Sweep is a sweep's progress, as the sweep workflow reports it, with the methods that
+// write its results: results.Sweep(p).WriteCSV(w).
+type Sweep workflows.SweepProgress
 
 // LRKey is the config key whose sweeps get loss-against-learning-rate curves.
 const LRKey = "train.optim.lr"
 
 // param returns the value of key in a trial's "key=value" list.
-func (t TrialState) param(key string) (string, bool) {
+func param(t workflows.TrialState, key string) (string, bool) {
 	for _, kv := range t.Params {
 		if k, v, _ := strings.Cut(kv, "="); k == key {
 			return v, true
@@ -37,7 +46,7 @@ func (t TrialState) param(key string) (string, bool) {
 }
 
 // keys lists the swept keys, in the sweep file's order.
-func (p SweepProgress) keys() []string {
+func (p Sweep) keys() []string {
 	if len(p.Trials) == 0 {
 		return nil
 	}
@@ -60,8 +69,8 @@ type column struct {
 // columns is the results table, one row per trial: its index, every swept value (a
 // number column where every value is a number), state, committed step, the metric at
 // each rung, and the final metric (empty unless completed).
-func (p SweepProgress) columns() []column {
-	col := func(name string, typ arrow.DataType, cell func(TrialState) string) column {
+func (p Sweep) columns() []column {
+	col := func(name string, typ arrow.DataType, cell func(workflows.TrialState) string) column {
 		c := column{name: name, typ: typ}
 		for _, t := range p.Trials {
 			c.cells = append(c.cells, cell(t))
@@ -69,9 +78,9 @@ func (p SweepProgress) columns() []column {
 		return c
 	}
 	metric := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
-	cols := []column{col("trial", arrow.PrimitiveTypes.Int64, func(t TrialState) string { return strconv.Itoa(t.Index) })}
+	cols := []column{col("trial", arrow.PrimitiveTypes.Int64, func(t workflows.TrialState) string { return strconv.Itoa(t.Index) })}
 	for _, k := range p.keys() {
-		c := col(k, arrow.PrimitiveTypes.Float64, func(t TrialState) string { v, _ := t.param(k); return v })
+		c := col(k, arrow.PrimitiveTypes.Float64, func(t workflows.TrialState) string { v, _ := param(t, k); return v })
 		for _, v := range c.cells {
 			if _, err := strconv.ParseFloat(v, 64); err != nil {
 				c.typ = arrow.BinaryTypes.String
@@ -81,18 +90,18 @@ func (p SweepProgress) columns() []column {
 		cols = append(cols, c)
 	}
 	cols = append(cols,
-		col("state", arrow.BinaryTypes.String, func(t TrialState) string { return t.State }),
-		col("step", arrow.PrimitiveTypes.Int64, func(t TrialState) string { return strconv.FormatInt(t.Step, 10) }))
+		col("state", arrow.BinaryTypes.String, func(t workflows.TrialState) string { return t.State }),
+		col("step", arrow.PrimitiveTypes.Int64, func(t workflows.TrialState) string { return strconv.FormatInt(t.Step, 10) }))
 	for i, r := range p.Rungs {
-		cols = append(cols, col(fmt.Sprintf("%s@%d", p.Metric, r), arrow.PrimitiveTypes.Float64, func(t TrialState) string {
+		cols = append(cols, col(fmt.Sprintf("%s@%d", p.Metric, r), arrow.PrimitiveTypes.Float64, func(t workflows.TrialState) string {
 			if i < len(t.RungLoss) {
 				return metric(t.RungLoss[i])
 			}
 			return ""
 		}))
 	}
-	return append(cols, col(p.Metric, arrow.PrimitiveTypes.Float64, func(t TrialState) string {
-		if t.State == TrialCompleted {
+	return append(cols, col(p.Metric, arrow.PrimitiveTypes.Float64, func(t workflows.TrialState) string {
+		if t.State == workflows.TrialCompleted {
 			return metric(t.Final)
 		}
 		return ""
@@ -100,7 +109,7 @@ func (p SweepProgress) columns() []column {
 }
 
 // WriteCSV writes the results table (columns) with a header row.
-func (p SweepProgress) WriteCSV(w io.Writer) error {
+func (p Sweep) WriteCSV(w io.Writer) error {
 	cols := p.columns()
 	cw := csv.NewWriter(w)
 	row := make([]string, len(cols))
@@ -125,7 +134,7 @@ func (p SweepProgress) WriteCSV(w io.Writer) error {
 // WriteParquet writes the results table (columns) as one Parquet row group, typed:
 // integers, float64 metrics (null where the CSV is empty) and strings, so that pandas,
 // Polars or DuckDB read the sweep without parsing text.
-func (p SweepProgress) WriteParquet(w io.Writer) error {
+func (p Sweep) WriteParquet(w io.Writer) error {
 	cols := p.columns()
 	fields := make([]arrow.Field, len(cols))
 	for j, c := range cols {
@@ -175,19 +184,19 @@ func (p SweepProgress) WriteParquet(w io.Writer) error {
 // one panel per key (log axis where the values span 8x or more), with the trials ASHA
 // stopped at their last rung's metric in grey. Without a numeric key it draws nothing and
 // returns false.
-func (p SweepProgress) WritePNG(w io.Writer) (bool, error) {
+func (p Sweep) WritePNG(w io.Writer) (bool, error) {
 	var panels []*plot.Plot
 	for _, k := range p.keys() {
 		var done, stopped plotter.XYs
 		for _, t := range p.Trials {
-			s, _ := t.param(k)
+			s, _ := param(t, k)
 			x, err := strconv.ParseFloat(s, 64)
 			if err != nil {
 				done, stopped = nil, nil
 				break // a categorical key: nothing to put on an axis
 			}
 			switch {
-			case t.State == TrialCompleted:
+			case t.State == workflows.TrialCompleted:
 				done = append(done, plotter.XY{X: x, Y: t.Final})
 			case len(t.RungLoss) > 0:
 				stopped = append(stopped, plotter.XY{X: x, Y: t.RungLoss[len(t.RungLoss)-1]})

@@ -1,4 +1,4 @@
-package workflows
+package results
 
 import (
 	"cmp"
@@ -19,6 +19,7 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 
 	"github.com/herdml/herd/internal/plotgrid"
+	"github.com/herdml/herd/workflows"
 	"github.com/herdml/herd/workflows/sweep"
 )
 
@@ -58,7 +59,7 @@ type lrPanel struct {
 // then to the later key); every other non-LR key splits the panels. Trials whose metric
 // is not finite (a diverged run) have no point. Panels and curves are ordered by their
 // values, numerically where both are numbers (32 before 128).
-func (p SweepProgress) lrPanels() []lrPanel {
+func (p Sweep) lrPanels() []lrPanel {
 	keys := p.keys()
 	if !slices.Contains(keys, LRKey) {
 		return nil
@@ -66,7 +67,7 @@ func (p SweepProgress) lrPanels() []lrPanel {
 	values := map[string][]string{} // key -> its distinct values, in trial order
 	for _, t := range p.Trials {
 		for _, k := range keys {
-			if v, _ := t.param(k); !slices.Contains(values[k], v) {
+			if v, _ := param(t, k); !slices.Contains(values[k], v) {
 				values[k] = append(values[k], v)
 			}
 		}
@@ -83,15 +84,15 @@ func (p SweepProgress) lrPanels() []lrPanel {
 	}
 	var panels []lrPanel
 	for _, t := range p.Trials {
-		s, _ := t.param(LRKey)
+		s, _ := param(t, LRKey)
 		lr, err := strconv.ParseFloat(s, 64)
-		if t.State != TrialCompleted || err != nil || lr <= 0 || math.IsNaN(t.Final) || math.IsInf(t.Final, 0) {
+		if t.State != workflows.TrialCompleted || err != nil || lr <= 0 || math.IsNaN(t.Final) || math.IsInf(t.Final, 0) {
 			continue
 		}
 		var pl, po, co []string // panel label parts and order, curve order
 		var cl string
 		for _, k := range keys {
-			v, _ := t.param(k)
+			v, _ := param(t, k)
 			switch k {
 			case LRKey:
 			case curveKey:
@@ -207,7 +208,7 @@ func compareValues(a, b []string) int {
 // curves', one curve per value of the curves' key, each curve's optimum ringed, and one
 // legend under the panels (the curves are the same in every panel). It returns false
 // when the LR is not swept or no trial completed.
-func (p SweepProgress) WriteLRCurves(w io.Writer) (bool, error) {
+func (p Sweep) WriteLRCurves(w io.Writer) (bool, error) {
 	panels := p.lrPanels()
 	if len(panels) == 0 {
 		return false, nil
@@ -304,7 +305,7 @@ type OptimalLR struct {
 
 // OptimalLRs lists each curve's optimum, panel by panel in the LR plot's order; nil
 // when the LR is not swept.
-func (p SweepProgress) OptimalLRs() []OptimalLR {
+func (p Sweep) OptimalLRs() []OptimalLR {
 	var out []OptimalLR
 	for _, pn := range p.lrPanels() {
 		lo, hi := math.Inf(1), math.Inf(-1)
@@ -322,7 +323,7 @@ func (p SweepProgress) OptimalLRs() []OptimalLR {
 
 // WriteOptimalLR writes OptimalLRs as CSV (panel, curve, lr, log2_lr, the metric,
 // octave_shift); it returns false when the LR is not swept or no trial completed.
-func (p SweepProgress) WriteOptimalLR(w io.Writer) (bool, error) {
+func (p Sweep) WriteOptimalLR(w io.Writer) (bool, error) {
 	rows := p.OptimalLRs()
 	if len(rows) == 0 {
 		return false, nil
@@ -343,7 +344,7 @@ func (p SweepProgress) WriteOptimalLR(w io.Writer) (bool, error) {
 
 // PrintOptimalLR prints OptimalLRs as a table, then each panel's octave shift; nothing
 // when the LR is not swept.
-func (p SweepProgress) PrintOptimalLR(w io.Writer) {
+func (p Sweep) PrintOptimalLR(w io.Writer) {
 	rows := p.OptimalLRs()
 	if len(rows) == 0 {
 		return

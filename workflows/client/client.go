@@ -1,4 +1,9 @@
-package workflows
+// Package client is herd's side of the conversation with Temporal: connecting (to a
+// cluster, or to herd's embedded server, started here when no address is given),
+// starting and attaching to runs and sweeps, following them, reading their status, and
+// pausing, resuming and stopping them. The workflows and activities themselves are
+// package workflows; this package only ever talks to them through the server.
+package client
 
 import (
 	"context"
@@ -13,7 +18,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
-	"go.temporal.io/sdk/client"
+	sdkclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
@@ -21,6 +26,7 @@ import (
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/checkpoint"
 	"github.com/herdml/herd/trainer/config"
+	"github.com/herdml/herd/workflows"
 )
 
 // defaultNamespace is the namespace Dial uses when none is given, and so that of herd's
@@ -28,7 +34,7 @@ import (
 const defaultNamespace = "default"
 
 // Dial connects to the Temporal frontend the user gave with --temporal.
-func Dial(addr, namespace string) (client.Client, error) {
+func Dial(addr, namespace string) (sdkclient.Client, error) {
 	c, err := dial(addr, namespace)
 	if err != nil {
 		return nil, usererr.New("--temporal "+addr, "cannot reach a Temporal server: %v; start one with `herd server` or leave --temporal out to use the embedded one", err)
@@ -36,10 +42,10 @@ func Dial(addr, namespace string) (client.Client, error) {
 	return c, nil
 }
 
-// DialServing connects to the herd process that serves the embedded server of stateDir at
+// dialServing connects to the herd process that serves the embedded server of stateDir at
 // addr (found in the state dir, not given by the user): when it does not answer, the
 // error says so, not that --temporal is unreachable.
-func DialServing(stateDir, addr, namespace string) (client.Client, error) {
+func dialServing(stateDir, addr, namespace string) (sdkclient.Client, error) {
 	c, err := dial(addr, namespace)
 	if err != nil {
 		return nil, usererr.New("--state-dir "+stateDir, "the herd process serving this state dir at %s does not answer: %v; "+
@@ -50,17 +56,17 @@ func DialServing(stateDir, addr, namespace string) (client.Client, error) {
 
 // dial connects to a Temporal frontend. The SDK logs warnings and errors only (a skipped
 // corrupt checkpoint is a warning the user must see); its routine lines are noise here.
-func dial(addr, namespace string) (client.Client, error) {
+func dial(addr, namespace string) (sdkclient.Client, error) {
 	if namespace == "" {
 		namespace = defaultNamespace
 	}
 	logger := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	return client.Dial(client.Options{HostPort: addr, Namespace: namespace, Logger: logger})
+	return sdkclient.Dial(sdkclient.Options{HostPort: addr, Namespace: namespace, Logger: logger})
 }
 
 // Submit starts the run in.Config.Name, or attaches to it when it is running or has
 // completed: the workflow ID is the run name, so launching twice never trains twice.
-func Submit(ctx context.Context, c client.Client, queue string, in RunInput) (attached bool, err error) {
+func Submit(ctx context.Context, c sdkclient.Client, queue string, in workflows.RunInput) (attached bool, err error) {
 	name := in.Config.Name
 	d, err := c.DescribeWorkflowExecution(ctx, name, "")
 	switch d.GetWorkflowExecutionInfo().GetStatus() {
@@ -87,12 +93,12 @@ func Submit(ctx context.Context, c client.Client, queue string, in RunInput) (at
 	if in.SegmentsPerRun == 0 {
 		in.SegmentsPerRun = 200
 	}
-	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+	_, err = c.ExecuteWorkflow(ctx, sdkclient.StartWorkflowOptions{
 		ID:        name,
 		TaskQueue: queue,
 		// A run started by someone else in the meantime is attached to, not duplicated.
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-	}, WorkflowName, in)
+	}, workflows.WorkflowName, in)
 	if err != nil {
 		return false, fmt.Errorf("starting run %s: %w", name, err)
 	}
@@ -123,11 +129,11 @@ func sameConfig(name, status string, was, now config.Run) error {
 // Status is what `herd status` shows: the workflow's own Progress plus what the server
 // knows of the segment in flight.
 type Status struct {
-	Progress
-	Workflow    string     `json:"workflow"`               // Temporal's execution status: Running, Completed, Failed, ...
-	Live        *Heartbeat `json:"live,omitempty"`         // last heartbeat of the segment in flight (of an earlier attempt while a retry waits)
-	Attempt     int32      `json:"attempt,omitempty"`      // its attempt, 1 on a first try
-	LastFailure string     `json:"last_failure,omitempty"` // why its previous attempt ended
+	workflows.Progress
+	Workflow    string               `json:"workflow"`               // Temporal's execution status: Running, Completed, Failed, ...
+	Live        *workflows.Heartbeat `json:"live,omitempty"`         // last heartbeat of the segment in flight (of an earlier attempt while a retry waits)
+	Attempt     int32                `json:"attempt,omitempty"`      // its attempt, 1 on a first try
+	LastFailure string               `json:"last_failure,omitempty"` // why its previous attempt ended
 	// Segment is what the segment in flight is doing, one of the Segment* states; empty
 	// when none is.
 	Segment       string     `json:"segment,omitempty"`
@@ -153,7 +159,7 @@ const lateAfter = 5 * time.Second
 
 // GetStatus reads a run's status with DescribeWorkflowExecution, so it works with no
 // worker running (the workflow keeps its Progress in its memo).
-func GetStatus(ctx context.Context, c client.Client, name string) (Status, error) {
+func GetStatus(ctx context.Context, c sdkclient.Client, name string) (Status, error) {
 	s, err := describe(ctx, c, name)
 	if err != nil {
 		return Status{}, err
@@ -168,7 +174,7 @@ func GetStatus(ctx context.Context, c client.Client, name string) (Status, error
 
 // describe reads a run's Progress from its memo and its segment in flight from the
 // server's pending activities.
-func describe(ctx context.Context, c client.Client, name string) (Status, error) {
+func describe(ctx context.Context, c sdkclient.Client, name string) (Status, error) {
 	d, err := c.DescribeWorkflowExecution(ctx, name, "")
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
@@ -179,14 +185,14 @@ func describe(ctx context.Context, c client.Client, name string) (Status, error)
 	}
 	info := d.GetWorkflowExecutionInfo()
 	s := Status{Workflow: statusName(info.GetStatus())}
-	if p, ok := info.GetMemo().GetFields()[memoProgress]; ok {
+	if p, ok := info.GetMemo().GetFields()[workflows.MemoProgress]; ok {
 		if err := converter.GetDefaultDataConverter().FromPayload(p, &s.Progress); err != nil {
 			return Status{}, fmt.Errorf("run %s: decoding its progress: %w", name, err)
 		}
 	}
 	s.Name = name
 	s.pending(d.GetPendingActivities(), time.Now())
-	if s.GroupAttempt > 1 && s.State == StateRunning {
+	if s.GroupAttempt > 1 && s.State == workflows.StateRunning {
 		// A group's retries are the workflow's: its rank segments are all first attempts.
 		s.Attempt, s.LastFailure = s.GroupAttempt, s.GroupFailure
 		if s.Segment == "" {
@@ -210,12 +216,12 @@ func describe(ctx context.Context, c client.Client, name string) (Status, error)
 func (s *Status) pending(acts []*workflowpb.PendingActivityInfo, now time.Time) {
 	for _, a := range acts {
 		switch a.GetActivityType().GetName() {
-		case ReserveActivity:
+		case workflows.ReserveActivity:
 			if s.Segment == "" {
 				s.Segment = SegmentReserving
 			}
 			continue
-		case SegmentActivity, RankActivity:
+		case workflows.SegmentActivity, workflows.RankActivity:
 		default:
 			continue
 		}
@@ -234,7 +240,7 @@ func (s *Status) pending(acts []*workflowpb.PendingActivityInfo, now time.Time) 
 			s.LastHeartbeat = &at
 		}
 		if det := a.GetHeartbeatDetails(); det != nil {
-			var hb Heartbeat
+			var hb workflows.Heartbeat
 			if converter.GetDefaultDataConverter().FromPayloads(det, &hb) == nil {
 				s.Live = &hb
 			}
@@ -278,12 +284,12 @@ func statusName(st enumspb.WorkflowExecutionStatus) string {
 // List returns every run the namespace knows, newest first: from visibility, and for a
 // running run from DescribeWorkflowExecution as well (its segment in flight). An empty
 // list, not nil, when there is none (`herd ls --json` prints []).
-func List(ctx context.Context, c client.Client) ([]Status, error) {
+func List(ctx context.Context, c sdkclient.Client) ([]Status, error) {
 	out := []Status{}
 	var token []byte
 	for {
 		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Query:         fmt.Sprintf("WorkflowType = '%s'", WorkflowName),
+			Query:         fmt.Sprintf("WorkflowType = '%s'", workflows.WorkflowName),
 			NextPageToken: token,
 		})
 		if err != nil {
@@ -294,7 +300,7 @@ func List(ctx context.Context, c client.Client) ([]Status, error) {
 				continue // an earlier execution of a run listed by its latest
 			}
 			s := Status{Workflow: statusName(e.GetStatus())}
-			if p, ok := e.GetMemo().GetFields()[memoProgress]; ok {
+			if p, ok := e.GetMemo().GetFields()[workflows.MemoProgress]; ok {
 				_ = converter.GetDefaultDataConverter().FromPayload(p, &s.Progress)
 			}
 			s.Name = e.GetExecution().GetWorkflowId()
@@ -314,19 +320,19 @@ func List(ctx context.Context, c client.Client) ([]Status, error) {
 
 // Control sends a pause, resume or stop update (with its arguments: resume takes a
 // ResumeInput) and returns the run's Progress after it.
-func Control(ctx context.Context, c client.Client, name, update string, args ...any) (Progress, error) {
-	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+func Control(ctx context.Context, c sdkclient.Client, name, update string, args ...any) (workflows.Progress, error) {
+	h, err := c.UpdateWorkflow(ctx, sdkclient.UpdateWorkflowOptions{
 		WorkflowID:   name,
 		UpdateName:   update,
 		Args:         args,
-		WaitForStage: client.WorkflowUpdateStageCompleted,
+		WaitForStage: sdkclient.WorkflowUpdateStageCompleted,
 	})
 	if err != nil {
-		return Progress{}, controlError(name, update, err)
+		return workflows.Progress{}, controlError(name, update, err)
 	}
-	var p Progress
+	var p workflows.Progress
 	if err := h.Get(ctx, &p); err != nil {
-		return Progress{}, controlError(name, update, err)
+		return workflows.Progress{}, controlError(name, update, err)
 	}
 	return p, nil
 }
@@ -348,7 +354,7 @@ func controlError(name, update string, err error) error {
 // and never restarted) by starting it again from its original input and last Progress.
 // Either way training continues from the newest committed checkpoint, on opts.Data ranks
 // when it is set.
-func Resume(ctx context.Context, c client.Client, queue, name string, opts ResumeInput) error {
+func Resume(ctx context.Context, c sdkclient.Client, queue, name string, opts workflows.ResumeInput) error {
 	d, err := c.DescribeWorkflowExecution(ctx, name, "")
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
@@ -358,14 +364,14 @@ func Resume(ctx context.Context, c client.Client, queue, name string, opts Resum
 		return fmt.Errorf("describing run %s: %w", name, err)
 	}
 	if d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-		_, err := Control(ctx, c, name, UpdateResume, opts)
+		_, err := Control(ctx, c, name, workflows.UpdateResume, opts)
 		return err
 	}
 	in, err := firstInput(ctx, c, name)
 	if err != nil {
 		return err
 	}
-	if err := opts.check(in.Config); err != nil {
+	if err := opts.Check(in.Config); err != nil {
 		return usererr.New("run "+name, "cannot resume: %v", err)
 	}
 	if opts.Data > 0 {
@@ -376,13 +382,13 @@ func Resume(ctx context.Context, c client.Client, queue, name string, opts Resum
 		return err
 	}
 	carry := s.Progress
-	carry.State, carry.Error = StateRunning, ""
+	carry.State, carry.Error = workflows.StateRunning, ""
 	in.Carry = &carry
-	_, err = c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+	_, err = c.ExecuteWorkflow(ctx, sdkclient.StartWorkflowOptions{
 		ID:                       name,
 		TaskQueue:                queue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-	}, WorkflowName, in)
+	}, workflows.WorkflowName, in)
 	if err != nil {
 		return fmt.Errorf("restarting run %s: %w", name, err)
 	}
@@ -390,19 +396,19 @@ func Resume(ctx context.Context, c client.Client, queue, name string, opts Resum
 }
 
 // firstInput reads the RunInput the run's latest execution started with.
-func firstInput(ctx context.Context, c client.Client, name string) (RunInput, error) {
+func firstInput(ctx context.Context, c sdkclient.Client, name string) (workflows.RunInput, error) {
 	it := c.GetWorkflowHistory(ctx, name, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	if !it.HasNext() {
-		return RunInput{}, fmt.Errorf("run %s has no history", name)
+		return workflows.RunInput{}, fmt.Errorf("run %s has no history", name)
 	}
 	ev, err := it.Next()
 	if err != nil {
-		return RunInput{}, fmt.Errorf("reading run %s: %w", name, err)
+		return workflows.RunInput{}, fmt.Errorf("reading run %s: %w", name, err)
 	}
-	var in RunInput
+	var in workflows.RunInput
 	attrs := ev.GetWorkflowExecutionStartedEventAttributes()
 	if err := converter.GetDefaultDataConverter().FromPayloads(attrs.GetInput(), &in); err != nil {
-		return RunInput{}, fmt.Errorf("run %s: decoding its input: %w", name, err)
+		return workflows.RunInput{}, fmt.Errorf("run %s: decoding its input: %w", name, err)
 	}
 	return in, nil
 }
@@ -412,9 +418,9 @@ func firstInput(ctx context.Context, c client.Client, name string) (RunInput, er
 // a usererr, so that the CLI exits with status 2. A run that exhausts a segment's retries
 // does not end: it waits, failed, for `herd resume`; Follow then stops following and
 // returns a *FailedError.
-func Follow(ctx context.Context, c client.Client, name string, every time.Duration, show func(Status)) (Progress, error) {
-	return awaitResult[Progress](ctx, c, name, every, GetStatus, show, func(s Status) error {
-		if s.State == StateFailed {
+func Follow(ctx context.Context, c sdkclient.Client, name string, every time.Duration, show func(Status)) (workflows.Progress, error) {
+	return awaitResult[workflows.Progress](ctx, c, name, every, GetStatus, show, func(s Status) error {
+		if s.State == workflows.StateFailed {
 			return &FailedError{Run: name, Reason: s.Error}
 		}
 		return nil
@@ -434,8 +440,8 @@ func (e *FailedError) Error() string { return fmt.Sprintf("run %s failed: %s", e
 // reads what poll reads every interval, shows it, and stops with stop's error when stop
 // (if set) returns one; it also shows it once more at the end. When ctx ends first, or
 // stop stops it, the caller has stopped following; the workflow goes on.
-func awaitResult[R, S any](ctx context.Context, c client.Client, name string, every time.Duration,
-	poll func(context.Context, client.Client, string) (S, error), show func(S), stop func(S) error) (R, error) {
+func awaitResult[R, S any](ctx context.Context, c sdkclient.Client, name string, every time.Duration,
+	poll func(context.Context, sdkclient.Client, string) (S, error), show func(S), stop func(S) error) (R, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan struct{})
@@ -487,9 +493,9 @@ func awaitResult[R, S any](ctx context.Context, c client.Client, name string, ev
 func runError(name string, err error) error {
 	var app *temporal.ApplicationError
 	switch {
-	case errors.As(err, &app) && app.Type() == ErrUser:
+	case errors.As(err, &app) && app.Type() == workflows.ErrUser:
 		return usererr.New("run "+name, "%s", app.Message())
-	case errors.As(err, &app) && app.Type() == ErrPanic:
+	case errors.As(err, &app) && app.Type() == workflows.ErrPanic:
 		return fmt.Errorf("run %s: %s", name, app.Message())
 	}
 	return err

@@ -1,4 +1,4 @@
-package workflows
+package results
 
 import (
 	"bytes"
@@ -13,16 +13,18 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+
+	"github.com/herdml/herd/workflows"
 )
 
 // The results of a finished sweep: one CSV row per trial with its values, rung metrics
 // and final metric, the same table in Parquet; the LR curves drawn as a PNG only for a
 // sweep over the learning rate.
 func TestSweepResults(t *testing.T) {
-	p := SweepProgress{Name: "s", Metric: "loss", Rungs: []int64{10}, Trials: []TrialState{
-		{Index: 0, Params: []string{"model.d_model=128", "train.optim.lr=0.01"}, State: TrialCompleted, Step: 30, RungLoss: []float64{3.5}, Final: 3.25},
-		{Index: 1, Params: []string{"model.d_model=64", "train.optim.lr=0.02"}, State: TrialStopped, Step: 10, RungLoss: []float64{4}},
-		{Index: 2, Params: []string{"model.d_model=64", "train.optim.lr=0.04"}, State: TrialCompleted, Step: 30, RungLoss: []float64{3}, Final: 2.5},
+	p := Sweep{Name: "s", Metric: "loss", Rungs: []int64{10}, Trials: []workflows.TrialState{
+		{Index: 0, Params: []string{"model.d_model=128", "train.optim.lr=0.01"}, State: workflows.TrialCompleted, Step: 30, RungLoss: []float64{3.5}, Final: 3.25},
+		{Index: 1, Params: []string{"model.d_model=64", "train.optim.lr=0.02"}, State: workflows.TrialStopped, Step: 10, RungLoss: []float64{4}},
+		{Index: 2, Params: []string{"model.d_model=64", "train.optim.lr=0.04"}, State: workflows.TrialCompleted, Step: 30, RungLoss: []float64{3}, Final: 2.5},
 	}}
 	var b bytes.Buffer
 	if err := p.WriteCSV(&b); err != nil {
@@ -71,7 +73,7 @@ func TestSweepResults(t *testing.T) {
 
 // checkParquet writes p's results as Parquet and reads them back with arrow-go's reader:
 // the columns typed, the metrics of trials that have none null.
-func checkParquet(t *testing.T, p SweepProgress) {
+func checkParquet(t *testing.T, p Sweep) {
 	t.Helper()
 	var b bytes.Buffer
 	if err := p.WriteParquet(&b); err != nil {

@@ -1,4 +1,4 @@
-package workflows
+package results
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/herdml/herd/workflows"
 )
 
 // The per-curve optimal-LR table and the LR plot of a generated transfer experiment:
@@ -29,18 +31,18 @@ func TestSweepOptimalLR(t *testing.T) {
 	loss := func(mode string, d int, x float64) float64 {
 		return 3 - 0.1*math.Log2(float64(d)) + 0.05*(x-opt(mode, d))*(x-opt(mode, d))
 	}
-	p := SweepProgress{Name: "transfer", Metric: "eval_loss", Minimize: true}
+	p := Sweep{Name: "transfer", Metric: "eval_loss", Minimize: true}
 	for _, mode := range []string{"sp", "metap"} {
 		for _, d := range widths {
 			for x := -11; x <= -5; x++ {
-				tr := TrialState{Index: len(p.Trials), State: TrialCompleted, Params: []string{
+				tr := workflows.TrialState{Index: len(p.Trials), State: workflows.TrialCompleted, Params: []string{
 					"metap.mode=" + mode,
 					fmt.Sprintf("model={d_model: %d, n_heads: %d, ffn_hidden: %d, n_layers: 2}", d, d/32, 3*d),
 					"train.optim.lr=" + strconv.FormatFloat(math.Exp2(float64(x)), 'g', -1, 64),
 				}, Final: loss(mode, d, float64(x))}
 				switch {
 				case mode == "sp" && d == 32 && x == -11:
-					tr.State, tr.Final, tr.RungLoss = TrialStopped, 0, []float64{0.5} // better, but stopped
+					tr.State, tr.Final, tr.RungLoss = workflows.TrialStopped, 0, []float64{0.5} // better, but stopped
 				case mode == "metap" && d == 64 && x == -5:
 					tr.Final = math.NaN() // diverged
 				}
