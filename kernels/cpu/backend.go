@@ -31,8 +31,9 @@ func (be *Backend[F]) impl() *gemmImpl {
 	return be.gemm
 }
 
-// matMul is kernels.Backend's MatMul on the buffers' slices. float32 runs the blocked, packed GEMM of the chosen
-// implementation; other element types (float64 for the gradient checks) run refMatMul.
+// matMul is kernels.Backend's MatMul on the buffers' slices. float32 runs the blocked,
+// packed GEMM of the chosen implementation; other element types (float64 for the gradient
+// checks) run refMatMul.
 func (be *Backend[F]) matMul(c, a, b []F, m, k, n int, transA, transB, accumulate bool) {
 	if c32, ok := any(c).([]float32); ok {
 		be.impl().matMul(c32, any(a).([]float32), any(b).([]float32), m, k, n, transA, transB, accumulate)
@@ -41,8 +42,8 @@ func (be *Backend[F]) matMul(c, a, b []F, m, k, n int, transA, transB, accumulat
 	refMatMul(c, a, b, m, k, n, transA, transB, accumulate)
 }
 
-// matMulCodes is kernels.Backend's MatMulCodes on the buffers' slices. float32 decodes b while packing it; other element
-// types decode b whole and run refMatMul.
+// matMulCodes is kernels.Backend's MatMulCodes on the buffers' slices. float32 decodes b
+// while packing it; other element types decode b whole and run refMatMul.
 func (be *Backend[F]) matMulCodes(c, a []F, b []uint8, f kernels.FP8, scaleInv float32, m, k, n int, transA, accumulate bool) {
 	tab := fp8Table(f)
 	if c32, ok := any(c).([]float32); ok {

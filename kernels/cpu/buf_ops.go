@@ -172,8 +172,8 @@ func (*Backend[F]) MeanAbsDiff(a, b kernels.Buf[F]) float64 {
 func (*Backend[F]) SumSquares(x kernels.Buf[F]) float64 {
 	xs := x.Host()
 	n := (len(xs) + kernels.SumSquaresBlock - 1) / kernels.SumSquaresBlock
-	scratch := Take[blockSums]()
-	defer Release(scratch)
+	scratch := take[blockSums]()
+	defer release(scratch)
 	if cap(*scratch) < n {
 		*scratch = make(blockSums, n)
 	}

@@ -59,8 +59,8 @@ func fp8Table(f kernels.FP8) *[256]float32 { return &fp8Formats[f].decode }
 // Amax: see kernels.Backend.
 func (be *Backend[F]) Amax(x kernels.Buf[float32]) float32 {
 	src := x.Host()
-	m := Take[atomic.Uint32]()
-	defer Release(m)
+	m := take[atomic.Uint32]()
+	defer release(m)
 	m.Store(0)
 	parallelFor(len(src), fp8Grain, amaxTask{src, m})
 	return math.Float32frombits(m.Load())
@@ -84,8 +84,8 @@ func (be *Backend[F]) Quantize(codes kernels.Buf[uint8], vals, src kernels.Buf[f
 	if v != nil {
 		v = v[:len(s)]
 	}
-	m := Take[atomic.Uint32]()
-	defer Release(m)
+	m := take[atomic.Uint32]()
+	defer release(m)
 	m.Store(0)
 	parallelFor(len(s), fp8Grain, quantizeTask{&fp8Formats[f], c, v, s, scale, m})
 	return math.Float32frombits(m.Load())

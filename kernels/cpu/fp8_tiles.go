@@ -48,8 +48,8 @@ func (be *Backend[F]) QuantizeTiles(t kernels.TileQuant) float32 {
 		panic(fmt.Sprintf("cpu.QuantizeTiles: %d values for %d×%d in %d×%d tiles, values kept %v",
 			len(q.src), t.Rows, t.Cols, t.TR, t.TC, q.vals != nil))
 	}
-	m := Take[atomic.Uint32]()
-	defer Release(m)
+	m := take[atomic.Uint32]()
+	defer release(m)
 	m.Store(0)
 	q.amax = m
 	parallelFor(tileCount(q.rows, q.tr), max(1, fp8Grain/(q.tr*q.cols+1)), q)

@@ -155,9 +155,10 @@ func TestMatMulEmptyK(t *testing.T) {
 }
 
 // TestMatMulCodes: a product whose b is E4M3 codes (NaN codes excepted) times a scale,
-// decoded while packed, equals bit for bit the product with b decoded first, for every implementation (with tiny blocks too), both
-// modes, a transposed a or not, and edge panels in every dimension; the float64 path
-// likewise. c's guards check that nothing is written outside it.
+// decoded while packed, equals bit for bit the product with b decoded first, for every
+// implementation (with tiny blocks too), both modes, a transposed a or not, and edge panels
+// in every dimension; the float64 path likewise. c's guards check that nothing is written
+// outside it.
 func TestMatMulCodes(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
 	tab, scaleInv := fp8Table(kernels.E4M3), float32(0.37)

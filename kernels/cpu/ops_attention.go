@@ -55,8 +55,8 @@ func addHead[F kernels.Float](im *gemmImpl, dst, src []F, bi, t, heads, hh, d in
 	}
 }
 
-// attention is kernels.Backend's Attention on the buffers' slices. Parallel over (b, h); each head of each sequence is
-// independent, so each runs its GEMMs on one thread.
+// attention is kernels.Backend's Attention on the buffers' slices. Parallel over (b, h);
+// each head of each sequence is independent, so each runs its GEMMs on one thread.
 func (be *Backend[F]) attention(out, lse, q, k, v []F, doc []int32, b, t, h, kv, d int, scale F) {
 	parallelChunks(b*h, runtime.GOMAXPROCS(0), attention[F]{be, out, lse, q, k, v, doc, t, h, kv, d, scale})
 }
@@ -202,12 +202,11 @@ func serialMatMul[F kernels.Float](c, a, b []F, m, k, n int, transA, transB, acc
 	t.run(0, m)
 }
 
-// attentionBackward is kernels.Backend's AttentionBackward on the buffers' slices. With P the probabilities and
-// δₜ = doutₜ·outₜ: dv_s += Σₜ P_ts·doutₜ, dS_ts = P_ts·(doutₜ·v_s - δₜ),
-// dqₜ += scale·Σ_s dS_ts·k_s, dk_s += scale·Σₜ dS_ts·qₜ.
-// Key/value rows collect from every query row and every head of their group, so the work
-// is split by (b, kv head): each task owns its dk, dv rows and its heads' dq rows, and sums
-// them in a fixed order.
+// attentionBackward is kernels.Backend's AttentionBackward on the buffers' slices. With P
+// the probabilities and δₜ = doutₜ·outₜ: dv_s += Σₜ P_ts·doutₜ, dS_ts = P_ts·(doutₜ·v_s -
+// δₜ), dqₜ += scale·Σ_s dS_ts·k_s, dk_s += scale·Σₜ dS_ts·qₜ. Key/value rows collect from
+// every query row and every head of their group, so the work is split by (b, kv head): each
+// task owns its dk, dv rows and its heads' dq rows, and sums them in a fixed order.
 func (be *Backend[F]) attentionBackward(dq, dk, dv, dout, out, lse, q, k, v []F, doc []int32, b, t, h, kv, d int, scale F) {
 	parallelChunks(b*kv, runtime.GOMAXPROCS(0), attentionBackward[F]{be, dq, dk, dv, dout, out, lse, q, k, v, doc, t, h, kv, d, scale})
 }

@@ -43,8 +43,9 @@ func expPoly(x float64) float64 {
 	return p * math.Float64frombits(uint64(int64(n)+1023)<<52)
 }
 
-// swiGLU is kernels.Backend's SwiGLU on the buffers' slices. sigmoid(a) = 1/(1+e^-a), divided in float64.
-// The vector kernel, where there is one, computes in float32 throughout.
+// swiGLU is kernels.Backend's SwiGLU on the buffers' slices. sigmoid(a) = 1/(1+e^-a),
+// divided in float64. The vector kernel, where there is one, computes in float32
+// throughout.
 func (be *Backend[F]) swiGLU(out, sig, a, u []F) {
 	parallelFor(len(out), elemGrain, swiglu[F]{be.impl(), out, sig, a, u})
 }
@@ -58,8 +59,8 @@ func (t *swiglu[F]) run(lo, hi int) {
 	swiGLU(t.im, t.out[lo:hi], t.sig[lo:hi], t.a[lo:hi], t.u[lo:hi])
 }
 
-// swiGLUBackward is kernels.Backend's SwiGLUBackward on the buffers' slices. With s = sigmoid(a): silu(a) = a·s and
-// silu'(a) = s·(1 + a·(1-s)).
+// swiGLUBackward is kernels.Backend's SwiGLUBackward on the buffers' slices. With s =
+// sigmoid(a): silu(a) = a·s and silu'(a) = s·(1 + a·(1-s)).
 func (be *Backend[F]) swiGLUBackward(da, du, dout, a, u, sig []F) {
 	parallelFor(len(dout), elemGrain, swigluBackward[F]{be.impl(), da, du, dout, a, u, sig})
 }
@@ -73,8 +74,8 @@ func (t *swigluBackward[F]) run(lo, hi int) {
 	swiGLUBackward(t.im, t.da[lo:hi], t.du[lo:hi], t.dout[lo:hi], t.a[lo:hi], t.u[lo:hi], t.sig[lo:hi])
 }
 
-// crossEntropy is kernels.Backend's CrossEntropy on the buffers' slices. The row sum of exponentials runs in F after
-// subtracting the row maximum.
+// crossEntropy is kernels.Backend's CrossEntropy on the buffers' slices. The row sum of
+// exponentials runs in F after subtracting the row maximum.
 func (be *Backend[F]) crossEntropy(loss, lse, logits []F, targets []int32, v int) {
 	parallelFor(len(loss), rowGrain, crossEntropy[F]{be.impl(), loss, lse, logits, targets, v})
 }
@@ -105,7 +106,8 @@ func (t *crossEntropy[F]) run(lo, hi int) {
 // copyTo copies src into dst and returns the copy.
 func copyTo[F kernels.Float](dst, src []F) []F { return dst[:copy(dst, src)] }
 
-// crossEntropyBackward is kernels.Backend's CrossEntropyBackward on the buffers' slices. Rows with weight 0 are skipped.
+// crossEntropyBackward is kernels.Backend's CrossEntropyBackward on the buffers' slices.
+// Rows with weight 0 are skipped.
 func (be *Backend[F]) crossEntropyBackward(dlogits, logits, lse []F, targets []int32, w []F, v int) {
 	parallelFor(len(lse), rowGrain, crossEntropyBackward[F]{be.impl(), dlogits, logits, lse, targets, w, v})
 }

@@ -44,8 +44,9 @@ func (t *embedding[F]) run(lo, hi int) {
 	}
 }
 
-// embeddingBackward is kernels.Backend's EmbeddingBackward on the buffers' slices. A token id can repeat, so rows of dtable receive
-// several contributions; splitting over columns keeps their order fixed.
+// embeddingBackward is kernels.Backend's EmbeddingBackward on the buffers' slices. A token
+// id can repeat, so rows of dtable receive several contributions; splitting over columns
+// keeps their order fixed.
 func (*Backend[F]) embeddingBackward(dtable, dout []F, ids []int32, c int, scale F) {
 	parallelFor(c, colGrain, embeddingBackward[F]{dtable, dout, ids, c, scale})
 }
@@ -71,8 +72,9 @@ func (t *embeddingBackward[F]) run(lo, hi int) {
 	}
 }
 
-// rmsNorm is kernels.Backend's RMSNorm on the buffers' slices. The mean square is summed in F, in 16 lanes (sumSquares);
-// the reciprocal square root is taken in float64 and rounded to F.
+// rmsNorm is kernels.Backend's RMSNorm on the buffers' slices. The mean square is summed in
+// F, in 16 lanes (sumSquares); the reciprocal square root is taken in float64 and rounded
+// to F.
 func (be *Backend[F]) rmsNorm(out, rstd, x, g []F, c int, eps float64) {
 	parallelFor(len(rstd), rowGrain, rmsNorm[F]{be.impl(), out, rstd, x, g, c, eps})
 }
@@ -94,9 +96,9 @@ func (t *rmsNorm[F]) run(lo, hi int) {
 	}
 }
 
-// rmsNormBackward is kernels.Backend's RMSNormBackward on the buffers' slices. With n = x·r (normalised input) and dn = dout⊙g:
-// dx = r·(dn - n·mean(dn⊙n)), dg = Σᵢ dout⊙n. The rows run in parallel for dx, then the
-// columns for dg.
+// rmsNormBackward is kernels.Backend's RMSNormBackward on the buffers' slices. With n = x·r
+// (normalised input) and dn = dout⊙g: dx = r·(dn - n·mean(dn⊙n)), dg = Σᵢ dout⊙n. The rows
+// run in parallel for dx, then the columns for dg.
 func (be *Backend[F]) rmsNormBackward(dx, dg, dout, x, g, rstd []F, c int) {
 	parallelFor(len(rstd), rowGrain, rmsNormBackward[F]{be.impl(), dx, dout, x, g, rstd, c})
 	parallelFor(c, colGrain, rmsNormGain[F]{be.impl(), dg, dout, x, rstd, c})
@@ -139,8 +141,8 @@ func (be *Backend[F]) roPE(x []F, pos []int32, cos, sin []F, heads, d int) {
 	parallelFor(len(pos), rowGrain, rotate[F]{be.impl(), x, pos, cos, sin, heads, d, 1})
 }
 
-// roPEBackward is kernels.Backend's RoPEBackward on the buffers' slices. A rotation's inverse is its transpose: the rotation
-// by the negative angle.
+// roPEBackward is kernels.Backend's RoPEBackward on the buffers' slices. A rotation's
+// inverse is its transpose: the rotation by the negative angle.
 func (be *Backend[F]) roPEBackward(dx []F, pos []int32, cos, sin []F, heads, d int) {
 	parallelFor(len(pos), rowGrain, rotate[F]{be.impl(), dx, pos, cos, sin, heads, d, -1})
 }

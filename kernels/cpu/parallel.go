@@ -67,31 +67,12 @@ func parallelFor[T any, P task[T]](n, grain int, t T) {
 	run[T, P](n, (n+chunks-1)/chunks, threads, t)
 }
 
-// Ranger is a parallel loop's body written outside this package: Run handles indices
-// [lo, hi) under the same rules as the package's own tasks (compute each index the same way
-// whoever runs it, write only that index's outputs).
-type Ranger interface{ Run(lo, hi int) }
+// take returns a released *T, or a new zero one: scratch that an op keeps from call to
+// call without a garbage collection taking it back (as sync.Pool would).
+func take[T any]() *T { return recycled[T]().get() }
 
-// ParallelFor runs r.Run over [0, n) on the package's worker pool, as the kernels' own loops
-// run: chunks of at least grain indices, no goroutine started and nothing allocated once
-// warm, so that code beside the kernels (the optimizer) keeps a step free of allocations.
-// r is copied into a recycled box: a small struct of slices and scalars costs nothing,
-// where a closure would be a fresh heap object every call.
-func ParallelFor[R Ranger](n, grain int, r R) {
-	parallelFor(n, grain, exported[R]{r})
-}
-
-// exported adapts a Ranger to the package's task constraint.
-type exported[R Ranger] struct{ r R }
-
-func (e *exported[R]) run(lo, hi int) { e.r.Run(lo, hi) }
-
-// Take returns a released *T, or a new zero one: scratch that a caller of ParallelFor keeps
-// from call to call without a garbage collection taking it back (as sync.Pool would).
-func Take[T any]() *T { return recycled[T]().get() }
-
-// Release gives v back for a later Take; the caller must not use it after.
-func Release[T any](v *T) { recycled[T]().put(v) }
+// release gives v back for a later take; the caller must not use it after.
+func release[T any](v *T) { recycled[T]().put(v) }
 
 // chunksPerThread lets the threads even out their load: a thread slowed down by other
 // work on the machine takes fewer chunks.

@@ -49,8 +49,8 @@ func (*Backend[F]) Route(probs, gate, rowGate kernels.Buf[F], slotRow, rowTok ke
 	}
 	// Each expert's next free row, from the prefix sums of the counts; then every slot, in
 	// order, takes its expert's next row.
-	next := Take[[]int]()
-	defer Release(next)
+	next := take[[]int]()
+	defer release(next)
 	if cap(*next) < e {
 		*next = make([]int, e)
 	}
