@@ -34,28 +34,38 @@ import (
 )
 
 // accumulator sums one step's micro-batch gradients in the canonical tree and keeps each
-// unit's loss, aux and expert load for the step's statistics. The tree and the collective
-// work on host memory: each unit's gradients cross into it with kernels.Download and
-// their sum back with kernels.Upload (the collective's staging), on the CPU one copy
-// each, as before.
+// unit's loss, aux and expert load for the step's statistics. The tree's vectors are
+// backend buffers, added by the backend (deviceVectors): only a step's sum crosses to the
+// host, for the collective's staging when there are several ranks.
 type accumulator struct {
-	tree  collective.Tree // at most log2(units)+2 gradient buffers are ever live
-	units []float64       // per unit: loss, aux, then each expert's load, layer by layer
+	tree  *collective.Tree[kernels.Buf[float32]] // at most log2(units)+2 gradient buffers are ever live
+	units []float64                              // per unit: loss, aux, then each expert's load, layer by layer
 }
+
+// deviceVectors are a Tree's vectors in a backend's memory: Add is Axpy with a = 1, one
+// rounding of dst[i] + src[i], as the collective's host adds.
+type deviceVectors struct{ be kernels.Backend[float32] }
+
+func (d deviceVectors) Make(n int) kernels.Buf[float32]   { return kernels.Alloc[float32](d.be, n) }
+func (d deviceVectors) Len(v kernels.Buf[float32]) int    { return v.Len() }
+func (d deviceVectors) Add(dst, src kernels.Buf[float32]) { d.be.Axpy(dst, src, 1) }
 
 // unitDone moves the gradient of micro-batch i just back-propagated out of the model into
 // the tree, leaving the model's gradients zero for the next unit. The first unit of a step
 // drops what a step that failed half-way may have left.
 func (tr *Trainer) unitDone(i int, r model.Result) {
 	a, be, g := &tr.acc, tr.opts.Backend, tr.Model.Grads
+	if a.tree == nil {
+		a.tree = collective.NewTree[kernels.Buf[float32]](deviceVectors{be})
+	}
 	if i == 0 {
-		if s := a.tree.Sum(); s != nil {
+		if s, ok := a.tree.Sum(); ok {
 			a.tree.Release(s)
 		}
 		a.units = a.units[:0]
 	}
 	buf := a.tree.Buffer(g.Len())
-	kernels.Download(be, buf, g)
+	kernels.Copy(be, buf, g)
 	kernels.Zero(be, g)
 	a.tree.Push(buf)
 	a.units = append(a.units, r.Loss, r.Aux)
@@ -66,26 +76,26 @@ func (tr *Trainer) unitDone(i int, r model.Result) {
 
 // reduce puts the step's gradient, summed over every unit of every rank, into the model's
 // gradients, and on several ranks recomputes st's loss, aux and expert load over the
-// global batch, in the order one rank would have used.
+// global batch, in the order one rank would have used. The ranks' all-reduce runs on the
+// host (the TCP collective is not device-aware): the local sum crosses with ToHost and
+// back with Upload, both free on the CPU.
 func (tr *Trainer) reduce(st *Stats) error {
-	a := &tr.acc
-	sum := a.tree.Sum()
+	a, be := &tr.acc, tr.opts.Backend
+	sum, _ := a.tree.Sum()
+	defer a.tree.Release(sum)
 	units := a.units
 	a.units = a.units[:0]
 	if tr.dp == nil {
-		kernels.Upload(tr.opts.Backend, tr.Model.Grads, sum)
-		a.tree.Release(sum)
+		kernels.Copy(be, tr.Model.Grads, sum)
 		return nil
 	}
 	g := tr.dp.group
-	err := g.AllReduceTree(context.Background(), sum)
-	if err == nil {
-		kernels.Upload(tr.opts.Backend, tr.Model.Grads, sum)
-	}
-	a.tree.Release(sum)
-	if err != nil {
+	host := kernels.ToHost(be, sum)
+	if err := g.AllReduceTree(context.Background(), host); err != nil {
 		return err
 	}
+	kernels.Upload(be, sum, host)
+	kernels.Copy(be, tr.Model.Grads, sum)
 	all, err := g.AllGather(context.Background(), float64Bytes(units))
 	if err != nil {
 		return err

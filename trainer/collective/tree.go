@@ -95,41 +95,62 @@ func (g *Group) AllReduceTree(ctx context.Context, x []float32) error {
 // TreeSum adds equal-length vectors in the canonical tree (see AllReduceTree), reusing
 // them as scratch, and returns the vector holding the sum.
 func TreeSum(v [][]float32) []float32 {
-	var t Tree
+	t := Tree[[]float32]{vec: HostVectors{}}
 	for _, x := range v {
 		t.Push(x)
 	}
-	return t.Sum()
+	s, _ := t.Sum()
+	return s
 }
+
+// Vectors are the vectors a Tree adds and where they live: Go memory (HostVectors) for
+// the collective, a compute backend's memory for a trainer's micro-batch gradients.
+type Vectors[V any] interface {
+	Make(n int) V   // a new vector of n values
+	Len(v V) int    // its values
+	Add(dst, src V) // dst[i] += src[i]
+}
+
+// HostVectors are []float32 in Go memory.
+type HostVectors struct{}
+
+func (HostVectors) Make(n int) []float32   { return make([]float32, n) }
+func (HostVectors) Len(v []float32) int    { return len(v) }
+func (HostVectors) Add(dst, src []float32) { add(dst, src) }
 
 // Tree adds vectors pushed one by one in the canonical binary tree, holding at most
 // log2(n)+1 partial sums: after each push, two partial sums over equally many leaves
 // merge, like the carries of a binary counter; Sum merges what remains from the top.
 // Push takes ownership of x; vectors merged away are kept for Buffer to hand out again,
 // so that a loop of Buffer, fill, Push, ..., Sum, Release allocates nothing after the
-// first round.
-type Tree struct {
-	sums   [][]float32
+// first round. The sum's bits depend only on the number of leaves and their values, not
+// on where V lives, as long as Add rounds each dst[i] + src[i] once.
+type Tree[V any] struct {
+	vec    Vectors[V]
+	sums   []V
 	leaves []int
-	free   [][]float32
+	free   []V
 }
 
+// NewTree returns an empty tree of vectors that vec makes and adds.
+func NewTree[V any](vec Vectors[V]) *Tree[V] { return &Tree[V]{vec: vec} }
+
 // Buffer returns a vector of n values to fill and Push: a spare one or a new one.
-func (t *Tree) Buffer(n int) []float32 {
+func (t *Tree[V]) Buffer(n int) V {
 	for k := len(t.free) - 1; k >= 0; k-- {
-		if b := t.free[k]; len(b) == n {
+		if b := t.free[k]; t.vec.Len(b) == n {
 			t.free = append(t.free[:k], t.free[k+1:]...)
 			return b
 		}
 	}
-	return make([]float32, n)
+	return t.vec.Make(n)
 }
 
 // Release gives back a vector, such as Sum's result once read, for Buffer to reuse.
-func (t *Tree) Release(x []float32) { t.free = append(t.free, x) }
+func (t *Tree[V]) Release(x V) { t.free = append(t.free, x) }
 
 // Push adds the next leaf.
-func (t *Tree) Push(x []float32) {
+func (t *Tree[V]) Push(x V) {
 	t.sums = append(t.sums, x)
 	t.leaves = append(t.leaves, 1)
 	for n := len(t.sums); n >= 2 && t.leaves[n-1] == t.leaves[n-2]; n = len(t.sums) {
@@ -138,24 +159,25 @@ func (t *Tree) Push(x []float32) {
 }
 
 // merge adds the top partial sum into the one below it.
-func (t *Tree) merge() {
+func (t *Tree[V]) merge() {
 	n := len(t.sums)
 	a, b := t.sums[n-2], t.sums[n-1]
-	add(a, b)
+	t.vec.Add(a, b)
 	t.leaves[n-2] += t.leaves[n-1]
 	t.sums, t.leaves = t.sums[:n-1], t.leaves[:n-1]
 	t.free = append(t.free, b)
 }
 
-// Sum returns the total of the leaves pushed (nil if none) and empties the tree.
-func (t *Tree) Sum() []float32 {
+// Sum returns the total of the leaves pushed, false if none, and empties the tree.
+func (t *Tree[V]) Sum() (V, bool) {
 	for len(t.sums) > 1 {
 		t.merge()
 	}
-	var s []float32
-	if len(t.sums) == 1 {
+	var s V
+	ok := len(t.sums) == 1
+	if ok {
 		s = t.sums[0]
 	}
 	t.sums, t.leaves = t.sums[:0], t.leaves[:0]
-	return s
+	return s, ok
 }
