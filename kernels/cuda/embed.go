@@ -37,7 +37,7 @@ func Sources() []string {
 }
 
 // Cache compiles the embedded sources with NVRTC and keeps each result in a folder, so
-// that a process compiles a kernel once per source, options and NVRTC version, ever.
+// that a kernel is compiled once per source, options and NVRTC version, not once per run.
 type Cache struct {
 	Dir   string // the folder holding the compiled kernels
 	nvrtc *NVRTC

@@ -85,7 +85,7 @@ type Options struct {
 	// Arch is the GPU architecture: "compute_90" compiles to PTX, which the driver
 	// finishes for the device when it loads it, so it runs on 9.0 and every later device;
 	// "sm_90" compiles to a CUBIN, machine code for compute capability 9.0 alone, which a
-	// driver older than this NVRTC can still load.
+	// driver older than this NVRTC (of its CUDA major version) can still load.
 	Arch string
 	// Defines are preprocessor definitions, "NAME" or "NAME=VALUE", passed as -D in order.
 	Defines []string
