@@ -286,3 +286,25 @@ func panics(f func()) (yes bool) {
 	f()
 	return false
 }
+
+// Loading the driver numbers devices by PCI bus, as NVML does, unless the user chose an
+// order: the C library, which the driver reads it through, sees the setting.
+func TestDeviceOrder(t *testing.T) {
+	libc, err := Load("libc.so.6")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var getenv func(name string) string
+	if err := libc.Bind(&getenv, "getenv"); err != nil {
+		t.Fatal(err)
+	}
+	for set, want := range map[string]string{"": "PCI_BUS_ID", "FASTEST_FIRST": "FASTEST_FIRST"} {
+		t.Setenv("CUDA_DEVICE_ORDER", set)
+		if _, err := fake(t, "1"); err != nil {
+			t.Fatal(err)
+		}
+		if got := getenv("CUDA_DEVICE_ORDER"); got != want {
+			t.Errorf("CUDA_DEVICE_ORDER=%q before loading, %q after; want %q", set, got, want)
+		}
+	}
+}
