@@ -50,28 +50,32 @@ const (
 type Driver struct {
 	Version int // the newest CUDA version the driver supports, 1000·major + 10·minor
 
-	cuInit                         func(flags uint32) int32
-	cuDriverGetVersion             func(v *int32) int32
-	cuDeviceGetCount               func(n *int32) int32
-	cuDeviceGet                    func(dev *int32, ordinal int32) int32
-	cuDeviceGetName                func(name *byte, n int32, dev int32) int32
-	cuDeviceGetAttribute           func(v *int32, attr int32, dev int32) int32
-	cuDeviceTotalMem               func(bytes *uint64, dev int32) int32
-	cuDevicePrimaryCtxRetain       func(ctx *uintptr, dev int32) int32
-	cuDevicePrimaryCtxRelease      func(dev int32) int32
-	cuCtxSetCurrent                func(ctx uintptr) int32
-	cuMemAlloc                     func(p *uintptr, n uint64) int32
-	cuMemFree                      func(p uintptr) int32
-	cuMemcpyHtoD                   func(dst uintptr, src []byte, n uint64) int32
-	cuMemcpyDtoH                   func(dst []byte, src uintptr, n uint64) int32
-	cuMemcpyDtoD                   func(dst, src uintptr, n uint64) int32
-	cuMemsetD8                     func(p uintptr, v uint8, n uint64) int32
-	cuModuleLoadData               func(m *uintptr, image []byte) int32
-	cuModuleGetFunction            func(f *uintptr, m uintptr, name string) int32
-	cuLaunchKernel                 func(f uintptr, gx, gy, gz, bx, by, bz, shared uint32, s uintptr, params *unsafe.Pointer, extra uintptr) int32
-	cuStreamCreate                 func(s *uintptr, flags uint32) int32
-	cuStreamSynchronize            func(s uintptr) int32
-	cuGetErrorName, cuGetErrorText func(code int32, s **byte) int32
+	// The driver's functions, named as in cuda.h, which maps the names to the _v2 symbols
+	// bound where there are two (size_t sizes, 64-bit device addresses). Each returns a
+	// CUresult; a CUdevice is an int32, size_t a uint64.
+	cuInit                    func(flags uint32) int32
+	cuDriverGetVersion        func(v *int32) int32
+	cuDeviceGetCount          func(n *int32) int32
+	cuDeviceGet               func(dev *int32, ordinal int32) int32
+	cuDeviceGetName           func(name *byte, n int32, dev int32) int32
+	cuDeviceGetAttribute      func(v *int32, attr int32, dev int32) int32
+	cuDeviceTotalMem          func(bytes *uint64, dev int32) int32
+	cuDevicePrimaryCtxRetain  func(ctx *uintptr, dev int32) int32
+	cuDevicePrimaryCtxRelease func(dev int32) int32
+	cuCtxSetCurrent           func(ctx uintptr) int32
+	cuMemAlloc                func(p *uintptr, n uint64) int32
+	cuMemFree                 func(p uintptr) int32
+	cuMemcpyHtoD              func(dst uintptr, src []byte, n uint64) int32
+	cuMemcpyDtoH              func(dst []byte, src uintptr, n uint64) int32
+	cuMemcpyDtoD              func(dst, src uintptr, n uint64) int32
+	cuMemsetD8                func(p uintptr, v uint8, n uint64) int32
+	cuModuleLoadData          func(m *uintptr, image []byte) int32
+	cuModuleGetFunction       func(f *uintptr, m uintptr, name string) int32
+	cuLaunchKernel            func(f uintptr, gx, gy, gz, bx, by, bz, shared uint32, s uintptr, params *unsafe.Pointer, extra uintptr) int32
+	cuStreamCreate            func(s *uintptr, flags uint32) int32
+	cuStreamSynchronize       func(s uintptr) int32
+	cuGetErrorName            func(code int32, s **byte) int32
+	cuGetErrorString          func(code int32, s **byte) int32
 }
 
 var loaded = sync.OnceValues(func() (*Driver, error) { return loadDriver(DriverLib) })
@@ -129,7 +133,7 @@ func loadDriver(names ...string) (*Driver, error) {
 		{&d.cuStreamCreate, "cuStreamCreate"},
 		{&d.cuStreamSynchronize, "cuStreamSynchronize"},
 		{&d.cuGetErrorName, "cuGetErrorName"},
-		{&d.cuGetErrorText, "cuGetErrorString"},
+		{&d.cuGetErrorString, "cuGetErrorString"},
 	} {
 		if err := lib.Bind(b.fptr, b.name); err != nil {
 			return nil, err
@@ -160,7 +164,7 @@ func (d *Driver) check(call string, code int32) error {
 	if d.cuGetErrorName(code, &s) == 0 && s != nil {
 		e.Name = cString(s)
 	}
-	if d.cuGetErrorText(code, &s) == 0 && s != nil {
+	if d.cuGetErrorString(code, &s) == 0 && s != nil {
 		e.Text = cString(s)
 	}
 	return e

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -62,6 +63,10 @@ func fake(t *testing.T, devices string) (*Driver, error) {
 	if err != nil {
 		t.Skipf("needs a C compiler to build the fake driver: %v", err)
 	}
+	// The real driver, where there is one, is loaded first: Load makes a library's
+	// symbols global, and the fake's cuInit and the rest must not stand in for the real
+	// driver's own when it loads.
+	LoadDriver()
 	dir := t.TempDir()
 	out, err := exec.Command(cc, "-shared", "-fPIC", "-O1", "-o", filepath.Join(dir, "libherd-fakecuda.so"), filepath.Join("testdata", "fakecuda.c")).CombinedOutput()
 	if err != nil {
@@ -122,13 +127,25 @@ func TestFakeNoDevice(t *testing.T) {
 	}
 }
 
-// A module's kernel launched on a stream reads its parameters (a device address, float32,
-// float64, int32) as C lays them out; a missing kernel and a Go int parameter are errors.
+// The fake's axpb reads its parameters as C lays them out.
 func TestFakeLaunch(t *testing.T) {
 	d, err := fake(t, "1")
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkLaunch(t, d)
+}
+
+func TestLaunchGPU(t *testing.T) {
+	checkLaunch(t, gpu(t))
+}
+
+// checkLaunch loads testdata/axpb.ptx on d's first device and launches its kernel on a
+// stream, with parameters of each kind it takes (device addresses, float32, float64,
+// int32), over fewer threads than elements; a missing kernel and a Go int parameter are
+// errors.
+func checkLaunch(t *testing.T, d *Driver) {
+	t.Helper()
 	ctx, err := d.Retain(0)
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +154,11 @@ func TestFakeLaunch(t *testing.T) {
 	mem := NewMemory(ctx)
 	defer mem.Close()
 
-	m, err := ctx.LoadModule([]byte("// a fake image"))
+	ptx, err := os.ReadFile(filepath.Join("testdata", "axpb.ptx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ctx.LoadModule(ptx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -157,7 +157,8 @@ CUresult cuMemsetD8_v2(CUdeviceptr p, unsigned char v, size_t n) {
 	return SUCCESS;
 }
 
-// The one kernel: y[i] = a·x[i] + b for i < n, one thread per element.
+// The one kernel, testdata/axpb.ptx's in C: y[i] = a·x[i] + b for i < n, one thread per
+// element.
 typedef void kernel(unsigned threads, void **params);
 
 static void axpb(unsigned threads, void **params) {
@@ -169,7 +170,7 @@ static void axpb(unsigned threads, void **params) {
 	for (unsigned i = 0; i < threads && (int)i < n; i++) y[i] = (float)(a * x[i] + b);
 }
 
-// A module is any NUL-terminated image; it exports axpb.
+// A module is any NUL-terminated image (testdata/axpb.ptx); it exports axpb.
 CUresult cuModuleLoadData(uintptr_t *m, const void *image) {
 	NEED_CONTEXT();
 	(void)strlen(image);
@@ -187,7 +188,7 @@ CUresult cuLaunchKernel(uintptr_t f, unsigned gx, unsigned gy, unsigned gz, unsi
                         void **params, void **extra) {
 	NEED_CONTEXT();
 	if (f == 0 || gy != 1 || gz != 1 || by != 1 || bz != 1 || shared != 0 || stream != 7 ||
-	    extra != NULL)
+	    extra != NULL)  // one dimension, on the stream cuStreamCreate made
 		return INVALID_VALUE;
 	((kernel *)f)(gx * bx, params);
 	return SUCCESS;
