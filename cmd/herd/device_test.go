@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/herdml/herd/internal/gpu"
+	"github.com/herdml/herd/kernels/cuda"
 )
 
 // An unknown train.device is a user error naming the key and the allowed values, before
@@ -18,15 +18,15 @@ func TestDeviceUnknown(t *testing.T) {
 }
 
 // This herd has no CUDA backend yet, so train.device=cuda is a user error on every host,
-// one line saying what the host has: no driver on a GPU-less host, else the GPUs NVML
-// lists.
+// one line saying what the CUDA driver found: no driver on a GPU-less host, else its error
+// or the device.
 func TestDeviceCUDA(t *testing.T) {
 	dir := tinyRun(t)
 	want := []string{"train.device: cuda: ", "set train.device: cpu"}
-	if _, err := gpu.List(); errors.Is(err, gpu.ErrNoDriver) {
+	if devs, err := cuda.Devices(); errors.Is(err, cuda.ErrNoLibrary) {
 		want = append(want, "no NVIDIA driver")
-	} else if err == nil {
-		want = append(want, "NVML (driver ")
+	} else if err == nil && len(devs) > 0 {
+		want = append(want, "found "+devs[0].String(), "not complete yet")
 	}
 	stdout, stderr, status := herd(t, dir, "train", "run.yaml", "--set", "train.device=cuda")
 	wantUserError(t, stdout, stderr, status, want...)

@@ -1,17 +1,18 @@
 // Package device chooses the compute backend from train.device: the one place that
-// imports a backend's package (kernels/cpu, later kernels/cuda). Everything else reaches
-// numbers through kernels.Backend.
+// imports a backend's package (kernels/cpu; kernels/cuda, which so far only finds the
+// devices). Everything else reaches numbers through kernels.Backend.
 package device
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
-	"github.com/herdml/herd/internal/gpu"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/kernels"
 	"github.com/herdml/herd/kernels/cpu"
+	"github.com/herdml/herd/kernels/cuda"
 )
 
 // Key is the config key that names the device; the user errors of Parse and Open name it.
@@ -23,7 +24,7 @@ const Allowed = "cpu, cuda, cuda:N (N a GPU index)"
 // Spec is a parsed train.device value.
 type Spec struct {
 	CUDA  bool // a GPU; false: the CPU
-	Index int  // the GPU's index in NVML's order (cuda = cuda:0)
+	Index int  // the GPU's index in the CUDA driver's order, by PCI bus as NVML's (cuda = cuda:0)
 }
 
 // String is the value as train.device writes it: "cpu" or "cuda:N".
@@ -54,9 +55,9 @@ func Parse(spec string) (Spec, error) {
 }
 
 // Open returns the float32 backend that the train.device value spec names. A device this
-// host cannot run on is a one-line user error naming Key and what the host has: this herd
-// has no CUDA backend yet, so a cuda value says whether NVML finds a driver and which GPUs
-// it lists.
+// host cannot run on is a one-line user error naming Key and what the CUDA driver found:
+// no driver library, the driver's error, no device N, or the device, on which this herd
+// cannot train yet.
 func Open(spec string) (kernels.Backend[float32], error) {
 	s, err := Parse(spec)
 	if err != nil {
@@ -65,25 +66,31 @@ func Open(spec string) (kernels.Backend[float32], error) {
 	if !s.CUDA {
 		return CPU[float32](), nil
 	}
-	h, err := gpu.List()
-	return nil, noCUDA(spec, h, err)
+	devs, err := cuda.Devices()
+	return nil, noCUDA(spec, s.Index, devs, err)
 }
 
-// noCUDA is Open's refusal of a cuda value on a host whose GPUs gpu.List reported as h
-// (or failed to list with err): what was found, and what to set instead.
-func noCUDA(spec string, h gpu.Host, err error) error {
+// noCUDA is Open's refusal of spec, GPU index, on a host whose CUDA driver listed devs
+// (or failed to, with err): what was found, and what to set instead.
+func noCUDA(spec string, index int, devs []cuda.Device, err error) error {
 	var found string
+	var e *cuda.Error
 	switch {
+	case errors.As(err, &e):
+		found = fmt.Sprintf("the CUDA driver's %s fails: %s (%s)", e.Call, e.Name, e.Text)
 	case err != nil:
 		found = err.Error()
-	case len(h.Devices) == 0:
-		found = fmt.Sprintf("NVML (driver %s) lists no GPU", h.Driver)
-	default:
-		names := make([]string, len(h.Devices))
-		for i, d := range h.Devices {
-			names[i] = fmt.Sprintf("cuda:%d %s", d.Index, d.Name)
+	case index >= len(devs):
+		names := make([]string, len(devs))
+		for i, d := range devs {
+			names[i] = d.String()
 		}
-		found = fmt.Sprintf("NVML (driver %s) lists %s, but this build of herd has no CUDA backend yet", h.Driver, strings.Join(names, ", "))
+		found = fmt.Sprintf("no device %d: the CUDA driver lists %d", index, len(devs))
+		if len(devs) > 0 {
+			found += ": " + strings.Join(names, ", ")
+		}
+	default:
+		found = fmt.Sprintf("found %s, but this herd's CUDA backend is not complete yet (docs/gpu.md)", devs[index])
 	}
 	return usererr.New(Key, "%s: %s; set %s: cpu", spec, found, Key)
 }
