@@ -18,6 +18,8 @@
 // the same logit, probability and δ for a (query, key) pair bit for bit; every other sum
 // runs in a fixed order, given in each kernel's comment.
 //
+// A launch with no rows or elements is skipped by the caller: a grid of zero blocks is an error.
+//
 // The file includes no header (NVRTC compiles it without the CUDA headers), so its helpers
 // are its own: each .cu file is a program of its own.
 

@@ -12,6 +12,8 @@
 //
 // Sizes are ints, as the Backend's; element offsets are 64-bit, since N·C can pass 2³¹.
 //
+// A launch with no rows or elements is skipped by the caller: a grid of zero blocks is an error.
+//
 // The file includes no header (NVRTC compiles it without the CUDA headers), so its
 // helpers are its own: each .cu file is a program of its own.
 
