@@ -18,10 +18,11 @@
 // the same logit, probability and δ for a (query, key) pair bit for bit; every other sum
 // runs in a fixed order, given in each kernel's comment.
 //
-// A launch with no rows or elements is skipped by the caller: a grid of zero blocks is an error.
+// A launch with no rows or elements is the caller's to skip: a grid of no blocks is an
+// error.
 //
-// The file includes no header (NVRTC compiles it without the CUDA headers), so its helpers
-// are its own: each .cu file is a program of its own.
+// The file includes no header (NVRTC compiles it without the CUDA headers), so it carries
+// the few helpers it needs, in a namespace of its own.
 
 namespace attn {
 
@@ -93,9 +94,9 @@ __device__ __forceinline__ float dscore(float* p, const float* qr, const float* 
 //   3. p[s] = e[s]·(1/sum), and out[r, hh, i] = Σ_s p[s]·v_s[i] over s = 0..t in order
 //      (masked keys add p = 0), one thread per column i.
 //   out, q: [B·T, H·D]  k, v: [B·T, KV·D]  lse: [B·T, H]  doc: [B·T]
-// Launch: grid (B·T, H), block (kBlock), dynamic shared memory T floats (above 12288
-// positions, more than the default 48 KiB: raise the kernel's
-// CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES first).
+// Launch: grid (B·T, H), block (kBlock), dynamic shared memory T floats. Past the default
+// 48 KiB a block (T above about 12000, with the reductions' few hundred bytes of static
+// shared memory), raise the kernel's CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES first.
 extern "C" __global__ void attention_f32(float* out, float* lse, const float* q, const float* k, const float* v,
                                          const int* doc, int t, int h, int kv, int d, float scale) {
 	using namespace attn;
@@ -142,9 +143,9 @@ extern "C" __global__ void attention_f32(float* out, float* lse, const float* q,
 // shared memory); then dq[r, hh, i] += Σ_s ds[s]·k_s[i], summed over s = 0..t in order,
 // then added, one thread per column i.
 //   dq, dout, out, q: [B·T, H·D]  k, v: [B·T, KV·D]  lse: [B·T, H]  doc: [B·T]
-// Launch: grid (B·T, H), block (kBlock), dynamic shared memory T floats (see
-// attention_f32 on more than 48 KiB). AttentionBackward is this kernel and
-// attention_backward_dkv_f32, in either order (they write different buffers).
+// Launch: grid (B·T, H), block (kBlock), dynamic shared memory T floats (above 12288
+// positions, more than the default 48 KiB: see attention_f32). AttentionBackward is this
+// kernel and attention_backward_dkv_f32, in either order (they write different buffers).
 extern "C" __global__ void attention_backward_dq_f32(float* dq, const float* dout, const float* out, const float* lse,
                                                      const float* q, const float* k, const float* v, const int* doc,
                                                      int t, int h, int kv, int d, float scale) {

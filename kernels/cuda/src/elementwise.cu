@@ -16,10 +16,11 @@
 // Flat lengths (n) are 64-bit, as a [N, V] logits matrix can pass 2³¹ elements; row widths
 // and counts are ints, as the Backend's. An empty optional operand (w) is a null pointer.
 //
-// A launch with no rows or elements is skipped by the caller: a grid of zero blocks is an error.
+// A launch with no rows or elements is the caller's to skip: a grid of no blocks is an
+// error.
 //
-// The file includes no header (NVRTC compiles it without the CUDA headers), so its helpers
-// are its own: each .cu file is a program of its own.
+// The file includes no header (NVRTC compiles it without the CUDA headers), so it carries
+// the few helpers it needs, in a namespace of its own.
 
 namespace elem {
 

@@ -12,10 +12,11 @@
 //
 // Sizes are ints, as the Backend's; element offsets are 64-bit, since N·C can pass 2³¹.
 //
-// A launch with no rows or elements is skipped by the caller: a grid of zero blocks is an error.
+// A launch with no rows or elements is the caller's to skip: a grid of no blocks is an
+// error.
 //
-// The file includes no header (NVRTC compiles it without the CUDA headers), so its
-// helpers are its own: each .cu file is a program of its own.
+// The file includes no header (NVRTC compiles it without the CUDA headers), so it carries
+// the few helpers it needs, in a namespace of its own.
 
 namespace rows {
 
@@ -62,7 +63,7 @@ extern "C" __global__ void embedding_f32(float* out, const float* table, const i
 		return;
 	const float* src = table + (long long)id * c;
 	float* dst = out + (long long)i * c;
-	for (int j = threadIdx.x; j < c; j += blockDim.x)
+	for (int j = threadIdx.x; j < c; j += rows::kBlock)
 		dst[j] = __fmul_rn(scale, src[j]);
 }
 
@@ -74,7 +75,7 @@ extern "C" __global__ void embedding_f32(float* out, const float* table, const i
 // Launch: grid (ceil(c/kBlock)), block (kBlock), no dynamic shared memory.
 extern "C" __global__ void embedding_backward_f32(float* dtable, const float* dout, const int* ids, int n, int c,
                                                   float scale) {
-	int j = blockIdx.x * blockDim.x + threadIdx.x;
+	int j = blockIdx.x * rows::kBlock + threadIdx.x;
 	if (j >= c)
 		return;
 	for (int i = 0; i < n; i++) {
@@ -142,7 +143,7 @@ extern "C" __global__ void rmsnorm_backward_dx_f32(float* dx, const float* dout,
 // scratch buffer and add those partial sums in range order.
 extern "C" __global__ void rmsnorm_backward_dg_f32(float* dg, const float* dout, const float* x, const float* rstd,
                                                    int n, int c) {
-	int j = blockIdx.x * blockDim.x + threadIdx.x;
+	int j = blockIdx.x * rows::kBlock + threadIdx.x;
 	if (j >= c)
 		return;
 	float acc = dg[j];
@@ -163,7 +164,7 @@ extern "C" __global__ void rmsnorm_backward_dg_f32(float* dg, const float* dout,
 extern "C" __global__ void rope_f32(float* x, const int* pos, const float* cos, const float* sin, int n, int heads,
                                     int d, float sign) {
 	int half = d / 2;
-	long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+	long long k = (long long)blockIdx.x * rows::kBlock + threadIdx.x;
 	if (k >= (long long)n * heads * half)
 		return;
 	int j = (int)(k % half);
