@@ -14,7 +14,8 @@
 // from the CPU only by the exponential's rounding and the order of a row's sums.
 //
 // Flat lengths (n) are 64-bit, as a [N, V] logits matrix can pass 2³¹ elements; row widths
-// and counts are ints, as the Backend's. An empty optional operand (w) is a null pointer.
+// and counts are ints, as the Backend's. An empty optional operand (w) is passed as a null
+// pointer: test Len() == 0, not the address, since an empty view of an allocation has one.
 //
 // A launch with no rows or elements is the caller's to skip: a grid of no blocks is an
 // error.
