@@ -112,8 +112,10 @@ func As[T Elem](b Buf[uint8]) Buf[T] {
 // it or out of it. Its methods work on bytes; Alloc, Upload, Download, ToHost, Copy and
 // Zero below give them element types.
 type Memory interface {
-	// AllocBytes returns n zeroed bytes aligned to 64, owned by the backend until the
-	// garbage collector finds no view of them (a device backend frees them then too).
+	// AllocBytes returns n zeroed bytes aligned to 64, owned by the backend. A host
+	// backend's are Go memory, freed once no view is left; a device backend's stay
+	// allocated until it is closed (a Buf holds a device address, which the garbage
+	// collector does not track), so herd allocates a run's buffers once, at start.
 	AllocBytes(n int) Buf[uint8]
 	// UploadBytes copies len(src) host bytes into dst, a buffer of as many bytes.
 	UploadBytes(dst Buf[uint8], src []byte)

@@ -23,7 +23,7 @@ var sources embed.FS
 // so that a compile error points at the file to fix.
 const srcDir = "kernels/cuda/src/"
 
-// Sources lists the embedded sources' file names ("smoke.cu"), sorted.
+// Sources lists the embedded sources' file names ("rows.cu"), sorted.
 func Sources() []string {
 	entries, err := sources.ReadDir("src")
 	if err != nil {
