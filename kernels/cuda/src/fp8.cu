@@ -176,18 +176,21 @@ extern "C" __global__ void fp8_dequantize(float* dst, const unsigned char* src, 
 //
 // Block (bx, by) takes the band of rows [bx·tr, bx·tr+tr) and the tiles [by·g, by·g+g) of
 // it, g = max(1, 32/tc) tiles, w = g·tc <= 128 columns: thread (tx, ty) reads columns
-// tx, tx+32, tx+64, tx+96 (< w) of the group and rows ty, ty+8, ... of the band, so that a
-// warp reads 32 neighbouring columns of one row (coalesced for 1×T, T×T and T×1 tiles
-// alike). A tile's amax: each thread's maximum per column, then a tree over ty, then a
-// tree over the tile's columns, in shared memory.
+// tx, tx+32, tx+64, tx+96 (< w) of the group and rows ty, ty+ny, ... of the band (ny =
+// blockDim.y), so that a warp reads 32 neighbouring columns of one row (coalesced for 1×T,
+// T×T and T×1 tiles alike). A tile's amax: each thread's maximum per column, then a tree
+// over ty, then a tree over the tile's columns, in shared memory. The results do not
+// depend on ny (a maximum has no order); ny = the largest power of two <= min(tr, 8) keeps
+// every thread busy (ny = 1 for 1×T tiles, 8 for T×T and T×1).
 //   codes, vals, src: [rows, cols]  inv: [ceil(rows/tr), ntc]  amax: 1 (zeroed by the caller)
-// Launch: grid (ceil(rows/tr), ceil(ntc/g)), block (32, 8), no dynamic shared memory.
+// Launch: grid (ceil(rows/tr), ceil(ntc/g) <= 65535), block (32, ny), no dynamic shared
+// memory.
 extern "C" __global__ void fp8_quantize_tiles(unsigned char* codes, float* vals, float* inv, unsigned* amax,
 	const float* src, int rows, int cols, int tr, int tc, float mul, int f, int margin, int pow2) {
 	__shared__ unsigned colMax[8][128]; // per ty, per column of the group; then per column; then per tile
 	__shared__ float tileScale[32], tileK[32];
 	fp8::Format p = fp8::format(f);
-	int tx = threadIdx.x, ty = threadIdx.y, id = ty * 32 + tx;
+	int tx = threadIdx.x, ty = threadIdx.y, ny = blockDim.y, id = ty * 32 + tx;
 	int g = tc >= 32 ? 1 : 32 / tc, w = g * tc, ntc = (cols + tc - 1) / tc;
 	int r0 = blockIdx.x * tr, r1 = min(r0 + tr, rows);
 	int t0 = blockIdx.y * g, c0 = t0 * tc, c1 = min(c0 + w, cols);
@@ -195,12 +198,12 @@ extern "C" __global__ void fp8_quantize_tiles(unsigned char* codes, float* vals,
 	for (int j = tx; j < w; j += 32) {
 		unsigned m = 0;
 		if (c0 + j < c1)
-			for (int r = r0 + ty; r < r1; r += 8)
+			for (int r = r0 + ty; r < r1; r += ny)
 				m = max(m, fp8::magBits(src[(long long)r * cols + c0 + j]));
 		colMax[ty][j] = m;
 	}
 	__syncthreads();
-	for (int s = 4; s > 0; s >>= 1) { // over ty: colMax[0][j] = the column's maximum
+	for (int s = ny / 2; s > 0; s >>= 1) { // over ty: colMax[0][j] = the column's maximum
 		if (ty < s)
 			for (int j = tx; j < w; j += 32)
 				colMax[ty][j] = max(colMax[ty][j], colMax[ty + s][j]);
@@ -237,7 +240,7 @@ extern "C" __global__ void fp8_quantize_tiles(unsigned char* codes, float* vals,
 	for (int j = tx; j < w && c0 + j < c1; j += 32) {
 		int l = j / tc;
 		float scale = tileScale[l], k = tileK[l];
-		for (int r = r0 + ty; r < r1; r += 8) {
+		for (int r = r0 + ty; r < r1; r += ny) {
 			long long i = (long long)r * cols + c0 + j;
 			unsigned c = fp8::encode(__fmul_rn(src[i], scale), p);
 			if (codes)
