@@ -23,8 +23,8 @@
 // squares then round (__dmul_rn, as written), where from float32 they are exact.
 //
 // A launch with no elements is skipped by the caller (a grid of zero blocks is an error):
-// Dot and SumSquares of nothing are 0, ColumnSums of no rows launches sum_parts alone with
-// nparts 0, which writes zeros.
+// Dot and SumSquares of nothing are 0, ColumnSums of no columns does nothing, and of no
+// rows launches sum_parts alone with nparts 0, which writes zeros.
 //
 // The file includes no header (NVRTC compiles it without the CUDA headers), so its helpers
 // are its own: each .cu file is a program of its own.

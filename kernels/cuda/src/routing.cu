@@ -17,7 +17,8 @@
 // Every float operand is float32 (F = float32, the trainer's type); the probabilities,
 // gates and the aux term are computed in float64 whatever F is. A float64 variant would
 // be route_select_f32, router_aux_f32 and router_gates_f32 instantiated for double under
-// _f64 names (the conversions to F then exact); route_layout and route_tokens read no F.
+// _f64 names (the conversions to F then exact), and route_layout's for double gates;
+// route_tokens reads no F.
 //
 // A launch with no slots is skipped by the caller (a grid of zero blocks is an error):
 // Route of no tokens clears counts on the host.
