@@ -19,14 +19,15 @@
 // text are encoded as such. Decode is the inverse (the ByteLevel decoder): it maps each id
 // back to its bytes and never cleans up spaces, so Decode(Encode(s)) == s for valid UTF-8.
 //
-// Why a package of our own: the Go libraries that read tokenizer.json either wrap the Rust
-// library with cgo (a toolchain and a shared library herd's builds do not have) or do not
-// match it on these files (pure-Go ports without ignore_merges or a pre-tokenizer regex
-// engine with lookahead). Byte-level BPE is small; the regexes of these files use
-// lookahead (\s+(?!\S)), which Go's regexp lacks, so they run on
+// Why a package of our own: the Go libraries for tokenizer.json either bind the Rust
+// library through cgo (daulet/tokenizers: a Rust toolchain and a shared library that
+// herd's builds do not have) or port it onto Go's regexp (sugarme/tokenizer), which has no
+// lookahead, so that port drops the regexes' \s+(?!\S) alternative and splits whitespace
+// runs differently. Byte-level BPE itself is small. The regexes here run on
 // github.com/dlclark/regexp2, a backtracking engine with the same leftmost-first
-// alternation as the Oniguruma engine the Rust library uses. Its \s is Unicode White_Space,
-// as in Rust; JavaScript's \s differs on U+0085 and U+FEFF (see docs/data.md).
+// alternation and lookahead as the Oniguruma engine the Rust library uses; its \s is
+// Unicode White_Space, as in Rust. (JavaScript's \s differs on U+0085 and U+FEFF, a
+// known place where transformers.js and this package disagree; see docs/data.md.)
 //
 // Anything else in a tokenizer.json (WordPiece, Unigram, Metaspace, byte_fallback, another
 // Split behavior) is a user error naming the file and the key, never a silent mis-encoding.
@@ -51,8 +52,8 @@ import (
 // gpt2Split is the regex of a ByteLevel pre-tokenizer with use_regex: true.
 const gpt2Split = `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
 
-// Tokenizer is a loaded tokenizer.json. It is safe for concurrent use except that
-// Encode's word cache is not: give each goroutine its own Tokenizer.
+// Tokenizer is a loaded tokenizer.json. Encode fills a word cache and so is not safe for
+// concurrent use: give each goroutine its own Load. Decode is.
 type Tokenizer struct {
 	name  string
 	vocab int
@@ -205,7 +206,7 @@ func (t *Tokenizer) ID(token string) (int32, bool) {
 }
 
 // Encode appends text's ids to dst. Text is read as UTF-8; an invalid byte reads as
-// U+FFFD, as Rust's from_utf8_lossy does.
+// U+FFFD (the Rust library accepts only valid strings).
 func (t *Tokenizer) Encode(dst []int32, text []byte) []int32 {
 	s := string(text)
 	if !utf8.ValidString(s) {
