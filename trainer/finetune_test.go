@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/kernels"
+	"github.com/herdml/herd/trainer/checkpoint"
 	"github.com/herdml/herd/trainer/config"
 )
 
@@ -103,4 +105,28 @@ func TestInitFromRefusesAnotherModel(t *testing.T) {
 		t.Fatalf("another seq_len: %v", err)
 	}
 	ft.Close()
+}
+
+// TestInitFromRefusesAMissingTensor: a source whose weights lack a tensor of the model is
+// a user error naming the tensor and the file.
+func TestInitFromRefusesAMissingTensor(t *testing.T) {
+	src, _ := trainedCheckpoint(t)
+	defer src.Close()
+	export := filepath.Join(t.TempDir(), "export")
+	if err := src.Export(export); err != nil {
+		t.Fatal(err)
+	}
+	tensors := src.snapshot(src.toHost()).Model
+	f, err := os.Create(filepath.Join(export, checkpoint.ModelFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkpoint.WriteSafetensors(f, nil, tensors[:len(tensors)-1]); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	_, err = New(fineTune(t, export, t.TempDir()), Options{})
+	if !usererr.Is(err) || !strings.Contains(err.Error(), "model.safetensors: safetensors: tensor output.weight missing") {
+		t.Fatalf("New: %v; want a user error naming output.weight", err)
+	}
 }
