@@ -119,7 +119,13 @@ func ReadSafetensors(r io.Reader, into []Tensor) (map[string]string, error) {
 		t int
 	}
 	var order []placed
-	for name, js := range raw {
+	names := make([]string, 0, len(raw))
+	for name := range raw {
+		names = append(names, name)
+	}
+	sort.Strings(names) // the first error found is the same every time
+	for _, name := range names {
+		js := raw[name]
 		i, ok := want[name]
 		if !ok {
 			return nil, fmt.Errorf("safetensors: unexpected tensor %s", name)

@@ -227,7 +227,7 @@ func TestReadRefuses(t *testing.T) {
 		}, "model-00002-of-00002.safetensors: missing shard"},
 		{"wrong shape", "llama-f32", func(t *testing.T, dir string) {
 			editConfig(t, dir, func(c map[string]any) { c["intermediate_size"] = 40 })
-		}, "_proj.weight has shape [48 32], want [40 32]"},
+		}, "tensor model.layers.0.mlp.down_proj.weight has shape [32 48], want [32 40]"},
 		{"missing tensor", "llama-f32", func(t *testing.T, dir string) {
 			editConfig(t, dir, func(c map[string]any) { c["num_hidden_layers"] = 3 })
 		}, "tensor model.layers.2."},
