@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -246,5 +247,34 @@ func TestReadRefuses(t *testing.T) {
 				t.Fatalf("Read: %v; want one-line user error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestTiedEmbeddings: a model with tie_word_embeddings has no lm_head.weight; herd's
+// untied output.weight starts as a copy of the embedding.
+func TestTiedEmbeddings(t *testing.T) {
+	cfg, tensors, err := Read(filepath.Join("testdata", "llama-f32"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	mult := make([]float32, len(tensors))
+	for i := range mult {
+		mult[i] = 1
+	}
+	if err := Write(dir, cfg, tensors[:len(tensors)-1], mult, float32(1/math.Sqrt(float64(cfg.HeadDim())))); err != nil {
+		t.Fatal(err) // every tensor but output.weight, the last
+	}
+	editConfig(t, dir, func(c map[string]any) { c["tie_word_embeddings"] = true })
+	_, tied, err := Read(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb, out := tied[0], tied[len(tied)-1]
+	if emb.Name != "tok_embeddings.weight" || out.Name != "output.weight" || !slices.Equal(out.Data, emb.Data) {
+		t.Fatalf("%s is not a copy of %s", out.Name, emb.Name)
+	}
+	if !slices.Equal(tied[1].Data, tensors[1].Data) || !slices.Equal(tied[2].Data, tensors[2].Data) {
+		t.Fatal("the other tensors changed")
 	}
 }
