@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/herdml/herd/trainer/checkpoint"
+	"github.com/herdml/herd/trainer/hf"
 	"github.com/herdml/herd/trainer/model"
 )
 
@@ -65,4 +66,13 @@ func (tr *Trainer) Export(dir string) error {
 		return fmt.Errorf("export: %w", err)
 	}
 	return nil
+}
+
+// ExportHF writes the model into dir as a Hugging Face LlamaForCausalLM (hf.Write):
+// config.json and model.safetensors that transformers loads, with the forward multipliers
+// and attention scale folded into the weights. Only dense, text-only models with RoPE on
+// every layer can be written so; others are a user error naming the key.
+func (tr *Trainer) ExportHF(dir string) error {
+	m := tr.Model
+	return hf.Write(dir, m.Cfg, tr.snapshot(tr.toHost()).Model, m.Mult, m.AttnScale)
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/herdml/herd/trainer/config"
 	"github.com/herdml/herd/trainer/model"
 	"github.com/herdml/herd/trainer/optim"
+	"github.com/herdml/herd/trainer/pretrained"
 )
 
 // Options are the parts of a run that are not in its configuration.
@@ -126,7 +127,9 @@ const pcgStream = 0x68657264 // "herd"
 // sources for rank 0 of parallel.data ranks. A run whose plan needs more memory than
 // this process may use is refused before anything is allocated (config.Run.CheckMemory):
 // all parallel.data ranks when they train in this process, one when opts.Group makes
-// this one rank of a group. A checkpoint folder it cannot write is a user error here,
+// this one rank of a group. With init.from, the weights are the source's
+// (trainer/pretrained): a model config that contradicts the source's, or a source that
+// cannot be read, is a user error before anything is written. A checkpoint folder it cannot write is a user error here,
 // before any step is trained. Rank 0 (a one-rank trainer, or rank 0 of Options.Group)
 // locks the run's checkpoint folder (checkpoint.LockDir) and fails with a user error
 // wrapping checkpoint.ErrLocked if another trainer holds it. Close releases the sources
@@ -136,12 +139,28 @@ func New(cfg config.Run, opts Options) (*Trainer, error) {
 	if opts.Group == nil {
 		ranks = cfg.Parallel.Data
 	}
+	if cfg.Init.From != "" {
+		src, err := pretrained.ModelConfig(cfg.Init.From)
+		if err != nil {
+			return nil, err
+		}
+		if err := pretrained.Check(cfg.Model, src, cfg.Init.From); err != nil {
+			return nil, err
+		}
+	}
 	if err := cfg.CheckMemory(ranks, sysmem.Lookup()); err != nil {
 		return nil, err
 	}
 	tr, err := build(cfg, opts)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Init.From != "" {
+		h := tr.toHost()
+		if err := pretrained.Load(cfg.Init.From, tr.snapshot(h).Model); err != nil {
+			return nil, err
+		}
+		tr.upload(h)
 	}
 	if err := outdir.Check(tr.store.Root, "checkpoints (train.checkpoint.dir, or --out)"); err != nil {
 		return nil, err
@@ -165,6 +184,14 @@ func New(cfg config.Run, opts Options) (*Trainer, error) {
 		if err := tr.startRanks(); err != nil {
 			tr.Close()
 			return nil, err
+		}
+	}
+	if cfg.Init.From != "" && tr.dp != nil {
+		// The other in-process ranks built their weights from the seed; they start from
+		// the same pretrained ones.
+		be, w := tr.opts.Backend, kernels.ToHost(tr.opts.Backend, tr.Model.Params)
+		for _, sib := range tr.dp.siblings {
+			kernels.Upload(be, sib.Model.Params, w)
 		}
 	}
 	return tr, nil

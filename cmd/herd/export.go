@@ -7,17 +7,28 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/herdml/herd/internal/outdir"
+	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer"
 )
 
 func newExportCmd() *cobra.Command {
-	return &cobra.Command{
+	var format string
+	cmd := &cobra.Command{
 		Use:   "export CKPT DIR",
 		Short: "Write a checkpoint's model as DIR/model.safetensors and DIR/config.json",
 		Long: "Writes the weights of the checkpoint folder CKPT by their documented names (docs/model.md) and a\n" +
-			"config.json with the model config, the forward multipliers of every tensor and the attention scale.",
+			"config.json with the model config, the forward multipliers of every tensor and the attention scale.\n" +
+			"--format hf writes a Hugging Face LlamaForCausalLM instead (dense models; docs/checkpoint.md).",
 		Args: exactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
+			write := (*trainer.Trainer).Export
+			switch format {
+			case "herd":
+			case "hf":
+				write = (*trainer.Trainer).ExportHF
+			default:
+				return usererr.New("--format", "unknown format %q; allowed: herd, hf", format)
+			}
 			if err := outdir.Check(args[1], "the export (DIR)"); err != nil {
 				return err
 			}
@@ -26,11 +37,13 @@ func newExportCmd() *cobra.Command {
 				return err
 			}
 			defer tr.Close()
-			if err := tr.Export(args[1]); err != nil {
+			if err := write(tr, args[1]); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.OutOrStdout(), "wrote %s and %s\n", filepath.Join(args[1], "model.safetensors"), filepath.Join(args[1], "config.json"))
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&format, "format", "herd", "herd (docs/model.md's names, multipliers in config.json) or hf (Hugging Face LlamaForCausalLM)")
+	return cmd
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/config"
+	"github.com/herdml/herd/trainer/pretrained"
 )
 
 // newRootCmd builds the herd command tree. Each command group lives in its own file with
@@ -69,7 +70,7 @@ func (f *configFlags) register(c *cobra.Command) {
 // load reads and validates the config at path with the --set overrides, plus extra
 // overrides from the command's own flags.
 func (f *configFlags) load(path string, extra ...string) (config.Run, error) {
-	return config.Load(path, append(append([]string(nil), f.sets...), extra...))
+	return config.LoadFrom(path, append(append([]string(nil), f.sets...), extra...), pretrained.ModelConfig)
 }
 
 // stepsFlag is --steps of the commands that train a config (train, run): train.steps,

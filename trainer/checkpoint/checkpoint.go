@@ -405,6 +405,19 @@ func Load(s Storage, name string, snap *Snapshot, check func(State) error) error
 	}))
 }
 
+// LoadModel verifies checkpoint name and reads only its weights into tensors, which the
+// file must hold exactly (names and shapes): fine-tuning (init.from) starts from a
+// checkpoint's weights with a fresh optimizer. Errors are user errors naming the file.
+func LoadModel(s Storage, name string, tensors []Tensor) error {
+	if err := Verify(s, name); err != nil {
+		return err
+	}
+	return named(readFile(s, name, ModelFile, func(r io.Reader) error {
+		_, err := ReadSafetensors(r, tensors)
+		return err
+	}))
+}
+
 // Retain deletes old checkpoints. It keeps the newest keep checkpoints that look whole
 // (see whole), every checkpoint newer than the oldest of those, whole or not, and, when
 // every > 0, those whose step is a multiple of every; it never deletes written, the

@@ -76,9 +76,10 @@ func WriteSafetensors(w io.Writer, meta map[string]string, tensors []Tensor) err
 }
 
 // ReadSafetensors reads a safetensors file into the given tensors and returns its metadata.
-// The file must hold exactly these names, each F32 with the same shape, and its data
-// offsets must tile the data section without gaps or overlaps; anything else is an error
-// saying what differs.
+// The file must hold exactly these names, each with the same shape, and its data offsets
+// must tile the data section without gaps or overlaps; anything else is an error saying
+// what differs. Tensors may be F32, or BF16 or F16 (as Hugging Face models are often
+// published), which are widened to float32 exactly.
 func ReadSafetensors(r io.Reader, into []Tensor) (map[string]string, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	var n [8]byte
@@ -118,7 +119,13 @@ func ReadSafetensors(r io.Reader, into []Tensor) (map[string]string, error) {
 		t int
 	}
 	var order []placed
-	for name, js := range raw {
+	names := make([]string, 0, len(raw))
+	for name := range raw {
+		names = append(names, name)
+	}
+	sort.Strings(names) // the first error found is the same every time
+	for _, name := range names {
+		js := raw[name]
 		i, ok := want[name]
 		if !ok {
 			return nil, fmt.Errorf("safetensors: unexpected tensor %s", name)
@@ -128,14 +135,15 @@ func ReadSafetensors(r io.Reader, into []Tensor) (map[string]string, error) {
 			return nil, fmt.Errorf("safetensors: tensor %s: %w", name, err)
 		}
 		t := into[i]
-		if e.DType != "F32" {
-			return nil, fmt.Errorf("safetensors: tensor %s has dtype %s, want F32", name, e.DType)
+		width, ok := dtypeWidth[e.DType]
+		if !ok {
+			return nil, fmt.Errorf("safetensors: tensor %s has dtype %s, want F32, BF16 or F16", name, e.DType)
 		}
 		if !slices.Equal(e.Shape, t.Shape) {
 			return nil, fmt.Errorf("safetensors: tensor %s has shape %v, want %v", name, e.Shape, t.Shape)
 		}
-		if e.DataOffsets[1]-e.DataOffsets[0] != 4*int64(len(t.Data)) {
-			return nil, fmt.Errorf("safetensors: tensor %s spans bytes %v, want %d bytes", name, e.DataOffsets, 4*len(t.Data))
+		if e.DataOffsets[1]-e.DataOffsets[0] != int64(width)*int64(len(t.Data)) {
+			return nil, fmt.Errorf("safetensors: tensor %s spans bytes %v, want %d bytes", name, e.DataOffsets, width*len(t.Data))
 		}
 		order = append(order, placed{e, i})
 	}
@@ -153,14 +161,21 @@ func ReadSafetensors(r io.Reader, into []Tensor) (map[string]string, error) {
 		if p.e.DataOffsets[0] != off {
 			return nil, fmt.Errorf("safetensors: tensor %s starts at byte %d, want %d (gap or overlap)", into[p.t].Name, p.e.DataOffsets[0], off)
 		}
-		data := into[p.t].Data
+		data, width := into[p.t].Data, dtypeWidth[p.e.DType]
 		for i := 0; i < len(data); {
-			k := min(len(buf)/4, len(data)-i)
-			if _, err := io.ReadFull(br, buf[:4*k]); err != nil {
+			k := min(len(buf)/width, len(data)-i)
+			if _, err := io.ReadFull(br, buf[:width*k]); err != nil {
 				return nil, fmt.Errorf("safetensors: data of %s: %w", into[p.t].Name, err)
 			}
 			for j := range k {
-				data[i+j] = math.Float32frombits(binary.LittleEndian.Uint32(buf[4*j:]))
+				switch p.e.DType {
+				case "F32":
+					data[i+j] = math.Float32frombits(binary.LittleEndian.Uint32(buf[4*j:]))
+				case "BF16": // the top half of a float32
+					data[i+j] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(buf[2*j:])) << 16)
+				case "F16":
+					data[i+j] = halfToFloat32(binary.LittleEndian.Uint16(buf[2*j:]))
+				}
 			}
 			i += k
 		}
@@ -170,6 +185,29 @@ func ReadSafetensors(r io.Reader, into []Tensor) (map[string]string, error) {
 		return nil, fmt.Errorf("safetensors: data continues past the last tensor")
 	}
 	return meta, nil
+}
+
+// dtypeWidth is the size in bytes of each dtype ReadSafetensors reads.
+var dtypeWidth = map[string]int{"F32": 4, "BF16": 2, "F16": 2}
+
+// halfToFloat32 widens an IEEE 754 binary16 value to float32 exactly (subnormals,
+// infinities and NaNs included).
+func halfToFloat32(h uint16) float32 {
+	sign := uint32(h>>15) << 31
+	exp, frac := uint32(h>>10)&0x1f, uint32(h)&0x3ff
+	switch {
+	case exp == 0x1f: // inf or NaN
+		return math.Float32frombits(sign | 0xff<<23 | frac<<13)
+	case exp == 0 && frac == 0:
+		return math.Float32frombits(sign)
+	case exp == 0: // subnormal: frac·2^-24, exact in float32
+		v := float32(frac) * (1.0 / (1 << 24))
+		if sign != 0 {
+			v = -v
+		}
+		return v
+	}
+	return math.Float32frombits(sign | (exp+127-15)<<23 | frac<<13)
 }
 
 func numel(shape []int) int {

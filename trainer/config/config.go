@@ -24,10 +24,21 @@ type Run struct {
 	Name     string       `yaml:"name" json:"name"` // run name = workflow ID and folder name; default: the config file's name without extension; [A-Za-z0-9._-], at most 100
 	Seed     uint64       `yaml:"seed" json:"seed"` // seeds init and every random choice; default 1
 	Model    model.Config `yaml:"model" json:"model"`
+	Init     Init         `yaml:"init" json:"init,omitzero"` // omitzero: configs without it keep their hash
 	Data     Data         `yaml:"data" json:"data"`
 	Train    Train        `yaml:"train" json:"train"`
 	MetaP    metap.Config `yaml:"metap" json:"metap"` // see package metap for the keys, their defaults and bounds
 	Parallel Parallel     `yaml:"parallel" json:"parallel"`
+}
+
+// Init says what a run's weights start from.
+type Init struct {
+	// From is a herd checkpoint folder (or run folder: its newest valid checkpoint), a
+	// `herd export` folder or a Hugging Face Llama folder whose weights the run starts
+	// from, with a fresh optimizer, schedule and data order; the model config is the
+	// source's (keys set otherwise are refused, seq_len excepted). Default "" = initialise
+	// from the MetaP table.
+	From string `yaml:"from" json:"from"`
 }
 
 // Data says where batches come from. Exactly one of train and synthetic is given.

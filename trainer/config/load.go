@@ -26,15 +26,32 @@ import (
 // the file (or the --set), the key path and what is allowed there. Nothing is read or
 // written besides path itself.
 func Load(path string, sets []string) (Run, error) {
+	return LoadFrom(path, sets, nil)
+}
+
+// SourceModel returns the model config of an init.from source (pretrained.ModelConfig).
+type SourceModel func(from string) (model.Config, error)
+
+// LoadFrom is Load for a config that may start from pretrained weights: when init.from is
+// set (by the file or a --set) and source is not nil, the source's model config (read by
+// source) is a layer between the preset and the file's keys, so that a config naming no
+// model keys gets the source's model. Whether keys the file or --set give contradict the
+// source is checked where the weights are loaded (trainer.New), for every caller.
+func LoadFrom(path string, sets []string, source SourceModel) (Run, error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return Run{}, usererr.New(path, "cannot read the config: %v", unwrapPathError(err))
 	}
-	return Parse(path, src, sets)
+	return parse(path, src, sets, source)
 }
 
 // Parse is Load for a config already in memory; name stands for the file in messages.
+// It reads nothing, so init.from's model is not layered in (see LoadFrom).
 func Parse(name string, src []byte, sets []string) (Run, error) {
+	return parse(name, src, sets, nil)
+}
+
+func parse(name string, src []byte, sets []string, source SourceModel) (Run, error) {
 	file, err := parseYAML(src)
 	if err != nil {
 		return Run{}, usererr.New(name, "not valid YAML: %v", err)
@@ -67,6 +84,11 @@ func Parse(name string, src []byte, sets []string) (Run, error) {
 	run := Default()
 	if err := applyPreset(&run, file, fileLoc, overrides, setLoc); err != nil {
 		return Run{}, err
+	}
+	if source != nil {
+		if err := applySource(&run, file, fileLoc, overrides, setLoc, source); err != nil {
+			return Run{}, err
+		}
 	}
 	if err := decodeInto(reflect.ValueOf(&run).Elem(), file, "", fileLoc); err != nil {
 		return Run{}, err
@@ -121,6 +143,27 @@ func applyPreset(run *Run, file *yaml.Node, fileLoc func(string) string, overrid
 	}
 	run.Model = p
 	run.Model.Preset = name
+	return nil
+}
+
+// applySource replaces run.Model by the model config of the source that init.from names
+// (the last --set of it wins over the file's), read by source.
+func applySource(run *Run, file *yaml.Node, fileLoc func(string) string, overrides []*yaml.Node, setLoc func(string) string, source SourceModel) error {
+	node, loc := lookup(file, "init", "from"), fileLoc
+	for _, o := range overrides {
+		if n := lookup(o, "init", "from"); n != nil {
+			node, loc = n, setLoc
+		}
+	}
+	var from string
+	if node == nil || node.Kind != yaml.ScalarNode || node.Decode(&from) != nil || from == "" {
+		return nil // decoding reports a bad value with its key
+	}
+	m, err := source(from)
+	if err != nil {
+		return fmt.Errorf("%s: %w", loc("init.from"), err)
+	}
+	run.Model = m
 	return nil
 }
 

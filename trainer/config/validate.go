@@ -32,6 +32,9 @@ func (r Run) Validate() error {
 	if err := r.Model.Validate(); err != nil {
 		return err
 	}
+	if r.Init.From != "" && r.Model.Preset != "" {
+		return usererr.New("model.preset", "%q cannot be combined with init.from: the model config is the source's", r.Model.Preset)
+	}
 	if err := r.Data.validate(); err != nil {
 		return err
 	}
