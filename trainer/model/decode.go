@@ -58,15 +58,19 @@ func (m *Model[F]) NewDecoder() *Decoder[F] {
 // Len is the number of positions in the cache: the position the next Step computes.
 func (d *Decoder[F]) Len() int { return d.n }
 
+// Cap is the most positions the cache holds: seq_len.
+func (d *Decoder[F]) Cap() int { return d.m.Cfg.SeqLen }
+
 // Reset empties the cache for a new sequence.
 func (d *Decoder[F]) Reset() { d.n = 0 }
 
 // Step appends token at position Len() and returns the logits [V] that predict the token
-// after it, in the backend's memory, overwritten by the next Step or Forward. They equal
+// after it, read back to the host (a host view on a host backend, overwritten by the next
+// Step or Forward). They equal
 // the last row of Forward's logits over the whole sequence up to float32 rounding: the
 // GEMMs run on one row instead of many, which may change their summation order. It
 // panics if the cache is full (Len() = seq_len) or token is outside the vocabulary.
-func (d *Decoder[F]) Step(token int32) kernels.Buf[F] {
+func (d *Decoder[F]) Step(token int32) []F {
 	m := d.m
 	if d.n >= m.Cfg.SeqLen {
 		panic(fmt.Sprintf("model: KV cache is full at seq_len %d", m.Cfg.SeqLen))
@@ -85,7 +89,7 @@ func (d *Decoder[F]) Step(token int32) kernels.Buf[F] {
 	}
 	m.headForward()
 	d.n++
-	return m.Logits()
+	return kernels.ToHost(m.be, m.Logits()) // the logits' read-back
 }
 
 // attention is attentionForward for the step's one row p = d.n: its key and value go into
