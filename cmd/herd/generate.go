@@ -11,6 +11,7 @@ import (
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer"
 	"github.com/herdml/herd/trainer/generate"
+	"github.com/herdml/herd/trainer/model"
 )
 
 // generateSummary is what `herd generate --json` prints.
@@ -31,10 +32,11 @@ func newGenerateCmd() *cobra.Command {
 		o               = generate.Options{End: -1}
 	)
 	c := &cobra.Command{
-		Use:   "generate CKPT",
-		Short: "Continue a prompt with a checkpoint's model, streaming the text",
-		Long: "Loads the checkpoint folder CKPT (or a run folder, for its newest valid checkpoint) and continues\n" +
-			"--prompt token by token with a KV cache, printing each token's text as it comes: greedy by\n" +
+		Use:   "generate CKPT|EXPORT",
+		Short: "Continue a prompt with a checkpoint's or an export's model, streaming the text",
+		Long: "Loads the checkpoint folder CKPT (or a run folder, for its newest valid checkpoint) or the\n" +
+			"herd export folder EXPORT and continues --prompt token by token with a KV cache, printing\n" +
+			"each token's text as it comes: greedy by\n" +
 			"default, sampled with --temperature > 0 (then --top-k, --top-p, --seed). It stops after\n" +
 			"--max-tokens tokens or when the sequence fills the model's seq_len.",
 		Args: exactArgs(1),
@@ -49,12 +51,11 @@ func newGenerateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tr, err := trainer.Open(args[0], "", trainer.Options{Warn: warnStderr(c)})
+			m, run, closeModel, err := openForGeneration(c, args[0])
 			if err != nil {
 				return err
 			}
-			defer tr.Close()
-			m := tr.Model
+			defer closeModel()
 			if V := m.Cfg.VocabSize; tok.Vocab() > V {
 				return usererr.New("--tokenizer", "%s has %d tokens, more than the model's vocab_size %d", tok.Name(), tok.Vocab(), V)
 			}
@@ -67,7 +68,7 @@ func newGenerateCmd() *cobra.Command {
 				stream = io.Discard
 			}
 			start := time.Now()
-			out, stop := tr.Generate(ids, o, func(id int32) {
+			out, stop := run(ids, o, func(id int32) {
 				fmt.Fprint(stream, tok.Decode([]int32{id}))
 			})
 			sum := generateSummary{
@@ -92,4 +93,25 @@ func newGenerateCmd() *cobra.Command {
 	f.Uint64Var(&o.Seed, "seed", 1, "seed of the sampling: the same seed gives the same text")
 	f.BoolVar(&asJSON, "json", false, "print one JSON result on stdout instead of streaming the text")
 	return c
+}
+
+// openForGeneration loads the model of a herd export folder, or of a checkpoint or run
+// folder (with its trainer, whose FP8 scaling Generate freezes), and returns how to
+// generate with it and what to close after.
+func openForGeneration(c *cobra.Command, path string) (*model.Model[float32], func([]int32, generate.Options, func(int32)) ([]int32, string), func(), error) {
+	if trainer.IsExport(path) {
+		m, err := trainer.LoadExport(path)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		run := func(prompt []int32, o generate.Options, emit func(int32)) ([]int32, string) {
+			return generate.Run(m.NewDecoder(), prompt, o, emit)
+		}
+		return m, run, func() {}, nil
+	}
+	tr, err := trainer.Open(path, "", trainer.Options{Warn: warnStderr(c)})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return tr.Model, tr.Generate, func() { tr.Close() }, nil
 }

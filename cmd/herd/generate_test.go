@@ -2,13 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 )
 
 // TestGenerate trains tinyRun's model for a few steps and generates from its checkpoint as
-// a user does: streamed text, --json, seeded sampling, and a prompt too long. Prompt and
+// a user does: streamed text, --json, seeded sampling, its export, and a prompt too long. Prompt and
 // tokens fit seq_len 8 (HERD_TEST_SMALL).
 func TestGenerate(t *testing.T) {
 	dir := tinyRun(t)
@@ -18,7 +20,11 @@ func TestGenerate(t *testing.T) {
 	run := "ckpts/e2e" // its newest checkpoint
 	gen := func(args ...string) generateSummary {
 		t.Helper()
-		stdout, stderr, status := herd(t, dir, append([]string{"generate", run, "--prompt", "func", "--max-tokens", "4", "--json"}, args...)...)
+		from := run
+		if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+			from, args = args[0], args[1:]
+		}
+		stdout, stderr, status := herd(t, dir, append([]string{"generate", from, "--prompt", "func", "--max-tokens", "4", "--json"}, args...)...)
 		if status != 0 {
 			t.Fatalf("herd generate %v: status %d\n%s", args, status, stderr)
 		}
@@ -57,6 +63,19 @@ func TestGenerate(t *testing.T) {
 	if k1 := gen("--temperature", "1", "--seed", "3", "--top-k", "1"); k1.Text != greedy.Text {
 		t.Errorf("--top-k 1 sampled %q, greedy gave %q", k1.Text, greedy.Text)
 	}
+
+	// The checkpoint's export computes the same forward pass: the same tokens.
+	if _, stderr, status := herd(t, dir, "export", run, "exported"); status != 0 {
+		t.Fatalf("herd export: status %d\n%s", status, stderr)
+	}
+	if ex := gen("exported"); !slices.Equal(ex.IDs, greedy.IDs) {
+		t.Errorf("the export generated %v, its checkpoint %v", ex.IDs, greedy.IDs)
+	}
+	if err := os.Remove(filepath.Join(dir, "exported", "model.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, status = herd(t, dir, "generate", "exported", "--prompt", "x")
+	wantUserError(t, stdout, stderr, status, filepath.Join("exported", "model.safetensors"), "missing")
 
 	stdout, stderr, status = herd(t, dir, "generate", run, "--prompt", strings.Repeat("x", 40))
 	wantUserError(t, stdout, stderr, status, "--prompt", "40 tokens", "seq_len")
