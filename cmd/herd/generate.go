@@ -36,9 +36,9 @@ func newGenerateCmd() *cobra.Command {
 		Short: "Continue a prompt with a checkpoint's or an export's model, streaming the text",
 		Long: "Loads the checkpoint folder CKPT (or a run folder, for its newest valid checkpoint) or the\n" +
 			"herd export folder EXPORT and continues --prompt token by token with a KV cache, printing\n" +
-			"each token's text as it comes: greedy by\n" +
-			"default, sampled with --temperature > 0 (then --top-k, --top-p, --seed). It stops after\n" +
-			"--max-tokens tokens or when the sequence fills the model's seq_len.",
+			"each token's text as it comes: greedy by default, sampled with --temperature > 0 (then\n" +
+			"--top-k, --top-p, --seed). It stops after --max-tokens tokens or when the sequence fills\n" +
+			"the model's seq_len (herd's vocabularies have no end token).",
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := o.Validate(); err != nil {
