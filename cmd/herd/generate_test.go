@@ -98,3 +98,25 @@ func TestGenerateUserErrors(t *testing.T) {
 		wantUserError(t, stdout, stderr, status, c.want...)
 	}
 }
+
+// TestGenerateFP8: a run trained in FP8 generates through its FP8 linears and activation
+// codec, the same tokens twice (its scaling frozen while it generates).
+func TestGenerateFP8(t *testing.T) {
+	dir := tinyRun(t)
+	if _, stderr, status := herd(t, dir, "train", "run.yaml", "--out", "ckpts", "--set", "train.precision=fp8"); status != 0 {
+		t.Fatalf("herd train: status %d\n%s", status, stderr)
+	}
+	var runs [2]generateSummary
+	for i := range runs {
+		stdout, stderr, status := herd(t, dir, "generate", "ckpts/e2e", "--prompt", "func", "--max-tokens", "4", "--json")
+		if status != 0 {
+			t.Fatalf("herd generate: status %d\n%s", status, stderr)
+		}
+		if err := json.Unmarshal([]byte(stdout), &runs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(runs[0].IDs) != 4 || !slices.Equal(runs[0].IDs, runs[1].IDs) {
+		t.Errorf("generated %v, then %v", runs[0].IDs, runs[1].IDs)
+	}
+}
