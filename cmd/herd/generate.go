@@ -18,7 +18,7 @@ import (
 type generateSummary struct {
 	Model      string  `json:"model"`
 	Prompt     string  `json:"prompt"`
-	Text       string  `json:"text"`         // the generated continuation, decoded
+	Text       string  `json:"text"`         // the generated continuation, decoded (bytes that are not UTF-8 become U+FFFD; ids are exact)
 	IDs        []int32 `json:"ids"`          // its token ids
 	PromptIDs  []int32 `json:"prompt_ids"`   // the prompt's token ids
 	Stop       string  `json:"stop"`         // end, max_tokens or seq_len
