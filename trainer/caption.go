@@ -8,6 +8,7 @@ import (
 	"github.com/herdml/herd/data"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/kernels"
+	"github.com/herdml/herd/trainer/model"
 )
 
 // Caption scoring: the model sees an image (and the fixed start of its caption) and decodes
@@ -210,7 +211,7 @@ func (d *decoder) decode(items []*captionItem) {
 			draft := it.draft
 			it.draft = nil
 			for j := 0; ; j++ {
-				next := argmax(logits[(p+j)*V : (p+j+1)*V])
+				next := model.Argmax(logits[(p+j)*V : (p+j+1)*V])
 				it.got = append(it.got, next)
 				if d.isNewline(next) || len(it.got) >= captionMaxTokens {
 					it.done = true
@@ -237,15 +238,4 @@ func (d *decoder) isNewline(t int32) bool {
 		d.newline[t] = nl
 	}
 	return nl
-}
-
-// argmax is the index of the largest value, the first one on ties.
-func argmax(v []float32) int32 {
-	best := 0
-	for i, x := range v {
-		if x > v[best] {
-			best = i
-		}
-	}
-	return int32(best)
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/herdml/herd/data"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/config"
+	"github.com/herdml/herd/trainer/model"
 )
 
 // captionYAML is a vision model small enough to overfit two 8x8 images in seconds.
@@ -113,7 +114,7 @@ func naiveCaptions(t *testing.T, tr *Trainer, spec string) []string {
 					}
 					one.Patches = append(one.Patches, it.patches...)
 					tr.Model.Forward(&one)
-					next := argmax(tr.Model.Logits().Host()[(T-1)*V : T*V])
+					next := model.Argmax(tr.Model.Logits().Host()[(T-1)*V : T*V])
 					got = append(got, next)
 					if next == '\n' {
 						break

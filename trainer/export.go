@@ -17,6 +17,9 @@ import (
 //	herd-export/1: first version.
 const ExportFormat = "herd-export/1"
 
+// ExportConfigFile is the name of an export's ExportConfig, beside checkpoint.ModelFile.
+const ExportConfigFile = "config.json"
+
 // ExportConfig is an export's config.json: the model config's keys at the top level (as
 // docs/model.md's reference forward takes them), plus what the forward pass needs beyond
 // the weights.
@@ -62,7 +65,7 @@ func (tr *Trainer) Export(dir string) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), append(js, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, ExportConfigFile), append(js, '\n'), 0o644); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
 	return nil

@@ -30,6 +30,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newTrainCmd())
 	root.AddCommand(newEvalCmd())
 	root.AddCommand(newExportCmd())
+	root.AddCommand(newGenerateCmd())
 	root.AddCommand(newPlanCmd())
 	root.AddCommand(newMetapCmd())
 	root.AddCommand(newDataCmd())
