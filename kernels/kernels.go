@@ -121,6 +121,13 @@ type Backend[F Float] interface {
 	//   out: [len(idx)]  b: [len(idx), C]
 	RowDots(out, a, b Buf[F], idx Buf[int32], c int)
 
+	// Softmax writes out[i,:] = softmax(x[i,:]) for rows rows of cols values, in float64
+	// as Route computes its probabilities: the row's max subtracted, exp, each value
+	// rounded to F, then divided by the float64 sum of the exps (attention of one query
+	// over a KV cache).
+	//   out, x: [rows, cols]
+	Softmax(out, x Buf[F], rows, cols int)
+
 	// Route is a mixture of experts' top-k routing of N tokens over E experts from the
 	// router logits r [N, E], in float64 as the CPU computes it:
 	//   - probs[t,:] = softmax(r[t,:]) (max subtracted, exp, divided by the sum),

@@ -82,6 +82,7 @@ func checks[F kernels.Float]() []check[F] {
 		{"GatherSum", checkGatherSum[F]},
 		{"ScatterRows", checkScatterRows[F]},
 		{"RowDots", checkRowDots[F]},
+		{"Softmax", checkSoftmax[F]},
 		{"Route", checkRoute[F]},
 		{"RouterBackward", checkRouterBackward[F]},
 		{"Dot", checkDot[F]},

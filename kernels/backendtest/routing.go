@@ -125,6 +125,21 @@ func checkRoute[F kernels.Float](e *env[F]) {
 	}
 }
 
+// checkSoftmax compares Softmax with refRoute's probabilities, on routing's shapes (ties,
+// rows of equal values) and on longer rows such as a KV cache's.
+func checkSoftmax[F kernels.Float](e *env[F]) {
+	shapes := append(routeShapes[:len(routeShapes):len(routeShapes)], routeShape{3, 257, 1, "random"}, routeShape{2, 1000, 1, "random"})
+	for _, s := range shapes {
+		e.begin("rows=%d cols=%d logits=%s", s.n, s.e, s.logits)
+		x := routeLogits(e, s)
+		ob := out(e, "out", unwritten[F](s.n*s.e))
+		e.be.Softmax(ob, in(e, "x", x), s.n, s.e)
+		want := refRoute(to64(x), s.n, s.e, 1)
+		near(e, "out", get(e, ob), want.probs, want.pmag, e.tol(s.e))
+		e.done()
+	}
+}
+
 func checkRouterBackward[F kernels.Float](e *env[F]) {
 	for _, s := range routeShapes {
 		for _, c := range []float64{0, 0.37} {

@@ -68,6 +68,8 @@ var tolerances = map[string]tolerance{
 	// the CPU: each exponential, then the quotient); gates: a float64 sigmoid rounded to F.
 	// The selection, the counts and the layout are exact (compared bit for bit).
 	"Route": {4, 1},
+	// Route's probabilities alone, over rows of up to a KV cache's length.
+	"Softmax": {4, 1},
 	// dgate·g·(1-g) in F, plus the aux term computed in float64 and rounded to F.
 	"RouterBackward": {4, 1},
 	// Float64 sums in index order, eps = 2^-52: a backend may sum in another order.

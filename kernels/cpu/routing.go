@@ -10,25 +10,40 @@ import (
 	"github.com/herdml/herd/kernels"
 )
 
+// softmax64Row writes out = softmax(row) in float64: the max subtracted, each exp rounded
+// to F, then divided by the float64 sum of the exps (Route's probabilities, Softmax).
+func softmax64Row[F kernels.Float](out, row []F) {
+	mx := math.Inf(-1)
+	for _, v := range row {
+		mx = max(mx, float64(v))
+	}
+	var sum float64
+	for j, v := range row {
+		p := math.Exp(float64(v) - mx)
+		out[j] = F(p)
+		sum += p
+	}
+	for j := range row {
+		out[j] = F(float64(out[j]) / sum)
+	}
+}
+
+// Softmax: see kernels.Backend. Its rows are few and short (one query's heads over a KV
+// cache): a plain loop.
+func (*Backend[F]) Softmax(out, x kernels.Buf[F], rows, cols int) {
+	o, xs := out.Host(), x.Host()
+	for i := range rows {
+		softmax64Row(o[i*cols:i*cols+cols], xs[i*cols:i*cols+cols])
+	}
+}
+
 // Route: see kernels.Backend. slotRow holds each slot's expert until the layout is known.
 func (*Backend[F]) Route(probs, gate, rowGate kernels.Buf[F], slotRow, rowTok kernels.Buf[int32], counts []int, r kernels.Buf[F], n, e, k int) {
 	ps, gs, rg, sel, rt, rs := probs.Host(), gate.Host(), rowGate.Host(), slotRow.Host(), rowTok.Host(), r.Host()
 	clear(counts[:e])
 	for t := range n {
 		row := rs[t*e : t*e+e]
-		mx := math.Inf(-1)
-		for _, v := range row {
-			mx = max(mx, float64(v))
-		}
-		var sum float64
-		for j, v := range row {
-			p := math.Exp(float64(v) - mx)
-			ps[t*e+j] = F(p)
-			sum += p
-		}
-		for j := range row {
-			ps[t*e+j] = F(float64(ps[t*e+j]) / sum)
-		}
+		softmax64Row(ps[t*e:t*e+e], row)
 		for j := range k {
 			best := -1
 		next:

@@ -19,9 +19,8 @@ import (
 //
 // The attention of one query row, through Backend ops (the Attention op computes every
 // row of a causal sequence, p rows too many here): per key/value head g, the scores of its
-// H/KV query heads against the cached keys are one MatMul, their softmax is Route's
-// (which computes it in float64 for a MoE router; the top-1 choice it also makes is
-// unused), and the output is one MatMul of the probabilities with the cached values. The
+// H/KV query heads against the cached keys are one MatMul, their softmax one Softmax, and
+// the output one MatMul of the probabilities with the cached values. The
 // cache therefore keeps each head's keys and values contiguous, [KV, T, D]. Image patches
 // are not supported: a step takes a token id.
 
@@ -29,16 +28,13 @@ import (
 // its attention. It borrows the model's activation buffers for the step's one row, so a
 // Forward between two Steps is allowed but overwrites nothing the Decoder keeps.
 type Decoder[F kernels.Float] struct {
-	m             *Model[F]
-	k, v          []kernels.Buf[F] // per layer [KV, T, D]: keys (after RoPE) and values of positions 0..Len()-1
-	q, att        kernels.Buf[F]   // [H*D] the step's query and attention output
-	kNew, vNew    kernels.Buf[F]   // [KV*D] the step's key and value before they are cached
-	scores, prob  kernels.Buf[F]   // [H/KV, T] one key/value head's logits and softmax
-	gate, rowGate kernels.Buf[F]   // [H/KV] Route's unused outputs
-	slot, tok     kernels.Buf[int32]
-	counts        []int      // [T] Route's host counts, unused
-	batch         data.Batch // the step's one-token batch
-	n             int        // positions cached
+	m            *Model[F]
+	k, v         []kernels.Buf[F] // per layer [KV, T, D]: keys (after RoPE) and values of positions 0..Len()-1
+	q, att       kernels.Buf[F]   // [H*D] the step's query and attention output
+	kNew, vNew   kernels.Buf[F]   // [KV*D] the step's key and value before they are cached
+	scores, prob kernels.Buf[F]   // [H/KV, T] one key/value head's logits and softmax
+	batch        data.Batch       // the step's one-token batch
+	n            int              // positions cached
 }
 
 // NewDecoder allocates a KV cache for sequences of up to seq_len positions in the model's
@@ -49,8 +45,7 @@ func (m *Model[F]) NewDecoder() *Decoder[F] {
 	alloc := func(n int) kernels.Buf[F] { return kernels.Alloc[F](m.be, n) }
 	d := &Decoder[F]{m: m,
 		q: alloc(H * D), att: alloc(H * D), kNew: alloc(KV * D), vNew: alloc(KV * D),
-		scores: alloc(R * T), prob: alloc(R * T), gate: alloc(R), rowGate: alloc(R),
-		slot: kernels.Alloc[int32](m.be, R), tok: kernels.Alloc[int32](m.be, R), counts: make([]int, T),
+		scores: alloc(R * T), prob: alloc(R * T),
 	}
 	for range m.layers {
 		d.k = append(d.k, alloc(KV*T*D))
@@ -121,7 +116,7 @@ func (d *Decoder[F]) attention(i int) {
 		kernels.Copy(be, V.From(p*D), d.vNew.Slice(g*D, (g+1)*D))
 		be.MatMul(scores, q.Slice(g*R*D, (g+1)*R*D), K, R, D, n, false, true, false) // [R, n]
 		be.Scale(scores, m.AttnScale)
-		be.Route(prob, d.gate, d.rowGate, d.slot, d.tok, d.counts, scores, R, n, 1)
+		be.Softmax(prob, scores, R, n)
 		be.MatMul(d.att.Slice(g*R*D, (g+1)*R*D), prob, V, R, n, D, false, false, false)
 	}
 	o := m.g.tmp.Slice(0, C)

@@ -1,7 +1,9 @@
-// A mixture of experts' routing of kernels.Backend on the GPU: Route and RouterBackward,
+// A mixture of experts' routing of kernels.Backend on the GPU: Route and RouterBackward
+// (and Softmax, which shares Route's probabilities),
 // the twins of kernels/cpu/routing.go. Legend: N tokens, E experts, top k, N·k slots
 // (slot s = t·k + j is token t's j-th choice), the slots' rows laid out grouped by expert.
 //
+//   Softmax:        softmax_f32.
 //   Route:          route_select_f32, route_layout, route_tokens, in that order; then the
 //                   host reads back counts (the read-back that sizes the expert GEMMs).
 //   RouterBackward: router_aux_f32, then router_gates_f32.
@@ -73,26 +75,12 @@ __device__ int scanFlags(int flag, int* total) {
 	return inclusive - flag;
 }
 
-} // namespace route
-
-// route_select_f32 is Route's per-token part, one thread per token t, in float64 as the
-// CPU computes it:
-//   - mx = the largest logit of r[t,:] (NaN if any is NaN, as Go's max), then probs[t,x]
-//     = float32(exp(r[t,x] - mx)), sum = Σ_x exp(r[t,x] - mx) in expert order (the
-//     unrounded exponentials), and probs[t,x] = float32(probs[t,x] / sum);
-//   - slot (t, j), j < k: the largest logit among the experts not picked yet, ties to the
-//     lower index (a strict >, expert order, as on the CPU); gate[t·k+j] = float32(1 / (1 +
-//     exp(-logit))), and rowTok[t·k+j] = the expert, kept there until route_layout has laid
-//     the slots out and route_tokens overwrites it.
-//   probs, r: [N, E]  gate, rowTok: [N·k]
-// Launch: grid (ceil(N/kBlock)), block (kBlock), no dynamic shared memory.
-extern "C" __global__ void route_select_f32(float* probs, float* gate, int* rowTok, const float* r, int n, int e, int k) {
-	int t = blockIdx.x * route::kBlock + threadIdx.x;
-	if (t >= n)
-		return;
-	const float* row = r + (long long)t * e;
-	float* pr = probs + (long long)t * e;
-	double mx = route::negInf();
+// softmaxRow writes pr = softmax(row) over e values in float64 as the CPU's Route and
+// Softmax compute it: mx = the largest value (NaN if any is NaN, as Go's max), pr[x] =
+// float32(exp(row[x] - mx)), sum = Σ_x exp(row[x] - mx) in index order (the unrounded
+// exponentials), then pr[x] = float32(pr[x] / sum).
+__device__ void softmaxRow(float* pr, const float* row, int e) {
+	double mx = negInf();
 	for (int x = 0; x < e; x++) {
 		double v = row[x];
 		if (v != v || v > mx) // a NaN sticks: nothing is > NaN
@@ -106,7 +94,34 @@ extern "C" __global__ void route_select_f32(float* probs, float* gate, int* rowT
 	}
 	for (int x = 0; x < e; x++)
 		pr[x] = (float)__ddiv_rn((double)pr[x], sum);
+}
 
+} // namespace route
+
+// softmax_f32 is Softmax: out[i,:] = softmax(x[i,:]), one thread per row (softmaxRow).
+//   out, x: [rows, cols]
+// Launch: grid (ceil(rows/kBlock)), block (kBlock), no dynamic shared memory.
+extern "C" __global__ void softmax_f32(float* out, const float* x, int rows, int cols) {
+	int i = blockIdx.x * route::kBlock + threadIdx.x;
+	if (i < rows)
+		route::softmaxRow(out + (long long)i * cols, x + (long long)i * cols, cols);
+}
+
+// route_select_f32 is Route's per-token part, one thread per token t, in float64 as the
+// CPU computes it:
+//   - probs[t,:] = softmaxRow(r[t,:]);
+//   - slot (t, j), j < k: the largest logit among the experts not picked yet, ties to the
+//     lower index (a strict >, expert order, as on the CPU); gate[t·k+j] = float32(1 / (1 +
+//     exp(-logit))), and rowTok[t·k+j] = the expert, kept there until route_layout has laid
+//     the slots out and route_tokens overwrites it.
+//   probs, r: [N, E]  gate, rowTok: [N·k]
+// Launch: grid (ceil(N/kBlock)), block (kBlock), no dynamic shared memory.
+extern "C" __global__ void route_select_f32(float* probs, float* gate, int* rowTok, const float* r, int n, int e, int k) {
+	int t = blockIdx.x * route::kBlock + threadIdx.x;
+	if (t >= n)
+		return;
+	const float* row = r + (long long)t * e;
+	route::softmaxRow(probs + (long long)t * e, row, e);
 	int* picked = rowTok + (long long)t * k;
 	for (int j = 0; j < k; j++) {
 		int best = -1;
