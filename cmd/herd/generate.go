@@ -3,14 +3,20 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/herdml/herd/data"
+	"github.com/herdml/herd/data/hftok"
 	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/kernels/device"
 	"github.com/herdml/herd/trainer"
 	"github.com/herdml/herd/trainer/generate"
+	"github.com/herdml/herd/trainer/hf"
 	"github.com/herdml/herd/trainer/model"
 )
 
@@ -32,11 +38,12 @@ func newGenerateCmd() *cobra.Command {
 		o               = generate.Options{End: -1}
 	)
 	c := &cobra.Command{
-		Use:   "generate CKPT|EXPORT",
-		Short: "Continue a prompt with a checkpoint's or an export's model, streaming the text",
-		Long: "Loads the checkpoint folder CKPT (or a run folder, for its newest valid checkpoint) or the\n" +
-			"herd export folder EXPORT and continues --prompt token by token with a KV cache, printing\n" +
-			"each token's text as it comes: greedy by default, sampled with --temperature > 0 (then\n" +
+		Use:   "generate CKPT|EXPORT|HF_DIR",
+		Short: "Continue a prompt with a checkpoint's, an export's or a Hugging Face model, streaming the text",
+		Long: "Loads the checkpoint folder CKPT (or a run folder, for its newest valid checkpoint), the\n" +
+			"herd export folder EXPORT or the Hugging Face Llama folder HF_DIR and continues --prompt\n" +
+			"token by token with a KV cache, printing each token's text as it comes: greedy by\n" +
+			"default, sampled with --temperature > 0 (then\n" +
 			"--top-k, --top-p, --seed). It stops after --max-tokens tokens or when the sequence fills\n" +
 			"the model's seq_len (herd's vocabularies have no end token).",
 		Args: exactArgs(1),
@@ -47,7 +54,7 @@ func newGenerateCmd() *cobra.Command {
 			if prompt == "" {
 				return usererr.New("--prompt", "required: the text to continue")
 			}
-			tok, err := data.NewTokenizer(tokName)
+			tok, err := generationTokenizer(tokName, c.Flags().Changed("tokenizer"), args[0])
 			if err != nil {
 				return err
 			}
@@ -85,7 +92,7 @@ func newGenerateCmd() *cobra.Command {
 	}
 	f := c.Flags()
 	f.StringVar(&prompt, "prompt", "", "the text to continue (required)")
-	f.StringVar(&tokName, "tokenizer", "byte", "how text becomes token ids; the model's training data's tokenizer")
+	f.StringVar(&tokName, "tokenizer", "byte", "how text becomes token ids: byte, o200k_base, cl100k_base or a tokenizer.json path (a Hugging Face folder's own by default)")
 	f.IntVar(&o.MaxTokens, "max-tokens", 128, "generate at most this many tokens")
 	f.Float64Var(&o.Temperature, "temperature", 0, "sampling temperature; 0 = greedy")
 	f.IntVar(&o.TopK, "top-k", 0, "sample among the k most likely tokens only; 0 = all")
@@ -95,12 +102,33 @@ func newGenerateCmd() *cobra.Command {
 	return c
 }
 
+// generationTokenizer is the tokenizer --tokenizer names: one of data.Tokenizers, or a
+// Hugging Face tokenizer.json by its path; without the flag, a Hugging Face folder's own
+// tokenizer.json when it has one, else bytes.
+func generationTokenizer(name string, named bool, model string) (data.Tokenizer, error) {
+	own := filepath.Join(model, "tokenizer.json")
+	if _, err := os.Stat(own); err == nil && !named && hf.IsFolder(model) {
+		name = own
+	}
+	if strings.HasSuffix(name, ".json") {
+		return hftok.Load(name)
+	}
+	return data.NewTokenizer(name)
+}
+
 // openForGeneration loads the model of a herd export folder, or of a checkpoint or run
 // folder (with its trainer, whose FP8 scaling Generate freezes), and returns how to
 // generate with it and what to close after.
 func openForGeneration(c *cobra.Command, path string) (*model.Model[float32], func([]int32, generate.Options, func(int32)) ([]int32, string), func(), error) {
-	if trainer.IsExport(path) {
-		m, err := trainer.LoadExport(path)
+	var load func(string) (*model.Model[float32], error)
+	switch {
+	case hf.IsFolder(path):
+		load = func(dir string) (*model.Model[float32], error) { return hf.Load(dir, device.CPU[float32](), 1) }
+	case trainer.IsExport(path):
+		load = trainer.LoadExport
+	}
+	if load != nil {
+		m, err := load(path)
 		if err != nil {
 			return nil, nil, nil, err
 		}

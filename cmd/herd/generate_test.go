@@ -120,3 +120,18 @@ func TestGenerateFP8(t *testing.T) {
 		t.Errorf("generated %v, then %v", runs[0].IDs, runs[1].IDs)
 	}
 }
+
+// A Hugging Face Llama folder is opened as one (its own config, not an export's): the
+// byte tokenizer's 256 ids do not fit the fixture's vocabulary of 64, which the error
+// names; with a tokenizer.json given by path, an unreadable one is named.
+func TestGenerateHuggingFaceFolder(t *testing.T) {
+	dir := t.TempDir()
+	hfDir, err := filepath.Abs(filepath.Join("..", "..", "trainer", "hf", "testdata", "llama-f32"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, status := herd(t, dir, "generate", hfDir, "--prompt", "func")
+	wantUserError(t, stdout, stderr, status, "--tokenizer", "256 tokens", "vocab_size 64")
+	stdout, stderr, status = herd(t, dir, "generate", hfDir, "--prompt", "func", "--tokenizer", filepath.Join(dir, "tokenizer.json"))
+	wantUserError(t, stdout, stderr, status, "tokenizer.json")
+}

@@ -13,8 +13,6 @@ import (
 	"github.com/herdml/herd/data"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/kernels/device"
-	"github.com/herdml/herd/trainer/checkpoint"
-	"github.com/herdml/herd/trainer/model"
 )
 
 // The fixtures in testdata are made by tools/hfref/make_fixture.py: a small random dense
@@ -40,18 +38,12 @@ func readReference(t *testing.T, dir string) reference {
 	return r
 }
 
-// forward runs herd's model with the given weights on one sequence and returns its logits.
-func forward(t *testing.T, cfg model.Config, tensors []checkpoint.Tensor, tokens []int32) []float32 {
+// forward runs the model Load makes of dir on one sequence and returns its logits.
+func forward(t *testing.T, dir string, tokens []int32) ([]float32, int) {
 	t.Helper()
-	cfg.SeqLen = len(tokens)
-	m := model.New[float32](cfg, device.CPU[float32](), 1)
-	params := m.Params.Host()
-	for i, tt := range tensors {
-		lt := m.Layout.Tensors[i]
-		if lt.Name != tt.Name {
-			t.Fatalf("tensor %d is %s, want %s", i, tt.Name, lt.Name)
-		}
-		copy(params[lt.Offset:lt.Offset+lt.Size()], tt.Data)
+	m, err := Load(dir, device.CPU[float32](), 1)
+	if err != nil {
+		t.Fatal(err)
 	}
 	b := &data.Batch{}
 	b.Resize(1, len(tokens))
@@ -59,20 +51,15 @@ func forward(t *testing.T, cfg model.Config, tensors []checkpoint.Tensor, tokens
 		b.Tokens[i], b.Targets[i], b.Pos[i], b.Mask[i] = tok, tok, int32(i), 1
 	}
 	m.Forward(b)
-	return m.Logits().Host()
+	return m.Logits().Host(), m.Cfg.VocabSize
 }
 
 func TestLogitsMatchTransformers(t *testing.T) {
 	for _, name := range []string{"llama-f32", "llama-sharded"} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join("testdata", name)
-			cfg, tensors, err := Read(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
 			ref := readReference(t, dir)
-			got := forward(t, cfg, tensors, ref.Tokens)
-			V := cfg.VocabSize
+			got, V := forward(t, dir, ref.Tokens)
 			var worst float64
 			for r, row := range ref.Logits {
 				var scale float64
