@@ -117,7 +117,7 @@ by file. The output is the same for the same input, whatever the number of threa
 	fl.StringVar(&fashion, "fashion-mnist", "", "folder of Fashion-MNIST IDX files (Debian: /usr/share/datasets/fashion-mnist)")
 	fl.StringVar(&split, "split", "train", "Fashion-MNIST split: train or test")
 	fl.IntVar(&o.SeqLen, "seq-len", 256, "positions per training sequence T (rows hold T+1 tokens); must equal model.seq_len")
-	fl.StringVar(&o.Tokenizer, "tokenizer", "byte", "byte, o200k_base or cl100k_base (BPE, offline)")
+	fl.StringVar(&o.Tokenizer, "tokenizer", "byte", "byte, o200k_base, cl100k_base (BPE, offline) or PATH/tokenizer.json (Hugging Face; copied into --out with tokenizer_config.json)")
 	fl.IntVar(&o.Patch, "patch", 0, "image patch side in pixels (images only; default 4)")
 	fl.IntVar(&o.ShardRows, "shard-rows", 65536, "rows per shard")
 	fl.IntVar(&o.BatchRows, "batch-rows", 1024, "rows per Arrow record batch")
@@ -174,7 +174,7 @@ func newDataInspectCmd() *cobra.Command {
 			if err := printManifest(c, path, &sh.Manifest, asJSON); err != nil || len(rows) == 0 {
 				return err
 			}
-			tok, err := data.NewTokenizer(sh.Manifest.Tokenizer)
+			tok, err := data.OpenTokenizer(sh.Manifest.Tokenizer, filepath.Dir(path))
 			if err != nil {
 				return err
 			}
