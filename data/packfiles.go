@@ -115,7 +115,7 @@ func nonEmpty(pattern string, read func(emit func(*RawDoc) error) error) func(em
 	return func(emit func(*RawDoc) error) error {
 		docs := 0
 		err := read(func(d *RawDoc) error {
-			if len(d.Text) > 0 || d.Image != nil {
+			if len(d.Text) > 0 || d.Image != nil || d.Tokenize != nil {
 				docs++
 			}
 			return emit(d)
