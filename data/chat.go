@@ -72,9 +72,14 @@ func specialToken(raw json.RawMessage) string {
 	return o.Content
 }
 
-// LoadChatTemplate reads the chat template of the tokenizer_config.json at path; added
-// lists the tokenizer's added tokens, among which the template's end-of-turn token must be.
-func LoadChatTemplate(path string, added []string) (*ChatTemplate, error) {
+// LoadChatTemplate reads the chat template of the tokenizer_config.json at path, for tok,
+// a Hugging Face tokenizer (see NewTokenizer): the template's end-of-turn token must be
+// one of its added tokens.
+func LoadChatTemplate(path string, tok Tokenizer) (*ChatTemplate, error) {
+	hf, ok := tok.(*hfTokenizer)
+	if !ok {
+		return nil, usererr.New("--tokenizer", "chat data needs a Hugging Face tokenizer: PATH/tokenizer.json with tokenizer_config.json beside it")
+	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, usererr.New(path, "cannot read the chat template: %v; chat data needs the tokenizer_config.json beside tokenizer.json", err)
@@ -92,7 +97,7 @@ func LoadChatTemplate(path string, added []string) (*ChatTemplate, error) {
 		return nil, usererr.New(path+": chat_template", "does not compile: %v", err)
 	}
 	c := &ChatTemplate{path: path, tmpl: tmpl, bos: specialToken(cfg.BOS), eos: specialToken(cfg.EOS)}
-	if c.eot, err = c.endOfTurn(added); err != nil {
+	if c.eot, err = c.endOfTurn(hf.AddedTokens()); err != nil {
 		return nil, err
 	}
 	return c, nil

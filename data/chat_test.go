@@ -77,7 +77,7 @@ func TestChatTrainsOnlyAssistantTurns(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tmpl, err := LoadChatTemplate(hfref.ModelFile(prefix, model, "tokenizer_config.json"), tok.(*hfTokenizer).AddedTokens())
+			tmpl, err := LoadChatTemplate(hfref.ModelFile(prefix, model, "tokenizer_config.json"), tok)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -174,7 +174,7 @@ func TestChatTemplateMatchesReference(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tmpl, err := LoadChatTemplate(hfref.ModelFile(prefix, model, "tokenizer_config.json"), tok.(*hfTokenizer).AddedTokens())
+			tmpl, err := LoadChatTemplate(hfref.ModelFile(prefix, model, "tokenizer_config.json"), tok)
 			if err != nil {
 				t.Fatal(err)
 			}

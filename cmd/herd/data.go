@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/herdml/herd/data"
-	"github.com/herdml/herd/data/hftok"
 	"github.com/herdml/herd/internal/usererr"
 )
 
@@ -151,14 +150,11 @@ func chatInput(pattern, tokPath, onLong string, seqLen int, stats *data.ChatStat
 	default:
 		return nil, usererr.New("--on-long", "%q is not one of error, truncate, drop", onLong)
 	}
-	if !strings.HasSuffix(tokPath, ".json") {
-		return nil, usererr.New("--tokenizer", "chat data needs a Hugging Face tokenizer: PATH/tokenizer.json with tokenizer_config.json beside it")
-	}
-	tok, err := hftok.Load(tokPath)
+	tok, err := data.NewTokenizer(tokPath)
 	if err != nil {
 		return nil, err
 	}
-	tmpl, err := data.LoadChatTemplate(filepath.Join(filepath.Dir(tokPath), data.HFFiles[1]), tok.AddedTokens())
+	tmpl, err := data.LoadChatTemplate(filepath.Join(filepath.Dir(tokPath), data.HFFiles[1]), tok)
 	if err != nil {
 		return nil, err
 	}
