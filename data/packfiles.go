@@ -84,6 +84,9 @@ func Pack(read func(emit func(*RawDoc) error) error, o PackOptions) (*Manifest, 
 	if err := PackStream(interruptible(o.Ctx, read), tok, o.Patch, pad, pk, w.Count); err != nil {
 		return abort(err)
 	}
+	if w.m.Docs == 0 { // inputs had documents (see nonEmpty), and all were dropped
+		return abort(usererr.New("herd data pack", "no document is left to pack: every one was dropped (--on-long drop); raise --seq-len"))
+	}
 	m, err := w.Close() // removes what it wrote on failure
 	if err != nil {
 		for _, p := range copied {

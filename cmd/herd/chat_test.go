@@ -48,7 +48,8 @@ func writeLines(t *testing.T, path string, lines ...string) {
 
 // TestDataPackChat packs chat data with a tokenizer.json, checks that the dataset carries
 // the tokenizer files (inspect decodes with them after the originals are gone), and that
-// each --on-long action counts or refuses a conversation longer than a row.
+// each --on-long action counts or refuses a conversation longer than a row; dropping every
+// conversation, or --chat without a tokenizer.json, is a user error.
 func TestDataPackChat(t *testing.T) {
 	dir := t.TempDir()
 	tok := chatFolder(t, dir, "")
@@ -77,8 +78,16 @@ func TestDataPackChat(t *testing.T) {
 	}
 	_, stderr, status := pack("ds-error", "error")
 	wantUserError(t, "", stderr, status, "chat.jsonl:4", "--on-long")
-	if _, err := os.Stat(filepath.Join(dir, "ds-error")); !os.IsNotExist(err) {
-		t.Errorf("a failed pack left ds-error behind (%v)", err)
+
+	_, stderr, status = herd(t, dir, "data", "pack", "--quiet", "--seq-len", "7", "--chat", "chat.jsonl",
+		"--tokenizer", tok, "--on-long", "drop", "--out", "ds-none")
+	wantUserError(t, "", stderr, status, "every one was dropped")
+	_, stderr, status = herd(t, dir, "data", "pack", "--quiet", "--chat", "chat.jsonl", "--out", "ds-byte")
+	wantUserError(t, "", stderr, status, "--tokenizer", "tokenizer.json")
+	for _, out := range []string{"ds-error", "ds-none", "ds-byte"} {
+		if _, err := os.Stat(filepath.Join(dir, out)); !os.IsNotExist(err) {
+			t.Errorf("a failed pack left %s behind (%v)", out, err)
+		}
 	}
 
 	if err := os.RemoveAll(filepath.Join(dir, "tok")); err != nil { // the dataset's copies must do
