@@ -93,6 +93,9 @@ func TestDataPackChat(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(dir, "tok")); err != nil { // the dataset's copies must do
 		t.Fatal(err)
 	}
+	if out, errs, status := herd(t, dir, "data", "verify", "ds-drop"); status != 0 || !strings.Contains(out, "every hash and row is good") {
+		t.Fatalf("verify: status %d, %s%s", status, out, errs)
+	}
 	stdout, stderr, status := herd(t, dir, "data", "inspect", "ds-drop", "--row", "0")
 	if status != 0 || !strings.Contains(stdout, "<|start_header_id|>assistant<|end_header_id|>\n\n4<|eot_id|>") {
 		t.Fatalf("inspect: status %d, stdout %q, stderr %q", status, stdout, stderr)
