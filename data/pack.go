@@ -15,11 +15,12 @@ type Doc struct {
 	NoLoss []int32 // [start, end) pairs of positions not trained as targets (prompts)
 	Images []int32 // [start, patches) pairs, as in Row
 	Pixels []uint8 // patches' pixels, as in Row
+	Whole  bool    // never split across rows (a chat conversation), as a document with images
 }
 
 // Packer cuts a stream of documents into rows of L tokens. Text documents fill rows
 // completely and continue in the next row, exactly as the text Source cuts a corpus.
-// Documents with images are never split: one that does not fit in what is left of a row
+// Documents with images, and Whole ones, are never split: one that does not fit in what is left of a row
 // starts a new row, and the rest of the old one is padding.
 type Packer struct {
 	L    int
@@ -34,7 +35,7 @@ func (p *Packer) Add(d *Doc) error {
 	if len(d.Tokens) == 0 {
 		return nil
 	}
-	if len(d.Images) > 0 {
+	if len(d.Images) > 0 || d.Whole {
 		if len(d.Tokens) > p.L {
 			return usererr.New(d.Where, "a document with an image needs %d positions but a row holds seq_len+1 = %d; raise seq_len or shorten the caption", len(d.Tokens), p.L)
 		}
@@ -108,6 +109,9 @@ type RawDoc struct {
 	Where string
 	Text  []byte
 	Image *Image // nil for text; else its patches come first, then Text (the caption)
+	// Tokenize, if set, makes the document instead of Text and Image: a chat conversation,
+	// which its template renders and marks (see ChatFiles). It runs on the packer's workers.
+	Tokenize func(Tokenizer) (*Doc, error)
 }
 
 // Image is an 8-bit image, row-major, channels interleaved.
@@ -132,6 +136,9 @@ func (im *Image) Patches(p int, dst []uint8) []uint8 {
 
 // Tokenize turns a raw document into a Doc. Image placeholders use the pad token.
 func Tokenize(tok Tokenizer, patch int, pad int32, r *RawDoc) (*Doc, error) {
+	if r.Tokenize != nil {
+		return r.Tokenize(tok)
+	}
 	d := &Doc{Where: r.Where}
 	if r.Image != nil {
 		im := r.Image

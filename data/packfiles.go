@@ -58,21 +58,42 @@ func Pack(read func(emit func(*RawDoc) error) error, o PackOptions) (*Manifest, 
 		o.Mem = memory.DefaultAllocator
 	}
 	const pad = 0
-	m := Manifest{SeqLen: o.SeqLen, Tokenizer: tok.Name(), VocabSize: tok.Vocab(), Patch: o.Patch, Channels: o.Channels,
+	hdr := Manifest{SeqLen: o.SeqLen, Tokenizer: tok.Name(), VocabSize: tok.Vocab(), Patch: o.Patch, Channels: o.Channels,
 		BatchRows: o.BatchRows, Special: map[string]int32{"pad": pad}}
 	if o.Patch > 0 {
-		m.Special["image"] = pad
+		hdr.Special["image"] = pad
 	}
-	w, err := NewShardWriter(o.Out, m, o.ShardRows, o.Mem)
+	w, err := NewShardWriter(o.Out, hdr, o.ShardRows, o.Mem)
 	if err != nil {
 		return nil, err
 	}
-	pk := &Packer{L: o.SeqLen + 1, Pad: pad, Emit: w.Write}
-	if err := PackStream(interruptible(o.Ctx, read), tok, o.Patch, pad, pk, w.Count); err != nil {
+	var copied []string
+	abort := func(err error) (*Manifest, error) {
 		w.Abort()
+		for _, p := range copied {
+			os.Remove(p)
+		}
 		return nil, err
 	}
-	return w.Close()
+	if _, ok := tok.(*hfTokenizer); ok {
+		if copied, err = CopyHF(o.Tokenizer, o.Out); err != nil {
+			return abort(err)
+		}
+	}
+	pk := &Packer{L: o.SeqLen + 1, Pad: pad, Emit: w.Write}
+	if err := PackStream(interruptible(o.Ctx, read), tok, o.Patch, pad, pk, w.Count); err != nil {
+		return abort(err)
+	}
+	if w.m.Docs == 0 { // inputs had documents (see nonEmpty), and all were dropped
+		return abort(usererr.New("herd data pack", "no document is left to pack: every one was dropped (--on-long drop); raise --seq-len"))
+	}
+	m, err := w.Close() // removes what it wrote on failure
+	if err != nil {
+		for _, p := range copied {
+			os.Remove(p)
+		}
+	}
+	return m, err
 }
 
 // interruptible stops read at the next document once ctx is cancelled.
@@ -97,7 +118,7 @@ func nonEmpty(pattern string, read func(emit func(*RawDoc) error) error) func(em
 	return func(emit func(*RawDoc) error) error {
 		docs := 0
 		err := read(func(d *RawDoc) error {
-			if len(d.Text) > 0 || d.Image != nil {
+			if len(d.Text) > 0 || d.Image != nil || d.Tokenize != nil {
 				docs++
 			}
 			return emit(d)

@@ -32,18 +32,23 @@ func newDataPackCmd() *cobra.Command {
 		o                  data.PackOptions
 		text, jsonl, field string
 		parquet, column    string
-		images             string
+		images, chat       string
+		onLong             string
+		chatStats          data.ChatStats
 		imageSize          int
 		fashion, split     string
 		quiet, asJSON      bool
 	)
 	c := &cobra.Command{
-		Use:   "pack --out DIR (--text GLOB | --jsonl GLOB [--field F] | --parquet GLOB [--column C] | --images LIST | --fashion-mnist DIR [--split S])",
+		Use:   "pack --out DIR (--text GLOB | --jsonl GLOB [--field F] | --parquet GLOB [--column C] | --chat GLOB --tokenizer PATH/tokenizer.json [--on-long A] | --images LIST | --fashion-mnist DIR [--split S])",
 		Short: "Tokenize and pack documents into Arrow shards with a manifest",
 		Long: `Tokenize and pack documents into rows of seq_len+1 tokens, written as Arrow IPC
 shards plus manifest.json (format: docs/data.md). Text globs take ** and environment
 variables, and an optional #train or #eval suffix selects a deterministic 95/5 split
-by file. The output is the same for the same input, whatever the number of threads.`,
+by file. Chat JSONL ({"messages": [{"role", "content"}]}) is rendered with the chat
+template of the tokenizer_config.json beside --tokenizer and trained only on the
+assistant's turns. The output is the same for the same input, whatever the number of
+threads.`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var read func(func(*data.RawDoc) error) error
@@ -55,8 +60,8 @@ by file. The output is the same for the same input, whatever the number of threa
 				}
 			}
 			switch {
-			case numTrue(text != "", jsonl != "", parquet != "", images != "", fashion != "") != 1:
-				return usererr.New("herd data pack", "give exactly one input: --text, --jsonl, --parquet, --images or --fashion-mnist")
+			case numTrue(text != "", jsonl != "", parquet != "", chat != "", images != "", fashion != "") != 1:
+				return usererr.New("herd data pack", "give exactly one input: --text, --jsonl, --parquet, --chat, --images or --fashion-mnist")
 			case text != "":
 				read = data.TextFiles(text, progress)
 			case jsonl != "":
@@ -66,6 +71,11 @@ by file. The output is the same for the same input, whatever the number of threa
 				read = data.JSONLFiles(jsonl, field, progress)
 			case parquet != "":
 				read = data.ParquetFiles(parquet, column, progress)
+			case chat != "":
+				var err error
+				if read, err = chatInput(chat, o.Tokenizer, onLong, o.SeqLen, &chatStats, progress); err != nil {
+					return err
+				}
 			case images != "":
 				if o.Patch == 0 {
 					o.Patch = 4
@@ -101,6 +111,10 @@ by file. The output is the same for the same input, whatever the number of threa
 			if err != nil {
 				return err
 			}
+			if chat != "" {
+				fmt.Fprintf(c.ErrOrStderr(), "%d conversations: %d truncated, %d dropped (--on-long %s)\n",
+					chatStats.Conversations.Load(), chatStats.Truncated.Load(), chatStats.Dropped.Load(), onLong)
+			}
 			return printManifest(c, filepath.Join(o.Out, data.ManifestName), m, asJSON)
 		},
 	}
@@ -111,19 +125,40 @@ by file. The output is the same for the same input, whatever the number of threa
 	fl.StringVar(&field, "field", "text", "JSONL field holding the text")
 	fl.StringVar(&parquet, "parquet", "", "glob of Parquet files, one document per row")
 	fl.StringVar(&column, "column", "text", "Parquet string column holding the text")
+	fl.StringVar(&chat, "chat", "", "glob of chat JSONL files, one conversation per line (needs --tokenizer PATH/tokenizer.json)")
+	fl.StringVar(&onLong, "on-long", "error", "a conversation longer than seq_len+1 tokens: error, truncate or drop")
 	fl.StringVar(&images, "images", "", "JSONL or CSV list of image files (PNG/JPEG) and captions")
 	fl.IntVar(&imageSize, "image-size", 0, "scale images to this many pixels square (0 = keep; sides must divide by --patch)")
 	fl.IntVar(&o.Channels, "channels", 0, "image colour channels: 1 (grey) or 3 (RGB, default for --images)")
 	fl.StringVar(&fashion, "fashion-mnist", "", "folder of Fashion-MNIST IDX files (Debian: /usr/share/datasets/fashion-mnist)")
 	fl.StringVar(&split, "split", "train", "Fashion-MNIST split: train or test")
 	fl.IntVar(&o.SeqLen, "seq-len", 256, "positions per training sequence T (rows hold T+1 tokens); must equal model.seq_len")
-	fl.StringVar(&o.Tokenizer, "tokenizer", "byte", "byte, o200k_base or cl100k_base (BPE, offline)")
+	fl.StringVar(&o.Tokenizer, "tokenizer", "byte", "byte, o200k_base, cl100k_base (BPE, offline) or PATH/tokenizer.json (Hugging Face; copied into --out with tokenizer_config.json)")
 	fl.IntVar(&o.Patch, "patch", 0, "image patch side in pixels (images only; default 4)")
 	fl.IntVar(&o.ShardRows, "shard-rows", 65536, "rows per shard")
 	fl.IntVar(&o.BatchRows, "batch-rows", 1024, "rows per Arrow record batch")
 	fl.BoolVar(&quiet, "quiet", false, "no progress bar")
 	fl.BoolVar(&asJSON, "json", false, "print the manifest as JSON on stdout")
 	return c
+}
+
+// chatInput reads chat conversations for the tokenizer.json at tokPath, rendered with the
+// chat template of the tokenizer_config.json beside it.
+func chatInput(pattern, tokPath, onLong string, seqLen int, stats *data.ChatStats, progress func(int64)) (func(func(*data.RawDoc) error) error, error) {
+	switch data.OnLong(onLong) {
+	case data.LongError, data.LongTruncate, data.LongDrop:
+	default:
+		return nil, usererr.New("--on-long", "%q is not one of error, truncate, drop", onLong)
+	}
+	tok, err := data.NewTokenizer(tokPath)
+	if err != nil {
+		return nil, err
+	}
+	tmpl, err := data.LoadChatTemplate(filepath.Join(filepath.Dir(tokPath), data.HFFiles[1]), tok)
+	if err != nil {
+		return nil, err
+	}
+	return data.ChatFiles(pattern, tmpl, seqLen+1, data.OnLong(onLong), stats, progress), nil
 }
 
 func numTrue(bs ...bool) int {
@@ -174,7 +209,7 @@ func newDataInspectCmd() *cobra.Command {
 			if err := printManifest(c, path, &sh.Manifest, asJSON); err != nil || len(rows) == 0 {
 				return err
 			}
-			tok, err := data.NewTokenizer(sh.Manifest.Tokenizer)
+			tok, err := data.OpenTokenizer(sh.Manifest.Tokenizer, filepath.Dir(path))
 			if err != nil {
 				return err
 			}

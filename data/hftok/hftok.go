@@ -193,6 +193,14 @@ func Parse(path string, raw []byte) (*Tokenizer, error) {
 // sha256, so that shards made with another tokenizer.json are told apart.
 func (t *Tokenizer) Name() string { return t.name }
 
+// Clone returns a tokenizer that shares t's read-only tables and has a word cache of its
+// own, so that each goroutine can Encode with its own clone at no cost of loading.
+func (t *Tokenizer) Clone() *Tokenizer {
+	c := *t
+	c.cache = map[string][]int32{}
+	return &c
+}
+
 // Vocab is one more than the largest id of the vocabulary and the added tokens.
 func (t *Tokenizer) Vocab() int { return t.vocab }
 

