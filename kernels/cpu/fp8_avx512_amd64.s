@@ -360,8 +360,8 @@ acdone:
 //
 // The codes are sign-extended, so that bit 31 of each lane is the code's sign. The
 // multiply by pow is masked to the normal codes' lanes: a subnormal input takes a
-// microcode assist on Sapphire Rapids (BenchmarkDecodeL1's all-subnormal case;
-// docs/notes/fp8-history.md), a masked-off lane none. The product with the scale is tab[c]·scale,
+// microcode assist on Sapphire Rapids (BenchmarkDecodeL1's all-subnormal case measures
+// it), a masked-off lane none. The product with the scale is tab[c]·scale,
 // one rounding of the same operands in the same order. Nine instructions and the store
 // instead of the four table permutes' seventeen.
 #define DECODE16 \

@@ -314,8 +314,8 @@ func (t *block) tiles(ic, jlo, jhi int) {
 // ways of 64 sets of 64 bytes): rows whose starts differ by a multiple of 4 KiB map their
 // columns to the same sets. kernelA streams mr rows at once, so where this exceeds about
 // half the ways (k a multiple of 512, as in 1024³ or 2048³) the rows evict each other's
-// lines before each is used up, and packing A first is faster (bench/gemm.sh;
-// docs/notes/kernels-history.md, "GEMM: reading A in place").
+// lines before each is used up, and packing A first is faster (bench/gemm.sh measures
+// both shapes).
 func rowsShareL1Sets(k, mr int) int {
 	const way = 4096
 	stride := k * 4 % way

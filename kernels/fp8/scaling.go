@@ -37,8 +37,8 @@ type Config struct {
 	Pow2    bool   // round every scale down to a power of two, so scaling is exact
 	// GradFP32 keeps the output gradients in float32 in both backward GEMMs, as Transformer
 	// Engine's override_linear_precision does for dgrad and wgrad: per-tensor E5M2
-	// gradients are the largest FP8 error in the backward (docs/notes/fp8-history.md). Their amax is
-	// still recorded, so Check still stops a step whose gradients overflowed.
+	// gradients are the largest FP8 error in the backward (docs/fp8.md, the parity runs).
+	// Their amax is still recorded, so Check still stops a step whose gradients overflowed.
 	GradFP32 bool
 	// GradE4M3 quantizes the gradients to E4M3 instead of E5M2 (Transformer Engine's
 	// Format.E4M3 instead of HYBRID): with per-tile scales the gradients need E4M3's
