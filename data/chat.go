@@ -1,7 +1,6 @@
 package data
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -287,33 +286,16 @@ func fitRow(d *Doc, L int, onLong OnLong, stats *ChatStats) (*Doc, error) {
 // line is skipped; a line that is not {"messages": [...]} with known roles and string
 // contents is a user error naming it.
 func readChat(name string, progress func(int64), conv func(where string, msgs []Message) error) error {
-	fh, err := os.Open(name)
-	if err != nil {
-		return usererr.New(name, "cannot read: %v", err)
-	}
-	defer fh.Close()
-	sc := bufio.NewScanner(fh)
-	sc.Buffer(make([]byte, 1<<20), 1<<30)
-	for line := 1; sc.Scan(); line++ {
-		if progress != nil {
-			progress(int64(len(sc.Bytes()) + 1))
+	return eachLine(name, progress, func(where string, line []byte) error {
+		if len(bytes.TrimSpace(line)) == 0 {
+			return nil
 		}
-		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
-			continue
-		}
-		where := fmt.Sprintf("%s:%d", name, line)
-		msgs, err := parseConversation(where, sc.Bytes())
+		msgs, err := parseConversation(where, line)
 		if err != nil {
 			return err
 		}
-		if err := conv(where, msgs); err != nil {
-			return err
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return usererr.New(name, "cannot read: %v", err)
-	}
-	return nil
+		return conv(where, msgs)
+	})
 }
 
 func parseConversation(where string, line []byte) ([]Message, error) {

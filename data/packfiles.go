@@ -172,6 +172,19 @@ func JSONLFiles(pattern, field string, progress func(int64)) func(emit func(*Raw
 }
 
 func readJSONL(name, field string, progress func(int64), emit func(*RawDoc) error) error {
+	return eachLine(name, progress, func(where string, line []byte) error {
+		text, ok, err := JSONLText(where, line, field)
+		if err != nil || !ok {
+			return err
+		}
+		return emit(&RawDoc{Where: where, Text: text})
+	})
+}
+
+// eachLine calls fn with each line of the file name (without its newline) and where it
+// is, "file:line", reporting each line's bytes to progress if not nil: the JSONL readers'
+// loop. A file that cannot be read is a user error naming it.
+func eachLine(name string, progress func(int64), fn func(where string, line []byte) error) error {
 	fh, err := os.Open(name)
 	if err != nil {
 		return usererr.New(name, "cannot read: %v", err)
@@ -183,15 +196,7 @@ func readJSONL(name, field string, progress func(int64), emit func(*RawDoc) erro
 		if progress != nil {
 			progress(int64(len(sc.Bytes()) + 1))
 		}
-		where := fmt.Sprintf("%s:%d", name, line)
-		text, ok, err := JSONLText(where, sc.Bytes(), field)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			continue
-		}
-		if err := emit(&RawDoc{Where: where, Text: text}); err != nil {
+		if err := fn(fmt.Sprintf("%s:%d", name, line), sc.Bytes()); err != nil {
 			return err
 		}
 	}
