@@ -14,24 +14,27 @@ import (
 )
 
 // sources are the kernels' CUDA C sources, compiled by NVRTC when a device first needs
-// them, so the herd binary carries its GPU kernels without the CUDA toolkit at build time.
+// them, so the herd binary carries its GPU kernels without the CUDA toolkit at build time,
+// and src/common.cuh, the helpers they share, which Kernel puts before each of them.
 //
-//go:embed src/*.cu
+//go:embed src/*.cu src/common.cuh
 var sources embed.FS
+
+// commonFile is the shared helpers' file in sources.
+const commonFile = "common.cuh"
 
 // srcDir is the sources' folder in the repository: NVRTC's messages name a source by it,
 // so that a compile error points at the file to fix.
 const srcDir = "kernels/cuda/src/"
 
-// Sources lists the embedded sources' file names ("rows.cu"), sorted.
+// Sources lists the embedded kernel sources' file names ("rows.cu"), sorted.
 func Sources() []string {
-	entries, err := sources.ReadDir("src")
+	names, err := fs.Glob(sources, "src/*.cu")
 	if err != nil {
-		panic(err) // the pattern above guarantees the folder
+		panic(err) // the pattern is valid
 	}
-	names := make([]string, len(entries))
-	for i, e := range entries {
-		names[i] = e.Name()
+	for i, n := range names {
+		names[i] = filepath.Base(n)
 	}
 	return names
 }
@@ -61,13 +64,19 @@ func NewCache(n *NVRTC, dir string) *Cache {
 
 // Kernel returns the embedded source file compiled for o: PTX or CUBIN as o.Arch asks
 // (see Options), read from the cache folder when it is there, else compiled and written
-// there.
+// there. The file is compiled after common.cuh, with a #line directive so that NVRTC's
+// messages give the file's own line numbers.
 func (c *Cache) Kernel(file string, o Options) ([]byte, error) {
 	src, err := sources.ReadFile("src/" + file)
 	if err != nil {
 		return nil, fmt.Errorf("cuda: no embedded kernel source %s: %w", file, err)
 	}
-	return c.compile(srcDir+file, string(src), o)
+	common, err := sources.ReadFile("src/" + commonFile)
+	if err != nil {
+		panic(err) // embedded above
+	}
+	whole := fmt.Sprintf("%s\n#line 1 %q\n%s", common, srcDir+file, src)
+	return c.compile(srcDir+file, whole, o)
 }
 
 // compile is Kernel for any source: name is the file name NVRTC's messages give it.

@@ -30,8 +30,7 @@ namespace attn {
 // depends on it, so a launch must use exactly this many threads.
 constexpr int kBlock = 128;
 
-// negInf is float32's -Inf (no header defines INFINITY here).
-__device__ __forceinline__ float negInf() { return __int_as_float(0xff800000); }
+using herd::negInf;
 
 // headDot returns Σ a[i]·b[i] over i < d, one fused multiply-add per term in index order.
 __device__ __forceinline__ float headDot(const float* a, const float* b, int d) {
@@ -41,38 +40,9 @@ __device__ __forceinline__ float headDot(const float* a, const float* b, int d) 
 	return s;
 }
 
-// blockMax and blockSum return the max and the sum of v over the kBlock threads of the
-// block, the same value in every thread: each warp combines its 32 values by shuffles
-// (lane i with lane i+16, +8, +4, +2, +1), then warp 0 combines the warp results the same
-// way. Every thread of the block must call them.
-template <bool isMax> __device__ float blockReduce(float v) {
-	__shared__ float warps[32];
-	__shared__ float total;
-	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-	for (int off = 16; off > 0; off >>= 1) {
-		float o = __shfl_down_sync(0xffffffffu, v, off);
-		v = isMax ? fmaxf(v, o) : v + o;
-	}
-	if (lane == 0)
-		warps[warp] = v;
-	__syncthreads();
-	if (warp == 0) {
-		v = lane < kBlock / 32 ? warps[lane] : (isMax ? negInf() : 0.0f);
-		for (int off = 16; off > 0; off >>= 1) {
-			float o = __shfl_down_sync(0xffffffffu, v, off);
-			v = isMax ? fmaxf(v, o) : v + o;
-		}
-		if (lane == 0)
-			total = v;
-	}
-	__syncthreads();
-	float r = total;
-	__syncthreads(); // the next call may overwrite warps and total
-	return r;
-}
-
-__device__ float blockMax(float v) { return blockReduce<true>(v); }
-__device__ float blockSum(float v) { return blockReduce<false>(v); }
+// blockMax and blockSum are herd::blockReduce over this file's kBlock threads.
+__device__ float blockMax(float v) { return herd::blockReduce<kBlock, true>(v); }
+__device__ float blockSum(float v) { return herd::blockReduce<kBlock, false>(v); }
 
 // dscore is the gradient of the logit of one visible (query, key) pair, given the
 // query's logsumexp lse and δ = dout·out of its row: p = exp(scale·q·k - lse), then

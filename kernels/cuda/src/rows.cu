@@ -24,31 +24,8 @@ namespace rows {
 // launch must use exactly this many threads.
 constexpr int kBlock = 256;
 
-// blockSum returns Σ v over the kBlock threads of the block, the same value in every
-// thread: each warp adds its 32 values by shuffles (lane i += lane i+16, +8, +4, +2, +1),
-// then warp 0 adds the 8 warp sums the same way. Every thread of the block must call it;
-// it uses 32 floats of static shared memory.
-__device__ float blockSum(float v) {
-	__shared__ float warps[32];
-	__shared__ float total;
-	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-	for (int off = 16; off > 0; off >>= 1)
-		v += __shfl_down_sync(0xffffffffu, v, off);
-	if (lane == 0)
-		warps[warp] = v;
-	__syncthreads();
-	if (warp == 0) {
-		v = lane < kBlock / 32 ? warps[lane] : 0.0f;
-		for (int off = 16; off > 0; off >>= 1)
-			v += __shfl_down_sync(0xffffffffu, v, off);
-		if (lane == 0)
-			total = v;
-	}
-	__syncthreads();
-	float s = total;
-	__syncthreads(); // the next call may overwrite warps and total
-	return s;
-}
+// blockSum is herd::blockReduce's sum over this file's kBlock threads.
+__device__ float blockSum(float v) { return herd::blockReduce<kBlock, false>(v); }
 
 } // namespace rows
 
