@@ -6,6 +6,7 @@ package model
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 
@@ -27,6 +28,34 @@ type Config struct {
 	NormEps   float64 `yaml:"norm_eps" json:"norm_eps"`                 // RMSNorm epsilon
 	MoE       MoE     `yaml:"moe" json:"moe"`
 	Vision    Vision  `yaml:"vision" json:"vision"`
+
+	// Llama 4's attention options and Llama 3.1's RoPE frequency scaling, off by default
+	// (docs/model.md). They are encoded only when set, so that the config hashes of models
+	// without them stay what they were.
+	QKNorm          bool            `yaml:"qk_norm,omitempty" json:"qk_norm,omitempty"`                  // L2-normalise each head's q and k after RoPE, on RoPE layers
+	AttnTemperature AttnTemperature `yaml:"attn_temperature,omitempty" json:"attn_temperature,omitzero"` // scale q by position on NoPE layers
+	AttentionChunk  int             `yaml:"attention_chunk,omitempty" json:"attention_chunk,omitempty"`  // RoPE layers attend only within chunks of this many positions; 0 = the whole sequence
+	RopeScaling     RopeScaling     `yaml:"rope_scaling,omitempty" json:"rope_scaling,omitzero"`         // Llama 3.1's frequency scaling of RoPE
+}
+
+// AttnTemperature is Llama 4's attention temperature tuning on the NoPE layers: the query
+// at position p is multiplied by 1 + scale·log(1 + floor((p+1)/floor_scale)), which keeps
+// attention sharp over long contexts. FloorScale = 0 turns it off.
+type AttnTemperature struct {
+	FloorScale float64 `yaml:"floor_scale" json:"floor_scale"` // > 0 when on (Llama 4: 8192)
+	Scale      float64 `yaml:"scale" json:"scale"`             // Llama 4: 0.1
+}
+
+// RopeScaling is the "llama3" rope_scaling of Hugging Face's Llama 3.1 and Llama 4
+// configs: RoPE's inverse frequencies with wavelengths above
+// original_max_positions/low_freq_factor are divided by factor, those below
+// original_max_positions/high_freq_factor kept, and those between interpolated smoothly.
+// Factor = 0 turns it off.
+type RopeScaling struct {
+	Factor               float64 `yaml:"factor" json:"factor"`
+	LowFreqFactor        float64 `yaml:"low_freq_factor" json:"low_freq_factor"`
+	HighFreqFactor       float64 `yaml:"high_freq_factor" json:"high_freq_factor"`
+	OriginalMaxPositions int     `yaml:"original_max_positions" json:"original_max_positions"`
 }
 
 // MoE configures the mixture-of-experts feed-forward layers. Experts = 0 means all dense.
@@ -37,6 +66,9 @@ type MoE struct {
 	Every        int     `yaml:"every" json:"every"`                 // layers i with (i+1) % every == 0 are MoE (1 = all, 2 = alternate)
 	ExpertHidden int     `yaml:"expert_hidden" json:"expert_hidden"` // SwiGLU hidden width of each expert
 	AuxLoss      float64 `yaml:"aux_loss" json:"aux_loss"`           // load-balancing loss coefficient
+	// ScoreOnInput multiplies a routed expert's input by its gate (Llama 4) instead of its
+	// output (herd's default); encoded only when set, as the model's Llama 4 options.
+	ScoreOnInput bool `yaml:"score_on_input,omitempty" json:"score_on_input,omitempty"`
 }
 
 // Vision configures early-fused image patches. Patch = 0 means a text-only model.
@@ -143,6 +175,9 @@ func (c Config) Validate() error {
 	if err := c.MoE.validate(); err != nil {
 		return err
 	}
+	if err := c.validateLlama4(); err != nil {
+		return err
+	}
 	if c.Vision.Patch < 0 || c.Vision.Channels < 0 || (c.Vision.Patch > 0) != (c.Vision.Channels > 0) {
 		return usererr.New(key("vision"), "patch and channels must both be positive (or both 0 for text only), got patch %d, channels %d",
 			c.Vision.Patch, c.Vision.Channels)
@@ -173,6 +208,31 @@ func (c Config) checkParams() error {
 			"more than herd can plan for (%.3g, 2^62); reduce d_model (%d), vocab_size (%d), ffn_hidden (%d), n_layers (%d) "+
 			"or moe.experts × moe.expert_hidden (%d × %d)",
 			ParamCount(c), b, float64(MaxPlanBytes), c.DModel, c.VocabSize, c.FFNHidden, c.NLayers, c.MoE.Experts, c.MoE.ExpertHidden)
+	}
+	return nil
+}
+
+// validateLlama4 checks the attention and RoPE options of Llama 4 and Llama 3.1.
+func (c Config) validateLlama4() error {
+	key := func(k string) string { return "model." + k }
+	t, r := c.AttnTemperature, c.RopeScaling
+	switch {
+	case c.AttentionChunk < 0 || c.AttentionChunk > MaxSize:
+		return usererr.New(key("attention_chunk"), "must be 0 (the whole sequence) or a positive number of positions, got %d", c.AttentionChunk)
+	case !(t.FloorScale >= 0) || math.IsInf(t.FloorScale, 0):
+		return usererr.New(key("attn_temperature.floor_scale"), "must be 0 (off) or positive, got %g", t.FloorScale)
+	case t.FloorScale == 0 && t.Scale != 0:
+		return usererr.New(key("attn_temperature.scale"), "is %g but floor_scale is 0 (off); set both or neither", t.Scale)
+	case !(t.Scale >= 0) || math.IsInf(t.Scale, 0):
+		return usererr.New(key("attn_temperature.scale"), "must be at least 0, got %g", t.Scale)
+	case r == RopeScaling{}:
+		return nil
+	case !(r.Factor >= 1) || math.IsInf(r.Factor, 0):
+		return usererr.New(key("rope_scaling.factor"), "must be at least 1 (or all of rope_scaling unset), got %g", r.Factor)
+	case !(r.LowFreqFactor > 0) || !(r.HighFreqFactor > r.LowFreqFactor) || math.IsInf(r.HighFreqFactor, 0):
+		return usererr.New(key("rope_scaling"), "low_freq_factor (%g) must be positive and below high_freq_factor (%g)", r.LowFreqFactor, r.HighFreqFactor)
+	case r.OriginalMaxPositions <= 0 || r.OriginalMaxPositions > MaxSize:
+		return usererr.New(key("rope_scaling.original_max_positions"), "must be a positive number of positions, got %d", r.OriginalMaxPositions)
 	}
 	return nil
 }
