@@ -49,7 +49,8 @@ type AttnTemperature struct {
 // RopeScaling is the "llama3" rope_scaling of Hugging Face's Llama 3.1 and Llama 4
 // configs: RoPE's inverse frequencies with wavelengths above
 // original_max_positions/low_freq_factor are divided by factor, those below
-// original_max_positions/high_freq_factor kept, and those between interpolated smoothly.
+// original_max_positions/high_freq_factor kept, and those between interpolated smoothly
+// (RopeFreqs).
 // Factor = 0 turns it off.
 type RopeScaling struct {
 	Factor               float64 `yaml:"factor" json:"factor"`
@@ -229,8 +230,8 @@ func (c Config) validateLlama4() error {
 		return nil
 	case !(r.Factor >= 1) || math.IsInf(r.Factor, 0):
 		return usererr.New(key("rope_scaling.factor"), "must be at least 1 (or all of rope_scaling unset), got %g", r.Factor)
-	case !(r.LowFreqFactor > 0) || !(r.HighFreqFactor > r.LowFreqFactor) || math.IsInf(r.HighFreqFactor, 0):
-		return usererr.New(key("rope_scaling"), "low_freq_factor (%g) must be positive and below high_freq_factor (%g)", r.LowFreqFactor, r.HighFreqFactor)
+	case !(r.LowFreqFactor > 0) || !(r.HighFreqFactor >= r.LowFreqFactor) || math.IsInf(r.HighFreqFactor, 0):
+		return usererr.New(key("rope_scaling"), "low_freq_factor (%g) must be positive and at most high_freq_factor (%g)", r.LowFreqFactor, r.HighFreqFactor)
 	case r.OriginalMaxPositions <= 0 || r.OriginalMaxPositions > MaxSize:
 		return usererr.New(key("rope_scaling.original_max_positions"), "must be a positive number of positions, got %d", r.OriginalMaxPositions)
 	}

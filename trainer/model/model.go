@@ -178,20 +178,52 @@ func New[F kernels.Float](cfg Config, be kernels.Backend[F], microBatch int) *Mo
 }
 
 // ropeTables returns the RoPE angles' cosines and sines [T, D/2]: pair j of a head turns by
-// pos·theta^(-2j/D), computed in float64 on the host and uploaded.
+// pos·RopeFreqs(cfg)[j], computed in float64 on the host and uploaded.
 func ropeTables[F kernels.Float](cfg Config, be kernels.Backend[F]) (cos, sin kernels.Buf[F]) {
 	T, D := cfg.SeqLen, cfg.HeadDim()
 	cos, sin = kernels.Alloc[F](be, T*D/2), kernels.Alloc[F](be, T*D/2)
 	hc, hs := kernels.ToHost(be, cos), kernels.ToHost(be, sin)
+	freqs := RopeFreqs(cfg)
 	for p := range T {
-		for j := range D / 2 {
-			s, c := math.Sincos(float64(p) * math.Pow(cfg.RopeTheta, -float64(2*j)/float64(D)))
+		for j, f := range freqs {
+			s, c := math.Sincos(float64(p) * f)
 			hc[p*D/2+j], hs[p*D/2+j] = F(c), F(s)
 		}
 	}
 	kernels.Upload(be, cos, hc)
 	kernels.Upload(be, sin, hs)
 	return cos, sin
+}
+
+// RopeFreqs returns RoPE's D/2 angular frequencies, in radians per position:
+// rope_theta^(-2j/D) for pair j, rescaled as Llama 3.1's "llama3" rope_scaling does when
+// rope_scaling.factor is set. With L = original_max_positions, a frequency whose
+// wavelength 2π/f is under L/high_freq_factor is kept (it turns many times within the
+// trained context), one whose wavelength is over L/low_freq_factor is divided by factor
+// (it never completed a turn there, so it is stretched to cover factor times more
+// positions), and one between is interpolated: f·((1-s)/factor + s) with
+// s = (L/wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor). With equal
+// factors (as Llama 4's configs have) the two bounds meet and nothing is interpolated.
+// This is transformers' _compute_llama3_parameters, in float64 rather than float32.
+func RopeFreqs(cfg Config) []float64 {
+	D, r := cfg.HeadDim(), cfg.RopeScaling
+	freqs := make([]float64, D/2)
+	for j := range freqs {
+		f := math.Pow(cfg.RopeTheta, -float64(2*j)/float64(D))
+		if r.Factor > 0 {
+			L, wave := float64(r.OriginalMaxPositions), 2*math.Pi/f
+			switch {
+			case wave < L/r.HighFreqFactor:
+			case wave > L/r.LowFreqFactor:
+				f /= r.Factor
+			case r.HighFreqFactor > r.LowFreqFactor:
+				s := (L/wave - r.LowFreqFactor) / (r.HighFreqFactor - r.LowFreqFactor)
+				f *= (1-s)/r.Factor + s
+			}
+		}
+		freqs[j] = f
+	}
+	return freqs
 }
 
 // newBatchBufs allocates a batch of up to N rows in be and its host staging.
