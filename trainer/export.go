@@ -71,10 +71,10 @@ func (tr *Trainer) Export(dir string) error {
 	return nil
 }
 
-// ExportHF writes the model into dir as a Hugging Face LlamaForCausalLM (hf.Write):
-// config.json and model.safetensors that transformers loads, with the forward multipliers
-// and attention scale folded into the weights. Only dense, text-only models with RoPE on
-// every layer can be written so; others are a user error naming the key.
+// ExportHF writes the model into dir as a Hugging Face LlamaForCausalLM, or a
+// Llama4ForCausalLM if it has experts (hf.Write): config.json and model.safetensors that
+// transformers loads, with the forward multipliers and attention scale folded into the
+// weights. A model neither can express is a user error naming the key.
 func (tr *Trainer) ExportHF(dir string) error {
 	m := tr.Model
 	return hf.Write(dir, m.Cfg, tr.snapshot(tr.toHost()).Model, m.Mult, m.AttnScale)

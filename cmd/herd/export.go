@@ -18,7 +18,8 @@ func newExportCmd() *cobra.Command {
 		Short: "Write a checkpoint's model as DIR/model.safetensors and DIR/config.json",
 		Long: "Writes the weights of the checkpoint folder CKPT by their documented names (docs/model.md) and a\n" +
 			"config.json with the model config, the forward multipliers of every tensor and the attention scale.\n" +
-			"--format hf writes a Hugging Face LlamaForCausalLM instead (dense models; docs/checkpoint.md).",
+			"--format hf writes a Hugging Face LlamaForCausalLM instead, or a Llama4ForCausalLM for a\n" +
+			"mixture-of-experts model (docs/checkpoint.md).",
 		Args: exactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
 			write := (*trainer.Trainer).Export
@@ -44,6 +45,6 @@ func newExportCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "herd", "herd (docs/model.md's names, multipliers in config.json) or hf (Hugging Face LlamaForCausalLM)")
+	cmd.Flags().StringVar(&format, "format", "herd", "herd (docs/model.md's names, multipliers in config.json) or hf (Hugging Face LlamaForCausalLM, Llama4ForCausalLM with experts)")
 	return cmd
 }

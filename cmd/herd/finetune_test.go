@@ -92,7 +92,7 @@ func TestFineTuneUserErrors(t *testing.T) {
 		t.Fatalf("train: %s", stderr)
 	}
 	stdout, stderr, status = herd(t, run, "export", "--format", "hf", "out/e2e", "hf")
-	wantUserError(t, stdout, stderr, status, "model.moe.experts: is 2: --format hf writes dense Llama models only")
+	wantUserError(t, stdout, stderr, status, "model.moe.score_on_input: is false: Llama 4 scales a routed expert's input")
 	stdout, stderr, status = herd(t, run, "export", "--format", "onnx", "out/e2e", "x")
 	wantUserError(t, stdout, stderr, status, `--format: unknown format "onnx"; allowed: herd, hf`)
 }

@@ -81,6 +81,13 @@ func WriteSafetensors(w io.Writer, meta map[string]string, tensors []Tensor) err
 // what differs. Tensors may be F32, or BF16 or F16 (as Hugging Face models are often
 // published), which are widened to float32 exactly.
 func ReadSafetensors(r io.Reader, into []Tensor) (map[string]string, error) {
+	return ReadSafetensorsSkipping(r, into, nil)
+}
+
+// ReadSafetensorsSkipping is ReadSafetensors for a file that may also hold tensors skip
+// reports true for (a Hugging Face model's vision tower, when only its text model is
+// read): their data, of any dtype, is read past. skip may be nil.
+func ReadSafetensorsSkipping(r io.Reader, into []Tensor, skip func(name string) bool) (map[string]string, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	var n [8]byte
 	if _, err := io.ReadFull(br, n[:]); err != nil {
@@ -124,15 +131,23 @@ func ReadSafetensors(r io.Reader, into []Tensor) (map[string]string, error) {
 		names = append(names, name)
 	}
 	sort.Strings(names) // the first error found is the same every time
+	var skipped []stEntry
 	for _, name := range names {
 		js := raw[name]
-		i, ok := want[name]
-		if !ok {
-			return nil, fmt.Errorf("safetensors: unexpected tensor %s", name)
-		}
 		var e stEntry
 		if err := json.Unmarshal(js, &e); err != nil {
 			return nil, fmt.Errorf("safetensors: tensor %s: %w", name, err)
+		}
+		i, ok := want[name]
+		if !ok && skip != nil && skip(name) {
+			if e.DataOffsets[1] < e.DataOffsets[0] {
+				return nil, fmt.Errorf("safetensors: tensor %s spans bytes %v", name, e.DataOffsets)
+			}
+			skipped = append(skipped, e)
+			continue
+		}
+		if !ok {
+			return nil, fmt.Errorf("safetensors: unexpected tensor %s", name)
 		}
 		t := into[i]
 		width, ok := dtypeWidth[e.DType]
@@ -154,12 +169,26 @@ func ReadSafetensors(r io.Reader, into []Tensor) (map[string]string, error) {
 			}
 		}
 	}
+	for _, e := range skipped {
+		order = append(order, placed{e, -1})
+	}
 	sort.Slice(order, func(a, b int) bool { return order[a].e.DataOffsets[0] < order[b].e.DataOffsets[0] })
 	var off int64
 	buf := make([]byte, 4096)
 	for _, p := range order {
 		if p.e.DataOffsets[0] != off {
-			return nil, fmt.Errorf("safetensors: tensor %s starts at byte %d, want %d (gap or overlap)", into[p.t].Name, p.e.DataOffsets[0], off)
+			name := "a skipped tensor"
+			if p.t >= 0 {
+				name = "tensor " + into[p.t].Name
+			}
+			return nil, fmt.Errorf("safetensors: %s starts at byte %d, want %d (gap or overlap)", name, p.e.DataOffsets[0], off)
+		}
+		if p.t < 0 {
+			if _, err := io.CopyN(io.Discard, br, p.e.DataOffsets[1]-p.e.DataOffsets[0]); err != nil {
+				return nil, fmt.Errorf("safetensors: data of a skipped tensor: %w", err)
+			}
+			off = p.e.DataOffsets[1]
+			continue
 		}
 		data, width := into[p.t].Data, dtypeWidth[p.e.DType]
 		for i := 0; i < len(data); {

@@ -1,13 +1,16 @@
-// Package hf reads and writes dense Llama models in Hugging Face's layout
-// (LlamaForCausalLM, as Llama 2 and Llama 3 are published): config.json plus
-// model.safetensors, or shards listed by model.safetensors.index.json. It converts between
-// Hugging Face's tensor names and RoPE layout and herd's (docs/model.md), so that a
+// Package hf reads and writes Llama models in Hugging Face's layout: dense Llama 2/3/3.1
+// (LlamaForCausalLM) and the text model of Llama 4 (Llama4ForCausalLM, or the language
+// model inside Llama4ForConditionalGeneration), as config.json plus model.safetensors or
+// shards listed by model.safetensors.index.json. It converts between Hugging Face's
+// tensor names, expert and RoPE layouts and herd's (docs/checkpoint.md), so that a
 // pretrained Llama can start a herd run (init.from) and a herd model can be loaded by
 // transformers (herd export --format hf).
 //
-// Only what both sides compute identically is accepted: Llama 4, mixture-of-experts
-// models, rope_scaling, biases and a head_dim other than hidden_size/num_attention_heads
-// are refused with a user error, never read approximately.
+// Only what both sides compute identically is accepted: biases, another activation, a
+// rope_scaling other than Llama 3.1's "llama3", a head_dim other than
+// hidden_size/num_attention_heads, and layer patterns herd cannot express (MoE or NoPE
+// layers not every k-th layer) are refused with a user error naming the key, never read
+// approximately.
 package hf
 
 import (
@@ -17,17 +20,18 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
 	"strings"
 
 	"github.com/herdml/herd/internal/usererr"
-	"github.com/herdml/herd/trainer/checkpoint"
 	"github.com/herdml/herd/trainer/model"
 )
 
-// Architecture is the only config.json "architectures" entry herd reads and writes.
-const Architecture = "LlamaForCausalLM"
+// The config.json "architectures" herd reads. Write writes the first two.
+const (
+	Llama      = "LlamaForCausalLM"
+	Llama4     = "Llama4ForCausalLM"
+	Llama4Chat = "Llama4ForConditionalGeneration" // text model only; vision tower skipped
+)
 
 // Files a Hugging Face model folder holds.
 const (
@@ -36,28 +40,63 @@ const (
 	IndexFile  = "model.safetensors.index.json"
 )
 
-// Config is the part of a Hugging Face Llama config.json herd uses. Pointers tell a key
-// left out (transformers' LlamaConfig default applies) from one set to its zero value.
+// MaxSeqLen is the longest model.seq_len an import takes from max_position_embeddings.
+// seq_len is the length of herd's training sequences, not a weight shape, and Llama 3.1
+// and Llama 4 declare 128K and 10M positions; a run may set model.seq_len to any length.
+const MaxSeqLen = 8192
+
+// Config is the part of a Hugging Face config.json herd uses: LlamaConfig's keys and
+// Llama4TextConfig's. Pointers tell a key left out (transformers' default applies, which
+// differs between the two) from one set to its zero value.
 type Config struct {
-	Architectures     []string        `json:"architectures"`
-	ModelType         string          `json:"model_type"`
-	HiddenSize        int             `json:"hidden_size"`
-	NumHiddenLayers   int             `json:"num_hidden_layers"`
-	NumAttentionHeads int             `json:"num_attention_heads"`
-	NumKeyValueHeads  int             `json:"num_key_value_heads,omitempty"`
-	IntermediateSize  int             `json:"intermediate_size"`
-	VocabSize         int             `json:"vocab_size"`
-	RMSNormEps        *float64        `json:"rms_norm_eps,omitempty"`
-	RopeTheta         *float64        `json:"rope_theta,omitempty"`
-	MaxPositions      int             `json:"max_position_embeddings,omitempty"`
-	TieWordEmbeddings bool            `json:"tie_word_embeddings"`
-	HiddenAct         string          `json:"hidden_act,omitempty"`
-	HeadDim           int             `json:"head_dim,omitempty"`
-	AttentionBias     bool            `json:"attention_bias"`
-	MLPBias           bool            `json:"mlp_bias"`
-	RopeScaling       json.RawMessage `json:"rope_scaling,omitempty"`
-	NumLocalExperts   int             `json:"num_local_experts,omitempty"`
-	TorchDType        string          `json:"torch_dtype,omitempty"`
+	Architectures     []string     `json:"architectures"`
+	ModelType         string       `json:"model_type"`
+	HiddenSize        *int         `json:"hidden_size"`
+	NumHiddenLayers   *int         `json:"num_hidden_layers"`
+	NumAttentionHeads *int         `json:"num_attention_heads"`
+	NumKeyValueHeads  *int         `json:"num_key_value_heads,omitempty"`
+	HeadDim           *int         `json:"head_dim,omitempty"`
+	IntermediateSize  *int         `json:"intermediate_size"`
+	VocabSize         *int         `json:"vocab_size"`
+	RMSNormEps        *float64     `json:"rms_norm_eps,omitempty"`
+	RopeTheta         *float64     `json:"rope_theta,omitempty"`
+	RopeScaling       *RopeScaling `json:"rope_scaling"`
+	MaxPositions      *int         `json:"max_position_embeddings,omitempty"`
+	TieWordEmbeddings bool         `json:"tie_word_embeddings"`
+	HiddenAct         string       `json:"hidden_act,omitempty"`
+	AttentionBias     bool         `json:"attention_bias"`
+	MLPBias           bool         `json:"mlp_bias,omitempty"`
+	TorchDType        string       `json:"torch_dtype,omitempty"`
+
+	// Llama 4 only.
+	IntermediateSizeMLP    *int            `json:"intermediate_size_mlp,omitempty"`
+	NumLocalExperts        *int            `json:"num_local_experts,omitempty"`
+	NumExpertsPerTok       *int            `json:"num_experts_per_tok,omitempty"`
+	InterleaveMoELayerStep *int            `json:"interleave_moe_layer_step,omitempty"`
+	MoELayers              []int           `json:"moe_layers,omitempty"`
+	RouterAuxLossCoef      *float64        `json:"router_aux_loss_coef,omitempty"`
+	NoRopeLayers           []int           `json:"no_rope_layers,omitempty"`
+	NoRopeLayerInterval    *int            `json:"no_rope_layer_interval,omitempty"`
+	UseQKNorm              *bool           `json:"use_qk_norm,omitempty"`
+	AttnTemperatureTuning  *bool           `json:"attn_temperature_tuning,omitempty"`
+	FloorScale             *float64        `json:"floor_scale,omitempty"`
+	AttnScale              *float64        `json:"attn_scale,omitempty"`
+	AttentionChunkSize     json.RawMessage `json:"attention_chunk_size,omitempty"` // absent: 8192; null: none
+	LayerTypes             []string        `json:"layer_types,omitempty"`
+
+	// Llama4ForConditionalGeneration: the text model's config.
+	TextConfig json.RawMessage `json:"text_config,omitempty"`
+}
+
+// RopeScaling is config.json's rope_scaling. herd computes rope_type (or, in older
+// configs, type) "llama3" only (model.RopeFreqs).
+type RopeScaling struct {
+	RopeType             string   `json:"rope_type,omitempty"`
+	Type                 string   `json:"type,omitempty"`
+	Factor               *float64 `json:"factor,omitempty"`
+	LowFreqFactor        *float64 `json:"low_freq_factor,omitempty"`
+	HighFreqFactor       *float64 `json:"high_freq_factor,omitempty"`
+	OriginalMaxPositions *int     `json:"original_max_position_embeddings,omitempty"`
 }
 
 // IsFolder reports whether dir looks like a Hugging Face model folder (it has a
@@ -73,60 +112,102 @@ func IsFolder(dir string) bool {
 	return json.Unmarshal(js, &c) == nil && c.Architectures != nil
 }
 
-// ReadConfig reads dir/config.json and returns the herd model config it describes:
-// seq_len is max_position_embeddings, RoPE on every layer, no experts, no vision. What
-// herd cannot compute exactly as transformers does is a user error naming the file and
-// the key.
+// source is what config.json says about a folder's model.
+type source struct {
+	cfg    model.Config
+	tied   bool   // no lm_head.weight: the head is the embedding
+	llama4 bool   // Llama 4's tensor names and layouts
+	prefix string // of every text tensor's name: "language_model." in Llama4ForConditionalGeneration
+}
+
+// ReadConfig reads dir/config.json and returns the herd model config it describes and
+// whether the LM head is tied to the embedding. seq_len is max_position_embeddings, at
+// most MaxSeqLen. What herd cannot compute exactly as transformers does is a user error
+// naming the file and the key.
 func ReadConfig(dir string) (model.Config, bool, error) {
+	s, err := readSource(dir)
+	return s.cfg, s.tied, err
+}
+
+func readSource(dir string) (source, error) {
 	where := filepath.Join(dir, ConfigFile)
 	js, err := os.ReadFile(where)
 	if err != nil {
-		return model.Config{}, false, usererr.New(where, "cannot read the Hugging Face config: %v", unwrapPath(err))
+		return source{}, usererr.New(where, "cannot read the Hugging Face config: %v", unwrapPath(err))
 	}
 	var c Config
 	if err := json.Unmarshal(js, &c); err != nil {
-		return model.Config{}, false, usererr.New(where, "not a Hugging Face config: %v", err)
+		return source{}, usererr.New(where, "not a Hugging Face config: %v", err)
 	}
-	if !slices.Equal(c.Architectures, []string{Architecture}) {
-		return model.Config{}, false, usererr.New(where, "unsupported architecture %s: herd reads %s (dense Llama 2/3); Llama 4 and mixture-of-experts models are not supported yet",
-			strings.Join(c.Architectures, ", "), Architecture)
+	arch := strings.Join(c.Architectures, ", ")
+	var s source
+	switch arch {
+	case Llama:
+		s.cfg, err = c.llama(where)
+	case Llama4:
+		s.llama4 = true
+		s.cfg, err = c.llama4(where, "")
+	case Llama4Chat:
+		s.llama4, s.prefix = true, "language_model."
+		var text Config
+		if len(c.TextConfig) == 0 || json.Unmarshal(c.TextConfig, &text) != nil {
+			return s, usererr.New(where, "text_config: missing or not an object; %s keeps its text model's config there", Llama4Chat)
+		}
+		text.TieWordEmbeddings = text.TieWordEmbeddings || c.TieWordEmbeddings
+		c = text
+		s.cfg, err = c.llama4(where, "text_config.")
+	default:
+		return s, usererr.New(where, "unsupported architecture %q: herd reads %s (Llama 2/3/3.1), %s and the text model of %s",
+			arch, Llama, Llama4, Llama4Chat)
 	}
-	refuse := func(key, what string) error {
-		return usererr.New(where, "%s: %s; herd reads dense Llama 2/3 models without it", key, what)
-	}
-	switch {
-	case c.NumLocalExperts > 0:
-		return model.Config{}, false, refuse("num_local_experts", fmt.Sprint(c.NumLocalExperts))
-	case len(c.RopeScaling) > 0 && string(c.RopeScaling) != "null":
-		return model.Config{}, false, refuse("rope_scaling", string(c.RopeScaling)+" (Llama 3.1+ frequency scaling is not supported yet)")
-	case c.AttentionBias:
-		return model.Config{}, false, refuse("attention_bias", "true")
-	case c.MLPBias:
-		return model.Config{}, false, refuse("mlp_bias", "true")
-	case c.HiddenAct != "" && c.HiddenAct != "silu":
-		return model.Config{}, false, refuse("hidden_act", c.HiddenAct)
-	case c.NumAttentionHeads > 0 && c.HeadDim != 0 && c.HeadDim*c.NumAttentionHeads != c.HiddenSize:
-		return model.Config{}, false, refuse("head_dim", fmt.Sprintf("%d is not hidden_size/num_attention_heads", c.HeadDim))
-	}
-	for _, k := range []struct {
-		key string
-		v   int
-	}{{"hidden_size", c.HiddenSize}, {"num_hidden_layers", c.NumHiddenLayers}, {"num_attention_heads", c.NumAttentionHeads},
-		{"intermediate_size", c.IntermediateSize}, {"vocab_size", c.VocabSize}} {
-		if k.v <= 0 {
-			return model.Config{}, false, usererr.New(where, "%s: must be a positive integer, got %d", k.key, k.v)
+	s.tied = c.TieWordEmbeddings
+	if err == nil {
+		if verr := s.cfg.Validate(); verr != nil {
+			err = usererr.New(where, "%v", verr)
 		}
 	}
-	m := model.Config{
-		VocabSize: c.VocabSize, DModel: c.HiddenSize, NLayers: c.NumHiddenLayers, NHeads: c.NumAttentionHeads,
-		NKVHeads: c.NumKeyValueHeads, FFNHidden: c.IntermediateSize, SeqLen: c.MaxPositions,
-		RopeTheta: 10000, NormEps: 1e-6, // LlamaConfig's defaults
+	return s, err
+}
+
+// refuse is the error for a config key whose value herd cannot compute as transformers does.
+func refuse(where, key, format string, args ...any) error {
+	return usererr.New(where, "%s: %s", key, fmt.Sprintf(format, args...))
+}
+
+// common maps the keys Llama and Llama 4 share. def holds the defaults of the
+// architecture's transformers config class, for keys left out.
+func (c Config) common(where, key string, def model.Config) (model.Config, error) {
+	switch {
+	case c.AttentionBias:
+		return def, refuse(where, key+"attention_bias", "true; herd's projections have no biases")
+	case c.MLPBias:
+		return def, refuse(where, key+"mlp_bias", "true; herd's projections have no biases")
+	case c.HiddenAct != "" && c.HiddenAct != "silu":
+		return def, refuse(where, key+"hidden_act", "%s; herd's feed-forward is SwiGLU (silu)", c.HiddenAct)
+	}
+	m := def
+	for _, k := range []struct {
+		key string
+		v   *int
+		dst *int
+	}{{"hidden_size", c.HiddenSize, &m.DModel}, {"num_hidden_layers", c.NumHiddenLayers, &m.NLayers},
+		{"num_attention_heads", c.NumAttentionHeads, &m.NHeads}, {"vocab_size", c.VocabSize, &m.VocabSize}} {
+		if k.v != nil {
+			*k.dst = *k.v
+		}
+		if *k.dst <= 0 {
+			return def, usererr.New(where, "%s%s: must be a positive integer, got %d", key, k.key, *k.dst)
+		}
 	}
 	if m.NKVHeads == 0 {
-		m.NKVHeads = m.NHeads
+		m.NKVHeads = m.NHeads // LlamaConfig: multi-head attention
 	}
-	if m.SeqLen == 0 {
-		m.SeqLen = 2048
+	if c.NumKeyValueHeads != nil {
+		m.NKVHeads = *c.NumKeyValueHeads
+	}
+	if c.HeadDim != nil && *c.HeadDim*m.NHeads != m.DModel {
+		return def, refuse(where, key+"head_dim", "%d is not hidden_size/num_attention_heads (%d/%d); herd's head dim is their quotient",
+			*c.HeadDim, m.DModel, m.NHeads)
 	}
 	if c.RopeTheta != nil {
 		m.RopeTheta = *c.RopeTheta
@@ -134,175 +215,60 @@ func ReadConfig(dir string) (model.Config, bool, error) {
 	if c.RMSNormEps != nil {
 		m.NormEps = *c.RMSNormEps
 	}
-	if err := m.Validate(); err != nil {
-		return model.Config{}, false, usererr.New(where, "%v", err)
+	if c.MaxPositions != nil {
+		m.SeqLen = *c.MaxPositions
 	}
-	return m, c.TieWordEmbeddings, nil
+	m.SeqLen = min(m.SeqLen, MaxSeqLen)
+	var err error
+	m.RopeScaling, err = c.RopeScaling.read(where, key+"rope_scaling")
+	return m, err
 }
 
-// names maps each herd tensor of a dense model to its Hugging Face name, and says whether
-// it is a query or key projection, whose rows RoPE's layouts order differently.
-func names(cfg model.Config) (hfName map[string]string, rope map[string]bool) {
-	hfName, rope = map[string]string{
-		"tok_embeddings.weight": "model.embed_tokens.weight",
-		"norm.weight":           "model.norm.weight",
-		"output.weight":         "lm_head.weight",
-	}, map[string]bool{}
-	for i := range cfg.NLayers {
-		h, p := fmt.Sprintf("layers.%d.", i), fmt.Sprintf("model.layers.%d.", i)
-		for herd, hf := range map[string]string{
-			"attn_norm.weight": "input_layernorm.weight", "ffn_norm.weight": "post_attention_layernorm.weight",
-			"attn.wq": "self_attn.q_proj.weight", "attn.wk": "self_attn.k_proj.weight",
-			"attn.wv": "self_attn.v_proj.weight", "attn.wo": "self_attn.o_proj.weight",
-			"ffn.w1": "mlp.gate_proj.weight", "ffn.w3": "mlp.up_proj.weight", "ffn.w2": "mlp.down_proj.weight",
-		} {
-			hfName[h+herd] = p + hf
+// read maps rope_scaling to herd's; nil (absent or null) and rope_type "default" are none.
+func (r *RopeScaling) read(where, key string) (model.RopeScaling, error) {
+	if r == nil {
+		return model.RopeScaling{}, nil
+	}
+	typ := r.RopeType
+	if typ == "" {
+		typ = r.Type
+	}
+	switch typ {
+	case "default":
+		return model.RopeScaling{}, nil
+	case "llama3":
+	default:
+		return model.RopeScaling{}, refuse(where, key, "rope_type %q: herd computes \"llama3\" (Llama 3.1, Llama 4) only", typ)
+	}
+	for _, k := range []struct {
+		name string
+		set  bool
+	}{{"factor", r.Factor != nil}, {"low_freq_factor", r.LowFreqFactor != nil}, {"high_freq_factor", r.HighFreqFactor != nil},
+		{"original_max_position_embeddings", r.OriginalMaxPositions != nil}} {
+		if !k.set {
+			return model.RopeScaling{}, refuse(where, key+"."+k.name, "missing; rope_type llama3 needs it")
 		}
-		rope[h+"attn.wq"], rope[h+"attn.wk"] = true, true
 	}
-	return hfName, rope
+	return model.RopeScaling{Factor: *r.Factor, LowFreqFactor: *r.LowFreqFactor, HighFreqFactor: *r.HighFreqFactor,
+		OriginalMaxPositions: *r.OriginalMaxPositions}, nil
 }
 
-// Read loads the Hugging Face Llama in dir: its herd model config and every tensor by its
-// herd name, in model.NewLayout order, with q and k rows in herd's RoPE layout. Weights
-// may be F32, BF16 or F16, single-file or sharded; a tied LM head is copied from the
-// embedding (herd's head is untied). A missing shard or file, and a tensor missing, extra
-// or of the wrong shape, is a user error naming it.
-func Read(dir string) (model.Config, []checkpoint.Tensor, error) {
-	cfg, tied, err := ReadConfig(dir)
+// llama maps a LlamaForCausalLM config: RoPE on every layer, dense feed-forward.
+func (c Config) llama(where string) (model.Config, error) {
+	switch {
+	case c.NumLocalExperts != nil && *c.NumLocalExperts > 0:
+		return model.Config{}, refuse(where, "num_local_experts", "%d; a %s is dense (Llama 4's experts need architectures %s)",
+			*c.NumLocalExperts, Llama, Llama4)
+	}
+	m, err := c.common(where, "", model.Config{SeqLen: 2048, RopeTheta: 10000, NormEps: 1e-6}) // LlamaConfig's defaults
 	if err != nil {
-		return cfg, nil, err
+		return m, err
 	}
-	lay := model.NewLayout(cfg)
-	hfName, rope := names(cfg)
-	flat := make([]float32, lay.Total)
-	byHF := map[string]checkpoint.Tensor{} // Hugging Face name -> destination, in HF layout
-	var out []checkpoint.Tensor
-	for _, t := range lay.Tensors {
-		ht := checkpoint.Tensor{Name: t.Name, Shape: t.Shape, Data: flat[t.Offset : t.Offset+t.Size()]}
-		out = append(out, ht)
-		if tied && t.Name == "output.weight" {
-			continue
-		}
-		dst := ht
-		if rope[t.Name] {
-			dst.Data = make([]float32, t.Size()) // permuted into ht below
-		}
-		dst.Name = hfName[t.Name]
-		byHF[dst.Name] = dst
+	if c.IntermediateSize == nil || *c.IntermediateSize <= 0 {
+		return m, usererr.New(where, "intermediate_size: must be a positive integer")
 	}
-	files, err := shards(dir, byHF)
-	if err != nil {
-		return cfg, nil, err
-	}
-	for _, f := range files {
-		if err := readFile(filepath.Join(dir, f.name), f.tensors); err != nil {
-			return cfg, nil, err
-		}
-	}
-	D := cfg.HeadDim()
-	for _, t := range out {
-		switch {
-		case rope[t.Name]:
-			permute(t.Data, byHF[hfName[t.Name]].Data, D, cfg.DModel, false)
-		case tied && t.Name == "output.weight":
-			emb, _ := lay.Lookup("tok_embeddings.weight")
-			copy(t.Data, flat[emb.Offset:emb.Offset+emb.Size()])
-		}
-	}
-	return cfg, out, nil
-}
-
-type shard struct {
-	name    string
-	tensors []checkpoint.Tensor
-}
-
-// shards assigns each expected tensor to the file holding it: model.safetensors, or the
-// shards model.safetensors.index.json lists, in the order of their names.
-func shards(dir string, want map[string]checkpoint.Tensor) ([]shard, error) {
-	all := make([]checkpoint.Tensor, 0, len(want))
-	for _, t := range want {
-		all = append(all, t)
-	}
-	sort.Slice(all, func(a, b int) bool { return all[a].Name < all[b].Name })
-	where := filepath.Join(dir, IndexFile)
-	js, err := os.ReadFile(where)
-	if errors.Is(err, fs.ErrNotExist) {
-		if _, err := os.Stat(filepath.Join(dir, WeightFile)); err != nil {
-			return nil, usererr.New(filepath.Join(dir, WeightFile), "no weights: want %s or %s with its shards", WeightFile, IndexFile)
-		}
-		return []shard{{WeightFile, all}}, nil
-	}
-	if err != nil {
-		return nil, usererr.New(where, "cannot read: %v", unwrapPath(err))
-	}
-	var idx struct {
-		WeightMap map[string]string `json:"weight_map"`
-	}
-	if err := json.Unmarshal(js, &idx); err != nil {
-		return nil, usererr.New(where, "not a safetensors index: %v", err)
-	}
-	byFile := map[string][]checkpoint.Tensor{}
-	for name, file := range idx.WeightMap {
-		if _, ok := want[name]; !ok {
-			return nil, usererr.New(where, "unexpected tensor %s: not part of a %s with this config", name, Architecture)
-		}
-		if file != filepath.Base(file) || file == "." || file == ".." {
-			return nil, usererr.New(where, "tensor %s: shard %q must be a file name in the model folder", name, file)
-		}
-		byFile[file] = append(byFile[file], want[name])
-	}
-	for _, t := range all {
-		if _, ok := idx.WeightMap[t.Name]; !ok {
-			return nil, usererr.New(where, "tensor %s missing from weight_map", t.Name)
-		}
-	}
-	var out []shard
-	for file, ts := range byFile {
-		if _, err := os.Stat(filepath.Join(dir, file)); err != nil {
-			return nil, usererr.New(filepath.Join(dir, file), "missing shard (listed in %s): %v", IndexFile, unwrapPath(err))
-		}
-		sort.Slice(ts, func(a, b int) bool { return ts[a].Name < ts[b].Name })
-		out = append(out, shard{file, ts})
-	}
-	sort.Slice(out, func(a, b int) bool { return out[a].name < out[b].name })
-	return out, nil
-}
-
-// readFile reads one safetensors file, which must hold exactly tensors.
-func readFile(path string, tensors []checkpoint.Tensor) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return usererr.New(path, "cannot read: %v", unwrapPath(err))
-	}
-	defer f.Close()
-	if _, err := checkpoint.ReadSafetensors(f, tensors); err != nil {
-		return usererr.New(path, "%v", err)
-	}
-	return nil
-}
-
-// permute reorders the rows of a q or k projection ([heads·D, C]) between the two RoPE
-// layouts. Hugging Face's rotate_half pairs feature j of a head with feature j+D/2; herd
-// (as Meta's reference code) pairs 2j with 2j+1, both rotating pair j by
-// pos·theta^(-2j/D). So herd row 2j is HF row j and herd row 2j+1 is HF row j+D/2, per
-// head; toHF inverts it. This is the permutation transformers' convert_llama_weights_to_hf
-// applies to Meta's checkpoints.
-func permute(herd, hf []float32, D, C int, toHF bool) {
-	rows := len(herd) / C
-	for h := 0; h < rows/D; h++ {
-		for j := range D / 2 {
-			for k, src := range [2]int{j, j + D/2} {
-				hr, fr := (h*D+2*j+k)*C, (h*D+src)*C
-				if toHF {
-					copy(hf[fr:fr+C], herd[hr:hr+C])
-				} else {
-					copy(herd[hr:hr+C], hf[fr:fr+C])
-				}
-			}
-		}
-	}
+	m.FFNHidden = *c.IntermediateSize
+	return m, nil
 }
 
 // unwrapPath drops the path an *fs.PathError repeats, since messages name the file first.

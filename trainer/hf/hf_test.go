@@ -13,12 +13,15 @@ import (
 	"github.com/herdml/herd/data"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/kernels/device"
+	"github.com/herdml/herd/trainer/checkpoint"
 )
 
 // The fixtures in testdata are made by tools/hfref/make_fixture.py: a small random dense
 // Llama in Hugging Face's layout (grouped-query attention, untied embeddings) and the
 // logits of a PyTorch re-implementation of transformers' LlamaForCausalLM on fixed
-// tokens. llama-sharded holds the same weights rounded to BF16 and F16, in two shards.
+// tokens. llama-sharded holds the same weights rounded to BF16 and F16, in two shards;
+// llama31-f32 the same as a Llama 3.1 (rope_scaling llama3); llama4-f32 a Llama 4 text
+// model (llama4_test.go).
 
 type reference struct {
 	Tokens []int32
@@ -55,7 +58,7 @@ func forward(t *testing.T, dir string, tokens []int32) ([]float32, int) {
 }
 
 func TestLogitsMatchTransformers(t *testing.T) {
-	for _, name := range []string{"llama-f32", "llama-sharded"} {
+	for _, name := range []string{"llama-f32", "llama-sharded", "llama31-f32"} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join("testdata", name)
 			ref := readReference(t, dir)
@@ -82,6 +85,24 @@ func TestLogitsMatchTransformers(t *testing.T) {
 // bits, straight from the safetensors file.
 func tensorsOf(t *testing.T, dir string) map[string][]uint32 {
 	t.Helper()
+	out := map[string][]uint32{}
+	for name, e := range headerOf(t, dir) {
+		raw := e.data
+		for i := 0; i < len(raw); i += 4 {
+			out[name] = append(out[name], uint32(raw[i])|uint32(raw[i+1])<<8|uint32(raw[i+2])<<16|uint32(raw[i+3])<<24)
+		}
+	}
+	return out
+}
+
+type entry struct {
+	shape []int
+	data  []byte // F32, little-endian
+}
+
+// headerOf reads every tensor of a single-file Hugging Face folder (F32 only).
+func headerOf(t *testing.T, dir string) map[string]entry {
+	t.Helper()
 	src, err := os.ReadFile(filepath.Join(dir, WeightFile))
 	if err != nil {
 		t.Fatal(err)
@@ -91,55 +112,57 @@ func tensorsOf(t *testing.T, dir string) map[string][]uint32 {
 	if err := json.Unmarshal(src[8:8+n], &header); err != nil {
 		t.Fatal(err)
 	}
-	out := map[string][]uint32{}
+	out := map[string]entry{}
 	for name, js := range header {
 		if name == "__metadata__" {
 			continue
 		}
 		var e struct {
 			DType       string `json:"dtype"`
+			Shape       []int  `json:"shape"`
 			DataOffsets [2]int `json:"data_offsets"`
 		}
 		if err := json.Unmarshal(js, &e); err != nil || e.DType != "F32" {
 			t.Fatalf("%s: %s, %v", name, js, err)
 		}
-		raw := src[8+n+e.DataOffsets[0] : 8+n+e.DataOffsets[1]]
-		for i := 0; i < len(raw); i += 4 {
-			out[name] = append(out[name], uint32(raw[i])|uint32(raw[i+1])<<8|uint32(raw[i+2])<<16|uint32(raw[i+3])<<24)
-		}
+		out[name] = entry{e.Shape, src[8+n+e.DataOffsets[0] : 8+n+e.DataOffsets[1]]}
 	}
 	return out
 }
 
 func TestWriteGivesBackTheSameTensors(t *testing.T) {
-	src := filepath.Join("testdata", "llama-f32")
-	cfg, tensors, err := Read(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mult := make([]float32, len(tensors))
-	for i := range mult {
-		mult[i] = 1
-	}
-	out := t.TempDir()
-	if err := Write(out, cfg, tensors, mult, float32(1/math.Sqrt(float64(cfg.HeadDim())))); err != nil {
-		t.Fatal(err)
-	}
-	want, got := tensorsOf(t, src), tensorsOf(t, out)
-	if len(got) != len(want) {
-		t.Fatalf("export holds %d tensors, the source %d", len(got), len(want))
-	}
-	for name, w := range want {
-		if g, ok := got[name]; !ok || !slicesEqual(g, w) {
-			t.Errorf("%s differs from the source's (present: %v)", name, ok)
-		}
-	}
-	back, _, err := ReadConfig(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if back != cfg {
-		t.Fatalf("config.json reads back as %+v, want %+v", back, cfg)
+	for _, name := range []string{"llama-f32", "llama31-f32", "llama4-f32"} {
+		t.Run(name, func(t *testing.T) {
+			src := filepath.Join("testdata", name)
+			cfg, tensors, err := Read(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mult := make([]float32, len(tensors))
+			for i := range mult {
+				mult[i] = 1
+			}
+			out := t.TempDir()
+			if err := Write(out, cfg, tensors, mult, float32(1/math.Sqrt(float64(cfg.HeadDim())))); err != nil {
+				t.Fatal(err)
+			}
+			want, got := tensorsOf(t, src), tensorsOf(t, out)
+			if len(got) != len(want) {
+				t.Fatalf("export holds %d tensors, the source %d", len(got), len(want))
+			}
+			for name, w := range want {
+				if g, ok := got[name]; !ok || !slicesEqual(g, w) {
+					t.Errorf("%s differs from the source's (present: %v)", name, ok)
+				}
+			}
+			back, _, err := ReadConfig(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if back != cfg {
+				t.Fatalf("config.json reads back as %+v, want %+v", back, cfg)
+			}
+		})
 	}
 }
 
@@ -201,12 +224,15 @@ func TestReadRefuses(t *testing.T) {
 		damage        func(t *testing.T, dir string)
 		want          string
 	}{
-		{"llama 4", "llama-f32", func(t *testing.T, dir string) {
-			editConfig(t, dir, func(c map[string]any) { c["architectures"] = []string{"Llama4ForConditionalGeneration"} })
-		}, "unsupported architecture Llama4ForConditionalGeneration"},
-		{"rope scaling", "llama-f32", func(t *testing.T, dir string) {
-			editConfig(t, dir, func(c map[string]any) { c["rope_scaling"] = map[string]any{"rope_type": "llama3", "factor": 8} })
-		}, "rope_scaling"},
+		{"unknown architecture", "llama-f32", func(t *testing.T, dir string) {
+			editConfig(t, dir, func(c map[string]any) { c["architectures"] = []string{"MistralForCausalLM"} })
+		}, `unsupported architecture "MistralForCausalLM"`},
+		{"rope scaling type", "llama-f32", func(t *testing.T, dir string) {
+			editConfig(t, dir, func(c map[string]any) { c["rope_scaling"] = map[string]any{"rope_type": "yarn", "factor": 8} })
+		}, `rope_scaling: rope_type "yarn"`},
+		{"rope scaling key", "llama-f32", func(t *testing.T, dir string) {
+			editConfig(t, dir, func(c map[string]any) { c["rope_scaling"] = map[string]any{"type": "llama3", "factor": 8} })
+		}, "rope_scaling.low_freq_factor: missing"},
 		{"moe", "llama-f32", func(t *testing.T, dir string) {
 			editConfig(t, dir, func(c map[string]any) { c["num_local_experts"] = 8 })
 		}, "num_local_experts"},
@@ -249,9 +275,10 @@ func TestTiedEmbeddings(t *testing.T) {
 	for i := range mult {
 		mult[i] = 1
 	}
-	if err := Write(dir, cfg, tensors[:len(tensors)-1], mult, float32(1/math.Sqrt(float64(cfg.HeadDim())))); err != nil {
-		t.Fatal(err) // every tensor but output.weight, the last
+	if err := Write(dir, cfg, tensors, mult, float32(1/math.Sqrt(float64(cfg.HeadDim())))); err != nil {
+		t.Fatal(err)
 	}
+	dropTensor(t, dir, "lm_head.weight")
 	editConfig(t, dir, func(c map[string]any) { c["tie_word_embeddings"] = true })
 	_, tied, err := Read(dir)
 	if err != nil {
@@ -263,5 +290,37 @@ func TestTiedEmbeddings(t *testing.T) {
 	}
 	if !slices.Equal(tied[1].Data, tensors[1].Data) || !slices.Equal(tied[2].Data, tensors[2].Data) {
 		t.Fatal("the other tensors changed")
+	}
+}
+
+// dropTensor rewrites the safetensors file of a folder without one of its tensors.
+func dropTensor(t *testing.T, dir, name string) {
+	t.Helper()
+	var keep []checkpoint.Tensor
+	for n, e := range headerOf(t, dir) {
+		if n != name {
+			keep = append(keep, checkpoint.Tensor{Name: n, Shape: e.shape, Data: floats(e.data)})
+		}
+	}
+	writeSafetensors(t, filepath.Join(dir, WeightFile), keep)
+}
+
+func floats(raw []byte) []float32 {
+	out := make([]float32, len(raw)/4)
+	for i := range out {
+		out[i] = math.Float32frombits(uint32(raw[4*i]) | uint32(raw[4*i+1])<<8 | uint32(raw[4*i+2])<<16 | uint32(raw[4*i+3])<<24)
+	}
+	return out
+}
+
+func writeSafetensors(t *testing.T, path string, tensors []checkpoint.Tensor) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := checkpoint.WriteSafetensors(f, nil, tensors); err != nil {
+		t.Fatal(err)
 	}
 }
