@@ -14,6 +14,11 @@ type layerActs[F kernels.Float] struct {
 	h2, rstd2 kernels.Buf[F] // [N, C], [N]: ffn-norm output and its reciprocal rms
 	ffn       ffnActs[F]
 
+	// With qk_norm on a RoPE layer, q and k above are normed, and the norm's input and
+	// rstd kept here, in float32 also after SetCodec.
+	qr, kr       kernels.Buf[F] // [N, H*D], [N, KV*D] q and k after RoPE, before the norm
+	rstdq, rstdk kernels.Buf[F] // [N*H], [N*KV]
+
 	// MoE only. Slot (t, j) is token t's j-th routed expert; gathered rows group the
 	// slots by expert, in token order within an expert.
 	r, probs kernels.Buf[F]     // [N, E] router logits and their softmax
@@ -25,7 +30,7 @@ type layerActs[F kernels.Float] struct {
 	load     []float64          // [E] host: fraction of slots routed to each expert
 	hg       kernels.Buf[F]     // [N*k, C] gathered ffn-norm outputs
 	experts  ffnActs[F]
-	y        kernels.Buf[F] // [N*k, C] expert outputs before gating
+	y        kernels.Buf[F] // [N*k, C] expert outputs (before gating, unless moe.score_on_input)
 
 	// Once SetCodec ran, q, k, v, att, xmid and y are empty and kept here instead (see
 	// SetCodec), and so is the block's input stream x[i] (see savedX).
@@ -55,7 +60,7 @@ func (a ffnActs[F]) rows(lo, hi, hid int) ffnActs[F] {
 	return ffnActs[F]{part(a.a1), part(a.a3), part(a.u), part(a.s), a.a1c.rows(lo, hi), a.a3c.rows(lo, hi)}
 }
 
-func newLayerActs[F kernels.Float](cfg Config, mem kernels.Memory, moe bool, N int) layerActs[F] {
+func newLayerActs[F kernels.Float](cfg Config, mem kernels.Memory, l layer, N int) layerActs[F] {
 	C, H, KV, D := cfg.DModel, cfg.NHeads, cfg.NKVHeads, cfg.HeadDim()
 	alloc := func(n int) kernels.Buf[F] { return kernels.Alloc[F](mem, n) }
 	a := layerActs[F]{
@@ -64,7 +69,10 @@ func newLayerActs[F kernels.Float](cfg Config, mem kernels.Memory, moe bool, N i
 		att: alloc(N * H * D), lse: alloc(N * H),
 		xmid: alloc(N * C), h2: alloc(N * C), rstd2: alloc(N),
 	}
-	if !moe {
+	if cfg.QKNorm && l.rope {
+		a.qr, a.kr, a.rstdq, a.rstdk = alloc(N*H*D), alloc(N*KV*D), alloc(N*H), alloc(N*KV)
+	}
+	if !l.moe {
 		a.ffn = newFFNActs[F](mem, N*cfg.FFNHidden)
 		return a
 	}
@@ -221,7 +229,10 @@ func (m *Model[F]) SetCodec(c Codec[F]) {
 			ffn(&a.ffn, N, G)
 		}
 		ffn(&a.experts, N*k, G)
-		a.yc, a.y = pk(N*k, C), none
+		if !m.Cfg.MoE.ScoreOnInput { // else the backward does not read y
+			a.yc = pk(N*k, C)
+		}
+		a.y = none
 	}
 	m.dec = kernels.Alloc[F](m.be, dec)
 	for i := 2; i < len(m.x); i++ { // the last stream stays float32: the head reads it

@@ -59,9 +59,15 @@ func (c *tableCodec[F]) Decode(dst kernels.Buf[F], codes kernels.Buf[uint8], sca
 // With an exact codec, a model whose saved activations go through SetCodec, alone or with
 // SetLinears, computes the same losses and gradients as the plain model, bit for bit: the
 // forward pass and the scratch buffers it borrows leave nothing changed, and the backward
-// reads each layer's own activations of the current pass.
+// reads each layer's own activations of the current pass. Also with Llama 4's options.
 func TestSetCodecKeepsResults(t *testing.T) {
-	cfg := testConfig()
+	for _, cfg := range []Config{testConfig(), withLlama4(testConfig())} {
+		codecKeepsResults(t, cfg)
+	}
+}
+
+func codecKeepsResults(t *testing.T, cfg Config) {
+	t.Helper()
 	// Wide enough that the SwiGLU backward takes the dense layer's 18 rows in two blocks
 	// (13 rows of 5000 values, then 5) and the shared expert's in two (16 of 4000, then 2).
 	cfg.FFNHidden, cfg.MoE.ExpertHidden = 5000, 4000
@@ -103,8 +109,13 @@ func TestSetCodecKeepsResults(t *testing.T) {
 			t.Errorf("linears %v: activation stats %+v with a codec, %+v without", linears, got, wantStats)
 		}
 		// testConfig: 3 layers × (q, k, v, att, x_i, x_mid) + 2 dense SwiGLUs × (a1, a3) +
-		// the MoE layer's shared SwiGLU, 3 experts' (a1, a3) at most and y, per pass.
-		if len(c.kept) < 18+4+2+2+1 {
+		// the MoE layer's shared SwiGLU, 3 experts' (a1, a3) at most and y (unless gates
+		// scale the experts' inputs), per pass.
+		want := 18 + 4 + 2 + 2 + 1
+		if cfg.MoE.ScoreOnInput {
+			want--
+		}
+		if len(c.kept) < want {
 			t.Errorf("linears %v: %d activations packed in the last pass", linears, len(c.kept))
 		}
 	}
@@ -113,9 +124,16 @@ func TestSetCodecKeepsResults(t *testing.T) {
 // With FP8 tiles (fp8.NewTileCodec) the forward pass is unchanged, bit for bit: it computes
 // in float32 and only the backward reads the packed values. The gradients are those of
 // E4M3 activations: close to float32's, not the same (0.3 % off in relative norm here,
-// with weights of std 0.02; E4M3's rounding error is up to 6 % of a value).
+// with weights of std 0.02; E4M3's rounding error is up to 6 % of a value). Also with
+// Llama 4's options.
 func TestSetCodecFP8Tiles(t *testing.T) {
-	cfg := testConfig()
+	for _, cfg := range []Config{testConfig(), withLlama4(testConfig())} {
+		codecFP8Tiles(t, cfg)
+	}
+}
+
+func codecFP8Tiles(t *testing.T, cfg Config) {
+	t.Helper()
 	cfg.FFNHidden, cfg.MoE.ExpertHidden = 300, 130 // tiles of 128 and narrower ones
 	b := testBatch(cfg, 3, 3)
 	var ms [2]*Model[float32]

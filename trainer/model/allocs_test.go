@@ -9,8 +9,9 @@ import (
 
 // TestStepAllocatesNothing: a model's forward and backward passes reach a steady state in
 // which they allocate nothing, on one thread and on several (the kernels' worker pool and
-// recycled scratch), so that training puts no load on the garbage collector: a dense model
-// and one with MoE layers (routing, expert loads, top-2 with a shared expert).
+// recycled scratch), so that training puts no load on the garbage collector: a dense model,
+// one with MoE layers (routing, expert loads, top-2 with a shared expert), and that one
+// with Llama 4's options (the batch load's chunk ids and temperatures).
 //
 // Counted with runtime.MemStats around windows of 10 passes (testing.AllocsPerRun runs on
 // one thread only); the test passes when one of the first windows allocates nothing at
@@ -26,12 +27,15 @@ func TestStepAllocatesNothing(t *testing.T) {
 		SeqLen: 64, RopeTheta: 10000, NormEps: 1e-5}
 	moe := dense
 	moe.MoE = MoE{Experts: 4, TopK: 2, SharedExpert: true, Every: 2, ExpertHidden: 32, AuxLoss: 0.01}
+	llama4 := moe
+	llama4.NoPEEvery, llama4.QKNorm, llama4.AttentionChunk, llama4.MoE.ScoreOnInput = 2, true, 16, true
+	llama4.AttnTemperature = AttnTemperature{FloorScale: 8, Scale: 0.1}
 	const B, passes, windows = 2, 10, 20
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	for _, c := range []struct {
 		name string
 		cfg  Config
-	}{{"dense", dense}, {"moe", moe}} {
+	}{{"dense", dense}, {"moe", moe}, {"llama4 options", llama4}} {
 		m := New[float32](c.cfg, device.CPU[float32](), B)
 		m.Init(1, func(Tensor) float64 { return 0.02 })
 		batch := randomBatch(c.cfg, B)

@@ -1,13 +1,104 @@
 package model
 
-import "github.com/herdml/herd/kernels"
+import (
+	"math"
 
-// Attention block: x_mid = x + (Attention(RoPE(h·Wqᵀ·m_q), RoPE(h·Wkᵀ·m_k), h·Wvᵀ·m_v)·Woᵀ)·m_o
-// with h = RMSNorm(x)·g. RoPE is skipped on layers where !cfg.UsesRoPE(i).
+	"github.com/herdml/herd/kernels"
+)
+
+// Attention block: x_mid = x + (Attention(q, k, v)·Woᵀ)·m_o with h = RMSNorm(x)·g,
+// q = RoPE(h·Wqᵀ·m_q), k = RoPE(h·Wkᵀ·m_k), v = h·Wvᵀ·m_v. RoPE is skipped on layers where
+// !cfg.UsesRoPE(i). Llama 4's options (docs/model.md), each off by default:
+//
+//   - qk_norm, on RoPE layers: q and k of every head, after RoPE, are divided by their rms
+//     over the head's D features (an RMSNorm with a gain of ones).
+//   - attn_temperature, on NoPE layers: the query of a row at position p is multiplied by
+//     AttnTemperature.at(p).
+//   - attention_chunk c, on RoPE layers: a query at position p sees only the keys at
+//     positions of the same chunk, floor(pos/c) = floor(p/c), of its document. The
+//     attention kernels mask by equality of a per-row document id, so these layers get
+//     one id per (document, chunk) instead (batchBufs.chunkDoc): no kernel of its own.
+
+// at is the query multiplier of attention temperature tuning at position p:
+// 1 + scale·log(1 + floor((p+1)/floor_scale)), computed in float64.
+func (t AttnTemperature) at(p int) float64 {
+	return 1 + t.Scale*math.Log1p(math.Floor(float64(p+1)/t.FloorScale))
+}
+
+// loadChunks stages the batch's chunkDoc for attention_chunk c: rows of one sequence get
+// the same id exactly when they have the same doc and the same chunk floor(pos/c), the id
+// being the row (within the sequence) where that (doc, chunk) first occurs. Sequences
+// packed as runs of documents, with pos counting up in each, thus get runs of ids that
+// increase, as their docs do, which the CPU's attention handles fastest.
+func (m *Model[F]) loadChunks() {
+	h, c, T := &m.inHost, int32(m.Cfg.AttentionChunk), m.t
+	if m.chunkOf == nil {
+		m.chunkOf = map[[2]int32]int32{}
+	}
+	for s := range m.b {
+		clear(m.chunkOf)
+		for t := range T {
+			i := s*T + t
+			key := [2]int32{h.doc[i], h.pos[i] / c}
+			id, ok := m.chunkOf[key]
+			if !ok {
+				id = int32(t)
+				m.chunkOf[key] = id
+			}
+			h.chunkDoc[i] = id
+		}
+	}
+}
+
+// docOf returns the document ids that layer l's attention masks by: the batch's doc, or
+// with attention_chunk on a RoPE layer its chunkDoc.
+func (m *Model[F]) docOf(l layer) kernels.Buf[int32] {
+	if l.rope && m.Cfg.AttentionChunk > 0 {
+		return m.in.chunkDoc
+	}
+	return m.in.doc
+}
+
+// project writes block i's queries, keys and values of the n rows of the loaded batch from
+// the attention-norm output h1, as the attention takes them: RoPE, qk_norm and the
+// attention temperature applied as the layer has them. With qk_norm it keeps q and k
+// before the norm, and their rstd, in the layer's activations for the backward pass.
+//
+//	q: [n, H*D]  k, v: [n, KV*D]  h1: [n, C]
+func (m *Model[F]) project(i int, q, k, v, h1 kernels.Buf[F], n int) {
+	l, a, be, in := m.layers[i], &m.acts[i], m.be, &m.in
+	C, H, KV, D := m.Cfg.DModel, m.Cfg.NHeads, m.Cfg.NKVHeads, m.Cfg.HeadDim()
+	qkNorm, temper := m.qkNorm(l), m.temper(l)
+	qp, kp := q, k // the projections' outputs
+	if qkNorm {
+		qp, kp = a.qr.Slice(0, n*H*D), a.kr.Slice(0, n*KV*D)
+	}
+	if temper { // scaled into q next; the forward's scratch is free until the output projection
+		qp = m.g.tmp.Slice(0, n*H*D)
+	}
+	m.linear(qp, h1, l.wq, n, C, H*D)
+	m.linear(kp, h1, l.wk, n, C, KV*D)
+	m.linear(v, h1, l.wv, n, C, KV*D)
+	if l.rope {
+		be.RoPE(qp, in.pos, m.cos, m.sin, H, D)
+		be.RoPE(kp, in.pos, m.cos, m.sin, KV, D)
+	}
+	if qkNorm {
+		be.RMSNorm(q, a.rstdq.Slice(0, n*H), qp, m.ones, D, m.Cfg.NormEps)
+		be.RMSNorm(k, a.rstdk.Slice(0, n*KV), kp, m.ones, D, m.Cfg.NormEps)
+	}
+	if temper {
+		be.GatherRows(q, qp, in.rows, in.temp, H*D)
+	}
+}
+
+// qkNorm and temper report whether layer l applies qk_norm and the attention temperature.
+func (m *Model[F]) qkNorm(l layer) bool { return l.rope && m.Cfg.QKNorm }
+func (m *Model[F]) temper(l layer) bool { return !l.rope && m.Cfg.AttnTemperature.FloorScale > 0 }
 
 // attentionForward runs block i's attention half: m.x[i] -> x_mid (see Model.xmid).
 func (m *Model[F]) attentionForward(i int) {
-	l, a, be, in := m.layers[i], &m.acts[i], m.be, &m.in
+	l, a, be := m.layers[i], &m.acts[i], m.be
 	N, C := m.n, m.Cfg.DModel
 	H, KV, D := m.Cfg.NHeads, m.Cfg.NKVHeads, m.Cfg.HeadDim()
 	x := m.x[i].Slice(0, N*C)
@@ -20,14 +111,8 @@ func (m *Model[F]) attentionForward(i int) {
 	lse := a.lse.Slice(0, N*H)
 
 	be.RMSNorm(h1, rstd, x, m.w(l.attnNorm), C, m.Cfg.NormEps)
-	m.linear(q, h1, l.wq, N, C, H*D)
-	m.linear(k, h1, l.wk, N, C, KV*D)
-	m.linear(v, h1, l.wv, N, C, KV*D)
-	if l.rope {
-		be.RoPE(q, in.pos, m.cos, m.sin, H, D)
-		be.RoPE(k, in.pos, m.cos, m.sin, KV, D)
-	}
-	be.Attention(att, lse, q, k, v, in.doc, m.b, m.t, H, KV, D, m.AttnScale)
+	m.project(i, q, k, v, h1, N)
+	be.Attention(att, lse, q, k, v, m.docOf(l), m.b, m.t, H, KV, D, m.AttnScale)
 	o := m.g.tmp.Slice(0, N*C)
 	m.linear(o, att, l.wo, N, H*D, C)
 	if m.codec != nil {
@@ -76,7 +161,21 @@ func (m *Model[F]) attentionBackward(i int) {
 	kernels.Zero(be, dq)
 	kernels.Zero(be, dk)
 	kernels.Zero(be, dv)
-	be.AttentionBackward(dq, dk, dv, datt, att, a.lse.Slice(0, N*H), q, k, v, in.doc, m.b, m.t, H, KV, D, m.AttnScale)
+	be.AttentionBackward(dq, dk, dv, datt, att, a.lse.Slice(0, N*H), q, k, v, m.docOf(l), m.b, m.t, H, KV, D, m.AttnScale)
+	// project's options backward, into the scratch that is free now: datt, and dy (do).
+	if m.temper(l) {
+		be.GatherRows(datt, dq, in.rows, in.temp, H*D)
+		dq = datt
+	}
+	if m.qkNorm(l) {
+		dqr, dkr := datt, g.dy.Slice(0, N*KV*D)
+		kernels.Zero(be, dqr)
+		kernels.Zero(be, dkr)
+		be.RMSNormBackward(dqr, m.dOnes, dq, a.qr.Slice(0, N*H*D), m.ones, a.rstdq.Slice(0, N*H), D)
+		be.RMSNormBackward(dkr, m.dOnes, dk, a.kr.Slice(0, N*KV*D), m.ones, a.rstdk.Slice(0, N*KV), D)
+		kernels.Zero(be, m.dOnes) // the gain of ones is no parameter
+		dq, dk = dqr, dkr
+	}
 	if l.rope {
 		be.RoPEBackward(dq, in.pos, m.cos, m.sin, H, D)
 		be.RoPEBackward(dk, in.pos, m.cos, m.sin, KV, D)

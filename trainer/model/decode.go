@@ -12,10 +12,11 @@ import (
 // Forward over a prefix of T positions computes every layer's keys and values of every
 // position; the logits of the last position are all generation needs, and the keys and
 // values of positions 0..T-2 were already computed by the steps before. A Decoder keeps
-// them, per layer, after RoPE (on the layers that use it), and each Step computes only the
-// new position's norms, projections, attention over the cache, feed-forward (dense or MoE)
-// and logits: O(params + p·H·D) for position p instead of Forward's O(p·params + p²·H·D).
-// It runs the model's own forward code on one row; only the attention is its own.
+// them, per layer, as the attention takes them (Model.project: after RoPE and qk_norm on
+// the layers that have them), and each Step computes only the new position's norms,
+// projections, attention over the cache, feed-forward (dense or MoE) and logits:
+// O(params + p·H·D) for position p instead of Forward's O(p·params + p²·H·D). It runs the
+// model's own forward code on one row; only the attention is its own.
 //
 // The attention of one query row, through Backend ops (the Attention op computes every
 // row of a causal sequence, p rows too many here): per key/value head g, the scores of its
@@ -93,7 +94,8 @@ func (d *Decoder[F]) Step(token int32) []F {
 }
 
 // attention is attentionForward for the step's one row p = d.n: its key and value go into
-// the cache, and its query attends to the cached positions 0..p.
+// the cache, and its query attends to the cached positions 0..p, or with attention_chunk c
+// on a RoPE layer to those of p's chunk, c·floor(p/c)..p.
 func (d *Decoder[F]) attention(i int) {
 	m := d.m
 	l, a, be := m.layers[i], &m.acts[i], m.be
@@ -102,22 +104,21 @@ func (d *Decoder[F]) attention(i int) {
 	x, h1, q := m.x[i].Slice(0, C), a.h1.Slice(0, C), d.q
 
 	be.RMSNorm(h1, a.rstd1.Slice(0, 1), x, m.w(l.attnNorm), C, m.Cfg.NormEps)
-	m.linear(q, h1, l.wq, 1, C, H*D)
-	m.linear(d.kNew, h1, l.wk, 1, C, KV*D)
-	m.linear(d.vNew, h1, l.wv, 1, C, KV*D)
-	if l.rope {
-		be.RoPE(q, m.in.pos, m.cos, m.sin, H, D)
-		be.RoPE(d.kNew, m.in.pos, m.cos, m.sin, KV, D)
+	m.project(i, q, d.kNew, d.vNew, h1, 1)
+	lo := 0 // the first position the query sees
+	if c := m.Cfg.AttentionChunk; l.rope && c > 0 {
+		lo = p / c * c
 	}
-	scores, prob := d.scores.Slice(0, R*n), d.prob.Slice(0, R*n)
+	scores, prob := d.scores.Slice(0, R*(n-lo)), d.prob.Slice(0, R*(n-lo))
 	for g := range KV {
 		K, V := d.k[i].Slice(g*T*D, (g*T+n)*D), d.v[i].Slice(g*T*D, (g*T+n)*D) // [n, D]
 		kernels.Copy(be, K.From(p*D), d.kNew.Slice(g*D, (g+1)*D))
 		kernels.Copy(be, V.From(p*D), d.vNew.Slice(g*D, (g+1)*D))
-		be.MatMul(scores, q.Slice(g*R*D, (g+1)*R*D), K, R, D, n, false, true, false) // [R, n]
+		K, V = K.From(lo*D), V.From(lo*D)
+		be.MatMul(scores, q.Slice(g*R*D, (g+1)*R*D), K, R, D, n-lo, false, true, false) // [R, n-lo]
 		be.Scale(scores, m.AttnScale)
-		be.Softmax(prob, scores, R, n)
-		be.MatMul(d.att.Slice(g*R*D, (g+1)*R*D), prob, V, R, n, D, false, false, false)
+		be.Softmax(prob, scores, R, n-lo)
+		be.MatMul(d.att.Slice(g*R*D, (g+1)*R*D), prob, V, R, n-lo, D, false, false, false)
 	}
 	o := m.g.tmp.Slice(0, C)
 	m.linear(o, d.att, l.wo, 1, H*D, C)

@@ -22,11 +22,18 @@ const decodeTol = 1e-5
 // logits within decodeTol, of recomputing the whole prefix with Forward at every step, on
 // the tiny preset (MoE every 2nd layer with a shared expert, NoPE on the 4th layer,
 // grouped-query attention) with random weights large enough that the tokens vary; also
-// with FP8 training's activation codec set, whose buffers the decoder must not read.
+// with FP8 training's activation codec set, whose buffers the decoder must not read; and
+// with all of Llama 4's options on (qk_norm, attention chunks of 16 positions, a
+// temperature that grows from position 7 on, gates on the experts' inputs).
 func TestDecoderMatchesForward(t *testing.T) {
-	for _, codec := range []bool{false, true} {
+	for _, c := range []struct{ codec, llama4 bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		codec := c.codec
 		cfg := Presets["tiny"]
 		cfg.SeqLen = 48
+		if c.llama4 {
+			cfg.QKNorm, cfg.AttentionChunk, cfg.MoE.ScoreOnInput = true, 16, true
+			cfg.AttnTemperature = AttnTemperature{FloorScale: 8, Scale: 0.5}
+		}
 		be := device.CPU[float32]()
 		m := New[float32](cfg, be, 1)
 		m.Init(3, func(t Tensor) float64 { return 0.5 / math.Sqrt(float64(t.Shape[len(t.Shape)-1])) })

@@ -164,8 +164,15 @@ func (m *Model[F]) moeForward(i int) (aux float64, load []float64) {
 		m.ffnForward(y, h2, a.ffn, m.dense(l.sw1, l.sw3, l.sw2), N, G)
 		be.Axpy(xn, y, 1)
 	}
+	// The gate scales each routed slot's input or its output.
+	var inGate, outGate kernels.Buf[F]
+	if m.Cfg.MoE.ScoreOnInput {
+		inGate = a.rowGate.Slice(0, N*k)
+	} else {
+		outGate = a.gate.Slice(0, N*k)
+	}
 	hg := a.hg.Slice(0, N*k*C)
-	be.GatherRows(hg, h2, a.rowTok.Slice(0, N*k), kernels.Buf[F]{}, C)
+	be.GatherRows(hg, h2, a.rowTok.Slice(0, N*k), inGate, C)
 	y := a.y
 	if m.codec != nil { // computed in gradient scratch and packed (see SetCodec)
 		y = m.g.dhg
@@ -178,8 +185,8 @@ func (m *Model[F]) moeForward(i int) (aux float64, load []float64) {
 		}
 		m.ffnForward(y.Slice(lo*C, hi*C), hg.Slice(lo*C, hi*C), a.experts.rows(lo, hi, G), m.expert(l, e), hi-lo, G)
 	}
-	be.GatherSum(xn, y, a.slotRow.Slice(0, N*k), a.gate.Slice(0, N*k), k, C)
-	if m.codec != nil {
+	be.GatherSum(xn, y, a.slotRow.Slice(0, N*k), outGate, k, C)
+	if m.codec != nil && !m.Cfg.MoE.ScoreOnInput { // the gates' backward reads y
 		m.pack(a.yc, y)
 	}
 
@@ -225,16 +232,27 @@ func (m *Model[F]) moeBackward(i int, scale F) {
 		kernels.Zero(be, dh)
 	}
 
-	// Routed experts: gathered row p gets gate_p·dx[token(p)]; its gate gets dx·y_p.
+	// Routed experts. Gate on the output: gathered row p gets gate_p·dx[token(p)], and its
+	// gate <dx[token(p)], y_p>. Gate on the input: row p gets dx[token(p)], its input's
+	// gradient dhg_p goes to h[token(p)] times gate_p, and the gate gets <dhg_p, h[token(p)]>.
+	onInput := m.Cfg.MoE.ScoreOnInput
 	dy, dhg, dgate := g.dy.Slice(0, N*k*C), g.dhg.Slice(0, N*k*C), g.dgate.Slice(0, N*k)
-	rowTok, rowGate, hg := a.rowTok.Slice(0, N*k), a.rowGate.Slice(0, N*k), a.hg.Slice(0, N*k*C)
-	be.GatherRows(dy, dx, rowTok, rowGate, C)
-	y := a.y
-	if m.codec != nil { // unpacked into dhg, which the experts' backward overwrites after
-		y = dhg
-		m.unpack(y, a.yc)
+	rowTok, hg := a.rowTok.Slice(0, N*k), a.hg.Slice(0, N*k*C)
+	var outGate, inGate kernels.Buf[F]
+	if onInput {
+		inGate = a.gate.Slice(0, N*k)
+	} else {
+		outGate = a.rowGate.Slice(0, N*k)
 	}
-	be.RowDots(dgate, dx, y.Slice(0, N*k*C), rowTok, C)
+	be.GatherRows(dy, dx, rowTok, outGate, C)
+	if !onInput {
+		y := a.y
+		if m.codec != nil { // unpacked into dhg, which the experts' backward overwrites after
+			y = dhg
+			m.unpack(y, a.yc)
+		}
+		be.RowDots(dgate, dx, y.Slice(0, N*k*C), rowTok, C)
+	}
 	for e := range E {
 		lo, hi := a.start[e], a.start[e+1]
 		if lo == hi {
@@ -242,21 +260,24 @@ func (m *Model[F]) moeBackward(i int, scale F) {
 		}
 		m.ffnBackward(dhg.Slice(lo*C, hi*C), dy.Slice(lo*C, hi*C), hg.Slice(lo*C, hi*C), a.experts.rows(lo, hi, G), m.expert(l, e), hi-lo, G, false)
 	}
-	be.GatherSum(dh, dhg, a.slotRow.Slice(0, N*k), kernels.Buf[F]{}, k, C)
+	xmid := m.savedXmid(i)
+	if m.linears != nil {
+		// h2 was scratch (dh, see SetLinears); the router's float32 backward, and the input
+		// gates', need it: recompute it, the same values as the forward's (with a codec,
+		// those of the unpacked x_mid), in dy, free once the experts' backward ran.
+		h2 = dy.Slice(0, N*C)
+		be.RMSNorm(h2, a.rstd2.Slice(0, N), xmid, m.w(l.ffnNorm), C, m.Cfg.NormEps)
+	}
+	if onInput {
+		be.RowDots(dgate, h2, dhg, rowTok, C)
+	}
+	be.GatherSum(dh, dhg, a.slotRow.Slice(0, N*k), inGate, k, C)
 
 	// The router logits' gradient: each gate's through sigmoid', and the aux loss's through
 	// the softmax, dP_e = s·coef·E·f_e, P_e = mean_t softmax(r_t)_e.
 	dr, probs := g.dr.Slice(0, N*E), a.probs.Slice(0, N*E)
 	c := float64(scale) * m.Cfg.MoE.AuxLoss * float64(E) / float64(N)
-	be.RouterBackward(dr, probs, dgate, rowGate, rowTok, a.start, a.load, c, N, E)
-	xmid := m.savedXmid(i)
-	if m.linears != nil {
-		// h2 was scratch (dh, see SetLinears); the router's float32 backward needs it:
-		// recompute it, the same values as the forward's (with a codec, those of the
-		// unpacked x_mid), in dhg, free once the experts' input gradients are summed.
-		h2 = dhg.Slice(0, N*C)
-		be.RMSNorm(h2, a.rstd2.Slice(0, N), xmid, m.w(l.ffnNorm), C, m.Cfg.NormEps)
-	}
+	be.RouterBackward(dr, probs, dgate, a.rowGate.Slice(0, N*k), rowTok, a.start, a.load, c, N, E)
 	m.linearBackward(dh, dr, h2, l.router, N, C, E, true)
 	be.RMSNormBackward(dx, m.dw(l.ffnNorm), dh, xmid, m.w(l.ffnNorm), a.rstd2.Slice(0, N), C)
 }

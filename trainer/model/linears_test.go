@@ -47,9 +47,16 @@ func (l *copyLinear) Backward(dx, dW, dy kernels.Buf[float64], s float64, accumu
 
 // SetLinears must hand every hidden and expert matrix to a Linear, pair the ones that read
 // the same input, and, with its activations now shared between layers, give the same
-// losses and gradients as the model without Linears, bit for bit.
+// losses and gradients as the model without Linears, bit for bit; also with Llama 4's
+// options.
 func TestSetLinearsKeepsResults(t *testing.T) {
-	cfg := testConfig()
+	for _, cfg := range []Config{testConfig(), withLlama4(testConfig())} {
+		linearsKeepResults(t, cfg)
+	}
+}
+
+func linearsKeepResults(t *testing.T, cfg Config) {
+	t.Helper()
 	batches := []int{2, 1} // the second smaller: an eval tail after a full micro-batch
 	run := func(m *Model[float64]) ([]Result, []float64) {
 		var rs []Result

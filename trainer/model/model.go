@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/herdml/herd/data"
 	"github.com/herdml/herd/kernels"
@@ -46,6 +47,9 @@ type Model[F kernels.Float] struct {
 	norm, out  int
 	cos, sin   kernels.Buf[F] // [T, D/2] RoPE angles for positions 0..T-1
 
+	// With qk_norm: its RMSNorm's gain of ones [D], and that gain's gradient, never read.
+	ones, dOnes kernels.Buf[F]
+
 	// The last Forward's batch: its sizes, its rows in the kernels' form (views of inAll,
 	// which has room for a full micro-batch), and the host staging that load validates it
 	// into before the batch upload.
@@ -53,6 +57,9 @@ type Model[F kernels.Float] struct {
 	in, inAll   batchBufs[F]
 	inHost      batchHost[F]
 	tokens      float64 // Σ mask
+	// chunkOf, with attention_chunk, maps a sequence's (doc, chunk) to its id in chunkDoc
+	// while load computes them; kept to reuse its memory.
+	chunkOf map[[2]int32]int32
 
 	x       []kernels.Buf[F] // L+1 residual streams [N, C]: x[0] embeddings, x[l+1] after block l
 	acts    []layerActs[F]
@@ -85,14 +92,19 @@ type batchBufs[F kernels.Float] struct {
 	mask    kernels.Buf[F]     // [N] loss weight
 	patchAt kernels.Buf[int32] // [NP] flat positions of the patches
 	pixels  kernels.Buf[F]     // [NP, P]
+
+	// Llama 4's attention options, each only when configured (see attention.go).
+	chunkDoc kernels.Buf[int32] // [N] attention_chunk: the RoPE layers' doc, one id per (doc, chunk)
+	temp     kernels.Buf[F]     // [N] attn_temperature: the NoPE layers' query multiplier of each row
+	rows     kernels.Buf[int32] // [N] attn_temperature: 0, 1, ..., the index of GatherRows that scales rows by temp
 }
 
 // batchHost is the host side of the batch upload, batchBufs' fields as host slices with
 // room for a full micro-batch. On a host backend they are the buffers' own memory
 // (kernels.ToHost), so that the upload copies nothing.
 type batchHost[F kernels.Float] struct {
-	ids, targets, pos, doc, patchAt []int32
-	mask, pixels                    []F
+	ids, targets, pos, doc, patchAt, chunkDoc []int32
+	mask, pixels, temp                        []F
 }
 
 // Linear runs one linear layer's GEMMs: y = s·x·Wᵀ and its backward, dW += s·dyᵀ·x and
@@ -158,6 +170,11 @@ func New[F kernels.Float](cfg Config, be kernels.Backend[F], microBatch int) *Mo
 		})
 	}
 	m.cos, m.sin = ropeTables(cfg, be)
+	if cfg.QKNorm {
+		D := cfg.HeadDim()
+		m.ones, m.dOnes = kernels.Alloc[F](be, D), kernels.Alloc[F](be, D)
+		kernels.Upload(be, m.ones, slices.Repeat([]F{1}, D))
+	}
 
 	N, C, V := microBatch*cfg.SeqLen, cfg.DModel, cfg.VocabSize
 	alloc := func(n int) kernels.Buf[F] { return kernels.Alloc[F](be, n) }
@@ -168,7 +185,7 @@ func New[F kernels.Float](cfg Config, be kernels.Backend[F], microBatch int) *Mo
 	}
 	m.acts = make([]layerActs[F], cfg.NLayers)
 	for i := range m.acts {
-		m.acts[i] = newLayerActs[F](cfg, be, m.layers[i].moe, N)
+		m.acts[i] = newLayerActs[F](cfg, be, m.layers[i], N)
 	}
 	m.xf, m.rstdf, m.logits = alloc(N*C), alloc(N), alloc(N*V)
 	m.lossRow, m.lseRow = alloc(N), alloc(N)
@@ -233,10 +250,22 @@ func newBatchBufs[F kernels.Float](cfg Config, be kernels.Backend[F], N int) (ba
 	if P := cfg.PatchPixels(); P > 0 {
 		d.patchAt, d.pixels = ints(), kernels.Alloc[F](be, N*P)
 	}
+	if cfg.AttentionChunk > 0 {
+		d.chunkDoc = ints()
+	}
+	if cfg.AttnTemperature.FloorScale > 0 {
+		d.temp, d.rows = kernels.Alloc[F](be, N), ints()
+		rows := kernels.ToHost(be, d.rows)
+		for i := range rows {
+			rows[i] = int32(i)
+		}
+		kernels.Upload(be, d.rows, rows)
+	}
 	h := batchHost[F]{
 		ids: kernels.ToHost(be, d.ids), targets: kernels.ToHost(be, d.targets),
 		pos: kernels.ToHost(be, d.pos), doc: kernels.ToHost(be, d.doc), mask: kernels.ToHost(be, d.mask),
 		patchAt: kernels.ToHost(be, d.patchAt), pixels: kernels.ToHost(be, d.pixels),
+		chunkDoc: kernels.ToHost(be, d.chunkDoc), temp: kernels.ToHost(be, d.temp),
 	}
 	return d, h
 }
@@ -345,6 +374,14 @@ func (m *Model[F]) load(b *data.Batch) {
 	if m.np > 0 {
 		m.loadPatches(b)
 	}
+	if m.Cfg.AttentionChunk > 0 {
+		m.loadChunks()
+	}
+	if t := m.Cfg.AttnTemperature; t.FloorScale > 0 {
+		for i, p := range h.pos[:m.n] {
+			h.temp[i] = F(t.at(int(p)))
+		}
+	}
 	m.upload()
 }
 
@@ -379,6 +416,14 @@ func (m *Model[F]) upload() {
 	m.in = batchBufs[F]{
 		ids: all.ids.Slice(0, n), targets: all.targets.Slice(0, n), pos: all.pos.Slice(0, n), doc: all.doc.Slice(0, n),
 		mask: all.mask.Slice(0, n), patchAt: all.patchAt.Slice(0, np), pixels: all.pixels.Slice(0, np*P),
+	}
+	if all.chunkDoc.Len() > 0 {
+		m.in.chunkDoc = all.chunkDoc.Slice(0, n)
+		kernels.Upload(m.be, m.in.chunkDoc, h.chunkDoc[:n])
+	}
+	if all.temp.Len() > 0 {
+		m.in.temp, m.in.rows = all.temp.Slice(0, n), all.rows.Slice(0, n)
+		kernels.Upload(m.be, m.in.temp, h.temp[:n])
 	}
 	in := &m.in
 	kernels.Upload(m.be, in.ids, h.ids[:n])

@@ -84,8 +84,12 @@ func newTestModel[F float32 | float64](cfg Config, B int) *Model[F] {
 	return m
 }
 
-func TestGradientsMatchFiniteDifferences(t *testing.T) {
-	cfg := testConfig()
+func TestGradientsMatchFiniteDifferences(t *testing.T) { checkGradients(t, testConfig()) }
+
+// checkGradients compares Backward's gradients of a model of cfg (testConfig's shape) with
+// central finite differences in float64, at 6 random entries of every tensor.
+func checkGradients(t *testing.T, cfg Config) {
+	t.Helper()
 	b := testBatch(cfg, 2, 1)
 	m := newTestModel[float64](cfg, 2)
 	loss := func() float64 {
@@ -158,7 +162,13 @@ func TestAttentionStaysInsideDocuments(t *testing.T) {
 }
 
 func TestFloat32MatchesFloat64(t *testing.T) {
-	cfg := testConfig()
+	for _, cfg := range []Config{testConfig(), withLlama4(testConfig())} {
+		float32MatchesFloat64(t, cfg)
+	}
+}
+
+func float32MatchesFloat64(t *testing.T, cfg Config) {
+	t.Helper()
 	b := testBatch(cfg, 3, 3)
 	m64, m32 := newTestModel[float64](cfg, 3), newTestModel[float32](cfg, 3)
 	for i, p := range m64.Params.Host() {

@@ -108,10 +108,19 @@ func activationsPerToken[N int64 | float64](cfg Config) N {
 	if P > 0 {
 		n += 1 + P // a patch could sit at every position: its place and pixels
 	}
+	if cfg.AttentionChunk > 0 {
+		n++ // the RoPE layers' document ids
+	}
+	if cfg.AttnTemperature.FloorScale > 0 {
+		n += 2 // query multipliers and their row index
+	}
 	n += (L + 1) * C       // residual streams
 	n += C + 1 + V + 1 + 1 // final norm output and rstd, logits, per-row loss and logsumexp
 	for i := range cfg.NLayers {
 		n += C + 1 + H*D + 2*KV*D + H*D + H + C + C + 1 // h1, rstd1, q, k, v, att, lse, xmid, h2, rstd2
+		if cfg.QKNorm && cfg.UsesRoPE(i) {
+			n += H*D + KV*D + H + KV // q and k before the norm, their rstd
+		}
 		if !cfg.IsMoE(i) {
 			n += 4 * F // SwiGLU a1, a3, u, sigmoid(a1)
 			continue

@@ -96,7 +96,10 @@ func TestPlanActivationsMatchNew(t *testing.T) {
 	vision.MoE.TopK = 2
 	dense := Presets["tiny"]
 	dense.MoE = MoE{}
-	for name, cfg := range map[string]Config{"tiny": Presets["tiny"], "dense": dense, "vision top-2": vision} {
+	llama4 := Presets["tiny"]
+	llama4.QKNorm, llama4.AttentionChunk, llama4.MoE.ScoreOnInput = true, 8, true
+	llama4.AttnTemperature = AttnTemperature{FloorScale: 4, Scale: 0.1}
+	for name, cfg := range map[string]Config{"tiny": Presets["tiny"], "dense": dense, "vision top-2": vision, "llama4 options": llama4} {
 		cfg.SeqLen = 16
 		one := elements(reflect.ValueOf(New[float32](cfg, device.CPU[float32](), 1)).Elem(), map[uintptr]bool{})
 		two := elements(reflect.ValueOf(New[float32](cfg, device.CPU[float32](), 2)).Elem(), map[uintptr]bool{})
