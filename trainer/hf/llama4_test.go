@@ -39,7 +39,6 @@ func TestLlama4Config(t *testing.T) {
 }
 
 func TestLlama4LogitsMatchTransformers(t *testing.T) {
-	t.Skip("awaits the model's Llama 4 options (qk_norm, attn_temperature, attention_chunk, moe.score_on_input: branch h/l4model)")
 	dir := filepath.Join("testdata", "llama4-f32")
 	ref := readReference(t, dir)
 	got, V := forward(t, dir, ref.Tokens)
