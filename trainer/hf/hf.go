@@ -61,6 +61,7 @@ type Config struct {
 	RMSNormEps        *float64     `json:"rms_norm_eps,omitempty"`
 	RopeTheta         *float64     `json:"rope_theta,omitempty"`
 	RopeScaling       *RopeScaling `json:"rope_scaling"`
+	RopeParameters    *RopeScaling `json:"rope_parameters,omitempty"` // transformers 5's rope_theta and rope_scaling in one
 	MaxPositions      *int         `json:"max_position_embeddings,omitempty"`
 	TieWordEmbeddings bool         `json:"tie_word_embeddings"`
 	HiddenAct         string       `json:"hidden_act,omitempty"`
@@ -88,9 +89,11 @@ type Config struct {
 	TextConfig json.RawMessage `json:"text_config,omitempty"`
 }
 
-// RopeScaling is config.json's rope_scaling. herd computes rope_type (or, in older
-// configs, type) "llama3" only (model.RopeFreqs).
+// RopeScaling is config.json's rope_scaling, or its rope_parameters (which also hold
+// rope_theta). herd computes rope_type (or, in older configs, type) "llama3" only
+// (model.RopeFreqs).
 type RopeScaling struct {
+	RopeTheta            *float64 `json:"rope_theta,omitempty"` // rope_parameters only
 	RopeType             string   `json:"rope_type,omitempty"`
 	Type                 string   `json:"type,omitempty"`
 	Factor               *float64 `json:"factor,omitempty"`
@@ -209,6 +212,13 @@ func (c Config) common(where, key string, def model.Config) (model.Config, error
 		return def, refuse(where, key+"head_dim", "%d is not hidden_size/num_attention_heads (%d/%d); herd's head dim is their quotient",
 			*c.HeadDim, m.DModel, m.NHeads)
 	}
+	rope, ropeKey := c.RopeScaling, "rope_scaling"
+	if c.RopeParameters != nil { // transformers 5 writes these instead of rope_theta and rope_scaling
+		rope, ropeKey = c.RopeParameters, "rope_parameters"
+		if c.RopeTheta == nil {
+			c.RopeTheta = rope.RopeTheta
+		}
+	}
 	if c.RopeTheta != nil {
 		m.RopeTheta = *c.RopeTheta
 	}
@@ -220,7 +230,7 @@ func (c Config) common(where, key string, def model.Config) (model.Config, error
 	}
 	m.SeqLen = min(m.SeqLen, MaxSeqLen)
 	var err error
-	m.RopeScaling, err = c.RopeScaling.read(where, key+"rope_scaling")
+	m.RopeScaling, err = rope.read(where, key+ropeKey)
 	return m, err
 }
 
@@ -255,8 +265,7 @@ func (r *RopeScaling) read(where, key string) (model.RopeScaling, error) {
 
 // llama maps a LlamaForCausalLM config: RoPE on every layer, dense feed-forward.
 func (c Config) llama(where string) (model.Config, error) {
-	switch {
-	case c.NumLocalExperts != nil && *c.NumLocalExperts > 0:
+	if c.NumLocalExperts != nil && *c.NumLocalExperts > 0 {
 		return model.Config{}, refuse(where, "num_local_experts", "%d; a %s is dense (Llama 4's experts need architectures %s)",
 			*c.NumLocalExperts, Llama, Llama4)
 	}

@@ -263,6 +263,31 @@ func TestReadRefuses(t *testing.T) {
 	}
 }
 
+// TestRopeParameters: transformers 5 writes rope_theta and rope_scaling as one
+// rope_parameters object, read as the two.
+func TestRopeParameters(t *testing.T) {
+	want, _, err := ReadConfig(filepath.Join("testdata", "llama31-f32"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := copyFixture(t, "llama31-f32")
+	editConfig(t, dir, func(c map[string]any) {
+		params := c["rope_scaling"].(map[string]any)
+		params["rope_theta"] = c["rope_theta"]
+		c["rope_parameters"] = params
+		delete(c, "rope_scaling")
+		delete(c, "rope_theta")
+	})
+	got, _, err := ReadConfig(dir)
+	if err != nil || got != want {
+		t.Fatalf("ReadConfig = %+v, %v; want %+v", got, err, want)
+	}
+	editConfig(t, dir, func(c map[string]any) { c["rope_parameters"].(map[string]any)["rope_type"] = "yarn" })
+	if _, _, err := ReadConfig(dir); err == nil || !strings.Contains(err.Error(), `rope_parameters: rope_type "yarn"`) {
+		t.Fatalf("ReadConfig: %v; want an error naming rope_parameters", err)
+	}
+}
+
 // TestTiedEmbeddings: a model with tie_word_embeddings has no lm_head.weight; herd's
 // untied output.weight starts as a copy of the embedding.
 func TestTiedEmbeddings(t *testing.T) {
