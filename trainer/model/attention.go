@@ -109,13 +109,18 @@ func (m *Model[F]) mm(y, x, W kernels.Buf[F], s F, n, in, out int) {
 		return
 	}
 	m.be.MatMul(y, x, W, n, in, out, false, true, false)
+	if ad := m.adapters[W.Addr()]; ad != nil {
+		m.adapterForward(ad, y, x, n, in, out)
+	}
 	if s != 1 {
 		m.be.Scale(y, s)
 	}
 }
 
 // mmBackward is mm's backward: with dy' = dy·s (dy is scaled in place), dW += dy'ᵀ·x and
-// dx = dy'·W, or dx += dy'·W when accumulate is set.
+// dx = dy'·W, or dx += dy'·W when accumulate is set. An empty dW (a frozen W) skips its
+// product; an adapted W adds its adapter's part to dx and accumulates A's and B's
+// gradients.
 func (m *Model[F]) mmBackward(dx, dW, dy, x, W kernels.Buf[F], s F, n, in, out int, accumulate bool) {
 	if l := m.linears[W.Addr()]; l != nil {
 		l.Backward(dx, dW, dy, s, accumulate)
@@ -124,6 +129,11 @@ func (m *Model[F]) mmBackward(dx, dW, dy, x, W kernels.Buf[F], s F, n, in, out i
 	if s != 1 {
 		m.be.Scale(dy, s)
 	}
-	m.be.MatMul(dW, dy, x, out, n, in, true, false, true)
+	if dW.Len() > 0 {
+		m.be.MatMul(dW, dy, x, out, n, in, true, false, true)
+	}
 	m.be.MatMul(dx, dy, W, n, out, in, false, false, accumulate)
+	if ad := m.adapters[W.Addr()]; ad != nil {
+		m.adapterBackward(ad, dx, dy, x, n, in, out)
+	}
 }

@@ -1,0 +1,170 @@
+package model
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/herdml/herd/kernels/device"
+	"github.com/herdml/herd/metap"
+)
+
+// loraModel is the test model with rank-2 adapters on attention, dense and shared-expert
+// matrices (layer 1 is the MoE layer), every other tensor frozen.
+func loraModel[F float32 | float64](t *testing.T, B int) *Model[F] {
+	t.Helper()
+	cfg := testConfig()
+	lay := NewLayout(cfg)
+	var targets []int
+	for _, name := range []string{"layers.0.attn.wq", "layers.0.attn.wo", "layers.0.ffn.w2", "layers.1.moe.shared.w1", "layers.2.attn.wv"} {
+		targets = append(targets, lay.index[name])
+	}
+	lay.AddLoRA(targets, 2, 3)
+	m := NewWithLayout[F](cfg, lay, device.CPU[F](), B)
+	ref := newTestModel[F](cfg, B) // the same base weights, gains and multipliers
+	copy(m.Params.Host(), ref.Params.Host())
+	copy(m.Mult, ref.Mult)
+	m.AttnScale = ref.AttnScale
+	return m
+}
+
+// TestLoRAGradients checks the adapters' gradients against finite differences, with B = 0
+// as LoRA starts (dA is then exactly 0) and with a random B, in float64.
+func TestLoRAGradients(t *testing.T) {
+	for _, zeroB := range []bool{true, false} {
+		m := loraModel[float64](t, 2)
+		b := testBatch(m.Cfg, 2, 1)
+		rng := rand.New(rand.NewPCG(4, 4))
+		params := m.Params.Host()
+		for _, ad := range m.Layout.Adapters {
+			for _, i := range []int{ad.A, ad.B} {
+				tn := m.Layout.Tensors[i]
+				for j := range tn.Size() {
+					params[tn.Offset+j] = 0.5 * rng.NormFloat64()
+					if zeroB && tn.Class == metap.LoRAB {
+						params[tn.Offset+j] = 0
+					}
+				}
+			}
+		}
+		if want := adapterElems(m.Layout); m.Grads.Len() != want || m.Layout.Trainable != want {
+			t.Fatalf("gradient buffer has %d values, want the adapters' %d", m.Grads.Len(), want)
+		}
+		loss := func() float64 {
+			r := m.Forward(b)
+			return r.Loss + r.Aux
+		}
+		loss()
+		m.Backward(1)
+		const h = 1e-5
+		for _, tn := range m.Layout.Tensors {
+			if tn.Frozen() {
+				continue
+			}
+			for j := range tn.Size() {
+				p := params[tn.Offset+j]
+				params[tn.Offset+j] = p + h
+				up := loss()
+				params[tn.Offset+j] = p - h
+				down := loss()
+				params[tn.Offset+j] = p
+				num, ana := (up-down)/(2*h), m.Grads.Host()[tn.Grad+j]
+				if zeroB && tn.Class == metap.LoRAA && ana != 0 {
+					t.Errorf("B = 0: %s[%d] has gradient %g, want exactly 0", tn.Name, j, ana)
+				}
+				if math.Abs(num-ana) > 1e-6*math.Max(math.Abs(num), math.Abs(ana))+1e-9 {
+					t.Errorf("zero B %v: %s[%d]: backward %.10g, finite difference %.10g", zeroB, tn.Name, j, ana, num)
+				}
+			}
+		}
+	}
+}
+
+func adapterElems(l *Layout) int {
+	n := 0
+	for _, ad := range l.Adapters {
+		n += l.Tensors[ad.A].Size() + l.Tensors[ad.B].Size()
+	}
+	return n
+}
+
+// TestLoRAZeroBIsBase checks that adapters with B = 0 leave the model's output the base
+// model's, bit for bit.
+func TestLoRAZeroBIsBase(t *testing.T) {
+	m := loraModel[float32](t, 2)
+	base := newTestModel[float32](m.Cfg, 2)
+	for _, ad := range m.Layout.Adapters {
+		a := m.Layout.Tensors[ad.A]
+		for j := range a.Size() {
+			m.Params.Host()[a.Offset+j] = 0.3
+		}
+	}
+	b := testBatch(m.Cfg, 2, 7)
+	if got, want := m.Forward(b).Loss, base.Forward(b).Loss; got != want {
+		t.Fatalf("loss with B = 0 is %v, the base model's %v", got, want)
+	}
+}
+
+// TestMergeMatchesAdaptedForward checks that the merged weights compute what the adapted
+// model computes, up to float32 rounding, and that Merge is W + c·B·A as its loop says.
+func TestMergeMatchesAdaptedForward(t *testing.T) {
+	m := loraModel[float32](t, 2)
+	rng := rand.New(rand.NewPCG(6, 6))
+	for _, ad := range m.Layout.Adapters {
+		for _, i := range []int{ad.A, ad.B} {
+			tn := m.Layout.Tensors[i]
+			for j := range tn.Size() {
+				m.Params.Host()[tn.Offset+j] = float32(0.3 * rng.NormFloat64())
+			}
+		}
+	}
+	merged := Merge(m.Layout, m.Params.Host())
+	plain := New[float32](m.Cfg, device.CPU[float32](), 2)
+	copy(plain.Params.Host(), merged)
+	copy(plain.Mult, m.Mult)
+	plain.AttnScale = m.AttnScale
+	b := testBatch(m.Cfg, 2, 3)
+	got, want := plain.Forward(b).Loss, m.Forward(b).Loss
+	if math.Abs(got-want) > 1e-5*math.Abs(want) {
+		t.Fatalf("merged model's loss %v, adapted model's %v", got, want)
+	}
+}
+
+// TestFrozenTensorsKeepOthersGradients checks that freezing tensors leaves them without
+// gradient memory and the other tensors' gradients as without freezing, bit for bit.
+func TestFrozenTensorsKeepOthersGradients(t *testing.T) {
+	cfg := testConfig()
+	full := newTestModel[float32](cfg, 2)
+	lay := NewLayout(cfg)
+	frozen := map[string]bool{"tok_embeddings.weight": true, "patch_proj.weight": true, "layers.0.attn.wq": true,
+		"layers.0.attn_norm.weight": true, "layers.1.moe.experts.w1": true, "layers.2.ffn.w2": true}
+	lay.Freeze(func(t Tensor) bool { return frozen[t.Name] })
+	m := NewWithLayout[float32](cfg, lay, device.CPU[float32](), 2)
+	copy(m.Params.Host(), full.Params.Host())
+	copy(m.Mult, full.Mult)
+	m.AttnScale = full.AttnScale
+	b := testBatch(cfg, 2, 2)
+	full.Forward(b)
+	full.Backward(1)
+	m.Forward(b)
+	m.Backward(1)
+	want := full.Layout.Total
+	for _, tn := range lay.Tensors {
+		if frozen[tn.Name] {
+			want -= tn.Size()
+			if !tn.Frozen() {
+				t.Errorf("%s is not frozen", tn.Name)
+			}
+			continue
+		}
+		got, ref := m.Grads.Host()[tn.Grad:tn.Grad+tn.Size()], full.Grads.Host()[tn.Offset:tn.Offset+tn.Size()]
+		for j := range got {
+			if got[j] != ref[j] {
+				t.Fatalf("%s[%d]: gradient %v with others frozen, %v without", tn.Name, j, got[j], ref[j])
+			}
+		}
+	}
+	if m.Grads.Len() != want {
+		t.Errorf("gradient buffer of %d values, want %d", m.Grads.Len(), want)
+	}
+}
