@@ -117,6 +117,7 @@ type Trainer struct {
 
 	configJSON json.RawMessage
 	configHash string
+	baseHash   string // with LoRA adapters: the sha256 of the frozen base's weights (lora.go)
 }
 
 // pcgStream is the second PCG word; fixed so that the seed alone decides the stream.
@@ -156,11 +157,9 @@ func New(cfg config.Run, opts Options) (*Trainer, error) {
 		return nil, err
 	}
 	if cfg.Init.From != "" {
-		h := tr.toHost()
-		if err := pretrained.Load(cfg.Init.From, tr.snapshot(h).Model); err != nil {
+		if err := tr.loadBase(); err != nil {
 			return nil, err
 		}
-		tr.upload(h)
 	}
 	if err := outdir.Check(tr.store.Root, "checkpoints (train.checkpoint.dir, or --out)"); err != nil {
 		return nil, err
@@ -224,7 +223,11 @@ func build(cfg config.Run, opts Options) (*Trainer, error) {
 	}
 	tr.configJSON, tr.configHash = js, cfg.Hash()
 
-	tr.Model = model.New[float32](cfg.Model, opts.Backend, cfg.Train.MicroBatch)
+	lay, err := cfg.Layout()
+	if err != nil {
+		return nil, err
+	}
+	tr.Model = model.NewWithLayout[float32](cfg.Model, lay, opts.Backend, cfg.Train.MicroBatch)
 	if err := tr.plan(); err != nil {
 		return nil, err
 	}
@@ -262,14 +265,16 @@ func (tr *Trainer) plan() error {
 	for _, e := range table.Entries {
 		byName[e.Name] = e
 	}
-	groups := make([]optim.Group, len(lay.Tensors))
+	var groups []optim.Group // the trainable tensors'
 	for i, t := range lay.Tensors {
 		e, ok := byName[t.Name]
 		if !ok {
 			return fmt.Errorf("metap table has no entry for %s", t.Name)
 		}
 		tr.Model.Mult[i] = float32(e.Mult)
-		groups[i] = optim.Group{Name: t.Name, Offset: t.Offset, Size: t.Size(), LR: e.LR, WeightDecay: e.WeightDecay, Eps: e.Eps}
+		if !t.Frozen() {
+			groups = append(groups, optim.Group{Name: t.Name, Offset: t.Grad, Param: t.Offset, Size: t.Size(), LR: e.LR, WeightDecay: e.WeightDecay, Eps: e.Eps})
+		}
 	}
 	if table.AttnScale != 0 {
 		tr.Model.AttnScale = float32(table.AttnScale)
@@ -277,7 +282,7 @@ func (tr *Trainer) plan() error {
 	tr.Table = table
 	tr.Model.Init(tr.rng.Uint64(), func(t model.Tensor) float64 { return byName[t.Name].InitStd })
 	betas := tr.Cfg.Train.Optim.Betas
-	opt, err := optim.New(tr.opts.Backend, lay.Total, groups, betas[0], betas[1])
+	opt, err := optim.New(tr.opts.Backend, lay.Trainable, groups, betas[0], betas[1])
 	if err != nil {
 		return err
 	}
