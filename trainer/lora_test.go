@@ -215,3 +215,36 @@ func TestLoRAConfigErrors(t *testing.T) {
 		t.Errorf("LoRA without init.from: %v; want a user error naming finetune.lora and init.from", err)
 	}
 }
+
+// TestFrozenOverrides: metap.overrides[].frozen keeps the matching tensors' weights, gives
+// them no gradient or moments, and trains the others, in fp32 and through FP8 linears
+// (whose weight-gradient product is skipped); such a run resumes exactly.
+func TestFrozenOverrides(t *testing.T) {
+	for _, prec := range []string{"fp32", "fp8"} {
+		sets := []string{"train.precision=" + prec, "train.steps=4",
+			`metap.overrides=[{match: "layers.0.*", frozen: true}, {match: "tok_embeddings.weight", frozen: true}]`}
+		tr := newTrainer(t, microConfig(t, sets...), Options{})
+		lay, be := tr.Model.Layout, tr.opts.Backend
+		before := slices.Clone(kernels.ToHost(be, tr.Model.Params))
+		if _, err := tr.Run(context.Background(), 2); err != nil {
+			t.Fatal(err)
+		}
+		after := kernels.ToHost(be, tr.Model.Params)
+		frozen := 0
+		for _, tn := range lay.Tensors {
+			same := slices.Equal(before[tn.Offset:tn.Offset+tn.Size()], after[tn.Offset:tn.Offset+tn.Size()])
+			isFrozen := strings.HasPrefix(tn.Name, "layers.0.") || tn.Name == "tok_embeddings.weight"
+			if isFrozen != tn.Frozen() || isFrozen != same {
+				t.Errorf("%s: %s frozen %v, unchanged by training %v; want both %v", prec, tn.Name, tn.Frozen(), same, isFrozen)
+			}
+			if isFrozen {
+				frozen += tn.Size()
+			}
+		}
+		if tr.Model.Grads.Len() != lay.Total-frozen || tr.opt.M.Len() != lay.Total-frozen {
+			t.Errorf("%s: %d gradients and %d moments for %d trainable values", prec, tr.Model.Grads.Len(), tr.opt.M.Len(), lay.Total-frozen)
+		}
+		tr.Close()
+	}
+	testDeterministicAndExactResume(t, `metap.overrides=[{match: "layers.0.*", frozen: true}]`)
+}

@@ -73,6 +73,17 @@ func TestLoRAFineTune(t *testing.T) {
 	wantUserError(t, stdout, stderr, status, "holds LoRA adapters only", "--merge")
 
 	hf := fineTuneRun(t, hfFixture(t))
+	table, stderr, status := herd(t, hf, append([]string{"metap", "table", "run.yaml", "--format", "csv"}, loraSets...)...)
+	if status != 0 {
+		t.Fatalf("metap table: %s", stderr)
+	}
+	// metap sp: A learns at train.optim.lr, B at 16 times it (LoRA+); A's init std is
+	// 1/sqrt(3·in) with in = d_model = 32, B starts at 0.
+	for _, row := range []string{"layers.1.attn.wv.lora_a,2x32,lora_a,0.10206207261596577,0.01,", "layers.1.attn.wv.lora_b,16x2,lora_b,0,0.16,"} {
+		if !strings.Contains(table, "\n"+row) {
+			t.Errorf("herd metap table has no row starting %s:\n%s", row, table)
+		}
+	}
 	if _, stderr, status := herd(t, hf, append([]string{"train", "run.yaml"}, loraSets...)...); status != 0 {
 		t.Fatalf("train: %s", stderr)
 	}
