@@ -21,9 +21,9 @@ var loraSets = []string{"finetune.lora.rank=4", "finetune.lora.alpha=8",
 
 // loraRun trains a LoRA run on base until step until (resuming its latest checkpoint, if
 // any) and returns the trainer, still open.
-func loraRun(t *testing.T, base, dir string, until int64) *Trainer {
+func loraRun(t *testing.T, base, dir string, until int64, sets ...string) *Trainer {
 	t.Helper()
-	tr, err := New(fineTune(t, base, dir, loraSets...), Options{})
+	tr, err := New(fineTune(t, base, dir, append(slices.Clone(loraSets), sets...)...), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,22 +66,25 @@ func TestLoRATrainsAdaptersOnly(t *testing.T) {
 	}
 }
 
-// TestLoRAExactResume: a LoRA run stopped at step 2 and resumed ends with the adapters,
-// moments and state of an uninterrupted run, bit for bit.
+// TestLoRAExactResume: a LoRA run stopped at step 2 and resumed, on one rank or on two,
+// ends with the adapters, moments and state of an uninterrupted run, bit for bit.
 func TestLoRAExactResume(t *testing.T) {
 	src, ckpt := trainedCheckpoint(t)
 	defer src.Close()
 	whole := t.TempDir()
 	tr := loraRun(t, ckpt, whole, 4)
 	tr.Close()
-	parts := t.TempDir()
-	loraRun(t, ckpt, parts, 2).Close()
-	tr = loraRun(t, ckpt, parts, 4)
-	tr.Close()
-	a, b := fingerprint(t, filepath.Join(whole, "ft", checkpoint.Name(4))), fingerprint(t, filepath.Join(parts, "ft", checkpoint.Name(4)))
-	for _, f := range []string{checkpoint.ModelFile, checkpoint.OptimFile, checkpoint.StateFile} {
-		if a[f] != b[f] {
-			t.Errorf("%s: resumed at step 2 %s, uninterrupted %s", f, b[f], a[f])
+	a := fingerprint(t, filepath.Join(whole, "ft", checkpoint.Name(4)))
+	for _, ranks := range []string{"parallel.data=1", "parallel.data=2"} {
+		parts := t.TempDir()
+		loraRun(t, ckpt, parts, 2).Close()
+		tr = loraRun(t, ckpt, parts, 4, ranks)
+		tr.Close()
+		b := fingerprint(t, filepath.Join(parts, "ft", checkpoint.Name(4)))
+		for _, f := range []string{checkpoint.ModelFile, checkpoint.OptimFile, checkpoint.StateFile} {
+			if a[f] != b[f] {
+				t.Errorf("%s: resumed at step 2 with %s %s, uninterrupted %s", f, ranks, b[f], a[f])
+			}
 		}
 	}
 }

@@ -191,6 +191,7 @@ func New(cfg config.Run, opts Options) (*Trainer, error) {
 		be, w := tr.opts.Backend, kernels.ToHost(tr.opts.Backend, tr.Model.Params)
 		for _, sib := range tr.dp.siblings {
 			kernels.Upload(be, sib.Model.Params, w)
+			sib.baseHash = tr.baseHash
 		}
 	}
 	return tr, nil
