@@ -15,7 +15,7 @@ import (
 )
 
 // loraSets adapt attention, dense and shared-expert matrices of openYAML's model.
-var loraSets = []string{"finetune.lora.rank=4", "finetune.lora.alpha=8",
+var loraSets = []string{"finetune.lora.rank=4", "finetune.lora.alpha=8", "finetune.lora.dropout=0.25",
 	"finetune.lora.targets=[layers.*.attn.wq, layers.*.attn.wv, layers.0.ffn.w2, layers.1.moe.shared.w1]",
 	"train.steps=4", "train.checkpoint.every=2", "train.checkpoint.keep=5"}
 
@@ -205,7 +205,7 @@ func TestLoRAConfigErrors(t *testing.T) {
 		{"finetune.lora.targets=[layers.*.attention.wq]", "finetune.lora.targets[0]"},
 		{"finetune.lora.targets=[layers.*.attn.wq, layers.*.attn_norm.weight]", "finetune.lora.targets[1]"},
 		{"finetune.lora.targets=[layers.1.moe.experts.w1]", "finetune.lora.targets[0]"},
-		{"finetune.lora.dropout=0.1", "finetune.lora.dropout"},
+		{"finetune.lora.dropout=1", "finetune.lora.dropout"},
 		{"train.precision=fp8", "finetune.lora"},
 	} {
 		_, err := config.Parse("l.yaml", []byte(openYAML), []string{"init.from=x", "finetune.lora.rank=2", c.set})

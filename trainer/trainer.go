@@ -338,7 +338,13 @@ func (tr *Trainer) localStep() (Stats, error) {
 		if err := tr.train.Next(&tr.batch); err != nil {
 			return st, fmt.Errorf("step %d: reading micro-batch %d: %w", step, i, err)
 		}
+		// Adapter dropout draws its masks by the sequence's place in the step's global
+		// batch, where rank r of W reads G/W sequences from r·G/W (data.Sampler): the same
+		// masks on every world size.
+		m.SetDropout(&model.DropoutKey{Seed: tr.Cfg.Seed, Step: step,
+			Sample: int64(tr.rank*(tr.Cfg.Train.GlobalBatch/tr.Cfg.Parallel.Data) + i*tr.Cfg.Train.MicroBatch)})
 		r := m.Forward(&tr.batch)
+		m.SetDropout(nil)
 		if math.IsNaN(r.Loss) || math.IsInf(r.Loss, 0) || math.IsNaN(r.Aux) || math.IsInf(r.Aux, 0) {
 			return st, diverged(step, fmt.Sprintf("loss is %g (aux %g) in micro-batch %d", r.Loss, r.Aux, i))
 		}

@@ -23,7 +23,7 @@ func (f Finetune) IsZero() bool { return f.LoRA.IsZero() }
 type LoRA struct {
 	Rank    int      `yaml:"rank" json:"rank"`       // adapter rank r; default 0 = no adapters (full fine-tuning); 0 to the smallest side of a target
 	Alpha   float64  `yaml:"alpha" json:"alpha"`     // the adapter's output is scaled by alpha/rank; default 16; > 0
-	Dropout float64  `yaml:"dropout" json:"dropout"` // dropout on the adapter's input; default 0; only 0 is supported
+	Dropout float64  `yaml:"dropout" json:"dropout"` // dropout on the adapter's input in training, deterministic (model/lora.go); default 0; in [0, 1)
 	Targets []string `yaml:"targets" json:"targets"` // globs of the matrices to adapt; default PEFT's Llama choice, q and v
 }
 
@@ -46,7 +46,7 @@ func (r Run) Layout() (*model.Layout, error) {
 		if err != nil {
 			return nil, err
 		}
-		lay.AddLoRA(targets, l.Rank, l.Alpha)
+		lay.AddLoRA(targets, l.Rank, l.Alpha, l.Dropout)
 	}
 	var frozen []string
 	for _, o := range r.MetaP.Overrides {
@@ -120,8 +120,8 @@ func (f Finetune) validate(r Run) error {
 		return nil
 	case !(l.Alpha > 0):
 		return usererr.New("finetune.lora.alpha", "must be positive (the adapter's output is scaled by alpha/rank), got %g", l.Alpha)
-	case l.Dropout != 0:
-		return usererr.New("finetune.lora.dropout", "must be 0, got %g: adapter dropout is not supported yet", l.Dropout)
+	case !(l.Dropout >= 0 && l.Dropout < 1):
+		return usererr.New("finetune.lora.dropout", "must be in [0, 1), got %g", l.Dropout)
 	case len(l.Targets) == 0:
 		return usererr.New("finetune.lora.targets", "give at least one glob of matrices to adapt, such as \"layers.*.attn.wq\"")
 	case r.Init.From == "":

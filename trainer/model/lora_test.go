@@ -11,7 +11,7 @@ import (
 
 // loraModel is the test model with rank-2 adapters on attention, dense and shared-expert
 // matrices (layer 1 is the MoE layer), every other tensor frozen.
-func loraModel[F float32 | float64](t *testing.T, B int) *Model[F] {
+func loraModel[F float32 | float64](t *testing.T, B int, dropout float64) *Model[F] {
 	t.Helper()
 	cfg := testConfig()
 	lay := NewLayout(cfg)
@@ -19,7 +19,7 @@ func loraModel[F float32 | float64](t *testing.T, B int) *Model[F] {
 	for _, name := range []string{"layers.0.attn.wq", "layers.0.attn.wo", "layers.0.ffn.w2", "layers.1.moe.shared.w1", "layers.2.attn.wv"} {
 		targets = append(targets, lay.index[name])
 	}
-	lay.AddLoRA(targets, 2, 3)
+	lay.AddLoRA(targets, 2, 3, dropout)
 	m := NewWithLayout[F](cfg, lay, device.CPU[F](), B)
 	ref := newTestModel[F](cfg, B) // the same base weights, gains and multipliers
 	copy(m.Params.Host(), ref.Params.Host())
@@ -29,10 +29,18 @@ func loraModel[F float32 | float64](t *testing.T, B int) *Model[F] {
 }
 
 // TestLoRAGradients checks the adapters' gradients against finite differences, with B = 0
-// as LoRA starts (dA is then exactly 0) and with a random B, in float64.
+// as LoRA starts (dA is then exactly 0) and with a random B, in float64, without and with
+// dropout on the adapters' input.
 func TestLoRAGradients(t *testing.T) {
-	for _, zeroB := range []bool{true, false} {
-		m := loraModel[float64](t, 2)
+	for _, c := range []struct{ zeroB, dropout bool }{{true, false}, {false, false}, {false, true}} {
+		zeroB, dropout := c.zeroB, 0.0
+		if c.dropout {
+			dropout = 0.4
+		}
+		m := loraModel[float64](t, 2, dropout)
+		if c.dropout {
+			m.SetDropout(&DropoutKey{Seed: 1, Step: 3, Sample: 5})
+		}
 		b := testBatch(m.Cfg, 2, 1)
 		rng := rand.New(rand.NewPCG(4, 4))
 		params := m.Params.Host()
@@ -73,7 +81,7 @@ func TestLoRAGradients(t *testing.T) {
 					t.Errorf("B = 0: %s[%d] has gradient %g, want exactly 0", tn.Name, j, ana)
 				}
 				if math.Abs(num-ana) > 1e-6*math.Max(math.Abs(num), math.Abs(ana))+1e-9 {
-					t.Errorf("zero B %v: %s[%d]: backward %.10g, finite difference %.10g", zeroB, tn.Name, j, ana, num)
+					t.Errorf("zero B %v, dropout %g: %s[%d]: backward %.10g, finite difference %.10g", zeroB, dropout, tn.Name, j, ana, num)
 				}
 			}
 		}
@@ -91,7 +99,7 @@ func adapterElems(l *Layout) int {
 // TestLoRAZeroBIsBase checks that adapters with B = 0 leave the model's output the base
 // model's, bit for bit.
 func TestLoRAZeroBIsBase(t *testing.T) {
-	m := loraModel[float32](t, 2)
+	m := loraModel[float32](t, 2, 0)
 	base := newTestModel[float32](m.Cfg, 2)
 	for _, ad := range m.Layout.Adapters {
 		a := m.Layout.Tensors[ad.A]
@@ -108,7 +116,7 @@ func TestLoRAZeroBIsBase(t *testing.T) {
 // TestMergeMatchesAdaptedForward checks that the merged weights compute what the adapted
 // model computes, up to float32 rounding, and that Merge is W + c·B·A as its loop says.
 func TestMergeMatchesAdaptedForward(t *testing.T) {
-	m := loraModel[float32](t, 2)
+	m := loraModel[float32](t, 2, 0)
 	rng := rand.New(rand.NewPCG(6, 6))
 	for _, ad := range m.Layout.Adapters {
 		for _, i := range []int{ad.A, ad.B} {
@@ -166,5 +174,67 @@ func TestFrozenTensorsKeepOthersGradients(t *testing.T) {
 	}
 	if m.Grads.Len() != want {
 		t.Errorf("gradient buffer of %d values, want %d", m.Grads.Len(), want)
+	}
+}
+
+// TestLoRADropoutMasks checks that dropout changes the training forward, draws its masks
+// by sequence and position alone (a batch of two sequences computes what its halves do
+// with their own Sample), and is off without a key.
+func TestLoRADropoutMasks(t *testing.T) {
+	m := loraModel[float32](t, 2, 0.5)
+	rng := rand.New(rand.NewPCG(8, 8))
+	for _, ad := range m.Layout.Adapters {
+		for _, i := range []int{ad.A, ad.B} {
+			tn := m.Layout.Tensors[i]
+			for j := range tn.Size() {
+				m.Params.Host()[tn.Offset+j] = float32(rng.NormFloat64())
+			}
+		}
+	}
+	cfg := m.Cfg
+	cfg.Vision = Vision{}
+	b := testBatch(cfg, 2, 4)
+	plain := m.Forward(b).Loss
+	m.SetDropout(&DropoutKey{Seed: 1, Step: 2, Sample: 10})
+	both := m.Forward(b)
+	if both.Loss == plain {
+		t.Fatal("dropout 0.5 left the loss as it was")
+	}
+	var halves float64
+	for s := range 2 {
+		T := b.T
+		h := *b
+		h.B, h.Tokens, h.Targets, h.Mask, h.Pos, h.Doc = 1, b.Tokens[s*T:s*T+T], b.Targets[s*T:s*T+T], b.Mask[s*T:s*T+T], b.Pos[s*T:s*T+T], b.Doc[s*T:s*T+T]
+		m.SetDropout(&DropoutKey{Seed: 1, Step: 2, Sample: int64(10 + s)})
+		r := m.Forward(&h)
+		halves += r.Loss * r.Tokens
+	}
+	if d := math.Abs(halves/both.Tokens - both.Loss); d > 1e-5 {
+		t.Errorf("two sequences in one batch: loss %v; one by one: %v", both.Loss, halves/both.Tokens)
+	}
+	m.SetDropout(nil)
+	if got := m.Forward(b).Loss; got != plain {
+		t.Errorf("without a key the loss is %v, want the undropped %v", got, plain)
+	}
+}
+
+// TestPlanCountsLoRA holds NewPlanFor to what NewWithLayout allocates for adapters, with
+// and without dropout: trainable parameters, gradient memory and the adapters' activations.
+func TestPlanCountsLoRA(t *testing.T) {
+	for _, dropout := range []float64{0, 0.1} {
+		m := loraModel[float32](t, 2, dropout)
+		p, base := NewPlanFor(m.Cfg, m.Layout, 2), NewPlan(m.Cfg, 2)
+		var acts int64
+		for _, ad := range m.adapters {
+			acts += int64(ad.xa.Len() + ad.mask.Len() + ad.xd.Len())
+		}
+		acts += int64(m.loraTmp.Len() + m.loraIdent.Len() + m.loraDx.Len() + m.loraDxd.Len())
+		if p.Trainable != int64(m.Grads.Len()) || p.Memory.Grads != 4*int64(m.Grads.Len()) || p.Memory.Optimizer != 8*int64(m.Grads.Len()) {
+			t.Errorf("dropout %g: plan has %d trainable, %d and %d bytes of gradients and moments; the model %d gradients",
+				dropout, p.Trainable, p.Memory.Grads, p.Memory.Optimizer, m.Grads.Len())
+		}
+		if got := (p.Memory.Activations - base.Memory.Activations) / ActivationBytes; got != acts {
+			t.Errorf("dropout %g: plan counts %d adapter activation values, the model allocates %d", dropout, got, acts)
+		}
 	}
 }

@@ -79,6 +79,11 @@ type Model[F kernels.Float] struct {
 	// (see lora.go); loraTmp is their backward's scratch.
 	adapters map[uintptr]*adapter[F]
 	loraTmp  kernels.Buf[F]
+	// With adapter dropout: the key of the next training forward's masks (nil: no
+	// dropout), the identity index and two [N, in] scratch buffers of its backward.
+	dropKey         *DropoutKey
+	loraIdent       kernels.Buf[int32]
+	loraDx, loraDxd kernels.Buf[F]
 	// frozenGain receives the gradient of a frozen RMSNorm gain, which the backend's
 	// RMSNormBackward computes with dx; never read.
 	frozenGain kernels.Buf[F]

@@ -36,12 +36,13 @@ func (t Tensor) Size() int {
 // tensor costs no gradient or optimizer memory. Without frozen tensors both are the same
 // layout (Grad = Offset).
 type Layout struct {
-	Tensors   []Tensor
-	Total     int            // elements in all tensors
-	Trainable int            // elements in the trainable tensors: the gradient buffer's size
-	Adapters  []Adapter      // LoRA adapters (AddLoRA), in the order of their targets
-	LoRAScale float64        // α/r of the adapters
-	index     map[string]int // name -> position in Tensors
+	Tensors     []Tensor
+	Total       int            // elements in all tensors
+	Trainable   int            // elements in the trainable tensors: the gradient buffer's size
+	Adapters    []Adapter      // LoRA adapters (AddLoRA), in the order of their targets
+	LoRAScale   float64        // α/r of the adapters
+	LoRADropout float64        // probability of dropping an adapter's input feature in training
+	index       map[string]int // name -> position in Tensors
 }
 
 // Lookup returns the tensor with the given name.

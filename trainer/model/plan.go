@@ -44,8 +44,8 @@ const (
 // NewPlanFor is NewPlan for a model of layout lay (NewLayout(cfg) with LoRA adapters and
 // frozen tensors, see NewWithLayout): frozen tensors cost their weights but no gradients
 // or moments, and no weight-gradient product (2 of their 6 FLOPs per parameter and
-// token); adapters cost what any trainable matrix does, plus their forward's saved
-// c·x·Aᵀ and the backward's scratch of as many values.
+// token); adapters cost what any trainable matrix does, plus the activations they
+// allocate (loraActivations).
 func NewPlanFor(cfg Config, lay *Layout, microBatch int) Plan {
 	p := NewPlan(cfg, microBatch)
 	base := NewLayout(cfg)
@@ -71,10 +71,7 @@ func NewPlanFor(cfg Config, lay *Layout, microBatch int) Plan {
 	m.Weights = f32 * p.Params
 	m.Grads = f32 * p.Trainable
 	m.Optimizer = 2 * f32 * p.Trainable
-	if n := len(lay.Adapters); n > 0 {
-		r := int64(lay.Tensors[lay.Adapters[0].A].Shape[0])
-		m.Activations += ActivationBytes * int64(n+1) * int64(microBatch) * int64(cfg.SeqLen) * r
-	}
+	m.Activations += ActivationBytes * int64(microBatch) * int64(cfg.SeqLen) * lay.loraActivations()
 	m.Total = m.Weights + m.Grads + m.Optimizer + m.Activations
 	return p
 }
