@@ -126,8 +126,6 @@ func (f Finetune) validate(r Run) error {
 		return usererr.New("finetune.lora.targets", "give at least one glob of matrices to adapt, such as \"layers.*.attn.wq\"")
 	case r.Init.From == "":
 		return usererr.New("finetune.lora", "adapters train on a pretrained base: set init.from to a herd checkpoint, export or Hugging Face folder")
-	case r.Train.Precision == "fp8":
-		return usererr.New("finetune.lora", "cannot be combined with train.precision: fp8 yet; fine-tune adapters in fp32")
 	}
 	_, err := r.Layout()
 	return err

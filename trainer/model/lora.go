@@ -65,8 +65,9 @@ type adapter[F kernels.Float] struct {
 	a, b     int            // tensor indices
 	index    uint64         // position in Layout.Adapters, which keys its dropout masks
 	xa       kernels.Buf[F] // [N, r] c·x·Aᵀ of the last forward
-	mask, xd kernels.Buf[F] // [N, in] dropout mask and x⊙mask of the last training forward
+	mask, xd kernels.Buf[F] // [N, in] dropout mask, and x⊙mask of the last training forward (or x itself, see keepInputs)
 	dropped  bool           // whether the last forward applied the mask
+	keep     bool           // whether xd keeps x when no mask applies (keepInputs)
 }
 
 // DropoutKey says which masks a training forward's adapter dropout draws.
@@ -134,6 +135,27 @@ func (l *Layout) loraActivations() int64 {
 	return n
 }
 
+// keepInputs makes every adapter keep its own copy of its input x for the backward, as
+// SetLinears' Linears do: after SetLinears the model's activations that x lives in are
+// scratch that later layers overwrite, or empty. It also gives the backward the scratch
+// it then computes its part of dx in (mmBackward).
+func (m *Model[F]) keepInputs() {
+	if len(m.adapters) == 0 {
+		return
+	}
+	N := m.microBatch * m.Cfg.SeqLen
+	_, in := m.Layout.loraSizes()
+	for _, ad := range m.adapters {
+		if ad.xd.Len() == 0 {
+			ad.xd = kernels.Alloc[F](m.be, N*in)
+		}
+		ad.keep = true
+	}
+	if m.loraDx.Len() == 0 {
+		m.loraDx, m.loraDxd = kernels.Alloc[F](m.be, N*in), kernels.Alloc[F](m.be, N*in)
+	}
+}
+
 // dropoutMask fills ad.mask for rows of the last batch (n = B·T, the model's m.t per
 // sequence) and in features: each row's values come from a PCG stream seeded by the key,
 // the row's sequence and position and the adapter, uniform u in [0, 1) per feature, kept
@@ -166,41 +188,53 @@ func splitmix(v uint64) uint64 {
 	return v ^ v>>31
 }
 
-// adapterForward adds c·(x·Aᵀ)·Bᵀ to y (before mm scales y by s) and keeps c·x·Aᵀ.
+// adapterForward adds k·(x·Aᵀ)·Bᵀ to y and keeps xa = k·x·Aᵀ: k is c when mm scales y by
+// s after, c·s when a Linear has already scaled its part of y.
 //
 //	y: [n, out]  x: [n, in]
-func (m *Model[F]) adapterForward(ad *adapter[F], y, x kernels.Buf[F], n, in, out int) {
+func (m *Model[F]) adapterForward(ad *adapter[F], y, x kernels.Buf[F], n, in, out int, k F) {
 	r := m.Layout.Tensors[ad.a].Shape[0]
 	xa := ad.xa.Slice(0, n*r)
 	ad.dropped = m.dropKey != nil && m.Layout.LoRADropout > 0
-	if ad.dropped {
+	switch xd := ad.xd.Slice(0, min(n*in, ad.xd.Len())); {
+	case ad.dropped:
 		m.dropoutMask(ad, n, in)
-		xd := ad.xd.Slice(0, n*in)
 		m.be.GatherRows(xd, x, m.loraIdent.Slice(0, n*in), ad.mask.Slice(0, n*in), 1)
 		x = xd
+	case ad.keep:
+		kernels.Copy(m.be, xd, x.Slice(0, n*in))
 	}
 	m.be.MatMul(xa, x, m.w(ad.a), n, in, r, false, true, false)
-	m.be.Scale(xa, F(m.Layout.LoRAScale))
+	m.be.Scale(xa, k)
 	m.be.MatMul(y, xa, m.w(ad.b), n, r, out, false, true, true)
 }
 
-// adapterBackward is adapterForward's backward, from dy already scaled by s: with
-// xa = c·x'·Aᵀ, dB += dyᵀ·xa, and with u = c·dy·B, dA += uᵀ·x' and dx += (u·A)⊙mask, where
-// x' = x⊙mask with dropout and x without (mask 1).
-func (m *Model[F]) adapterBackward(ad *adapter[F], dx, dy, x kernels.Buf[F], n, in, out int) {
+// adapterBackward is adapterForward's backward, with the same k, from dy: scaled by s
+// already when k = c, unscaled when k = c·s. With xa = k·x'·Aᵀ, dB += dyᵀ·xa, and with
+// u = k·dy·B, dA += uᵀ·x' and dx = (u·A)⊙mask (dx += … when accumulate), where x' is
+// x⊙mask with dropout and x without (mask 1); x' is the adapter's own copy when it keeps
+// one.
+func (m *Model[F]) adapterBackward(ad *adapter[F], dx, dy, x kernels.Buf[F], n, in, out int, k F, accumulate bool) {
 	r := m.Layout.Tensors[ad.a].Shape[0]
 	m.be.MatMul(m.dw(ad.b), dy, ad.xa.Slice(0, n*r), out, n, r, true, false, true)
 	u := m.loraTmp.Slice(0, n*r)
 	m.be.MatMul(u, dy, m.w(ad.b), n, out, r, false, false, false)
-	m.be.Scale(u, F(m.Layout.LoRAScale))
+	m.be.Scale(u, k)
+	if ad.dropped || ad.keep {
+		x = ad.xd.Slice(0, n*in)
+	}
+	m.be.MatMul(m.dw(ad.a), u, x, r, n, in, true, false, true)
 	if !ad.dropped {
-		m.be.MatMul(m.dw(ad.a), u, x, r, n, in, true, false, true)
-		m.be.MatMul(dx, u, m.w(ad.a), n, r, in, false, false, true)
+		m.be.MatMul(dx, u, m.w(ad.a), n, r, in, false, false, accumulate)
 		return
 	}
-	m.be.MatMul(m.dw(ad.a), u, ad.xd.Slice(0, n*in), r, n, in, true, false, true)
-	d, dd := m.loraDx.Slice(0, n*in), m.loraDxd.Slice(0, n*in)
+	d := m.loraDx.Slice(0, n*in)
 	m.be.MatMul(d, u, m.w(ad.a), n, r, in, false, false, false)
+	if !accumulate {
+		m.be.GatherRows(dx, d, m.loraIdent.Slice(0, n*in), ad.mask.Slice(0, n*in), 1)
+		return
+	}
+	dd := m.loraDxd.Slice(0, n*in)
 	m.be.GatherRows(dd, d, m.loraIdent.Slice(0, n*in), ad.mask.Slice(0, n*in), 1)
 	m.be.Axpy(dx, dd, 1)
 }
