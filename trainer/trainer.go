@@ -117,7 +117,8 @@ type Trainer struct {
 
 	configJSON json.RawMessage
 	configHash string
-	baseHash   string // with LoRA adapters: the sha256 of the frozen base's weights (lora.go)
+	baseHash   string           // with LoRA adapters: the sha256 of the frozen base's weights (lora.go)
+	dropKey    model.DropoutKey // the training forward's adapter dropout key (a field: steps allocate nothing)
 }
 
 // pcgStream is the second PCG word; fixed so that the seed alone decides the stream.
@@ -341,8 +342,9 @@ func (tr *Trainer) localStep() (Stats, error) {
 		// Adapter dropout draws its masks by the sequence's place in the step's global
 		// batch, where rank r of W reads G/W sequences from r·G/W (data.Sampler): the same
 		// masks on every world size.
-		m.SetDropout(&model.DropoutKey{Seed: tr.Cfg.Seed, Step: step,
-			Sample: int64(tr.rank*(tr.Cfg.Train.GlobalBatch/tr.Cfg.Parallel.Data) + i*tr.Cfg.Train.MicroBatch)})
+		tr.dropKey = model.DropoutKey{Seed: tr.Cfg.Seed, Step: step,
+			Sample: int64(tr.rank*(tr.Cfg.Train.GlobalBatch/tr.Cfg.Parallel.Data) + i*tr.Cfg.Train.MicroBatch)}
+		m.SetDropout(&tr.dropKey)
 		r := m.Forward(&tr.batch)
 		m.SetDropout(nil)
 		if math.IsNaN(r.Loss) || math.IsInf(r.Loss, 0) || math.IsNaN(r.Aux) || math.IsInf(r.Aux, 0) {

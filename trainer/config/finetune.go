@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"path"
 
 	"github.com/herdml/herd/internal/usererr"
@@ -127,6 +128,19 @@ func (f Finetune) validate(r Run) error {
 	case r.Init.From == "":
 		return usererr.New("finetune.lora", "adapters train on a pretrained base: set init.from to a herd checkpoint, export or Hugging Face folder")
 	}
-	_, err := r.Layout()
-	return err
+	lay, err := r.Layout()
+	if err != nil {
+		return err
+	}
+	if l.Dropout > 0 {
+		// The masks are applied through an int32 index over micro_batch·seq_len·in values.
+		for _, ad := range lay.Adapters {
+			in := lay.Tensors[ad.Target].Shape[1]
+			if n := float64(r.Train.MicroBatch) * float64(r.Model.SeqLen) * float64(in); n > math.MaxInt32 {
+				return usererr.New("finetune.lora.dropout", "with train.micro_batch × model.seq_len × %d inputs of %s = %.3g values per mask, more than 2^31-1: lower train.micro_batch, or set dropout 0",
+					in, lay.Tensors[ad.Target].Name, n)
+			}
+		}
+	}
+	return nil
 }
