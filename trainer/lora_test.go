@@ -169,6 +169,15 @@ func TestLoRAMergedExport(t *testing.T) {
 		t.Errorf("merged model's loss %v, adapted model's %v", merged, adapted)
 	}
 
+	ft, err := New(fineTune(t, dir, t.TempDir()), Options{}) // a merged export is a source like any other
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(kernels.ToHost(ft.opts.Backend, ft.Model.Params), got) {
+		t.Error("init.from the merged export does not start from its weights")
+	}
+	ft.Close()
+
 	plain := filepath.Join(t.TempDir(), "adapters")
 	if err := tr.Export(plain); err != nil {
 		t.Fatal(err)
