@@ -16,7 +16,6 @@ import (
 // plain layer of W + c·B·A (Merge). The adapters are tensors of the layout like any other,
 // named after their target ("layers.0.attn.wq.lora_a", ".lora_b"), after the base tensors,
 // so that checkpoints and exports name them and the base keeps its offsets.
-
 //
 // Dropout (LoRA's, PEFT's lora_dropout) with probability p replaces x in the adapter's
 // branch by x⊙mask, mask values 0 (probability p) or 1/(1-p), and only in training
@@ -159,8 +158,8 @@ func (m *Model[F]) keepInputs() {
 // dropoutMask fills ad.mask for rows of the last batch (n = B·T, the model's m.t per
 // sequence) and in features: each row's values come from a PCG stream seeded by the key,
 // the row's sequence and position and the adapter, uniform u in [0, 1) per feature, kept
-// (1/(1-p)) when u >= p. It is drawn on the host and uploaded with the batch's other
-// inputs (a host backend's own memory: no copy).
+// (1/(1-p)) when u >= p. It is drawn on the host and uploaded, a crossing of the training
+// forward like the batch upload (none on a host backend, whose memory the mask is).
 func (m *Model[F]) dropoutMask(ad *adapter[F], n, in int) {
 	k, p := m.dropKey, m.Layout.LoRADropout
 	mask := kernels.ToHost(m.be, ad.mask)[:n*in]
