@@ -243,7 +243,11 @@ func TestLoRAConfigErrors(t *testing.T) {
 			t.Errorf("--set %s: %v; want a user error naming %s", c.set, err, c.key)
 		}
 	}
-	_, err := config.Parse("l.yaml", []byte(openYAML), []string{"finetune.lora.rank=2"})
+	_, err := config.Parse("l.yaml", []byte(openYAML), []string{`metap.overrides=[{match: "*", frozen: true}]`})
+	if !usererr.Is(err) || !strings.Contains(err.Error(), "metap.overrides: every tensor is frozen") {
+		t.Errorf("every tensor frozen: %v; want a user error naming metap.overrides", err)
+	}
+	_, err = config.Parse("l.yaml", []byte(openYAML), []string{"finetune.lora.rank=2"})
 	if !usererr.Is(err) || !strings.Contains(err.Error(), "finetune.lora:") || !strings.Contains(err.Error(), "init.from") {
 		t.Errorf("LoRA without init.from: %v; want a user error naming finetune.lora and init.from", err)
 	}

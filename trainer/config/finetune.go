@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"math"
 	"path"
+	"slices"
 
 	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/metap"
 	"github.com/herdml/herd/trainer/model"
 )
 
@@ -111,14 +113,17 @@ func (l LoRA) targets(lay *model.Layout) ([]int, error) {
 	return out, nil
 }
 
-// validate checks finetune's keys and how they combine with the rest of the run.
+// validate checks finetune's keys and how they combine with the rest of the run, and
+// the run's Layout when it has adapters or frozen tensors.
 func (f Finetune) validate(r Run) error {
 	l := f.LoRA
+	frozen := slices.ContainsFunc(r.MetaP.Overrides, func(o metap.Override) bool { return o.Frozen })
 	switch {
 	case l.Rank < 0:
 		return usererr.New("finetune.lora.rank", "must be at least 0 (0 = no adapters: full fine-tuning), got %d", l.Rank)
-	case l.Rank == 0:
+	case l.Rank == 0 && !frozen:
 		return nil
+	case l.Rank == 0:
 	case !(l.Alpha > 0):
 		return usererr.New("finetune.lora.alpha", "must be positive (the adapter's output is scaled by alpha/rank), got %g", l.Alpha)
 	case !(l.Dropout >= 0 && l.Dropout < 1):
