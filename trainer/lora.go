@@ -24,13 +24,26 @@ func (tr *Trainer) loadBase() error {
 	h := tr.toHost()
 	base := tr.baseTensors(h.params)
 	if err := pretrained.Load(tr.Cfg.Init.From, base); err != nil {
-		return err
+		return loraSource(tr.Cfg.Init.From, err)
 	}
 	tr.upload(h)
 	if len(tr.Model.Layout.Adapters) > 0 {
 		tr.baseHash = hashTensors(base)
 	}
 	return nil
+}
+
+// loraSource is err, or, when from is a LoRA run's checkpoint (which holds no base), a user
+// error that says how to start from it.
+func loraSource(from string, err error) error {
+	store, name, _, ferr := checkpoint.Find(from)
+	if ferr != nil {
+		return err
+	}
+	if st, serr := checkpoint.ReadState(store, name); serr == nil && st.BaseSHA256 != "" {
+		return usererr.New(from, "init.from: a LoRA checkpoint holds its adapters, not its base (%s): export it with herd export --merge and start from that folder", st.Base)
+	}
+	return err
 }
 
 // baseTensors views the base tensors of params (model.NewLayout's, before the adapters).

@@ -178,6 +178,11 @@ func TestLoRAMergedExport(t *testing.T) {
 	}
 	ft.Close()
 
+	_, err = New(fineTune(t, filepath.Join(tr.CheckpointDir(), checkpoint.Name(2)), t.TempDir()), Options{})
+	if !usererr.Is(err) || !strings.Contains(err.Error(), "export --merge") {
+		t.Errorf("init.from a LoRA checkpoint: %v; want a user error pointing at export --merge", err)
+	}
+
 	plain := filepath.Join(t.TempDir(), "adapters")
 	if err := tr.Export(plain); err != nil {
 		t.Fatal(err)
