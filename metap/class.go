@@ -16,4 +16,6 @@ const (
 	Router    Class = "router"    // MoE router [experts, d_model]: output-like, fan-out = experts
 	Readout   Class = "readout"   // LM head [vocab, d_model]: output-like
 	Gain      Class = "gain"      // RMSNorm gains [d_model]: vector-like
+	LoRAA     Class = "lora_a"    // LoRA down-projection A [rank, in] of an adapted matrix (finetune.lora)
+	LoRAB     Class = "lora_b"    // LoRA up-projection B [out, rank], zero at init
 )

@@ -51,11 +51,17 @@ type Table struct {
 }
 
 // Override multiplies the rules' learning rate and init std of every tensor whose name
-// matches a glob, for per-layer control beyond the rules. A factor of 0 (or absent) means 1.
+// matches a glob, for per-layer control beyond the rules. A factor of 0 (or absent) means 1:
+// lr_mult 0 does not freeze (it predates freezing, and configs rely on it meaning 1);
+// frozen does, and says so.
 type Override struct {
 	Match    string  `yaml:"match" json:"match"`         // glob over tensor names, e.g. "layers.*.attn.*"
 	LRMult   float64 `yaml:"lr_mult" json:"lr_mult"`     // learning-rate factor; 0 = 1; >= 0
 	InitMult float64 `yaml:"init_mult" json:"init_mult"` // init-std factor; 0 = 1; >= 0
+	// Frozen keeps the matching tensors at their initial (or init.from) values: the trainer
+	// gives them no gradient and no optimizer state. The table's values for them are then
+	// unused. omitempty keeps the hash of configs written before it.
+	Frozen bool `yaml:"frozen" json:"frozen,omitempty"`
 }
 
 // Base is the proxy shape the hyperparameters were tuned on; 0 means the target's value, so

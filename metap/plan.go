@@ -69,6 +69,8 @@ func spEntry(t Tensor, hp Hyper, inputMult float64) (Entry, error) {
 	case Embedding, Patch:
 		e.Mult = inputMult
 	case Hidden, Expert, Router, Readout:
+	case LoRAA, LoRAB:
+		loraEntry(&e)
 	default:
 		return Entry{}, fmt.Errorf("metap: tensor %s has unknown class %q", t.Name, t.Class)
 	}

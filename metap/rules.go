@@ -110,6 +110,8 @@ func newRatios(cfg Config, base, target Shape) ratios {
 //     rules were derived and validated with a width-independent embedding LR, and [uMuP]'s
 //     rule belongs with its unit-scaled forward, which herd does not use.
 //   - Gains: vector-like, LR η.
+//   - LoRA adapters: no width rule; loraEntry's values. The rank is not a width the rules
+//     transfer along: a fine-tune keeps its base model's shape.
 //
 // Depth [CompleteP, Table 1, α = depth_alpha]: every residual branch output is multiplied
 // by (L/L_base)^-α (the Mult of wo and of every w2: the branch is linear in it); every
@@ -142,7 +144,7 @@ func (r ratios) apply(e *Entry, full bool) error {
 		depthEps = r.depthBranch
 	}
 	switch e.Class {
-	case Embedding, Patch, Gain:
+	case Embedding, Patch, Gain, LoRAA, LoRAB:
 	case Hidden, Expert:
 		m, err := r.fanIn(e.Tensor)
 		if err != nil {

@@ -39,6 +39,9 @@ func LoadExport(dir string) (*model.Model[float32], error) {
 	if ec.Format != ExportFormat {
 		return nil, usererr.New(cfgPath, "format %q; this herd reads %s exports (written by herd export)", ec.Format, ExportFormat)
 	}
+	if ec.LoRA != nil {
+		return nil, usererr.New(cfgPath, "holds LoRA adapters only (for base %s): export the checkpoint with herd export --merge for a standalone model", ec.LoRA.Base)
+	}
 	if err := ec.Config.Validate(); err != nil {
 		return nil, usererr.New(cfgPath, "the export's model config is not valid for this herd: %v", err)
 	}

@@ -59,6 +59,11 @@ func Open(path, evalSpec string, opts Options) (*Trainer, error) {
 		return nil, err
 	}
 	tr.store = store
+	if len(tr.Model.Layout.Adapters) > 0 {
+		if err := tr.loadBase(); err != nil {
+			return nil, err
+		}
+	}
 	if err := tr.openData(false); err != nil {
 		return nil, err
 	}

@@ -84,13 +84,22 @@ func (tr *Trainer) upload(h hostState) {
 }
 
 // snapshot views h as checkpoint tensors, without copying: Save writes from them and Load
-// fills them.
+// fills them. The model's tensors are every tensor, except with LoRA adapters, where they
+// are the adapters alone (the frozen base is init.from's, named by path and hash in the
+// state: see lora.go); the optimizer's are the trainable tensors' moments.
 func (tr *Trainer) snapshot(h hostState) checkpoint.Snapshot {
 	lay := tr.Model.Layout
 	var s checkpoint.Snapshot
+	lora := len(lay.Adapters) > 0
 	for _, t := range lay.Tensors {
 		lo, hi := t.Offset, t.Offset+t.Size()
-		s.Model = append(s.Model, checkpoint.Tensor{Name: t.Name, Shape: t.Shape, Data: h.params[lo:hi]})
+		if !lora || !t.Frozen() {
+			s.Model = append(s.Model, checkpoint.Tensor{Name: t.Name, Shape: t.Shape, Data: h.params[lo:hi]})
+		}
+		if t.Frozen() {
+			continue
+		}
+		lo, hi = t.Grad, t.Grad+t.Size()
 		s.Optim = append(s.Optim,
 			checkpoint.Tensor{Name: "m." + t.Name, Shape: t.Shape, Data: h.m[lo:hi]},
 			checkpoint.Tensor{Name: "v." + t.Name, Shape: t.Shape, Data: h.v[lo:hi]})
@@ -118,6 +127,9 @@ func (tr *Trainer) save() (string, error) {
 		Config:     tr.configJSON,
 		ConfigHash: tr.configHash,
 		TableHash:  tr.Table.Hash(),
+	}
+	if tr.baseHash != "" {
+		s.State.Base, s.State.BaseSHA256 = tr.Cfg.Init.From, tr.baseHash
 	}
 	if tr.fp8 != nil {
 		if s.State.FP8, err = json.Marshal(tr.fp8.State()); err != nil {
@@ -173,7 +185,10 @@ func (tr *Trainer) load(store checkpoint.Dir, name, configHash string) error {
 	h := tr.toHost()
 	s := tr.snapshot(h)
 	check := func(st checkpoint.State) error {
-		return checkpoint.Compatible(store, name, st, tr.configJSON, configHash, tr.Table.Hash())
+		if err := checkpoint.Compatible(store, name, st, tr.configJSON, configHash, tr.Table.Hash()); err != nil {
+			return err
+		}
+		return tr.checkBase(store, name, st)
 	}
 	if err := checkpoint.Load(store, name, &s, check); err != nil {
 		return err

@@ -117,6 +117,8 @@ type Trainer struct {
 
 	configJSON json.RawMessage
 	configHash string
+	baseHash   string           // with LoRA adapters: the sha256 of the frozen base's weights (lora.go)
+	dropKey    model.DropoutKey // the training forward's adapter dropout key (a field: steps allocate nothing)
 }
 
 // pcgStream is the second PCG word; fixed so that the seed alone decides the stream.
@@ -156,11 +158,9 @@ func New(cfg config.Run, opts Options) (*Trainer, error) {
 		return nil, err
 	}
 	if cfg.Init.From != "" {
-		h := tr.toHost()
-		if err := pretrained.Load(cfg.Init.From, tr.snapshot(h).Model); err != nil {
+		if err := tr.loadBase(); err != nil {
 			return nil, err
 		}
-		tr.upload(h)
 	}
 	if err := outdir.Check(tr.store.Root, "checkpoints (train.checkpoint.dir, or --out)"); err != nil {
 		return nil, err
@@ -192,6 +192,7 @@ func New(cfg config.Run, opts Options) (*Trainer, error) {
 		be, w := tr.opts.Backend, kernels.ToHost(tr.opts.Backend, tr.Model.Params)
 		for _, sib := range tr.dp.siblings {
 			kernels.Upload(be, sib.Model.Params, w)
+			sib.baseHash = tr.baseHash
 		}
 	}
 	return tr, nil
@@ -224,7 +225,11 @@ func build(cfg config.Run, opts Options) (*Trainer, error) {
 	}
 	tr.configJSON, tr.configHash = js, cfg.Hash()
 
-	tr.Model = model.New[float32](cfg.Model, opts.Backend, cfg.Train.MicroBatch)
+	lay, err := cfg.Layout()
+	if err != nil {
+		return nil, err
+	}
+	tr.Model = model.NewWithLayout[float32](cfg.Model, lay, opts.Backend, cfg.Train.MicroBatch)
 	if err := tr.plan(); err != nil {
 		return nil, err
 	}
@@ -262,14 +267,16 @@ func (tr *Trainer) plan() error {
 	for _, e := range table.Entries {
 		byName[e.Name] = e
 	}
-	groups := make([]optim.Group, len(lay.Tensors))
+	var groups []optim.Group // the trainable tensors'
 	for i, t := range lay.Tensors {
 		e, ok := byName[t.Name]
 		if !ok {
 			return fmt.Errorf("metap table has no entry for %s", t.Name)
 		}
 		tr.Model.Mult[i] = float32(e.Mult)
-		groups[i] = optim.Group{Name: t.Name, Offset: t.Offset, Size: t.Size(), LR: e.LR, WeightDecay: e.WeightDecay, Eps: e.Eps}
+		if !t.Frozen() {
+			groups = append(groups, optim.Group{Name: t.Name, Offset: t.Grad, Param: t.Offset, Size: t.Size(), LR: e.LR, WeightDecay: e.WeightDecay, Eps: e.Eps})
+		}
 	}
 	if table.AttnScale != 0 {
 		tr.Model.AttnScale = float32(table.AttnScale)
@@ -277,7 +284,7 @@ func (tr *Trainer) plan() error {
 	tr.Table = table
 	tr.Model.Init(tr.rng.Uint64(), func(t model.Tensor) float64 { return byName[t.Name].InitStd })
 	betas := tr.Cfg.Train.Optim.Betas
-	opt, err := optim.New(tr.opts.Backend, lay.Total, groups, betas[0], betas[1])
+	opt, err := optim.New(tr.opts.Backend, lay.Trainable, groups, betas[0], betas[1])
 	if err != nil {
 		return err
 	}
@@ -332,7 +339,14 @@ func (tr *Trainer) localStep() (Stats, error) {
 		if err := tr.train.Next(&tr.batch); err != nil {
 			return st, fmt.Errorf("step %d: reading micro-batch %d: %w", step, i, err)
 		}
+		// Adapter dropout draws its masks by the sequence's place in the step's global
+		// batch, where rank r of W reads G/W sequences from r·G/W (data.Sampler): the same
+		// masks on every world size.
+		tr.dropKey = model.DropoutKey{Seed: tr.Cfg.Seed, Step: step,
+			Sample: int64(tr.rank*(tr.Cfg.Train.GlobalBatch/tr.Cfg.Parallel.Data) + i*tr.Cfg.Train.MicroBatch)}
+		m.SetDropout(&tr.dropKey)
 		r := m.Forward(&tr.batch)
+		m.SetDropout(nil)
 		if math.IsNaN(r.Loss) || math.IsInf(r.Loss, 0) || math.IsNaN(r.Aux) || math.IsInf(r.Aux, 0) {
 			return st, diverged(step, fmt.Sprintf("loss is %g (aux %g) in micro-batch %d", r.Loss, r.Aux, i))
 		}

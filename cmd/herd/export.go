@@ -13,16 +13,21 @@ import (
 
 func newExportCmd() *cobra.Command {
 	var format string
+	var merge bool
 	cmd := &cobra.Command{
 		Use:   "export CKPT DIR",
 		Short: "Write a checkpoint's model as DIR/model.safetensors and DIR/config.json",
 		Long: "Writes the weights of the checkpoint folder CKPT by their documented names (docs/model.md) and a\n" +
 			"config.json with the model config, the forward multipliers of every tensor and the attention scale.\n" +
 			"--format hf writes a Hugging Face LlamaForCausalLM instead, or a Llama4ForCausalLM for a\n" +
-			"mixture-of-experts model (docs/checkpoint.md).",
+			"mixture-of-experts model (docs/checkpoint.md). A LoRA run's export holds its adapters only,\n" +
+			"unless --merge folds them into the base's weights (W + alpha/rank·B·A); --format hf always merges.",
 		Args: exactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
 			write := (*trainer.Trainer).Export
+			if merge {
+				write = (*trainer.Trainer).ExportMerged
+			}
 			switch format {
 			case "herd":
 			case "hf":
@@ -45,6 +50,7 @@ func newExportCmd() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&merge, "merge", false, "write a LoRA run's weights with its adapters merged in, no adapter tensors")
 	cmd.Flags().StringVar(&format, "format", "herd", "herd (docs/model.md's names, multipliers in config.json) or hf (Hugging Face LlamaForCausalLM, Llama4ForCausalLM with experts)")
 	return cmd
 }

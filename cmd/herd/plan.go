@@ -27,7 +27,7 @@ func newPlanCmd() *cobra.Command {
 			}
 			m := p.Memory
 			fmt.Fprintf(w, "run %s: model %s\n", run.Name, run.Model)
-			fmt.Fprintf(w, "parameters        %s total, %s active per token\n", count(float64(p.Params)), count(float64(p.ActiveParams)))
+			fmt.Fprintf(w, "parameters        %s total, %s active per token, %s trainable\n", count(float64(p.Params)), count(float64(p.ActiveParams)), count(float64(p.Trainable)))
 			fmt.Fprintf(w, "FLOPs per token   %s (matmuls %s, attention %s), forward + backward\n",
 				count(p.FLOPsPerToken), count(p.MatmulFLOPs), count(p.AttentionFLOPs))
 			fmt.Fprintf(w, "whole run         %s FLOPs over %d steps of %d tokens\n", count(p.TrainFLOPs), run.Train.Steps, p.TokensPerStep)

@@ -63,13 +63,13 @@ func newTrainCmd() *cobra.Command {
 				return err
 			}
 			defer tr.Close()
+			sum := trainSummary{Run: run.Name}
+			if sum.ResumedFrom, err = tr.Resume(""); err != nil {
+				return err // a refused checkpoint (another config or base) is the one line printed
+			}
 			p.println("kernels: " + tr.Kernels())
 			if err := device.CheckEnv(); err != nil {
 				p.println("warning: " + err.Error())
-			}
-			sum := trainSummary{Run: run.Name}
-			if sum.ResumedFrom, err = tr.Resume(""); err != nil {
-				return err
 			}
 			if sum.ResumedFrom != "" {
 				p.println(fmt.Sprintf("resuming %s from %s", run.Name, filepath.Join(tr.CheckpointDir(), sum.ResumedFrom)))

@@ -54,6 +54,11 @@ type State struct {
 	ConfigHash string          `json:"config_hash"` // identity of the training trajectory the config gives (config.Run.Hash)
 	TableHash  string          `json:"table_hash"`  // metap.Table.Hash() of the parametrization
 	FP8        json.RawMessage `json:"fp8"`         // FP8 scaling state (amax histories), filled by the FP8 component; null without it
+	// Base and BaseSHA256 name the frozen base of a LoRA run, whose weights the checkpoint
+	// does not hold: init.from's path, and the sha256 of its weights as the run loaded
+	// them (float32, layout order). Empty otherwise.
+	Base       string `json:"base,omitempty"`
+	BaseSHA256 string `json:"base_sha256,omitempty"`
 }
 
 // Snapshot is a whole checkpoint in memory. On Save the tensors are views into the

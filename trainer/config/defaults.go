@@ -10,10 +10,11 @@ import (
 // only its data trains a small model on a CPU.
 func Default() Run {
 	return Run{
-		Name:  "",
-		Seed:  1,
-		Model: model.Presets["tiny"],
-		Data:  Data{ShuffleSeed: 1},
+		Name:     "",
+		Seed:     1,
+		Model:    model.Presets["tiny"],
+		Data:     Data{ShuffleSeed: 1},
+		Finetune: Finetune{LoRA: defaultLoRA()},
 		Train: Train{
 			Steps:       1000,
 			GlobalBatch: 8,

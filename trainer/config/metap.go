@@ -2,7 +2,6 @@ package config
 
 import (
 	"github.com/herdml/herd/metap"
-	"github.com/herdml/herd/trainer/model"
 )
 
 // MetaPShape is the run's target shape for the MetaP rules: the model's widths and depth,
@@ -17,11 +16,14 @@ func (r Run) MetaPShape() metap.Shape {
 	}
 }
 
-// MetaPTable is the run's per-tensor table, in model.NewLayout order: the base
-// hyperparameters are train.optim's lr, weight_decay and eps and metap.init_std, tuned on
-// the proxy that metap.base describes. r must be valid.
+// MetaPTable is the run's per-tensor table, in the order of its Layout (LoRA adapters
+// included): the base hyperparameters are train.optim's lr, weight_decay and eps and
+// metap.init_std, tuned on the proxy that metap.base describes. r must be valid.
 func (r Run) MetaPTable() (metap.Table, error) {
-	lay := model.NewLayout(r.Model)
+	lay, err := r.Layout()
+	if err != nil {
+		return metap.Table{}, err
+	}
 	tensors := make([]metap.Tensor, len(lay.Tensors))
 	for i, t := range lay.Tensors {
 		tensors[i] = metap.Tensor{Name: t.Name, Shape: t.Shape, Class: t.Class}

@@ -34,8 +34,12 @@ type Device struct {
 
 // Plan plans r; r must be valid.
 func (r Run) Plan() RunPlan {
+	lay, err := r.Layout()
+	if err != nil {
+		panic("config: Plan of an invalid run: " + err.Error())
+	}
 	p := RunPlan{
-		Plan:          model.NewPlan(r.Model, r.Train.MicroBatch),
+		Plan:          model.NewPlanFor(r.Model, lay, r.Train.MicroBatch),
 		Ranks:         r.Parallel.Data,
 		MicroBatch:    r.Train.MicroBatch,
 		TokensPerStep: int64(r.Train.GlobalBatch) * int64(r.Model.SeqLen),

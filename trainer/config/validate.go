@@ -47,7 +47,10 @@ func (r Run) Validate() error {
 	if err := r.checkActivations(); err != nil {
 		return err
 	}
-	return r.MetaP.Validate()
+	if err := r.MetaP.Validate(); err != nil {
+		return err
+	}
+	return r.Finetune.validate(r)
 }
 
 // checkActivations refuses a micro-batch whose activations, with the model's weights,

@@ -237,7 +237,7 @@ func train(r config.Run, opt Options) ([]model.ActStats, error) {
 			return nil, fmt.Errorf("coordcheck: table entry %d is %s, layout has %s", i, e.Name, t.Name)
 		}
 		m.Mult[i] = float32(e.Mult)
-		groups[i] = optim.Group{Name: e.Name, Offset: t.Offset, Size: t.Size(), LR: e.LR, WeightDecay: e.WeightDecay, Eps: e.Eps}
+		groups[i] = optim.Group{Name: e.Name, Offset: t.Offset, Param: t.Offset, Size: t.Size(), LR: e.LR, WeightDecay: e.WeightDecay, Eps: e.Eps}
 		std[e.Name] = e.InitStd
 	}
 	if tab.AttnScale != 0 {

@@ -203,26 +203,50 @@ func (m *Model[F]) linearBackward(dx, dy, x kernels.Buf[F], w, n, in, out int, a
 //
 //	y: [n, out]  x: [n, in]  W: [out, in]
 func (m *Model[F]) mm(y, x, W kernels.Buf[F], s F, n, in, out int) {
+	ad, c := m.adapters[W.Addr()], F(m.Layout.LoRAScale)
 	if l := m.linears[W.Addr()]; l != nil {
 		l.Forward(y, x, W, s, n, in, out)
+		if ad != nil {
+			m.adapterForward(ad, y, x, n, in, out, c*s)
+		}
 		return
 	}
 	m.be.MatMul(y, x, W, n, in, out, false, true, false)
+	if ad != nil {
+		m.adapterForward(ad, y, x, n, in, out, c)
+	}
 	if s != 1 {
 		m.be.Scale(y, s)
 	}
 }
 
 // mmBackward is mm's backward: with dy' = dy·s (dy is scaled in place), dW += dy'ᵀ·x and
-// dx = dy'·W, or dx += dy'·W when accumulate is set.
+// dx = dy'·W, or dx += dy'·W when accumulate is set. An empty dW (a frozen W) skips its
+// product; an adapted W adds its adapter's part to dx and accumulates A's and B's
+// gradients.
 func (m *Model[F]) mmBackward(dx, dW, dy, x, W kernels.Buf[F], s F, n, in, out int, accumulate bool) {
+	ad, c := m.adapters[W.Addr()], F(m.Layout.LoRAScale)
 	if l := m.linears[W.Addr()]; l != nil {
+		if ad == nil {
+			l.Backward(dx, dW, dy, s, accumulate)
+			return
+		}
+		// The adapter reads dy before the Linear, which may scale it in place, and puts its
+		// part of dx aside until the Linear has written (or added to) dx.
+		d := m.loraDxd.Slice(0, n*in)
+		m.adapterBackward(ad, d, dy, x, n, in, out, c*s, false)
 		l.Backward(dx, dW, dy, s, accumulate)
+		m.be.Axpy(dx, d, 1)
 		return
 	}
 	if s != 1 {
 		m.be.Scale(dy, s)
 	}
-	m.be.MatMul(dW, dy, x, out, n, in, true, false, true)
+	if dW.Len() > 0 {
+		m.be.MatMul(dW, dy, x, out, n, in, true, false, true)
+	}
 	m.be.MatMul(dx, dy, W, n, out, in, false, false, accumulate)
+	if ad != nil {
+		m.adapterBackward(ad, dx, dy, x, n, in, out, c, true)
+	}
 }

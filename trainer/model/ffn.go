@@ -29,7 +29,12 @@ func (m *Model[F]) dense(w1, w3, w2 int) ffnWeights[F] {
 // expert returns routed expert e of layer l as one SwiGLU.
 func (m *Model[F]) expert(l layer, e int) ffnWeights[F] {
 	sz := m.Cfg.MoE.ExpertHidden * m.Cfg.DModel
-	part := func(s kernels.Buf[F]) kernels.Buf[F] { return s.Slice(e*sz, e*sz+sz) }
+	part := func(s kernels.Buf[F]) kernels.Buf[F] {
+		if s.Len() == 0 { // the gradient of frozen experts
+			return s
+		}
+		return s.Slice(e*sz, e*sz+sz)
+	}
 	return ffnWeights[F]{part(m.w(l.ew1)), part(m.w(l.ew3)), part(m.w(l.ew2)), part(m.dw(l.ew1)), part(m.dw(l.ew3)), part(m.dw(l.ew2)),
 		m.Mult[l.ew1], m.Mult[l.ew3], m.Mult[l.ew2]}
 }

@@ -25,8 +25,10 @@ func (m *Model[F]) embedForward() {
 func (m *Model[F]) embedBackward() {
 	N, C, in := m.n, m.Cfg.DModel, &m.in
 	dx := m.g.dx.Slice(0, N*C)
-	m.be.EmbeddingBackward(m.dw(m.emb), dx, in.ids, C, m.Mult[m.emb])
-	if m.np == 0 {
+	if dw := m.dw(m.emb); dw.Len() > 0 {
+		m.be.EmbeddingBackward(dw, dx, in.ids, C, m.Mult[m.emb])
+	}
+	if m.np == 0 || m.dw(m.patch).Len() == 0 {
 		return
 	}
 	dxp := m.g.dxp.Slice(0, m.np*C)

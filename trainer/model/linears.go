@@ -19,10 +19,13 @@ import (
 // gathered expert inputs hg live in the activation-gradient scratch (dh, dy), which no
 // forward reads otherwise, and the SwiGLU outputs u in one buffer shared by all layers (h2,
 // which the float32 router's backward needs, is recomputed there). So does the SwiGLU's
-// sigmoid(a1), which its backward recomputes from a1 in one elementwise pass. Call it before
-// the first Forward, when those per-layer buffers have not been touched yet.
+// sigmoid(a1), which its backward recomputes from a1 in one elementwise pass. LoRA adapters
+// keep their own copy of their input for the same reason, and run in float32 beside the
+// Linear. Call it before the first Forward, when those per-layer buffers have not been
+// touched yet.
 func (m *Model[F]) SetLinears(newLinear func(name string, first Linear[F]) Linear[F]) {
 	m.linears = map[uintptr]Linear[F]{}
+	m.keepInputs()
 	add := func(t, expert int, first Linear[F]) Linear[F] {
 		name, w := m.Layout.Tensors[t].Name, m.w(t)
 		if expert >= 0 {

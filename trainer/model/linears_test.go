@@ -41,7 +41,9 @@ func (l *copyLinear) Backward(dx, dW, dy kernels.Buf[float64], s float64, accumu
 	if s != 1 {
 		l.be.Scale(dy.Slice(0, l.n*l.out), s)
 	}
-	l.be.MatMul(dW, dy, l.x, l.out, l.n, l.in, true, false, true)
+	if dW.Len() > 0 { // a frozen W has none
+		l.be.MatMul(dW, dy, l.x, l.out, l.n, l.in, true, false, true)
+	}
 	l.be.MatMul(dx, dy, l.w, l.n, l.out, l.in, false, false, accumulate)
 }
 

@@ -32,7 +32,7 @@ type Model[F kernels.Float] struct {
 	Cfg    Config
 	Layout *Layout
 	Params kernels.Buf[F] // flat, Layout order
-	Grads  kernels.Buf[F] // same layout; Backward accumulates (+=) into it
+	Grads  kernels.Buf[F] // the trainable tensors' (Tensor.Grad); Backward accumulates (+=) into it
 	// Mult is a forward multiplier per tensor, in Layout order, default 1: the output of
 	// that tensor's matmul or lookup is scaled by it (MetaP sets the readout's 1/m, the
 	// residual branches' wo and w2 by depth, ...). Ignored for RMSNorm gains.
@@ -81,6 +81,19 @@ type Model[F kernels.Float] struct {
 	// Backward's float32 scratch for unpacking them (see SetCodec).
 	codec Codec[F]
 	dec   kernels.Buf[F]
+
+	// adapters are the layout's LoRA adapters by the address of their target's weights
+	// (see lora.go); loraTmp is their backward's scratch.
+	adapters map[uintptr]*adapter[F]
+	loraTmp  kernels.Buf[F]
+	// With adapter dropout: the key of the next training forward's masks (nil: no
+	// dropout), the identity index and two [N, in] scratch buffers of its backward.
+	dropKey         *DropoutKey
+	loraIdent       kernels.Buf[int32]
+	loraDx, loraDxd kernels.Buf[F]
+	// frozenGain receives the gradient of a frozen RMSNorm gain, which the backend's
+	// RMSNormBackward computes with dx; never read.
+	frozenGain kernels.Buf[F]
 }
 
 // batchBufs is a batch in the form the kernels take.
@@ -137,14 +150,20 @@ type layer struct {
 // training steps allocate nothing large. Parameters start at zero; call Init. cfg must be
 // valid.
 func New[F kernels.Float](cfg Config, be kernels.Backend[F], microBatch int) *Model[F] {
+	return NewWithLayout[F](cfg, NewLayout(cfg), be, microBatch)
+}
+
+// NewWithLayout is New with the layout given: NewLayout(cfg), maybe with LoRA adapters
+// (AddLoRA) and frozen tensors (Freeze), which get no gradient memory.
+func NewWithLayout[F kernels.Float](cfg Config, lay *Layout, be kernels.Backend[F], microBatch int) *Model[F] {
 	if err := cfg.Validate(); err != nil {
 		panic(fmt.Sprintf("model.New: %v", err))
 	}
-	lay := NewLayout(cfg)
 	m := &Model[F]{
 		Cfg: cfg, Layout: lay, be: be, microBatch: microBatch,
-		Params: kernels.Alloc[F](be, lay.Total), Grads: kernels.Alloc[F](be, lay.Total), Mult: make([]F, len(lay.Tensors)),
-		AttnScale: F(1 / math.Sqrt(float64(cfg.HeadDim()))),
+		Params: kernels.Alloc[F](be, lay.Total), Grads: kernels.Alloc[F](be, lay.Trainable), Mult: make([]F, len(lay.Tensors)),
+		AttnScale:  F(1 / math.Sqrt(float64(cfg.HeadDim()))),
+		frozenGain: kernels.Alloc[F](be, cfg.DModel),
 	}
 	for i := range m.Mult {
 		m.Mult[i] = 1
@@ -191,6 +210,7 @@ func New[F kernels.Float](cfg Config, be kernels.Backend[F], microBatch int) *Mo
 	m.lossRow, m.lseRow = alloc(N), alloc(N)
 	m.g = newGrads[F](cfg, be, N)
 	m.probSum = make([]float64, cfg.MoE.Experts)
+	m.setAdapters()
 	return m
 }
 
@@ -303,9 +323,17 @@ func (m *Model[F]) w(i int) kernels.Buf[F] {
 	return m.Params.Slice(t.Offset, t.Offset+t.Size())
 }
 
+// A frozen tensor has no gradient: dw is empty, which the products skip, except for a
+// gain, whose gradient the backend's RMSNormBackward computes anyway: it gets frozenGain.
 func (m *Model[F]) dw(i int) kernels.Buf[F] {
 	t := m.Layout.Tensors[i]
-	return m.Grads.Slice(t.Offset, t.Offset+t.Size())
+	switch {
+	case !t.Frozen():
+		return m.Grads.Slice(t.Grad, t.Grad+t.Size())
+	case t.Class == metap.Gain:
+		return m.frozenGain.Slice(0, t.Size())
+	}
+	return kernels.Buf[F]{}
 }
 
 // Forward runs the model on b (b.B <= microBatch sequences of b.T <= seq_len positions)
@@ -331,6 +359,7 @@ func (m *Model[F]) Forward(b *data.Batch) Result {
 
 // Backward accumulates into Grads the gradients of scale·(Loss + Aux) of the last Forward.
 func (m *Model[F]) Backward(scale F) {
+	kernels.Zero(m.be, m.frozenGain) // so that its sums stay finite
 	m.headBackward(scale)
 	for i := len(m.layers) - 1; i >= 0; i-- {
 		if m.layers[i].moe {

@@ -12,7 +12,14 @@ type Tensor struct {
 	Shape  []int       // row-major; matrices are [out, in] as in torch.nn.Linear
 	Offset int         // first element in the flat buffer
 	Class  metap.Class // role, for init and learning-rate rules
+	// Grad is the first element of the tensor's gradient in the flat gradient buffer (and
+	// in the optimizer's moments), or -1 for a frozen tensor, which has neither: see
+	// Layout.Freeze.
+	Grad int
 }
+
+// Frozen says whether the tensor is left out of training (Layout.Freeze).
+func (t Tensor) Frozen() bool { return t.Grad < 0 }
 
 // Size is the number of elements.
 func (t Tensor) Size() int {
@@ -23,12 +30,19 @@ func (t Tensor) Size() int {
 	return n
 }
 
-// Layout is the ordered table of every parameter. Parameters, gradients and optimizer
-// moments all use this layout over one flat buffer each, so the optimizer is one loop.
+// Layout is the ordered table of every parameter. Parameters use it over one flat
+// buffer; gradients and optimizer moments use its trainable tensors, in the same order,
+// over one flat buffer each (Tensor.Grad), so the optimizer is one loop and a frozen
+// tensor costs no gradient or optimizer memory. Without frozen tensors both are the same
+// layout (Grad = Offset).
 type Layout struct {
-	Tensors []Tensor
-	Total   int            // elements in all tensors
-	index   map[string]int // name -> position in Tensors
+	Tensors     []Tensor
+	Total       int            // elements in all tensors
+	Trainable   int            // elements in the trainable tensors: the gradient buffer's size
+	Adapters    []Adapter      // LoRA adapters (AddLoRA), in the order of their targets
+	LoRAScale   float64        // α/r of the adapters
+	LoRADropout float64        // probability of dropping an adapter's input feature in training
+	index       map[string]int // name -> position in Tensors
 }
 
 // Lookup returns the tensor with the given name.
@@ -68,10 +82,7 @@ func (l *Layout) Lookup(name string) (Tensor, bool) {
 func NewLayout(cfg Config) *Layout {
 	l := &Layout{index: map[string]int{}}
 	add := func(class metap.Class, shape []int, format string, args ...any) {
-		t := Tensor{Name: fmt.Sprintf(format, args...), Shape: shape, Offset: l.Total, Class: class}
-		l.index[t.Name] = len(l.Tensors)
-		l.Tensors = append(l.Tensors, t)
-		l.Total += t.Size()
+		l.add(Tensor{Name: fmt.Sprintf(format, args...), Shape: shape, Class: class})
 	}
 	V, C, D := cfg.VocabSize, cfg.DModel, cfg.HeadDim()
 	H, K, F := cfg.NHeads, cfg.NKVHeads, cfg.FFNHidden
@@ -107,4 +118,28 @@ func NewLayout(cfg Config) *Layout {
 	add(metap.Gain, []int{C}, "norm.weight")
 	add(metap.Readout, []int{V, C}, "output.weight")
 	return l
+}
+
+// add appends t after the last tensor, trainable.
+func (l *Layout) add(t Tensor) {
+	t.Offset, t.Grad = l.Total, l.Trainable
+	l.index[t.Name] = len(l.Tensors)
+	l.Tensors = append(l.Tensors, t)
+	l.Total += t.Size()
+	l.Trainable += t.Size()
+}
+
+// Freeze leaves the tensors for which frozen is true out of training: they keep their
+// place in the parameters, lose theirs in the gradients and optimizer moments, and the
+// trainable tensors are packed again in layout order.
+func (l *Layout) Freeze(frozen func(Tensor) bool) {
+	l.Trainable = 0
+	for i := range l.Tensors {
+		t := &l.Tensors[i]
+		t.Grad = -1
+		if !frozen(*t) {
+			t.Grad = l.Trainable
+			l.Trainable += t.Size()
+		}
+	}
 }

@@ -1,10 +1,13 @@
 package model
 
+import "github.com/herdml/herd/metap"
+
 // Plan is what training a model costs, worked out from its shape alone, so that shapes far
 // too large for this machine (the scout and maverick presets) can be sized before anyone
 // rents the hardware.
 type Plan struct {
-	Params       int64 `json:"params"`        // every parameter
+	Params       int64 `json:"params"`        // every parameter, LoRA adapters included
+	Trainable    int64 `json:"trainable"`     // parameters that get gradients and optimizer state: all but the frozen ones
 	ActiveParams int64 `json:"active_params"` // parameters one text token uses: all but the routed experts it is not sent to
 	// Training FLOPs per text token, forward plus backward (backward = 2 × forward).
 	MatmulFLOPs    float64 `json:"matmul_flops_per_token"`    // 6 × the active parameters of every matmul (embedding lookup, patch projection and norm gains excluded)
@@ -18,8 +21,8 @@ type Plan struct {
 // the figures are the same for both precisions.
 type Memory struct {
 	Weights     int64 `json:"weights"`     // FP32 parameters
-	Grads       int64 `json:"grads"`       // FP32 gradients, same layout
-	Optimizer   int64 `json:"optimizer"`   // AdamW's two FP32 moments
+	Grads       int64 `json:"grads"`       // FP32 gradients of the trainable parameters
+	Optimizer   int64 `json:"optimizer"`   // AdamW's two FP32 moments of the trainable parameters
 	Activations int64 `json:"activations"` // every buffer sized by the micro-batch: inputs, saved activations, gradient scratch
 	Total       int64 `json:"total"`
 }
@@ -38,15 +41,50 @@ const (
 	ActivationBytes = 4
 )
 
-// NewPlan plans cfg for micro-batches of microBatch sequences of cfg.SeqLen tokens.
-// cfg must be valid.
+// NewPlanFor is NewPlan for a model of layout lay (NewLayout(cfg) with LoRA adapters and
+// frozen tensors, see NewWithLayout): frozen tensors cost their weights but no gradients
+// or moments, and no weight-gradient product (2 of their 6 FLOPs per parameter and
+// token); adapters cost what any trainable matrix does, plus the activations they
+// allocate (loraActivations).
+func NewPlanFor(cfg Config, lay *Layout, microBatch int) Plan {
+	p := NewPlan(cfg, microBatch)
+	base := NewLayout(cfg)
+	p.Params, p.Trainable = int64(lay.Total), int64(lay.Trainable)
+	adapters := int64(lay.Total - base.Total)
+	p.ActiveParams += adapters
+	frozen := 0.0 // matmul parameters a token uses whose dW is skipped
+	for _, t := range lay.Tensors {
+		if !t.Frozen() {
+			continue
+		}
+		switch {
+		case len(t.Shape) == 3: // routed experts: a token uses top_k of them
+			frozen += float64(t.Size()) * float64(cfg.MoE.TopK) / float64(cfg.MoE.Experts)
+		case t.Class == metap.Hidden || t.Class == metap.Expert || t.Class == metap.Router || t.Class == metap.Readout:
+			frozen += float64(t.Size())
+		}
+	}
+	p.MatmulFLOPs += 6*float64(adapters) - 2*frozen
+	p.FLOPsPerToken = p.MatmulFLOPs + p.AttentionFLOPs
+	m := &p.Memory
+	const f32 = 4
+	m.Weights = f32 * p.Params
+	m.Grads = f32 * p.Trainable
+	m.Optimizer = 2 * f32 * p.Trainable
+	m.Activations += ActivationBytes * int64(microBatch) * int64(cfg.SeqLen) * lay.loraActivations()
+	m.Total = m.Weights + m.Grads + m.Optimizer + m.Activations
+	return p
+}
+
+// NewPlan plans cfg for micro-batches of microBatch sequences of cfg.SeqLen tokens, every
+// parameter trained. cfg must be valid.
 func NewPlan(cfg Config, microBatch int) Plan {
 	V, C, L := int64(cfg.VocabSize), int64(cfg.DModel), int64(cfg.NLayers)
 	H, D, T := int64(cfg.NHeads), int64(cfg.HeadDim()), int64(cfg.SeqLen)
 	E, k, G := int64(cfg.MoE.Experts), int64(cfg.MoE.TopK), int64(cfg.MoE.ExpertHidden)
 
 	lay := NewLayout(cfg)
-	p := Plan{Params: int64(lay.Total), ActiveParams: int64(lay.Total)}
+	p := Plan{Params: int64(lay.Total), Trainable: int64(lay.Total), ActiveParams: int64(lay.Total)}
 	routedIdle := 3 * (E - k) * G * C // routed-expert parameters a token skips in one MoE layer
 	for i := range cfg.NLayers {
 		if cfg.IsMoE(i) {

@@ -19,7 +19,8 @@ import (
 // Group is one tensor's span of the flat buffers and its hyperparameters.
 type Group struct {
 	Name        string // tensor name, for messages and checkpoint names
-	Offset      int    // first element in the flat buffers
+	Offset      int    // first element in the flat gradients and moments
+	Param       int    // first element in the flat parameters, which may also hold frozen tensors
 	Size        int    // elements
 	LR          float64
 	WeightDecay float64
@@ -44,25 +45,34 @@ type AdamW[F kernels.Float] struct {
 	T            int64                // updates applied so far; the bias correction uses T+1 next
 
 	be kernels.Backend[F]
-	// spans are Groups cut into blocks once, by New, and coeffs one AdamWCoeffs per group,
-	// refilled by every step, so that a step allocates nothing: a group's LR, weight decay
-	// and eps may change between steps, its offset and size not.
-	spans  []kernels.Span
+	// segs are the runs of Groups whose parameters lie as their gradients do (one run
+	// without frozen tensors), cut into blocks once, by New, and coeffs one AdamWCoeffs per
+	// group, refilled by every step, so that a step allocates nothing: a group's LR, weight
+	// decay and eps may change between steps, its offsets and size not.
+	segs   []segment
 	coeffs []kernels.AdamWCoeffs
 }
 
-// New returns an AdamW over total elements with zero moments allocated from be, which
-// then runs every update. Groups must be disjoint and inside [0, total).
+// segment is one backend AdamW call: n elements from param in the parameters and from
+// grad in the gradients and moments, its spans relative to them.
+type segment struct {
+	param, grad, n int
+	spans          []kernels.Span
+}
+
+// New returns an AdamW over total elements of gradients (and moments, allocated from be
+// and zero), which be then updates. Groups must be disjoint and inside [0, total) of the
+// gradients, and ordered by Offset.
 func New[F kernels.Float](be kernels.Backend[F], total int, groups []Group, beta1, beta2 float64) (*AdamW[F], error) {
-	for _, g := range groups {
-		if g.Offset < 0 || g.Size < 0 || g.Offset+g.Size > total {
-			return nil, fmt.Errorf("optim: group %s [%d, %d) outside the %d-element buffer", g.Name, g.Offset, g.Offset+g.Size, total)
+	for i, g := range groups {
+		if g.Offset < 0 || g.Size < 0 || g.Param < 0 || g.Offset+g.Size > total || (i > 0 && g.Offset < groups[i-1].Offset+groups[i-1].Size) {
+			return nil, fmt.Errorf("optim: group %s [%d, %d) outside the %d-element buffer or before the previous group", g.Name, g.Offset, g.Offset+g.Size, total)
 		}
 	}
 	return &AdamW[F]{
 		Beta1: beta1, Beta2: beta2, Groups: groups,
 		M: kernels.Alloc[float32](be, total), V: kernels.Alloc[float32](be, total),
-		be: be, spans: cut(groups), coeffs: make([]kernels.AdamWCoeffs, len(groups)),
+		be: be, segs: segments(groups), coeffs: make([]kernels.AdamWCoeffs, len(groups)),
 	}, nil
 }
 
@@ -88,19 +98,28 @@ func (o *AdamW[F]) StepScaled(params, grads kernels.Buf[F], lrFactor, gradScale 
 			BC2Sqrt: bc2Sqrt, Eps: g.Eps, GScale: gradScale,
 		}
 	}
-	o.be.AdamW(params, grads, o.M, o.V, o.spans, o.coeffs)
+	for _, s := range o.segs {
+		g := func(b kernels.Buf[float32]) kernels.Buf[float32] { return b.Slice(s.grad, s.grad+s.n) }
+		o.be.AdamW(params.Slice(s.param, s.param+s.n), grads.Slice(s.grad, s.grad+s.n), g(o.M), g(o.V), s.spans, o.coeffs)
+	}
 }
 
 // block is the most elements of one span: the unit a backend may hand to one thread.
 const block = 1 << 16
 
-// cut splits every group into spans of at most block elements.
-func cut(groups []Group) []kernels.Span {
-	var spans []kernels.Span
+// segments groups the groups into runs that are contiguous in both the parameters and
+// the gradients, and splits every group into spans of at most block elements.
+func segments(groups []Group) []segment {
+	var segs []segment
 	for gi, g := range groups {
-		for lo := g.Offset; lo < g.Offset+g.Size; lo += block {
-			spans = append(spans, kernels.Span{Lo: lo, Hi: min(lo+block, g.Offset+g.Size), Group: gi})
+		if n := len(segs); n == 0 || segs[n-1].param+segs[n-1].n != g.Param || segs[n-1].grad+segs[n-1].n != g.Offset {
+			segs = append(segs, segment{param: g.Param, grad: g.Offset})
 		}
+		s := &segs[len(segs)-1]
+		for lo := g.Offset; lo < g.Offset+g.Size; lo += block {
+			s.spans = append(s.spans, kernels.Span{Lo: lo - s.grad, Hi: min(lo+block, g.Offset+g.Size) - s.grad, Group: gi})
+		}
+		s.n = g.Offset + g.Size - s.grad
 	}
-	return spans
+	return segs
 }

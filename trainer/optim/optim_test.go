@@ -56,9 +56,9 @@ func TestAdamWByHand(t *testing.T) {
 // decay moves a weight: p·(1 - lr·factor·wd).
 func TestAdamWPerTensor(t *testing.T) {
 	groups := []Group{
-		{Name: "a", Offset: 0, Size: 2, LR: 0.5, WeightDecay: 0.2, Eps: 1e-8},
-		{Name: "b", Offset: 2, Size: 1, LR: 0.5, WeightDecay: 0, Eps: 1e-8},
-		{Name: "c", Offset: 3, Size: 1, LR: 0.01, WeightDecay: 0, Eps: 1},
+		{Name: "a", Offset: 0, Param: 0, Size: 2, LR: 0.5, WeightDecay: 0.2, Eps: 1e-8},
+		{Name: "b", Offset: 2, Param: 2, Size: 1, LR: 0.5, WeightDecay: 0, Eps: 1e-8},
+		{Name: "c", Offset: 3, Param: 3, Size: 1, LR: 0.01, WeightDecay: 0, Eps: 1},
 	}
 	o, err := newAdamW[float32](4, groups, 0.9, 0.95)
 	if err != nil {
@@ -73,7 +73,7 @@ func TestAdamWPerTensor(t *testing.T) {
 			t.Errorf("p[%d] = %g, want %g", i, p[i], want[i])
 		}
 	}
-	if _, err := newAdamW[float32](4, []Group{{Name: "x", Offset: 3, Size: 2}}, 0.9, 0.95); err == nil {
+	if _, err := newAdamW[float32](4, []Group{{Name: "x", Offset: 3, Param: 3, Size: 2}}, 0.9, 0.95); err == nil {
 		t.Error("a group past the buffer was accepted")
 	}
 }
@@ -104,7 +104,7 @@ func TestDeterministicAcrossThreads(t *testing.T) {
 		for i := range p {
 			p[i] = float32(math.Cos(float64(i)))
 		}
-		o, _ := newAdamW[float32](n, []Group{{Size: n / 2, LR: 1e-3, WeightDecay: 0.1, Eps: 1e-8}, {Offset: n / 2, Size: n - n/2, LR: 2e-3, Eps: 1e-8}}, 0.9, 0.95)
+		o, _ := newAdamW[float32](n, []Group{{Size: n / 2, LR: 1e-3, WeightDecay: 0.1, Eps: 1e-8}, {Offset: n / 2, Param: n / 2, Size: n - n/2, LR: 2e-3, Eps: 1e-8}}, 0.9, 0.95)
 		o.Step(buf(p), buf(grads), 0.7)
 		return gradNorm(grads), p
 	}
@@ -176,7 +176,7 @@ func BenchmarkAdamWStep(b *testing.B) {
 	for i := range p {
 		p[i], g[i] = float32(math.Cos(float64(i))), float32(math.Sin(float64(i)*0.37))
 	}
-	o, err := newAdamW[float32](n, []Group{{Size: n / 2, LR: 1e-3, WeightDecay: 0.1, Eps: 1e-8}, {Offset: n / 2, Size: n - n/2, LR: 2e-3, Eps: 1e-8}}, 0.9, 0.95)
+	o, err := newAdamW[float32](n, []Group{{Size: n / 2, LR: 1e-3, WeightDecay: 0.1, Eps: 1e-8}, {Offset: n / 2, Param: n / 2, Size: n - n/2, LR: 2e-3, Eps: 1e-8}}, 0.9, 0.95)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func testStepScaled[F float32 | float64](t *testing.T) {
 				p[i] = F(math.Cos(float64(i)))
 			}
 			g := append([]F(nil), grads...)
-			o, _ := newAdamW[F](n, []Group{{Size: 100, LR: 1e-3, WeightDecay: 0.1, Eps: 1e-8}, {Offset: 100, Size: n - 100, LR: 2e-3, Eps: 1e-8}}, 0.9, 0.95)
+			o, _ := newAdamW[F](n, []Group{{Size: 100, LR: 1e-3, WeightDecay: 0.1, Eps: 1e-8}, {Offset: 100, Param: 100, Size: n - 100, LR: 2e-3, Eps: 1e-8}}, 0.9, 0.95)
 			for range 2 {
 				if fused {
 					o.StepScaled(buf(p), buf(g), 0.7, ClipFactor(gradNorm(g), limit))
@@ -232,6 +232,35 @@ func testStepScaled[F float32 | float64](t *testing.T) {
 			if g2[i] != grads[i] {
 				t.Fatalf("%T limit %g: StepScaled changed grads[%d]", p1[i], limit, i)
 			}
+		}
+	}
+}
+
+// TestAdamWFrozenGaps checks that groups whose parameters have gaps (frozen tensors) between
+// them, while their gradients and moments are packed, get the same updates as when every
+// buffer has the parameters' layout.
+func TestAdamWFrozenGaps(t *testing.T) {
+	p := []float32{1, 2, 3, 4, 5, 6, 7}
+	g := []float32{0.5, -1, 2, 0.25, 3, -2, 1}
+	packed, err := newAdamW[float32](3, []Group{
+		{Name: "a", Offset: 0, Param: 1, Size: 2, LR: 0.1, WeightDecay: 0.1, Eps: 1e-8},
+		{Name: "b", Offset: 2, Param: 5, Size: 1, LR: 0.2, Eps: 1e-8},
+	}, 0.9, 0.95)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, _ := newAdamW[float32](7, []Group{
+		{Name: "a", Offset: 1, Param: 1, Size: 2, LR: 0.1, WeightDecay: 0.1, Eps: 1e-8},
+		{Name: "b", Offset: 5, Param: 5, Size: 1, LR: 0.2, Eps: 1e-8},
+	}, 0.9, 0.95)
+	p1, p2 := append([]float32(nil), p...), append([]float32(nil), p...)
+	for range 3 {
+		packed.Step(buf(p1), buf([]float32{g[1], g[2], g[5]}), 1)
+		whole.Step(buf(p2), buf(g), 1)
+	}
+	for i := range p {
+		if p1[i] != p2[i] {
+			t.Fatalf("parameter %d: %v with packed gradients, %v without (all %v vs %v)", i, p1[i], p2[i], p1, p2)
 		}
 	}
 }
