@@ -1,7 +1,8 @@
 // Command gochat writes the fine-tuning demo's chat data (make finetune) from the Go
-// standard library: one conversation per documented function or method whose signature
-// fits on one line, the user giving its doc comment as written in the source and the
-// assistant answering with its signature. examples/gochat/tokenizer_config.json renders a
+// standard library: one conversation per documented function whose signature fits on one
+// line, the user giving its doc comment as written in the source and the assistant
+// answering with its signature. Methods are left out: their receiver's name and type are
+// not in the doc comment, so their signature cannot be told from it. examples/gochat/tokenizer_config.json renders a
 // conversation as the source reads: the comment, then "func ... {" and a newline.
 //
 // Whole packages are held out for evaluation: those whose import path hashes (FNV-1a) to
@@ -96,7 +97,7 @@ func run(src, out string, evalEvery uint32, maxBytes, evalMax int) error {
 }
 
 // dirPairs returns the pairs of the non-test files of one folder, in file order: exported
-// functions and methods with a body and a doc comment whose signature (from "func" to the
+// functions (not methods) with a body and a doc comment whose signature (from "func" to the
 // body's brace) is one line, and whose conversation renders to at most maxBytes.
 func dirPairs(dir string, maxBytes int) ([]pair, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
@@ -119,7 +120,7 @@ func dirPairs(dir string, maxBytes int) ([]pair, error) {
 		}
 		for _, d := range f.Decls {
 			fn, ok := d.(*ast.FuncDecl)
-			if !ok || fn.Body == nil || fn.Doc == nil || !fn.Name.IsExported() {
+			if !ok || fn.Recv != nil || fn.Body == nil || fn.Doc == nil || !fn.Name.IsExported() {
 				continue
 			}
 			doc := string(text[fset.Position(fn.Doc.Pos()).Offset:fset.Position(fn.Doc.End()).Offset])

@@ -7,8 +7,8 @@ import (
 	"testing"
 )
 
-// TestRun: from a small source tree, exactly the exported, documented functions and
-// methods with a body and a one-line signature become conversations, in source order;
+// TestRun: from a small source tree, exactly the exported, documented functions (not
+// methods) with a body and a one-line signature become conversations, in source order;
 // test files, testdata and conversations over -max-bytes are left out; and a package's
 // conversations are all in train.jsonl or all in eval.jsonl.
 func TestRun(t *testing.T) {
@@ -17,6 +17,7 @@ func TestRun(t *testing.T) {
 		"p/p.go": `package p
 
 // Kept is kept.
+// Two lines of doc.
 func Kept(a int) string { return "" }
 
 // T is a type.
@@ -62,11 +63,10 @@ func TooLong() {}
 		t.Fatal(err)
 	}
 	pkgs := map[string]string{ // a conversation's text -> its package
-		`{"messages":[{"role":"user","content":"// Kept is kept."},{"role":"assistant","content":"func Kept(a int) string"}]}`:                        "p",
-		`{"messages":[{"role":"user","content":"// Len is a method.\n// Two lines of doc."},{"role":"assistant","content":"func (t *T) Len() int"}]}`: "p",
-		`{"messages":[{"role":"user","content":"// Q is in package q."},{"role":"assistant","content":"func Q()"}]}`:                                  "q",
-		`{"messages":[{"role":"user","content":"// R is in package q/r."},{"role":"assistant","content":"func R() error"}]}`:                          "q/r",
-		`{"messages":[{"role":"user","content":"// Deep is deep."},{"role":"assistant","content":"func Deep()"}]}`:                                    "s/t/u",
+		`{"messages":[{"role":"user","content":"// Kept is kept.\n// Two lines of doc."},{"role":"assistant","content":"func Kept(a int) string"}]}`: "p",
+		`{"messages":[{"role":"user","content":"// Q is in package q."},{"role":"assistant","content":"func Q()"}]}`:                                 "q",
+		`{"messages":[{"role":"user","content":"// R is in package q/r."},{"role":"assistant","content":"func R() error"}]}`:                         "q/r",
+		`{"messages":[{"role":"user","content":"// Deep is deep."},{"role":"assistant","content":"func Deep()"}]}`:                                   "s/t/u",
 	}
 	where := map[string]string{} // package -> file
 	n := 0
