@@ -114,13 +114,8 @@ func newGenerateCmd() *cobra.Command {
 				return err
 			}
 			defer closeModel()
-			if o.Stop, err = generate.ConfigStops(args[0]); err != nil {
+			if o.Stop, err = stopTokens(args[0], tok, eos, eot); err != nil {
 				return err
-			}
-			for _, s := range []string{eos, eot} {
-				if ids := tok.Encode(nil, []byte(s)); len(ids) == 1 {
-					o.Stop = append(o.Stop, ids[0])
-				}
 			}
 			if V := m.Cfg.VocabSize; tok.Vocab() > V {
 				return usererr.New("--tokenizer", "%s has %d tokens, more than the model's vocab_size %d", tok.Name(), tok.Vocab(), V)
@@ -150,6 +145,18 @@ func newGenerateCmd() *cobra.Command {
 	f.Uint64Var(&o.Seed, "seed", 1, "seed of the sampling: the same seed gives the same text")
 	f.BoolVar(&asJSON, "json", false, "print JSON instead of streaming the text: one result (--chat: one per conversation, then a summary)")
 	return c
+}
+
+// stopTokens are the ids that end generation: the eos_token_id of the model folder's
+// generation_config.json, and each of texts (EOS, end of turn) that is one token of tok.
+func stopTokens(model string, tok data.Tokenizer, texts ...string) ([]int32, error) {
+	stop, err := generate.ConfigStops(model)
+	for _, s := range texts {
+		if ids := tok.Encode(nil, []byte(s)); len(ids) == 1 {
+			stop = append(stop, ids[0])
+		}
+	}
+	return stop, err
 }
 
 // chatJobs reads the conversations of a chat JSONL file and renders each for generation;
