@@ -27,9 +27,12 @@ import (
 // answers; it must be a prefix of the whole rendering) and ends after the first end-of-turn
 // token from there. The end-of-turn token is the template's own: the special token it
 // writes right after an assistant message's content, found once by rendering a probe
-// conversation. The whole text is then encoded in one piece, exactly as any reader of the
-// rendered text encodes it, and a token is trained when its first byte lies in an
-// assistant turn.
+// conversation. A tokenizer without special tokens (bytes) ends the turn with the config's
+// eos_token instead, which must be one token and which the template must write after the
+// assistant's content: examples/gochat's template writes a Go signature then " {\n", and
+// its eos_token "\n" ends the turn. The whole text is then encoded in one piece, exactly
+// as any reader of the rendered text encodes it, and a token is trained when its first
+// byte lies in an assistant turn.
 
 // ChatRoles are the roles a message may have.
 var ChatRoles = []string{"system", "user", "assistant"}
@@ -59,6 +62,23 @@ type tokenizerConfig struct {
 	EOS          json.RawMessage `json:"eos_token"`
 }
 
+// EOSToken is the eos_token of the tokenizer_config.json at path: "" when it has none or
+// the file does not exist.
+func EOSToken(path string) (string, error) {
+	raw, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", usererr.New(path, "cannot read: %v", err)
+	}
+	var cfg tokenizerConfig
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return "", usererr.New(path, "not a tokenizer_config.json: %v", err)
+	}
+	return specialToken(cfg.EOS), nil
+}
+
 func specialToken(raw json.RawMessage) string {
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
@@ -71,17 +91,14 @@ func specialToken(raw json.RawMessage) string {
 	return o.Content
 }
 
-// LoadChatTemplate reads the chat template of the tokenizer_config.json at path, for tok,
-// a Hugging Face tokenizer (see NewTokenizer): the template's end-of-turn token must be
-// one of its added tokens.
+// LoadChatTemplate reads the chat template of the tokenizer_config.json at path, for tok.
+// The template's end-of-turn token is one of a Hugging Face tokenizer's added tokens, or,
+// for a tokenizer without any (bytes), the config's eos_token, which must encode to one
+// token (see the package comment above).
 func LoadChatTemplate(path string, tok Tokenizer) (*ChatTemplate, error) {
-	hf, ok := tok.(*hfTokenizer)
-	if !ok {
-		return nil, usererr.New("--tokenizer", "chat data needs a Hugging Face tokenizer: PATH/tokenizer.json with tokenizer_config.json beside it")
-	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, usererr.New(path, "cannot read the chat template: %v; chat data needs the tokenizer_config.json beside tokenizer.json", err)
+		return nil, usererr.New(path, "cannot read the chat template: %v; chat data needs a tokenizer_config.json: the one beside --tokenizer PATH/tokenizer.json, or --chat-template FILE", err)
 	}
 	var cfg tokenizerConfig
 	if err := json.Unmarshal(raw, &cfg); err != nil {
@@ -96,11 +113,23 @@ func LoadChatTemplate(path string, tok Tokenizer) (*ChatTemplate, error) {
 		return nil, usererr.New(path+": chat_template", "does not compile: %v", err)
 	}
 	c := &ChatTemplate{path: path, tmpl: tmpl, bos: specialToken(cfg.BOS), eos: specialToken(cfg.EOS)}
-	if c.eot, err = c.endOfTurn(hf.AddedTokens()); err != nil {
+	var specials []string
+	if hf, ok := tok.(*hfTokenizer); ok {
+		specials = hf.AddedTokens()
+	} else if c.eos != "" && len(tok.Encode(nil, []byte(c.eos))) != 1 {
+		return nil, usererr.New(path+": eos_token", "%q is %d tokens of tokenizer %s; it ends the assistant's turn, so it must be one", c.eos, len(tok.Encode(nil, []byte(c.eos))), tok.Name())
+	}
+	if c.eot, err = c.endOfTurn(specials); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
+
+// EOS is the config's eos_token ("" if it has none).
+func (c *ChatTemplate) EOS() string { return c.eos }
+
+// EndOfTurn is the token that ends the assistant's turn.
+func (c *ChatTemplate) EndOfTurn() string { return c.eot }
 
 // templateSource returns the template text: a string, or the one named "default" of a
 // list of {name, template}.
@@ -131,9 +160,10 @@ func (c *ChatTemplate) Render(msgs []Message, generation bool) (string, error) {
 		"bos_token": c.bos, "eos_token": c.eos})
 }
 
-// endOfTurn finds the template's end-of-turn token: the longest added token that starts
-// the text written right after an assistant message's content.
-func (c *ChatTemplate) endOfTurn(added []string) (string, error) {
+// endOfTurn finds the template's end-of-turn token: the longest of specials that starts
+// the text written right after an assistant message's content; without specials, the
+// eos_token when the template writes it after the content.
+func (c *ChatTemplate) endOfTurn(specials []string) (string, error) {
 	const answer = "herd-probe-answer"
 	bad := func(format string, args ...any) error {
 		return usererr.New(c.path+": chat_template", format, args...)
@@ -151,13 +181,16 @@ func (c *ChatTemplate) endOfTurn(added []string) (string, error) {
 		return "", bad("renders a conversation's start with the generation prompt as text that does not start the whole conversation; herd finds assistant turns by rendering prefix by prefix")
 	}
 	after, eot := whole[i+len(answer):], ""
-	for _, a := range added {
+	for _, a := range specials {
 		if strings.HasPrefix(after, a) && len(a) > len(eot) {
 			eot = a
 		}
 	}
+	if specials == nil && c.eos != "" && strings.Contains(after, c.eos) {
+		eot = c.eos
+	}
 	if eot == "" {
-		return "", bad("writes no special token right after an assistant message (%q follows it); herd needs one to end the assistant's turn", after)
+		return "", bad("writes no special token right after an assistant message (%q follows it), nor, for a tokenizer without special tokens, the eos_token; herd needs one to end the assistant's turn", after)
 	}
 	return eot, nil
 }
@@ -194,6 +227,27 @@ func (c *ChatTemplate) Assistant(where string, msgs []Message) (string, []int, e
 		spans = append(spans, len(prompt), len(prompt)+end+len(c.eot))
 	}
 	return text, spans, nil
+}
+
+// Reply splits a conversation for generation: prompt is the rendering a model answers,
+// with the generation prompt. When the conversation ends with an assistant turn, that turn
+// is the expected answer: it is left out of the prompt, and want is its text as the
+// template renders it, end-of-turn token included (what ChatDoc trains on); else want is
+// "". Errors are user errors located at where.
+func (c *ChatTemplate) Reply(where string, msgs []Message) (prompt, want string, err error) {
+	if last := len(msgs) - 1; msgs[last].Role != "assistant" {
+		prompt, err = c.Render(msgs, true)
+		if err != nil {
+			return "", "", usererr.New(where, "the chat template (%s) fails to render this conversation: %v", c.path, err)
+		}
+		return prompt, "", nil
+	}
+	text, spans, err := c.Assistant(where, msgs)
+	if err != nil {
+		return "", "", err
+	}
+	start, end := spans[len(spans)-2], spans[len(spans)-1]
+	return text[:start], text[start:end], nil
 }
 
 // ChatDoc renders and encodes one conversation: every token outside the assistant's turns
@@ -241,7 +295,7 @@ func ChatFiles(pattern string, c *ChatTemplate, L int, onLong OnLong, stats *Cha
 			return err
 		}
 		for _, f := range files {
-			if err := readChat(f.Path, progress, func(where string, msgs []Message) error {
+			if err := ReadChat(f.Path, progress, func(where string, msgs []Message) error {
 				return emit(&RawDoc{Where: where, Tokenize: func(tok Tokenizer) (*Doc, error) {
 					d, err := ChatDoc(tok, c, where, msgs)
 					if err != nil {
@@ -282,10 +336,10 @@ func fitRow(d *Doc, L int, onLong OnLong, stats *ChatStats) (*Doc, error) {
 	return nil, usererr.New(d.Where, "the conversation renders to %d tokens but a row holds seq_len+1 = %d; raise --seq-len, or pass --on-long truncate or drop", len(d.Tokens), L)
 }
 
-// readChat calls conv with each conversation of a JSONL file and its file:line. A blank
-// line is skipped; a line that is not {"messages": [...]} with known roles and string
-// contents is a user error naming it.
-func readChat(name string, progress func(int64), conv func(where string, msgs []Message) error) error {
+// ReadChat calls conv with each conversation of a JSONL file and its file:line, and
+// progress (if not nil) with each line's length. A blank line is skipped; a line that is
+// not {"messages": [...]} with known roles and string contents is a user error naming it.
+func ReadChat(name string, progress func(int64), conv func(where string, msgs []Message) error) error {
 	return eachLine(name, progress, func(where string, line []byte) error {
 		if len(bytes.TrimSpace(line)) == 0 {
 			return nil

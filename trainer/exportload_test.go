@@ -30,7 +30,7 @@ func TestLoadExport(t *testing.T) {
 	if !slices.Equal(m.Params.Host(), tr.Model.Params.Host()) || !slices.Equal(m.Mult, tr.Model.Mult) || m.AttnScale != tr.Model.AttnScale {
 		t.Fatalf("the loaded export differs from the exported model")
 	}
-	o := generate.Options{MaxTokens: 12, TopP: 1, End: -1}
+	o := generate.Options{MaxTokens: 12, TopP: 1}
 	prompt := []int32{'f', 'u', 'n', 'c'}
 	want, _ := tr.Generate(prompt, o, nil)
 	if got, _ := generate.Run(m.NewDecoder(), prompt, o, nil); !slices.Equal(got, want) {

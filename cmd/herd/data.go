@@ -33,6 +33,7 @@ func newDataPackCmd() *cobra.Command {
 		text, jsonl, field string
 		parquet, column    string
 		images, chat       string
+		chatTemplate       string
 		onLong             string
 		chatStats          data.ChatStats
 		imageSize          int
@@ -40,14 +41,14 @@ func newDataPackCmd() *cobra.Command {
 		quiet, asJSON      bool
 	)
 	c := &cobra.Command{
-		Use:   "pack --out DIR (--text GLOB | --jsonl GLOB [--field F] | --parquet GLOB [--column C] | --chat GLOB --tokenizer PATH/tokenizer.json [--on-long A] | --images LIST | --fashion-mnist DIR [--split S])",
+		Use:   "pack --out DIR (--text GLOB | --jsonl GLOB [--field F] | --parquet GLOB [--column C] | --chat GLOB (--tokenizer PATH/tokenizer.json | --chat-template FILE) [--on-long A] | --images LIST | --fashion-mnist DIR [--split S])",
 		Short: "Tokenize and pack documents into Arrow shards with a manifest",
 		Long: `Tokenize and pack documents into rows of seq_len+1 tokens, written as Arrow IPC
 shards plus manifest.json (format: docs/data.md). Text globs take ** and environment
 variables, and an optional #train or #eval suffix selects a deterministic 95/5 split
 by file. Chat JSONL ({"messages": [{"role", "content"}]}) is rendered with the chat
-template of the tokenizer_config.json beside --tokenizer and trained only on the
-assistant's turns. The output is the same for the same input, whatever the number of
+template of the tokenizer_config.json beside --tokenizer (or --chat-template's) and
+trained only on the assistant's turns. The output is the same for the same input, whatever the number of
 threads.`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -73,7 +74,7 @@ threads.`,
 				read = data.ParquetFiles(parquet, column, progress)
 			case chat != "":
 				var err error
-				if read, err = chatInput(chat, o.Tokenizer, onLong, o.SeqLen, &chatStats, progress); err != nil {
+				if read, err = chatInput(chat, o.Tokenizer, chatTemplate, onLong, o.SeqLen, &chatStats, progress); err != nil {
 					return err
 				}
 			case images != "":
@@ -125,7 +126,8 @@ threads.`,
 	fl.StringVar(&field, "field", "text", "JSONL field holding the text")
 	fl.StringVar(&parquet, "parquet", "", "glob of Parquet files, one document per row")
 	fl.StringVar(&column, "column", "text", "Parquet string column holding the text")
-	fl.StringVar(&chat, "chat", "", "glob of chat JSONL files, one conversation per line (needs --tokenizer PATH/tokenizer.json)")
+	fl.StringVar(&chat, "chat", "", "glob of chat JSONL files, one conversation per line (needs --tokenizer PATH/tokenizer.json or --chat-template)")
+	fl.StringVar(&chatTemplate, "chat-template", "", chatTemplateUsage)
 	fl.StringVar(&onLong, "on-long", "error", "a conversation longer than seq_len+1 tokens: error, truncate or drop")
 	fl.StringVar(&images, "images", "", "JSONL or CSV list of image files (PNG/JPEG) and captions")
 	fl.IntVar(&imageSize, "image-size", 0, "scale images to this many pixels square (0 = keep; sides must divide by --patch)")
@@ -142,23 +144,37 @@ threads.`,
 	return c
 }
 
-// chatInput reads chat conversations for the tokenizer.json at tokPath, rendered with the
-// chat template of the tokenizer_config.json beside it.
-func chatInput(pattern, tokPath, onLong string, seqLen int, stats *data.ChatStats, progress func(int64)) (func(func(*data.RawDoc) error) error, error) {
+// chatInput reads chat conversations for the tokenizer tokName, rendered with the chat
+// template chatTemplate names (see loadChatTemplate).
+func chatInput(pattern, tokName, chatTemplate, onLong string, seqLen int, stats *data.ChatStats, progress func(int64)) (func(func(*data.RawDoc) error) error, error) {
 	switch data.OnLong(onLong) {
 	case data.LongError, data.LongTruncate, data.LongDrop:
 	default:
 		return nil, usererr.New("--on-long", "%q is not one of error, truncate, drop", onLong)
 	}
-	tok, err := data.NewTokenizer(tokPath)
+	tok, err := data.NewTokenizer(tokName)
 	if err != nil {
 		return nil, err
 	}
-	tmpl, err := data.LoadChatTemplate(filepath.Join(filepath.Dir(tokPath), data.HFFiles[1]), tok)
+	tmpl, err := loadChatTemplate(chatTemplate, tokName, tok)
 	if err != nil {
 		return nil, err
 	}
 	return data.ChatFiles(pattern, tmpl, seqLen+1, data.OnLong(onLong), stats, progress), nil
+}
+
+const chatTemplateUsage = "tokenizer_config.json whose chat_template and eos_token render chat data (default: the one beside --tokenizer PATH/tokenizer.json; examples/gochat has one for the byte tokenizer)"
+
+// loadChatTemplate loads the chat template for tok from the tokenizer_config.json path
+// (--chat-template) or, when path is "", from the one beside the tokenizer.json tokName.
+func loadChatTemplate(path, tokName string, tok data.Tokenizer) (*data.ChatTemplate, error) {
+	if path == "" {
+		if !strings.HasSuffix(tokName, ".json") {
+			return nil, usererr.New("--tokenizer", "chat data needs a chat template: --tokenizer PATH/tokenizer.json with tokenizer_config.json beside it, or --chat-template FILE")
+		}
+		path = filepath.Join(filepath.Dir(tokName), data.HFFiles[1])
+	}
+	return data.LoadChatTemplate(path, tok)
 }
 
 func numTrue(bs ...bool) int {

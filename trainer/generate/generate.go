@@ -22,7 +22,7 @@ type Options struct {
 	TopK        int     // sample among the k most likely tokens only; 0 = all
 	TopP        float64 // then among the fewest most likely whose probabilities sum to >= p; 1 = all
 	Seed        uint64  // the sampling stream's seed
-	End         int32   // a token that ends generation (it is kept in the output); -1 = none
+	Stop        []int32 // tokens that end generation (the one generated is kept in the output): EOS, end of turn
 }
 
 // Validate reports a bad option as a user error naming its flag.
@@ -42,7 +42,7 @@ func (o Options) Validate() error {
 
 // Why generation stopped.
 const (
-	StopEnd       = "end"        // the model produced Options.End
+	StopEnd       = "end"        // the model produced one of Options.Stop
 	StopMaxTokens = "max_tokens" // Options.MaxTokens tokens were generated
 	StopSeqLen    = "seq_len"    // the sequence filled the model's seq_len
 )
@@ -64,7 +64,7 @@ func Run(d *model.Decoder[float32], prompt []int32, o Options, emit func(int32))
 			emit(next)
 		}
 		switch {
-		case next == o.End:
+		case slices.Contains(o.Stop, next):
 			return ids, StopEnd
 		case len(ids) == o.MaxTokens:
 			return ids, StopMaxTokens

@@ -26,11 +26,11 @@ var prompt = []int32{'f', 'u', 'n', 'c', ' '}
 
 func TestSamplingIsDeterministicAndTopK1IsGreedy(t *testing.T) {
 	d := randomDecoder(t)
-	greedy, stop := Run(d, prompt, Options{MaxTokens: 20, TopP: 1, End: -1}, nil)
+	greedy, stop := Run(d, prompt, Options{MaxTokens: 20, TopP: 1}, nil)
 	if stop != StopMaxTokens || len(greedy) != 20 {
 		t.Fatalf("greedy: %d tokens, stopped at %s; want 20 at max_tokens", len(greedy), stop)
 	}
-	hot := Options{MaxTokens: 20, Temperature: 1.5, TopP: 1, Seed: 7, End: -1}
+	hot := Options{MaxTokens: 20, Temperature: 1.5, TopP: 1, Seed: 7}
 	a, _ := Run(d, prompt, hot, nil)
 	b, _ := Run(d, prompt, hot, nil)
 	if !slices.Equal(a, b) {
@@ -44,9 +44,9 @@ func TestSamplingIsDeterministicAndTopK1IsGreedy(t *testing.T) {
 		t.Errorf("seeds 7 and 8 sampled the same %v", c)
 	}
 	for _, o := range []Options{
-		{MaxTokens: 20, Temperature: 1.5, TopK: 1, TopP: 1, Seed: 7, End: -1}, // only the argmax is left
-		{MaxTokens: 20, Temperature: 1.5, TopP: 1e-9, Seed: 7, End: -1},       // the nucleus is the argmax
-		{MaxTokens: 20, Temperature: 1e-300, TopP: 1, Seed: 7, End: -1},       // all mass on the argmax
+		{MaxTokens: 20, Temperature: 1.5, TopK: 1, TopP: 1, Seed: 7}, // only the argmax is left
+		{MaxTokens: 20, Temperature: 1.5, TopP: 1e-9, Seed: 7},       // the nucleus is the argmax
+		{MaxTokens: 20, Temperature: 1e-300, TopP: 1, Seed: 7},       // all mass on the argmax
 	} {
 		if got, _ := Run(d, prompt, o, nil); !slices.Equal(got, greedy) {
 			t.Errorf("%+v sampled %v, want the greedy %v", o, got, greedy)
@@ -56,16 +56,16 @@ func TestSamplingIsDeterministicAndTopK1IsGreedy(t *testing.T) {
 
 func TestStops(t *testing.T) {
 	d := randomDecoder(t)
-	greedy, _ := Run(d, prompt, Options{MaxTokens: 10, TopP: 1, End: -1}, nil)
+	greedy, _ := Run(d, prompt, Options{MaxTokens: 10, TopP: 1}, nil)
 	var streamed []int32
-	got, stop := Run(d, prompt, Options{MaxTokens: 10, TopP: 1, End: greedy[3]}, func(id int32) { streamed = append(streamed, id) })
+	got, stop := Run(d, prompt, Options{MaxTokens: 10, TopP: 1, Stop: []int32{greedy[3]}}, func(id int32) { streamed = append(streamed, id) })
 	if i := slices.Index(greedy, greedy[3]); stop != StopEnd || !slices.Equal(got, greedy[:i+1]) {
 		t.Errorf("end token %d: got %v stopped at %s, want %v at end", greedy[3], got, stop, greedy[:i+1])
 	}
 	if !slices.Equal(streamed, got) {
 		t.Errorf("emitted %v, returned %v", streamed, got)
 	}
-	got, stop = Run(d, prompt, Options{MaxTokens: 100, TopP: 1, End: -1}, nil)
+	got, stop = Run(d, prompt, Options{MaxTokens: 100, TopP: 1}, nil)
 	if want := d.Cap() - len(prompt) + 1; stop != StopSeqLen || len(got) != want {
 		t.Errorf("past seq_len: %d tokens stopped at %s, want %d at seq_len", len(got), stop, want)
 	}

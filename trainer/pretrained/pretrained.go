@@ -79,6 +79,8 @@ func ModelConfig(path string) (model.Config, error) {
 	if err := json.Unmarshal(st.Config, &run); err != nil {
 		return model.Config{}, usererr.New(filepath.Join(store.Root, name, checkpoint.StateFile), "unreadable checkpoint config: %v", err)
 	}
+	// The shape, not the preset that named it: a run from init.from names no preset.
+	run.Model.Preset = ""
 	return run.Model, nil
 }
 

