@@ -32,6 +32,10 @@ const ReserveActivity = "ReserveRank"
 // RankActivity is the activity type of one rank's segment, on its worker's own queue.
 const RankActivity = "TrainRank"
 
+// ReleaseActivity is the activity type that frees a reserved rank the group will not use
+// (an elastic group that shrank), on the reserving worker's own queue.
+const ReleaseActivity = "ReleaseRank"
+
 // RankSegmentInput is one rank's segment: rank Rank of Group, whose ranks listen on Addrs.
 type RankSegmentInput struct {
 	SegmentInput
@@ -127,6 +131,17 @@ func (a *Activities) ReserveRank(ctx context.Context, in RankInput) (RankSlot, e
 		}
 	})
 	return RankSlot{Queue: a.rankQueue, Addr: lis.Addr().String(), Devices: devices(), Worker: a.Identity}, nil
+}
+
+// ReleaseRank frees the slot and closes the listener that ReserveRank took for in.Rank of
+// in.Group, whose segment will not run: an elastic group shrank below the ranks it had
+// reserved. A reservation already gone (taken, expired) is no error.
+func (a *Activities) ReleaseRank(ctx context.Context, in RankInput) error {
+	if lis := a.take(slotKey(in.Group, in.Rank)); lis != nil {
+		lis.Close()
+		a.release()
+	}
+	return nil
 }
 
 // take hands over the listener reserved under key, or nil.
@@ -227,30 +242,35 @@ func (r *run) retrying(ctx workflow.Context, attempt int32, err error) {
 // tryGroup reserves the ranks of group and runs their segments until all have ended. It
 // returns the furthest committed step any rank reported (ok false when none did), and
 // the first failure: once a rank fails, its siblings are cancelled, and a rank whose
-// peer left fails too, so that later failures say nothing new.
+// peer left fails too, so that later failures say nothing new. An elastic group (see
+// RunInput.ElasticWait) that cannot reserve all its ranks in time trains on fewer: see
+// shrink.
 func (r *run) tryGroup(ctx workflow.Context, group, token string, until int64, hb time.Duration) (best SegmentResult, ok bool, first error) {
-	n := r.in.Config.Parallel.Data
 	gctx, cancel := workflow.WithCancel(ctx)
 	r.cancel = cancel
 	defer func() { r.cancel = nil }()
-	rctx := workflow.WithActivityOptions(gctx, workflow.ActivityOptions{
-		// Waits in the queue until a worker has a free slot; the reservation itself is quick.
-		StartToCloseTimeout: time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second},
-	})
-	reserved := make([]workflow.Future, n)
-	for i := range reserved {
-		reserved[i] = workflow.ExecuteActivity(rctx, ReserveActivity, RankInput{Group: group, Rank: i})
+	n := r.in.Config.Parallel.Data
+	slots, err := r.reserve(gctx, group, n)
+	reason := fmt.Sprintf("all %d ranks reserved again", n)
+	for err == nil && len(slots) < n { // only an elastic group gives up on a rank
+		r.unreserve(gctx, slots, hb)
+		reason = fmt.Sprintf("only %d of %d ranks reserved within the elastic wait (%s): a worker was lost",
+			len(slots), n, r.in.ElasticWait)
+		n = r.shrink(len(slots))
+		group = fmt.Sprintf("%s/of%d", group, n)
+		slots, err = r.reserve(gctx, group, n)
 	}
+	if err != nil {
+		cancel()
+		return best, false, err
+	}
+	r.resized(ctx, n, reason)
+	cfg := r.in.Config
+	cfg.Parallel.Data = n
 	addrs := make([]string, n)
 	queues := make([]string, n)
 	workers := make([]string, n)
-	for i, f := range reserved {
-		var slot RankSlot
-		if err := f.Get(gctx, &slot); err != nil {
-			cancel()
-			return best, false, err
-		}
+	for i, slot := range slots {
 		addrs[i], queues[i], workers[i] = slot.Addr, slot.Queue, slot.Worker
 	}
 	sel := workflow.NewSelector(ctx)
@@ -265,7 +285,7 @@ func (r *run) tryGroup(ctx workflow.Context, group, token string, until int64, h
 			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
 		})
 		f := workflow.ExecuteActivity(sctx, RankActivity, RankSegmentInput{
-			SegmentInput: SegmentInput{Config: r.in.Config, Until: until}, Group: group, Rank: i, Addrs: addrs, Token: token})
+			SegmentInput: SegmentInput{Config: cfg, Until: until}, Group: group, Rank: i, Addrs: addrs, Token: token})
 		sel.AddFuture(f, func(f workflow.Future) {
 			var res SegmentResult
 			err := f.Get(ctx, &res)
@@ -292,6 +312,132 @@ func (r *run) tryGroup(ctx workflow.Context, group, token string, until int64, h
 	return best, ok, first
 }
 
+// reserve reserves the n ranks of group, in rank order. Without an elastic wait it waits
+// until every rank is reserved, as long as that takes. With one, once the wait has passed
+// with at least one rank reserved, it cancels the other reservations and returns the
+// slots it holds, fewer than n (in no particular order), for the caller to release.
+func (r *run) reserve(ctx workflow.Context, group string, n int) ([]reservation, error) {
+	rctx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
+	rctx = workflow.WithActivityOptions(rctx, workflow.ActivityOptions{
+		// Waits in the queue until a worker has a free slot; the reservation itself is quick.
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second},
+	})
+	got := make([]reservation, n)
+	var (
+		reserved, pending = 0, n
+		first             error
+		givenUp, expired  bool
+	)
+	sel := workflow.NewSelector(ctx)
+	for i := range got {
+		got[i].RankInput = RankInput{Group: group, Rank: i}
+		f := workflow.ExecuteActivity(rctx, ReserveActivity, got[i].RankInput)
+		sel.AddFuture(f, func(f workflow.Future) {
+			pending--
+			err := f.Get(ctx, &got[i].RankSlot)
+			switch {
+			case err == nil:
+				reserved++
+			case first == nil && !givenUp:
+				first = err
+			}
+		})
+	}
+	wait := r.in.ElasticWait
+	arm := func() { sel.AddFuture(workflow.NewTimer(rctx, wait), func(workflow.Future) { expired = true }) }
+	if wait > 0 {
+		arm()
+	}
+	for reserved < n && first == nil {
+		sel.Select(ctx)
+		if expired && reserved < n {
+			if reserved > 0 {
+				break
+			}
+			expired = false // nothing to train on yet: keep waiting
+			arm()
+		}
+	}
+	if first != nil {
+		return nil, first
+	}
+	if reserved == n {
+		return got, nil
+	}
+	givenUp = true
+	cancel()
+	for pending > 0 { // a reservation may complete while it is being cancelled
+		sel.Select(ctx)
+	}
+	var held []reservation
+	for _, g := range got {
+		if g.Queue != "" {
+			held = append(held, g)
+		}
+	}
+	return held, nil
+}
+
+// reservation is a reserved rank and its slot.
+type reservation struct {
+	RankInput
+	RankSlot
+}
+
+// unreserve frees reserved slots that the group will not use, each on its worker's own
+// queue. A release that fails (its worker died meanwhile) is left to reserveTTL.
+func (r *run) unreserve(ctx workflow.Context, slots []reservation, hb time.Duration) {
+	fs := make([]workflow.Future, len(slots))
+	for i, s := range slots {
+		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			TaskQueue:              s.Queue,
+			ScheduleToCloseTimeout: hb,
+			RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 1},
+		})
+		fs[i] = workflow.ExecuteActivity(actx, ReleaseActivity, s.RankInput)
+	}
+	for _, f := range fs {
+		_ = f.Get(ctx, nil) // see above: the slot frees itself in the end
+	}
+}
+
+// shrink is the world size an elastic group goes on with when only alive of its ranks
+// could be reserved: the largest that divides the global batch into whole micro-batches
+// per rank (the rule config validation applies to parallel.data); 1 always does. A
+// committed checkpoint resumes bit-identically on it (docs/parallel.md).
+func (r *run) shrink(alive int) int {
+	cfg := r.in.Config
+	for w := alive; w > 1; w-- {
+		if cfg.Parallel.Data = w; cfg.Validate() == nil {
+			return w
+		}
+	}
+	return 1
+}
+
+// resized records that the group trains on n ranks from the committed step on, when that
+// differs from the world size it trained on before (parallel.data, or the smaller one an
+// elastic group shrank to): in the progress, so in the run's history (its memo) and in
+// `herd status`.
+func (r *run) resized(ctx workflow.Context, n int, reason string) {
+	from := r.in.Config.Parallel.Data
+	if r.p.World != 0 {
+		from = r.p.World
+	}
+	if n == from {
+		return
+	}
+	r.p.World = n
+	if n == r.in.Config.Parallel.Data {
+		r.p.World = 0
+	}
+	r.p.Resizes = append(r.p.Resizes, Resize{From: from, To: n, Step: r.p.Step, Reason: reason, Time: workflow.Now(ctx)})
+	workflow.GetLogger(ctx).Info("data-parallel group resized", "from", from, "to", n, "step", r.p.Step, "reason", reason)
+	r.set(ctx, r.p.State)
+}
+
 // rankWorker is a worker that also takes ranks: the shared queue's worker, which
 // reserves them, and a worker on its own queue, which runs the reserved ranks' segments.
 type rankWorker struct {
@@ -314,6 +460,7 @@ func withRanks(c client.Client, queue string, acts *Activities, w worker.Worker)
 		MaxHeartbeatThrottleInterval:       time.Second,
 	})
 	own.RegisterActivityWithOptions(acts.TrainRank, activity.RegisterOptions{Name: RankActivity})
+	own.RegisterActivityWithOptions(acts.ReleaseRank, activity.RegisterOptions{Name: ReleaseActivity})
 	return &rankWorker{Worker: w, own: own}
 }
 

@@ -54,6 +54,8 @@ func TestReplay(t *testing.T) {
 //     step 15 until paused or stopped).
 //   - group-paused: a parallel.data 2 run, held after step 15, paused, resumed and
 //     completed (reservations, rank segments, the group's stop and restart).
+//   - group-elastic: TestElasticGroup's run (a 4-rank group with an elastic wait that
+//     shrinks to 2 ranks when a worker is killed and grows back to 4).
 //   - sweep-asha-1 to -3: the executions of an ASHA sweep over two learning rates, ranked
 //     by eval loss, that continues as new after every round of legs and transfers the
 //     winner to a target run.
@@ -68,6 +70,10 @@ func TestRecordHistories(t *testing.T) {
 	inProcessWorker(t, c)
 	recordRuns(t, c)
 	recordGroup(t, c)
+	if missing("group-elastic") {
+		elasticRun(t, srv, c, "group-elastic")
+		saveHistory(t, c, "group-elastic", "", "group-elastic")
+	}
 	recordSweeps(t, c)
 }
 

@@ -58,11 +58,12 @@ type SweepInput struct {
 	Reduction     int
 	Grace         int64
 	Transfer      *TransferInput // nil = no transfer
-	// HeartbeatTimeout, SegmentSteps and SearchAttributes are passed to every trial's
-	// RunInput.
+	// HeartbeatTimeout, SegmentSteps, SearchAttributes and ElasticWait are passed to every
+	// trial's RunInput.
 	HeartbeatTimeout time.Duration
 	SegmentSteps     int64
 	SearchAttributes bool
+	ElasticWait      time.Duration
 	// EventsPerRun bounds trial legs ended per workflow execution before ContinueAsNew;
 	// 0 = 500. The server's suggestion also triggers it.
 	EventsPerRun int
@@ -314,7 +315,7 @@ func (s *sweepRun) launch(ctx workflow.Context, sel workflow.Selector, i int) {
 		return
 	}
 	in := RunInput{Config: cfg, SegmentSteps: s.in.SegmentSteps, HeartbeatTimeout: s.in.HeartbeatTimeout,
-		SearchAttributes: s.in.SearchAttributes, Until: s.target(*t)}
+		SearchAttributes: s.in.SearchAttributes, ElasticWait: s.in.ElasticWait, Until: s.target(*t)}
 	if t.Step > 0 { // continue from the rung's checkpoint without an empty first segment
 		in.Carry = &Progress{Name: cfg.Name, State: StateRunning, Step: t.Step, Steps: t.Steps, Loss: t.Loss}
 	}
@@ -452,7 +453,8 @@ func (s *sweepRun) transfer(ctx workflow.Context) error {
 	s.p.Target = &Progress{Name: cfg.Name, State: StateRunning, Steps: int64(cfg.Train.Steps)}
 	s.set(ctx)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: s.in.Name + "/target"})
-	in := RunInput{Config: cfg, SegmentSteps: s.in.SegmentSteps, HeartbeatTimeout: s.in.HeartbeatTimeout, SearchAttributes: s.in.SearchAttributes}
+	in := RunInput{Config: cfg, SegmentSteps: s.in.SegmentSteps, HeartbeatTimeout: s.in.HeartbeatTimeout,
+		SearchAttributes: s.in.SearchAttributes, ElasticWait: s.in.ElasticWait}
 	var p Progress
 	if err := workflow.ExecuteChildWorkflow(cctx, WorkflowName, in).Get(ctx, &p); err != nil {
 		return fmt.Errorf("transfer target %s: %w", cfg.Name, err)

@@ -76,6 +76,13 @@ type RunInput struct {
 	// SearchAttributes upserts HerdState and HerdStep; set only where they are registered
 	// (the embedded server registers them; another cluster may not).
 	SearchAttributes bool
+	// ElasticWait, when > 0, makes a data-parallel group (parallel.data > 1) elastic: when
+	// not every rank is reserved within it (a worker was lost and none has replaced it),
+	// the segment trains on the largest world size that divides the global batch among the
+	// ranks reserved, from the last committed checkpoint. Every segment tries the full
+	// parallel.data first, so the group grows back once workers return. 0 = a group waits
+	// for all its ranks, however long.
+	ElasticWait time.Duration
 	// Carry is the state handed over by ContinueAsNew; nil on a fresh start.
 	Carry *Progress
 	// Until, when > 0, ends the run in state StateRung once it has committed this step:
@@ -113,6 +120,21 @@ type Progress struct {
 	Warnings     []string  `json:"warnings,omitempty"`
 	Started      time.Time `json:"started"` // workflow time of the first start
 	Updated      time.Time `json:"updated"`
+	// World is the number of ranks an elastic group trains on while it is shrunk below
+	// parallel.data (see RunInput.ElasticWait); 0 when it trains on parallel.data.
+	World int `json:"world,omitempty"`
+	// Resizes are the elastic group's changes of world size, oldest first.
+	Resizes []Resize `json:"resizes,omitempty"`
+}
+
+// Resize is one change of an elastic group's world size: from From to To ranks, training
+// on from committed step Step, and why.
+type Resize struct {
+	From   int       `json:"from"`
+	To     int       `json:"to"`
+	Step   int64     `json:"step"`
+	Reason string    `json:"reason"`
+	Time   time.Time `json:"time"` // workflow time
 }
 
 // SegmentInput asks a worker to train from the last committed checkpoint up to Until.
@@ -351,6 +373,7 @@ func (r *run) handlers(ctx workflow.Context) error {
 		func(ctx workflow.Context, in ResumeInput) (Progress, error) {
 			if in.Data > 0 {
 				r.in.Config.Parallel.Data = in.Data // from the next segment on
+				r.p.World = 0                       // the user chose the size: tried in full again
 			}
 			r.paused = false
 			r.p.Error = ""

@@ -30,6 +30,7 @@ func newRunCmd() *cobra.Command {
 		detach  bool
 		segment int64
 		hb      time.Duration
+		elastic elasticWait
 	)
 	c := &cobra.Command{
 		Use:   "run CONFIG",
@@ -40,6 +41,10 @@ func newRunCmd() *cobra.Command {
 			"processes train.",
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			wait, err := elastic.value()
+			if err != nil {
+				return err
+			}
 			run, err := f.load(args[0], steps.sets(c)...)
 			if err != nil {
 				return err
@@ -47,7 +52,7 @@ func newRunCmd() *cobra.Command {
 			if err := absolutePaths(&run); err != nil {
 				return err
 			}
-			in := workflows.RunInput{Config: run, SegmentSteps: segment, HeartbeatTimeout: hb}
+			in := workflows.RunInput{Config: run, SegmentSteps: segment, HeartbeatTimeout: hb, ElasticWait: wait}
 			out, errw := c.OutOrStdout(), c.ErrOrStderr()
 			if tf.target().Embedded() {
 				if detach {
@@ -101,7 +106,26 @@ func newRunCmd() *cobra.Command {
 	c.Flags().BoolVar(&detach, "detach", false, "return once submitted instead of following (needs --temporal or a running herd server)")
 	c.Flags().Int64Var(&segment, "segment-steps", 0, "steps per TrainSegment activity (default train.checkpoint.every)")
 	c.Flags().DurationVar(&hb, "heartbeat-timeout", 0, "how long a silent segment may go before it is retried elsewhere (default 30s)")
+	elastic.register(c)
 	return c
+}
+
+// elasticWait is the --elastic-wait flag of herd run and herd sweep: how long a
+// data-parallel group waits for a lost worker's replacement before it goes on with fewer
+// ranks (workflows.RunInput.ElasticWait).
+type elasticWait time.Duration
+
+func (e *elasticWait) register(c *cobra.Command) {
+	c.Flags().DurationVar((*time.Duration)(e), "elastic-wait", 0,
+		"with parallel.data > 1: how long to wait for a lost worker's replacement before going on with fewer ranks, growing back when workers return (0 = wait for all ranks)")
+}
+
+// value is the wait; a negative one is a user error.
+func (e elasticWait) value() (time.Duration, error) {
+	if e < 0 {
+		return 0, usererr.New("--elastic-wait", "must be 0 (wait for every rank) or a positive duration such as 1m, got %s", time.Duration(e))
+	}
+	return time.Duration(e), nil
 }
 
 // absolutePaths makes the config's local paths absolute: a worker in another directory,

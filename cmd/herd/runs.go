@@ -208,6 +208,12 @@ func printStatus(out io.Writer, s client.Status) {
 	if s.Worker != "" {
 		row("worker", "%s", s.Worker)
 	}
+	if s.World != 0 {
+		row("ranks", "%d, below parallel.data until workers return (--elastic-wait)", s.World)
+	}
+	for _, z := range s.Resizes {
+		row("resize", "%d → %d ranks at step %d: %s", z.From, z.To, z.Step, z.Reason)
+	}
 	if s.LastFailure != "" {
 		row("last failure", "%s", s.LastFailure)
 	}

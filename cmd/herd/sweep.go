@@ -24,6 +24,7 @@ func newSweepCmd() *cobra.Command {
 		mf      metricsFlag
 		jsonOut bool
 		out     string
+		elastic elasticWait
 	)
 	c := &cobra.Command{
 		Use:   "sweep SWEEP.yaml",
@@ -38,6 +39,10 @@ func newSweepCmd() *cobra.Command {
 			"`herd stop NAME` stops it; `herd resume NAME` continues it after a crash.",
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			wait, err := elastic.value()
+			if err != nil {
+				return err
+			}
 			s, err := sweep.Load(args[0])
 			if err != nil {
 				return err
@@ -46,6 +51,7 @@ func newSweepCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			in.ElasticWait = wait
 			if out == "" {
 				out = filepath.Join(s.Base.Train.Checkpoint.Dir, s.Name)
 			}
@@ -91,6 +97,7 @@ func newSweepCmd() *cobra.Command {
 	mf.register(c)
 	c.Flags().BoolVar(&jsonOut, "json", false, "print the sweep's final state as JSON on stdout")
 	c.Flags().StringVar(&out, "out", "", "folder for trials.csv, trials.parquet and the plots (default: the base config's checkpoint dir/sweep name)")
+	elastic.register(c)
 	c.AddCommand(newSweepStatusCmd())
 	return c
 }
