@@ -265,7 +265,7 @@ func (r *run) tryGroup(ctx workflow.Context, group, token string, until int64, h
 			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
 		})
 		f := workflow.ExecuteActivity(sctx, RankActivity, RankSegmentInput{
-			SegmentInput: SegmentInput{Config: r.in.Config, Until: until}, Group: group, Rank: i, Addrs: addrs, Token: token})
+			SegmentInput: r.segmentInput(until), Group: group, Rank: i, Addrs: addrs, Token: token})
 		sel.AddFuture(f, func(f workflow.Future) {
 			var res SegmentResult
 			err := f.Get(ctx, &res)
