@@ -301,8 +301,8 @@ func newResumeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			for _, ch := range changes {
-				fmt.Fprintf(c.ErrOrStderr(), "%s: changed %s\n", name, ch)
+			if err := printChanges(ctx, c.ErrOrStderr(), conn.Client, name, changes); err != nil {
+				return err
 			}
 			if detach {
 				fmt.Fprintf(c.OutOrStdout(), "%s: resumed; `herd status %s` shows it\n", name, name)
@@ -323,6 +323,25 @@ func newResumeCmd() *cobra.Command {
 	c.Flags().Float64Var(&ext.LR, "lr", 0, "new peak learning rate, train.optim.lr (0 = unchanged)")
 	c.Flags().StringVar(&ext.Schedule, "schedule", "", "how --steps carries a cosine or linear schedule: restart | stretch")
 	return c
+}
+
+// printChanges says what a resume changed in run name, and what that implies
+// (config.Run.Notes).
+func printChanges(ctx context.Context, w io.Writer, c sdkclient.Client, name string, changes []config.Change) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	for _, ch := range changes {
+		fmt.Fprintf(w, "%s: changed %s\n", name, ch)
+	}
+	cfg, err := client.RunConfig(ctx, c, name)
+	if err != nil {
+		return err
+	}
+	for _, n := range cfg.Notes(changes) {
+		fmt.Fprintf(w, "%s: note %s\n", name, n)
+	}
+	return nil
 }
 
 // resumeSets reads resume's --set flags: parallel.data, since the run's checkpoints

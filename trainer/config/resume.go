@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"github.com/herdml/herd/internal/usererr"
@@ -130,4 +132,25 @@ func extendsItself(s optim.Schedule, step int64, steps int) error {
 		}
 	}
 	return nil
+}
+
+// Notes says what changes imply beyond their keys, to be shown with them: in metap mode
+// train.steps is also the MetaP horizon (metap.horizon_exponent), so a new length scales
+// every tensor's LR from the resume on, as a run planned that long would have had it.
+func (r Run) Notes(changes []Change) []string {
+	exp := r.MetaP.HorizonExponent
+	if r.MetaP.Mode != "metap" || exp == 0 {
+		return nil
+	}
+	var out []string
+	for _, c := range changes {
+		was, err1 := strconv.ParseFloat(c.Was, 64)
+		now, err2 := strconv.ParseFloat(c.Now, 64)
+		if c.Key != "train.steps" || err1 != nil || err2 != nil {
+			continue
+		}
+		out = append(out, fmt.Sprintf("at step %d: train.steps is the MetaP horizon (metap.horizon_exponent %g): every tensor's LR is now %.4g times what it was",
+			c.Step, exp, math.Pow(now/was, -exp)))
+	}
+	return out
 }

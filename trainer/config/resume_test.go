@@ -130,3 +130,19 @@ func TestResumeRefusals(t *testing.T) {
 		t.Errorf("a new min_lr_ratio: %v, %v", changes, err)
 	}
 }
+
+// In metap mode a new length is a new horizon, and the notes say by how much the LR moves.
+func TestResumeNotesTheHorizon(t *testing.T) {
+	r := resumable(t, "constant", "metap.mode=metap", "metap.horizon_exponent=0.3")
+	_, changes, err := r.Resume(20, Extension{Steps: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := r.Notes(changes)
+	if len(notes) != 1 || !strings.Contains(notes[0], "at step 20") || !strings.Contains(notes[0], "0.8123 times") {
+		t.Errorf("notes %q, want one saying the LR is 2^-0.3 = 0.8123 times what it was", notes)
+	}
+	if notes := resumable(t, "constant", "metap.mode=sp").Notes(changes); notes != nil {
+		t.Errorf("sp has no horizon, got notes %q", notes)
+	}
+}

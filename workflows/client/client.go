@@ -399,6 +399,13 @@ func Resume(ctx context.Context, c sdkclient.Client, queue, name string, opts wo
 	return changes, nil
 }
 
+// RunConfig is the config run name's latest execution started with; a resume in that
+// execution may since have changed what config.Resumable allows.
+func RunConfig(ctx context.Context, c sdkclient.Client, name string) (config.Run, error) {
+	in, err := firstInput(ctx, c, name)
+	return in.Config, err
+}
+
 // firstInput reads the RunInput the run's latest execution started with.
 func firstInput(ctx context.Context, c sdkclient.Client, name string) (workflows.RunInput, error) {
 	it := c.GetWorkflowHistory(ctx, name, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
