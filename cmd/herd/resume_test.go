@@ -66,8 +66,8 @@ func TestResumeLongerAndLineage(t *testing.T) {
 	}
 }
 
-// A cosine run does not extend by itself: the refusal names both ways. Stretched, in
-// metap mode, the resume also says how the new horizon moves the LR.
+// A cosine run does not extend by itself: the refusal names both ways. Stretched, with a
+// new min_lr_ratio, in metap mode, the resume also says how the new horizon moves the LR.
 func TestResumeCosineSaysHow(t *testing.T) {
 	dir := tinyRun(t)
 	t.Setenv("HERD_HOME", filepath.Join(dir, "home"))
@@ -76,8 +76,8 @@ func TestResumeCosineSaysHow(t *testing.T) {
 	}
 	stdout, stderr, status := herd(t, dir, "resume", "e2e", "--steps", "6")
 	wantUserError(t, stdout, stderr, status, "cosine", "--schedule restart", "--schedule stretch")
-	_, stderr, status = herd(t, dir, "resume", "e2e", "--steps", "6", "--schedule", "stretch")
-	if status != 0 || !strings.Contains(stderr, "train.steps 3 -> 6") || !strings.Contains(stderr, "e2e: note at step 3: train.steps is the MetaP horizon") || !strings.Contains(stderr, "0.8123 times") {
+	_, stderr, status = herd(t, dir, "resume", "e2e", "--steps", "6", "--schedule", "stretch", "--set", "train.schedule.min_lr_ratio=0.05")
+	if status != 0 || !strings.Contains(stderr, "train.steps 3 -> 6") || !strings.Contains(stderr, "train.schedule.min_lr_ratio 0.1 -> 0.05") || !strings.Contains(stderr, "e2e: note at step 3: train.steps is the MetaP horizon") || !strings.Contains(stderr, "0.8123 times") {
 		t.Errorf("herd resume --schedule stretch: status %d\n%s", status, stderr)
 	}
 }

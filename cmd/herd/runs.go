@@ -268,7 +268,7 @@ func newResumeCmd() *cobra.Command {
 	)
 	c := &cobra.Command{
 		Use:   "resume RUN",
-		Short: "Continue a paused, stopped or failed run from its last committed checkpoint",
+		Short: "Continue a paused, stopped or failed run from its last committed checkpoint, or train a run longer",
 		Long: "Continue a paused, stopped or failed run from its last committed checkpoint, also after the\n" +
 			"process that ran it, embedded server included, was killed. Without --temporal this process\n" +
 			"serves the embedded server and trains; with it, resume only asks and then follows.\n\n" +
@@ -286,7 +286,8 @@ func newResumeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			opts.Extension.Steps, opts.Extension.LR, opts.Extension.Schedule = ext.Steps, ext.LR, ext.Schedule
+			ext.Sets = opts.Sets
+			opts.Extension = ext
 			if detach && tf.target().Embedded() {
 				return detachNeedsServer()
 			}
