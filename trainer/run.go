@@ -12,6 +12,7 @@ import (
 	"github.com/herdml/herd/kernels"
 	"github.com/herdml/herd/kernels/fp8"
 	"github.com/herdml/herd/trainer/checkpoint"
+	"github.com/herdml/herd/trainer/config"
 )
 
 // Run trains until untilStep steps are done (untilStep <= 0: train.steps). It checkpoints
@@ -127,6 +128,7 @@ func (tr *Trainer) save() (string, error) {
 		Config:     tr.configJSON,
 		ConfigHash: tr.configHash,
 		TableHash:  tr.Table.Hash(),
+		Lineage:    tr.lineage,
 	}
 	if tr.baseHash != "" {
 		s.State.Base, s.State.BaseSHA256 = tr.Cfg.Init.From, tr.baseHash
@@ -184,8 +186,10 @@ func (tr *Trainer) Resume(path string) (string, error) {
 func (tr *Trainer) load(store checkpoint.Dir, name, configHash string) error {
 	h := tr.toHost()
 	s := tr.snapshot(h)
+	var changes []config.Change
 	check := func(st checkpoint.State) error {
-		if err := checkpoint.Compatible(store, name, st, tr.configJSON, configHash, tr.Table.Hash()); err != nil {
+		var err error
+		if changes, err = checkpoint.Compatible(store, name, st, tr.configJSON, configHash, tr.Table.Hash(), tr.opts.Changes); err != nil {
 			return err
 		}
 		return tr.checkBase(store, name, st)
@@ -222,6 +226,7 @@ func (tr *Trainer) load(store checkpoint.Dir, name, configHash string) error {
 		}
 	}
 	tr.opt.T, tr.step = t, st.Step
+	tr.lineage = append(st.Lineage[:len(st.Lineage):len(st.Lineage)], changes...)
 	return nil
 }
 

@@ -63,6 +63,10 @@ type Options struct {
 	// rank's share of the data and joins every step's all-reduce and every checkpoint. Nil
 	// with parallel.data > 1 runs every rank in this process. The caller closes it.
 	Group *collective.Group
+	// Changes is the run's lineage as its history records it (what `herd resume` changed):
+	// Resume accepts a checkpoint whose config differs from this one in those keys and to
+	// those values only (checkpoint.Compatible), and the checkpoints it writes list them.
+	Changes []config.Change
 }
 
 // Stats describe one optimizer step.
@@ -116,6 +120,7 @@ type Trainer struct {
 	expertLoad [][]float64 // the last step's Stats.ExpertLoad, zeroed and reused by the next
 
 	configJSON json.RawMessage
+	lineage    []config.Change // the loaded checkpoint's lineage and what this config changed
 	configHash string
 	baseHash   string           // with LoRA adapters: the sha256 of the frozen base's weights (lora.go)
 	dropKey    model.DropoutKey // the training forward's adapter dropout key (a field: steps allocate nothing)

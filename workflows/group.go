@@ -265,8 +265,8 @@ func (r *run) tryGroup(ctx workflow.Context, group, token string, until int64, h
 		return best, false, err
 	}
 	r.resized(ctx, n, reason)
-	cfg := r.in.Config
-	cfg.Parallel.Data = n
+	in := r.segmentInput(until)
+	in.Config.Parallel.Data = n
 	addrs := make([]string, n)
 	queues := make([]string, n)
 	workers := make([]string, n)
@@ -285,7 +285,7 @@ func (r *run) tryGroup(ctx workflow.Context, group, token string, until int64, h
 			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
 		})
 		f := workflow.ExecuteActivity(sctx, RankActivity, RankSegmentInput{
-			SegmentInput: SegmentInput{Config: cfg, Until: until}, Group: group, Rank: i, Addrs: addrs, Token: token})
+			SegmentInput: in, Group: group, Rank: i, Addrs: addrs, Token: token})
 		sel.AddFuture(f, func(f workflow.Future) {
 			var res SegmentResult
 			err := f.Get(ctx, &res)

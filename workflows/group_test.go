@@ -176,11 +176,11 @@ func TestResumeOnAnotherWorldSize(t *testing.T) {
 			t.Fatalf("%s: paused as %+v, want paused at step %d with its checkpoint", name, p, at)
 		}
 		release()
-		if err := Resume(ctx, c, "dp-resize", name, ResumeInput{Data: 3}); !usererr.Is(err) {
+		if _, err := Resume(ctx, c, "dp-resize", name, ResumeInput{Data: 3}); !usererr.Is(err) {
 			t.Errorf("%s: resuming on 3 ranks (global batch 8): %v, want a user error", name, err)
 		}
 		before := len(rankWorkers(t, c, name))
-		if err := Resume(ctx, c, "dp-resize", name, ResumeInput{Data: to}); err != nil {
+		if _, err := Resume(ctx, c, "dp-resize", name, ResumeInput{Data: to}); err != nil {
 			t.Fatal(err)
 		}
 		if p := follow(t, c, name); p.State != StateCompleted || p.Step != steps {

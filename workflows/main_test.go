@@ -128,7 +128,7 @@ func resumeLocal(ctx context.Context, stateDir, name string, opts ResumeInput, a
 		return Progress{}, err
 	}
 	defer conn.Close()
-	if err := conn.ResumeRun(ctx, name, opts); err != nil {
+	if _, err := conn.ResumeRun(ctx, name, opts); err != nil {
 		return Progress{}, err
 	}
 	return Follow(ctx, conn.Client, name, FollowEvery, show)

@@ -14,6 +14,8 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/herdml/herd/trainer/config"
+
 	. "github.com/herdml/herd/workflows"
 	. "github.com/herdml/herd/workflows/client"
 	"github.com/herdml/herd/workflows/sweep"
@@ -52,6 +54,8 @@ func TestReplay(t *testing.T) {
 //   - trainrun-paused, -stopped, -diverged: one rank; a run paused mid-segment, resumed
 //     and completed; one stopped mid-run; one that diverged (the first two held after
 //     step 15 until paused or stopped).
+//   - trainrun-extended: a 20-step run paused after step 5 and resumed with --steps 24
+//     --schedule stretch --lr (the resume update's lineage), then completed.
 //   - group-paused: a parallel.data 2 run, held after step 15, paused, resumed and
 //     completed (reservations, rank segments, the group's stop and restart).
 //   - group-elastic: TestElasticGroup's run (a 4-rank group with an elastic wait that
@@ -69,6 +73,7 @@ func TestRecordHistories(t *testing.T) {
 	c := dialTest(t, srv.Addr())
 	inProcessWorker(t, c)
 	recordRuns(t, c)
+	recordExtended(t, c)
 	recordGroup(t, c)
 	if missing("group-elastic") {
 		elasticRun(t, srv, c, "group-elastic")
@@ -118,6 +123,30 @@ func recordRuns(t *testing.T, c client.Client) {
 	for _, name := range []string{"paused", "stopped", "diverged"} {
 		saveHistory(t, c, name, "", "trainrun-"+name)
 	}
+}
+
+func recordExtended(t *testing.T, c client.Client) {
+	const name = "extended"
+	if !missing("trainrun-" + name) {
+		return
+	}
+	ctx := context.Background()
+	cfg := microConfig(t, name, "train.steps=20", "train.checkpoint.every=10")
+	release := hold(t, name, 5)
+	if _, err := Submit(ctx, c, TaskQueue, input(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	waitHeld(t, name, 5)
+	if _, err := Control(ctx, c, name, UpdatePause); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	longer := ResumeInput{Extension: config.Extension{Steps: 24, Schedule: config.Stretch, LR: 2e-3}}
+	if _, err := Control(ctx, c, name, UpdateResume, longer); err != nil {
+		t.Fatal(err)
+	}
+	follow(t, c, name)
+	saveHistory(t, c, name, "", "trainrun-"+name)
 }
 
 func recordGroup(t *testing.T, c client.Client) {

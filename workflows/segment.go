@@ -169,6 +169,7 @@ func (a *Activities) train(ctx context.Context, in SegmentInput, g *collective.G
 		Group:      g,
 		Backend:    a.Backend,
 		BeforeStep: a.BeforeStep,
+		Changes:    in.Changes,
 		Warn: func(w string) {
 			log.Warn(w)
 			warnings = append(warnings, w)

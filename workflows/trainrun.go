@@ -113,13 +113,17 @@ type Progress struct {
 	// GroupAttempt is a group's (parallel.data > 1) attempt at the segment in flight once
 	// one has failed, and GroupFailure why the previous one did: the workflow, not the
 	// server, retries a group, so Status shows these as its attempt and last failure.
-	GroupAttempt int32     `json:"group_attempt,omitempty"`
-	GroupFailure string    `json:"group_failure,omitempty"`
-	Worker       string    `json:"worker"` // identity of the worker of the last segment
-	Error        string    `json:"error,omitempty"`
-	Warnings     []string  `json:"warnings,omitempty"`
-	Started      time.Time `json:"started"` // workflow time of the first start
-	Updated      time.Time `json:"updated"`
+	GroupAttempt int32    `json:"group_attempt,omitempty"`
+	GroupFailure string   `json:"group_failure,omitempty"`
+	Worker       string   `json:"worker"` // identity of the worker of the last segment
+	Error        string   `json:"error,omitempty"`
+	Warnings     []string `json:"warnings,omitempty"`
+	// Lineage lists what resumes changed (train.steps, the peak LR, the schedule), each at
+	// the step it took effect after: the run's history of its config, which `herd status`
+	// shows and which the trainer checks a checkpoint's config against.
+	Lineage []config.Change `json:"lineage,omitempty"`
+	Started time.Time       `json:"started"` // workflow time of the first start
+	Updated time.Time       `json:"updated"`
 	// World is the number of ranks an elastic group trains on while it is shrunk below
 	// parallel.data (see RunInput.ElasticWait); 0 when it trains on parallel.data.
 	World int `json:"world,omitempty"`
@@ -141,6 +145,9 @@ type Resize struct {
 type SegmentInput struct {
 	Config config.Run
 	Until  int64
+	// Changes is the run's lineage (Progress.Lineage): a checkpoint written before a
+	// resume changed the config is accepted when it differs only by these changes.
+	Changes []config.Change `json:",omitempty"`
 }
 
 // SegmentResult is where a segment stopped: Step < Until when it was interrupted (pause,
@@ -270,7 +277,7 @@ func (r *run) segment(ctx workflow.Context) error {
 		},
 	})
 	var res SegmentResult
-	err := workflow.ExecuteActivity(actx, SegmentActivity, SegmentInput{Config: r.in.Config, Until: until}).Get(ctx, &res)
+	err := workflow.ExecuteActivity(actx, SegmentActivity, r.segmentInput(until)).Get(ctx, &res)
 	var canceled *temporal.CanceledError
 	switch {
 	case err == nil:
@@ -290,6 +297,11 @@ func (r *run) segment(ctx workflow.Context) error {
 	}
 	r.set(ctx, r.p.State) // the new step, for clients without a worker
 	return nil
+}
+
+// segmentInput asks for the run's next segment, up to step until.
+func (r *run) segmentInput(until int64) SegmentInput {
+	return SegmentInput{Config: r.in.Config, Until: until, Changes: r.p.Lineage}
 }
 
 // ending returns the failure inside err that ends the run instead of failing the
@@ -371,10 +383,17 @@ func (r *run) handlers(ctx workflow.Context) error {
 	}
 	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateResume,
 		func(ctx workflow.Context, in ResumeInput) (Progress, error) {
-			if in.Data > 0 {
-				r.in.Config.Parallel.Data = in.Data // from the next segment on
-				r.p.World = 0                       // the user chose the size: tried in full again
+			// The validator accepted the same call on the same state.
+			cfg, changes, err := in.Apply(r.in.Config, r.p.Step)
+			if err != nil {
+				return r.p, err
 			}
+			if in.Data > 0 {
+				r.p.World = 0 // the user chose the size: tried in full again
+			}
+			r.in.Config = cfg // from the next segment on
+			r.p.Steps = int64(cfg.Train.Steps)
+			r.p.Lineage = append(r.p.Lineage, changes...)
 			r.paused = false
 			r.p.Error = ""
 			r.set(ctx, StateRunning)
@@ -384,7 +403,11 @@ func (r *run) handlers(ctx workflow.Context) error {
 			if err := ended(); err != nil {
 				return err
 			}
-			return in.Check(r.in.Config)
+			if in.Changes() && r.cancel != nil {
+				return fmt.Errorf("run %s is training; `herd pause %s` first, then resume it with the changes, so that they take effect at the step it stops at", r.p.Name, r.p.Name)
+			}
+			_, _, err := in.Apply(r.in.Config, r.p.Step)
+			return err
 		}})
 }
 
@@ -395,15 +418,32 @@ type ResumeInput struct {
 	// starts from a committed checkpoint, which resumes on any number of ranks that
 	// divides the global batch, on the same sample order (see docs/parallel.md).
 	Data int
+	// Extension changes the run's length, peak LR or schedule from the step it has
+	// committed on (config.Run.Resume); each change joins the run's lineage.
+	config.Extension
 }
 
-// Check refuses a parallel.data that the run's global batch does not divide.
-func (in ResumeInput) Check(cfg config.Run) error {
-	if in.Data == 0 {
-		return nil
+// Changes reports whether in changes the training (more than the number of ranks).
+func (in ResumeInput) Changes() bool {
+	e := in.Extension
+	return e.Steps != 0 || e.LR != 0 || e.Schedule != "" || len(e.Sets) > 0
+}
+
+// Apply returns the run's config cfg as it continues after step with in's changes, and
+// the changes to its training (config.Run.Resume), or why they are refused: a
+// parallel.data that the global batch does not divide, a key a resume may not change, a
+// longer cosine schedule without --schedule.
+func (in ResumeInput) Apply(cfg config.Run, step int64) (config.Run, []config.Change, error) {
+	if in.Data > 0 {
+		cfg.Parallel.Data = in.Data
+		if err := cfg.Validate(); err != nil {
+			return cfg, nil, err
+		}
 	}
-	cfg.Parallel.Data = in.Data
-	return cfg.Validate()
+	if !in.Changes() {
+		return cfg, nil, nil
+	}
+	return cfg.Resume(step, in.Extension)
 }
 
 // interrupt cancels the segment in flight and waits until it has committed, so that the

@@ -350,7 +350,7 @@ func TestStopThenResume(t *testing.T) {
 		t.Errorf("pausing an ended run: %v, want a user error", err)
 	}
 	release()
-	if err := Resume(ctx, c, TaskQueue, "stopped", ResumeInput{}); err != nil {
+	if _, err := Resume(ctx, c, TaskQueue, "stopped", ResumeInput{}); err != nil {
 		t.Fatal(err)
 	}
 	if p := follow(t, c, "stopped"); p.State != StateCompleted || p.Step != 60 {

@@ -14,6 +14,7 @@ import (
 	sdkclient "go.temporal.io/sdk/client"
 
 	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/trainer/config"
 	"github.com/herdml/herd/workflows"
 	"github.com/herdml/herd/workflows/client"
 )
@@ -220,6 +221,9 @@ func printStatus(out io.Writer, s client.Status) {
 	if s.Error != "" {
 		row("error", "%s", s.Error)
 	}
+	for _, ch := range s.Lineage {
+		row("changed", "%s", ch)
+	}
 	for _, warn := range s.Warnings {
 		row("warning", "%s", warn)
 	}
@@ -266,15 +270,21 @@ func newResumeCmd() *cobra.Command {
 		detach  bool
 		jsonOut bool
 		sets    []string
+		ext     config.Extension
 	)
 	c := &cobra.Command{
 		Use:   "resume RUN",
-		Short: "Continue a paused, stopped or failed run from its last committed checkpoint",
+		Short: "Continue a paused, stopped or failed run from its last committed checkpoint, or train a run longer",
 		Long: "Continue a paused, stopped or failed run from its last committed checkpoint, also after the\n" +
 			"process that ran it, embedded server included, was killed. Without --temporal this process\n" +
 			"serves the embedded server and trains; with it, resume only asks and then follows.\n\n" +
 			"--set parallel.data=N continues on N ranks (same global batch): the checkpoint is the same\n" +
-			"for every world size, and the run reads the same samples in the same order.",
+			"for every world size, and the run reads the same samples in the same order.\n\n" +
+			"--steps N trains on to N steps in all, also a completed run; a constant schedule, and a wsd\n" +
+			"one not yet in its decay, extend by themselves; cosine and linear need --schedule restart\n" +
+			"(a new curve from here to N, from the peak LR) or stretch (the same curve over N steps).\n" +
+			"--lr and --set train.schedule.KEY=V change the peak LR and the schedule. Every change is\n" +
+			"printed, kept in the run's lineage (herd status) and in its checkpoints' state.json.",
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			name := args[0]
@@ -282,6 +292,8 @@ func newResumeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			ext.Sets = opts.Sets
+			opts.Extension = ext
 			if detach && tf.target().Embedded() {
 				return detachNeedsServer()
 			}
@@ -292,7 +304,11 @@ func newResumeCmd() *cobra.Command {
 				return err
 			}
 			defer done()
-			if err := conn.ResumeRun(ctx, name, opts); err != nil {
+			changes, err := conn.ResumeRun(ctx, name, opts)
+			if err != nil {
+				return err
+			}
+			if err := printChanges(ctx, c.ErrOrStderr(), conn.Client, name, changes); err != nil {
 				return err
 			}
 			if detach {
@@ -309,18 +325,42 @@ func newResumeCmd() *cobra.Command {
 	mf.register(c)
 	c.Flags().BoolVar(&detach, "detach", false, "return once resumed instead of following (needs --temporal or a running herd server)")
 	c.Flags().BoolVar(&jsonOut, "json", false, "print the final progress as JSON")
-	c.Flags().StringArrayVar(&sets, "set", nil, "parallel.data=N: continue on N ranks (the one key a resume may change)")
+	c.Flags().StringArrayVar(&sets, "set", nil, "parallel.data=N: continue on N ranks; train.schedule.KEY=V: change the schedule")
+	c.Flags().IntVar(&ext.Steps, "steps", 0, "train on to this many steps in all (0 = the run's train.steps)")
+	c.Flags().Float64Var(&ext.LR, "lr", 0, "new peak learning rate, train.optim.lr (0 = unchanged)")
+	c.Flags().StringVar(&ext.Schedule, "schedule", "", "how --steps carries a cosine or linear schedule: restart | stretch")
 	return c
 }
 
-// resumeSets reads resume's --set flags: parallel.data alone may change, since the run's
-// checkpoints resume on any number of ranks; any other key would change the training.
+// printChanges says what a resume changed in run name, and what that implies
+// (config.Run.Notes).
+func printChanges(ctx context.Context, w io.Writer, c sdkclient.Client, name string, changes []config.Change) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	for _, ch := range changes {
+		fmt.Fprintf(w, "%s: changed %s\n", name, ch)
+	}
+	cfg, err := client.RunConfig(ctx, c, name)
+	if err != nil {
+		return err
+	}
+	for _, n := range cfg.Notes(changes) {
+		fmt.Fprintf(w, "%s: note %s\n", name, n)
+	}
+	return nil
+}
+
+// resumeSets reads resume's --set flags: parallel.data, since the run's checkpoints
+// resume on any number of ranks, and the keys a resume may change in the training
+// (config.Resumable: the length, the peak LR, the schedule), which the run checks.
 func resumeSets(sets []string) (workflows.ResumeInput, error) {
 	var opts workflows.ResumeInput
 	for _, s := range sets {
 		key, val, _ := strings.Cut(s, "=")
 		if key != "parallel.data" {
-			return opts, usererr.New("--set "+s, "a resume may change parallel.data only (the other keys are the run's training); start a new run with `herd run` to change %s", key)
+			opts.Sets = append(opts.Sets, s)
+			continue
 		}
 		n, err := strconv.Atoi(val)
 		if err != nil || n <= 0 {

@@ -29,6 +29,7 @@ import (
 
 	"github.com/herdml/herd/data"
 	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/trainer/config"
 )
 
 // Format is the checkpoint format version written in every manifest and state file.
@@ -59,6 +60,10 @@ type State struct {
 	// them (float32, layout order). Empty otherwise.
 	Base       string `json:"base,omitempty"`
 	BaseSHA256 string `json:"base_sha256,omitempty"`
+	// Lineage lists the config keys that resumes changed (train.steps, train.optim.lr,
+	// train.schedule.*), each at the step it took effect after, oldest first: Config is
+	// the config after the last of them. Empty for a run trained as it was started.
+	Lineage []config.Change `json:"lineage,omitempty"`
 }
 
 // Snapshot is a whole checkpoint in memory. On Save the tensors are views into the

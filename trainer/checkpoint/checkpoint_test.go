@@ -14,6 +14,7 @@ import (
 
 	"github.com/herdml/herd/data"
 	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/trainer/config"
 )
 
 func ramp(n int, scale float32) []float32 {
@@ -229,15 +230,20 @@ func TestRetain(t *testing.T) {
 func TestCompatibleNamesWhatDiffers(t *testing.T) {
 	st := Dir{Root: t.TempDir()}
 	s := snapshot(10, 1).State
-	if err := Compatible(st, "step-00000010", s, s.Config, "c1", "t1"); err != nil {
+	if _, err := Compatible(st, "step-00000010", s, s.Config, "c1", "t1", nil); err != nil {
 		t.Fatalf("same config refused: %v", err)
 	}
 	other := json.RawMessage(`{"model":{"d_model":16},"train":{"optim":{"lr":0.003}}}`)
-	err := Compatible(st, "step-00000010", s, other, "c2", "t1")
+	_, err := Compatible(st, "step-00000010", s, other, "c2", "t1", nil)
 	if !usererr.Is(err) || !strings.Contains(err.Error(), "model.d_model: checkpoint 8, now 16") || !strings.Contains(err.Error(), StateFile) {
 		t.Fatalf("another d_model: %v", err)
 	}
-	err = Compatible(st, "step-00000010", s, s.Config, "c1", "t2")
+	// Not even a lineage makes a shape resumable.
+	_, err = Compatible(st, "step-00000010", s, other, "c2", "t1", []config.Change{{Step: 10, Key: "model.d_model", Was: "8", Now: "16"}})
+	if !usererr.Is(err) || !strings.Contains(err.Error(), "model.d_model: checkpoint 8, now 16") {
+		t.Fatalf("another d_model in the lineage: %v", err)
+	}
+	_, err = Compatible(st, "step-00000010", s, s.Config, "c1", "t2", nil)
 	if !usererr.Is(err) || !strings.Contains(err.Error(), "MetaP table") {
 		t.Fatalf("another table: %v", err)
 	}

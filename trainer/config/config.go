@@ -95,6 +95,15 @@ type Schedule struct {
 	Decay      string  `yaml:"decay" json:"decay"`               // cosine | linear | wsd | constant; default cosine
 	DecaySteps int     `yaml:"decay_steps" json:"decay_steps"`   // wsd: length of the final decay; 0 = 20% of steps; default 0; in [0, steps]
 	MinLRRatio float64 `yaml:"min_lr_ratio" json:"min_lr_ratio"` // final LR as a fraction of the peak; default 0.1; in [0, 1]
+	// DecayStart places a wsd decay at a step instead of by its length: the LR stays at
+	// the peak through this step and decays linearly to min_lr_ratio at train.steps, so
+	// that a run extended on resume keeps its decay where it was; it may lie past
+	// train.steps (the decay is reached once a resume extends the run). Default 0 (use
+	// decay_steps); not with decay_steps. omitempty keeps the hash of configs before it.
+	DecayStart int `yaml:"decay_start" json:"decay_start,omitempty"`
+	// Start is the step a restarted schedule begins after (`herd resume --schedule
+	// restart` sets it): the curve runs from there to train.steps. Default 0; in [0, steps).
+	Start int `yaml:"start" json:"start,omitempty"`
 }
 
 // Checkpoint says when and where checkpoints are written.

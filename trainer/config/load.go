@@ -61,25 +61,10 @@ func parse(name string, src []byte, sets []string, source SourceModel) (Run, err
 		return Run{}, usererr.New(name, "the config must be a mapping of keys (name, seed, model, data, train, metap, parallel)")
 	}
 
-	overrides := make([]*yaml.Node, len(sets))
-	setKeys := make([]string, len(sets)) // not a map: Parse runs in workflows, where workflowcheck refuses map ranges
-	for i, s := range sets {
-		key, val, ok := strings.Cut(s, "=")
-		key = strings.TrimSpace(key)
-		if !ok || key == "" {
-			return Run{}, usererr.New("--set "+s, "want key.path=value, e.g. train.optim.lr=1e-3")
-		}
-		v, err := parseYAML([]byte(val))
-		if err != nil {
-			return Run{}, usererr.New("--set "+key, "value %q is not valid YAML: %v", val, err)
-		}
-		if v == nil {
-			v = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null"}
-		}
-		overrides[i] = nest(strings.Split(key, "."), v)
-		setKeys[i] = key
+	overrides, setKeys, err := parseSets(sets)
+	if err != nil {
+		return Run{}, err
 	}
-	setLoc := func(key string) string { return "--set " + key }
 
 	run := Default()
 	if err := applyPreset(&run, file, fileLoc, overrides, setLoc); err != nil {
@@ -115,6 +100,34 @@ func parse(name string, src []byte, sets []string, source SourceModel) (Run, err
 		return Run{}, err
 	}
 	return run, nil
+}
+
+// setLoc names the place of a --set key in messages.
+func setLoc(key string) string { return "--set " + key }
+
+// parseSets reads --set key.path=value flags into one nested YAML mapping each, and their
+// keys in order (not a map: Parse runs in workflows, where workflowcheck refuses map
+// ranges).
+func parseSets(sets []string) (overrides []*yaml.Node, keys []string, err error) {
+	overrides = make([]*yaml.Node, len(sets))
+	keys = make([]string, len(sets))
+	for i, s := range sets {
+		key, val, ok := strings.Cut(s, "=")
+		key = strings.TrimSpace(key)
+		if !ok || key == "" {
+			return nil, nil, usererr.New("--set "+s, "want key.path=value, e.g. train.optim.lr=1e-3")
+		}
+		v, err := parseYAML([]byte(val))
+		if err != nil {
+			return nil, nil, usererr.New("--set "+key, "value %q is not valid YAML: %v", val, err)
+		}
+		if v == nil {
+			v = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null"}
+		}
+		overrides[i] = nest(strings.Split(key, "."), v)
+		keys[i] = key
+	}
+	return overrides, keys, nil
 }
 
 // applyPreset replaces run.Model by the preset that model.preset names, so that the file's

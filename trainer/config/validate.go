@@ -155,7 +155,8 @@ func (t Train) validate(ranks int) error {
 // LRSchedule is the learning-rate schedule the optimizer follows.
 func (t Train) LRSchedule() optim.Schedule {
 	s := t.Schedule
-	return optim.Schedule{Steps: t.Steps, Warmup: s.Warmup, Decay: s.Decay, DecaySteps: s.DecaySteps, MinLRRatio: s.MinLRRatio}
+	return optim.Schedule{Steps: t.Steps, Warmup: s.Warmup, Decay: s.Decay, DecaySteps: s.DecaySteps,
+		DecayStart: s.DecayStart, MinLRRatio: s.MinLRRatio, Start: s.Start}
 }
 
 // finite rejects NaN and ±Inf anywhere in v, once for every float key, so that no bound

@@ -155,12 +155,62 @@ func TestScheduleByHand(t *testing.T) {
 	}
 }
 
+// A wsd decay placed at a step stays there when the run grows; one placed by its length
+// moves to the new end. Either way the steps before the decay are unchanged.
+func TestScheduleDecayStart(t *testing.T) {
+	short := Schedule{Steps: 10, Warmup: 2, Decay: WSD, DecayStart: 6, MinLRRatio: 0.1}
+	long := short
+	long.Steps = 20
+	for step, want := range map[int]float64{6: 1, 8: 0.55, 10: 0.1} {
+		if got := short.Factor(step); !near(got, want, 1e-12) {
+			t.Errorf("10 steps, decay_start 6: step %d = %g, want %g", step, got, want)
+		}
+	}
+	for step, want := range map[int]float64{6: 1, 7: 1 - 0.9/14, 13: 0.55, 20: 0.1} {
+		if got := long.Factor(step); !near(got, want, 1e-12) {
+			t.Errorf("20 steps, decay_start 6: step %d = %g, want %g", step, got, want)
+		}
+	}
+	late := Schedule{Steps: 10, Warmup: 2, Decay: WSD, DecayStart: 15, MinLRRatio: 0.1}
+	if err := late.Validate(); err != nil {
+		t.Fatalf("a decay after the run's end (to be reached on resume): %v", err)
+	}
+	if got := late.Factor(10); got != 1 {
+		t.Errorf("decay_start 15 in a 10-step run: step 10 = %g, want 1", got)
+	}
+	if got, want := late.Factor(3), (Schedule{Steps: 20, Warmup: 2, Decay: WSD, DecayStart: 15, MinLRRatio: 0.1}).Factor(3); got != want {
+		t.Errorf("step 3 differs between 10 and 20 steps: %g vs %g", got, want)
+	}
+}
+
+// A restart at step Start is the whole curve again over the steps left.
+func TestScheduleStart(t *testing.T) {
+	s := Schedule{Steps: 30, Start: 20, Decay: Cosine, MinLRRatio: 0.1}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for step, want := range map[int]float64{20: 1, 21: 0.1 + 0.9*(1+math.Cos(math.Pi/10))/2, 25: 0.55, 30: 0.1} {
+		if got := s.Factor(step); !near(got, want, 1e-12) {
+			t.Errorf("cosine restarted at 20 of 30: step %d = %g, want %g", step, got, want)
+		}
+	}
+	w := Schedule{Steps: 30, Start: 20, Decay: WSD, DecayStart: 26, MinLRRatio: 0.1}
+	if got := w.Factor(28); !near(got, 0.55, 1e-12) {
+		t.Errorf("wsd restarted at 20, decay from 26 to 30: step 28 = %g, want 0.55", got)
+	}
+}
+
 func TestScheduleValidate(t *testing.T) {
 	for _, s := range []Schedule{
 		{Steps: 10, Decay: "exp"},
 		{Steps: 10, Decay: Cosine, Warmup: -1},
 		{Steps: 10, Decay: WSD, DecaySteps: 11},
 		{Steps: 10, Decay: Linear, MinLRRatio: 1.5},
+		{Steps: 10, Decay: Cosine, DecayStart: 5},             // decay_start is wsd's
+		{Steps: 10, Decay: WSD, DecayStart: 5, DecaySteps: 2}, // both place the decay
+		{Steps: 10, Decay: WSD, DecayStart: -1},
+		{Steps: 10, Decay: Cosine, Start: 10}, // nothing left after the restart
+		{Steps: 10, Decay: WSD, Start: 6, DecayStart: 4},
 	} {
 		if err := s.Validate(); !usererr.Is(err) {
 			t.Errorf("%+v: got %v, want a user error", s, err)

@@ -350,39 +350,43 @@ func controlError(name, update string, err error) error {
 }
 
 // Resume continues a run: a paused or failed one through the resume update; one whose
-// workflow has ended (stopped, terminated, ended by an error, or killed with its server
-// and never restarted) by starting it again from its original input and last Progress.
-// Either way training continues from the newest committed checkpoint, on opts.Data ranks
-// when it is set.
-func Resume(ctx context.Context, c sdkclient.Client, queue, name string, opts workflows.ResumeInput) error {
+// workflow has ended (completed, stopped, terminated, ended by an error, or killed with
+// its server and never restarted) by starting it again from its latest input and last
+// Progress. Either way training continues from the newest committed checkpoint, on
+// opts.Data ranks when it is set, with the changes opts asks for (ResumeInput.Apply),
+// which Resume returns as they joined the run's lineage.
+func Resume(ctx context.Context, c sdkclient.Client, queue, name string, opts workflows.ResumeInput) ([]config.Change, error) {
 	d, err := c.DescribeWorkflowExecution(ctx, name, "")
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
-		return usererr.New("run "+name, "no such run; `herd ls` lists runs, `herd run CONFIG` starts one")
+		return nil, usererr.New("run "+name, "no such run; `herd ls` lists runs, `herd run CONFIG` starts one")
 	}
 	if err != nil {
-		return fmt.Errorf("describing run %s: %w", name, err)
-	}
-	if d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-		_, err := Control(ctx, c, name, workflows.UpdateResume, opts)
-		return err
-	}
-	in, err := firstInput(ctx, c, name)
-	if err != nil {
-		return err
-	}
-	if err := opts.Check(in.Config); err != nil {
-		return usererr.New("run "+name, "cannot resume: %v", err)
-	}
-	if opts.Data > 0 {
-		in.Config.Parallel.Data = opts.Data
+		return nil, fmt.Errorf("describing run %s: %w", name, err)
 	}
 	s, err := GetStatus(ctx, c, name)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	if d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		p, err := Control(ctx, c, name, workflows.UpdateResume, opts)
+		if err != nil || len(p.Lineage) < len(s.Lineage) {
+			return nil, err
+		}
+		return p.Lineage[len(s.Lineage):], nil
+	}
+	in, err := firstInput(ctx, c, name)
+	if err != nil {
+		return nil, err
+	}
+	cfg, changes, err := opts.Apply(in.Config, s.Step)
+	if err != nil {
+		return nil, usererr.New("run "+name, "cannot resume: %v", err)
+	}
+	in.Config = cfg
 	carry := s.Progress
 	carry.State, carry.Error = workflows.StateRunning, ""
+	carry.Lineage = append(carry.Lineage, changes...)
 	in.Carry = &carry
 	_, err = c.ExecuteWorkflow(ctx, sdkclient.StartWorkflowOptions{
 		ID:                       name,
@@ -390,9 +394,16 @@ func Resume(ctx context.Context, c sdkclient.Client, queue, name string, opts wo
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 	}, workflows.WorkflowName, in)
 	if err != nil {
-		return fmt.Errorf("restarting run %s: %w", name, err)
+		return nil, fmt.Errorf("restarting run %s: %w", name, err)
 	}
-	return nil
+	return changes, nil
+}
+
+// RunConfig is the config run name's latest execution started with; a resume in that
+// execution may since have changed what config.Resumable allows.
+func RunConfig(ctx context.Context, c sdkclient.Client, name string) (config.Run, error) {
+	in, err := firstInput(ctx, c, name)
+	return in.Config, err
 }
 
 // firstInput reads the RunInput the run's latest execution started with.

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/herdml/herd/trainer/checkpoint"
+	"github.com/herdml/herd/trainer/config"
 	"github.com/herdml/herd/workflows"
 	"github.com/herdml/herd/workflows/devserver"
 )
@@ -149,10 +150,10 @@ func (c *Conn) SubmitRun(ctx context.Context, in workflows.RunInput) (attached b
 // the process that ran the run, server included, was killed, the dead segment's attempt
 // is failed at once (see failDeadSegment) rather than left to its heartbeat timeout, and
 // this process's worker retries it from the last committed checkpoint.
-func (c *Conn) ResumeRun(ctx context.Context, name string, opts workflows.ResumeInput) error {
+func (c *Conn) ResumeRun(ctx context.Context, name string, opts workflows.ResumeInput) ([]config.Change, error) {
 	if c.trains {
 		if err := failDeadSegment(ctx, c.Client, name); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	return Resume(ctx, c.Client, c.Queue, name, opts)
