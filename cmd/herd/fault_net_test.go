@@ -34,7 +34,7 @@ func TestServerNotLoopback(t *testing.T) {
 func TestWorkerListenNotLoopback(t *testing.T) {
 	t.Setenv("HERD_COLLECTIVE_TOKEN", "")
 	stdout, stderr, status := herd(t, t.TempDir(), "worker", "--state-dir", t.TempDir(), "--listen", "0.0.0.0")
-	wantUserError(t, stdout, stderr, status, "--listen 0.0.0.0", "--tls-cert", "--tls-key", "--tls-ca", "$HERD_COLLECTIVE_TOKEN")
+	wantUserError(t, stdout, stderr, status, "--listen 0.0.0.0", "--collective-cert", "--collective-key", "--collective-ca", "$HERD_COLLECTIVE_TOKEN")
 	if strings.Contains(stderr, "no server") {
 		t.Errorf("refused for want of a server, not for --listen: %s", stderr)
 	}
