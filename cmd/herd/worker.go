@@ -57,7 +57,7 @@ func newWorkerCmd() *cobra.Command {
 			if addr == "" {
 				return usererr.New("--temporal", "no server to work for; pass --temporal ADDR (or set HERD_TEMPORAL), or start `herd server`")
 			}
-			cl, err := client.Dial(addr, tf.namespace)
+			cl, err := client.Dial(addr, tf.namespace, tf.auth.auth())
 			if err != nil {
 				return err
 			}

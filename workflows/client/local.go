@@ -43,6 +43,7 @@ type Target struct {
 	Namespace string // empty for "default"
 	Queue     string // task queue of the workflows and their workers
 	StateDir  string // the embedded server's state (see StateDir)
+	Auth      Auth   // certificates or API key of a secured server, Addr's or the state dir's
 }
 
 // Embedded reports whether Connect would start the embedded server in this process: no
@@ -71,9 +72,9 @@ func Connect(t Target, acts *workflows.Activities) (*Conn, error) {
 	c := &Conn{Target: t}
 	var err error
 	if t.Addr != "" {
-		c.Client, err = Dial(t.Addr, t.Namespace)
+		c.Client, err = Dial(t.Addr, t.Namespace, t.Auth)
 	} else if addr := devserver.RunningAddr(t.StateDir); addr != "" {
-		c.Client, err = dialServing(t.StateDir, addr, t.Namespace)
+		c.Client, err = dialServing(t.StateDir, addr, t.Namespace, t.Auth)
 	} else {
 		err = c.serve(acts)
 	}
@@ -87,7 +88,7 @@ func Connect(t Target, acts *workflows.Activities) (*Conn, error) {
 // serve starts (or joins) the embedded server on the state dir and the worker of this
 // process (see Connect).
 func (c *Conn) serve(acts *workflows.Activities) error {
-	addr := ""
+	addr, auth := "", c.Auth
 	srv, err := devserver.Start(devserver.Options{StateDir: c.StateDir})
 	var busy *devserver.BusyError
 	switch {
@@ -96,10 +97,11 @@ func (c *Conn) serve(acts *workflows.Activities) error {
 	case err != nil:
 		return err
 	default:
-		c.srv, addr = srv, srv.Addr()
+		// Started here: in this process, on loopback, without TLS.
+		c.srv, addr, auth = srv, srv.Addr(), Auth{}
 	}
 	// The server started here has the default namespace, whatever t.Namespace says.
-	if c.Client, err = dialServing(c.StateDir, addr, ""); err != nil {
+	if c.Client, err = dialServing(c.StateDir, addr, "", auth); err != nil {
 		return err
 	}
 	if acts != nil {
