@@ -137,13 +137,22 @@ func (c *Conn) Close() {
 // runs stops when this process ends.
 func (c *Conn) InProcess() bool { return c.w != nil }
 
-// searchAttributes reports whether workflows started on the target may set herd's search
-// attributes: herd's own server registers them; another cluster may not have them.
-func (c *Conn) searchAttributes() bool { return c.Addr == "" }
+// searchAttributes makes sure that workflows started on the target may set herd's
+// search attributes: herd's own server registers them; another cluster is asked to (see
+// RegisterSearchAttributes).
+func (c *Conn) searchAttributes(ctx context.Context) error {
+	if c.Addr == "" {
+		return nil
+	}
+	return RegisterSearchAttributes(ctx, c.Client, c.Namespace)
+}
 
 // SubmitRun starts the run in.Config.Name or attaches to it (see Submit).
 func (c *Conn) SubmitRun(ctx context.Context, in workflows.RunInput) (attached bool, err error) {
-	in.SearchAttributes = c.searchAttributes()
+	if err := c.searchAttributes(ctx); err != nil {
+		return false, err
+	}
+	in.SearchAttributes = true
 	return Submit(ctx, c.Client, c.Queue, in)
 }
 
@@ -162,7 +171,10 @@ func (c *Conn) ResumeRun(ctx context.Context, name string, opts workflows.Resume
 
 // SubmitSweep starts the sweep in.Name or attaches to it (see SubmitSweep).
 func (c *Conn) SubmitSweep(ctx context.Context, in workflows.SweepInput) (attached bool, err error) {
-	in.SearchAttributes = c.searchAttributes()
+	if err := c.searchAttributes(ctx); err != nil {
+		return false, err
+	}
+	in.SearchAttributes = true
 	return SubmitSweep(ctx, c.Client, c.Queue, in)
 }
 
