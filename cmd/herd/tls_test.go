@@ -15,9 +15,10 @@ import (
 
 // Must-show 6 of issue 20: `herd server` with mutual TLS, on loopback by default and
 // saying so. A client with a certificate of the server's CA connects with the --tls-*
-// flags, or with Temporal's environment variables, and a worker and `herd run` train a
-// run through it; a client without a certificate, with one from another CA, or without
-// TLS at all is refused, with a user error naming the address.
+// flags (also through the state dir), or with Temporal's environment variables, and a
+// worker and `herd run` train a run through it; a client without a certificate, with one
+// from another CA, or without TLS at all is refused, with a user error naming the
+// address.
 func TestServerMutualTLS(t *testing.T) {
 	for _, env := range []string{"HERD_TEMPORAL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", envCert, envKey, envCA, envServerName, envAPIKey} {
 		t.Setenv(env, "")
@@ -38,6 +39,11 @@ func TestServerMutualTLS(t *testing.T) {
 	stdout, stderr, status := herd(t, dir, append([]string{"ls", "--temporal", addr}, tlsFlags...)...)
 	if status != 0 || !strings.HasPrefix(stdout, "RUN") {
 		t.Fatalf("herd ls with the client certificate: status %d\nstdout: %s\nstderr: %s", status, stdout, stderr)
+	}
+	// Without --temporal, through the state dir the server serves.
+	stdout, stderr, status = herd(t, dir, append([]string{"ls", "--state-dir", filepath.Join(dir, "home")}, tlsFlags...)...)
+	if status != 0 || !strings.HasPrefix(stdout, "RUN") {
+		t.Fatalf("herd ls --state-dir with the client certificate: status %d\nstdout: %s\nstderr: %s", status, stdout, stderr)
 	}
 
 	for name, flags := range map[string][]string{
