@@ -109,3 +109,40 @@ func freeAddr(t *testing.T) string {
 	defer l.Close()
 	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
+
+// `herd server` with a certificate but no --tls-ca serves TLS without asking for client
+// certificates. An API key implies TLS (a server without it is refused), is sent over it
+// (herd's server ignores the key; Temporal Cloud checks it), and never shows in --help;
+// --tls-server-name is the name checked on the server's certificate.
+func TestServerTLSAPIKey(t *testing.T) {
+	for _, env := range []string{"HERD_TEMPORAL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", envCert, envKey, envCA, envServerName, envAPIKey} {
+		t.Setenv(env, "")
+	}
+	dir := t.TempDir()
+	ca := testpki.New(t, dir, "ca")
+	srvCert, srvKey := ca.Issue(t, "server", "127.0.0.1", "localhost")
+	addr := freeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	start(t, dir, regexp.MustCompile(`^(listening on loopback only)`), "server", "--port", port, "--state-dir", filepath.Join(dir, "tls"),
+		"--tls-cert", srvCert, "--tls-key", srvKey)
+	plain := freeAddr(t)
+	_, port, _ = net.SplitHostPort(plain)
+	start(t, dir, regexp.MustCompile(`^(listening on loopback only)`), "server", "--port", port, "--state-dir", filepath.Join(dir, "plain"))
+
+	t.Setenv(envAPIKey, "secret-key")
+	for _, args := range [][]string{
+		{"ls", "--temporal", addr, "--tls-ca", ca.File},
+		{"ls", "--temporal", addr, "--tls-ca", ca.File, "--tls-server-name", "localhost"},
+	} {
+		if stdout, stderr, status := herd(t, dir, args...); status != 0 || !strings.HasPrefix(stdout, "RUN") {
+			t.Errorf("herd %s with $%s: status %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), envAPIKey, status, stdout, stderr)
+		}
+	}
+	stdout, stderr, status := herd(t, dir, "ls", "--temporal", addr, "--tls-ca", ca.File, "--tls-server-name", "elsewhere.example")
+	wantUserError(t, stdout, stderr, status, "--temporal "+addr, "over TLS", "elsewhere.example")
+	stdout, stderr, status = herd(t, dir, "ls", "--temporal", plain)
+	wantUserError(t, stdout, stderr, status, "--temporal "+plain, "over TLS")
+	if stdout, _, _ := herd(t, dir, "ls", "--help"); strings.Contains(stdout, "secret-key") || !strings.Contains(stdout, "$"+envAPIKey) {
+		t.Errorf("herd ls --help shows the API key, or not its variable:\n%s", stdout)
+	}
+}
