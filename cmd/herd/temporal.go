@@ -33,7 +33,7 @@ func (f *authFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.ca, "tls-ca", os.Getenv(envCA), "PEM CA of the Temporal server's certificate; alone, TLS without a client certificate (default $"+envCA+", else the system's roots)")
 	c.Flags().StringVar(&f.serverName, "tls-server-name", os.Getenv(envServerName), "name the Temporal server's certificate must carry, if not the --temporal host (default $"+envServerName+")")
 	// The key is not the flag's default: --help would print it.
-	c.Flags().StringVar(&f.apiKey, "api-key", "", "Temporal Cloud API key, sent over TLS (default $"+envAPIKey+")")
+	c.Flags().StringVar(&f.apiKey, "api-key", "", "Temporal Cloud API key, sent over TLS (default $"+envAPIKey+", better than this flag, which ps shows)")
 }
 
 // auth is the credentials the flags and environment give.
