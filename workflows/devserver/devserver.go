@@ -9,6 +9,10 @@
 // dynamic config is tuned for low dispatch latency (see Tuning), and the database is
 // stamped with the server version, because the SQLite store has no schema migrations
 // between server versions and a mismatched file would fail in obscure ways later.
+//
+// It listens on loopback unless told otherwise, and then only its frontend leaves
+// loopback, served over mutual TLS (Options.TLS) or, where the caller accepts that anyone
+// who reaches it controls every run, without (Options.Insecure).
 package devserver
 
 import (
@@ -68,10 +72,10 @@ var SearchAttributes = map[string]enumspb.IndexedValueType{
 type Options struct {
 	StateDir string // holds temporal.db, server.log; created if missing
 	IP       string // interface the frontend binds; default 127.0.0.1
-	// Insecure allows an IP other than loopback without mutual TLS. Without it the server
-	// has no authentication: whoever reaches the frontend can start, read, signal and
-	// terminate every workflow, so Start refuses such an IP unless the caller says it
-	// knows, or TLS with a ClientCA authenticates every client.
+	// Insecure allows an IP other than loopback without mutual TLS. Without client
+	// certificates the server has no authentication: whoever reaches the frontend can
+	// start, read, signal and terminate every workflow, so Start refuses such an IP unless
+	// TLS with a ClientCAFile authenticates every client or the caller says it knows.
 	Insecure  bool
 	TLS       TLS    // the frontend's TLS; the zero value serves plain gRPC
 	Port      int    // frontend gRPC port; 0 picks a free port
