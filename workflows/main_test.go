@@ -83,7 +83,7 @@ func TestMain(m *testing.M) {
 func runHelper() error {
 	switch {
 	case os.Getenv("HERD_TEST_WORKER") != "":
-		c, err := Dial(os.Getenv("HERD_TEST_WORKER"), "")
+		c, err := Dial(os.Getenv("HERD_TEST_WORKER"), "", Auth{})
 		if err != nil {
 			return err
 		}

@@ -33,7 +33,7 @@ func BenchmarkOverhead(b *testing.B) {
 	own.Stop()
 
 	srv := startServer(b)
-	c, err := Dial(srv.Addr(), "")
+	c, err := Dial(srv.Addr(), "", Auth{})
 	if err != nil {
 		b.Fatal(err)
 	}

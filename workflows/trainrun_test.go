@@ -34,7 +34,7 @@ func inProcessWorker(t *testing.T, c client.Client) {
 
 func dialTest(t *testing.T, addr string) client.Client {
 	t.Helper()
-	c, err := Dial(addr, "")
+	c, err := Dial(addr, "", Auth{})
 	if err != nil {
 		t.Fatal(err)
 	}

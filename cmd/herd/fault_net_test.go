@@ -20,13 +20,13 @@ func TestServerPortTaken(t *testing.T) {
 	wantUserError(t, stdout, stderr, status, addr.String(), "in use", "--port")
 }
 
-// `herd server --ip 0.0.0.0` would expose a frontend without authentication: refused,
-// before anything binds, unless --insecure says so.
+// `herd server --listen 0.0.0.0` would expose a frontend without authentication: refused,
+// before anything binds, unless mutual TLS or --insecure says so.
 func TestServerNotLoopback(t *testing.T) {
-	stdout, stderr, status := herd(t, t.TempDir(), "server", "--state-dir", t.TempDir(), "--ip", "0.0.0.0")
-	wantUserError(t, stdout, stderr, status, "--ip 0.0.0.0", "no authentication", "--insecure")
-	stdout, stderr, status = herd(t, t.TempDir(), "server", "--state-dir", t.TempDir(), "--ip", "localhost")
-	wantUserError(t, stdout, stderr, status, "--ip localhost", "not an IP address")
+	stdout, stderr, status := herd(t, t.TempDir(), "server", "--state-dir", t.TempDir(), "--listen", "0.0.0.0")
+	wantUserError(t, stdout, stderr, status, "--listen 0.0.0.0", "no authentication", "--tls-ca", "--insecure")
+	stdout, stderr, status = herd(t, t.TempDir(), "server", "--state-dir", t.TempDir(), "--listen", "localhost")
+	wantUserError(t, stdout, stderr, status, "--listen localhost", "not an IP address")
 }
 
 // `herd worker --listen 0.0.0.0` without TLS: refused at start, naming the flags it needs,
@@ -34,7 +34,7 @@ func TestServerNotLoopback(t *testing.T) {
 func TestWorkerListenNotLoopback(t *testing.T) {
 	t.Setenv("HERD_COLLECTIVE_TOKEN", "")
 	stdout, stderr, status := herd(t, t.TempDir(), "worker", "--state-dir", t.TempDir(), "--listen", "0.0.0.0")
-	wantUserError(t, stdout, stderr, status, "--listen 0.0.0.0", "--tls-cert", "--tls-key", "--tls-ca", "$HERD_COLLECTIVE_TOKEN")
+	wantUserError(t, stdout, stderr, status, "--listen 0.0.0.0", "--collective-cert", "--collective-key", "--collective-ca", "$HERD_COLLECTIVE_TOKEN")
 	if strings.Contains(stderr, "no server") {
 		t.Errorf("refused for want of a server, not for --listen: %s", stderr)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -19,14 +18,17 @@ import (
 	"github.com/herdml/herd/workflows/client"
 )
 
-// temporalFlags say which Temporal server the orchestration commands talk to.
+// temporalFlags say which Temporal server the orchestration commands talk to, and how
+// they authenticate to it.
 type temporalFlags struct {
 	addr, namespace, queue, stateDir string
+	auth                             authFlags
 }
 
 func (f *temporalFlags) register(c *cobra.Command) {
-	c.Flags().StringVar(&f.addr, "temporal", os.Getenv("HERD_TEMPORAL"), "Temporal frontend host:port (default $HERD_TEMPORAL; empty = herd's embedded server)")
-	c.Flags().StringVar(&f.namespace, "namespace", "default", "Temporal namespace")
+	c.Flags().StringVar(&f.addr, "temporal", firstEnv("", "HERD_TEMPORAL", "TEMPORAL_ADDRESS"), "Temporal frontend host:port (default $HERD_TEMPORAL, else $TEMPORAL_ADDRESS; empty = herd's embedded server)")
+	c.Flags().StringVar(&f.namespace, "namespace", firstEnv("default", "TEMPORAL_NAMESPACE"), "Temporal namespace ($TEMPORAL_NAMESPACE when set)")
+	f.auth.register(c)
 	c.Flags().StringVar(&f.queue, "queue", workflows.TaskQueue, "task queue of herd's workflows and workers")
 	c.Flags().StringVar(&f.stateDir, "state-dir", client.StateDir(), "embedded server's state (default $HERD_HOME or ~/.herd)")
 }
@@ -43,7 +45,7 @@ func (f *temporalFlags) command(verb, name string) string {
 
 // target is the server the flags name.
 func (f *temporalFlags) target() client.Target {
-	return client.Target{Addr: f.addr, Namespace: f.namespace, Queue: f.queue, StateDir: f.stateDir}
+	return client.Target{Addr: f.addr, Namespace: f.namespace, Queue: f.queue, StateDir: f.stateDir, Auth: f.auth.auth()}
 }
 
 // training is how this process trains when a command that trains (run, resume, sweep)

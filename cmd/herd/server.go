@@ -25,12 +25,18 @@ func newServerCmd() *cobra.Command {
 				return err
 			}
 			defer s.Stop()
-			if ip := net.ParseIP(opts.IP); !ip.IsLoopback() {
-				fmt.Fprintf(c.ErrOrStderr(), "herd: warning: the frontend at %s has no authentication: anyone who reaches it controls every run\n", s.Addr())
-			}
-			fmt.Fprintf(c.OutOrStdout(), "Temporal server %s at %s, namespace %s, state in %s\n",
+			out := c.OutOrStdout()
+			fmt.Fprintf(out, "Temporal server %s at %s, namespace %s, state in %s\n",
 				devserver.ServerVersion, s.Addr(), s.Namespace(), opts.StateDir)
-			fmt.Fprintf(c.OutOrStdout(), "workers: herd worker --temporal %s\n", s.Addr())
+			switch ip := net.ParseIP(opts.IP); {
+			case ip.IsLoopback():
+				fmt.Fprintf(out, "listening on loopback only: other hosts cannot reach it (--listen IP with --tls-cert, --tls-key, --tls-ca for them)\n")
+			case opts.TLS.ClientCAFile == "":
+				fmt.Fprintf(c.ErrOrStderr(), "herd: warning: the frontend at %s has no authentication: anyone who reaches it controls every run\n", s.Addr())
+			default:
+				fmt.Fprintf(out, "listening on %s: clients need a certificate signed by %s\n", opts.IP, opts.TLS.ClientCAFile)
+			}
+			fmt.Fprintf(out, "workers: herd worker --temporal %s%s\n", s.Addr(), clientTLSHint(opts.TLS))
 			ctx, stop := interruptContext()
 			defer stop()
 			<-ctx.Done()
@@ -38,11 +44,25 @@ func newServerCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&opts.StateDir, "state-dir", client.StateDir(), "holds temporal.db and server.log (default $HERD_HOME or ~/.herd)")
-	c.Flags().StringVar(&opts.IP, "ip", "127.0.0.1", "interface to listen on (0.0.0.0 for other hosts: needs --insecure)")
-	c.Flags().BoolVar(&opts.Insecure, "insecure", false, "allow an --ip other than loopback: the embedded server has no authentication, so anyone who reaches it can start, read and terminate every run; refused without this flag so that it is never exposed by accident")
+	c.Flags().StringVar(&opts.IP, "listen", "127.0.0.1", "IP the frontend listens on (0.0.0.0 for other hosts: needs --tls-cert, --tls-key and --tls-ca, or --insecure)")
+	c.Flags().BoolVar(&opts.Insecure, "insecure", false, "allow a --listen other than loopback without client certificates: anyone who reaches the server can then start, read and terminate every run; refused without this flag so that it is never exposed by accident")
 	c.Flags().IntVar(&opts.Port, "port", 7233, "frontend gRPC port")
+	c.Flags().StringVar(&opts.TLS.CertFile, "tls-cert", "", "PEM certificate the frontend serves (also presented by the server's own system worker: needs clientAuth usage)")
+	c.Flags().StringVar(&opts.TLS.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
+	c.Flags().StringVar(&opts.TLS.ClientCAFile, "tls-ca", "", "PEM CA that clients' certificates must chain to: mutual TLS")
 	c.Flags().StringVar(&opts.Namespace, "namespace", "default", "namespace registered on first start")
 	c.Flags().StringVar(&opts.LogLevel, "log-level", "warn", "server log level in server.log: debug, info, warn, error")
 	c.Flags().BoolVar(&opts.Untuned, "untuned", false, "keep Temporal's default dynamic config (slower dispatch; for comparison)")
 	return c
+}
+
+// clientTLSHint is what a client of a server with t adds to --temporal.
+func clientTLSHint(t devserver.TLS) string {
+	switch {
+	case t.ClientCAFile != "":
+		return " --tls-ca CA.pem --tls-cert CLIENT.pem --tls-key CLIENT.key"
+	case t.CertFile != "":
+		return " --tls-ca CA.pem"
+	}
+	return ""
 }

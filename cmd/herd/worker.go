@@ -37,8 +37,9 @@ func newWorkerCmd() *cobra.Command {
 			"--queue. Ctrl-C or SIGTERM stops it gracefully: a segment in flight checkpoints the step it is\n" +
 			"on first, and another worker continues from there.\n\n" +
 			"--ranks K lets it take K ranks of data-parallel runs (parallel.data > 1) at once, each with a\n" +
-			"collective listener on --listen. A --listen other than loopback needs --tls-cert, --tls-key,\n" +
-			"--tls-ca and a token shared by every worker in $HERD_COLLECTIVE_TOKEN.",
+			"collective listener on --listen. A --listen other than loopback needs --collective-cert,\n" +
+			"--collective-key, --collective-ca and a token shared by every worker in $HERD_COLLECTIVE_TOKEN.\n" +
+			"(--tls-cert, --tls-key and --tls-ca are the Temporal connection's, as for every command.)",
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			coll, err := collectiveOptions(certFile, keyFile, caFile)
@@ -47,7 +48,7 @@ func newWorkerCmd() *cobra.Command {
 			}
 			if ranks > 0 && coll.TLS == nil && !collective.Loopback(listen) {
 				return usererr.New("--listen "+listen, "not loopback, and the ranks' collective would take connections from other hosts in clear; "+
-					"give --tls-cert, --tls-key, --tls-ca and $HERD_COLLECTIVE_TOKEN (the same on every worker), or listen on 127.0.0.1")
+					"give --collective-cert, --collective-key, --collective-ca and $HERD_COLLECTIVE_TOKEN (the same on every worker), or listen on 127.0.0.1")
 			}
 			addr := tf.addr
 			if addr == "" {
@@ -56,7 +57,7 @@ func newWorkerCmd() *cobra.Command {
 			if addr == "" {
 				return usererr.New("--temporal", "no server to work for; pass --temporal ADDR (or set HERD_TEMPORAL), or start `herd server`")
 			}
-			cl, err := client.Dial(addr, tf.namespace)
+			cl, err := client.Dial(addr, tf.namespace, tf.auth.auth())
 			if err != nil {
 				return err
 			}
@@ -95,9 +96,9 @@ func newWorkerCmd() *cobra.Command {
 	c.Flags().IntVar(&segments, "segments", 1, "one-rank segments (runs, sweep trials) trained at once; more than 1 pays for models too small to use every core")
 	c.Flags().IntVar(&ranks, "ranks", 1, "ranks of data-parallel runs this worker takes at once (0 = none)")
 	c.Flags().StringVar(&listen, "listen", "127.0.0.1", "host or IP the ranks' collective listeners bind (other hosts must reach it)")
-	c.Flags().StringVar(&certFile, "tls-cert", "", "PEM certificate of this worker's collective listeners and dials")
-	c.Flags().StringVar(&keyFile, "tls-key", "", "PEM private key of --tls-cert")
-	c.Flags().StringVar(&caFile, "tls-ca", "", "PEM CA that signed every worker's --tls-cert")
+	c.Flags().StringVar(&certFile, "collective-cert", "", "PEM certificate of this worker's collective listeners and dials")
+	c.Flags().StringVar(&keyFile, "collective-key", "", "PEM private key of --collective-cert")
+	c.Flags().StringVar(&caFile, "collective-ca", "", "PEM CA that signed every worker's --collective-cert")
 	c.Flags().DurationVar(&collectiveTimeout, "collective-timeout", collective.DefaultTimeout, "deadline of every collective call: a peer silent this long fails the group")
 	return c
 }
@@ -111,20 +112,20 @@ func collectiveOptions(certFile, keyFile, caFile string) (collective.Options, er
 		return collective.Options{}, nil
 	}
 	if certFile == "" || keyFile == "" || caFile == "" || token == "" {
-		return collective.Options{}, usererr.New("--tls-cert/--tls-key/--tls-ca/$HERD_COLLECTIVE_TOKEN",
+		return collective.Options{}, usererr.New("--collective-cert/--collective-key/--collective-ca/$HERD_COLLECTIVE_TOKEN",
 			"give all four for ranks across hosts, or none for loopback only")
 	}
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
-		return collective.Options{}, usererr.New("--tls-cert", "%v", err)
+		return collective.Options{}, usererr.New("--collective-cert", "%v", err)
 	}
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
-		return collective.Options{}, usererr.New("--tls-ca", "%v", err)
+		return collective.Options{}, usererr.New("--collective-ca", "%v", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return collective.Options{}, usererr.New("--tls-ca "+caFile, "no PEM certificate in it")
+		return collective.Options{}, usererr.New("--collective-ca "+caFile, "no PEM certificate in it")
 	}
 	return collective.Options{Token: token, TLS: &tls.Config{
 		Certificates: []tls.Certificate{cert},

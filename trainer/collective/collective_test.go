@@ -296,7 +296,7 @@ func TestNonLoopbackNeedsTLSAndToken(t *testing.T) {
 }
 
 // testTLS is a TLS config for 127.0.0.1 with a self-signed certificate that is also its
-// own CA, for both ends, as `herd worker --tls-*` builds it.
+// own CA, for both ends, as `herd worker --collective-*` builds it.
 func testTLS(t *testing.T) *tls.Config {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)

@@ -33,11 +33,20 @@ import (
 // embedded server.
 const defaultNamespace = "default"
 
-// Dial connects to the Temporal frontend the user gave with --temporal.
-func Dial(addr, namespace string) (sdkclient.Client, error) {
-	c, err := dial(addr, namespace)
-	if err != nil {
-		return nil, usererr.New("--temporal "+addr, "cannot reach a Temporal server: %v; start one with `herd server` or leave --temporal out to use the embedded one", err)
+// Dial connects to the Temporal frontend the user gave with --temporal, authenticated
+// with auth.
+func Dial(addr, namespace string, auth Auth) (sdkclient.Client, error) {
+	c, err := dial(addr, namespace, auth)
+	var u *usererr.Error
+	switch {
+	case errors.As(err, &u):
+		return nil, err
+	case err != nil && auth.TLS():
+		return nil, usererr.New("--temporal "+addr, "cannot reach a Temporal server over TLS: %v; check that --tls-ca is the CA of the server's certificate "+
+			"(--tls-server-name the name on it) and that it accepts --tls-cert or --api-key", err)
+	case err != nil:
+		return nil, usererr.New("--temporal "+addr, "cannot reach a Temporal server: %v; start one with `herd server` or leave --temporal out to use the embedded one "+
+			"(a cluster that speaks TLS needs --tls-ca, --tls-cert and --tls-key, or --api-key)", err)
 	}
 	return c, nil
 }
@@ -45,23 +54,32 @@ func Dial(addr, namespace string) (sdkclient.Client, error) {
 // dialServing connects to the herd process that serves the embedded server of stateDir at
 // addr (found in the state dir, not given by the user): when it does not answer, the
 // error says so, not that --temporal is unreachable.
-func dialServing(stateDir, addr, namespace string) (sdkclient.Client, error) {
-	c, err := dial(addr, namespace)
+func dialServing(stateDir, addr, namespace string, auth Auth) (sdkclient.Client, error) {
+	c, err := dial(addr, namespace, auth)
+	if usererr.Is(err) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, usererr.New("--state-dir "+stateDir, "the herd process serving this state dir at %s does not answer: %v; "+
-			"wait until it has ended (a stopping `herd run` checkpoints first) or end it, then run this command again", addr, err)
+			"wait until it has ended (a stopping `herd run` checkpoints first) or end it, then run this command again "+
+			"(a `herd server` given certificates wants them here too: --tls-ca, --tls-cert, --tls-key)", addr, err)
 	}
 	return c, nil
 }
 
-// dial connects to a Temporal frontend. The SDK logs warnings and errors only (a skipped
-// corrupt checkpoint is a warning the user must see); its routine lines are noise here.
-func dial(addr, namespace string) (sdkclient.Client, error) {
+// dial connects to a Temporal frontend; a user error when auth's files are not usable. The
+// SDK logs warnings and errors only (a skipped corrupt checkpoint is a warning the user
+// must see); its routine lines are noise here.
+func dial(addr, namespace string, auth Auth) (sdkclient.Client, error) {
 	if namespace == "" {
 		namespace = defaultNamespace
 	}
+	conn, creds, err := auth.options()
+	if err != nil {
+		return nil, err
+	}
 	logger := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	return sdkclient.Dial(sdkclient.Options{HostPort: addr, Namespace: namespace, Logger: logger})
+	return sdkclient.Dial(sdkclient.Options{HostPort: addr, Namespace: namespace, Logger: logger, ConnectionOptions: conn, Credentials: creds})
 }
 
 // Submit starts the run in.Config.Name, or attaches to it when it is running or has

@@ -44,6 +44,7 @@ type Target struct {
 	Namespace string // empty for "default"
 	Queue     string // task queue of the workflows and their workers
 	StateDir  string // the embedded server's state (see StateDir)
+	Auth      Auth   // certificates or API key of a secured server, Addr's or the state dir's
 }
 
 // Embedded reports whether Connect would start the embedded server in this process: no
@@ -72,9 +73,9 @@ func Connect(t Target, acts *workflows.Activities) (*Conn, error) {
 	c := &Conn{Target: t}
 	var err error
 	if t.Addr != "" {
-		c.Client, err = Dial(t.Addr, t.Namespace)
+		c.Client, err = Dial(t.Addr, t.Namespace, t.Auth)
 	} else if addr := devserver.RunningAddr(t.StateDir); addr != "" {
-		c.Client, err = dialServing(t.StateDir, addr, t.Namespace)
+		c.Client, err = dialServing(t.StateDir, addr, t.Namespace, t.Auth)
 	} else {
 		err = c.serve(acts)
 	}
@@ -88,7 +89,7 @@ func Connect(t Target, acts *workflows.Activities) (*Conn, error) {
 // serve starts (or joins) the embedded server on the state dir and the worker of this
 // process (see Connect).
 func (c *Conn) serve(acts *workflows.Activities) error {
-	addr := ""
+	addr, auth := "", c.Auth
 	srv, err := devserver.Start(devserver.Options{StateDir: c.StateDir})
 	var busy *devserver.BusyError
 	switch {
@@ -97,10 +98,11 @@ func (c *Conn) serve(acts *workflows.Activities) error {
 	case err != nil:
 		return err
 	default:
-		c.srv, addr = srv, srv.Addr()
+		// Started here: in this process, on loopback, without TLS.
+		c.srv, addr, auth = srv, srv.Addr(), Auth{}
 	}
 	// The server started here has the default namespace, whatever t.Namespace says.
-	if c.Client, err = dialServing(c.StateDir, addr, ""); err != nil {
+	if c.Client, err = dialServing(c.StateDir, addr, "", auth); err != nil {
 		return err
 	}
 	if acts != nil {
@@ -136,13 +138,22 @@ func (c *Conn) Close() {
 // runs stops when this process ends.
 func (c *Conn) InProcess() bool { return c.w != nil }
 
-// searchAttributes reports whether workflows started on the target may set herd's search
-// attributes: herd's own server registers them; another cluster may not have them.
-func (c *Conn) searchAttributes() bool { return c.Addr == "" }
+// searchAttributes makes sure that workflows started on the target may set herd's
+// search attributes: herd's own server registers them; another cluster is asked to (see
+// RegisterSearchAttributes).
+func (c *Conn) searchAttributes(ctx context.Context) error {
+	if c.Addr == "" {
+		return nil
+	}
+	return RegisterSearchAttributes(ctx, c.Client, c.Namespace)
+}
 
 // SubmitRun starts the run in.Config.Name or attaches to it (see Submit).
 func (c *Conn) SubmitRun(ctx context.Context, in workflows.RunInput) (attached bool, err error) {
-	in.SearchAttributes = c.searchAttributes()
+	if err := c.searchAttributes(ctx); err != nil {
+		return false, err
+	}
+	in.SearchAttributes = true
 	return Submit(ctx, c.Client, c.Queue, in)
 }
 
@@ -161,7 +172,10 @@ func (c *Conn) ResumeRun(ctx context.Context, name string, opts workflows.Resume
 
 // SubmitSweep starts the sweep in.Name or attaches to it (see SubmitSweep).
 func (c *Conn) SubmitSweep(ctx context.Context, in workflows.SweepInput) (attached bool, err error) {
-	in.SearchAttributes = c.searchAttributes()
+	if err := c.searchAttributes(ctx); err != nil {
+		return false, err
+	}
+	in.SearchAttributes = true
 	return SubmitSweep(ctx, c.Client, c.Queue, in)
 }
 

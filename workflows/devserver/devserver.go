@@ -9,10 +9,16 @@
 // dynamic config is tuned for low dispatch latency (see Tuning), and the database is
 // stamped with the server version, because the SQLite store has no schema migrations
 // between server versions and a mismatched file would fail in obscure ways later.
+//
+// It listens on loopback unless told otherwise, and then only its frontend leaves
+// loopback, served over mutual TLS (Options.TLS) or, where the caller accepts that anyone
+// who reaches it controls every run, without (Options.Insecure).
 package devserver
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -65,11 +71,13 @@ var SearchAttributes = map[string]enumspb.IndexedValueType{
 // Options configure the embedded server. The zero value plus a StateDir is usable.
 type Options struct {
 	StateDir string // holds temporal.db, server.log; created if missing
-	IP       string // interface to bind; default 127.0.0.1
-	// Insecure allows an IP other than loopback. Temporal's dev server has no
-	// authentication: whoever reaches the frontend can start, read, signal and terminate
-	// every workflow, so Start refuses such an IP unless the caller says it knows.
+	IP       string // interface the frontend binds; default 127.0.0.1
+	// Insecure allows an IP other than loopback without mutual TLS. Without client
+	// certificates the server has no authentication: whoever reaches the frontend can
+	// start, read, signal and terminate every workflow, so Start refuses such an IP unless
+	// TLS with a ClientCAFile authenticates every client or the caller says it knows.
 	Insecure  bool
+	TLS       TLS    // the frontend's TLS; the zero value serves plain gRPC
 	Port      int    // frontend gRPC port; 0 picks a free port
 	Namespace string // registered on first start; default "default"
 	// Untuned leaves Temporal's default dynamic config, for measuring what Tuning buys.
@@ -81,6 +89,17 @@ type Options struct {
 	// LogLevel of the server log file: debug | info | warn | error; default warn.
 	LogLevel string
 }
+
+// TLS is the frontend's TLS: its certificate, and the CA its clients' certificates must
+// chain to (mutual TLS). The server's own system worker dials the frontend too: it
+// presents CertFile, which must therefore also be valid for client authentication
+// (extended key usage clientAuth) and chain to ClientCAFile.
+type TLS struct {
+	CertFile, KeyFile string // PEM; both or neither
+	ClientCAFile      string // PEM; empty serves TLS without asking clients for a certificate
+}
+
+func (t TLS) enabled() bool { return t.CertFile != "" || t.KeyFile != "" || t.ClientCAFile != "" }
 
 // Tuning is the dynamic config applied unless Options.Untuned is set.
 //
@@ -145,7 +164,11 @@ func Start(opts Options) (*Server, error) {
 	if opts.LogLevel == "" {
 		opts.LogLevel = "warn"
 	}
-	if err := checkIP(opts.IP, opts.Insecure); err != nil {
+	if err := checkIP(opts.IP, opts.Insecure || opts.TLS.ClientCAFile != ""); err != nil {
+		return nil, err
+	}
+	rootTLS, err := opts.TLS.root()
+	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(opts.StateDir, 0o755); err != nil {
@@ -155,7 +178,7 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := start(opts)
+	s, err := start(opts, rootTLS)
 	if err != nil {
 		_ = lock.Close()
 		return nil, err
@@ -168,8 +191,14 @@ func Start(opts Options) (*Server, error) {
 	return s, nil
 }
 
-func start(opts Options) (*Server, error) {
-	ports, err := freePorts(opts.IP, 5)
+func start(opts Options, rootTLS config.RootTLS) (*Server, error) {
+	// Only the frontend (gRPC and HTTP) listens on opts.IP: the history, matching and
+	// worker services have no TLS and no authentication, so they stay on loopback.
+	internal := opts.IP
+	if !net.ParseIP(opts.IP).IsLoopback() {
+		internal = "127.0.0.1"
+	}
+	ports, err := freePorts(internal, 5)
 	if err != nil {
 		return nil, err
 	}
@@ -178,8 +207,11 @@ func start(opts Options) (*Server, error) {
 	}
 	// The server exits the process when it cannot bind a port (see causeLogger): check
 	// them all first, so that a port in use is a message.
-	for _, p := range append(ports[:4:4], opts.Port) {
-		if err := checkPort(opts.IP, p); err != nil {
+	for _, p := range []struct {
+		ip   string
+		port int
+	}{{opts.IP, ports[0]}, {internal, ports[1]}, {internal, ports[2]}, {internal, ports[3]}, {opts.IP, opts.Port}} {
+		if err := checkPort(p.ip, p.port); err != nil {
 			return nil, err
 		}
 	}
@@ -192,7 +224,8 @@ func start(opts Options) (*Server, error) {
 
 	conf := &config.Config{}
 	conf.Global.Membership.MaxJoinDuration = 30 * time.Second
-	conf.Global.Membership.BroadcastAddress = opts.IP
+	conf.Global.Membership.BroadcastAddress = internal
+	conf.Global.TLS = rootTLS
 	conf.Persistence.DefaultStore = "sqlite"
 	conf.Persistence.VisibilityStore = "sqlite"
 	conf.Persistence.NumHistoryShards = 1 // one process, one shard: no cross-shard work
@@ -212,16 +245,16 @@ func start(opts Options) (*Server, error) {
 		},
 	}
 	conf.DCRedirectionPolicy.Policy = "noop"
-	service := func(grpc, http int) config.Service {
+	service := func(ip string, grpc, http int) config.Service {
 		var s config.Service
-		s.RPC.GRPCPort, s.RPC.HTTPPort, s.RPC.BindOnIP = grpc, http, opts.IP
+		s.RPC.GRPCPort, s.RPC.HTTPPort, s.RPC.BindOnIP = grpc, http, ip
 		return s
 	}
 	conf.Services = map[string]config.Service{
-		"frontend": service(opts.Port, ports[0]),
-		"history":  service(ports[1], 0),
-		"matching": service(ports[2], 0),
-		"worker":   service(ports[3], 0),
+		"frontend": service(opts.IP, opts.Port, ports[0]),
+		"history":  service(internal, ports[1], 0),
+		"matching": service(internal, ports[2], 0),
+		"worker":   service(internal, ports[3], 0),
 	}
 	conf.Archival.History.State = "disabled"
 	conf.Archival.Visibility.State = "disabled"
@@ -230,13 +263,13 @@ func start(opts Options) (*Server, error) {
 	conf.PublicClient.HostPort = frontend
 
 	hosts := map[primitives.ServiceName]static.Hosts{}
-	for name, port := range map[primitives.ServiceName]int{
-		primitives.FrontendService: opts.Port,
-		primitives.HistoryService:  ports[1],
-		primitives.MatchingService: ports[2],
-		primitives.WorkerService:   ports[3],
+	for name, addr := range map[primitives.ServiceName]string{
+		primitives.FrontendService: frontend,
+		primitives.HistoryService:  net.JoinHostPort(internal, strconv.Itoa(ports[1])),
+		primitives.MatchingService: net.JoinHostPort(internal, strconv.Itoa(ports[2])),
+		primitives.WorkerService:   net.JoinHostPort(internal, strconv.Itoa(ports[3])),
 	} {
-		hosts[name] = static.SingleLocalHost(net.JoinHostPort(opts.IP, strconv.Itoa(port)))
+		hosts[name] = static.SingleLocalHost(addr)
 	}
 
 	dyn := dynamicconfig.StaticClient{}
@@ -432,18 +465,75 @@ func writeStamp(path, clusterID string) error {
 }
 
 // checkIP refuses an interface that is not an IP address (the server would exit the process
-// on it) and, unless insecure, one other than loopback.
+// on it) and, unless insecure (or authenticated by mutual TLS), one other than loopback.
 func checkIP(ip string, insecure bool) error {
 	addr := net.ParseIP(ip)
 	if addr == nil {
-		return usererr.New("--ip "+ip, "not an IP address; give one such as 127.0.0.1")
+		return usererr.New("--listen "+ip, "not an IP address; give one such as 127.0.0.1")
 	}
 	if !addr.IsLoopback() && !insecure {
-		return usererr.New("--ip "+ip,
-			"not loopback, and the embedded Temporal server has no authentication: anyone who reaches it can start, read and "+
-				"terminate every run; pass --insecure on a network you trust, or use loopback (the default)")
+		return usererr.New("--listen "+ip,
+			"not loopback, and without client certificates the embedded Temporal server has no authentication: anyone who reaches it "+
+				"can start, read and terminate every run; give --tls-cert, --tls-key and --tls-ca (mutual TLS), "+
+				"pass --insecure on a network you trust, or use loopback (the default)")
 	}
 	return nil
+}
+
+// root validates t and builds the server's TLS config from it: the frontend serves t's
+// certificate, and with a ClientCAFile requires client certificates that chain to it. The
+// system worker, which dials the frontend, presents the same certificate and trusts
+// exactly that one, under the first name on it: the frontend may listen on 0.0.0.0,
+// which no certificate names. A missing or unusable file is a user error naming the flag
+// of `herd server` that gave it.
+func (t TLS) root() (config.RootTLS, error) {
+	var root config.RootTLS
+	if !t.enabled() {
+		return root, nil
+	}
+	if t.CertFile == "" || t.KeyFile == "" {
+		return root, usererr.New("--tls-cert/--tls-key", "the server's certificate needs its key: give both, and --tls-ca to require client certificates")
+	}
+	pair, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return root, usererr.New("--tls-cert "+t.CertFile+", --tls-key "+t.KeyFile, "not a usable PEM certificate and key: %v", err)
+	}
+	name := ""
+	if leaf := pair.Leaf; len(leaf.DNSNames) > 0 {
+		name = leaf.DNSNames[0]
+	} else if len(leaf.IPAddresses) > 0 {
+		name = leaf.IPAddresses[0].String()
+	}
+	if name == "" {
+		return root, usererr.New("--tls-cert "+t.CertFile, "names no host (no DNS or IP subject alternative name), so no client can check it; "+
+			"issue it for the names and addresses clients dial")
+	}
+	root.Frontend.Server = config.ServerTLS{CertFile: t.CertFile, KeyFile: t.KeyFile}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(t.ClientCAFile)
+		if err != nil {
+			return root, usererr.New("--tls-ca "+t.ClientCAFile, "cannot read it: %v", err)
+		}
+		cas := x509.NewCertPool()
+		if !cas.AppendCertsFromPEM(pem) {
+			return root, usererr.New("--tls-ca "+t.ClientCAFile, "no PEM certificate in it; give the CA that signs the clients' certificates")
+		}
+		chain := x509.NewCertPool()
+		for _, der := range pair.Certificate[1:] {
+			if c, err := x509.ParseCertificate(der); err == nil {
+				chain.AddCert(c)
+			}
+		}
+		if _, err := pair.Leaf.Verify(x509.VerifyOptions{Roots: cas, Intermediates: chain, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			return root, usererr.New("--tls-cert "+t.CertFile, "the server's own system worker presents it to the frontend, so it must be valid "+
+				"for client authentication (extended key usage clientAuth) under --tls-ca %s: %v", t.ClientCAFile, err)
+		}
+		root.Frontend.Server.ClientCAFiles = []string{t.ClientCAFile}
+		root.Frontend.Server.RequireClientAuth = true
+	}
+	root.SystemWorker = config.WorkerTLS{CertFile: t.CertFile, KeyFile: t.KeyFile,
+		Client: config.ClientTLS{ServerName: name, RootCAFiles: []string{t.CertFile}}}
+	return root, nil
 }
 
 // checkPort tries to listen on ip:port, so that a port in use is a message now instead of

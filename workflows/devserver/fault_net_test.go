@@ -34,8 +34,8 @@ func TestStartRefusals(t *testing.T) {
 	lock.Close()
 
 	for _, ip := range []string{"0.0.0.0", "::", "localhost"} {
-		if _, err := Start(Options{StateDir: t.TempDir(), IP: ip}); !usererr.Is(err) || !strings.Contains(err.Error(), "--ip "+ip) {
-			t.Errorf("IP %s: %v, want a user error naming --ip", ip, err)
+		if _, err := Start(Options{StateDir: t.TempDir(), IP: ip}); !usererr.Is(err) || !strings.Contains(err.Error(), "--listen "+ip) {
+			t.Errorf("IP %s: %v, want a user error naming --listen", ip, err)
 		}
 	}
 }
