@@ -25,7 +25,7 @@ type Run struct {
 	Seed     uint64       `yaml:"seed" json:"seed"` // seeds init and every random choice; default 1
 	Model    model.Config `yaml:"model" json:"model"`
 	Init     Init         `yaml:"init" json:"init,omitzero"`         // omitzero: configs without it keep their hash
-	Finetune Finetune     `yaml:"finetune" json:"finetune,omitzero"` // omitzero (Finetune.IsZero): configs without adapters keep their hash
+	Finetune Finetune     `yaml:"finetune" json:"finetune,omitzero"` // Hash leaves it out without adapters
 	Data     Data         `yaml:"data" json:"data"`
 	Train    Train        `yaml:"train" json:"train"`
 	MetaP    metap.Config `yaml:"metap" json:"metap"` // see package metap for the keys, their defaults and bounds

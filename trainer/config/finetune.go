@@ -14,12 +14,8 @@ import (
 // Finetune says how a run started from init.from trains its weights: all of them (the
 // default), or low-rank adapters on a frozen base.
 type Finetune struct {
-	LoRA LoRA `yaml:"lora" json:"lora,omitzero"`
+	LoRA LoRA `yaml:"lora" json:"lora"`
 }
-
-// IsZero makes a config without LoRA encode without the section, so that its hash stays
-// what it was before the section existed.
-func (f Finetune) IsZero() bool { return f.LoRA.IsZero() }
 
 // LoRA is finetune.lora: adapters A [rank, in] and B [out, rank] on every matrix a target
 // glob matches, the base frozen (model/lora.go; docs/metap.md for their init and LR).
@@ -29,9 +25,6 @@ type LoRA struct {
 	Dropout float64  `yaml:"dropout" json:"dropout"` // dropout on the adapter's input in training, deterministic (model/lora.go); default 0; in [0, 1)
 	Targets []string `yaml:"targets" json:"targets"` // globs of the matrices to adapt; default PEFT's Llama choice, q and v
 }
-
-// IsZero is true without adapters (rank 0): the other keys then do nothing.
-func (l LoRA) IsZero() bool { return l.Rank == 0 }
 
 // defaultLoRA is finetune.lora before a file sets it.
 func defaultLoRA() LoRA {

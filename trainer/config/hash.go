@@ -14,7 +14,8 @@ import (
 // keeps the same sample order) and train.device (a run may resume on another device; the
 // backends agree within the conformance suite's tolerances, bit for bit only on the same
 // one). The preset name is left out too; its values are in. train.device is encoded only
-// when set, so that the hashes of the configs before it existed stay the same.
+// when set, and finetune only with LoRA adapters (rank > 0), so that the hashes of the
+// configs before them existed stay the same.
 //
 // The hash is the sha256 of the config's JSON encoding, which lists fields in declaration
 // order and prints floats in their shortest exact form, so it is stable across runs and
@@ -27,6 +28,9 @@ func (r Run) Hash() string {
 	r.Train.Eval = Eval{}
 	r.Parallel = Parallel{}
 	r.Train.Device = ""
+	if r.Finetune.LoRA.Rank == 0 {
+		r.Finetune = Finetune{} // no adapters: its other keys do nothing, and configs before it keep their hash
+	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		panic("config: Run cannot fail to encode: " + err.Error())
