@@ -58,8 +58,9 @@ type SweepInput struct {
 	Reduction     int
 	Grace         int64
 	Transfer      *TransferInput // nil = no transfer
-	// HeartbeatTimeout, SegmentSteps and SearchAttributes are passed to every trial's
-	// RunInput.
+	// HeartbeatTimeout, SegmentSteps, SearchAttributes and Retry are passed to every
+	// trial's RunInput (and the transfer target's).
+	Retry
 	HeartbeatTimeout time.Duration
 	SegmentSteps     int64
 	SearchAttributes bool
@@ -314,7 +315,7 @@ func (s *sweepRun) launch(ctx workflow.Context, sel workflow.Selector, i int) {
 		return
 	}
 	in := RunInput{Config: cfg, SegmentSteps: s.in.SegmentSteps, HeartbeatTimeout: s.in.HeartbeatTimeout,
-		SearchAttributes: s.in.SearchAttributes, Until: s.target(*t)}
+		SearchAttributes: s.in.SearchAttributes, Until: s.target(*t), Retry: s.in.Retry}
 	if t.Step > 0 { // continue from the rung's checkpoint without an empty first segment
 		in.Carry = &Progress{Name: cfg.Name, State: StateRunning, Step: t.Step, Steps: t.Steps, Loss: t.Loss}
 	}
@@ -452,7 +453,8 @@ func (s *sweepRun) transfer(ctx workflow.Context) error {
 	s.p.Target = &Progress{Name: cfg.Name, State: StateRunning, Steps: int64(cfg.Train.Steps)}
 	s.set(ctx)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: s.in.Name + "/target"})
-	in := RunInput{Config: cfg, SegmentSteps: s.in.SegmentSteps, HeartbeatTimeout: s.in.HeartbeatTimeout, SearchAttributes: s.in.SearchAttributes}
+	in := RunInput{Config: cfg, SegmentSteps: s.in.SegmentSteps, HeartbeatTimeout: s.in.HeartbeatTimeout,
+		SearchAttributes: s.in.SearchAttributes, Retry: s.in.Retry}
 	var p Progress
 	if err := workflow.ExecuteChildWorkflow(cctx, WorkflowName, in).Get(ctx, &p); err != nil {
 		return fmt.Errorf("transfer target %s: %w", cfg.Name, err)

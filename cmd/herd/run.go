@@ -33,6 +33,7 @@ func newRunCmd() *cobra.Command {
 		segment int64
 		hb      time.Duration
 		grace   graceFlag
+		retry   retryFlags
 	)
 	c := &cobra.Command{
 		Use:   "run CONFIG",
@@ -58,6 +59,9 @@ func newRunCmd() *cobra.Command {
 				return err
 			}
 			in := workflows.RunInput{Config: run, SegmentSteps: segment, HeartbeatTimeout: hb}
+			if in.Retry, err = retry.retry(); err != nil {
+				return err
+			}
 			out, errw := c.OutOrStdout(), c.ErrOrStderr()
 			if tf.target().Embedded() {
 				if detach {
@@ -124,6 +128,7 @@ func newRunCmd() *cobra.Command {
 	c.Flags().Int64Var(&segment, "segment-steps", 0, "steps per TrainSegment activity (default train.checkpoint.every)")
 	c.Flags().DurationVar(&hb, "heartbeat-timeout", 0, "how long a silent segment may go before it is retried elsewhere (default 30s)")
 	grace.register(c)
+	retry.register(c)
 	return c
 }
 

@@ -204,7 +204,12 @@ func printStatus(out io.Writer, s client.Status) {
 	if len(s.Checkpoints) > 0 {
 		row("checkpoints", "%s", strings.Join(s.Checkpoints, " "))
 	}
-	if s.Attempt > 0 {
+	switch {
+	case s.Attempt > 0 && s.MaxAttempts > 0:
+		row("attempt", "%d of %d", s.Attempt, s.MaxAttempts)
+	case s.Attempt > 0 && s.MaxAttempts < 0:
+		row("attempt", "%d (no limit)", s.Attempt)
+	case s.Attempt > 0:
 		row("attempt", "%d", s.Attempt)
 	}
 	if s.Worker != "" {

@@ -24,6 +24,7 @@ func newSweepCmd() *cobra.Command {
 		mf      metricsFlag
 		jsonOut bool
 		out     string
+		retry   retryFlags
 	)
 	c := &cobra.Command{
 		Use:   "sweep SWEEP.yaml",
@@ -44,6 +45,9 @@ func newSweepCmd() *cobra.Command {
 			}
 			in, err := sweepInput(s)
 			if err != nil {
+				return err
+			}
+			if in.Retry, err = retry.retry(); err != nil {
 				return err
 			}
 			if out == "" {
@@ -89,6 +93,7 @@ func newSweepCmd() *cobra.Command {
 	}
 	tf.register(c)
 	mf.register(c)
+	retry.register(c)
 	c.Flags().BoolVar(&jsonOut, "json", false, "print the sweep's final state as JSON on stdout")
 	c.Flags().StringVar(&out, "out", "", "folder for trials.csv, trials.parquet and the plots (default: the base config's checkpoint dir/sweep name)")
 	c.AddCommand(newSweepStatusCmd())
