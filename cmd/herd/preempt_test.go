@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,7 +27,26 @@ const graceBound = 2 * time.Minute
 // started is a herd process running in the background.
 type started struct {
 	cmd            *exec.Cmd
-	stdout, stderr bytes.Buffer
+	stdout, stderr lockedBuffer
+	exited         chan error // Wait's result, once
+}
+
+// lockedBuffer is a bytes.Buffer that the test reads while the process writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // startHerd runs the binary in dir in the background; the test's cleanup kills it if it
@@ -37,14 +57,15 @@ func startHerd(t *testing.T, dir string, args ...string) *started {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &started{cmd: exec.Command(exe, args...)}
+	s := &started{cmd: exec.Command(exe, args...), exited: make(chan error, 1)}
 	s.cmd.Dir = dir
 	s.cmd.Env = append(os.Environ(), "HERD_TEST_MAIN=1")
 	s.cmd.Stdout, s.cmd.Stderr = &s.stdout, &s.stderr
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.cmd.Process.Kill(); _ = s.cmd.Wait() })
+	go func() { s.exited <- s.cmd.Wait() }()
+	t.Cleanup(func() { _ = s.cmd.Process.Kill(); <-s.exited })
 	return s
 }
 
@@ -52,13 +73,10 @@ func startHerd(t *testing.T, dir string, args ...string) *started {
 // the test: the grace period is the promise). It returns the exit status.
 func (s *started) stop(t *testing.T, sig os.Signal) int {
 	t.Helper()
-	if err := s.cmd.Process.Signal(sig); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- s.cmd.Wait() }()
+	s.signal(t, sig)
 	select {
-	case err := <-exited:
+	case err := <-s.exited:
+		s.exited <- err // for the cleanup
 		noStackTrace(t, s.cmd.Args, s.stdout.String()+s.stderr.String())
 		var ee *exec.ExitError
 		if err != nil && !errors.As(err, &ee) {
@@ -68,6 +86,28 @@ func (s *started) stop(t *testing.T, sig os.Signal) int {
 	case <-time.After(graceBound + 30*time.Second): // the grace, plus time to start exiting
 		t.Fatalf("herd %s still running %s after %v\n%s", strings.Join(s.cmd.Args[1:], " "), graceBound, sig, s.stderr.String())
 		return -1
+	}
+}
+
+// waitFor waits until cond holds, as waitUntil does, and fails the test at once if the
+// process ends first.
+func (s *started) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	waitUntil(t, what, func() bool {
+		select {
+		case err := <-s.exited:
+			s.exited <- err
+			t.Fatalf("herd %s ended (%v) before %s:\n%s", strings.Join(s.cmd.Args[1:], " "), err, what, s.stderr.String())
+		default:
+		}
+		return cond()
+	})
+}
+
+func (s *started) signal(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -138,14 +178,15 @@ func TestTrainStopsOnSIGTERM(t *testing.T) {
 			var held func() bool
 			release, held = holdAt(t, c.hold)
 			s = startHerd(t, dir, append(args, "--out", c.out)...)
-			waitUntil(t, "herd train held at step 5", held)
+			s.waitFor(t, "herd train held at step 5", held)
 		} else {
 			// Held before the last step, so that the signal lands before the run ends.
 			release, _ = holdAt(t, 7)
 			s = startHerd(t, dir, append(args, "--out", c.out)...)
-			waitUntil(t, "the first checkpoint", func() bool {
-				_, err := os.Stat(filepath.Join(dir, run, checkpoint.Name(2)))
-				return err == nil
+			s.waitFor(t, "a first checkpoint", func() bool {
+				// Any: train.checkpoint.keep 2 removes step 2's at step 6.
+				names, err := (checkpoint.Dir{Root: filepath.Join(dir, run)}).List()
+				return err == nil && len(names) > 0
 			})
 		}
 		status := s.stop(t, c.sig)
@@ -197,7 +238,7 @@ func TestRunStopsOnSIGTERM(t *testing.T) {
 	}
 	release, held := holdAt(t, 5)
 	s := startHerd(t, dir, append([]string{"run", "run.yaml", "--grace", graceBound.String()}, steps...)...)
-	waitUntil(t, "herd run held at step 5", held)
+	s.waitFor(t, "herd run held at step 5", held)
 	status := s.stop(t, syscall.SIGTERM)
 	release()
 	if status != 0 {
@@ -212,7 +253,7 @@ func TestRunStopsOnSIGTERM(t *testing.T) {
 		t.Errorf("newest checkpoint after SIGTERM at step 5: %s", got)
 	}
 	if _, stderr, status := herd(t, dir, "resume", "e2e"); status != 0 {
-		t.Fatalf("herd resume: status %d\n%s", status, stderr)
+		t.Fatalf("herd resume: status %d\n%s\nherd run:\n%s", status, stderr, s.stderr.String())
 	}
 	if got, want := weights(t, filepath.Join(run, checkpoint.Name(8))), weights(t, filepath.Join(dir, "direct", "e2e", checkpoint.Name(8))); got != want {
 		t.Errorf("stopped by SIGTERM and resumed: %s, herd train: %s", got, want)
@@ -234,7 +275,7 @@ func TestWorkerStopsOnSIGTERM(t *testing.T) {
 	if _, stderr, status := herd(t, dir, append([]string{"run", "run.yaml", "--temporal", addr, "--detach"}, steps...)...); status != 0 {
 		t.Fatalf("herd run --detach: status %d\n%s", status, stderr)
 	}
-	waitUntil(t, "the first worker held at step 5", held)
+	first.waitFor(t, "the first worker held at step 5", held)
 	status := first.stop(t, syscall.SIGTERM)
 	release()
 	if status != 0 {
@@ -263,5 +304,43 @@ func TestWorkerStopsOnSIGTERM(t *testing.T) {
 	}
 	if got, want := weights(t, filepath.Join(run, checkpoint.Name(8))), weights(t, filepath.Join(dir, "direct", "e2e", checkpoint.Name(8))); got != want {
 		t.Errorf("worker stopped by SIGTERM, run finished on another: %s, herd train: %s", got, want)
+	}
+}
+
+// A step that cannot finish (held through the signal, as a hung step would be) runs out
+// the grace period: herd train exits 1 within it, saying so, and the checkpoint before
+// (step 4) stays the newest. A second signal does not wait for the grace at all.
+func TestTrainGraceRunsOut(t *testing.T) {
+	dir := tinyRun(t)
+	holds := t.TempDir()
+	t.Setenv(stephook.HoldsEnv, holds)
+	for _, c := range []struct {
+		grace   time.Duration
+		signals int
+		want    string
+	}{
+		{time.Second, 1, "herd: SIGTERM: no checkpoint within the grace period (--grace 1s): exiting; the same `herd train` command resumes from the newest checkpoint in " + filepath.Join("out", "e2e")},
+		{graceBound, 2, "herd: second SIGTERM: exiting at once, without a checkpoint; the same `herd train` command resumes"},
+	} {
+		release, err := stephook.Stick(holds, "e2e", 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := startHerd(t, dir, "train", "run.yaml", "--set", "train.steps=8", "--grace", c.grace.String())
+		s.waitFor(t, "herd train stuck at step 5", func() bool { return stephook.Held(holds, "e2e", 5) })
+		if c.signals == 2 {
+			s.signal(t, syscall.SIGTERM)
+			s.waitFor(t, "herd train to take the first signal", func() bool {
+				return strings.Contains(s.stderr.String(), "a second signal exits at once")
+			})
+		}
+		status := s.stop(t, syscall.SIGTERM)
+		release()
+		if status != 1 || !strings.Contains(s.stderr.String(), c.want) {
+			t.Errorf("--grace %s, %d signal(s): status %d, want 1 and %q in\n%s", c.grace, c.signals, status, c.want, s.stderr.String())
+		}
+		if got := newest(t, filepath.Join(dir, "out", "e2e")); got != checkpoint.Name(4) {
+			t.Errorf("newest checkpoint after an exit without one: %s, want the one before, %s", got, checkpoint.Name(4))
+		}
 	}
 }

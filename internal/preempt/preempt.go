@@ -5,8 +5,9 @@
 //
 // The rules, the same for every command:
 //
-//   - The first signal cancels Watcher.Context. A step in flight finishes (its
-//     micro-batches are never cut); the command then checkpoints and calls Done.
+//   - The first signal cancels Watcher.Context, and says so on one line. A step in
+//     flight finishes (its micro-batches are never cut); the command then checkpoints
+//     and calls Done.
 //   - From that signal the command has the grace period. A cloud gives a fixed notice
 //     (30 s on Kubernetes by default, 30 s to 2 min on spot instances) before SIGKILL: a
 //     command still writing when the grace ends exits with status 1 and says so, rather
@@ -102,6 +103,7 @@ func (x *Watcher) watch() {
 				return
 			}
 			x.cancel()
+			fmt.Fprintf(x.w, "herd: %s: checkpointing after the step in flight (--grace %s); a second signal exits at once\n", Name(s), x.grace)
 			t := time.NewTimer(x.grace)
 			defer t.Stop()
 			expired = t.C

@@ -30,6 +30,12 @@ func TestFirstSignalStopsAndDoneEndsTheWatch(t *testing.T) {
 	if x.Signal() != syscall.SIGTERM {
 		t.Errorf("Signal() = %v, want SIGTERM", x.Signal())
 	}
+	for !strings.Contains(out.String(), "\n") { // printed after the cancel
+		time.Sleep(time.Millisecond)
+	}
+	if want := "herd: SIGTERM: checkpointing after the step in flight (--grace 1h0m0s); a second signal exits at once\n"; out.String() != want {
+		t.Errorf("printed %q, want %q", out.String(), want)
+	}
 	x.Done()
 	x.sigs <- syscall.SIGTERM // after Done, nobody forces an exit
 	x.quit("late")
@@ -60,8 +66,8 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	if code := <-exits; code != 1 {
 		t.Errorf("exit status %d, want 1", code)
 	}
-	if want := "herd: second SIGTERM: exiting at once, without a checkpoint; resume with"; !strings.HasPrefix(out.String(), want) {
-		t.Errorf("message %q, want it to begin %q", out.String(), want)
+	if want := "\nherd: second SIGTERM: exiting at once, without a checkpoint; resume with"; !strings.Contains(out.String(), want) {
+		t.Errorf("message %q, want it to hold %q", out.String(), want)
 	}
 }
 
