@@ -167,11 +167,11 @@ func rankQueueName(queue string) string {
 }
 
 // groupSegment trains up to until as a group of parallel.data ranks, restarting the whole
-// group from the last committed checkpoint after a failure (backoff 1 s doubling to
-// 1 min), up to attempts times. Like segment, it returns an error only for a user error,
+// group from the last committed checkpoint after a failure (with the run's Retry
+// backoff), up to attempts times. Like segment, it returns an error only for a user error,
 // divergence or panic.
 func (r *run) groupSegment(ctx workflow.Context, until int64, hb time.Duration, attempts int32) error {
-	backoff := time.Second
+	backoff, most := r.in.backoff()
 	var err error
 	// However it ends, the retries are over; the memo forgets them at its next update.
 	defer func() { r.p.GroupAttempt, r.p.GroupFailure = 0, "" }()
@@ -181,7 +181,7 @@ func (r *run) groupSegment(ctx workflow.Context, until int64, hb time.Duration, 
 			if workflow.Sleep(ctx, backoff) != nil {
 				return nil // the workflow itself is ending
 			}
-			backoff = min(2*backoff, time.Minute)
+			backoff = min(2*backoff, most)
 		}
 		// Unique per attempt, and deterministic: workflow time comes from the history.
 		group := fmt.Sprintf("%s/%s/%d/%d", r.p.Name, workflow.GetInfo(ctx).WorkflowExecution.RunID,

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -62,6 +63,11 @@ type Activities struct {
 	// BeforeStep, if set, is every segment's trainer.Options.BeforeStep: tests hold a
 	// segment at a chosen step with it, or slow every step down.
 	BeforeStep func(ctx context.Context, run string, done int64)
+	// Stopped, if set, is called when the worker's shutdown (a SIGTERM: see
+	// internal/preempt) stopped a segment of run before its end, once the step it stopped
+	// at is committed: the CLI says where each run stands. The run goes on from res.Step
+	// on whichever worker takes its next segment.
+	Stopped func(run string, res SegmentResult)
 
 	slots     slots
 	rankQueue string // this worker's own queue, where its reserved ranks' segments run
@@ -136,6 +142,7 @@ func (a *Activities) train(ctx context.Context, in SegmentInput, g *collective.G
 	// shutdown both end it at a step boundary, and then this segment still commits.
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
+	var shutdown atomic.Bool // the worker's shutdown, not the server, stopped the trainer
 	done := make(chan struct{})
 	var beats sync.WaitGroup
 	beats.Add(1)
@@ -154,6 +161,7 @@ func (a *Activities) train(ctx context.Context, in SegmentInput, g *collective.G
 				stopRun()
 				cancelled = nil
 			case <-stopping:
+				shutdown.Store(true)
 				stopRun()
 				stopping = nil
 			case <-tick.C:
@@ -246,6 +254,9 @@ func (a *Activities) train(ctx context.Context, in SegmentInput, g *collective.G
 		return res, temporal.NewCanceledError(res)
 	}
 	activity.RecordHeartbeat(ctx, end)
+	if shutdown.Load() && res.Step < in.Until && a.Stopped != nil {
+		a.Stopped(in.Config.Name, res)
+	}
 	return res, nil
 }
 

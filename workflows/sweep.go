@@ -58,8 +58,9 @@ type SweepInput struct {
 	Reduction     int
 	Grace         int64
 	Transfer      *TransferInput // nil = no transfer
-	// HeartbeatTimeout, SegmentSteps, SearchAttributes and ElasticWait are passed to every
-	// trial's RunInput.
+	// HeartbeatTimeout, SegmentSteps, SearchAttributes, ElasticWait and Retry are passed to
+	// every trial's RunInput (and the transfer target's).
+	Retry
 	HeartbeatTimeout time.Duration
 	SegmentSteps     int64
 	SearchAttributes bool
@@ -315,7 +316,7 @@ func (s *sweepRun) launch(ctx workflow.Context, sel workflow.Selector, i int) {
 		return
 	}
 	in := RunInput{Config: cfg, SegmentSteps: s.in.SegmentSteps, HeartbeatTimeout: s.in.HeartbeatTimeout,
-		SearchAttributes: s.in.SearchAttributes, ElasticWait: s.in.ElasticWait, Until: s.target(*t)}
+		SearchAttributes: s.in.SearchAttributes, ElasticWait: s.in.ElasticWait, Until: s.target(*t), Retry: s.in.Retry}
 	if t.Step > 0 { // continue from the rung's checkpoint without an empty first segment
 		in.Carry = &Progress{Name: cfg.Name, State: StateRunning, Step: t.Step, Steps: t.Steps, Loss: t.Loss}
 	}
@@ -454,7 +455,7 @@ func (s *sweepRun) transfer(ctx workflow.Context) error {
 	s.set(ctx)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{WorkflowID: s.in.Name + "/target"})
 	in := RunInput{Config: cfg, SegmentSteps: s.in.SegmentSteps, HeartbeatTimeout: s.in.HeartbeatTimeout,
-		SearchAttributes: s.in.SearchAttributes, ElasticWait: s.in.ElasticWait}
+		SearchAttributes: s.in.SearchAttributes, ElasticWait: s.in.ElasticWait, Retry: s.in.Retry}
 	var p Progress
 	if err := workflow.ExecuteChildWorkflow(cctx, WorkflowName, in).Get(ctx, &p); err != nil {
 		return fmt.Errorf("transfer target %s: %w", cfg.Name, err)

@@ -68,8 +68,9 @@ type RunInput struct {
 	// elsewhere; 0 = 30 s, which a worker sharing a busy machine with its server (the
 	// embedded default) still meets, where 10 s saw heartbeats time out under load.
 	HeartbeatTimeout time.Duration
-	// MaxAttempts per segment before the run waits as failed; 0 = 5.
-	MaxAttempts int32
+	// Retry is how its segments are retried (attempts and backoff). Embedded, so that
+	// inputs recorded before it carried only MaxAttempts decode the same.
+	Retry
 	// SegmentsPerRun bounds segments per workflow execution before ContinueAsNew; 0 = 200.
 	// The server's own suggestion (history size) also triggers it.
 	SegmentsPerRun int
@@ -248,16 +249,12 @@ func (r *run) segment(ctx workflow.Context) error {
 	if hb <= 0 {
 		hb = 30 * time.Second
 	}
-	attempts := r.in.MaxAttempts
-	if attempts <= 0 {
-		attempts = 5
-	}
 	until := min(r.p.Step+seg, r.p.Steps)
 	if r.in.Until > 0 {
 		until = min(until, r.in.Until)
 	}
 	if r.in.Config.Parallel.Data > 1 {
-		return r.groupSegment(ctx, until, hb, attempts)
+		return r.groupSegment(ctx, until, hb, r.in.attempts())
 	}
 	actx, cancel := workflow.WithCancel(ctx)
 	r.cancel = cancel
@@ -268,13 +265,7 @@ func (r *run) segment(ctx workflow.Context) error {
 		HeartbeatTimeout:    hb,
 		// Cancellation (pause, stop) waits for the segment to commit its checkpoint.
 		WaitForCancellation: true,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			BackoffCoefficient:     2,
-			MaximumInterval:        time.Minute,
-			MaximumAttempts:        attempts,
-			NonRetryableErrorTypes: []string{ErrUser},
-		},
+		RetryPolicy:         r.in.policy(),
 	})
 	var res SegmentResult
 	err := workflow.ExecuteActivity(actx, SegmentActivity, r.segmentInput(until)).Get(ctx, &res)
@@ -291,7 +282,7 @@ func (r *run) segment(ctx workflow.Context) error {
 		return err
 	default:
 		r.p.Failures++
-		r.p.Error = fmt.Sprintf("segment to step %d failed after %d attempts: %v", until, attempts, err)
+		r.p.Error = fmt.Sprintf("segment to step %d failed after %d attempts: %v", until, r.in.attempts(), err)
 		r.set(ctx, StateFailed)
 		return nil
 	}

@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/herdml/herd/internal/preempt"
 	"github.com/herdml/herd/internal/sysmem"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/config"
@@ -31,6 +33,8 @@ func newRunCmd() *cobra.Command {
 		segment int64
 		hb      time.Duration
 		elastic elasticWait
+		grace   graceFlag
+		retry   retryFlags
 	)
 	c := &cobra.Command{
 		Use:   "run CONFIG",
@@ -38,9 +42,16 @@ func newRunCmd() *cobra.Command {
 		Long: "Train as a durable Temporal workflow (ID = run name: launching twice attaches).\n" +
 			"Without --temporal (or $HERD_TEMPORAL) herd starts its embedded Temporal server on the\n" +
 			"state dir and a worker in this process; with it, herd submits and follows, and `herd worker`\n" +
-			"processes train.",
+			"processes train.\n\n" +
+			"SIGTERM or Ctrl-C: on the embedded server, the step in flight finishes and is checkpointed,\n" +
+			"and herd exits 0 saying where the run stopped (`herd resume` continues it); past --grace, or\n" +
+			"on a second signal, it exits 1 at once, the newest checkpoint before it staying where the run\n" +
+			"resumes. With --temporal it stops following, and the run goes on.",
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if err := grace.check(); err != nil {
+				return err
+			}
 			wait, err := elastic.value()
 			if err != nil {
 				return err
@@ -53,6 +64,9 @@ func newRunCmd() *cobra.Command {
 				return err
 			}
 			in := workflows.RunInput{Config: run, SegmentSteps: segment, HeartbeatTimeout: hb, ElasticWait: wait}
+			if in.Retry, err = retry.retry(); err != nil {
+				return err
+			}
 			out, errw := c.OutOrStdout(), c.ErrOrStderr()
 			if tf.target().Embedded() {
 				if detach {
@@ -64,12 +78,17 @@ func newRunCmd() *cobra.Command {
 					return err
 				}
 			}
-			ctx, stop := interruptContext()
-			defer stop()
-			conn, done, err := tf.connect(&training{metrics: &mf, log: errw})
+			stop := grace.watch(c, func() string {
+				return fmt.Sprintf("`%s` continues it from its newest checkpoint", tf.command("resume", run.Name))
+			})
+			defer stop.Done()
+			ctx := stop.Context()
+			var stopped stoppedAt
+			conn, done, err := tf.connect(&training{metrics: &mf, log: errw, stopped: stopped.record(run.Name)})
 			if err != nil {
 				return err
 			}
+			done = sync.OnceFunc(done)
 			defer done()
 			attached, err := conn.SubmitRun(ctx, in)
 			if err != nil {
@@ -96,6 +115,13 @@ func newRunCmd() *cobra.Command {
 			}
 			p, err := client.Follow(ctx, conn.Client, run.Name, client.FollowEvery, d.show)
 			d.finish()
+			if errors.Is(err, context.Canceled) && conn.InProcess() {
+				done() // the worker of this process stops: its segment commits the step it is on
+				stop.Done()
+				fmt.Fprintf(errw, "run %s stopped by %s%s; `%s` shows it, `%s` continues it\n", run.Name,
+					preempt.Name(stop.Signal()), stopped.String(), tf.command("status", run.Name), tf.command("resume", run.Name))
+				return nil
+			}
 			return finishRun(c, &tf, run.Name, p, err, f.json)
 		},
 	}
@@ -107,6 +133,8 @@ func newRunCmd() *cobra.Command {
 	c.Flags().Int64Var(&segment, "segment-steps", 0, "steps per TrainSegment activity (default train.checkpoint.every)")
 	c.Flags().DurationVar(&hb, "heartbeat-timeout", 0, "how long a silent segment may go before it is retried elsewhere (default 30s)")
 	elastic.register(c)
+	grace.register(c)
+	retry.register(c)
 	return c
 }
 
@@ -126,6 +154,35 @@ func (e elasticWait) value() (time.Duration, error) {
 		return 0, usererr.New("--elastic-wait", "must be 0 (wait for every rank) or a positive duration such as 1m, got %s", time.Duration(e))
 	}
 	return time.Duration(e), nil
+}
+
+// stoppedAt is where the shutdown of this process's worker stopped a run's segment, if
+// it did (see workflows.Activities.Stopped).
+type stoppedAt struct {
+	mu  sync.Mutex
+	res *workflows.SegmentResult
+}
+
+// record returns the Stopped callback that records run's segment.
+func (s *stoppedAt) record(run string) func(string, workflows.SegmentResult) {
+	return func(name string, res workflows.SegmentResult) {
+		if name == run {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.res = &res
+		}
+	}
+}
+
+// String says where the run stopped: " at step N, checkpoint DIR", or "" when no segment
+// was training (the run stands at its newest checkpoint).
+func (s *stoppedAt) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.res == nil {
+		return ""
+	}
+	return fmt.Sprintf(" at step %d, checkpoint %s", s.res.Step, filepath.Join(s.res.Dir, s.res.Checkpoint))
 }
 
 // absolutePaths makes the config's local paths absolute: a worker in another directory,

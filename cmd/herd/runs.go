@@ -49,12 +49,14 @@ func (f *temporalFlags) target() client.Target {
 }
 
 // training is how this process trains when a command that trains (run, resume, sweep)
-// starts the embedded server: its worker serves --metrics, and trains segments segments
-// at once (0 = one).
+// starts the embedded server: its worker serves --metrics, trains segments segments at
+// once (0 = one), and calls stopped, if set, for each segment its shutdown stopped (see
+// workflows.Activities.Stopped).
 type training struct {
 	metrics  *metricsFlag
 	log      io.Writer // where the metrics address is said
 	segments int
+	stopped  func(run string, res workflows.SegmentResult)
 }
 
 // connect is the launcher of every command that talks to Temporal (client.Connect): a
@@ -73,7 +75,7 @@ func (f *temporalFlags) connect(train *training) (conn *client.Conn, done func()
 	if err != nil {
 		return nil, nil, err
 	}
-	conn, err = client.Connect(f.target(), &workflows.Activities{Metrics: rec, BeforeStep: beforeStep, Segments: train.segments})
+	conn, err = client.Connect(f.target(), &workflows.Activities{Metrics: rec, BeforeStep: beforeStep, Segments: train.segments, Stopped: train.stopped})
 	if err != nil {
 		stopMetrics()
 		return nil, nil, err
@@ -205,7 +207,12 @@ func printStatus(out io.Writer, s client.Status) {
 	if len(s.Checkpoints) > 0 {
 		row("checkpoints", "%s", strings.Join(s.Checkpoints, " "))
 	}
-	if s.Attempt > 0 {
+	switch {
+	case s.Attempt > 0 && s.MaxAttempts > 0:
+		row("attempt", "%d of %d", s.Attempt, s.MaxAttempts)
+	case s.Attempt > 0 && s.MaxAttempts < 0:
+		row("attempt", "%d (no limit)", s.Attempt)
+	case s.Attempt > 0:
 		row("attempt", "%d", s.Attempt)
 	}
 	if s.Worker != "" {

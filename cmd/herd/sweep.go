@@ -25,6 +25,7 @@ func newSweepCmd() *cobra.Command {
 		jsonOut bool
 		out     string
 		elastic elasticWait
+		retry   retryFlags
 	)
 	c := &cobra.Command{
 		Use:   "sweep SWEEP.yaml",
@@ -52,6 +53,9 @@ func newSweepCmd() *cobra.Command {
 				return err
 			}
 			in.ElasticWait = wait
+			if in.Retry, err = retry.retry(); err != nil {
+				return err
+			}
 			if out == "" {
 				out = filepath.Join(s.Base.Train.Checkpoint.Dir, s.Name)
 			}
@@ -95,6 +99,7 @@ func newSweepCmd() *cobra.Command {
 	}
 	tf.register(c)
 	mf.register(c)
+	retry.register(c)
 	c.Flags().BoolVar(&jsonOut, "json", false, "print the sweep's final state as JSON on stdout")
 	c.Flags().StringVar(&out, "out", "", "folder for trials.csv, trials.parquet and the plots (default: the base config's checkpoint dir/sweep name)")
 	elastic.register(c)

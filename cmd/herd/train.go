@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/herdml/herd/internal/preempt"
 	"github.com/herdml/herd/kernels/device"
 	"github.com/herdml/herd/trainer"
 )
@@ -33,13 +33,21 @@ func newTrainCmd() *cobra.Command {
 		f     configFlags
 		mf    metricsFlag
 		steps stepsFlag
+		grace graceFlag
 		out   string
 	)
 	c := &cobra.Command{
 		Use:   "train CONFIG",
 		Short: "Train in this process, resuming from the run's newest checkpoint",
-		Args:  exactArgs(1),
+		Long: "Train in this process, resuming from the run's newest checkpoint.\n\n" +
+			"SIGTERM or Ctrl-C stops it after the step in flight: it checkpoints that step and exits 0,\n" +
+			"saying where it stopped; the same command resumes there. Past --grace, or on a second\n" +
+			"signal, it exits 1 at once, and the newest checkpoint before it stays the one it resumes from.",
+		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			if err := grace.check(); err != nil {
+				return err
+			}
 			run, err := f.load(args[0], steps.sets(c)...)
 			if err != nil {
 				return err
@@ -50,12 +58,16 @@ func newTrainCmd() *cobra.Command {
 			}
 			defer stopMetrics()
 			p := newProgress(c.ErrOrStderr())
+			var committed int64 // the newest checkpoint's step
 			tr, err := trainer.New(run, trainer.Options{
 				OutDir:     out,
 				BeforeStep: beforeStep,
 				Progress: func(st trainer.Stats) {
 					p.update(st)
 					rec.Observe(run.Name, 0, st)
+					if st.Checkpoint != "" {
+						committed = st.Step
+					}
 				},
 				Warn: func(w string) { p.println("warning: " + w) },
 			})
@@ -67,6 +79,7 @@ func newTrainCmd() *cobra.Command {
 			if sum.ResumedFrom, err = tr.Resume(""); err != nil {
 				return err // a refused checkpoint (another config or base) is the one line printed
 			}
+			committed = tr.StepCount()
 			p.println("kernels: " + tr.Kernels())
 			if err := device.CheckEnv(); err != nil {
 				p.println("warning: " + err.Error())
@@ -75,16 +88,22 @@ func newTrainCmd() *cobra.Command {
 				p.println(fmt.Sprintf("resuming %s from %s", run.Name, filepath.Join(tr.CheckpointDir(), sum.ResumedFrom)))
 			}
 			p.start(tr.StepCount())
-			// Ctrl-C stops between steps; the newest checkpoint is where the next train resumes.
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-			defer stop()
-			last, err := tr.Run(ctx, 0)
+			resume := "the same `herd train` command resumes from the newest checkpoint in " + tr.CheckpointDir()
+			stop := grace.watch(c, func() string { return resume })
+			defer stop.Done()
+			last, err := tr.Run(stop.Context(), 0)
 			p.finish()
-			if errors.Is(err, context.Canceled) {
-				return fmt.Errorf("interrupted after step %d; run the same command again to resume from the newest checkpoint in %s", tr.StepCount(), tr.CheckpointDir())
+			stopped := errors.Is(err, context.Canceled)
+			if stopped {
+				last.Checkpoint, err = checkpointStop(tr, committed)
 			}
 			if err != nil {
 				return err
+			}
+			stop.Done()
+			if stopped {
+				p.println(fmt.Sprintf("%s: stopped by %s at step %d of %d, checkpoint %s; %s", run.Name,
+					preempt.Name(stop.Signal()), tr.StepCount(), run.Train.Steps, filepath.Join(tr.CheckpointDir(), last.Checkpoint), resume))
 			}
 			sum.Steps = tr.StepCount()
 			sum.TrainLoss, sum.TokensPerS = p.trainLoss(), p.tokensPerS()
@@ -94,7 +113,7 @@ func newTrainCmd() *cobra.Command {
 				sum.Checkpoint = filepath.Join(tr.CheckpointDir(), sum.ResumedFrom)
 			}
 			ev := last.Eval
-			if ev == nil && run.Data.Eval != "" {
+			if ev == nil && run.Data.Eval != "" && !stopped { // a stopped run has no time to spare
 				res, err := tr.Eval(run.Train.Eval.Batches)
 				if err != nil {
 					return err
@@ -124,6 +143,7 @@ func newTrainCmd() *cobra.Command {
 	f.register(c)
 	mf.register(c)
 	steps.register(c)
+	grace.register(c)
 	c.Flags().StringVar(&out, "out", "", "checkpoint root, instead of train.checkpoint.dir; the run writes under DIR/<name>")
 	return c
 }

@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/worker"
 
 	"github.com/herdml/herd/internal/gpu"
+	"github.com/herdml/herd/internal/preempt"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/collective"
 	"github.com/herdml/herd/workflows"
@@ -29,19 +30,25 @@ func newWorkerCmd() *cobra.Command {
 		caFile            string
 		collectiveTimeout time.Duration
 		mf                metricsFlag
+		grace             graceFlag
 	)
 	c := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a worker: trains the segments of runs on its task queue",
 		Long: "Run a worker that trains TrainSegment activities (and runs TrainRun workflow code) from\n" +
-			"--queue. Ctrl-C or SIGTERM stops it gracefully: a segment in flight checkpoints the step it is\n" +
-			"on first, and another worker continues from there.\n\n" +
+			"--queue. SIGTERM or Ctrl-C stops it gracefully: a segment in flight finishes its step,\n" +
+			"checkpoints it and the worker exits 0, saying where each run stopped; another worker continues\n" +
+			"from there. Past --grace, or on a second signal, it exits 1 at once, and the segment is retried\n" +
+			"from the run's newest checkpoint before it.\n\n" +
 			"--ranks K lets it take K ranks of data-parallel runs (parallel.data > 1) at once, each with a\n" +
 			"collective listener on --listen. A --listen other than loopback needs --collective-cert,\n" +
 			"--collective-key, --collective-ca and a token shared by every worker in $HERD_COLLECTIVE_TOKEN.\n" +
 			"(--tls-cert, --tls-key and --tls-ca are the Temporal connection's, as for every command.)",
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if err := grace.check(); err != nil {
+				return err
+			}
 			coll, err := collectiveOptions(certFile, keyFile, caFile)
 			if err != nil {
 				return err
@@ -74,9 +81,17 @@ func newWorkerCmd() *cobra.Command {
 				return err
 			}
 			defer stopMetrics()
-			acts := &workflows.Activities{Identity: workflows.Identity(tf.queue), Ranks: ranks, Segments: segments, Listen: listen, Collective: coll, Metrics: rec,
-				BeforeStep: beforeStep}
 			out := c.ErrOrStderr()
+			stop := grace.watch(c, func() string {
+				return "a segment in flight is retried from its run's newest checkpoint on another worker"
+			})
+			defer stop.Done()
+			acts := &workflows.Activities{Identity: workflows.Identity(tf.queue), Ranks: ranks, Segments: segments, Listen: listen, Collective: coll, Metrics: rec,
+				BeforeStep: beforeStep,
+				Stopped: func(run string, res workflows.SegmentResult) {
+					fmt.Fprintf(out, "%s: stopped by %s at step %d, checkpoint %s; another worker of queue %s continues it from there\n",
+						run, preempt.Name(stop.Signal()), res.Step, filepath.Join(res.Dir, res.Checkpoint), tf.queue)
+				}}
 			fmt.Fprintf(out, "worker %s on %s, queue %s, %d rank slot(s) listening on %s\n", acts.Identity, addr, tf.queue, ranks, listen)
 			switch h, err := gpu.List(); {
 			case errors.Is(err, gpu.ErrNoDriver):
@@ -88,11 +103,20 @@ func newWorkerCmd() *cobra.Command {
 					fmt.Fprintf(out, "device %d: %s, %.1f GiB\n", d.Index, d.Name, float64(d.MemoryTotal)/(1<<30))
 				}
 			}
-			return workflows.NewWorker(cl, tf.queue, acts).Run(worker.InterruptCh())
+			// The first signal stops the worker: its segments checkpoint the step they are on.
+			interrupt := make(chan any)
+			go func() { <-stop.Context().Done(); close(interrupt) }()
+			if err := workflows.NewWorker(cl, tf.queue, acts).Run(interrupt); err != nil {
+				return err
+			}
+			stop.Done()
+			fmt.Fprintf(out, "worker %s stopped\n", acts.Identity)
+			return nil
 		},
 	}
 	tf.register(c)
 	mf.register(c)
+	grace.register(c)
 	c.Flags().IntVar(&segments, "segments", 1, "one-rank segments (runs, sweep trials) trained at once; more than 1 pays for models too small to use every core")
 	c.Flags().IntVar(&ranks, "ranks", 1, "ranks of data-parallel runs this worker takes at once (0 = none)")
 	c.Flags().StringVar(&listen, "listen", "127.0.0.1", "host or IP the ranks' collective listeners bind (other hosts must reach it)")

@@ -74,6 +74,20 @@ func Hold(dir, run string, done int64) (release func(), err error) {
 	return release, nil
 }
 
+// Stick is Hold for a step that hangs: the trainer waits through a pause, stop,
+// cancellation or shutdown too, until release is called, so that a test sees what a
+// command does when it cannot stop in time (its --grace running out).
+func Stick(dir, run string, done int64) (release func(), err error) {
+	release, err = Hold(dir, run, done)
+	if err != nil {
+		return nil, err
+	}
+	return release, os.WriteFile(holdFile(dir, run, done), []byte(stuck), 0o644)
+}
+
+// stuck is the content of Stick's hold file.
+const stuck = "stuck"
+
 // Held reports whether a trainer of run has reached the hold before step done+1, until
 // the hold is released.
 func Held(dir, run string, done int64) bool {
@@ -85,11 +99,15 @@ func holdFile(dir, run string, done int64) string {
 	return filepath.Join(dir, fmt.Sprintf("%s@%d", run, done))
 }
 
-// wait holds while the hold file p exists and ctx is not done, after leaving p.held as
-// the sign that a trainer got there.
+// wait holds while the hold file p exists and ctx is not done (a Stick's: whatever ctx
+// does), after leaving p.held as the sign that a trainer got there.
 func wait(ctx context.Context, p string) {
-	if _, err := os.Stat(p); err != nil {
+	b, err := os.ReadFile(p)
+	if err != nil {
 		return
+	}
+	if string(b) == stuck {
+		ctx = context.Background()
 	}
 	_ = os.WriteFile(p+".held", nil, 0o644)
 	for {

@@ -63,6 +63,38 @@ func TestHoldEndsWithContext(t *testing.T) {
 	}
 }
 
+// A stuck hold outlasts its context: the hook returns only once it is released.
+func TestStickOutlastsContext(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(DelayEnv, "")
+	t.Setenv(HoldsEnv, dir)
+	hook, err := FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, err := Stick(dir, "r", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	returned := make(chan struct{})
+	go func() {
+		hook(ctx, "r", 0)
+		close(returned)
+	}()
+	for !Held(dir, "r", 0) {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case <-returned:
+		t.Fatal("the hook returned while stuck, its context ended")
+	default:
+	}
+	release()
+	<-returned
+}
+
 // HERD_TEST_STEP_DELAY delays every step by at least the duration; a bad value is an
 // error, and nothing set means no hook.
 func TestDelay(t *testing.T) {

@@ -158,6 +158,10 @@ type Status struct {
 	LastHeartbeat *time.Time `json:"last_heartbeat,omitempty"` // when the server last heard from it
 	ETA           string     `json:"eta,omitempty"`            // steps left × tokens_per_step ÷ the live tokens/s (the run's)
 	Checkpoints   []string   `json:"checkpoints,omitempty"`    // committed, oldest first, where readable from here
+
+	// MaxAttempts is how many attempts a one-rank run's segment gets (Retry.MaxAttempts),
+	// -1 when unlimited; 0 when unknown (no segment in flight, or a group's).
+	MaxAttempts int32 `json:"max_attempts,omitempty"`
 }
 
 // What the segment in flight is doing, as in Status.Segment.
@@ -212,7 +216,7 @@ func describe(ctx context.Context, c sdkclient.Client, name string) (Status, err
 	s.pending(d.GetPendingActivities(), time.Now())
 	if s.GroupAttempt > 1 && s.State == workflows.StateRunning {
 		// A group's retries are the workflow's: its rank segments are all first attempts.
-		s.Attempt, s.LastFailure = s.GroupAttempt, s.GroupFailure
+		s.Attempt, s.LastFailure, s.MaxAttempts = s.GroupAttempt, s.GroupFailure, 0
 		if s.Segment == "" {
 			s.Segment = SegmentRetrying // the backoff before the group is reserved again
 		}
@@ -249,6 +253,12 @@ func (s *Status) pending(acts []*workflowpb.PendingActivityInfo, now time.Time) 
 		}
 		s.Segment = state
 		s.Attempt = a.GetAttempt()
+		if a.GetActivityType().GetName() == workflows.SegmentActivity {
+			s.MaxAttempts = a.GetMaximumAttempts()
+			if s.MaxAttempts == 0 { // the server's unlimited
+				s.MaxAttempts = -1
+			}
+		}
 		s.LastFailure = a.GetLastFailure().GetMessage()
 		if a.GetLastWorkerIdentity() != "" {
 			s.Worker = a.GetLastWorkerIdentity()
