@@ -349,20 +349,54 @@ func List(ctx context.Context, c sdkclient.Client) ([]Status, error) {
 // Control sends a pause, resume or stop update (with its arguments: resume takes a
 // ResumeInput) and returns the run's Progress after it.
 func Control(ctx context.Context, c sdkclient.Client, name, update string, args ...any) (workflows.Progress, error) {
+	p, err := sendUpdate(ctx, c, name, update, args...)
+	if err != nil {
+		return p, controlError(name, update, err)
+	}
+	return p, nil
+}
+
+// sendUpdate is Control without the translation of its errors.
+func sendUpdate(ctx context.Context, c sdkclient.Client, name, update string, args ...any) (workflows.Progress, error) {
+	var p workflows.Progress
 	h, err := c.UpdateWorkflow(ctx, sdkclient.UpdateWorkflowOptions{
 		WorkflowID:   name,
 		UpdateName:   update,
 		Args:         args,
 		WaitForStage: sdkclient.WorkflowUpdateStageCompleted,
 	})
-	if err != nil {
-		return workflows.Progress{}, controlError(name, update, err)
+	if err == nil {
+		err = h.Get(ctx, &p)
 	}
-	var p workflows.Progress
-	if err := h.Get(ctx, &p); err != nil {
-		return workflows.Progress{}, controlError(name, update, err)
+	return p, err
+}
+
+// resumeRunning sends the resume update to a run whose workflow is running. Just after a
+// server restart (`herd run` stopped by a signal, then `herd resume`), the update may come
+// back NotFound while the workflow's first task after the restart still waits on the dead
+// process's sticky queue; it is sent again while the workflow is still running, for up to
+// a minute.
+func resumeRunning(ctx context.Context, c sdkclient.Client, name string, opts workflows.ResumeInput) (workflows.Progress, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		p, err := sendUpdate(ctx, c, name, workflows.UpdateResume, opts)
+		var nf *serviceerror.NotFound
+		if !errors.As(err, &nf) || time.Now().After(deadline) {
+			if err != nil {
+				return p, controlError(name, workflows.UpdateResume, err)
+			}
+			return p, nil
+		}
+		d, derr := c.DescribeWorkflowExecution(ctx, name, "")
+		if derr != nil || d.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			return p, controlError(name, workflows.UpdateResume, err)
+		}
+		select {
+		case <-ctx.Done():
+			return p, ctx.Err()
+		case <-time.After(time.Second):
+		}
 	}
-	return p, nil
 }
 
 func controlError(name, update string, err error) error {
@@ -397,7 +431,7 @@ func Resume(ctx context.Context, c sdkclient.Client, queue, name string, opts wo
 		return nil, err
 	}
 	if d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-		p, err := Control(ctx, c, name, workflows.UpdateResume, opts)
+		p, err := resumeRunning(ctx, c, name, opts)
 		if err != nil || len(p.Lineage) < len(s.Lineage) {
 			return nil, err
 		}
