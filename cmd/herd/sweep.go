@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/herdml/herd/internal/outdir"
+	"github.com/herdml/herd/internal/storage"
 	"github.com/herdml/herd/workflows"
 	"github.com/herdml/herd/workflows/client"
 	"github.com/herdml/herd/workflows/results"
@@ -47,7 +48,7 @@ func newSweepCmd() *cobra.Command {
 				return err
 			}
 			if out == "" {
-				out = filepath.Join(s.Base.Train.Checkpoint.Dir, s.Name)
+				out = storage.Join(s.Base.Train.Checkpoint.Dir, s.Name)
 			}
 			if err := outdir.Check(out, "the sweep's results (--out)"); err != nil {
 				return err

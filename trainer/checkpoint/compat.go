@@ -16,7 +16,7 @@ import (
 // table's hash. Only the hashes decide; the error is a user error that names the keys
 // that differ between the two configs, with both values.
 func Compatible(s Storage, name string, st State, config json.RawMessage, configHash, tableHash string) error {
-	at := where(s, name, StateFile)
+	at := Where(s, name, StateFile)
 	if st.ConfigHash != configHash {
 		diffs := diffJSON(st.Config, config)
 		const show = 6
