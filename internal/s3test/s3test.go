@@ -24,6 +24,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/herdml/herd/internal/storage"
 )
 
 // Bucket is the bucket Start creates.
@@ -114,6 +116,31 @@ func Start(t testing.TB) *Server {
 			t.Fatalf("weed's S3 API at %s did not create bucket %s in 2 minutes: %v\nweed's log:\n%s", s.Endpoint, Bucket, err, tail(log))
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// Upload copies the files of folder dir (not its subfolders) to s3://Bucket/rel.
+func Upload(t testing.TB, dir, rel string) {
+	t.Helper()
+	b, err := storage.Open(URL(rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if f.IsDir() {
+			continue
+		}
+		body, err := os.ReadFile(filepath.Join(dir, f.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Put(f.Name(), body); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
