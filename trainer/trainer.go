@@ -100,11 +100,11 @@ type Trainer struct {
 	sched     optim.Schedule
 	train     data.Source
 	eval      data.Source
-	evalStart data.State // eval always reads the same batches, from here
+	evalStart data.State         // eval always reads the same batches, from here
 	store     checkpoint.Storage // the run's checkpoints: a folder, or a bucket prefix (s3://)
 	lock      *checkpoint.Lock   // held by the rank that owns a folder store (rank 0) from New to Close
 	uploads   *uploader          // rank 0's background checkpoint writer (train.checkpoint.async); nil writes in the step loop
-	rng       *rand.PCG        // the run's random stream; seeds init, and is checkpointed
+	rng       *rand.PCG          // the run's random stream; seeds init, and is checkpointed
 	step      int64
 	nMicro    int // micro-batches per optimizer step on this rank
 	batch     data.Batch

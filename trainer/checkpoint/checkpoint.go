@@ -8,8 +8,9 @@
 //	    state.json          step, data position per rank, RNG, config and its hash, MetaP table hash, FP8 state
 //	    manifest.json       format version, size and sha256 of the three files above
 //
-// It is written under a temporary name and renamed when complete; Latest is the newest
-// directory whose manifest verifies.
+// In a folder it is written under a temporary name and renamed when complete; in a bucket
+// (Objects) its manifest is uploaded last. Latest is the newest checkpoint whose manifest
+// verifies.
 package checkpoint
 
 import (
