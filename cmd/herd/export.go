@@ -2,11 +2,12 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
+	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/herdml/herd/internal/outdir"
+	"github.com/herdml/herd/internal/storage"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer"
 )
@@ -35,22 +36,49 @@ func newExportCmd() *cobra.Command {
 			default:
 				return usererr.New("--format", "unknown format %q; allowed: herd, hf", format)
 			}
-			if err := outdir.Check(args[1], "the export (DIR)"); err != nil {
+			dest, upload, err := exportDest(args[1])
+			if err != nil {
 				return err
+			}
+			if upload != nil {
+				defer os.RemoveAll(dest)
 			}
 			tr, err := trainer.Open(args[0], "", trainer.Options{Warn: warnStderr(c)})
 			if err != nil {
 				return err
 			}
 			defer tr.Close()
-			if err := write(tr, args[1]); err != nil {
+			if err := write(tr, dest); err != nil {
 				return err
 			}
-			fmt.Fprintf(c.OutOrStdout(), "wrote %s and %s\n", filepath.Join(args[1], "model.safetensors"), filepath.Join(args[1], "config.json"))
+			if upload != nil {
+				// config.json last: whoever finds it in the bucket finds the weights too.
+				if err := upload.PutDir(dest, "config.json"); err != nil {
+					return fmt.Errorf("uploading the export: %w", err)
+				}
+			}
+			fmt.Fprintf(c.OutOrStdout(), "wrote %s and %s\n", storage.Join(args[1], "model.safetensors"), storage.Join(args[1], "config.json"))
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&merge, "merge", false, "write a LoRA run's weights with its adapters merged in, no adapter tensors")
 	cmd.Flags().StringVar(&format, "format", "herd", "herd (docs/model.md's names, multipliers in config.json) or hf (Hugging Face LlamaForCausalLM, Llama4ForCausalLM with experts)")
 	return cmd
+}
+
+// exportDest is where herd export writes DIR: DIR itself, checked, or for a bucket URL a
+// temporary folder, uploaded to the bucket returned once complete.
+func exportDest(dir string) (string, *storage.Bucket, error) {
+	if !storage.IsURL(dir) {
+		return dir, nil, outdir.Check(dir, "the export (DIR)")
+	}
+	b, err := storage.Open(dir)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := b.Probe(); err != nil {
+		return "", nil, usererr.New(dir, "cannot write the export here (%v); name a bucket prefix you can write to, with credentials and endpoint in the AWS environment", err)
+	}
+	tmp, err := os.MkdirTemp("", "herd-export-")
+	return tmp, b, err
 }

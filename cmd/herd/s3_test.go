@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/herdml/herd/data"
 	"github.com/herdml/herd/internal/s3test"
 	"github.com/herdml/herd/internal/stephook"
+	"github.com/herdml/herd/internal/storage"
 	"github.com/herdml/herd/trainer/checkpoint"
 	"github.com/herdml/herd/workflows"
 )
@@ -137,5 +139,25 @@ func TestRunInABucketSurvivesKill9(t *testing.T) {
 	}
 	if got := storedWeights(t, runs+"/e2e/"+p.Checkpoint); got != want {
 		t.Errorf("killed, resumed from the bucket: weights %s; uninterrupted on local shards: %s", got, want)
+	}
+
+	// The run's bucket serves eval, export and init.from as its folder would.
+	other := tinyRun(t)
+	if stdout, stderr, status := herd(t, other, "eval", runs+"/e2e", "--data", s3test.URL("data/eval"), "--batches", "2"); status != 0 || !strings.Contains(stdout, "in 2 batches") {
+		t.Errorf("herd eval of the bucket's run: status %d\n%s%s", status, stdout, stderr)
+	}
+	exported := s3test.URL("exports/e2e")
+	if _, stderr, status := herd(t, other, "export", runs+"/e2e/"+checkpoint.Name(6), exported); status != 0 {
+		t.Errorf("herd export to a bucket: status %d\n%s", status, stderr)
+	}
+	b, err := storage.Open(exported)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := b.List(""); err != nil || !slices.Contains(keys, "config.json") || !slices.Contains(keys, checkpoint.ModelFile) {
+		t.Errorf("the export in the bucket holds %v (%v)", keys, err)
+	}
+	if _, stderr, status := herd(t, other, "train", "run.yaml", "--out", "ft", "--set", "init.from="+runs+"/e2e", "--set", "train.steps=1"); status != 0 {
+		t.Errorf("herd train with init.from a bucket's run: status %d\n%s", status, stderr)
 	}
 }

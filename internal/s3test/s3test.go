@@ -119,28 +119,15 @@ func Start(t testing.TB) *Server {
 	}
 }
 
-// Upload copies the files of folder dir (not its subfolders) to s3://Bucket/rel.
+// Upload copies the files under folder dir to s3://Bucket/rel.
 func Upload(t testing.TB, dir, rel string) {
 	t.Helper()
 	b, err := storage.Open(URL(rel))
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := os.ReadDir(dir)
-	if err != nil {
+	if err := b.PutDir(dir); err != nil {
 		t.Fatal(err)
-	}
-	for _, f := range files {
-		if f.IsDir() {
-			continue
-		}
-		body, err := os.ReadFile(filepath.Join(dir, f.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Put(f.Name(), body); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 

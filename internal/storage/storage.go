@@ -23,7 +23,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -120,6 +123,51 @@ func (b *Bucket) Put(rel string, body []byte) error {
 		Bucket: &b.name, Key: aws.String(b.key(rel)), Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body))),
 	})
 	return b.wrap("writing", rel, err)
+}
+
+// PutFile uploads the local file at p as object rel, streaming it from the file.
+func (b *Bucket) PutFile(rel, p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	c, cancel := ctx()
+	defer cancel()
+	_, err = b.client.PutObject(c, &s3.PutObjectInput{
+		Bucket: &b.name, Key: aws.String(b.key(rel)), Body: f, ContentLength: aws.Int64(fi.Size()),
+	})
+	return b.wrap("writing", rel, err)
+}
+
+// PutDir uploads every file under the local folder dir, keyed by its path relative to
+// dir, with the files named in last uploaded after all others (in that order): a reader
+// that finds the last one finds the rest.
+func (b *Bucket) PutDir(dir string, last ...string) error {
+	var first []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err == nil && !slices.Contains(last, filepath.ToSlash(rel)) {
+			first = append(first, filepath.ToSlash(rel))
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, rel := range append(first, last...) {
+		if err := b.PutFile(rel, filepath.Join(dir, filepath.FromSlash(rel))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Get opens object rel for reading. A missing object is an error wrapping fs.ErrNotExist.
