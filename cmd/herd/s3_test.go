@@ -126,7 +126,33 @@ func TestRunInABucketSurvivesKill9(t *testing.T) {
 		}
 	}
 
+	// A resume that started afresh instead of from step 4 would reach this hold.
+	afresh, err := stephook.Hold(holds, "e2e", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, fromScratch := make(chan struct{}), make(chan bool, 1)
+	go func() {
+		for {
+			select {
+			case <-done:
+				fromScratch <- false
+				return
+			case <-time.After(50 * time.Millisecond):
+				if stephook.Held(holds, "e2e", 0) {
+					afresh()
+					fromScratch <- true
+					return
+				}
+			}
+		}
+	}()
 	stdout, stderr, status := herd(t, t.TempDir(), "resume", "e2e", "--json")
+	close(done)
+	afresh()
+	if <-fromScratch {
+		t.Errorf("herd resume trained from step 0, not from the bucket's step-4 checkpoint")
+	}
 	if status != 0 {
 		t.Fatalf("herd resume: status %d\n%s\nthe killed run said:\n%s", status, stderr, out.String())
 	}

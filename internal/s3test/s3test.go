@@ -71,7 +71,7 @@ func Start(t testing.TB) *Server {
 	}
 	ports := freePorts(t, 8)
 	args := []string{"server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-dir=" + dir, "-filer", "-s3",
-		"-s3.config=" + conf, "-s3.port.iceberg=0", "-volume.max=16", "-master.volumeSizeLimitMB=64"}
+		"-s3.config=" + conf, "-s3.port.iceberg=0", "-s3.autoCreateBucket=false", "-volume.max=16", "-master.volumeSizeLimitMB=64"}
 	for i, flag := range []string{"master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc"} {
 		args = append(args, "-"+flag+"="+strconv.Itoa(ports[i]))
 	}
