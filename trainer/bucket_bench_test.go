@@ -23,7 +23,7 @@ func BenchmarkCheckpointToBucket(b *testing.B) {
 	s3test.Start(b)
 	const steps = 60
 	run := func(sets ...string) (median, mean time.Duration) {
-		cfg, err := config.Load("../examples/tiny.yaml", append([]string{"data.train=", "data.eval=", "data.synthetic=true",
+		cfg, err := config.Load("../examples/tiny.yaml", append([]string{`data.train=""`, `data.eval=""`, "data.synthetic=true",
 			"train.eval.every=0", "train.eval.batches=1", "train.checkpoint.dir=" + b.TempDir(), "train.steps=" + strconv.Itoa(steps)}, sets...))
 		if err != nil {
 			b.Fatal(err)

@@ -62,11 +62,16 @@ type Bucket struct {
 }
 
 // Open returns the bucket prefix that url (s3://bucket/prefix) names. A malformed URL is a
-// user error naming it; a client that cannot be configured (a broken ~/.aws file) is an
-// error saying so. Open does not reach the store.
+// user error naming it, and so is one carrying credentials (s3://key:secret@bucket), which
+// would be copied into every checkpoint with the config; a client that cannot be
+// configured (a broken ~/.aws file) is an error saying so. Open does not reach the store.
 func Open(url string) (*Bucket, error) {
 	rest, ok := strings.CutPrefix(url, Scheme)
 	name, prefix, _ := strings.Cut(rest, "/")
+	if strings.ContainsAny(name, "@:") {
+		return nil, usererr.New(Scheme+"…@"+name[strings.LastIndexAny(name, "@:")+1:], "credentials never go in a URL or the config: "+
+			"set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, in the environment")
+	}
 	if !ok || name == "" || strings.ContainsAny(name, " \\") {
 		return nil, usererr.New(url, "not an object-store URL: write s3://bucket/prefix")
 	}

@@ -1,6 +1,11 @@
 package storage
 
-import "testing"
+import (
+	"strings"
+	"testing"
+
+	"github.com/herdml/herd/internal/usererr"
+)
 
 // Join keeps the scheme of a URL and joins local paths as path.Join does.
 func TestJoin(t *testing.T) {
@@ -9,6 +14,17 @@ func TestJoin(t *testing.T) {
 	} {
 		if got := Join(c[0], c[1]); got != c[2] {
 			t.Errorf("Join(%q, %q) = %q, want %q", c[0], c[1], got, c[2])
+		}
+	}
+}
+
+// A URL without a bucket, or with credentials in it, is a user error; the message never
+// repeats the secret.
+func TestOpenRefuses(t *testing.T) {
+	for _, url := range []string{"s3://", "s3:///prefix", "s3://AKIAX:s3cr3t@bucket/runs", "s3://s3cr3t@bucket"} {
+		_, err := Open(url)
+		if !usererr.Is(err) || strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("Open(%q) = %v; want a user error without the secret", url, err)
 		}
 	}
 }
