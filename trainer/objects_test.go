@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/herdml/herd/internal/s3test"
+	"github.com/herdml/herd/internal/storage"
 	"github.com/herdml/herd/trainer/checkpoint"
 )
 
@@ -49,6 +50,15 @@ func storedFingerprint(t *testing.T, root, name string) map[string]string {
 // for bit.
 func TestBucketAsyncExactResume(t *testing.T) {
 	s3test.Start(t)
+	testAsyncExactResume(t, s3test.URL("runs"))
+}
+
+// Background checkpoints work in a folder too.
+func TestFolderAsyncExactResume(t *testing.T) {
+	testAsyncExactResume(t, t.TempDir())
+}
+
+func testAsyncExactResume(t *testing.T, dir string) {
 	const k, n = 3, 6
 	local := newTrainer(t, microConfig(t, "train.checkpoint.every=1"), Options{})
 	want, err := local.Run(context.Background(), n)
@@ -59,7 +69,7 @@ func TestBucketAsyncExactResume(t *testing.T) {
 	local.Close()
 
 	bucket := microConfig(t, "train.checkpoint.every=1", "train.checkpoint.async=2", "train.checkpoint.keep=2",
-		"train.checkpoint.dir="+s3test.URL("runs"))
+		"train.checkpoint.dir="+dir)
 	var got Stats
 	for i, until := range []int64{k, n} {
 		tr := newTrainer(t, bucket, Options{})
@@ -78,15 +88,16 @@ func TestBucketAsyncExactResume(t *testing.T) {
 	if got.Checkpoint != checkpoint.Name(n) {
 		t.Fatalf("the last step's checkpoint is %q, want %s", got.Checkpoint, checkpoint.Name(n))
 	}
-	gotPrint := storedFingerprint(t, s3test.URL("runs/micro"), got.Checkpoint)
+	run := storage.Join(dir, "micro")
+	gotPrint := storedFingerprint(t, run, got.Checkpoint)
 	for f, w := range wantPrint {
 		if gotPrint[f] != w {
-			t.Errorf("%s: resumed from a bucket %s, uninterrupted in a folder %s", f, gotPrint[f], w)
+			t.Errorf("%s: written in the background to %s and resumed %s, uninterrupted %s", f, dir, gotPrint[f], w)
 		}
 	}
-	s, _ := checkpoint.OpenRoot(s3test.URL("runs/micro"))
+	s, _ := checkpoint.OpenRoot(run)
 	if names, err := s.List(); err != nil || len(names) != 2 {
-		t.Errorf("with keep 2 the bucket holds %v (%v)", names, err)
+		t.Errorf("with keep 2 %s holds %v (%v)", run, names, err)
 	}
 }
 

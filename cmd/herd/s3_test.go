@@ -187,3 +187,11 @@ func TestRunInABucketSurvivesKill9(t *testing.T) {
 		t.Errorf("herd train with init.from a bucket's run: status %d\n%s", status, stderr)
 	}
 }
+
+// A bucket herd cannot write to is a user error naming it before any step is trained.
+func TestTrainToMissingBucket(t *testing.T) {
+	s3test.Start(t)
+	dir := tinyRun(t)
+	stdout, stderr, status := herd(t, dir, "train", "run.yaml", "--out", "s3://no-such-bucket/runs")
+	wantUserError(t, stdout, stderr, status, "s3://no-such-bucket/runs/e2e", "cannot write checkpoints")
+}
