@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/herdml/herd/internal/outdir"
 	"github.com/herdml/herd/internal/storage"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer"
@@ -36,7 +35,7 @@ func newExportCmd() *cobra.Command {
 			default:
 				return usererr.New("--format", "unknown format %q; allowed: herd, hf", format)
 			}
-			dest, upload, err := exportDest(args[1])
+			dest, upload, err := destination(args[1], "the export (DIR)")
 			if err != nil {
 				return err
 			}
@@ -64,21 +63,4 @@ func newExportCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&merge, "merge", false, "write a LoRA run's weights with its adapters merged in, no adapter tensors")
 	cmd.Flags().StringVar(&format, "format", "herd", "herd (docs/model.md's names, multipliers in config.json) or hf (Hugging Face LlamaForCausalLM, Llama4ForCausalLM with experts)")
 	return cmd
-}
-
-// exportDest is where herd export writes DIR: DIR itself, checked, or for a bucket URL a
-// temporary folder, uploaded to the bucket returned once complete.
-func exportDest(dir string) (string, *storage.Bucket, error) {
-	if !storage.IsURL(dir) {
-		return dir, nil, outdir.Check(dir, "the export (DIR)")
-	}
-	b, err := storage.Open(dir)
-	if err != nil {
-		return "", nil, err
-	}
-	if err := b.Probe(); err != nil {
-		return "", nil, usererr.New(dir, "cannot write the export here (%v); name a bucket prefix you can write to, with credentials and endpoint in the AWS environment", err)
-	}
-	tmp, err := os.MkdirTemp("", "herd-export-")
-	return tmp, b, err
 }

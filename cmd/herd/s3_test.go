@@ -195,3 +195,39 @@ func TestTrainToMissingBucket(t *testing.T) {
 	stdout, stderr, status := herd(t, dir, "train", "run.yaml", "--out", "s3://no-such-bucket/runs")
 	wantUserError(t, stdout, stderr, status, "s3://no-such-bucket/runs/e2e", "cannot write checkpoints")
 }
+
+// `herd sweep --out s3://...` uploads the sweep's results to the bucket and names them by
+// their URLs.
+func TestSweepResultsToBucket(t *testing.T) {
+	s3test.Start(t)
+	dir := tinyRun(t)
+	t.Setenv("HERD_HOME", filepath.Join(dir, "home"))
+	const sweep = "name: s\nbase: run.yaml\nset: [train.steps=2]\nspace: {train.optim.lr: {values: [1.0e-3, 1.0e-2]}}\nmetric: eval_loss\n"
+	if err := os.WriteFile(filepath.Join(dir, "s.yaml"), []byte(sweep), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := s3test.URL("sweeps/s")
+	stdout, stderr, status := herd(t, dir, "sweep", "s.yaml", "--json", "--out", out)
+	var res struct {
+		Files []string `json:"files"`
+	}
+	if status != 0 || json.Unmarshal([]byte(stdout), &res) != nil {
+		t.Fatalf("herd sweep: status %d\n%s%s", status, stdout, stderr)
+	}
+	b, err := storage.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := b.List("")
+	if err != nil || len(res.Files) == 0 {
+		t.Fatalf("listing %s: %v; herd named %v", out, err, res.Files)
+	}
+	for _, f := range res.Files {
+		if !strings.HasPrefix(f, out+"/") || !slices.Contains(keys, strings.TrimPrefix(f, out+"/")) {
+			t.Errorf("herd named %s, but the bucket holds %v", f, keys)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "s3:")); err == nil {
+		t.Errorf("herd sweep made a local folder s3:")
+	}
+}

@@ -26,7 +26,8 @@ func Check(dir, what string) error {
 		return usererr.New(what, "no folder given; name a folder to write to")
 	}
 	if storage.IsURL(dir) {
-		// Checkpoints write to buckets through trainer/checkpoint; these results do not yet.
+		// Checkpoints, exports and sweep results reach buckets their own ways (checkpoint
+		// storage, an upload of a finished folder); what checks a folder here cannot.
 		return usererr.New(dir, "%s cannot be written to an object store yet; name a local folder", what)
 	}
 	existing, err := nearest(dir)
