@@ -6,7 +6,7 @@ export CGO_CFLAGS := -Wno-deprecated-declarations
 # The demo trains on the Go standard library's sources, present wherever Go is.
 export GOROOT := $(shell $(GO) env GOROOT)
 
-.PHONY: build test bench demo finetune fashion lint fuzz
+.PHONY: build test bench demo finetune fashion lint fuzz weed
 build:
 	$(GO) build -o $(BIN) ./cmd/herd
 
@@ -15,6 +15,12 @@ build:
 test: lint
 	$(GO) test -count=1 -timeout 15m ./...
 	$(MAKE) --no-print-directory fuzz
+
+# SeaweedFS's weed, the S3-compatible server that the object-storage tests start on
+# loopback (they skip without it), built from the Go module proxy into $(go env GOPATH)/bin;
+# .ci/run runs the same script.
+weed:
+	tools/install-weed.sh
 
 # Each Fuzz* function (one per parser a user feeds: config with --set, shard manifest,
 # JSONL rows, checkpoint manifest, state and safetensors) runs for FUZZTIME beyond its

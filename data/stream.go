@@ -5,13 +5,23 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/herdml/herd/internal/storage"
 )
 
 // Open serves the dataset spec names to rank of world: a shard manifest (a .json file, or
-// a folder holding manifest.json), a dataset served over Arrow Flight
-// (grpc://host:port/name, see OpenRemote), or else a glob of text files (see OpenText).
-// Close the Stream when done.
+// a folder holding manifest.json), the same in a bucket (s3://bucket/prefix, read through
+// a local cache: see fetch), a dataset served over Arrow Flight (grpc://host:port/name,
+// see OpenRemote), or else a glob of text files (see OpenText). Close the Stream when
+// done.
 func Open(spec string, seqLen, globalBatch, microBatch, rank, world int, seed uint64) (*Stream, error) {
+	if storage.IsURL(spec) {
+		manifest, err := fetch(spec)
+		if err != nil {
+			return nil, err
+		}
+		return OpenShardStream(manifest, seqLen, globalBatch, microBatch, rank, world, seed)
+	}
 	if strings.HasPrefix(spec, "grpc://") {
 		sh, err := OpenRemote(spec)
 		if err != nil {

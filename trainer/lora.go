@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"math"
-	"path/filepath"
 
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/checkpoint"
@@ -77,11 +76,11 @@ func hashTensors(ts []checkpoint.Tensor) string {
 
 // checkBase refuses checkpoint name of a LoRA run when the base loaded now is not the one
 // it was trained on: the adapters would be applied to other weights.
-func (tr *Trainer) checkBase(store checkpoint.Dir, name string, st checkpoint.State) error {
+func (tr *Trainer) checkBase(store checkpoint.Storage, name string, st checkpoint.State) error {
 	if st.BaseSHA256 == tr.baseHash {
 		return nil
 	}
-	return usererr.New(filepath.Join(store.Root, name, checkpoint.StateFile),
+	return usererr.New(checkpoint.Where(store, name, checkpoint.StateFile),
 		"the adapters were trained on base %s (weights sha256 %.16s), but init.from %s now has weights sha256 %.16s: point init.from at the base they were trained on",
 		st.Base, st.BaseSHA256, tr.Cfg.Init.From, tr.baseHash)
 }

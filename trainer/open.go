@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"path/filepath"
 	"syscall"
 
 	"github.com/herdml/herd/internal/sysmem"
@@ -36,12 +35,11 @@ func Open(path, evalSpec string, opts Options) (*Trainer, error) {
 	if err != nil {
 		return nil, err
 	}
-	path = filepath.Join(store.Root, name)
 	st, err := checkpoint.ReadState(store, name)
 	if err != nil {
 		return nil, err
 	}
-	where := filepath.Join(path, checkpoint.StateFile)
+	where := checkpoint.Where(store, name, checkpoint.StateFile)
 	var cfg config.Run
 	if err := json.Unmarshal(st.Config, &cfg); err != nil {
 		return nil, usererr.New(where, "unreadable checkpoint: config: %v", err)
@@ -83,6 +81,12 @@ func (tr *Trainer) Close() error {
 				first = err
 			}
 		}
+	}
+	if tr.uploads != nil {
+		if err := tr.uploads.close(); err != nil && first == nil {
+			first = err
+		}
+		tr.uploads = nil
 	}
 	if tr.lock != nil {
 		if err := tr.lock.Close(); err != nil && first == nil {

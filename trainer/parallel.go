@@ -271,8 +271,19 @@ func (tr *Trainer) interrupted(ctx context.Context) error {
 // Save writes a checkpoint of the current step once, from rank 0, after every rank has
 // finished the step with the same weights and optimizer state (checked by hash) and
 // reported its data position; every rank then learns the name committed. It applies the
-// retention policy (train.checkpoint.keep) and returns the checkpoint's name.
+// retention policy (train.checkpoint.keep) and returns the checkpoint's name. The
+// checkpoint is written when Save returns, also with train.checkpoint.async.
 func (tr *Trainer) Save() (string, error) {
+	name, err := tr.queueSave()
+	if ferr := tr.flush(); err == nil {
+		err = ferr
+	}
+	return name, err
+}
+
+// queueSave is Save, except that with train.checkpoint.async it returns once rank 0 has
+// queued the checkpoint; Run flushes the queue before it returns.
+func (tr *Trainer) queueSave() (string, error) {
 	if tr.dp == nil {
 		return tr.save()
 	}
@@ -354,7 +365,7 @@ func dataState(name string, states []data.State) (data.State, error) {
 }
 
 // loadAll loads checkpoint name into every in-process rank.
-func (tr *Trainer) loadAll(store checkpoint.Dir, name string) error {
+func (tr *Trainer) loadAll(store checkpoint.Storage, name string) error {
 	_, err := ranks(tr, func(t *Trainer) (struct{}, error) {
 		return struct{}{}, t.load(store, name, t.configHash)
 	})

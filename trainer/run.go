@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strconv"
 
 	"github.com/herdml/herd/internal/usererr"
@@ -23,11 +22,16 @@ import (
 // caller may Save first). A rank of a group spanning processes stops when any rank's ctx
 // is done, all after the same step, returning context.Canceled (see interrupted). It
 // returns the last step's Stats.
-func (tr *Trainer) Run(ctx context.Context, untilStep int64) (Stats, error) {
+func (tr *Trainer) Run(ctx context.Context, untilStep int64) (st Stats, err error) {
+	defer func() {
+		// Whichever way Run ends, its checkpoints are written when it returns.
+		if ferr := tr.flush(); err == nil {
+			err = ferr
+		}
+	}()
 	if untilStep <= 0 {
 		untilStep = int64(tr.Cfg.Train.Steps)
 	}
-	var st Stats
 	for tr.step < untilStep {
 		if tr.opts.BeforeStep != nil {
 			tr.opts.BeforeStep(ctx, tr.Cfg.Name, tr.step)
@@ -35,7 +39,6 @@ func (tr *Trainer) Run(ctx context.Context, untilStep int64) (Stats, error) {
 		if err := tr.interrupted(ctx); err != nil {
 			return st, err
 		}
-		var err error
 		if st, err = tr.Step(); err != nil {
 			return st, err
 		}
@@ -48,7 +51,7 @@ func (tr *Trainer) Run(ctx context.Context, untilStep int64) (Stats, error) {
 			st.Eval = &res
 		}
 		if last || every(tr.step, tr.Cfg.Train.Checkpoint.Every) {
-			if st.Checkpoint, err = tr.Save(); err != nil {
+			if st.Checkpoint, err = tr.queueSave(); err != nil {
 				return st, err
 			}
 		}
@@ -110,7 +113,9 @@ func (tr *Trainer) snapshot(h hostState) checkpoint.Snapshot {
 
 // save writes a checkpoint of the current step from this rank (Save calls it on rank 0
 // once all ranks agree), applies the retention policy (train.checkpoint.keep) and returns
-// the checkpoint's name.
+// the checkpoint's name. With train.checkpoint.async it copies the state and queues it for
+// the uploader instead, returning the name the checkpoint will have once written (see
+// flush).
 func (tr *Trainer) save() (string, error) {
 	if tr.train == nil {
 		return "", errOpened
@@ -119,7 +124,11 @@ func (tr *Trainer) save() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s := tr.snapshot(tr.toHost())
+	h := tr.toHost()
+	if tr.uploads != nil {
+		h = hostCopy(h)
+	}
+	s := tr.snapshot(h)
 	s.OptimMeta = map[string]string{metaAdamT: strconv.FormatInt(tr.opt.T, 10)}
 	s.State = checkpoint.State{
 		Step:       tr.step,
@@ -138,14 +147,27 @@ func (tr *Trainer) save() (string, error) {
 			return "", fmt.Errorf("encoding the FP8 state: %w", err)
 		}
 	}
+	keep := tr.Cfg.Train.Checkpoint.Keep
+	if tr.uploads != nil {
+		return checkpoint.Name(tr.step), tr.uploads.add(upload{snap: s, store: tr.store, keep: keep})
+	}
 	name, err := checkpoint.Save(tr.store, s)
 	if err != nil {
 		return "", err
 	}
-	if _, err := checkpoint.Retain(tr.store, tr.Cfg.Train.Checkpoint.Keep, 0, name); err != nil {
+	if _, err := checkpoint.Retain(tr.store, keep, 0, name); err != nil {
 		return name, err
 	}
 	return name, nil
+}
+
+// flush waits for the checkpoints written in the background (train.checkpoint.async) and
+// returns the first failure; without them it returns nil at once.
+func (tr *Trainer) flush() error {
+	if tr.uploads == nil {
+		return nil
+	}
+	return tr.uploads.flush()
 }
 
 // Resume loads a checkpoint: path names a checkpoint folder, or is empty for the newest
@@ -159,7 +181,10 @@ func (tr *Trainer) save() (string, error) {
 func (tr *Trainer) Resume(path string) (string, error) {
 	store, name := tr.store, ""
 	if path != "" {
-		store, name = checkpoint.At(path)
+		var err error
+		if store, name, err = checkpoint.At(path); err != nil {
+			return "", err
+		}
 	} else {
 		find := checkpoint.Latest
 		if tr.rank == 0 {
@@ -183,7 +208,7 @@ func (tr *Trainer) Resume(path string) (string, error) {
 
 // load reads checkpoint name into the trainer after checking that it was trained with
 // configHash and with this trainer's MetaP table.
-func (tr *Trainer) load(store checkpoint.Dir, name, configHash string) error {
+func (tr *Trainer) load(store checkpoint.Storage, name, configHash string) error {
 	h := tr.toHost()
 	s := tr.snapshot(h)
 	var changes []config.Change
@@ -216,7 +241,7 @@ func (tr *Trainer) load(store checkpoint.Dir, name, configHash string) error {
 		return fmt.Errorf("checkpoint %s: rng state: %w", name, err)
 	}
 	if tr.fp8 != nil {
-		where := filepath.Join(store.Root, name, checkpoint.StateFile)
+		where := checkpoint.Where(store, name, checkpoint.StateFile)
 		var fs fp8.State
 		if err := json.Unmarshal(st.FP8, &fs); err != nil {
 			return usererr.New(where, "fp8: %v", err)

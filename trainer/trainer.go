@@ -15,11 +15,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"path/filepath"
 	"time"
 
 	"github.com/herdml/herd/data"
 	"github.com/herdml/herd/internal/outdir"
+	"github.com/herdml/herd/internal/storage"
 	"github.com/herdml/herd/internal/sysmem"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/kernels"
@@ -104,10 +104,11 @@ type Trainer struct {
 	sched     optim.Schedule
 	train     data.Source
 	eval      data.Source
-	evalStart data.State // eval always reads the same batches, from here
-	store     checkpoint.Dir
-	lock      *checkpoint.Lock // held by the rank that owns store (rank 0) from New to Close
-	rng       *rand.PCG        // the run's random stream; seeds init, and is checkpointed
+	evalStart data.State         // eval always reads the same batches, from here
+	store     checkpoint.Storage // the run's checkpoints: a folder, or a bucket prefix (s3://)
+	lock      *checkpoint.Lock   // held by the rank that owns a folder store (rank 0) from New to Close
+	uploads   *uploader          // rank 0's background checkpoint writer (train.checkpoint.async); nil writes in the step loop
+	rng       *rand.PCG          // the run's random stream; seeds init, and is checkpointed
 	step      int64
 	nMicro    int // micro-batches per optimizer step on this rank
 	batch     data.Batch
@@ -167,7 +168,7 @@ func New(cfg config.Run, opts Options) (*Trainer, error) {
 			return nil, err
 		}
 	}
-	if err := outdir.Check(tr.store.Root, "checkpoints (train.checkpoint.dir, or --out)"); err != nil {
+	if err := checkDest(tr.store); err != nil {
 		return nil, err
 	}
 	if err := tr.joinGroup(); err != nil {
@@ -180,9 +181,15 @@ func New(cfg config.Run, opts Options) (*Trainer, error) {
 		// Rank 0 owns the run's folder: it alone writes checkpoints, sets damaged ones
 		// aside and applies retention. Other ranks only read it, maybe on other hosts.
 		// Locking creates the folder, so it comes after the checks of the user's input.
-		if tr.lock, err = checkpoint.LockDir(tr.store.Root); err != nil {
-			tr.Close()
-			return nil, err
+		// A bucket has no lock: the workflow ID, the run's name, keeps one run writing it.
+		if d, ok := tr.store.(checkpoint.Dir); ok {
+			if tr.lock, err = checkpoint.LockDir(d.Root); err != nil {
+				tr.Close()
+				return nil, err
+			}
+		}
+		if n := cfg.Train.Checkpoint.Async; n > 0 {
+			tr.uploads = newUploader(n)
 		}
 	}
 	if cfg.Parallel.Data > 1 && opts.Group == nil {
@@ -217,7 +224,10 @@ func build(cfg config.Run, opts Options) (*Trainer, error) {
 		opts.OutDir = cfg.Train.Checkpoint.Dir
 	}
 	tr := &Trainer{Cfg: cfg, opts: opts, sched: cfg.Train.LRSchedule(), rng: rand.NewPCG(cfg.Seed, pcgStream)}
-	tr.store = checkpoint.Dir{Root: filepath.Join(opts.OutDir, cfg.Name)}
+	var err error
+	if tr.store, err = checkpoint.OpenRoot(storage.Join(opts.OutDir, cfg.Name)); err != nil {
+		return nil, err
+	}
 	world := cfg.Parallel.Data
 	tr.nMicro = cfg.Train.GlobalBatch / (cfg.Train.MicroBatch * world)
 	if tr.nMicro < 1 || cfg.Train.GlobalBatch%(cfg.Train.MicroBatch*world) != 0 {
@@ -463,4 +473,19 @@ func (tr *Trainer) Kernels() string { return tr.opts.Backend.Name() }
 func (tr *Trainer) StepCount() int64 { return tr.step }
 
 // CheckpointDir is the folder that holds this run's checkpoints.
-func (tr *Trainer) CheckpointDir() string { return tr.store.Root }
+func (tr *Trainer) CheckpointDir() string { return checkpoint.Where(tr.store, "", "") }
+
+// checkDest returns a user error naming the run's checkpoint folder or bucket prefix when
+// herd cannot write there, before any step is trained.
+func checkDest(s checkpoint.Storage) error {
+	const what = "checkpoints (train.checkpoint.dir, or --out)"
+	switch s := s.(type) {
+	case checkpoint.Dir:
+		return outdir.Check(s.Root, what)
+	case checkpoint.Objects:
+		if err := s.B.Probe(); err != nil {
+			return usererr.New(s.String(), "cannot write %s here (%v); name a bucket prefix you can write to, with credentials and endpoint in the AWS environment (AWS_ENDPOINT_URL_S3, AWS_PROFILE, ...)", what, err)
+		}
+	}
+	return nil
+}

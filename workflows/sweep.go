@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"go.temporal.io/api/serviceerror"
@@ -14,6 +13,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/herdml/herd/internal/storage"
 	"github.com/herdml/herd/trainer"
 	"github.com/herdml/herd/trainer/config"
 	"github.com/herdml/herd/workflows/sweep"
@@ -360,7 +360,7 @@ func (s *sweepRun) metric(ctx workflow.Context, sel workflow.Selector, i int, cf
 	})
 	s.running++
 	f := workflow.ExecuteActivity(actx, EvalActivity, EvalInput{
-		Checkpoint: filepath.Join(p.Dir, p.Checkpoint), Eval: cfg.Data.Eval, Batches: cfg.Train.Eval.Batches})
+		Checkpoint: storage.Join(p.Dir, p.Checkpoint), Eval: cfg.Data.Eval, Batches: cfg.Train.Eval.Batches})
 	sel.AddFuture(f, func(f workflow.Future) {
 		s.running--
 		var loss float64

@@ -2,11 +2,11 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
+	"os"
 
 	"github.com/spf13/cobra"
 
-	"github.com/herdml/herd/internal/outdir"
+	"github.com/herdml/herd/internal/storage"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer"
 )
@@ -35,18 +35,28 @@ func newExportCmd() *cobra.Command {
 			default:
 				return usererr.New("--format", "unknown format %q; allowed: herd, hf", format)
 			}
-			if err := outdir.Check(args[1], "the export (DIR)"); err != nil {
+			dest, upload, err := destination(args[1], "the export (DIR)")
+			if err != nil {
 				return err
+			}
+			if upload != nil {
+				defer os.RemoveAll(dest)
 			}
 			tr, err := trainer.Open(args[0], "", trainer.Options{Warn: warnStderr(c)})
 			if err != nil {
 				return err
 			}
 			defer tr.Close()
-			if err := write(tr, args[1]); err != nil {
+			if err := write(tr, dest); err != nil {
 				return err
 			}
-			fmt.Fprintf(c.OutOrStdout(), "wrote %s and %s\n", filepath.Join(args[1], "model.safetensors"), filepath.Join(args[1], "config.json"))
+			if upload != nil {
+				// config.json last: whoever finds it in the bucket finds the weights too.
+				if err := upload.PutDir(dest, "config.json"); err != nil {
+					return fmt.Errorf("uploading the export: %w", err)
+				}
+			}
+			fmt.Fprintf(c.OutOrStdout(), "wrote %s and %s\n", storage.Join(args[1], "model.safetensors"), storage.Join(args[1], "config.json"))
 			return nil
 		},
 	}

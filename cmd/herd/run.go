@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/herdml/herd/internal/preempt"
+	"github.com/herdml/herd/internal/storage"
 	"github.com/herdml/herd/internal/sysmem"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/config"
@@ -226,7 +227,7 @@ func finishRun(c *cobra.Command, tf *temporalFlags, name string, p workflows.Pro
 		fmt.Fprintln(c.ErrOrStderr(), "warning: "+w)
 	}
 	fmt.Fprintf(c.OutOrStdout(), "%s: %s at step %d/%d, loss %.4f, checkpoint %s\n",
-		p.Name, p.State, p.Step, p.Steps, p.Loss, filepath.Join(p.Dir, p.Checkpoint))
+		p.Name, p.State, p.Step, p.Steps, p.Loss, storage.Join(p.Dir, p.Checkpoint))
 	return nil
 }
 

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/herdml/herd/internal/outdir"
+	"github.com/herdml/herd/internal/storage"
 	"github.com/herdml/herd/workflows"
 	"github.com/herdml/herd/workflows/client"
 	"github.com/herdml/herd/workflows/results"
@@ -57,10 +57,14 @@ func newSweepCmd() *cobra.Command {
 				return err
 			}
 			if out == "" {
-				out = filepath.Join(s.Base.Train.Checkpoint.Dir, s.Name)
+				out = storage.Join(s.Base.Train.Checkpoint.Dir, s.Name)
 			}
-			if err := outdir.Check(out, "the sweep's results (--out)"); err != nil {
+			local, upload, err := destination(out, "the sweep's results (--out)")
+			if err != nil {
 				return err
+			}
+			if upload != nil {
+				defer os.RemoveAll(local)
 			}
 			ctx, stop := interruptContext()
 			defer stop()
@@ -84,7 +88,13 @@ func newSweepCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			files, err := writeSweepResults(p, out)
+			files, err := writeSweepResults(p, local)
+			if err == nil && upload != nil {
+				err = upload.PutDir(local)
+				for i, f := range files {
+					files[i] = storage.Join(out, filepath.Base(f))
+				}
+			}
 			if err != nil {
 				return err
 			}

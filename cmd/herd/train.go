@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/herdml/herd/internal/preempt"
+	"github.com/herdml/herd/internal/storage"
 	"github.com/herdml/herd/kernels/device"
 	"github.com/herdml/herd/trainer"
 )
@@ -85,7 +86,7 @@ func newTrainCmd() *cobra.Command {
 				p.println("warning: " + err.Error())
 			}
 			if sum.ResumedFrom != "" {
-				p.println(fmt.Sprintf("resuming %s from %s", run.Name, filepath.Join(tr.CheckpointDir(), sum.ResumedFrom)))
+				p.println(fmt.Sprintf("resuming %s from %s", run.Name, storage.Join(tr.CheckpointDir(), sum.ResumedFrom)))
 			}
 			p.start(tr.StepCount())
 			resume := "the same `herd train` command resumes from the newest checkpoint in " + tr.CheckpointDir()
@@ -108,9 +109,9 @@ func newTrainCmd() *cobra.Command {
 			sum.Steps = tr.StepCount()
 			sum.TrainLoss, sum.TokensPerS = p.trainLoss(), p.tokensPerS()
 			if last.Checkpoint != "" {
-				sum.Checkpoint = filepath.Join(tr.CheckpointDir(), last.Checkpoint)
+				sum.Checkpoint = storage.Join(tr.CheckpointDir(), last.Checkpoint)
 			} else if sum.ResumedFrom != "" { // nothing left to train
-				sum.Checkpoint = filepath.Join(tr.CheckpointDir(), sum.ResumedFrom)
+				sum.Checkpoint = storage.Join(tr.CheckpointDir(), sum.ResumedFrom)
 			}
 			ev := last.Eval
 			if ev == nil && run.Data.Eval != "" && !stopped { // a stopped run has no time to spare

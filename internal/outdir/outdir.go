@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/herdml/herd/internal/storage"
 	"github.com/herdml/herd/internal/usererr"
 )
 
@@ -23,6 +24,11 @@ import (
 func Check(dir, what string) error {
 	if dir == "" {
 		return usererr.New(what, "no folder given; name a folder to write to")
+	}
+	if storage.IsURL(dir) {
+		// Checkpoints, exports and sweep results reach buckets their own ways (checkpoint
+		// storage, an upload of a finished folder); what checks a folder here cannot.
+		return usererr.New(dir, "%s cannot be written to an object store yet; name a local folder", what)
 	}
 	existing, err := nearest(dir)
 	if err != nil {

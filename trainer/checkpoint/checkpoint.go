@@ -8,8 +8,9 @@
 //	    state.json          step, data position per rank, RNG, config and its hash, MetaP table hash, FP8 state
 //	    manifest.json       format version, size and sha256 of the three files above
 //
-// It is written under a temporary name and renamed when complete; Latest is the newest
-// directory whose manifest verifies.
+// In a folder it is written under a temporary name and renamed when complete; in a bucket
+// (Objects) its manifest is uploaded last. Latest is the newest checkpoint whose manifest
+// verifies.
 package checkpoint
 
 import (
@@ -28,6 +29,7 @@ import (
 	"time"
 
 	"github.com/herdml/herd/data"
+	"github.com/herdml/herd/internal/storage"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/config"
 )
@@ -156,11 +158,11 @@ func (c *counter) Write(p []byte) (int, error) {
 	return c.Hash.Write(p)
 }
 
-// where locates a file of checkpoint name for messages: a path when the storage is a
-// folder.
-func where(s Storage, name, file string) string {
+// Where locates a file of checkpoint name for messages: a path, or a URL in an object
+// store.
+func Where(s Storage, name, file string) string {
 	if str, ok := s.(fmt.Stringer); ok {
-		return path.Join(str.String(), name, file)
+		return storage.Join(str.String(), name, file)
 	}
 	return path.Join(name, file)
 }
@@ -168,7 +170,7 @@ func where(s Storage, name, file string) string {
 // corrupt is a user error about one file of a checkpoint. It says what is wrong, not what
 // to do, which depends on who picked the checkpoint: see named and Latest.
 func corrupt(s Storage, name, file, format string, args ...any) error {
-	return usererr.New(where(s, name, file), "unreadable checkpoint: "+format, args...)
+	return usererr.New(Where(s, name, file), "unreadable checkpoint: "+format, args...)
 }
 
 // named adds what to do to a user error about a checkpoint that the user named.
@@ -299,10 +301,10 @@ func Recover(s Storage) (name string, warnings []string, err error) {
 	return latest(s, func(n string, err error) (string, error) {
 		aside, merr := SetAside(s, n)
 		if merr != nil {
-			return "", fmt.Errorf("moving damaged checkpoint %s aside: %w", where(s, n, ""), merr)
+			return "", fmt.Errorf("moving damaged checkpoint %s aside: %w", Where(s, n, ""), merr)
 		}
 		return fmt.Sprintf("damaged checkpoint %s (%v): moved it aside to %s, which herd never reads or deletes; "+
-			"look into it, then delete it", n, err, where(s, aside, "")), nil
+			"look into it, then delete it", n, err, Where(s, aside, "")), nil
 	})
 }
 

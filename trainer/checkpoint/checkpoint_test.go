@@ -118,7 +118,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	if st, err := ReadState(st, name); err != nil || st.Step != 200 || st.Data[0] != want.State.Data[0] {
 		t.Fatalf("ReadState: %+v, %v", st, err)
 	}
-	if d, n := At(filepath.Join(st.Root, name) + "/"); d != st || n != name {
+	if d, n, err := At(filepath.Join(st.Root, name) + "/"); err != nil || d != st || n != name {
 		t.Fatalf("At: %v, %q; want %v, %q", d, n, st, name)
 	}
 	refused := dest(want)
@@ -264,12 +264,12 @@ func TestFind(t *testing.T) {
 	os.WriteFile(p, b, 0o644)
 
 	d, name, warnings, err := Find(st.Root)
-	if err != nil || d.Root != st.Root || name != "step-00000100" || len(warnings) != 1 || !strings.Contains(warnings[0], "step-00000200") {
+	if err != nil || d != st || name != "step-00000100" || len(warnings) != 1 || !strings.Contains(warnings[0], "step-00000200") {
 		t.Fatalf("Find(run folder) = %v %q %q %v; want step-00000100 and a warning naming step-00000200", d, name, warnings, err)
 	}
 	// A checkpoint named explicitly is taken as it is, even a damaged one: loading it then
 	// reports the damage instead of silently picking another.
-	if d, name, _, err := Find(filepath.Join(st.Root, "step-00000200")); err != nil || d.Root != st.Root || name != "step-00000200" {
+	if d, name, _, err := Find(filepath.Join(st.Root, "step-00000200")); err != nil || d != st || name != "step-00000200" {
 		t.Fatalf("Find(checkpoint) = %v %q %v", d, name, err)
 	}
 	empty := t.TempDir()

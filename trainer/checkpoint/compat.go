@@ -24,7 +24,7 @@ import (
 // parametrization against the table the checkpoint's own config gives, since a new LR or
 // horizon changes the table on purpose.
 func Compatible(s Storage, name string, st State, config json.RawMessage, configHash, tableHash string, allowed []herdconfig.Change) ([]herdconfig.Change, error) {
-	at := where(s, name, StateFile)
+	at := Where(s, name, StateFile)
 	if st.ConfigHash == configHash {
 		if st.TableHash != tableHash {
 			return nil, tableChanged(at, st.TableHash, tableHash)

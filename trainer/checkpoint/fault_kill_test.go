@@ -76,11 +76,16 @@ func TestKilledDuringCommit(t *testing.T) {
 	}
 }
 
-// commitAndHang is the child of TestKilledDuringCommit: it saves step 2 and, half-way
-// through file stop, prints "writing <stop>" and blocks until killed.
+// commitAndHang is the child of TestKilledDuringCommit (and TestObjectsKilledDuringCommit,
+// where root is a URL): it saves step 2 and, half-way through file stop, prints "writing
+// <stop>" and blocks until killed.
 func commitAndHang(t *testing.T, root, stop string) {
-	s := hangIn{Storage: Dir{Root: root}, file: stop}
-	_, err := Save(s, snapshot(2, 2))
+	st, err := OpenRoot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := hangIn{Storage: st, file: stop}
+	_, err = Save(s, snapshot(2, 2))
 	t.Fatalf("the child's Save returned (%v) instead of hanging in %s", err, stop)
 }
 

@@ -10,12 +10,13 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/herdml/herd/internal/storage"
 	"github.com/herdml/herd/internal/usererr"
 )
 
 // Storage keeps committed checkpoints, each a named set of files. It is deliberately small
-// (five methods, like torchtitan's storage writer/reader) so that an object store can
-// implement it later; the format, hashing, verification and retention live above it, in
+// (five methods, like torchtitan's storage writer/reader) so that a folder (Dir) and an
+// object store (Objects) both implement it; the format, hashing, verification and retention live above it, in
 // Save, Latest, Recover, Load and Retain. Names that start with "." are not checkpoints:
 // List leaves them out.
 type Storage interface {
@@ -46,32 +47,69 @@ type File struct {
 // one, never a half-written checkpoint under a real name.
 type Dir struct{ Root string }
 
-// At splits the path of one checkpoint folder into the Dir that holds it and its name.
-func At(path string) (Dir, string) {
-	path = filepath.Clean(path)
-	return Dir{Root: filepath.Dir(path)}, filepath.Base(path)
+// OpenRoot returns the storage of a run's checkpoint folder, root: a local folder (Dir)
+// or an object-store URL, s3://bucket/prefix (Objects).
+func OpenRoot(root string) (Storage, error) {
+	if !storage.IsURL(root) {
+		return Dir{Root: root}, nil
+	}
+	b, err := storage.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	return Objects{B: b}, nil
+}
+
+// At splits the path or URL of one checkpoint into the storage that holds it and its name.
+func At(p string) (Storage, string, error) {
+	if !storage.IsURL(p) {
+		p = filepath.Clean(p)
+		return Dir{Root: filepath.Dir(p)}, filepath.Base(p), nil
+	}
+	p = strings.TrimRight(p, "/")
+	i := strings.LastIndex(p, "/")
+	if i < len(storage.Scheme) {
+		return nil, "", usererr.New(p, "name a checkpoint under a bucket: s3://bucket/prefix/step-00000300")
+	}
+	s, err := OpenRoot(p[:i])
+	return s, p[i+1:], err
 }
 
 // Find resolves what a user names as a checkpoint: a checkpoint folder itself, or a run's
 // folder holding checkpoints, which means its newest one that verifies (with a warning for
-// each newer one skipped). A folder that is neither is a user error naming it. A path named
-// like a checkpoint (step-NNNNNNNN) is always taken as one, so that a damaged checkpoint is
-// reported as such rather than searched for others.
-func Find(path string) (Dir, string, []string, error) {
-	_, named := parseName(filepath.Base(filepath.Clean(path)))
-	if _, err := os.Stat(filepath.Join(path, ManifestFile)); err == nil || named {
-		d, name := At(path)
-		return d, name, nil, nil
+// each newer one skipped); either may be a local path or an object-store URL. A folder
+// that is neither is a user error naming it. A path named like a checkpoint
+// (step-NNNNNNNN) is always taken as one, so that a damaged checkpoint is reported as such
+// rather than searched for others.
+func Find(p string) (Storage, string, []string, error) {
+	s, name, err := At(p)
+	if err != nil {
+		return nil, "", nil, err
 	}
-	run := Dir{Root: filepath.Clean(path)}
+	_, named := parseName(name)
+	if named || hasManifest(s, name) {
+		return s, name, nil, nil
+	}
+	run, err := OpenRoot(strings.TrimRight(p, "/"))
+	if err != nil {
+		return nil, "", nil, err
+	}
 	name, warnings, err := Latest(run)
 	switch {
 	case errors.Is(err, ErrNone) || errors.Is(err, fs.ErrNotExist):
-		return Dir{}, "", warnings, usererr.New(path, "no valid checkpoint: name a checkpoint folder (such as runs/tiny/step-00000300) or a run folder holding one")
+		return nil, "", warnings, usererr.New(p, "no valid checkpoint: name a checkpoint folder (such as runs/tiny/step-00000300) or a run folder holding one")
 	case err != nil:
-		return Dir{}, "", warnings, err
+		return nil, "", warnings, err
 	}
 	return run, name, warnings, nil
+}
+
+func hasManifest(s Storage, name string) bool {
+	r, err := s.Open(name, ManifestFile)
+	if err == nil {
+		r.Close()
+	}
+	return err == nil
 }
 
 // String is the root folder, for messages.

@@ -110,7 +110,12 @@ type Schedule struct {
 type Checkpoint struct {
 	Every int    `yaml:"every" json:"every"` // steps between checkpoints; the last step always checkpoints; 0 = only the last; default 200; >= 0
 	Keep  int    `yaml:"keep" json:"keep"`   // newest checkpoints kept; default 3; > 0
-	Dir   string `yaml:"dir" json:"dir"`     // root folder; a run writes under dir/name; default runs; not empty
+	Dir   string `yaml:"dir" json:"dir"`     // root folder or s3://bucket/prefix; a run writes under dir/name; default runs; not empty
+	// Async is how many checkpoints may wait for their upload while training goes on: the
+	// state is copied to host memory at the step boundary and written in the background
+	// (torchtitan's async_mode), one host copy of weights and moments per checkpoint
+	// waiting. 0 writes each checkpoint before the next step; default 0; 0..8.
+	Async int `yaml:"async" json:"async"`
 }
 
 // Eval configures held-out evaluation.

@@ -76,6 +76,10 @@ func (d Data) validate() error {
 	return nil
 }
 
+// maxAsync bounds train.checkpoint.async: each waiting checkpoint holds a host copy of the
+// weights and optimizer moments.
+const maxAsync = 8
+
 func (t Train) validate(ranks int) error {
 	for _, f := range []struct {
 		key string
@@ -145,6 +149,9 @@ func (t Train) validate(ranks int) error {
 	}
 	if t.Checkpoint.Dir == "" {
 		return usererr.New("train.checkpoint.dir", "must name a folder, got an empty string")
+	}
+	if t.Checkpoint.Async < 0 || t.Checkpoint.Async > maxAsync {
+		return usererr.New("train.checkpoint.async", "must be 0 (write before the next step) to %d checkpoints uploading in the background, got %d", maxAsync, t.Checkpoint.Async)
 	}
 	if t.Eval.Every < 0 {
 		return usererr.New("train.eval.every", "must be at least 0 (0 = only at the end), got %d", t.Eval.Every)

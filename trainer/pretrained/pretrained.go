@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/herdml/herd/internal/storage"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/checkpoint"
 	"github.com/herdml/herd/trainer/hf"
@@ -77,17 +78,18 @@ func ModelConfig(path string) (model.Config, error) {
 		Model model.Config `json:"model"`
 	}
 	if err := json.Unmarshal(st.Config, &run); err != nil {
-		return model.Config{}, usererr.New(filepath.Join(store.Root, name, checkpoint.StateFile), "unreadable checkpoint config: %v", err)
+		return model.Config{}, usererr.New(storage.Join(fmt.Sprint(store), name, checkpoint.StateFile), "unreadable checkpoint config: %v", err)
 	}
 	// The shape, not the preset that named it: a run from init.from names no preset.
 	run.Model.Preset = ""
 	return run.Model, nil
 }
 
-// find locates the checkpoint path names; a source that is no folder is a user error.
-func find(path string) (checkpoint.Dir, string, error) {
-	if fi, err := os.Stat(path); err != nil || !fi.IsDir() {
-		return checkpoint.Dir{}, "", usererr.New(path, "init.from: not a folder: name a herd checkpoint (runs/x/step-00000300), a run folder, a herd export or a Hugging Face Llama folder")
+// find locates the checkpoint path names; a local source that is no folder is a user
+// error. In an object store (s3://) only herd checkpoints are read.
+func find(path string) (checkpoint.Storage, string, error) {
+	if fi, err := os.Stat(path); !storage.IsURL(path) && (err != nil || !fi.IsDir()) {
+		return nil, "", usererr.New(path, "init.from: not a folder: name a herd checkpoint (runs/x/step-00000300), a run folder, a herd export or a Hugging Face Llama folder")
 	}
 	store, name, _, err := checkpoint.Find(path) // a damaged newer checkpoint is skipped, as herd eval does
 	return store, name, err

@@ -187,8 +187,10 @@ func GetStatus(ctx context.Context, c sdkclient.Client, name string) (Status, er
 		return Status{}, err
 	}
 	if s.Dir != "" {
-		if names, err := (checkpoint.Dir{Root: s.Dir}).List(); err == nil {
-			s.Checkpoints = names
+		if st, err := checkpoint.OpenRoot(s.Dir); err == nil {
+			if names, err := st.List(); err == nil {
+				s.Checkpoints = names
+			}
 		}
 	}
 	return s, nil

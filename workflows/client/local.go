@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/herdml/herd/internal/storage"
 	"github.com/herdml/herd/trainer/checkpoint"
 	"github.com/herdml/herd/trainer/config"
 	"github.com/herdml/herd/workflows"
@@ -204,7 +205,7 @@ func failDeadSegment(ctx context.Context, c sdkclient.Client, name string) error
 		if err != nil {
 			return err
 		}
-		free, err := unlocked(filepath.Join(in.Config.Train.Checkpoint.Dir, in.Config.Name))
+		free, err := unlocked(storage.Join(in.Config.Train.Checkpoint.Dir, in.Config.Name))
 		if err != nil || !free {
 			return err
 		}
@@ -221,9 +222,10 @@ func failDeadSegment(ctx context.Context, c sdkclient.Client, name string) error
 
 // unlocked reports whether nobody holds the lock of the run folder root. A folder that
 // does not exist here tells nothing (the run may have been started from another working
-// directory): it reports false, and creates nothing.
+// directory), nor does a bucket (s3://), which has no lock: it reports false, creates
+// nothing, and the dead attempt is found by its heartbeat timeout.
 func unlocked(root string) (bool, error) {
-	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
+	if fi, err := os.Stat(root); storage.IsURL(root) || err != nil || !fi.IsDir() {
 		return false, nil
 	}
 	l, err := checkpoint.LockDir(root)
