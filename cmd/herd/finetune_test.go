@@ -49,7 +49,14 @@ metap: {mode: sp}
 // TestFineTuneFromHuggingFaceAndExport: herd trains from a Hugging Face folder and
 // `herd export --format hf` gives back its model.safetensors, byte for byte.
 func TestFineTuneFromHuggingFaceAndExport(t *testing.T) {
-	src := hfFixture(t)
+	trainAndExportHF(t, hfFixture(t))
+}
+
+// trainAndExportHF trains fineTuneRun's one step from the Hugging Face folder src, exports
+// the checkpoint with --format hf into DIR/exported and checks that its tensors are the
+// source's, byte for byte; it returns DIR.
+func trainAndExportHF(t *testing.T, src string) string {
+	t.Helper()
 	dir := fineTuneRun(t, src)
 	if _, stderr, status := herd(t, dir, "train", "run.yaml"); status != 0 {
 		t.Fatalf("train: status %d: %s", status, stderr)
@@ -72,6 +79,7 @@ func TestFineTuneFromHuggingFaceAndExport(t *testing.T) {
 	if len(got) < 8 || !bytes.Equal(data(got), data(want)) {
 		t.Fatal("the exported tensors differ from the Hugging Face source's")
 	}
+	return dir
 }
 
 func TestFineTuneUserErrors(t *testing.T) {

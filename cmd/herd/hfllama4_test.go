@@ -36,26 +36,7 @@ func llama4Fixture(t *testing.T) string {
 // byte, and its config.
 func TestFineTuneFromLlama4AndExport(t *testing.T) {
 	src := llama4Fixture(t)
-	dir := fineTuneRun(t, src)
-	if _, stderr, status := herd(t, dir, "train", "run.yaml"); status != 0 {
-		t.Fatalf("train: status %d: %s", status, stderr)
-	}
-	ckpt := filepath.Join("out", "ft", "step-00000001")
-	if _, stderr, status := herd(t, dir, "export", "--format", "hf", ckpt, "exported"); status != 0 {
-		t.Fatalf("export: status %d: %s", status, stderr)
-	}
-	want, err := os.ReadFile(filepath.Join(src, "model.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile(filepath.Join(dir, "exported", "model.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := func(b []byte) []byte { return b[8+binary.LittleEndian.Uint64(b):] }
-	if len(got) < 8 || !bytes.Equal(data(got), data(want)) {
-		t.Fatal("the exported tensors differ from the Hugging Face source's")
-	}
+	dir := trainAndExportHF(t, src)
 	var wantCfg, gotCfg map[string]any
 	for path, c := range map[string]*map[string]any{filepath.Join(src, "config.json"): &wantCfg, filepath.Join(dir, "exported", "config.json"): &gotCfg} {
 		js, err := os.ReadFile(path)
