@@ -34,24 +34,7 @@ func TestKilledDuringCommit(t *testing.T) {
 			if _, err := Save(d, snapshot(1, 1)); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command(os.Args[0], "-test.run=^TestKilledDuringCommit$")
-			cmd.Env = append(os.Environ(), killChildEnv+"="+d.Root, killFileEnv+"="+stop)
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			line, err := bufio.NewReader(out).ReadString('\n')
-			if err != nil || !strings.HasPrefix(line, "writing "+stop) {
-				_ = cmd.Process.Kill()
-				t.Fatalf("child said %q (%v), want it to stop in %s", line, err, stop)
-			}
-			if err := cmd.Process.Kill(); err != nil {
-				t.Fatal(err)
-			}
-			_ = cmd.Wait()
+			killWhileCommitting(t, d.Root, stop, nil)
 
 			if tmp, _ := filepath.Glob(filepath.Join(d.Root, ".tmp-*")); len(tmp) == 0 {
 				t.Fatalf("the child left no temporary folder: it was not killed mid-commit")
@@ -128,4 +111,29 @@ func (h *hangHalfway) Write(p []byte) (int, error) {
 	os.Stdout.WriteString("writing " + h.file + "\n")
 	time.Sleep(time.Hour)
 	return 0, io.ErrShortWrite
+}
+
+// killWhileCommitting runs TestKilledDuringCommit as a child process (with env added to
+// its environment) that commits step 2 into where, waits until it is in the middle of
+// file stop, and kills it with SIGKILL.
+func killWhileCommitting(t *testing.T, where, stop string, env []string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledDuringCommit$")
+	cmd.Env = append(append(os.Environ(), env...), killChildEnv+"="+where, killFileEnv+"="+stop)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "writing "+stop) {
+		_ = cmd.Process.Kill()
+		t.Fatalf("child said %q (%v), want it to stop in %s", line, err, stop)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
 }

@@ -1,11 +1,9 @@
 package checkpoint
 
 import (
-	"bufio"
 	"errors"
 	"io/fs"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -120,24 +118,7 @@ func TestObjectsKilledDuringCommit(t *testing.T) {
 			if _, err := Save(o, snapshot(1, 1)); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command(os.Args[0], "-test.run=^TestKilledDuringCommit$")
-			cmd.Env = append(append(os.Environ(), srv.Env...), killChildEnv+"="+url, killFileEnv+"="+stop)
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			line, err := bufio.NewReader(out).ReadString('\n')
-			if err != nil || !strings.HasPrefix(line, "writing "+stop) {
-				_ = cmd.Process.Kill()
-				t.Fatalf("child said %q (%v), want it to stop in %s", line, err, stop)
-			}
-			if err := cmd.Process.Kill(); err != nil {
-				t.Fatal(err)
-			}
-			_ = cmd.Wait()
+			killWhileCommitting(t, url, stop, srv.Env)
 
 			uploaded, _ := o.B.List(Name(2))
 			if stop != ModelFile && len(uploaded) == 0 {

@@ -57,8 +57,11 @@ func forward(t *testing.T, dir string, tokens []int32) ([]float32, int) {
 	return m.Logits().Host(), m.Cfg.VocabSize
 }
 
+// TestLogitsMatchTransformers: each fixture of tools/hfref/make_fixture.py (Llama 3 in
+// float32 and in sharded BF16/F16, Llama 3.1 with rope_scaling, Llama 4 text with every
+// option of docs/model.md) loaded by herd gives the PyTorch reference's logits.
 func TestLogitsMatchTransformers(t *testing.T) {
-	for _, name := range []string{"llama-f32", "llama-sharded", "llama31-f32"} {
+	for _, name := range []string{"llama-f32", "llama-sharded", "llama31-f32", "llama4-f32"} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join("testdata", name)
 			ref := readReference(t, dir)
