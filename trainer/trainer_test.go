@@ -2,7 +2,6 @@ package trainer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -75,25 +74,7 @@ func newTrainer(t *testing.T, cfg config.Run, opts Options) *Trainer {
 // checkpoint dir differs from test to test).
 func fingerprint(t *testing.T, dir string) map[string]string {
 	t.Helper()
-	var m checkpoint.Manifest
-	var st checkpoint.State
-	for f, v := range map[string]any{checkpoint.ManifestFile: &m, checkpoint.StateFile: &st} {
-		b, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(b, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	out := map[string]string{}
-	for _, f := range m.Files {
-		out[f.Name] = f.SHA256
-	}
-	st.Config = nil
-	b, _ := json.Marshal(st)
-	out[checkpoint.StateFile] = string(b)
-	return out
+	return storedFingerprint(t, filepath.Dir(dir), filepath.Base(dir))
 }
 
 // Must show 1: training on real Go source lowers the loss well below ln(256) = 5.55, and
