@@ -239,24 +239,32 @@ func TestRunStopsOnSIGTERM(t *testing.T) {
 	release, held := holdAt(t, 5)
 	s := startHerd(t, dir, append([]string{"run", "run.yaml", "--grace", graceBound.String()}, steps...)...)
 	s.waitFor(t, "herd run held at step 5", held)
-	status := s.stop(t, syscall.SIGTERM)
-	release()
-	if status != 0 {
-		t.Fatalf("herd run after SIGTERM: status %d\n%s", status, s.stderr.String())
-	}
 	run := filepath.Join(dir, "out", "e2e")
-	want := "run e2e stopped by SIGTERM at step 5, checkpoint " + filepath.Join(run, checkpoint.Name(5)) + "; `herd status e2e` shows it, `herd resume e2e` continues it"
-	if !strings.Contains(s.stderr.String(), want) {
-		t.Errorf("herd run after SIGTERM does not say %q:\n%s", want, s.stderr.String())
-	}
-	if got := newest(t, run); got != checkpoint.Name(5) {
-		t.Errorf("newest checkpoint after SIGTERM at step 5: %s", got)
-	}
+	s.sigtermHeldAt5(t, release, "herd run", run,
+		"run e2e stopped by SIGTERM at step 5, checkpoint "+filepath.Join(run, checkpoint.Name(5))+"; `herd status e2e` shows it, `herd resume e2e` continues it")
 	if _, stderr, status := herd(t, dir, "resume", "e2e"); status != 0 {
 		t.Fatalf("herd resume: status %d\n%s\nherd run:\n%s", status, stderr, s.stderr.String())
 	}
 	if got, want := weights(t, filepath.Join(run, checkpoint.Name(8))), weights(t, filepath.Join(dir, "direct", "e2e", checkpoint.Name(8))); got != want {
 		t.Errorf("stopped by SIGTERM and resumed: %s, herd train: %s", got, want)
+	}
+}
+
+// sigtermHeldAt5 sends SIGTERM to s (a herd process, called what, held before step 6 by
+// holdAt(t, 5)), lets the step go on, and checks that s exits 0 saying want and that
+// step 5 is the newest checkpoint in run.
+func (s *started) sigtermHeldAt5(t *testing.T, release func(), what, run, want string) {
+	t.Helper()
+	status := s.stop(t, syscall.SIGTERM)
+	release()
+	if status != 0 {
+		t.Fatalf("%s after SIGTERM: status %d\n%s", what, status, s.stderr.String())
+	}
+	if !strings.Contains(s.stderr.String(), want) {
+		t.Errorf("%s after SIGTERM does not say %q:\n%s", what, want, s.stderr.String())
+	}
+	if got := newest(t, run); got != checkpoint.Name(5) {
+		t.Errorf("%s: newest checkpoint after SIGTERM at step 5: %s", what, got)
 	}
 }
 
@@ -276,19 +284,9 @@ func TestWorkerStopsOnSIGTERM(t *testing.T) {
 		t.Fatalf("herd run --detach: status %d\n%s", status, stderr)
 	}
 	first.waitFor(t, "the first worker held at step 5", held)
-	status := first.stop(t, syscall.SIGTERM)
-	release()
-	if status != 0 {
-		t.Fatalf("herd worker after SIGTERM: status %d\n%s", status, first.stderr.String())
-	}
 	run := filepath.Join(dir, "out", "e2e")
-	want := "e2e: stopped by SIGTERM at step 5, checkpoint " + filepath.Join(run, checkpoint.Name(5)) + "; another worker of queue herd continues it from there"
-	if !strings.Contains(first.stderr.String(), want) {
-		t.Errorf("herd worker after SIGTERM does not say %q:\n%s", want, first.stderr.String())
-	}
-	if got := newest(t, run); got != checkpoint.Name(5) {
-		t.Errorf("newest checkpoint after SIGTERM at step 5: %s", got)
-	}
+	first.sigtermHeldAt5(t, release, "herd worker", run,
+		"e2e: stopped by SIGTERM at step 5, checkpoint "+filepath.Join(run, checkpoint.Name(5))+"; another worker of queue herd continues it from there")
 
 	second := startHerd(t, dir, "worker", "--temporal", addr)
 	stdout, stderr, status := herd(t, dir, append([]string{"run", "run.yaml", "--temporal", addr, "--json"}, steps...)...)
