@@ -22,10 +22,27 @@ type uploader struct {
 	err   error // the first failure
 }
 
+// upload is one checkpoint to write.
 type upload struct {
-	snap  checkpoint.Snapshot
-	store checkpoint.Storage
-	keep  int
+	snap    checkpoint.Snapshot
+	store   checkpoint.Storage
+	keep    int
+	history []byte // the metrics history to put in a bucket first (history.go); nil for none
+}
+
+// commit writes up: the metrics history of a run in a bucket first, so that the newest
+// committed checkpoint always has its history, then the checkpoint, then the retention
+// policy. It returns the checkpoint's name.
+func (up upload) commit() (string, error) {
+	if err := putHistory(up.store, up.history); err != nil {
+		return "", err
+	}
+	name, err := checkpoint.Save(up.store, up.snap)
+	if err != nil {
+		return "", err
+	}
+	_, err = checkpoint.Retain(up.store, up.keep, 0, name)
+	return name, err
 }
 
 func newUploader(n int) *uploader {
@@ -37,11 +54,7 @@ func newUploader(n int) *uploader {
 func (u *uploader) loop() {
 	for up := range u.queue {
 		if u.failed() == nil {
-			name, err := checkpoint.Save(up.store, up.snap)
-			if err == nil {
-				_, err = checkpoint.Retain(up.store, up.keep, 0, name)
-			}
-			if err != nil {
+			if _, err := up.commit(); err != nil {
 				u.mu.Lock()
 				u.err = fmt.Errorf("writing checkpoint %s in the background: %w", checkpoint.Name(up.snap.State.Step), err)
 				u.mu.Unlock()

@@ -72,9 +72,12 @@ func Open(path, evalSpec string, opts Options) (*Trainer, error) {
 	return tr, nil
 }
 
-// Close releases the data sources' files and the run folder's lock.
+// Close releases the data sources' files, the metrics history and the run folder's lock.
 func (tr *Trainer) Close() error {
 	first := tr.closeRanks()
+	if err := tr.closeHistory(); err != nil {
+		first = err
+	}
 	for _, s := range []any{tr.train, tr.eval} {
 		if c, ok := s.(io.Closer); ok {
 			if err := c.Close(); err != nil && first == nil {

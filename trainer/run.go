@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/kernels"
@@ -17,7 +18,9 @@ import (
 // Run trains until untilStep steps are done (untilStep <= 0: train.steps). It checkpoints
 // every train.checkpoint.every steps and when it reaches untilStep, evaluates every
 // train.eval.every steps and at untilStep, and calls Options.BeforeStep before and
-// Options.Progress after each step. It stops between steps when ctx is done, returning
+// Options.Progress after each step. On rank 0 it appends each step's row to the run's
+// metrics history after the step's evaluation and before its checkpoint (history.go),
+// having opened the history, truncated to the step the trainer is at, the first time. It stops between steps when ctx is done, returning
 // ctx's error; the last committed checkpoint is then where a later Resume continues (the
 // caller may Save first). A rank of a group spanning processes stops when any rank's ctx
 // is done, all after the same step, returning context.Canceled (see interrupted). It
@@ -32,6 +35,7 @@ func (tr *Trainer) Run(ctx context.Context, untilStep int64) (st Stats, err erro
 	if untilStep <= 0 {
 		untilStep = int64(tr.Cfg.Train.Steps)
 	}
+	tr.openHistory()
 	for tr.step < untilStep {
 		if tr.opts.BeforeStep != nil {
 			tr.opts.BeforeStep(ctx, tr.Cfg.Name, tr.step)
@@ -39,9 +43,11 @@ func (tr *Trainer) Run(ctx context.Context, untilStep int64) (st Stats, err erro
 		if err := tr.interrupted(ctx); err != nil {
 			return st, err
 		}
+		start := time.Now()
 		if st, err = tr.Step(); err != nil {
 			return st, err
 		}
+		took := time.Since(start)
 		last := tr.step == untilStep
 		if ev := tr.Cfg.Train.Eval; tr.eval != nil && (last || every(tr.step, ev.Every)) {
 			res, err := tr.Eval(ev.Batches)
@@ -50,6 +56,7 @@ func (tr *Trainer) Run(ctx context.Context, untilStep int64) (st Stats, err erro
 			}
 			st.Eval = &res
 		}
+		tr.appendHistory(st, took)
 		if last || every(tr.step, tr.Cfg.Train.Checkpoint.Every) {
 			if st.Checkpoint, err = tr.queueSave(); err != nil {
 				return st, err
@@ -147,18 +154,11 @@ func (tr *Trainer) save() (string, error) {
 			return "", fmt.Errorf("encoding the FP8 state: %w", err)
 		}
 	}
-	keep := tr.Cfg.Train.Checkpoint.Keep
+	up := upload{snap: s, store: tr.store, keep: tr.Cfg.Train.Checkpoint.Keep, history: tr.historyUpload()}
 	if tr.uploads != nil {
-		return checkpoint.Name(tr.step), tr.uploads.add(upload{snap: s, store: tr.store, keep: keep})
+		return checkpoint.Name(tr.step), tr.uploads.add(up)
 	}
-	name, err := checkpoint.Save(tr.store, s)
-	if err != nil {
-		return "", err
-	}
-	if _, err := checkpoint.Retain(tr.store, keep, 0, name); err != nil {
-		return name, err
-	}
-	return name, nil
+	return up.commit()
 }
 
 // flush waits for the checkpoints written in the background (train.checkpoint.async) and

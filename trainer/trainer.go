@@ -120,6 +120,9 @@ type Trainer struct {
 
 	expertLoad [][]float64 // the last step's Stats.ExpertLoad, zeroed and reused by the next
 
+	hist      *runHistory // rank 0's metrics history, opened by Run (history.go); nil without one
+	histTried bool        // Run has opened it, or failed to
+
 	configJSON json.RawMessage
 	lineage    []config.Change // the loaded checkpoint's lineage and what this config changed
 	configHash string

@@ -80,6 +80,7 @@ type Scaler struct {
 	// initial scale of 1 would flush most E5M2 gradients (~1e-6) below 2^-16 to zero.
 	ready   bool
 	amax    float32   // largest |x| quantized since the last Update (NaN if any was NaN)
+	last    float32   // the amax of the step the last Update ended
 	history []float32 // delayed: the last History step amaxes, oldest first
 }
 
@@ -146,7 +147,7 @@ func maxAmax(a, b float32) float32 {
 func (s *Scaler) update() {
 	cfg := &s.owner.cfg
 	a := s.amax
-	s.amax = 0
+	s.amax, s.last = 0, a
 	if cfg.Recipe != Delayed {
 		return
 	}
@@ -246,6 +247,27 @@ func (s *Scaling) Update() error {
 		sc.update()
 	}
 	return nil
+}
+
+// Summary describes the state after the last Update in three numbers, for a run's
+// metrics history: amax is the largest amax of any tensor in the step that Update ended
+// and, with delayed scaling, in its history (what the next scales come from); scaleMin
+// and scaleMax are the range of the current scales (all 1 with the blockwise recipe,
+// whose scales belong to tiles). All three are NaN when no tensor is registered.
+func (s *Scaling) Summary() (amax, scaleMin, scaleMax float64) {
+	if len(s.scalers) == 0 {
+		return math.NaN(), math.NaN(), math.NaN()
+	}
+	var a float32
+	scaleMin, scaleMax = math.Inf(1), math.Inf(-1)
+	for _, sc := range s.scalers {
+		a = maxAmax(a, sc.last)
+		for _, h := range sc.history {
+			a = maxAmax(a, h)
+		}
+		scaleMin, scaleMax = min(scaleMin, float64(sc.scale)), max(scaleMax, float64(sc.scale))
+	}
+	return float64(a), scaleMin, scaleMax
 }
 
 // ErrNonFinite says that a tensor quantized in this step held Inf or NaN.

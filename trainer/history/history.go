@@ -77,10 +77,15 @@ var Schema = arrow.NewSchema([]arrow.Field{
 
 // Writer appends rows to a history file.
 type Writer struct {
-	f  *os.File
-	w  *ipc.Writer
-	rb *array.RecordBuilder
+	f    *os.File
+	w    *ipc.Writer
+	rb   *array.RecordBuilder
+	last int64 // the step of the last row written
 }
+
+// LastStep is the step of the last row in the file: kept by Open or written by Append;
+// 0 when there is none.
+func (w *Writer) LastStep() int64 { return w.last }
 
 // Open opens dir's history for appending after step: the rows of steps up to step are
 // kept, every later one is dropped (they were trained after the checkpoint the run
@@ -153,6 +158,7 @@ func (w *Writer) Append(r Row) error {
 	if err := w.w.Write(rec); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
+	w.last = r.Step
 	return nil
 }
 
@@ -243,4 +249,34 @@ func appendRows(rows []Row, rec arrow.RecordBatch) []Row {
 		rows = append(rows, r)
 	}
 	return rows
+}
+
+// Diff says how got differs from want in the columns that a run's config, seed and world
+// size decide: every column but Time, StepSeconds and TokensPerS, which measure the
+// machine. NaN (null) equals NaN. It returns "" when they agree row for row: the promise
+// a resumed run's history keeps to an uninterrupted run's (and a run on another number of
+// ranks, where the trainer's losses are bit-identical: see trainer/parallel.go).
+func Diff(got, want []Row) string {
+	if len(got) != len(want) {
+		return fmt.Sprintf("%d rows, want %d", len(got), len(want))
+	}
+	same := func(a, b float64) bool { return a == b || math.IsNaN(a) && math.IsNaN(b) }
+	for i, g := range got {
+		w := want[i]
+		ok := g.Step == w.Step && g.Tokens == w.Tokens && len(g.ExpertLoad) == len(w.ExpertLoad)
+		for _, pair := range [][2]float64{{g.Loss, w.Loss}, {g.Aux, w.Aux}, {g.LR, w.LR}, {g.GradNorm, w.GradNorm},
+			{g.EvalLoss, w.EvalLoss}, {g.EvalBPB, w.EvalBPB}, {g.FP8AmaxMax, w.FP8AmaxMax}, {g.FP8ScaleMin, w.FP8ScaleMin}, {g.FP8ScaleMax, w.FP8ScaleMax}} {
+			ok = ok && same(pair[0], pair[1])
+		}
+		for l := 0; ok && l < len(g.ExpertLoad); l++ {
+			ok = len(g.ExpertLoad[l]) == len(w.ExpertLoad[l])
+			for e := 0; ok && e < len(g.ExpertLoad[l]); e++ {
+				ok = same(g.ExpertLoad[l][e], w.ExpertLoad[l][e])
+			}
+		}
+		if !ok {
+			return fmt.Sprintf("row %d:\n got  %+v\n want %+v", i, g, w)
+		}
+	}
+	return ""
 }
