@@ -81,6 +81,9 @@ type Snapshot struct {
 // in step order.
 func Name(step int64) string { return fmt.Sprintf("step-%08d", step) }
 
+// IsName reports whether name is a checkpoint's name, as Name makes them.
+func IsName(name string) bool { _, ok := parseName(name); return ok }
+
 // parseName returns the step of a checkpoint name, or false if name is not one.
 func parseName(name string) (int64, bool) {
 	s, ok := strings.CutPrefix(name, "step-")

@@ -19,6 +19,9 @@ const maxFP8History = 1 << 16
 // namePattern keeps run names usable as a Temporal workflow ID and as a folder name.
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 
+// ValidName reports whether s may be a run's name (the key name).
+func ValidName(s string) bool { return namePattern.MatchString(s) }
+
 // Validate checks every value and every relation between values. Errors are user errors
 // whose Where is the key path (Load prefixes the file) and whose message says what is
 // allowed.
