@@ -17,7 +17,9 @@ import (
 	"github.com/herdml/herd/internal/s3test"
 	"github.com/herdml/herd/internal/stephook"
 	"github.com/herdml/herd/internal/storage"
+	"github.com/herdml/herd/trainer"
 	"github.com/herdml/herd/trainer/checkpoint"
+	"github.com/herdml/herd/trainer/history"
 	"github.com/herdml/herd/workflows"
 )
 
@@ -36,6 +38,25 @@ func packTiny(t *testing.T, dir string) {
 		}
 		s3test.Upload(t, out, "data/"+set)
 	}
+}
+
+// storedHistory reads the metrics history beside the checkpoints at url, a bucket prefix.
+func storedHistory(t *testing.T, url string) []history.Row {
+	t.Helper()
+	b, err := storage.Open(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.Get(history.FileName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rows, err := history.Decode(r, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
 }
 
 // storedWeights is weights for a checkpoint in a bucket.
@@ -62,9 +83,12 @@ func storedWeights(t *testing.T, url string) string {
 
 // Must-show 1 of issue 20: `herd run` with its shards and checkpoints in a bucket
 // (checkpoints written in the background), killed with SIGKILL after its step-4
-// checkpoint, its working folder and shard cache deleted; `herd resume` in an empty
-// folder finishes the run from the bucket with the final weights of an uninterrupted
-// `herd train` on the local copy of the shards.
+// checkpoint and step 5, its working folder, shard cache and live metrics history
+// deleted; `herd resume` in an empty folder finishes the run from the bucket with the
+// final weights of an uninterrupted `herd train` on the local copy of the shards.
+// Must-show 2 of issue 21: its metrics history, in the bucket, equals that of the
+// uninterrupted run row for row (one segment, so that it evaluates where herd train
+// does), and `herd metrics` finds it by the run's name.
 func TestRunInABucketSurvivesKill9(t *testing.T) {
 	s3test.Start(t)
 	dir := tinyRun(t)
@@ -73,6 +97,7 @@ func TestRunInABucketSurvivesKill9(t *testing.T) {
 	t.Setenv("HERD_HOME", home)
 	t.Setenv(data.CacheEnv, cache)
 	t.Setenv(stephook.HoldsEnv, holds)
+	t.Setenv(trainer.HistoryCacheEnv, filepath.Join(cache, "history"))
 	steps := []string{"--set", "train.steps=6", "--set", "train.checkpoint.every=2"}
 
 	local := append([]string{"train", "run.yaml", "--out", "ref", "--set", "data.train=shards/train", "--set", "data.eval=shards/eval"}, steps...)
@@ -80,8 +105,12 @@ func TestRunInABucketSurvivesKill9(t *testing.T) {
 		t.Fatalf("herd train: status %d\n%s", status, stderr)
 	}
 	want := weights(t, filepath.Join(dir, "ref", "e2e", checkpoint.Name(6)))
+	wantHistory, err := history.Read(filepath.Join(dir, "ref", "e2e", history.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
 
-	release, err := stephook.Hold(holds, "e2e", 4)
+	release, err := stephook.Hold(holds, "e2e", 5)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +120,7 @@ func TestRunInABucketSurvivesKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	runs := s3test.URL("runs")
-	cmd := exec.Command(exe, append([]string{"run", "run.yaml", "--heartbeat-timeout", "3s",
+	cmd := exec.Command(exe, append([]string{"run", "run.yaml", "--heartbeat-timeout", "3s", "--segment-steps", "6",
 		"--set", "data.train=" + s3test.URL("data/train"), "--set", "data.eval=" + s3test.URL("data/eval"),
 		"--set", "train.checkpoint.dir=" + runs, "--set", "train.checkpoint.async=1"}, steps...)...)
 	cmd.Dir = dir
@@ -108,11 +137,11 @@ func TestRunInABucketSurvivesKill9(t *testing.T) {
 	}
 	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
 		name, _, _ := checkpoint.Latest(store)
-		if stephook.Held(holds, "e2e", 4) && name == checkpoint.Name(4) {
+		if stephook.Held(holds, "e2e", 5) && name == checkpoint.Name(4) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("herd run did not commit step 4 to the bucket and reach step 5 (newest %q):\n%s", name, out.String())
+			t.Fatalf("herd run did not commit step 4 to the bucket and train step 5 (newest %q):\n%s", name, out.String())
 		}
 	}
 	if err := cmd.Process.Kill(); err != nil {
@@ -165,6 +194,12 @@ func TestRunInABucketSurvivesKill9(t *testing.T) {
 	}
 	if got := storedWeights(t, runs+"/e2e/"+p.Checkpoint); got != want {
 		t.Errorf("killed, resumed from the bucket: weights %s; uninterrupted on local shards: %s", got, want)
+	}
+	if d := history.Diff(storedHistory(t, runs+"/e2e"), wantHistory); d != "" {
+		t.Errorf("killed, resumed from the bucket: metrics history against the uninterrupted run's: %s", d)
+	}
+	if stdout, stderr, status := herd(t, t.TempDir(), "metrics", "e2e", "--csv"); status != 0 || strings.Count(stdout, "\n") != 7 {
+		t.Errorf("herd metrics of the run by its name: status %d\n%s%s", status, stdout, stderr)
 	}
 
 	// The run's bucket serves eval, export and init.from as its folder would.
