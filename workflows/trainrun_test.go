@@ -17,6 +17,7 @@ import (
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/trainer/checkpoint"
 	"github.com/herdml/herd/trainer/config"
+	"github.com/herdml/herd/trainer/history"
 
 	. "github.com/herdml/herd/workflows"
 	. "github.com/herdml/herd/workflows/client"
@@ -219,13 +220,21 @@ func TestWorkerKilledMidSegment(t *testing.T) {
 // Must-show 2: the whole `herd run` process, embedded server and worker included, is
 // killed mid-segment; `herd resume` in a new process (here, this one) brings the server
 // back on the same SQLite file and finishes with the same weights as `herd train`.
+// Must-show 2 of issue 21: the killed run's metrics history held the steps after its
+// last checkpoint (21 to 25); the resumed run replaced them, and its history, in the
+// folder its progress names, equals that of `herd train` row for row.
 func TestRunProcessKilled(t *testing.T) {
 	direct := microConfig(t, "direct")
 	trainDirect(t, direct)
 	want := fingerprint(t, direct)
+	wantHistory := runHistory(t, filepath.Join(direct.Train.Checkpoint.Dir, direct.Name))
 
 	cfg, in := oneSegment(t, "whole")
 	state := killRunMidSegment(t, in)
+	dir := filepath.Join(cfg.Train.Checkpoint.Dir, cfg.Name)
+	if rows := runHistory(t, dir); len(rows) != midSegment {
+		t.Fatalf("killed at step %d: the history holds %d rows", midSegment, len(rows))
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
@@ -239,6 +248,22 @@ func TestRunProcessKilled(t *testing.T) {
 	if got := fingerprint(t, cfg); got != want {
 		t.Errorf("killed and resumed: %s\nherd train:         %s", got, want)
 	}
+	if p.Dir != dir {
+		t.Errorf("progress names folder %q, the run's checkpoints are in %q", p.Dir, dir)
+	}
+	if d := history.Diff(runHistory(t, p.Dir), wantHistory); d != "" {
+		t.Errorf("killed and resumed, metrics history against herd train's: %s", d)
+	}
+}
+
+// runHistory reads the metrics history of the run folder dir.
+func runHistory(t *testing.T, dir string) []history.Row {
+	t.Helper()
+	rows, err := history.Read(filepath.Join(dir, history.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
 }
 
 // killRunMidSegment runs `herd run` of in (a oneSegment run) in a helper process on a
