@@ -126,7 +126,7 @@ func (h *runHistory) download() error {
 	return os.WriteFile(p, b, 0o644)
 }
 
-// append writes st's row: the step's cumulative tokens over all ranks, its wall time d
+// appendHistory writes st's row: the step's cumulative tokens over all ranks, its wall time d
 // (the step alone, not its evaluation or checkpoint), the evaluation that ran after it,
 // and the FP8 scaling state it left. A failed write warns and ends the history.
 func (tr *Trainer) appendHistory(st Stats, d time.Duration) {

@@ -112,6 +112,7 @@ func testAsyncExactResume(t *testing.T, dir string) {
 // An upload that fails in the background fails the run, naming the checkpoint.
 func TestBucketUploadErrorFailsTheRun(t *testing.T) {
 	srv := s3test.Start(t)
+	t.Setenv(HistoryCacheEnv, t.TempDir())
 	tr := newTrainer(t, microConfig(t, "train.checkpoint.every=1", "train.checkpoint.async=1",
 		"train.checkpoint.dir="+s3test.URL("runs")), Options{})
 	defer tr.Close()
