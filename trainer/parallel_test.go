@@ -14,6 +14,7 @@ import (
 	"github.com/herdml/herd/trainer/checkpoint"
 	"github.com/herdml/herd/trainer/collective"
 	"github.com/herdml/herd/trainer/config"
+	"github.com/herdml/herd/trainer/history"
 )
 
 // dpConfig is the micro config with 4 micro-batch units of 2 sequences per step, so that
@@ -143,7 +144,8 @@ func TestDataParallelOddUnitsTracksOneRank(t *testing.T) {
 }
 
 // The orchestrator's path: each rank is its own Trainer joined by Options.Group, as on
-// separate hosts. Rank 0 alone writes the checkpoint, the one a single rank writes.
+// separate hosts. Rank 0 alone writes the checkpoint, the one a single rank writes, and
+// the metrics history, a single rank's too.
 func TestRanksJoinedByAGroup(t *testing.T) {
 	const steps = 6
 	one := trainDP(t, dpConfig(t, 1, steps), "", 0)
@@ -162,6 +164,9 @@ func TestRanksJoinedByAGroup(t *testing.T) {
 	}
 	if a, b := weights(t, ckpt[0]), weights(t, one.ckpt); a != b {
 		t.Fatalf("2 ranks joined by a group: checkpoint %s, one rank %s", a, b)
+	}
+	if d := history.Diff(storedHistory(t, filepath.Dir(ckpt[0])), storedHistory(t, filepath.Dir(one.ckpt))); d != "" {
+		t.Errorf("2 ranks joined by a group: history against one rank's: %s", d)
 	}
 }
 
