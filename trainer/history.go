@@ -22,7 +22,7 @@ import (
 //
 // In a checkpoint folder the history is the folder's history.arrows, appended in place.
 // An object in a bucket cannot be appended to, so a run whose checkpoints are in a bucket
-// keeps the live file in a local folder, HistoryCacheDir, and uploads the whole file (it
+// keeps the live file in a local folder (historyCacheDir), and uploads the whole file (it
 // is small beside a checkpoint: about 1.3 KB a step) to the bucket's history.arrows before each
 // checkpoint commits; a resume starts from the bucket's copy. Either way the history
 // always reaches at least the newest committed checkpoint, and resuming truncates it to
@@ -39,10 +39,10 @@ import (
 // ~/.cache on Linux).
 const HistoryCacheEnv = "HERD_HISTORY_CACHE"
 
-// HistoryCacheDir is the local folder of the live history of the run whose checkpoints
+// historyCacheDir is the local folder of the live history of the run whose checkpoints
 // are at url (s3://bucket/prefix/run): <cache>/<bucket>/<prefix>/run, as the shard cache
 // lays out its copies (data.CacheEnv).
-func HistoryCacheDir(url string) (string, error) {
+func historyCacheDir(url string) (string, error) {
 	root := os.Getenv(HistoryCacheEnv)
 	if root == "" {
 		d, err := os.UserCacheDir()
@@ -60,7 +60,6 @@ type runHistory struct {
 	local  string          // the folder holding the live file
 	bucket *storage.Bucket // where it is uploaded at each checkpoint; nil for a folder
 	tokens int64           // tokens of one optimizer step, all ranks
-	warn   func(string)    // Options.Warn
 }
 
 // openHistory opens the run's history on rank 0 of a trainer that trains, keeping the
@@ -71,17 +70,14 @@ func (tr *Trainer) openHistory() {
 		return
 	}
 	tr.histTried = true
-	h := &runHistory{
-		tokens: int64(tr.Cfg.Train.GlobalBatch) * int64(tr.Cfg.Model.SeqLen),
-		warn:   tr.warn,
-	}
+	h := &runHistory{tokens: int64(tr.Cfg.Train.GlobalBatch) * int64(tr.Cfg.Model.SeqLen)}
 	var err error
 	switch s := tr.store.(type) {
 	case checkpoint.Dir:
 		h.local = s.Root
 	case checkpoint.Objects:
 		h.bucket = s.B
-		if h.local, err = HistoryCacheDir(s.String()); err == nil {
+		if h.local, err = historyCacheDir(s.String()); err == nil {
 			err = h.download()
 		}
 	default:
@@ -151,15 +147,16 @@ func (tr *Trainer) appendHistory(st Stats, d time.Duration) {
 		r.FP8AmaxMax, r.FP8ScaleMin, r.FP8ScaleMax = tr.fp8.Summary()
 	}
 	if err := h.w.Append(r); err != nil {
-		h.stop(fmt.Sprintf("the metrics history stops at step %d: %v", st.Step-1, err))
+		tr.stopHistory(fmt.Sprintf("the metrics history stops at step %d: %v", st.Step-1, err))
 	}
 }
 
-// stop closes the writer after a failure and says so; the run goes on without history.
-func (h *runHistory) stop(msg string) {
-	_ = h.w.Close()
-	h.w = nil
-	h.warn(msg)
+// stopHistory closes the writer after a failure and says so; the run goes on without
+// history.
+func (tr *Trainer) stopHistory(msg string) {
+	_ = tr.hist.w.Close()
+	tr.hist.w = nil
+	tr.warn(msg)
 }
 
 // historyUpload is the live file's content to upload before a checkpoint of a run in a
@@ -171,7 +168,7 @@ func (tr *Trainer) historyUpload() []byte {
 	}
 	b, err := os.ReadFile(filepath.Join(h.local, history.FileName))
 	if err != nil {
-		h.stop(fmt.Sprintf("the metrics history stops at step %d: %v", tr.step, err))
+		tr.stopHistory(fmt.Sprintf("the metrics history stops at step %d: %v", tr.step, err))
 		return nil
 	}
 	return b
@@ -190,10 +187,11 @@ func putHistory(store checkpoint.Storage, b []byte) error {
 }
 
 // closeHistory closes the history; the live copy of a bucket's run is removed, as the
-// bucket holds it up to the last checkpoint.
+// bucket holds it up to the last checkpoint. The next Run opens it again, truncated to
+// the step the trainer is then at: Resume closes it so, having loaded a checkpoint.
 func (tr *Trainer) closeHistory() error {
 	h := tr.hist
-	tr.hist = nil
+	tr.hist, tr.histTried = nil, false
 	if h == nil || h.w == nil {
 		return nil
 	}

@@ -20,7 +20,7 @@ import (
 // train.eval.every steps and at untilStep, and calls Options.BeforeStep before and
 // Options.Progress after each step. On rank 0 it appends each step's row to the run's
 // metrics history after the step's evaluation and before its checkpoint (history.go),
-// having opened the history, truncated to the step the trainer is at, the first time. It stops between steps when ctx is done, returning
+// having opened the history, truncated to the step the trainer is at, if it was not open. It stops between steps when ctx is done, returning
 // ctx's error; the last committed checkpoint is then where a later Resume continues (the
 // caller may Save first). A rank of a group spanning processes stops when any rank's ctx
 // is done, all after the same step, returning context.Canceled (see interrupted). It
@@ -203,7 +203,11 @@ func (tr *Trainer) Resume(path string) (string, error) {
 			return "", err
 		}
 	}
-	return name, tr.loadAll(store, name)
+	if err := tr.loadAll(store, name); err != nil {
+		return name, err
+	}
+	// The history follows the checkpoint: the next Run reopens it at this step.
+	return name, tr.closeHistory()
 }
 
 // load reads checkpoint name into the trainer after checking that it was trained with
