@@ -22,9 +22,9 @@ import (
 //
 // In a checkpoint folder the history is the folder's history.arrows, appended in place.
 // An object in a bucket cannot be appended to, so a run whose checkpoints are in a bucket
-// keeps the live file in a local folder (historyCacheDir), and uploads the whole file (it
-// is small beside a checkpoint: about 1.3 KB a step) to the bucket's history.arrows before each
-// checkpoint commits; a resume starts from the bucket's copy. Either way the history
+// keeps the live file in a local folder (historyCacheDir), and uploads the whole file
+// (small beside a checkpoint: about 1.3 KB a step) to the bucket's history.arrows before
+// each checkpoint commits; a resume starts from the bucket's copy. Either way the history
 // always reaches at least the newest committed checkpoint, and resuming truncates it to
 // that checkpoint's step (history.Open), so that a resumed run's history equals an
 // uninterrupted run's.
@@ -122,9 +122,9 @@ func (h *runHistory) download() error {
 	return os.WriteFile(p, b, 0o644)
 }
 
-// appendHistory writes st's row: the step's cumulative tokens over all ranks, its wall time d
-// (the step alone, not its evaluation or checkpoint), the evaluation that ran after it,
-// and the FP8 scaling state it left. A failed write warns and ends the history.
+// appendHistory writes st's row: the step's cumulative tokens over all ranks, its wall
+// time d (the step alone, not its evaluation or checkpoint), the evaluation that ran
+// after it, and the FP8 scaling state it left. A failed write warns and ends the history.
 func (tr *Trainer) appendHistory(st Stats, d time.Duration) {
 	h := tr.hist
 	if h == nil || h.w == nil {
