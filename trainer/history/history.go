@@ -110,8 +110,13 @@ func Open(dir string, step int64) (*Writer, error) {
 		return nil, fmt.Errorf("history: %w", err)
 	}
 	w := &Writer{f: f, w: ipc.NewWriter(f, ipc.WithSchema(Schema)), rb: array.NewRecordBuilder(memory.DefaultAllocator, Schema)}
+	// The kept rows go in one record batch: a batch per step costs about 1.3 KB of
+	// message header and padding, so rewriting compacts what earlier appends wrote.
 	for _, r := range kept {
-		if err := w.Append(r); err != nil {
+		w.add(r)
+	}
+	if len(kept) > 0 {
+		if err := w.flush(); err != nil {
 			w.abort()
 			return nil, err
 		}
@@ -130,6 +135,12 @@ func Open(dir string, step int64) (*Writer, error) {
 // Append writes one row as its own record batch, so that it is in the file when Append
 // returns.
 func (w *Writer) Append(r Row) error {
+	w.add(r)
+	return w.flush()
+}
+
+// add puts r in the record batch being built.
+func (w *Writer) add(r Row) {
 	b := w.rb
 	b.Field(0).(*array.Int64Builder).Append(r.Step)
 	b.Field(1).(*array.Int64Builder).Append(r.Tokens)
@@ -153,12 +164,16 @@ func (w *Writer) Append(r Row) error {
 	for i, v := range []float64{r.FP8AmaxMax, r.FP8ScaleMin, r.FP8ScaleMax} {
 		appendOptional(b.Field(12+i).(*array.Float64Builder), v)
 	}
-	rec := b.NewRecordBatch()
+	w.last = r.Step
+}
+
+// flush writes the rows added since the last flush as one record batch.
+func (w *Writer) flush() error {
+	rec := w.rb.NewRecordBatch()
 	defer rec.Release()
 	if err := w.w.Write(rec); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
-	w.last = r.Step
 	return nil
 }
 

@@ -111,3 +111,38 @@ func TestReadRefusesAnotherFile(t *testing.T) {
 		t.Fatalf("missing file: %v, want not-exist", err)
 	}
 }
+
+// Open rewrites the kept rows as one record batch: a history reopened at every segment
+// does not keep the per-step message overhead of its appends.
+func TestOpenCompacts(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s := int64(1); s <= 50; s++ {
+		if err := w.Append(row(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, FileName)
+	appended, _ := os.Stat(path)
+	if w, err = Open(dir, 50); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	compacted, _ := os.Stat(path)
+	t.Logf("50 rows: %d bytes appended one by one, %d after Open", appended.Size(), compacted.Size())
+	if compacted.Size()*4 > appended.Size() {
+		t.Errorf("50 rows: %d bytes appended, %d after Open: not compacted", appended.Size(), compacted.Size())
+	}
+	got, err := Read(path)
+	if err != nil || len(got) != 50 {
+		t.Fatalf("after Open: %d rows, %v", len(got), err)
+	}
+}
