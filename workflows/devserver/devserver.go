@@ -12,7 +12,8 @@
 //
 // It listens on loopback unless told otherwise, and then only its frontend leaves
 // loopback, served over mutual TLS (Options.TLS) or, where the caller accepts that anyone
-// who reaches it controls every run, without (Options.Insecure).
+// who reaches it controls every run, without (Options.Insecure). Beside it, on request,
+// it serves the Temporal Web UI (Options.UI; see ui.go).
 package devserver
 
 import (
@@ -32,6 +33,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	uiserver "github.com/temporalio/ui-server/v2/server"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/server/common/cluster"
 	"go.temporal.io/server/common/config"
@@ -76,6 +78,7 @@ type Options struct {
 	// certificates the server has no authentication: whoever reaches the frontend can
 	// start, read, signal and terminate every workflow, so Start refuses such an IP unless
 	// TLS with a ClientCAFile authenticates every client or the caller says it knows.
+	// The same goes for a UI address other than loopback, which nothing authenticates.
 	Insecure  bool
 	TLS       TLS    // the frontend's TLS; the zero value serves plain gRPC
 	Port      int    // frontend gRPC port; 0 picks a free port
@@ -88,6 +91,11 @@ type Options struct {
 	InMemory bool
 	// LogLevel of the server log file: debug | info | warn | error; default warn.
 	LogLevel string
+	// UI is the IP:PORT the Temporal Web UI listens on (port 0: a free one); empty serves
+	// none. A port in use is a user error unless UIAnyPort, which takes a free port on the
+	// same IP instead (for a default address that another UI may hold).
+	UI        string
+	UIAnyPort bool
 }
 
 // TLS is the frontend's TLS: its certificate, and the CA its clients' certificates must
@@ -132,11 +140,13 @@ var Tuning = map[string]any{
 
 // Server is a running embedded Temporal server.
 type Server struct {
-	srv  temporal.Server
-	addr string
-	ns   string
-	lock *os.File
-	dir  string
+	srv    temporal.Server
+	addr   string
+	ns     string
+	lock   *os.File
+	dir    string
+	ui     *uiserver.Server // the Temporal Web UI, if served
+	uiAddr string
 }
 
 // BusyError says another process already serves the state directory; Addr is its frontend,
@@ -171,6 +181,11 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.UI != "" {
+		if _, err := uiAddr(opts.UI, opts.Insecure, opts.UIAnyPort); err != nil {
+			return nil, err
+		}
+	}
 	if err := os.MkdirAll(opts.StateDir, 0o755); err != nil {
 		return nil, usererr.New(opts.StateDir, "cannot create the state dir: %v; pass --state-dir or set HERD_HOME to a writable folder", err)
 	}
@@ -184,6 +199,17 @@ func Start(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.lock = lock
+	if opts.UI != "" {
+		// Checked again now that the Temporal server has started: the port may have been
+		// taken meanwhile, and the UI server exits the process where it cannot listen.
+		if s.uiAddr, err = uiAddr(opts.UI, opts.Insecure, opts.UIAnyPort); err == nil {
+			s.ui, err = startUI(s.uiAddr, s.addr, s.ns, rootTLS.SystemWorker)
+		}
+		if err != nil {
+			s.Stop()
+			return nil, err
+		}
+	}
 	if err := os.WriteFile(filepath.Join(opts.StateDir, addrFile), []byte(s.addr+"\n"), 0o644); err != nil {
 		s.Stop()
 		return nil, fmt.Errorf("devserver: %w", err)
@@ -312,6 +338,9 @@ func (s *Server) Namespace() string { return s.ns }
 
 // Stop stops the server and releases the state directory.
 func (s *Server) Stop() {
+	if s.ui != nil {
+		s.ui.Stop()
+	}
 	_ = s.srv.Stop()
 	_ = os.Remove(filepath.Join(s.dir, addrFile))
 	_ = s.lock.Close()

@@ -1,0 +1,133 @@
+package devserver
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"syscall"
+	"time"
+
+	uiserver "github.com/temporalio/ui-server/v2/server"
+	uiconfig "github.com/temporalio/ui-server/v2/server/config"
+	uioptions "github.com/temporalio/ui-server/v2/server/server_options"
+	"go.temporal.io/server/common/config"
+
+	"github.com/herdml/herd/internal/usererr"
+)
+
+// The Temporal Web UI is served from github.com/temporalio/ui-server/v2, the module (Go
+// server and built assets embedded) that the Temporal CLI serves in
+// `temporal server start-dev`, configured as the CLI configures it. Its version (go.mod)
+// is the one the CLI releases on Temporal server v1.30 embed; later ones need a newer
+// go.temporal.io/api than the server herd embeds builds with.
+//
+// It has no authentication of its own and calls the frontend with the server's own
+// credentials, so whoever reaches it can read, signal and terminate every run: it listens
+// on loopback unless Options.Insecure says the caller accepts that.
+
+// DefaultUI is where the Temporal CLI's dev server serves its UI, and herd's by default.
+const DefaultUI = "127.0.0.1:8233"
+
+// uiStartTimeout bounds the wait for the UI's listener after its server is started.
+const uiStartTimeout = 30 * time.Second
+
+// uiAddr checks addr, an IP:PORT for the UI (port 0: a free one), and returns the address
+// to serve on: a port in use is a user error unless anyPort, which takes a free port on
+// the same IP instead. The UI server exits the process when it cannot bind its port, so a
+// port in use must be found here, before it tries: Start checks twice, before anything
+// starts (for the user error) and again just before the UI binds, which leaves only a
+// port taken in that instant to end the process.
+func uiAddr(addr string, insecure, anyPort bool) (string, error) {
+	where := "--temporal-ui " + addr
+	host, port, err := net.SplitHostPort(addr)
+	p, perr := strconv.Atoi(port)
+	ip := net.ParseIP(host)
+	if err != nil || perr != nil || p < 0 || p > 65535 || ip == nil {
+		return "", usererr.New(where, "not IP:PORT; give one such as %s, or off for no UI", DefaultUI)
+	}
+	if !ip.IsLoopback() && !insecure {
+		return "", usererr.New(where, "not loopback, and the Temporal Web UI has no authentication: anyone who reaches it can read, "+
+			"signal and terminate every run through it; pass --insecure on a network you trust, or use loopback (the default)")
+	}
+	if p != 0 {
+		l, err := net.Listen("tcp", addr)
+		switch {
+		case err == nil:
+			_ = l.Close()
+			return addr, nil
+		case !errors.Is(err, syscall.EADDRINUSE):
+			return "", usererr.New(where, "cannot listen: %v", err)
+		case !anyPort:
+			return "", usererr.New(where, "in use (another Temporal UI, such as `temporal server start-dev`'s?); give another port, or off for no UI")
+		}
+	}
+	ports, err := freePorts(host, 1)
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(host, strconv.Itoa(ports[0])), nil
+}
+
+// startUI serves the Temporal Web UI on addr (checked by uiAddr) against the frontend,
+// and returns once it accepts connections. With TLS on the frontend it presents what the
+// server's own system worker presents (worker) and checks the frontend's certificate as
+// that worker does.
+func startUI(addr, frontend, namespace string, worker config.WorkerTLS) (*uiserver.Server, error) {
+	host, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	conf := &uiconfig.Config{
+		Host:                host,
+		Port:                p,
+		TemporalGRPCAddress: dialable(frontend),
+		DefaultNamespace:    namespace,
+		EnableUI:            true,
+		// Plain HTTP: the CSRF cookie must be sent without TLS, as in the Temporal CLI.
+		CORS:     uiconfig.CORS{CookieInsecure: true},
+		HideLogs: true,
+	}
+	if worker.CertFile != "" {
+		conf.TLS = uiconfig.TLS{
+			CertFile:               worker.CertFile,
+			KeyFile:                worker.KeyFile,
+			CaFile:                 worker.Client.RootCAFiles[0],
+			ServerName:             worker.Client.ServerName,
+			EnableHostVerification: true, // the UI server skips verification unless told
+		}
+	}
+	ui := uiserver.NewServer(uioptions.WithConfigProvider(conf))
+	// Start blocks while it serves; it returns an error only for a config it cannot read,
+	// which this one is not, and exits the process where it cannot listen (see uiAddr).
+	go func() { _ = ui.Start() }()
+	deadline := time.Now().Add(uiStartTimeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = c.Close()
+			return ui, nil
+		}
+		if time.Now().After(deadline) {
+			ui.Stop()
+			return nil, fmt.Errorf("devserver: the Temporal UI on %s does not accept connections: %w", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// dialable is a frontend address that a client on this host can dial: a frontend bound to
+// every interface (0.0.0.0 or ::) is reached over loopback.
+func dialable(frontend string) string {
+	host, port, err := net.SplitHostPort(frontend)
+	if err != nil || !net.ParseIP(host).IsUnspecified() {
+		return frontend
+	}
+	return net.JoinHostPort("127.0.0.1", port)
+}
+
+// UIURL is the Temporal Web UI's address, http://IP:PORT, or "" when none is served.
+func (s *Server) UIURL() string {
+	if s.ui == nil {
+		return ""
+	}
+	return "http://" + s.uiAddr
+}
