@@ -1,0 +1,78 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// `herd server` serves the Temporal Web UI by default and says where; a run submitted to
+// the server is listed through the UI's API. --temporal-ui off serves none.
+func TestServerTemporalUI(t *testing.T) {
+	dir := tinyRun(t)
+	home := filepath.Join(dir, "home")
+	// The default address, or a free port when another UI holds 8233.
+	url := start(t, dir, regexp.MustCompile(`^Temporal UI at (http://127\.0\.0\.1:\d+)$`), "server", "--port", "0", "--state-dir", home)
+	if page := httpGet(t, url+"/"); !strings.Contains(page, "<html") {
+		t.Fatalf("GET %s/ is not the UI's page:\n%.300s", url, page)
+	}
+	if _, stderr, status := herd(t, dir, "run", "run.yaml", "--state-dir", home, "--detach"); status != 0 {
+		t.Fatalf("run --detach: status %d: %s", status, stderr)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var list struct {
+			Executions []struct{ Execution struct{ WorkflowID string } }
+		}
+		body := httpGet(t, url+"/api/v1/namespaces/default/workflows")
+		if err := json.Unmarshal([]byte(body), &list); err != nil {
+			t.Fatalf("workflows through the UI: %v:\n%.300s", err, body)
+		}
+		if len(list.Executions) == 1 && list.Executions[0].Execution.WorkflowID == "e2e" {
+			break
+		}
+		if len(list.Executions) > 0 || time.Now().After(deadline) {
+			t.Fatalf("the UI lists %s, want the run e2e alone", body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	first := start(t, dir, regexp.MustCompile(`^((Temporal UI at|workers:) .*)$`), "server", "--port", "0", "--state-dir", filepath.Join(dir, "home2"), "--temporal-ui", "off")
+	if !strings.HasPrefix(first, "workers:") {
+		t.Errorf("with --temporal-ui off herd server printed %q", first)
+	}
+}
+
+// A --temporal-ui beyond loopback is refused without --insecure, and one that is not
+// IP:PORT always: a user error before anything starts.
+func TestServerTemporalUIRefused(t *testing.T) {
+	for _, c := range []struct{ ui, want string }{
+		{"0.0.0.0:8233", "--insecure"},
+		{"localhost:8233", "not IP:PORT"},
+	} {
+		stdout, stderr, status := herd(t, t.TempDir(), "server", "--state-dir", t.TempDir(), "--temporal-ui", c.ui)
+		wantUserError(t, stdout, stderr, status, "--temporal-ui "+c.ui, c.want)
+	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s:\n%.300s", url, resp.Status, b)
+	}
+	return string(b)
+}
