@@ -23,7 +23,7 @@ func newServerCmd() *cobra.Command {
 			"--temporal ADDR`, or any Temporal client) connect to it. Ctrl-C stops it.",
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			ui.apply(&opts)
+			opts.UI, opts.UIAnyPort = ui.value()
 			s, err := devserver.Start(opts)
 			if err != nil {
 				return err

@@ -17,17 +17,18 @@ type temporalUIFlag struct {
 
 func (f *temporalUIFlag) register(c *cobra.Command) {
 	f.cmd = c
-	c.Flags().StringVar(&f.addr, "temporal-ui", devserver.DefaultUI, "IP:PORT of the Temporal Web UI beside the embedded server (a free port if the default is taken; off for none; "+
-		"beyond loopback needs --insecure: the UI has no authentication)")
+	c.Flags().StringVar(&f.addr, "temporal-ui", devserver.DefaultUI, "IP:PORT of the Temporal Web UI beside the embedded server this process starts (a free port if the default is taken; "+
+		"off for none; beyond loopback only with herd server --insecure: the UI has no authentication)")
 }
 
-// apply sets o's UI: none for off; the default address moves to a free port when another
-// UI (`temporal server start-dev`'s, another herd's) holds it, an address given does not.
-func (f *temporalUIFlag) apply(o *devserver.Options) {
-	o.UI, o.UIAnyPort = f.addr, !f.cmd.Flags().Changed("temporal-ui")
-	if f.addr == "off" {
-		o.UI = ""
+// value is the UI's address, "" for off or where the command has no such flag, and
+// whether it may move to a free port: the default does when another UI
+// (`temporal server start-dev`'s, another herd's) holds it, an address given does not.
+func (f *temporalUIFlag) value() (addr string, anyPort bool) {
+	if f.cmd == nil || f.addr == "off" {
+		return "", false
 	}
+	return f.addr, !f.cmd.Flags().Changed("temporal-ui")
 }
 
 // loopback reports whether addr, an IP:PORT, is on loopback.

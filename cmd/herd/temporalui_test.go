@@ -24,28 +24,52 @@ func TestServerTemporalUI(t *testing.T) {
 	if _, stderr, status := herd(t, dir, "run", "run.yaml", "--state-dir", home, "--detach"); status != 0 {
 		t.Fatalf("run --detach: status %d: %s", status, stderr)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		var list struct {
-			Executions []struct{ Execution struct{ WorkflowID string } }
-		}
-		body := httpGet(t, url+"/api/v1/namespaces/default/workflows")
-		if err := json.Unmarshal([]byte(body), &list); err != nil {
-			t.Fatalf("workflows through the UI: %v:\n%.300s", err, body)
-		}
-		if len(list.Executions) == 1 && list.Executions[0].Execution.WorkflowID == "e2e" {
-			break
-		}
-		if len(list.Executions) > 0 || time.Now().After(deadline) {
-			t.Fatalf("the UI lists %s, want the run e2e alone", body)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitListed(t, url, "e2e")
 
 	first := start(t, dir, regexp.MustCompile(`^((Temporal UI at|workers:) .*)$`), "server", "--port", "0", "--state-dir", filepath.Join(dir, "home2"), "--temporal-ui", "off")
 	if !strings.HasPrefix(first, "workers:") {
 		t.Errorf("with --temporal-ui off herd server printed %q", first)
 	}
+}
+
+// `herd run` on the embedded server serves the Temporal Web UI beside it, says where,
+// and the UI lists the run while it trains (held at step 1 until the UI has listed it).
+func TestRunTemporalUI(t *testing.T) {
+	dir := tinyRun(t)
+	release, _ := holdAt(t, 1)
+	s := startHerd(t, dir, "run", "run.yaml", "--state-dir", filepath.Join(dir, "home"))
+	re := regexp.MustCompile(`(?m)^Temporal UI at (http://127\.0\.0\.1:\d+)$`)
+	s.waitFor(t, "the Temporal UI's address", func() bool { return re.MatchString(s.stderr.String()) })
+	waitListed(t, re.FindStringSubmatch(s.stderr.String())[1], "e2e")
+	release()
+	select {
+	case err := <-s.exited:
+		s.exited <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("herd run: %v\n%s", err, s.stderr.String())
+		}
+	case <-time.After(5 * time.Minute): // a bound on a hang
+		t.Fatalf("herd run still running after its hold was released:\n%s", s.stderr.String())
+	}
+}
+
+// waitListed waits until the UI at url lists the workflow id alone, through its API.
+func waitListed(t *testing.T, url, id string) {
+	t.Helper()
+	var body string
+	waitUntil(t, "the UI listing "+id, func() bool {
+		var list struct {
+			Executions []struct{ Execution struct{ WorkflowID string } }
+		}
+		body = httpGet(t, url+"/api/v1/namespaces/default/workflows")
+		if err := json.Unmarshal([]byte(body), &list); err != nil {
+			t.Fatalf("workflows through the UI: %v:\n%.300s", err, body)
+		}
+		if len(list.Executions) > 1 || len(list.Executions) == 1 && list.Executions[0].Execution.WorkflowID != id {
+			t.Fatalf("the UI lists %s, want %s alone", body, id)
+		}
+		return len(list.Executions) == 1
+	})
 }
 
 // A --temporal-ui beyond loopback is refused without --insecure, and one that is not

@@ -48,7 +48,7 @@ func uiAddr(addr string, insecure, anyPort bool) (string, error) {
 	}
 	if !ip.IsLoopback() && !insecure {
 		return "", usererr.New(where, "not loopback, and the Temporal Web UI has no authentication: anyone who reaches it can read, "+
-			"signal and terminate every run through it; pass --insecure on a network you trust, or use loopback (the default)")
+			"signal and terminate every run through it; use loopback (the default), or `herd server --insecure` on a network you trust")
 	}
 	if p != 0 {
 		l, err := net.Listen("tcp", addr)
