@@ -22,6 +22,7 @@ import (
 	"github.com/herdml/herd/trainer/config"
 	"github.com/herdml/herd/workflows"
 	"github.com/herdml/herd/workflows/client"
+	"github.com/herdml/herd/workflows/temporalui"
 )
 
 func newRunCmd() *cobra.Command {
@@ -72,6 +73,9 @@ func newRunCmd() *cobra.Command {
 			if tf.target().Embedded() {
 				if detach {
 					return detachNeedsServer()
+				}
+				if err := tf.ui.check(false); err != nil {
+					return err
 				}
 				// The embedded worker trains every rank in this process: refuse now what
 				// would not fit, rather than submit a run that fails.
@@ -132,7 +136,7 @@ func newRunCmd() *cobra.Command {
 	f.register(c)
 	steps.register(c)
 	tf.register(c)
-	tf.ui.register(c)
+	tf.ui.register(c, temporalui.Default)
 	mf.register(c)
 	c.Flags().BoolVar(&detach, "detach", false, "return once submitted instead of following (needs --temporal or a running herd server)")
 	c.Flags().Int64Var(&segment, "segment-steps", 0, "steps per TrainSegment activity (default train.checkpoint.every)")

@@ -23,7 +23,7 @@ import (
 type temporalFlags struct {
 	addr, namespace, queue, stateDir string
 	auth                             authFlags
-	ui                               temporalUIFlag // registered by commands that may serve the embedded server
+	ui                               temporalUIFlag // registered and checked by commands that may serve the embedded server
 }
 
 func (f *temporalFlags) register(c *cobra.Command) {
@@ -46,9 +46,7 @@ func (f *temporalFlags) command(verb, name string) string {
 
 // target is the server the flags name.
 func (f *temporalFlags) target() client.Target {
-	t := client.Target{Addr: f.addr, Namespace: f.namespace, Queue: f.queue, StateDir: f.stateDir, Auth: f.auth.auth()}
-	t.UI, t.UIAnyPort = f.ui.value()
-	return t
+	return client.Target{Addr: f.addr, Namespace: f.namespace, Queue: f.queue, StateDir: f.stateDir, Auth: f.auth.auth(), UI: f.ui.start}
 }
 
 // training is how this process trains when a command that trains (run, resume, sweep)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/herdml/herd/workflows/client"
 	"github.com/herdml/herd/workflows/devserver"
+	"github.com/herdml/herd/workflows/temporalui"
 )
 
 func newServerCmd() *cobra.Command {
@@ -23,7 +24,10 @@ func newServerCmd() *cobra.Command {
 			"--temporal ADDR`, or any Temporal client) connect to it. Ctrl-C stops it.",
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			opts.UI, opts.UIAnyPort = ui.value()
+			if err := ui.check(opts.Insecure); err != nil {
+				return err
+			}
+			opts.UI = ui.start
 			s, err := devserver.Start(opts)
 			if err != nil {
 				return err
@@ -42,7 +46,7 @@ func newServerCmd() *cobra.Command {
 			}
 			if u := s.UIURL(); u != "" {
 				fmt.Fprintf(out, "Temporal UI at %s\n", u)
-				if !loopback(opts.UI) {
+				if !loopback(ui.addr) {
 					fmt.Fprintf(c.ErrOrStderr(), "herd: warning: the Temporal UI at %s has no authentication: anyone who reaches it controls every run\n", u)
 				}
 			}
@@ -62,7 +66,7 @@ func newServerCmd() *cobra.Command {
 	c.Flags().StringVar(&opts.TLS.ClientCAFile, "tls-ca", "", "PEM CA that clients' certificates must chain to: mutual TLS")
 	c.Flags().StringVar(&opts.Namespace, "namespace", "default", "namespace registered on first start")
 	c.Flags().StringVar(&opts.LogLevel, "log-level", "warn", "server log level in server.log: debug, info, warn, error")
-	ui.register(c)
+	ui.register(c, temporalui.Default)
 	c.Flags().BoolVar(&opts.Untuned, "untuned", false, "keep Temporal's default dynamic config (slower dispatch; for comparison)")
 	return c
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/herdml/herd/workflows/client"
 	"github.com/herdml/herd/workflows/results"
 	"github.com/herdml/herd/workflows/sweep"
+	"github.com/herdml/herd/workflows/temporalui"
 )
 
 func newSweepCmd() *cobra.Command {
@@ -55,6 +56,11 @@ func newSweepCmd() *cobra.Command {
 			in.ElasticWait = wait
 			if in.Retry, err = retry.retry(); err != nil {
 				return err
+			}
+			if tf.target().Embedded() {
+				if err := tf.ui.check(false); err != nil {
+					return err
+				}
 			}
 			if out == "" {
 				out = storage.Join(s.Base.Train.Checkpoint.Dir, s.Name)
@@ -111,7 +117,7 @@ func newSweepCmd() *cobra.Command {
 		},
 	}
 	tf.register(c)
-	tf.ui.register(c)
+	tf.ui.register(c, temporalui.Default)
 	mf.register(c)
 	retry.register(c)
 	c.Flags().BoolVar(&jsonOut, "json", false, "print the sweep's final state as JSON on stdout")

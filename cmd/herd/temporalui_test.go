@@ -3,7 +3,9 @@ package main
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -32,15 +34,25 @@ func TestServerTemporalUI(t *testing.T) {
 	}
 }
 
-// `herd run` on the embedded server serves the Temporal Web UI beside it, says where,
-// and the UI lists the run while it trains (held at step 1 until the UI has listed it).
+// `herd run --temporal-ui ADDR` on the embedded server serves the Temporal Web UI there,
+// says where, and the UI lists the run while it trains (held at step 1 until the UI has
+// listed it).
 func TestRunTemporalUI(t *testing.T) {
 	dir := tinyRun(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
 	release, _ := holdAt(t, 1)
-	s := startHerd(t, dir, "run", "run.yaml", "--state-dir", filepath.Join(dir, "home"))
-	re := regexp.MustCompile(`(?m)^Temporal UI at (http://127\.0\.0\.1:\d+)$`)
+	s := startHerd(t, dir, "run", "run.yaml", "--state-dir", filepath.Join(dir, "home"), "--temporal-ui", addr)
+	re := regexp.MustCompile(`(?m)^Temporal UI at (http://\S+)$`)
 	s.waitFor(t, "the Temporal UI's address", func() bool { return re.MatchString(s.stderr.String()) })
-	waitListed(t, re.FindStringSubmatch(s.stderr.String())[1], "e2e")
+	if url := re.FindStringSubmatch(s.stderr.String())[1]; url != "http://"+addr {
+		t.Fatalf("herd run --temporal-ui %s serves it at %s", addr, url)
+	}
+	waitListed(t, "http://"+addr, "e2e")
 	release()
 	select {
 	case err := <-s.exited:
@@ -72,15 +84,25 @@ func waitListed(t *testing.T, url, id string) {
 	})
 }
 
-// A --temporal-ui beyond loopback is refused without --insecure, and one that is not
-// IP:PORT always: a user error before anything starts.
+// A --temporal-ui beyond loopback is refused without --insecure (which herd run has not),
+// and one that is not IP:PORT always: a user error before anything starts, the state dir
+// not even created.
 func TestServerTemporalUIRefused(t *testing.T) {
-	for _, c := range []struct{ ui, want string }{
-		{"0.0.0.0:8233", "--insecure"},
-		{"localhost:8233", "not IP:PORT"},
+	dir := tinyRun(t)
+	for _, c := range []struct {
+		args     []string
+		ui, want string
+	}{
+		{[]string{"server"}, "0.0.0.0:8233", "--insecure"},
+		{[]string{"server"}, "localhost:8233", "not IP:PORT"},
+		{[]string{"run", "run.yaml"}, "0.0.0.0:8233", "--insecure"},
 	} {
-		stdout, stderr, status := herd(t, t.TempDir(), "server", "--state-dir", t.TempDir(), "--temporal-ui", c.ui)
+		home := filepath.Join(t.TempDir(), "home")
+		stdout, stderr, status := herd(t, dir, append(c.args, "--state-dir", home, "--temporal-ui", c.ui)...)
 		wantUserError(t, stdout, stderr, status, "--temporal-ui "+c.ui, c.want)
+		if _, err := os.Stat(home); !os.IsNotExist(err) {
+			t.Errorf("herd %s --temporal-ui %s: the state dir was created (%v)", c.args[0], c.ui, err)
+		}
 	}
 }
 

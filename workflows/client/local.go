@@ -46,10 +46,9 @@ type Target struct {
 	Queue     string // task queue of the workflows and their workers
 	StateDir  string // the embedded server's state (see StateDir)
 	Auth      Auth   // certificates or API key of a secured server, Addr's or the state dir's
-	// UI is where the embedded server, when this process starts it, serves the Temporal
-	// Web UI (devserver.Options.UI and UIAnyPort); empty serves none.
-	UI        string
-	UIAnyPort bool
+	// UI starts the Temporal Web UI beside the embedded server when this process starts
+	// it (devserver.Options.UI); nil serves none.
+	UI devserver.StartUI
 }
 
 // Embedded reports whether Connect would start the embedded server in this process: no
@@ -95,7 +94,7 @@ func Connect(t Target, acts *workflows.Activities) (*Conn, error) {
 // process (see Connect).
 func (c *Conn) serve(acts *workflows.Activities) error {
 	addr, auth := "", c.Auth
-	srv, err := devserver.Start(devserver.Options{StateDir: c.StateDir, UI: c.UI, UIAnyPort: c.UIAnyPort})
+	srv, err := devserver.Start(devserver.Options{StateDir: c.StateDir, UI: c.UI})
 	var busy *devserver.BusyError
 	switch {
 	case errors.As(err, &busy):

@@ -13,7 +13,7 @@
 // It listens on loopback unless told otherwise, and then only its frontend leaves
 // loopback, served over mutual TLS (Options.TLS) or, where the caller accepts that anyone
 // who reaches it controls every run, without (Options.Insecure). Beside it, on request,
-// it serves the Temporal Web UI (Options.UI; see ui.go).
+// it starts a Temporal Web UI (Options.UI; package temporalui serves one).
 package devserver
 
 import (
@@ -33,7 +33,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	uiserver "github.com/temporalio/ui-server/v2/server"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/server/common/cluster"
 	"go.temporal.io/server/common/config"
@@ -78,7 +77,6 @@ type Options struct {
 	// certificates the server has no authentication: whoever reaches the frontend can
 	// start, read, signal and terminate every workflow, so Start refuses such an IP unless
 	// TLS with a ClientCAFile authenticates every client or the caller says it knows.
-	// The same goes for a UI address other than loopback, which nothing authenticates.
 	Insecure  bool
 	TLS       TLS    // the frontend's TLS; the zero value serves plain gRPC
 	Port      int    // frontend gRPC port; 0 picks a free port
@@ -91,11 +89,21 @@ type Options struct {
 	InMemory bool
 	// LogLevel of the server log file: debug | info | warn | error; default warn.
 	LogLevel string
-	// UI is the IP:PORT the Temporal Web UI listens on (port 0: a free one); empty serves
-	// none. A port in use is a user error unless UIAnyPort, which takes a free port on the
-	// same IP instead (for a default address that another UI may hold).
-	UI        string
-	UIAnyPort bool
+	// UI, if set, starts the Temporal Web UI once the frontend accepts calls; Stop stops
+	// it. A hook rather than the UI itself: the UI's assets are hundreds of megabytes of
+	// every binary that links them, which only the herd binary needs (temporalui.Hook).
+	UI StartUI
+}
+
+// StartUI starts a Temporal Web UI against the frontend (host:port) and namespace of a
+// server just started, presenting, where the frontend has TLS, what the server's own
+// system worker presents; it returns once the UI is served. An error ends Start.
+type StartUI func(frontend, namespace string, worker config.WorkerTLS) (UIServer, error)
+
+// UIServer is a running Temporal Web UI.
+type UIServer interface {
+	URL() string // http://IP:PORT
+	Stop()
 }
 
 // TLS is the frontend's TLS: its certificate, and the CA its clients' certificates must
@@ -140,13 +148,12 @@ var Tuning = map[string]any{
 
 // Server is a running embedded Temporal server.
 type Server struct {
-	srv    temporal.Server
-	addr   string
-	ns     string
-	lock   *os.File
-	dir    string
-	ui     *uiserver.Server // the Temporal Web UI, if served
-	uiAddr string
+	srv  temporal.Server
+	addr string
+	ns   string
+	lock *os.File
+	dir  string
+	ui   UIServer // the Temporal Web UI, if Options.UI started one
 }
 
 // BusyError says another process already serves the state directory; Addr is its frontend,
@@ -181,11 +188,6 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opts.UI != "" {
-		if _, err := uiAddr(opts.UI, opts.Insecure, opts.UIAnyPort); err != nil {
-			return nil, err
-		}
-	}
 	if err := os.MkdirAll(opts.StateDir, 0o755); err != nil {
 		return nil, usererr.New(opts.StateDir, "cannot create the state dir: %v; pass --state-dir or set HERD_HOME to a writable folder", err)
 	}
@@ -199,13 +201,8 @@ func Start(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.lock = lock
-	if opts.UI != "" {
-		// Checked again now that the Temporal server has started: the port may have been
-		// taken meanwhile, and the UI server exits the process where it cannot listen.
-		if s.uiAddr, err = uiAddr(opts.UI, opts.Insecure, opts.UIAnyPort); err == nil {
-			s.ui, err = startUI(s.uiAddr, s.addr, s.ns, rootTLS.SystemWorker)
-		}
-		if err != nil {
+	if opts.UI != nil {
+		if s.ui, err = opts.UI(s.addr, s.ns, rootTLS.SystemWorker); err != nil {
 			s.Stop()
 			return nil, err
 		}
@@ -336,7 +333,15 @@ func (s *Server) Addr() string { return s.addr }
 // Namespace is the namespace registered for herd's workflows.
 func (s *Server) Namespace() string { return s.ns }
 
-// Stop stops the server and releases the state directory.
+// UIURL is the Temporal Web UI's address, http://IP:PORT, or "" when none is served.
+func (s *Server) UIURL() string {
+	if s.ui == nil {
+		return ""
+	}
+	return s.ui.URL()
+}
+
+// Stop stops the UI, the server, and releases the state directory.
 func (s *Server) Stop() {
 	if s.ui != nil {
 		s.ui.Stop()

@@ -1,4 +1,4 @@
-package devserver
+package temporalui
 
 import (
 	"context"
@@ -6,24 +6,26 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
 
 	"github.com/herdml/herd/internal/testpki"
 	"github.com/herdml/herd/internal/usererr"
+	"github.com/herdml/herd/workflows/devserver"
 )
 
-// The Temporal Web UI serves its page, and its API reaches the frontend: a workflow
-// started by a client is listed through the UI server, over plain gRPC and over the
-// mutual TLS of a server that requires client certificates (the UI presents the system
-// worker's).
+// The Temporal Web UI started by the embedded server (Hook) serves its page, and its API
+// reaches the frontend: a workflow started by a client is listed through the UI server,
+// over plain gRPC and over the mutual TLS of a server that requires client certificates
+// (the UI presents the system worker's).
 func TestUI(t *testing.T) {
 	for _, mtls := range []bool{false, true} {
 		name := "plain"
@@ -31,15 +33,15 @@ func TestUI(t *testing.T) {
 			name = "mtls"
 		}
 		t.Run(name, func(t *testing.T) {
-			opts := Options{StateDir: t.TempDir(), UI: "127.0.0.1:0"}
-			copts := client.Options{Namespace: "default", Logger: quiet{}}
+			opts := devserver.Options{StateDir: t.TempDir(), UI: Hook("127.0.0.1:0", false, false)}
+			copts := client.Options{Namespace: "default", Logger: log.NewStructuredLogger(slog.New(slog.DiscardHandler))}
 			if mtls {
 				ca := testpki.New(t, t.TempDir(), "ca")
 				cert, key := ca.Issue(t, "server", "127.0.0.1")
-				opts.TLS = TLS{CertFile: cert, KeyFile: key, ClientCAFile: ca.File}
+				opts.TLS = devserver.TLS{CertFile: cert, KeyFile: key, ClientCAFile: ca.File}
 				copts.ConnectionOptions.TLS = clientTLS(t, ca, cert, key)
 			}
-			s, err := Start(opts)
+			s, err := devserver.Start(opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -96,9 +98,10 @@ func TestUI(t *testing.T) {
 	}
 }
 
-// A UI address is refused before anything starts or is written when it is not IP:PORT,
-// beyond loopback without Insecure, or in use; a default address in use (UIAnyPort)
-// moves to a free port instead.
+// A UI address is refused with a user error naming it when it is not IP:PORT, beyond
+// loopback without insecure, or in use; a default address in use (anyPort) moves to a
+// free port instead. A port taken between that check and the server's start is refused
+// by the hook, which releases the state dir.
 func TestUIRefusals(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -114,23 +117,31 @@ func TestUIRefusals(t *testing.T) {
 		{"[::]:8233", "no authentication"},
 		{taken, "in use"},
 	} {
-		dir := filepath.Join(t.TempDir(), "state")
-		_, err := Start(Options{StateDir: dir, UI: c.ui})
+		_, err := Check(c.ui, false, false)
 		if !usererr.Is(err) || !strings.Contains(err.Error(), "--temporal-ui "+c.ui) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("UI %s: %v, want a user error naming --temporal-ui %s: %s", c.ui, err, c.ui, c.want)
 		}
-		if _, err := os.Stat(dir); !os.IsNotExist(err) {
-			t.Errorf("UI %s: the state dir was created before the address was checked", c.ui)
-		}
 	}
 
-	got, err := uiAddr(taken, false, true)
+	got, err := Check(taken, false, true)
 	if err != nil || got == taken || !strings.HasPrefix(got, "127.0.0.1:") {
-		t.Errorf("UIAnyPort with %s taken: %q, %v; want another port on 127.0.0.1", taken, got, err)
+		t.Errorf("anyPort with %s taken: %q, %v; want another port on 127.0.0.1", taken, got, err)
 	}
-	if got, err := uiAddr("0.0.0.0:0", true, false); err != nil || strings.HasSuffix(got, ":0") {
-		t.Errorf("0.0.0.0:0 with Insecure: %q, %v; want a free port", got, err)
+	if got, err := Check("0.0.0.0:0", true, false); err != nil || strings.HasSuffix(got, ":0") {
+		t.Errorf("0.0.0.0:0 with insecure: %q, %v; want a free port", got, err)
 	}
+
+	dir := t.TempDir()
+	_, err = devserver.Start(devserver.Options{StateDir: dir, UI: Hook(taken, false, false)})
+	if !usererr.Is(err) || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("the server with its UI's port taken: %v, want a user error: in use", err)
+	}
+	// The refusal stopped the server and released the state dir: another starts on it.
+	s, err := devserver.Start(devserver.Options{StateDir: dir})
+	if err != nil {
+		t.Fatalf("the server after its UI's refusal: %v", err)
+	}
+	s.Stop()
 }
 
 func get(t *testing.T, url string) string {
