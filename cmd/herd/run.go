@@ -22,7 +22,6 @@ import (
 	"github.com/herdml/herd/trainer/config"
 	"github.com/herdml/herd/workflows"
 	"github.com/herdml/herd/workflows/client"
-	"github.com/herdml/herd/workflows/temporalui"
 )
 
 func newRunCmd() *cobra.Command {
@@ -136,7 +135,7 @@ func newRunCmd() *cobra.Command {
 	f.register(c)
 	steps.register(c)
 	tf.register(c)
-	tf.ui.register(c, temporalui.Default)
+	tf.ui.register(c, "off")
 	mf.register(c)
 	c.Flags().BoolVar(&detach, "detach", false, "return once submitted instead of following (needs --temporal or a running herd server)")
 	c.Flags().Int64Var(&segment, "segment-steps", 0, "steps per TrainSegment activity (default train.checkpoint.every)")

@@ -16,7 +16,6 @@ import (
 	"github.com/herdml/herd/workflows/client"
 	"github.com/herdml/herd/workflows/results"
 	"github.com/herdml/herd/workflows/sweep"
-	"github.com/herdml/herd/workflows/temporalui"
 )
 
 func newSweepCmd() *cobra.Command {
@@ -117,7 +116,7 @@ func newSweepCmd() *cobra.Command {
 		},
 	}
 	tf.register(c)
-	tf.ui.register(c, temporalui.Default)
+	tf.ui.register(c, "off")
 	mf.register(c)
 	retry.register(c)
 	c.Flags().BoolVar(&jsonOut, "json", false, "print the sweep's final state as JSON on stdout")

@@ -65,6 +65,19 @@ func TestRunTemporalUI(t *testing.T) {
 	}
 }
 
+// `herd run` serves no Temporal Web UI unless given an address: parallel runs would
+// race for its port, and the UI server exits the process that loses.
+func TestRunTemporalUIOffByDefault(t *testing.T) {
+	dir := tinyRun(t)
+	_, stderr, status := herd(t, dir, "run", "run.yaml", "--state-dir", filepath.Join(dir, "home"))
+	if status != 0 {
+		t.Fatalf("herd run: status %d: %s", status, stderr)
+	}
+	if strings.Contains(stderr, "Temporal UI") {
+		t.Errorf("herd run without --temporal-ui serves the Temporal UI:\n%s", stderr)
+	}
+}
+
 // waitListed waits until the UI at url lists the workflow id alone, through its API.
 func waitListed(t *testing.T, url, id string) {
 	t.Helper()

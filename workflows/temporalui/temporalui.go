@@ -57,7 +57,7 @@ func Check(addr string, insecure, anyPort bool) (string, error) {
 	}
 	if !ip.IsLoopback() && !insecure {
 		return "", usererr.New(where, "not loopback, and the Temporal Web UI has no authentication: anyone who reaches it can read, "+
-			"signal and terminate every run through it; use loopback (the default), or `herd server --insecure` on a network you trust")
+			"signal and terminate every run through it; use a loopback address such as %s, or `herd server --insecure` on a network you trust", Default)
 	}
 	if p != 0 {
 		l, err := net.Listen("tcp", addr)
