@@ -73,6 +73,9 @@ func newRunCmd() *cobra.Command {
 				if detach {
 					return detachNeedsServer()
 				}
+				if err := tf.ui.check(false); err != nil {
+					return err
+				}
 				// The embedded worker trains every rank in this process: refuse now what
 				// would not fit, rather than submit a run that fails.
 				if err := run.CheckMemory(run.Parallel.Data, sysmem.Lookup()); err != nil {
@@ -100,6 +103,9 @@ func newRunCmd() *cobra.Command {
 				// Said once the run is submitted: a refused launch prints its error alone.
 				d.intro = fmt.Sprintf("run %s on the embedded Temporal server (%s). Ctrl-C checkpoints and stops; `%s` continues.",
 					run.Name, tf.stateDir, tf.command("resume", run.Name))
+				if u := conn.UIURL(); u != "" {
+					d.intro += "\nTemporal UI at " + u
+				}
 			} else {
 				verb := "started"
 				if attached {
@@ -129,6 +135,7 @@ func newRunCmd() *cobra.Command {
 	f.register(c)
 	steps.register(c)
 	tf.register(c)
+	tf.ui.register(c, "off")
 	mf.register(c)
 	c.Flags().BoolVar(&detach, "detach", false, "return once submitted instead of following (needs --temporal or a running herd server)")
 	c.Flags().Int64Var(&segment, "segment-steps", 0, "steps per TrainSegment activity (default train.checkpoint.every)")

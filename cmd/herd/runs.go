@@ -23,6 +23,7 @@ import (
 type temporalFlags struct {
 	addr, namespace, queue, stateDir string
 	auth                             authFlags
+	ui                               temporalUIFlag // registered and checked by commands that may serve the embedded server
 }
 
 func (f *temporalFlags) register(c *cobra.Command) {
@@ -45,7 +46,7 @@ func (f *temporalFlags) command(verb, name string) string {
 
 // target is the server the flags name.
 func (f *temporalFlags) target() client.Target {
-	return client.Target{Addr: f.addr, Namespace: f.namespace, Queue: f.queue, StateDir: f.stateDir, Auth: f.auth.auth()}
+	return client.Target{Addr: f.addr, Namespace: f.namespace, Queue: f.queue, StateDir: f.stateDir, Auth: f.auth.auth(), UI: f.ui.start}
 }
 
 // training is how this process trains when a command that trains (run, resume, sweep)

@@ -8,10 +8,14 @@ import (
 
 	"github.com/herdml/herd/workflows/client"
 	"github.com/herdml/herd/workflows/devserver"
+	"github.com/herdml/herd/workflows/temporalui"
 )
 
 func newServerCmd() *cobra.Command {
-	var opts devserver.Options
+	var (
+		opts devserver.Options
+		ui   temporalUIFlag
+	)
 	c := &cobra.Command{
 		Use:   "server",
 		Short: "Run herd's embedded Temporal server standalone, for several workers or hosts",
@@ -20,6 +24,10 @@ func newServerCmd() *cobra.Command {
 			"--temporal ADDR`, or any Temporal client) connect to it. Ctrl-C stops it.",
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if err := ui.check(opts.Insecure); err != nil {
+				return err
+			}
+			opts.UI = ui.start
 			s, err := devserver.Start(opts)
 			if err != nil {
 				return err
@@ -36,6 +44,12 @@ func newServerCmd() *cobra.Command {
 			default:
 				fmt.Fprintf(out, "listening on %s: clients need a certificate signed by %s\n", opts.IP, opts.TLS.ClientCAFile)
 			}
+			if u := s.UIURL(); u != "" {
+				fmt.Fprintf(out, "Temporal UI at %s\n", u)
+				if !loopback(ui.addr) {
+					fmt.Fprintf(c.ErrOrStderr(), "herd: warning: the Temporal UI at %s has no authentication: anyone who reaches it controls every run\n", u)
+				}
+			}
 			fmt.Fprintf(out, "workers: herd worker --temporal %s%s\n", s.Addr(), clientTLSHint(opts.TLS))
 			ctx, stop := interruptContext()
 			defer stop()
@@ -45,13 +59,14 @@ func newServerCmd() *cobra.Command {
 	}
 	c.Flags().StringVar(&opts.StateDir, "state-dir", client.StateDir(), "holds temporal.db and server.log (default $HERD_HOME or ~/.herd)")
 	c.Flags().StringVar(&opts.IP, "listen", "127.0.0.1", "IP the frontend listens on (0.0.0.0 for other hosts: needs --tls-cert, --tls-key and --tls-ca, or --insecure)")
-	c.Flags().BoolVar(&opts.Insecure, "insecure", false, "allow a --listen other than loopback without client certificates: anyone who reaches the server can then start, read and terminate every run; refused without this flag so that it is never exposed by accident")
+	c.Flags().BoolVar(&opts.Insecure, "insecure", false, "allow a --listen other than loopback without client certificates, and a --temporal-ui other than loopback: anyone who reaches them can then start, read and terminate every run; refused without this flag so that it is never exposed by accident")
 	c.Flags().IntVar(&opts.Port, "port", 7233, "frontend gRPC port")
 	c.Flags().StringVar(&opts.TLS.CertFile, "tls-cert", "", "PEM certificate the frontend serves (also presented by the server's own system worker: needs clientAuth usage)")
 	c.Flags().StringVar(&opts.TLS.KeyFile, "tls-key", "", "PEM private key of --tls-cert")
 	c.Flags().StringVar(&opts.TLS.ClientCAFile, "tls-ca", "", "PEM CA that clients' certificates must chain to: mutual TLS")
 	c.Flags().StringVar(&opts.Namespace, "namespace", "default", "namespace registered on first start")
 	c.Flags().StringVar(&opts.LogLevel, "log-level", "warn", "server log level in server.log: debug, info, warn, error")
+	ui.register(c, temporalui.Default)
 	c.Flags().BoolVar(&opts.Untuned, "untuned", false, "keep Temporal's default dynamic config (slower dispatch; for comparison)")
 	return c
 }

@@ -56,6 +56,11 @@ func newSweepCmd() *cobra.Command {
 			if in.Retry, err = retry.retry(); err != nil {
 				return err
 			}
+			if tf.target().Embedded() {
+				if err := tf.ui.check(false); err != nil {
+					return err
+				}
+			}
 			if out == "" {
 				out = storage.Join(s.Base.Train.Checkpoint.Dir, s.Name)
 			}
@@ -78,6 +83,9 @@ func newSweepCmd() *cobra.Command {
 			if conn.InProcess() {
 				fmt.Fprintf(errw, "sweep %s: %d trials on the embedded Temporal server (%s). Ctrl-C stops following; `%s` continues.\n",
 					s.Name, len(s.Trials), tf.stateDir, tf.command("resume", s.Name))
+				if u := conn.UIURL(); u != "" {
+					fmt.Fprintf(errw, "Temporal UI at %s\n", u)
+				}
 			}
 			if _, err := conn.SubmitSweep(ctx, in); err != nil {
 				return err
@@ -108,6 +116,7 @@ func newSweepCmd() *cobra.Command {
 		},
 	}
 	tf.register(c)
+	tf.ui.register(c, "off")
 	mf.register(c)
 	retry.register(c)
 	c.Flags().BoolVar(&jsonOut, "json", false, "print the sweep's final state as JSON on stdout")

@@ -46,6 +46,9 @@ type Target struct {
 	Queue     string // task queue of the workflows and their workers
 	StateDir  string // the embedded server's state (see StateDir)
 	Auth      Auth   // certificates or API key of a secured server, Addr's or the state dir's
+	// UI starts the Temporal Web UI beside the embedded server when this process starts
+	// it (devserver.Options.UI); nil serves none.
+	UI devserver.StartUI
 }
 
 // Embedded reports whether Connect would start the embedded server in this process: no
@@ -91,7 +94,7 @@ func Connect(t Target, acts *workflows.Activities) (*Conn, error) {
 // process (see Connect).
 func (c *Conn) serve(acts *workflows.Activities) error {
 	addr, auth := "", c.Auth
-	srv, err := devserver.Start(devserver.Options{StateDir: c.StateDir})
+	srv, err := devserver.Start(devserver.Options{StateDir: c.StateDir, UI: c.UI})
 	var busy *devserver.BusyError
 	switch {
 	case errors.As(err, &busy):
@@ -132,6 +135,15 @@ func (c *Conn) Close() {
 	if c.srv != nil {
 		c.srv.Stop()
 	}
+}
+
+// UIURL is the Temporal Web UI's URL when this process serves the embedded server with
+// one (see Target.UI), else "".
+func (c *Conn) UIURL() string {
+	if c.srv == nil {
+		return ""
+	}
+	return c.srv.UIURL()
 }
 
 // InProcess reports whether Connect started the embedded server's worker in this process

@@ -12,7 +12,8 @@
 //
 // It listens on loopback unless told otherwise, and then only its frontend leaves
 // loopback, served over mutual TLS (Options.TLS) or, where the caller accepts that anyone
-// who reaches it controls every run, without (Options.Insecure).
+// who reaches it controls every run, without (Options.Insecure). Beside it, on request,
+// it starts a Temporal Web UI (Options.UI; package temporalui serves one).
 package devserver
 
 import (
@@ -88,6 +89,21 @@ type Options struct {
 	InMemory bool
 	// LogLevel of the server log file: debug | info | warn | error; default warn.
 	LogLevel string
+	// UI, if set, starts the Temporal Web UI once the frontend accepts calls; Stop stops
+	// it. A hook rather than the UI itself: the UI's assets are hundreds of megabytes of
+	// every binary that links them, which only the herd binary needs (temporalui.Hook).
+	UI StartUI
+}
+
+// StartUI starts a Temporal Web UI against the frontend (host:port) and namespace of a
+// server just started, presenting, where the frontend has TLS, what the server's own
+// system worker presents; it returns once the UI is served. An error ends Start.
+type StartUI func(frontend, namespace string, worker config.WorkerTLS) (UIServer, error)
+
+// UIServer is a running Temporal Web UI.
+type UIServer interface {
+	URL() string // http://IP:PORT
+	Stop()
 }
 
 // TLS is the frontend's TLS: its certificate, and the CA its clients' certificates must
@@ -137,6 +153,7 @@ type Server struct {
 	ns   string
 	lock *os.File
 	dir  string
+	ui   UIServer // the Temporal Web UI, if Options.UI started one
 }
 
 // BusyError says another process already serves the state directory; Addr is its frontend,
@@ -184,6 +201,12 @@ func Start(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.lock = lock
+	if opts.UI != nil {
+		if s.ui, err = opts.UI(s.addr, s.ns, rootTLS.SystemWorker); err != nil {
+			s.Stop()
+			return nil, err
+		}
+	}
 	if err := os.WriteFile(filepath.Join(opts.StateDir, addrFile), []byte(s.addr+"\n"), 0o644); err != nil {
 		s.Stop()
 		return nil, fmt.Errorf("devserver: %w", err)
@@ -310,8 +333,19 @@ func (s *Server) Addr() string { return s.addr }
 // Namespace is the namespace registered for herd's workflows.
 func (s *Server) Namespace() string { return s.ns }
 
-// Stop stops the server and releases the state directory.
+// UIURL is the Temporal Web UI's address, http://IP:PORT, or "" when none is served.
+func (s *Server) UIURL() string {
+	if s.ui == nil {
+		return ""
+	}
+	return s.ui.URL()
+}
+
+// Stop stops the UI, the server, and releases the state directory.
 func (s *Server) Stop() {
+	if s.ui != nil {
+		s.ui.Stop()
+	}
 	_ = s.srv.Stop()
 	_ = os.Remove(filepath.Join(s.dir, addrFile))
 	_ = s.lock.Close()
