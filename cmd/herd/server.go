@@ -7,11 +7,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/herdml/herd/workflows/client"
+	"github.com/herdml/herd/workflows/dashboard"
 	"github.com/herdml/herd/workflows/devserver"
 )
 
 func newServerCmd() *cobra.Command {
-	var opts devserver.Options
+	var (
+		opts devserver.Options
+		uf   uiFlags
+	)
 	c := &cobra.Command{
 		Use:   "server",
 		Short: "Run herd's embedded Temporal server standalone, for several workers or hosts",
@@ -20,6 +24,15 @@ func newServerCmd() *cobra.Command {
 			"--temporal ADDR`, or any Temporal client) connect to it. Ctrl-C stops it.",
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			site, err := uf.listen()
+			if err != nil {
+				return err
+			}
+			defer site.close()
+			auth, err := serverAuth(opts.TLS)
+			if err != nil {
+				return err
+			}
 			s, err := devserver.Start(opts)
 			if err != nil {
 				return err
@@ -37,6 +50,14 @@ func newServerCmd() *cobra.Command {
 				fmt.Fprintf(out, "listening on %s: clients need a certificate signed by %s\n", opts.IP, opts.TLS.ClientCAFile)
 			}
 			fmt.Fprintf(out, "workers: herd worker --temporal %s%s\n", s.Addr(), clientTLSHint(opts.TLS))
+			if site != nil {
+				dc, err := client.Dial(s.Addr(), s.Namespace(), auth)
+				if err != nil {
+					return err
+				}
+				defer dc.Close()
+				defer site.serve(dc, dashboard.Options{}, out)()
+			}
 			ctx, stop := interruptContext()
 			defer stop()
 			<-ctx.Done()
@@ -52,6 +73,7 @@ func newServerCmd() *cobra.Command {
 	c.Flags().StringVar(&opts.TLS.ClientCAFile, "tls-ca", "", "PEM CA that clients' certificates must chain to: mutual TLS")
 	c.Flags().StringVar(&opts.Namespace, "namespace", "default", "namespace registered on first start")
 	c.Flags().StringVar(&opts.LogLevel, "log-level", "warn", "server log level in server.log: debug, info, warn, error")
+	uf.register(c, "the server's runs")
 	c.Flags().BoolVar(&opts.Untuned, "untuned", false, "keep Temporal's default dynamic config (slower dispatch; for comparison)")
 	return c
 }
