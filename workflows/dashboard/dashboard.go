@@ -58,6 +58,7 @@ type API struct {
 	mu     sync.Mutex // guards runs: one listing at a time, shared by every caller
 	runs   runsBody
 	listed time.Time
+	took   time.Duration // how long the last listing took
 }
 
 // New returns the API over the Temporal client c.
@@ -230,13 +231,16 @@ func (a *API) run(s client.Status) Run {
 
 // listRuns lists the runs and sweeps. Callers within half of StatusEvery of the last
 // listing share it (a page open in several tabs, the event streams and /api/runs), so
-// that the number of viewers does not multiply the calls to Temporal.
+// that the number of viewers does not multiply the calls to Temporal; and within twice
+// the time that listing took, so that the dashboard keeps a server busy with many
+// running runs (one call each) at most a third of the time.
 func (a *API) listRuns(ctx context.Context) (runsBody, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if time.Since(a.listed) < a.o.StatusEvery/2 {
+	if time.Since(a.listed) < max(a.o.StatusEvery/2, 2*a.took) {
 		return a.runs, nil
 	}
+	start := time.Now()
 	statuses, err := client.List(ctx, a.c)
 	if err != nil {
 		return runsBody{}, err
@@ -249,7 +253,7 @@ func (a *API) listRuns(ctx context.Context) (runsBody, error) {
 	for i, s := range statuses {
 		b.Runs[i] = a.run(s)
 	}
-	a.runs, a.listed = b, time.Now()
+	a.runs, a.listed, a.took = b, time.Now(), time.Since(start)
 	return b, nil
 }
 
