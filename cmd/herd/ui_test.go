@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/herdml/herd/internal/testpki"
 )
 
 // An explicit --ui that cannot listen is a user error naming it, before anything starts:
@@ -59,6 +61,19 @@ func TestUICommand(t *testing.T) {
 	}
 	if code, body := uiGet(t, base+"/api/runs", token); code != 200 {
 		t.Errorf("with the token: %d %s, want 200", code, body)
+	}
+}
+
+// `herd server` with mutual TLS serves its dashboard too: it dials its own frontend as the
+// server's system worker does, with the server's certificate.
+func TestServerDashboardMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := testpki.New(t, t.TempDir(), "ca")
+	srvCert, srvKey := ca.Issue(t, "server", "127.0.0.1", "localhost")
+	url := start(t, dir, regexp.MustCompile(`^dashboard at (http://\S+)$`), "server", "--port", "0", "--state-dir", filepath.Join(dir, "home"),
+		"--tls-cert", srvCert, "--tls-key", srvKey, "--tls-ca", ca.File, "--ui", "127.0.0.1:0")
+	if code, body := uiGet(t, url+"api/runs", ""); code != 200 || !strings.Contains(body, `"runs":[]`) {
+		t.Errorf("GET %sapi/runs: %d %s", url, code, body)
 	}
 }
 

@@ -46,6 +46,28 @@ func TestAPI(t *testing.T) {
 	t.Run("sweep", func(t *testing.T) { sweepRoutes(t, e) })
 	t.Run("events", func(t *testing.T) { events(t, e) })
 	t.Run("control", func(t *testing.T) { control(t, e) })
+	t.Run("streams are bounded and end with their client", func(t *testing.T) { streamBound(t, e) })
+}
+
+func streamBound(t *testing.T, e *dashtest.Env) {
+	srv := httptest.NewServer(ui.Handler(dashboard.New(e.Conn.Client, dashboard.Options{MaxStreams: 1}), ui.Options{Loopback: true}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/api/events")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the first stream: %v %v", resp, err)
+	}
+	if code, body := request(t, "GET", srv.URL+"/api/events?name=held", nil); code != 503 {
+		t.Errorf("a stream past the bound: %d %s, want 503", code, body)
+	}
+	resp.Body.Close() // the client goes: its stream ends and frees its place
+	waitFor(t, "a stream to open after the first closed", func() bool {
+		r, err := http.Get(srv.URL + "/api/events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		return r.StatusCode == 200
+	})
 }
 
 func listAndDetail(t *testing.T, e *dashtest.Env) {
