@@ -36,6 +36,7 @@ func TestUIAddressTaken(t *testing.T) {
 // another address with a generated token, printed in its URL, that every API request
 // needs.
 func TestUICommand(t *testing.T) {
+	t.Setenv(envUIToken, "")
 	dir := t.TempDir()
 	temporal := start(t, dir, regexp.MustCompile(`^Temporal server \S+ at (\S+),`), "server", "--port", "0", "--state-dir", filepath.Join(dir, "home"), "--ui", "off")
 	dash := regexp.MustCompile(`^dashboard at (http://\S+)$`)
@@ -48,6 +49,19 @@ func TestUICommand(t *testing.T) {
 	code, body := uiGet(t, url+"api/runs", "")
 	if err := json.Unmarshal([]byte(body), &runs); code != 200 || err != nil || runs.Runs == nil || runs.TemporalUI != "http://127.0.0.1:8233" {
 		t.Fatalf("GET %sapi/runs: %d %s", url, code, body)
+	}
+
+	// The default address taken (here by this test, if no other herd has it): a free
+	// loopback port instead, printed.
+	if l, err := net.Listen("tcp", defaultUIAddr); err == nil {
+		defer l.Close()
+	}
+	url = start(t, dir, dash, "ui", "--temporal", temporal)
+	if !strings.HasPrefix(url, "http://127.0.0.1:") || strings.Contains(url, defaultUIAddr) {
+		t.Errorf("with %s taken: %s", defaultUIAddr, url)
+	}
+	if code, body := uiGet(t, url+"api/runs", ""); code != 200 {
+		t.Errorf("GET %sapi/runs: %d %s", url, code, body)
 	}
 
 	url = start(t, dir, dash, "ui", "--temporal", temporal, "--ui", "0.0.0.0:0")
