@@ -15,6 +15,7 @@ import (
 	"math"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,7 +88,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ui.Error(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s takes %s, not %s", r.URL.Path, route.method, r.Method))
 		return
 	}
-	q, err := parseQuery(r, route.params)
+	q, err := parseQuery(r, route)
 	if err != nil {
 		ui.Error(w, http.StatusBadRequest, err.Error())
 		return
@@ -95,20 +96,21 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	route.serve(a, w, r, q)
 }
 
-// route is one API endpoint: its method, the parameters it takes and its handler.
+// route is one API endpoint: its method, the parameters it needs and those it may take,
+// and its handler.
 type route struct {
-	method string
-	params []string
-	serve  func(a *API, w http.ResponseWriter, r *http.Request, q query)
+	method             string
+	required, optional []string
+	serve              func(a *API, w http.ResponseWriter, r *http.Request, q query)
 }
 
 var routes = map[string]route{
-	"/api/runs":    {http.MethodGet, nil, (*API).serveRuns},
-	"/api/run":     {http.MethodGet, []string{"name"}, (*API).serveRun},
-	"/api/history": {http.MethodGet, []string{"name", "after"}, (*API).serveHistory},
-	"/api/sweep":   {http.MethodGet, []string{"name"}, (*API).serveSweep},
-	"/api/events":  {http.MethodGet, []string{"name", "sweep"}, (*API).serveEvents},
-	"/api/control": {http.MethodPost, []string{"name", "action"}, (*API).serveControl},
+	"/api/runs":    {http.MethodGet, nil, nil, (*API).serveRuns},
+	"/api/run":     {http.MethodGet, []string{"name"}, nil, (*API).serveRun},
+	"/api/history": {http.MethodGet, []string{"name"}, []string{"after"}, (*API).serveHistory},
+	"/api/sweep":   {http.MethodGet, []string{"name"}, nil, (*API).serveSweep},
+	"/api/events":  {http.MethodGet, nil, []string{"name", "sweep"}, (*API).serveEvents},
+	"/api/control": {http.MethodPost, []string{"name", "action"}, nil, (*API).serveControl},
 }
 
 // query is a request's checked parameters.
@@ -138,13 +140,14 @@ func validName(name string) bool {
 // actions maps the control actions to workflows' update names.
 var actions = map[string]string{"pause": workflows.UpdatePause, "resume": workflows.UpdateResume, "stop": workflows.UpdateStop}
 
-// parseQuery checks r's query against the parameters allowed: each at most once, names
-// valid, numbers numbers, actions known.
-func parseQuery(r *http.Request, allowed []string) (query, error) {
+// parseQuery checks r's query against rt's parameters: each known and given at most
+// once, the required ones given, names valid, numbers numbers, actions known.
+func parseQuery(r *http.Request, rt route) (query, error) {
 	q := query{after: -1}
 	vals := r.URL.Query()
+	allowed := append(slices.Clone(rt.required), rt.optional...)
 	for k, v := range vals {
-		if !contains(allowed, k) {
+		if !slices.Contains(allowed, k) {
 			if len(allowed) == 0 {
 				return q, fmt.Errorf("%s takes no parameters, got %q", r.URL.Path, k)
 			}
@@ -154,12 +157,20 @@ func parseQuery(r *http.Request, allowed []string) (query, error) {
 			return q, fmt.Errorf("parameter %q given %d times", k, len(v))
 		}
 	}
+	for _, k := range rt.required {
+		if !vals.Has(k) {
+			return q, fmt.Errorf("%s needs the parameter %q", r.URL.Path, k)
+		}
+	}
 	for _, k := range []string{"name", "sweep"} {
 		if v := vals.Get(k); vals.Has(k) && !validName(v) {
 			return q, fmt.Errorf("%s %q: want a run or sweep name (A-Z a-z 0-9 . _ -, starting with a letter or digit, at most 100; trials SWEEP/trial-N)", k, v)
 		}
 	}
 	q.name, q.sweep = vals.Get("name"), vals.Get("sweep")
+	if q.name != "" && q.sweep != "" {
+		return q, errors.New("give name or sweep, not both")
+	}
 	if vals.Has("after") {
 		n, err := strconv.ParseInt(vals.Get("after"), 10, 64)
 		if err != nil || n < 0 {
@@ -173,24 +184,7 @@ func parseQuery(r *http.Request, allowed []string) (query, error) {
 			return q, fmt.Errorf("action %q: want pause, resume or stop", q.action)
 		}
 	}
-	for _, k := range allowed {
-		if k != "after" && k != "sweep" && !vals.Has(k) && r.URL.Path != "/api/events" {
-			return q, fmt.Errorf("%s needs the parameter %q", r.URL.Path, k)
-		}
-	}
-	if q.name != "" && q.sweep != "" {
-		return q, errors.New("give name or sweep, not both")
-	}
 	return q, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Run is a run as the dashboard lists it: client.Status, the last eval loss in its
