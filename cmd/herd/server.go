@@ -29,10 +29,6 @@ func newServerCmd() *cobra.Command {
 				return err
 			}
 			defer site.close()
-			auth, err := serverAuth(opts.TLS)
-			if err != nil {
-				return err
-			}
 			s, err := devserver.Start(opts)
 			if err != nil {
 				return err
@@ -51,6 +47,11 @@ func newServerCmd() *cobra.Command {
 			}
 			fmt.Fprintf(out, "workers: herd worker --temporal %s%s\n", s.Addr(), clientTLSHint(opts.TLS))
 			if site != nil {
+				// After Start, which has checked the certificate and key with their flags.
+				auth, err := serverAuth(opts.TLS)
+				if err != nil {
+					return err
+				}
 				dc, err := client.Dial(s.Addr(), s.Namespace(), auth)
 				if err != nil {
 					return err
