@@ -14,7 +14,10 @@
 //   - No inline script or style attribute that a CSP of default-src 'self' would refuse:
 //     colours set through element.style from script are allowed; HTML handlers are not.
 //   - Stable element ids (#run-state, #btn-pause, #chart-loss ...) and data attributes
-//     (data-points on each chart, data-rows on tables) are what the browser test reads.
+//     (data-points on each chart, data-rows on tables) are what the browser test reads;
+//     the runs and trials tables also note when their data came (data-data-ms) and when
+//     they were first rendered (data-render-ms), in ms from navigation start, which the
+//     load benchmark reports.
 //
 // uPlot (vendored, see internal/ui/static/vendor/uplot/VERSION) draws every chart but the
 // expert-load heat map, which is a canvas of its own.
@@ -69,6 +72,16 @@ function si(v) {
 		if (a >= d) return Number((v / d).toPrecision(3)) + s;
 	}
 	return String(Number(v.toPrecision(3)));
+}
+
+// lossOf and speedOf are a run's latest loss and tokens/s: its live heartbeat's, else
+// those of its last segment; none before its first step.
+function lossOf(r) {
+	return r.live ? r.live.loss : r.step > 0 ? r.loss : null;
+}
+
+function speedOf(r) {
+	return r.live?.tokens_per_s || r.tokens_per_s || null;
 }
 
 function stateBadge(s, id) {
@@ -133,9 +146,9 @@ const runColumns = [
 	{ key: "name", head: "run", cell: (r) => runLink(r.name), val: (r) => r.name, cls: "name" },
 	{ key: "state", head: "state", cell: (r) => stateBadge(r.state), val: (r) => r.state },
 	{ key: "step", head: "step / steps", cell: (r) => `${r.step ?? 0} / ${r.steps ?? "?"}`, val: (r) => r.step, num: true },
-	{ key: "loss", head: "loss", cell: (r) => num(r.live?.loss ?? r.loss), val: (r) => r.live?.loss ?? r.loss, num: true },
+	{ key: "loss", head: "loss", cell: (r) => num(lossOf(r)), val: lossOf, num: true },
 	{ key: "eval_loss", head: "eval loss", cell: (r) => num(r.eval_loss), val: (r) => r.eval_loss, num: true },
-	{ key: "tokens_per_s", head: "tokens/s", cell: (r) => num(r.live?.tokens_per_s || r.tokens_per_s), val: (r) => r.live?.tokens_per_s || r.tokens_per_s, num: true },
+	{ key: "tokens_per_s", head: "tokens/s", cell: (r) => num(speedOf(r)), val: speedOf, num: true },
 	{ key: "eta", head: "ETA", cell: (r) => esc(r.eta || "—"), val: (r) => r.eta || "", num: true },
 	{ key: "worker", head: "worker / ranks", cell: (r) => esc((r.worker || "—") + (r.world ? ` ×${r.world}` : "")), val: (r) => r.worker || "" },
 	{ key: "attempt", head: "attempts", cell: (r) => (r.attempt ? `${r.attempt}${r.max_attempts > 0 ? " / " + r.max_attempts : ""}` : "—"), val: (r) => r.attempt || 0, num: true },
@@ -253,6 +266,7 @@ function runsPage() {
 	updateCompare();
 	live("/api/events", {
 		runs: (d) => {
+			if (!table.dataset.dataMs) table.dataset.dataMs = Math.round(performance.now());
 			data = d;
 			render();
 		},
@@ -451,7 +465,7 @@ ${chartToolbar()}
 		for (const c of runCharts) {
 			const el = document.getElementById(c.id);
 			if (!h.step.length || (c.when && !c.when(h))) {
-				el.hidden = !!c.when && h.step.length > 0;
+				el.hidden = !!c.when; // a chart that applies only to some runs shows no placeholder
 				el.dataset.points = h.step.length;
 				continue;
 			}
@@ -488,6 +502,7 @@ ${chartToolbar()}
 		const st = document.getElementById("run-state");
 		st.textContent = s.state;
 		st.dataset.state = s.state;
+		st.dataset.step = s.step; // the last committed step
 		st.className = `state state-${s.state}`;
 		const running = s.state === "running", paused = s.state === "paused";
 		document.getElementById("btn-pause").disabled = !running;
@@ -496,9 +511,9 @@ ${chartToolbar()}
 		const kv = [
 			["step", `${s.live?.step ?? s.step} / ${s.steps}`],
 			["committed step", s.step],
-			["loss", num(s.live?.loss ?? s.loss)],
+			["loss", num(lossOf(s))],
 			["eval loss", num(s.eval_loss)],
-			["tokens/s", num(s.live?.tokens_per_s || s.tokens_per_s)],
+			["tokens/s", num(speedOf(s))],
 			["ETA", s.eta || "—"],
 			["worker", (s.worker || "—") + (s.world ? ` (${s.world} ranks)` : "")],
 			["attempt", s.attempt ? `${s.attempt}${s.max_attempts > 0 ? " / " + s.max_attempts : ""}` : "—"],
@@ -508,12 +523,12 @@ ${chartToolbar()}
 			["sweep", s.sweep ? sweepLink(s.sweep) : "—", true],
 			["started", s.started ? new Date(s.started).toLocaleString() : "—"],
 			["updated", s.updated ? new Date(s.updated).toLocaleString() : "—"],
-			["folder", s.dir || "—"],
+			["folder", s.dir || "—", false, true],
 		];
-		if (s.last_failure) kv.push(["last failure", s.last_failure]);
-		if (s.error) kv.push(["error", s.error]);
-		for (const w of s.warnings || []) kv.push(["warning", w]);
-		document.getElementById("run-summary").innerHTML = kv.map(([k, v, html]) => `<div><span>${esc(k)}</span><b>${html ? v : esc(v)}</b></div>`).join("");
+		if (s.last_failure) kv.push(["last failure", s.last_failure, false, true]);
+		if (s.error) kv.push(["error", s.error, false, true]);
+		for (const w of s.warnings || []) kv.push(["warning", w, false, true]);
+		document.getElementById("run-summary").innerHTML = kv.map(([k, v, html, wide]) => `<div${wide ? ' class="wide"' : ""}><span>${esc(k)}</span><b>${html ? v : esc(v)}</b></div>`).join("");
 		if (s.checkpoints) showList("checkpoints", s.checkpoints, "none committed");
 		if (s.lineage) showLineage(s.lineage);
 	};
@@ -655,7 +670,7 @@ ${chartToolbar()}
 		document.getElementById("compare-table").tBodies[0].innerHTML = statuses
 			.map(
 				(s, i) =>
-					`<tr><td><span class="swatch" data-i="${i}"></span>${runLink(s.name)}</td><td>${stateBadge(s.state)}</td><td class="num">${s.step ?? "—"} / ${s.steps ?? "?"}</td><td class="num">${num(s.live?.loss ?? s.loss)}</td><td class="num">${num(s.eval_loss)}</td><td class="num">${num(s.live?.tokens_per_s || s.tokens_per_s)}</td></tr>`,
+					`<tr><td><span class="swatch" data-i="${i}"></span>${runLink(s.name)}</td><td>${stateBadge(s.state)}</td><td class="num">${s.step ?? "—"} / ${s.steps ?? "?"}</td><td class="num">${num(lossOf(s))}</td><td class="num">${num(s.eval_loss)}</td><td class="num">${num(speedOf(s))}</td></tr>`,
 			)
 			.join("");
 		for (const sw of document.querySelectorAll(".swatch")) sw.style.background = palette[sw.dataset.i % palette.length];
@@ -724,7 +739,7 @@ function sweepPage(name) {
 <h2>metric against each parameter <span class="muted">(filled: completed; hollow: stopped at a rung, its last rung metric)</span></h2>
 <div class="charts" id="param-charts"></div>
 <div class="cols">
-  <div><h2>ASHA rungs <span class="muted">(metric at each rung; grey lines stopped where they end)</span></h2><div class="chart" id="chart-rungs"></div><div class="card" id="rung-summary"></div></div>
+  <div><h2>ASHA rungs <span class="muted">(metric at each rung, then the final one; grey: stopped where its line ends)</span></h2><div class="chart" id="chart-rungs"></div><div class="card" id="rung-summary"></div></div>
   <div><h2>LR transfer <span class="muted">(metric against log2 lr, one curve per value of the other parameters)</span></h2><div class="chart" id="chart-transfer"></div></div>
 </div>`;
 	let charts = [];
@@ -748,9 +763,11 @@ function sweepPage(name) {
 	cleanup.push(() => window.removeEventListener("resize", onResize));
 	getJSON(`/api/sweep?name=${q(name)}`)
 		.then((d) => {
+			const table = document.getElementById("trials-table");
+			table.dataset.dataMs = Math.round(performance.now());
 			sweep = d;
 			render();
-			document.getElementById("trials-table").dataset.renderMs = Math.round(performance.now());
+			table.dataset.renderMs = Math.round(performance.now());
 			live(`/api/events?sweep=${q(name)}`, {
 				sweep: (d) => {
 					sweep = d;
@@ -864,7 +881,10 @@ function renderRungs(s, trials, rungs) {
 		return [];
 	}
 	sum.hidden = false;
-	const xs = rungs.map((r) => r);
+	// The last column is the final metric, at the trials' last step, so that a line runs
+	// from each rung to where the trial ended.
+	const steps = Math.max(...trials.map((t) => t.steps || 0));
+	const xs = steps > rungs[rungs.length - 1] ? [...rungs, steps] : rungs.slice();
 	const series = [];
 	const data = [xs];
 	for (const t of trials) {
@@ -872,7 +892,9 @@ function renderRungs(s, trials, rungs) {
 		if (!rm.length) continue;
 		const col = t.index === s.best ? palette[1] : t.state === "stopped" ? "#b8bec9" : palette[0];
 		series.push({ label: t.id, stroke: col, width: t.index === s.best ? 2.5 : 1, spanGaps: false, points: { show: true, size: 5, stroke: col, fill: col }, value: (u, v) => num(v) });
-		data.push(rungs.map((_, i) => (isNum(rm[i]) ? rm[i] : null)));
+		const ys = rungs.map((_, i) => (isNum(rm[i]) ? rm[i] : null));
+		if (xs.length > rungs.length) ys.push(t.state === "completed" && isNum(t.final) ? t.final : null);
+		data.push(ys);
 	}
 	sum.innerHTML =
 		`<table id="rungs-table"><thead><tr><th class="num">rung (step)</th><th class="num">reached</th><th class="num">stopped there</th></tr></thead><tbody>` +
@@ -898,7 +920,7 @@ function renderRungs(s, trials, rungs) {
 				legend: { show: false },
 				scales: { x: { time: false, range: (u, lo, hi) => [lo - (hi - lo || 1) * 0.05, hi + (hi - lo || 1) * 0.05] } },
 				series: [{ label: "rung step" }, ...series],
-				axes: [{ splits: () => rungs, values: (u, vs) => vs.map((v) => (v === null ? "" : si(v))) }, { size: 60, values: (u, vs) => vs.map((v) => num(v, 3)) }],
+				axes: [{ splits: () => xs, values: (u, vs) => vs.map((v) => (v === null ? "" : v === steps && xs.length > rungs.length ? `final (${si(v)})` : `rung ${si(v)}`)) }, { size: 60, values: (u, vs) => vs.map((v) => num(v, 3)) }],
 			},
 			data,
 			el,
