@@ -214,8 +214,12 @@ type runsBody struct {
 	Now        string  `json:"now"`
 }
 
-// run completes a Status into a Run.
+// run completes a Status into a Run. A run whose workflow ended without saying
+// (terminated, timed out) has the workflow's status as its state, as `herd ls` shows.
 func (a *API) run(s client.Status) Run {
+	if s.State == "" || (s.Workflow != "Running" && s.State == workflows.StateRunning) {
+		s.State = strings.ToLower(s.Workflow)
+	}
 	r := Run{Status: s, EvalLoss: a.evals.last(s.Dir)}
 	if sw, _, ok := strings.Cut(s.Name, "/"); ok {
 		r.Sweep = sw
