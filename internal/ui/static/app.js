@@ -77,7 +77,7 @@ function si(v) {
 // lossOf and speedOf are a run's latest loss and tokens/s: its live heartbeat's, else
 // those of its last segment; none before its first step.
 function lossOf(r) {
-	return r.live ? r.live.loss : r.step > 0 ? r.loss : null;
+	return r.live?.step > 0 ? r.live.loss : r.step > 0 ? r.loss : null;
 }
 
 function speedOf(r) {
@@ -177,7 +177,7 @@ function runsPage() {
     <button id="btn-compare" class="primary" disabled>compare selected</button>
     <span id="runs-count" class="muted"></span>
   </div>
-  <div class="scroll"><table id="runs-table"><thead><tr><th><input type="checkbox" id="select-all" title="select all shown"></th>${runColumns
+  <div><table id="runs-table"><thead><tr><th><input type="checkbox" id="select-all" title="select all shown"></th>${runColumns
 		.map((c) => `<th class="sortable${c.num ? " num" : ""}" data-key="${c.key}">${c.head}</th>`)
 		.join("")}</tr></thead><tbody></tbody></table></div>
 </div>
@@ -379,6 +379,16 @@ function pointSeries(label, color) {
 	return { label, stroke: color, fill: color, width: 0, paths: () => null, points: { show: true, size: 7, stroke: color, fill: color }, value: (u, v) => num(v) };
 }
 
+// wholeIncrs are the tick spacings of a step or token axis: whole numbers only.
+const wholeIncrs = [1, 2, 5].flatMap((m) => Array.from({ length: 13 }, (_, e) => m * 10 ** e)).sort((a, b) => a - b);
+
+// tickLabels labels a y axis's ticks: SI suffixes for large values, else enough digits
+// to tell neighbouring ticks apart (an LR schedule spans 0.00295 to 0.003), with float
+// noise rounded off; log axes leave unlabelled ticks null.
+function tickLabels(u, vs) {
+	return vs.map((v) => (v === null ? "" : Math.abs(v) >= 1e4 ? si(v) : String(Number(v.toPrecision(6)))));
+}
+
 // makeChart draws a uPlot chart into el (replacing what was there) and sets el's
 // data-points to the number of x values, which the browser test watches grow.
 function makeChart(el, title, series, data, opts = {}) {
@@ -390,7 +400,7 @@ function makeChart(el, title, series, data, opts = {}) {
 		height: opts.height || 220,
 		scales: { x: { time: opts.xTime ?? mode.time }, y: { distr: chartUI.log && !opts.linear ? 3 : 1 } },
 		series: [{ label: opts.xLabel || mode.label, value: opts.xValue || ((u, v) => (v === null ? "—" : mode.time ? new Date(v * 1000).toLocaleTimeString() : si(v))) }, ...series],
-		axes: [{ values: opts.xValues || (mode.time ? undefined : (u, vs) => vs.map((v) => (v === null ? "" : si(v)))) }, { values: (u, vs) => vs.map((v) => (v === null ? "" : num(v, 3))), size: 60 }],
+		axes: [{ incrs: mode.time ? undefined : wholeIncrs, values: opts.xValues || (mode.time ? undefined : (u, vs) => vs.map((v) => (v === null ? "" : si(v)))) }, { values: tickLabels, size: 72 }],
 		legend: { show: opts.legend ?? true },
 		cursor: { drag: { x: true, y: false } },
 	};
@@ -701,6 +711,7 @@ ${chartToolbar()}
 		const data = uPlot.join(tables);
 		u = makeChart(el, "loss", series, data, { height: 420 });
 		el.dataset.points = total;
+		el.dataset.runPoints = hs.map((h) => h.step.length).join(","); // rows per run, in order
 	};
 	bindChartToolbar(rebuild);
 	cleanup.push(() => u && u.destroy());
@@ -735,7 +746,7 @@ function sweepPage(name) {
 	view.innerHTML = `
 <div class="card"><div class="toolbar"><h1>${esc(name)}</h1> <span id="sweep-state"></span></div><div class="kv" id="sweep-summary"></div></div>
 <h2>trials</h2>
-<div class="card scroll"><table id="trials-table"><thead></thead><tbody></tbody></table></div>
+<div class="card"><table id="trials-table"><thead></thead><tbody></tbody></table></div>
 <h2>metric against each parameter <span class="muted">(filled: completed; hollow: stopped at a rung, its last rung metric)</span></h2>
 <div class="charts" id="param-charts"></div>
 <div class="cols">
@@ -855,7 +866,7 @@ function renderSweep(s, charts) {
 					height: 220,
 					scales: { x: { time: false, distr: log ? 3 : 1, range }, y: { distr: 1 } },
 					series: [{ label: k, value: (u, v) => (v === null ? "—" : cats ? cats[v] : num(v)) }, pointSeries("completed", palette[0]), hollow, pointSeries("best", palette[1])],
-					axes: [{ values: (u, vs) => vs.map((v) => (v === null ? "" : cats ? (Number.isInteger(v) ? cats[v] ?? "" : "") : num(v, 3))), splits: cats ? () => cats.map((_, i) => i) : undefined }, { size: 60, values: (u, vs) => vs.map((v) => num(v, 3)) }],
+					axes: [{ values: (u, vs) => vs.map((v) => (v === null ? "" : cats ? (Number.isInteger(v) ? cats[v] ?? "" : "") : num(v, 3))), splits: cats ? () => cats.map((_, i) => i) : undefined }, { size: 72, values: tickLabels }],
 				},
 				data,
 				el,
@@ -920,7 +931,7 @@ function renderRungs(s, trials, rungs) {
 				legend: { show: false },
 				scales: { x: { time: false, range: (u, lo, hi) => [lo - (hi - lo || 1) * 0.05, hi + (hi - lo || 1) * 0.05] } },
 				series: [{ label: "rung step" }, ...series],
-				axes: [{ splits: () => xs, values: (u, vs) => vs.map((v) => (v === null ? "" : v === steps && xs.length > rungs.length ? `final (${si(v)})` : `rung ${si(v)}`)) }, { size: 60, values: (u, vs) => vs.map((v) => num(v, 3)) }],
+				axes: [{ splits: () => xs, values: (u, vs) => vs.map((v) => (v === null ? "" : v === steps && xs.length > rungs.length ? `final (${si(v)})` : `rung ${si(v)}`)) }, { size: 72, values: tickLabels }],
 			},
 			data,
 			el,
@@ -972,7 +983,7 @@ function renderTransfer(s, trials, params, keys) {
 			height: 260,
 			scales: { x: { time: false } },
 			series: [{ label: `log2 ${lr}`, value: (u, v) => (v === null ? "—" : `${num(v, 3)} (lr ${num(2 ** v, 3)})`) }, ...series],
-			axes: [{ values: (u, vs) => vs.map((v) => num(v, 3)) }, { size: 60, values: (u, vs) => vs.map((v) => num(v, 3)) }],
+			axes: [{ values: (u, vs) => vs.map((v) => num(v, 3)) }, { size: 72, values: tickLabels }],
 		},
 		data,
 		el,
