@@ -520,6 +520,9 @@ ${chartToolbar()}
 		for (const u of charts.values()) u.destroy();
 	});
 
+	// shownStep is the newest step known: the live heartbeat's, the last committed one,
+	// or the history's last row, whichever is ahead (each arrives on its own schedule).
+	const shownStep = () => Math.max(status?.live?.step ?? 0, status?.step ?? 0, h.step.length ? h.step[h.step.length - 1] : 0);
 	const showStatus = (s) => {
 		status = s;
 		const st = document.getElementById("run-state");
@@ -532,7 +535,7 @@ ${chartToolbar()}
 		document.getElementById("btn-resume").disabled = running || s.state === "completed";
 		document.getElementById("btn-stop").disabled = !(running || paused);
 		const kv = [
-			["step", `${s.live?.step ?? s.step} / ${s.steps}`],
+			["step", `<span id="run-step">${shownStep()}</span> / ${esc(s.steps)}`, true],
 			["committed step", s.step],
 			["loss", num(lossOf(s))],
 			["eval loss", num(s.eval_loss)],
@@ -587,7 +590,12 @@ ${chartToolbar()}
 			rebuild();
 			live(`/api/events?name=${q(name)}`, {
 				status: showStatus,
-				history: (b) => mergeHistory(h, b) && update(),
+				history: (b) => {
+					if (!mergeHistory(h, b)) return;
+					update();
+					const st = document.getElementById("run-step");
+					if (st) st.textContent = shownStep();
+				},
 			});
 		})
 		.catch(showError);
