@@ -402,6 +402,11 @@ function tickLabels(u, vs) {
 	return vs.map((v) => (v === null ? "" : Math.abs(v) >= 1e4 ? si(v) : String(Number(v.toPrecision(6)))));
 }
 
+// axisWidth sizes a y axis to its longest tick label (uPlot passes the labels).
+function axisWidth(u, labels) {
+	return 16 + 7 * Math.max(4, ...(labels || []).map((l) => String(l ?? "").length));
+}
+
 // makeChart draws a uPlot chart into el (replacing what was there) and sets el's
 // data-points to the number of x values, which the browser test watches grow.
 function makeChart(el, title, series, data, opts = {}) {
@@ -413,7 +418,7 @@ function makeChart(el, title, series, data, opts = {}) {
 		height: opts.height || 220,
 		scales: { x: { time: opts.xTime ?? mode.time }, y: { distr: chartUI.log && !opts.linear ? 3 : 1 } },
 		series: [{ label: opts.xLabel || mode.label, value: opts.xValue || ((u, v) => (v === null ? "—" : mode.time ? new Date(v * 1000).toLocaleTimeString() : si(v))) }, ...series],
-		axes: [{ incrs: mode.time ? undefined : wholeIncrs, values: opts.xValues || (mode.time ? undefined : (u, vs) => vs.map((v) => (v === null ? "" : si(v)))) }, { values: tickLabels, size: 72 }],
+		axes: [{ incrs: mode.time ? undefined : wholeIncrs, values: opts.xValues || (mode.time ? undefined : (u, vs) => vs.map((v) => (v === null ? "" : si(v)))) }, { values: tickLabels, size: axisWidth }],
 		legend: { show: opts.legend ?? true },
 		cursor: { drag: { x: true, y: false } },
 	};
@@ -887,7 +892,7 @@ function renderSweep(s, charts) {
 					height: 220,
 					scales: { x: { time: false, distr: log ? 3 : 1, range }, y: { distr: 1 } },
 					series: [{ label: k, value: (u, v) => (v === null ? "—" : cats ? cats[v] : num(v)) }, pointSeries("completed", palette[0]), hollow, pointSeries("best", palette[1])],
-					axes: [{ values: (u, vs) => vs.map((v) => (v === null ? "" : cats ? (Number.isInteger(v) ? cats[v] ?? "" : "") : num(v, 3))), splits: cats ? () => cats.map((_, i) => i) : undefined }, { size: 72, values: tickLabels }],
+					axes: [{ values: (u, vs) => vs.map((v) => (v === null ? "" : cats ? (Number.isInteger(v) ? cats[v] ?? "" : "") : num(v, 3))), splits: cats ? () => cats.map((_, i) => i) : undefined }, { size: axisWidth, values: tickLabels }],
 				},
 				data,
 				el,
@@ -952,7 +957,7 @@ function renderRungs(s, trials, rungs) {
 				legend: { show: false },
 				scales: { x: { time: false, range: (u, lo, hi) => [lo - (hi - lo || 1) * 0.05, hi + (hi - lo || 1) * 0.05] } },
 				series: [{ label: "rung step" }, ...series],
-				axes: [{ splits: () => xs, values: (u, vs) => vs.map((v) => (v === null ? "" : v === steps && xs.length > rungs.length ? `final (${si(v)})` : `rung ${si(v)}`)) }, { size: 72, values: tickLabels }],
+				axes: [{ splits: () => xs, values: (u, vs) => vs.map((v) => (v === null ? "" : v === steps && xs.length > rungs.length ? `final (${si(v)})` : `rung ${si(v)}`)) }, { size: axisWidth, values: tickLabels }],
 			},
 			data,
 			el,
@@ -1004,7 +1009,7 @@ function renderTransfer(s, trials, params, keys) {
 			height: 260,
 			scales: { x: { time: false } },
 			series: [{ label: `log2 ${lr}`, value: (u, v) => (v === null ? "—" : `${num(v, 3)} (lr ${num(2 ** v, 3)})`) }, ...series],
-			axes: [{ values: (u, vs) => vs.map((v) => num(v, 3)) }, { size: 72, values: tickLabels }],
+			axes: [{ values: (u, vs) => vs.map((v) => num(v, 3)) }, { size: axisWidth, values: tickLabels }],
 		},
 		data,
 		el,
