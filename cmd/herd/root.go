@@ -35,7 +35,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newMetapCmd())
 	root.AddCommand(newDataCmd())
 	root.AddCommand(newSweepCmd())
-	root.AddCommand(newServerCmd(), newWorkerCmd(), newRunCmd(), newLsCmd(), newStatusCmd(), newPauseCmd(), newResumeCmd(), newStopCmd(), newGPUsCmd(), newMetricsCmd())
+	root.AddCommand(newServerCmd(), newWorkerCmd(), newRunCmd(), newLsCmd(), newStatusCmd(), newPauseCmd(), newResumeCmd(), newStopCmd(), newGPUsCmd(), newMetricsCmd(), newUICmd())
 	return root
 }
 

@@ -36,6 +36,7 @@ func newRunCmd() *cobra.Command {
 		elastic elasticWait
 		grace   graceFlag
 		retry   retryFlags
+		uf      uiFlags
 	)
 	c := &cobra.Command{
 		Use:   "run CONFIG",
@@ -82,6 +83,11 @@ func newRunCmd() *cobra.Command {
 					return err
 				}
 			}
+			site, err := dashboardOf(&tf, &uf)
+			if err != nil {
+				return err
+			}
+			defer site.close()
 			stop := grace.watch(c, func() string {
 				return fmt.Sprintf("`%s` continues it from its newest checkpoint", tf.command("resume", run.Name))
 			})
@@ -98,6 +104,8 @@ func newRunCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer site.serveIf(conn, errw)() // once submitted, as the intro below
+
 			d := newFollowDisplay(errw)
 			if conn.InProcess() {
 				// Said once the run is submitted: a refused launch prints its error alone.
@@ -143,6 +151,7 @@ func newRunCmd() *cobra.Command {
 	elastic.register(c)
 	grace.register(c)
 	retry.register(c)
+	uf.register(c, "the embedded server's runs")
 	return c
 }
 

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/herdml/herd/workflows/client"
+	"github.com/herdml/herd/workflows/dashboard"
 	"github.com/herdml/herd/workflows/devserver"
 	"github.com/herdml/herd/workflows/temporalui"
 )
@@ -15,6 +16,7 @@ func newServerCmd() *cobra.Command {
 	var (
 		opts devserver.Options
 		ui   temporalUIFlag
+		uf   uiFlags
 	)
 	c := &cobra.Command{
 		Use:   "server",
@@ -28,6 +30,11 @@ func newServerCmd() *cobra.Command {
 				return err
 			}
 			opts.UI = ui.start
+			site, err := uf.listen()
+			if err != nil {
+				return err
+			}
+			defer site.close()
 			s, err := devserver.Start(opts)
 			if err != nil {
 				return err
@@ -51,6 +58,19 @@ func newServerCmd() *cobra.Command {
 				}
 			}
 			fmt.Fprintf(out, "workers: herd worker --temporal %s%s\n", s.Addr(), clientTLSHint(opts.TLS))
+			if site != nil {
+				// After Start, which has checked the certificate and key with their flags.
+				auth, err := serverAuth(opts.TLS)
+				if err != nil {
+					return err
+				}
+				dc, err := client.Dial(s.Addr(), s.Namespace(), auth)
+				if err != nil {
+					return err
+				}
+				defer dc.Close()
+				defer site.serve(dc, dashboard.Options{TemporalUI: s.UIURL()}, out)()
+			}
 			ctx, stop := interruptContext()
 			defer stop()
 			<-ctx.Done()
@@ -67,6 +87,7 @@ func newServerCmd() *cobra.Command {
 	c.Flags().StringVar(&opts.Namespace, "namespace", "default", "namespace registered on first start")
 	c.Flags().StringVar(&opts.LogLevel, "log-level", "warn", "server log level in server.log: debug, info, warn, error")
 	ui.register(c, temporalui.Default)
+	uf.register(c, "the server's runs")
 	c.Flags().BoolVar(&opts.Untuned, "untuned", false, "keep Temporal's default dynamic config (slower dispatch; for comparison)")
 	return c
 }

@@ -26,6 +26,7 @@ func newSweepCmd() *cobra.Command {
 		out     string
 		elastic elasticWait
 		retry   retryFlags
+		uf      uiFlags
 	)
 	c := &cobra.Command{
 		Use:   "sweep SWEEP.yaml",
@@ -71,6 +72,11 @@ func newSweepCmd() *cobra.Command {
 			if upload != nil {
 				defer os.RemoveAll(local)
 			}
+			site, err := dashboardOf(&tf, &uf)
+			if err != nil {
+				return err
+			}
+			defer site.close()
 			ctx, stop := interruptContext()
 			defer stop()
 			errw := c.ErrOrStderr()
@@ -90,6 +96,7 @@ func newSweepCmd() *cobra.Command {
 			if _, err := conn.SubmitSweep(ctx, in); err != nil {
 				return err
 			}
+			defer site.serveIf(conn, errw)() // once submitted: a refused sweep prints its error alone
 			show := func(p workflows.SweepProgress) { fmt.Fprintf(errw, "\r%s", sweepLine(p)) }
 			p, err := client.FollowSweep(ctx, conn.Client, s.Name, client.FollowEvery, show)
 			fmt.Fprintln(errw)
@@ -122,6 +129,7 @@ func newSweepCmd() *cobra.Command {
 	c.Flags().BoolVar(&jsonOut, "json", false, "print the sweep's final state as JSON on stdout")
 	c.Flags().StringVar(&out, "out", "", "folder for trials.csv, trials.parquet and the plots (default: the base config's checkpoint dir/sweep name)")
 	elastic.register(c)
+	uf.register(c, "the embedded server's runs")
 	c.AddCommand(newSweepStatusCmd())
 	return c
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -315,7 +316,34 @@ func statusName(st enumspb.WorkflowExecutionStatus) string {
 // running run from DescribeWorkflowExecution as well (its segment in flight). An empty
 // list, not nil, when there is none (`herd ls --json` prints []).
 func List(ctx context.Context, c sdkclient.Client) ([]Status, error) {
-	out := []Status{}
+	out, running, err := listMemos(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	// Its segment in flight: the live loss, and whether it is late or retrying. One call
+	// per running run, listDescribers at a time: a dashboard lists 150 runs every second.
+	sem := make(chan struct{}, listDescribers)
+	var wg sync.WaitGroup
+	for _, i := range running {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if d, err := describe(ctx, c, out[i].Name); err == nil {
+				out[i] = d
+			}
+		})
+	}
+	wg.Wait()
+	return out, nil
+}
+
+// listDescribers is how many DescribeWorkflowExecution calls List has in flight.
+const listDescribers = 16
+
+// listMemos lists every run from visibility, with its Progress from its memo, and the
+// indexes of those whose workflow is running.
+func listMemos(ctx context.Context, c sdkclient.Client) (out []Status, running []int, err error) {
+	out = []Status{}
 	var token []byte
 	for {
 		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
@@ -323,7 +351,7 @@ func List(ctx context.Context, c sdkclient.Client) ([]Status, error) {
 			NextPageToken: token,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("listing runs: %w", err)
+			return nil, nil, fmt.Errorf("listing runs: %w", err)
 		}
 		for _, e := range resp.GetExecutions() {
 			if e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW {
@@ -335,15 +363,12 @@ func List(ctx context.Context, c sdkclient.Client) ([]Status, error) {
 			}
 			s.Name = e.GetExecution().GetWorkflowId()
 			if e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-				// Its segment in flight: the live loss, and whether it is late or retrying.
-				if d, err := describe(ctx, c, s.Name); err == nil {
-					s = d
-				}
+				running = append(running, len(out))
 			}
 			out = append(out, s)
 		}
 		if token = resp.GetNextPageToken(); len(token) == 0 {
-			return out, nil
+			return out, running, nil
 		}
 	}
 }
