@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/herdml/herd/internal/storage"
 	"github.com/herdml/herd/internal/usererr"
 	"github.com/herdml/herd/kernels"
 	"github.com/herdml/herd/trainer"
@@ -227,7 +228,7 @@ func (a *Activities) train(ctx context.Context, in SegmentInput, g *collective.G
 		// A rank whose peer failed: the workflow learns which step the group committed.
 		last := snapshot()
 		return SegmentResult{}, temporal.NewApplicationError(err.Error(), "RankError", SegmentResult{
-			Step: last.Committed, Loss: last.Loss, Checkpoint: last.Checkpoint, Dir: tr.CheckpointDir(), Worker: a.Identity})
+			Step: last.Committed, Loss: last.Loss, Checkpoint: last.Checkpoint, Dir: runDir(tr), Worker: a.Identity})
 	case err != nil && !errors.Is(err, context.Canceled):
 		return SegmentResult{}, classify(err)
 	}
@@ -246,7 +247,7 @@ func (a *Activities) train(ctx context.Context, in SegmentInput, g *collective.G
 	end := snapshot()
 	res := SegmentResult{
 		Step: end.Committed, Loss: end.Loss, TokensPerS: end.TokensPerS,
-		Checkpoint: end.Checkpoint, Dir: tr.CheckpointDir(),
+		Checkpoint: end.Checkpoint, Dir: runDir(tr),
 		Worker: a.Identity, Warnings: warnings,
 	}
 	if ctx.Err() != nil {
@@ -334,4 +335,18 @@ func panicFrame() string {
 			return "an unknown frame"
 		}
 	}
+}
+
+// runDir is the folder or bucket prefix of tr's checkpoints as the run's Progress records
+// it: a folder as an absolute path, so that what reads it from another directory (`herd
+// status`, `herd metrics`, the dashboard of a `herd server` started elsewhere) finds it.
+func runDir(tr *trainer.Trainer) string {
+	d := tr.CheckpointDir()
+	if storage.IsURL(d) {
+		return d
+	}
+	if abs, err := filepath.Abs(d); err == nil {
+		return abs
+	}
+	return d
 }

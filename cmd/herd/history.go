@@ -130,21 +130,7 @@ func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 // readHistory reads the history file at p, a path or URL. A missing or unreadable file
 // is a user error naming it.
 func readHistory(p string) ([]history.Row, error) {
-	var rows []history.Row
-	var err error
-	if storage.IsURL(p) {
-		var b *storage.Bucket
-		if b, err = storage.Open(storage.Join(p, "..")); err != nil {
-			return nil, err
-		}
-		var r io.ReadCloser
-		if r, err = b.Get(path.Base(p)); err == nil {
-			rows, err = history.Decode(r, p)
-			r.Close()
-		}
-	} else {
-		rows, err = history.Read(p)
-	}
+	rows, err := history.ReadAt(p)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && !storage.IsURL(p) && !exists(path.Dir(p)):
 		return nil, usererr.New(path.Dir(p), "no such folder: name a run's folder (such as runs/tiny), or give --out DIR with the run's name")

@@ -51,6 +51,16 @@ func TestResumeLongerAndLineage(t *testing.T) {
 			t.Errorf("herd status lacks %q: status %d\n%s%s", want, status, stdout, stderr)
 		}
 	}
+	// The completed run was started again twice under its name: `herd ls` (and the
+	// dashboard, through the same list) shows it once, as its newest execution.
+	stdout, stderr, status = herd(t, dir, "ls", "--json")
+	var listed []struct{ Name, State string }
+	if err := json.Unmarshal([]byte(stdout), &listed); status != 0 || err != nil {
+		t.Fatalf("herd ls --json: status %d, %v\n%s%s", status, err, stdout, stderr)
+	}
+	if len(listed) != 1 || listed[0].Name != "e2e" || listed[0].State != "completed" {
+		t.Errorf("herd ls --json after two resumes: %+v, want e2e once, completed", listed)
+	}
 	b, err := os.ReadFile(filepath.Join(dir, "out", "e2e", checkpoint.Name(10), checkpoint.StateFile))
 	if err != nil {
 		t.Fatal(err)

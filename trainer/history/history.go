@@ -22,6 +22,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path"
 	"path/filepath"
 	"time"
 
@@ -29,6 +30,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/herdml/herd/internal/storage"
 )
 
 // FileName is the history's file in a run's checkpoint folder.
@@ -212,6 +215,24 @@ func Read(path string) ([]Row, error) {
 	}
 	defer f.Close()
 	return Decode(f, path)
+}
+
+// ReadAt is Read for a path or an object-store URL (s3://bucket/prefix/history.arrows,
+// the copy a run whose checkpoints are in a bucket uploads at each checkpoint).
+func ReadAt(loc string) ([]Row, error) {
+	if !storage.IsURL(loc) {
+		return Read(loc)
+	}
+	b, err := storage.Open(storage.Join(loc, ".."))
+	if err != nil {
+		return nil, err
+	}
+	r, err := b.Get(path.Base(loc))
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return Decode(r, loc)
 }
 
 // Decode reads a history stream from r; name says where it comes from in errors.

@@ -344,6 +344,7 @@ const listDescribers = 16
 // indexes of those whose workflow is running.
 func listMemos(ctx context.Context, c sdkclient.Client) (out []Status, running []int, err error) {
 	out = []Status{}
+	seen := map[string]bool{}
 	var token []byte
 	for {
 		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
@@ -354,14 +355,19 @@ func listMemos(ctx context.Context, c sdkclient.Client) (out []Status, running [
 			return nil, nil, fmt.Errorf("listing runs: %w", err)
 		}
 		for _, e := range resp.GetExecutions() {
-			if e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW {
-				continue // an earlier execution of a run listed by its latest
+			id := e.GetExecution().GetWorkflowId()
+			if e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW || seen[id] {
+				// An earlier execution of a run listed by its latest: one it continued
+				// as new, or one that ended before the run was started again under its
+				// name (`herd resume` of a completed run, a sweep's promoted trial).
+				continue
 			}
+			seen[id] = true
 			s := Status{Workflow: statusName(e.GetStatus())}
 			if p, ok := e.GetMemo().GetFields()[workflows.MemoProgress]; ok {
 				_ = converter.GetDefaultDataConverter().FromPayload(p, &s.Progress)
 			}
-			s.Name = e.GetExecution().GetWorkflowId()
+			s.Name = id
 			if e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 				running = append(running, len(out))
 			}

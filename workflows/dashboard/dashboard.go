@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -119,18 +118,16 @@ type query struct {
 	after               int64 // -1 when not given
 }
 
-// namePart is one part of a workflow ID the dashboard reads: a run name (the rule of
-// config's name key, trainer/config) or a sweep name (a subset of it). Sweep trials are
-// SWEEP/trial-N and a transfer target SWEEP/target: at most two parts.
-var namePart = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
-
+// validName reports whether name is a workflow ID the dashboard reads: a run name (the
+// rule of config's name key) or a sweep name, or a sweep's trial SWEEP/trial-N or
+// transfer target SWEEP/target: at most two parts.
 func validName(name string) bool {
 	parts := strings.Split(name, "/")
 	if len(parts) > 2 {
 		return false
 	}
 	for _, p := range parts {
-		if !namePart.MatchString(p) {
+		if !config.ValidName(p) {
 			return false
 		}
 	}

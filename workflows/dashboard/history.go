@@ -4,7 +4,6 @@ import (
 	"errors"
 	"math"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -13,14 +12,13 @@ import (
 	"github.com/herdml/herd/trainer/history"
 )
 
-// historyPath is the history file of a run whose checkpoints are in dir (Progress.Dir);
-// "" when the run has no local folder yet (not started, or in an object store, which
-// the dashboard does not read).
+// historyPath is the history file of a run whose checkpoints are in dir (Progress.Dir),
+// a folder or a bucket prefix; "" when the run has no checkpoint folder yet.
 func historyPath(dir string) string {
-	if dir == "" || storage.IsURL(dir) {
+	if dir == "" {
 		return ""
 	}
-	return filepath.Join(dir, history.FileName)
+	return storage.Join(dir, history.FileName)
 }
 
 // readHistory reads the history of a run whose checkpoints are in dir: none (no error)
@@ -30,7 +28,7 @@ func readHistory(dir string) ([]history.Row, error) {
 	if p == "" {
 		return nil, nil
 	}
-	rows, err := history.Read(p)
+	rows, err := history.ReadAt(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -100,7 +98,14 @@ type fileStamp struct {
 	mod  time.Time
 }
 
+// bucketPoll is how often a history in a bucket is read again: an object has no stamp
+// as cheap as a file's, and a bucket's copy changes only when a checkpoint commits.
+const bucketPoll = 5 * time.Second
+
 func stampOf(path string) (fileStamp, bool) {
+	if storage.IsURL(path) {
+		return fileStamp{mod: time.Now().Truncate(bucketPoll)}, true
+	}
 	st, err := os.Stat(path)
 	if err != nil {
 		return fileStamp{}, false
@@ -137,7 +142,7 @@ func (c *evalCache) last(dir string) *float64 {
 	if hit && e.stamp == st {
 		return e.eval
 	}
-	rows, err := history.Read(p)
+	rows, err := history.ReadAt(p)
 	if err != nil {
 		return nil
 	}
@@ -178,7 +183,10 @@ func (f *historyFeed) next(dir string) (b historyBody, ok bool, err error) {
 	if !exists || st == f.stamp {
 		return b, false, nil
 	}
-	rows, err := history.Read(p)
+	rows, err := history.ReadAt(p)
+	if errors.Is(err, os.ErrNotExist) { // a bucket's run before its first checkpoint
+		return b, false, nil
+	}
 	if err != nil {
 		return b, false, err
 	}

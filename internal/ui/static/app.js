@@ -267,23 +267,11 @@ function runsPage() {
 	live("/api/events", {
 		runs: (d) => {
 			if (!table.dataset.dataMs) table.dataset.dataMs = Math.round(performance.now());
-			d.runs = newestPerName(d.runs || []);
+			d.runs = d.runs || [];
 			data = d;
 			render();
 		},
 	});
-}
-
-// newestPerName keeps one row per run name, the one updated last: the table, its
-// selection and its links are keyed by name, and a sweep trial that waited at an ASHA
-// rung and went on is two workflow executions of one workflow ID.
-function newestPerName(runs) {
-	const byName = new Map();
-	for (const r of runs) {
-		const o = byName.get(r.name);
-		if (!o || Date.parse(r.updated || 0) > Date.parse(o.updated || 0)) byName.set(r.name, r);
-	}
-	return [...byName.values()];
 }
 
 // compareValues orders numbers numerically, everything else as text, missing values last.
