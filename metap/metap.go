@@ -82,6 +82,9 @@ type Config struct {
 	HorizonExponent float64    `yaml:"horizon_exponent" json:"horizon_exponent"` // LR scales as (D/D_base)^-exponent; in [0, 1]
 	InputMult       float64    `yaml:"input_mult" json:"input_mult,omitempty"`   // forward multiplier of the embedding and patch projection; >= 0, 0 = 1
 	Overrides       []Override `yaml:"overrides" json:"overrides"`               // per-tensor multipliers, applied in order
+	// Ablate switches rules back to sp's values, one name per rule (Ablations), to measure
+	// what each costs or buys. omitempty keeps the hash of configs written before it.
+	Ablate []string `yaml:"ablate" json:"ablate,omitempty"`
 }
 
 // Modes are the parametrizations Plan knows, in the order the docs present them.
@@ -121,6 +124,9 @@ func (c Config) Validate() error {
 	}
 	if !(c.HorizonExponent >= 0 && c.HorizonExponent <= 1) {
 		return usererr.New("metap.horizon_exponent", "must be in [0, 1] (0 = no horizon rule; 0.3 fits AdamW), got %g", c.HorizonExponent)
+	}
+	if err := validateAblate(c.Mode, c.Ablate); err != nil {
+		return err
 	}
 	for i, o := range c.Overrides {
 		key := fmt.Sprintf("metap.overrides[%d]", i)
