@@ -15,7 +15,8 @@ import (
 //	hidden_init   hidden and expert matrices start at σ, not σ/√m
 //	hidden_lr     hidden and expert matrices learn at η, not η/m (depth, batch and horizon
 //	              factors still apply)
-//	readout_mult  the LM head's forward multiplier is 1, not 1/m (init σ and LR η as before)
+//	readout_mult  the LM head's forward multiplier is its base value (metap.readout_mult),
+//	              not that over m (init σ and LR η as before)
 //	router_mult   the MoE router's forward multiplier is 1, not 1/m
 //	attn_scale    attention logits use the model's 1/√d_head, not μP's √d₀/d_head
 //	weight_decay  matrices decay with λ, not λ·m (metap only)
