@@ -23,3 +23,20 @@ func TestExampleMetaPBaseTune(t *testing.T) {
 		t.Fatalf("last trial: d_model %d, mode %s, %d steps", last.Model.DModel, last.MetaP.Mode, last.Train.Steps)
 	}
 }
+
+// The transfer experiment's files carry the base values the tuning example found on
+// their proxy, in every trial, sp's included: base values are the proxy's, like the LR.
+func TestExampleMetaPTransferTunedBaseValues(t *testing.T) {
+	for _, file := range []string{"../../examples/metap-transfer.yaml", "../../examples/metap-transfer-depth.yaml"} {
+		s, err := Load(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, tr := range s.Trials {
+			if m := trialConfig(t, s, i).MetaP; m.InputMult != 10 || m.ReadoutMult != 4 || m.InitStd != 0.04 {
+				t.Fatalf("%s trial %d (%v): input_mult %g, readout_mult %g, init_std %g; want 10, 4, 0.04",
+					file, tr.Index, tr.Params, m.InputMult, m.ReadoutMult, m.InitStd)
+			}
+		}
+	}
+}
