@@ -102,9 +102,10 @@ func newRatios(cfg Config, base, target Shape) ratios {
 //   - Hidden and expert matrices: init σ/√m and Adam LR η/m, with m the ratio of the
 //     tensor's fan-in (d_model for q/k/v/o and the up projections, ffn_hidden or
 //     expert_hidden for the down projections; routed and shared experts alike).
-//   - Readout (LM head): forward multiplier 1/m (times metap.readout_mult, a base
-//     value), LR η and init σ unchanged: Table 8's
-//     form, microsoft/mup's MuReadout default (readout_zero_init=False). Its init-time
+//   - Readout (LM head): forward multiplier 1/m times metap.readout_mult, a base value
+//     tuned on the proxy (untuned, it cost metap its lead over sp: docs/metap.md,
+//     "Ablations and base values"); LR η and init σ unchanged: Table 8's form,
+//     microsoft/mup's MuReadout default (readout_zero_init=False). Its init-time
 //     logits shrink as 1/√m, which μP allows (the output is o(1) at init and becomes Θ(1)
 //     with the updates), and on the proxy itself (m = 1) the table is sp's, so the proxy
 //     trains exactly as under sp. Not a zero readout, which [TP5] §D.2 also allows: with
