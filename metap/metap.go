@@ -75,13 +75,17 @@ type Base struct {
 
 // Config is the `metap:` section of a run config.
 type Config struct {
-	Mode            string     `yaml:"mode" json:"mode"`                         // sp | mup | metap
-	Base            Base       `yaml:"base" json:"base"`                         // the proxy the hyperparameters were tuned on
-	InitStd         float64    `yaml:"init_std" json:"init_std"`                 // base init std of matrices; > 0
-	DepthAlpha      float64    `yaml:"depth_alpha" json:"depth_alpha"`           // residual branches scale as (L/L_base)^-alpha; in [0.5, 1]
-	HorizonExponent float64    `yaml:"horizon_exponent" json:"horizon_exponent"` // LR scales as (D/D_base)^-exponent; in [0, 1]
-	InputMult       float64    `yaml:"input_mult" json:"input_mult,omitempty"`   // forward multiplier of the embedding and patch projection; >= 0, 0 = 1
-	Overrides       []Override `yaml:"overrides" json:"overrides"`               // per-tensor multipliers, applied in order
+	Mode            string     `yaml:"mode" json:"mode"`                           // sp | mup | metap
+	Base            Base       `yaml:"base" json:"base"`                           // the proxy the hyperparameters were tuned on
+	InitStd         float64    `yaml:"init_std" json:"init_std"`                   // base init std of matrices; > 0
+	DepthAlpha      float64    `yaml:"depth_alpha" json:"depth_alpha"`             // residual branches scale as (L/L_base)^-alpha; in [0.5, 1]
+	HorizonExponent float64    `yaml:"horizon_exponent" json:"horizon_exponent"`   // LR scales as (D/D_base)^-exponent; in [0, 1]
+	InputMult       float64    `yaml:"input_mult" json:"input_mult,omitempty"`     // forward multiplier of the embedding and patch projection; >= 0, 0 = 1
+	ReadoutMult     float64    `yaml:"readout_mult" json:"readout_mult,omitempty"` // base forward multiplier of the LM head (mup and metap divide it by m); >= 0, 0 = 1
+	Overrides       []Override `yaml:"overrides" json:"overrides"`                 // per-tensor multipliers, applied in order
+	// Ablate switches rules back to sp's values, one name per rule (Ablations), to measure
+	// what each costs or buys. omitempty keeps the hash of configs written before it.
+	Ablate []string `yaml:"ablate" json:"ablate,omitempty"`
 }
 
 // Modes are the parametrizations Plan knows, in the order the docs present them.
@@ -116,11 +120,17 @@ func (c Config) Validate() error {
 	if !(c.InputMult >= 0) || math.IsInf(c.InputMult, 0) {
 		return usererr.New("metap.input_mult", "must be a finite number at least 0 (0 = 1), got %g", c.InputMult)
 	}
+	if !(c.ReadoutMult >= 0) || math.IsInf(c.ReadoutMult, 0) {
+		return usererr.New("metap.readout_mult", "must be a finite number at least 0 (0 = 1), got %g", c.ReadoutMult)
+	}
 	if !(c.DepthAlpha >= 0.5 && c.DepthAlpha <= 1) {
 		return usererr.New("metap.depth_alpha", "must be in [0.5, 1] (0.5 as Yang et al., 1 = CompleteP), got %g", c.DepthAlpha)
 	}
 	if !(c.HorizonExponent >= 0 && c.HorizonExponent <= 1) {
 		return usererr.New("metap.horizon_exponent", "must be in [0, 1] (0 = no horizon rule; 0.3 fits AdamW), got %g", c.HorizonExponent)
+	}
+	if err := validateAblate(c.Mode, c.Ablate); err != nil {
+		return err
 	}
 	for i, o := range c.Overrides {
 		key := fmt.Sprintf("metap.overrides[%d]", i)

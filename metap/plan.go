@@ -25,7 +25,7 @@ func Plan(cfg Config, base, target Shape, hp Hyper, tensors []Tensor) (Table, er
 	r := newRatios(cfg, fillBase(base, cfg.Base, target), target)
 	t := Table{Mode: cfg.Mode, Entries: make([]Entry, len(tensors))}
 	for i, ten := range tensors {
-		e, err := spEntry(ten, hp, factor(cfg.InputMult))
+		e, err := spEntry(ten, hp, factor(cfg.InputMult), factor(cfg.ReadoutMult))
 		if err != nil {
 			return Table{}, err
 		}
@@ -61,14 +61,21 @@ func Plan(cfg Config, base, target Shape, hp Hyper, tensors []Tensor) (Table, er
 // scaled by 1/L starts at Θ(1/√L), so when the blocks' init outputs are as large as the
 // embedding's (as with σ everywhere), the stream's init part shrinks with depth at the
 // shapes a proxy uses; a larger embedding makes it flat in depth from the first step.
-func spEntry(t Tensor, hp Hyper, inputMult float64) (Entry, error) {
+//
+// The readout multiplier (metap.readout_mult) is [TP5]'s tunable output multiplier, the
+// other base value of the forward pass: it sets the logits' scale against the readout's
+// updates (under Adam, the same as the readout's init and LR both multiplied by it, up
+// to eps). mup and metap divide it by m at larger widths, as they divide 1.
+func spEntry(t Tensor, hp Hyper, inputMult, readoutMult float64) (Entry, error) {
 	e := Entry{Tensor: t, InitStd: hp.InitStd, LR: hp.LR, WeightDecay: hp.WeightDecay, Eps: hp.Eps, Mult: 1}
 	switch t.Class {
 	case Gain:
 		e.InitStd, e.WeightDecay = 0, 0
 	case Embedding, Patch:
 		e.Mult = inputMult
-	case Hidden, Expert, Router, Readout:
+	case Readout:
+		e.Mult = readoutMult
+	case Hidden, Expert, Router:
 	case LoRAA, LoRAB:
 		loraEntry(&e)
 	default:

@@ -176,6 +176,7 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		{"metap.init_std", func(c *Config) { c.InitStd = 0 }},
 		{"metap.input_mult", func(c *Config) { c.InputMult = -10 }},
 		{"metap.input_mult", func(c *Config) { c.InputMult = math.Inf(1) }},
+		{"metap.readout_mult", func(c *Config) { c.ReadoutMult = -1 }},
 		{"metap.depth_alpha", func(c *Config) { c.DepthAlpha = 0.4 }},
 		{"metap.depth_alpha", func(c *Config) { c.DepthAlpha = 1.5 }},
 		{"metap.horizon_exponent", func(c *Config) { c.HorizonExponent = -0.1 }},
@@ -420,6 +421,33 @@ func TestInputMultIsABaseValue(t *testing.T) {
 			}
 			if !equalEntry(e, want) {
 				t.Errorf("%s, input_mult 10: %s is %+v, want %+v", mode, e.Name, e, want)
+			}
+		}
+	}
+}
+
+// metap.readout_mult is a base value: sp's readout multiplier, which mup and metap divide
+// by m as they divide 1; nothing else changes.
+func TestReadoutMultIsABaseValue(t *testing.T) {
+	tensors := layout(256, 256, 768, 4, 512)
+	for _, mode := range Modes {
+		plain, err := Plan(config(mode), Shape{}, target, hp, tensors)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := config(mode)
+		cfg.ReadoutMult = 2
+		tab, err := Plan(cfg, Shape{}, target, hp, tensors)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, e := range tab.Entries {
+			want := plain.Entries[i]
+			if e.Class == Readout {
+				want.Mult *= 2
+			}
+			if !equalEntry(e, want) {
+				t.Errorf("%s, readout_mult 2: %s is %+v, want %+v", mode, e.Name, e, want)
 			}
 		}
 	}

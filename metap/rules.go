@@ -60,11 +60,12 @@ type ratios struct {
 	headDim, baseHeadDim float64 // d_model / n_heads of target and proxy
 	depthBranch, depthLR float64 // (L/L_base)^-α and (L/L_base)^(α-1)
 	lrScale              float64 // √(B/B_base) · (D/D_base)^-γ
+	ablate               ablated // rules metap.ablate switches back to sp's values
 }
 
 func newRatios(cfg Config, base, target Shape) ratios {
 	m := float64(target.DModel) / float64(base.DModel)
-	r := ratios{target: target, width: m, ffn: m, expert: m}
+	r := ratios{target: target, width: m, ffn: m, expert: m, ablate: newAblated(cfg.Ablate)}
 	if base.FFNHidden > 0 && target.FFNHidden > 0 {
 		r.ffn = float64(target.FFNHidden) / float64(base.FFNHidden)
 	}
@@ -77,23 +78,34 @@ func newRatios(cfg Config, base, target Shape) ratios {
 		r.baseHeadDim = float64(base.DModel) / float64(base.NHeads)
 	}
 	depth := float64(target.NLayers) / float64(base.NLayers)
+	if r.ablate["depth"] {
+		depth = 1
+	}
 	r.depthBranch = math.Pow(depth, -cfg.DepthAlpha)
 	r.depthLR = math.Pow(depth, cfg.DepthAlpha-1)
-	batch := float64(target.BatchTokens) / float64(base.BatchTokens)
-	r.lrScale = math.Sqrt(batch) * math.Pow(target.TrainTokens/base.TrainTokens, -cfg.HorizonExponent)
+	r.lrScale = 1
+	if !r.ablate["batch_lr"] {
+		r.lrScale *= math.Sqrt(float64(target.BatchTokens) / float64(base.BatchTokens))
+	}
+	if !r.ablate["horizon_lr"] {
+		r.lrScale *= math.Pow(target.TrainTokens/base.TrainTokens, -cfg.HorizonExponent)
+	}
 	return r
 }
 
 // apply turns e, holding the base values, into μP's values [TP5], and with full set into
 // MetaP's: μP plus CompleteP depth, the batch and horizon learning-rate rules, and
-// width-scaled Adam eps and weight decay.
+// width-scaled Adam eps and weight decay. Each rule that r.ablate names is skipped, so
+// that its value stays the base value (Ablations lists them).
 //
 // Width [TP5, Table 8, the form with multipliers that microsoft/mup implements]:
 //   - Hidden and expert matrices: init σ/√m and Adam LR η/m, with m the ratio of the
 //     tensor's fan-in (d_model for q/k/v/o and the up projections, ffn_hidden or
 //     expert_hidden for the down projections; routed and shared experts alike).
-//   - Readout (LM head): forward multiplier 1/m, LR η and init σ unchanged: Table 8's
-//     form, microsoft/mup's MuReadout default (readout_zero_init=False). Its init-time
+//   - Readout (LM head): forward multiplier 1/m times metap.readout_mult, a base value
+//     tuned on the proxy (untuned, it cost metap its lead over sp: docs/metap.md,
+//     "Ablations and base values"); LR η and init σ unchanged: Table 8's form,
+//     microsoft/mup's MuReadout default (readout_zero_init=False). Its init-time
 //     logits shrink as 1/√m, which μP allows (the output is o(1) at init and becomes Θ(1)
 //     with the updates), and on the proxy itself (m = 1) the table is sp's, so the proxy
 //     trains exactly as under sp. Not a zero readout, which [TP5] §D.2 also allows: with
@@ -143,6 +155,7 @@ func (r ratios) apply(e *Entry, full bool) error {
 	if inBlock {
 		depthEps = r.depthBranch
 	}
+	ab := r.ablate
 	switch e.Class {
 	case Embedding, Patch, Gain, LoRAA, LoRAB:
 	case Hidden, Expert:
@@ -150,10 +163,16 @@ func (r ratios) apply(e *Entry, full bool) error {
 		if err != nil {
 			return err
 		}
-		e.InitStd /= math.Sqrt(m)
-		e.LR /= m
+		if !ab["hidden_init"] {
+			e.InitStd /= math.Sqrt(m)
+		}
+		if !ab["hidden_lr"] {
+			e.LR /= m
+		}
 		if full {
-			e.WeightDecay *= m
+			if !ab["weight_decay"] {
+				e.WeightDecay *= m
+			}
 			if branchOut {
 				e.Mult = r.depthBranch
 			}
@@ -163,14 +182,18 @@ func (r ratios) apply(e *Entry, full bool) error {
 		if err != nil {
 			return err
 		}
-		e.Mult = 1 / m
+		if !(e.Class == Readout && ab["readout_mult"] || e.Class == Router && ab["router_mult"]) {
+			e.Mult /= m
+		}
 	}
 	if full {
 		if inBlock {
 			e.LR *= r.depthLR
 		}
 		e.LR *= r.lrScale
-		e.Eps = e.Eps / r.width * depthEps
+		if !ab["eps"] {
+			e.Eps = e.Eps / r.width * depthEps
+		}
 	}
 	return nil
 }
@@ -208,7 +231,7 @@ func (r ratios) fanIn(t Tensor) (float64, error) {
 // the proxy's (heads grow with width, the default) this is the model's own 1/√d_head and
 // the table says 0, the model default, so that the same attention code runs bit for bit.
 func (r ratios) attnScale() float64 {
-	if r.headDim == r.baseHeadDim {
+	if r.headDim == r.baseHeadDim || r.ablate["attn_scale"] {
 		return 0
 	}
 	return math.Sqrt(r.baseHeadDim) / r.headDim
