@@ -92,6 +92,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	if h.o.Loopback && !loopbackHost(r.Host) {
+		Error(w, http.StatusMisdirectedRequest, fmt.Sprintf("Host %q: this dashboard answers on a loopback address only", r.Host))
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && crossSite(r) {
+		Error(w, http.StatusForbidden, "a request from another site: the dashboard's controls are used from its own page")
+		return
+	}
 	switch p := r.URL.Path; {
 	case p == "/":
 		h.page(w, r)
@@ -273,4 +281,34 @@ func (s *SSE) Ping() error {
 		return err
 	}
 	return s.rc.Flush()
+}
+
+// loopbackHost reports whether a request's Host names a loopback address (localhost, an
+// IP of 127.0.0.0/8, ::1), with or without a port. A loopback dashboard needs no token,
+// so it must not answer a page of another site whose name was made to resolve to
+// 127.0.0.1 (DNS rebinding): such a request carries that site's name as its Host.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// crossSite reports whether a browser sent r from a page of another origin: a form or
+// script of any web site can POST to a dashboard on 127.0.0.1 (a "simple" request has no
+// CORS preflight), and on loopback no token would stop it pausing or stopping a run.
+// Browsers name the sender in Sec-Fetch-Site and Origin; clients such as curl send
+// neither and are not browsers' victims.
+func crossSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return true
+	}
+	origin := r.Header.Get("Origin")
+	return origin != "" && origin != "http://"+r.Host && origin != "https://"+r.Host
 }

@@ -121,3 +121,44 @@ func TestNoTokenOffLoopbackRefusesTheAPI(t *testing.T) {
 		t.Errorf("off loopback without a token: %d, want 401", code)
 	}
 }
+
+// A loopback dashboard needs no token, so it answers only requests addressed to a
+// loopback name (not another site's name rebound to 127.0.0.1) and refuses a change sent
+// from another site's page; its own page's requests and clients that are not browsers
+// pass.
+func TestLoopbackRefusesOtherSites(t *testing.T) {
+	s := serve(t, Options{Loopback: true})
+	host := strings.TrimPrefix(s.URL, "http://")
+	for _, c := range []struct {
+		method, host string
+		header       http.Header
+		want         int
+	}{
+		{"GET", host, nil, 200},
+		{"GET", "localhost:8234", nil, 200},
+		{"GET", "[::1]:8234", nil, 200},
+		{"GET", "rebound.example:8234", nil, 421},
+		{"POST", host, nil, 200},
+		{"POST", host, http.Header{"Origin": {"http://" + host}, "Sec-Fetch-Site": {"same-origin"}}, 200},
+		{"POST", host, http.Header{"Origin": {"https://other.example"}}, 403},
+		{"POST", host, http.Header{"Origin": {"null"}}, 403},
+		{"POST", host, http.Header{"Sec-Fetch-Site": {"cross-site"}}, 403},
+	} {
+		req, err := http.NewRequest(c.method, s.URL+"/api/control?name=a&action=stop", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = c.host
+		for k, v := range c.header {
+			req.Header[k] = v
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s Host %s %v: %d, want %d", c.method, c.host, c.header, resp.StatusCode, c.want)
+		}
+	}
+}
