@@ -43,16 +43,7 @@ func packTiny(t *testing.T, dir string) {
 // storedHistory reads the metrics history beside the checkpoints at url, a bucket prefix.
 func storedHistory(t *testing.T, url string) []history.Row {
 	t.Helper()
-	b, err := storage.Open(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := b.Get(history.FileName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	rows, err := history.Decode(r, url)
+	rows, err := history.ReadAt(storage.Join(url, history.FileName))
 	if err != nil {
 		t.Fatal(err)
 	}
