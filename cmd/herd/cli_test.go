@@ -44,8 +44,9 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// herd runs the binary in dir and returns its stdout, stderr and exit status.
-func herd(t *testing.T, dir string, args ...string) (stdout, stderr string, status int) {
+// herdCmd is the command that runs the binary as herd (TestMain's HERD_TEST_MAIN) in
+// dir, with env added to the test's environment.
+func herdCmd(t *testing.T, dir string, env []string, args ...string) *exec.Cmd {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -53,10 +54,17 @@ func herd(t *testing.T, dir string, args ...string) (stdout, stderr string, stat
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "HERD_TEST_MAIN=1")
+	cmd.Env = append(append(os.Environ(), "HERD_TEST_MAIN=1"), env...)
+	return cmd
+}
+
+// herd runs the binary in dir and returns its stdout, stderr and exit status.
+func herd(t *testing.T, dir string, args ...string) (stdout, stderr string, status int) {
+	t.Helper()
+	cmd := herdCmd(t, dir, nil, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err = cmd.Run()
+	err := cmd.Run()
 	status = 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		status = ee.ExitCode()
@@ -85,13 +93,7 @@ func start(t *testing.T, dir string, re *regexp.Regexp, args ...string) string {
 // fails.
 func startWith(t *testing.T, dir string, env, args []string, res ...*regexp.Regexp) []string {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, args...)
-	cmd.Dir = dir
-	cmd.Env = append(append(os.Environ(), "HERD_TEST_MAIN=1"), env...)
+	cmd := herdCmd(t, dir, env, args...)
 	var outb, errb strings.Builder
 	cmd.Stderr = &errb
 	out, err := cmd.StdoutPipe()
