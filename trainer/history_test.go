@@ -17,23 +17,7 @@ import (
 // folder or a bucket prefix.
 func storedHistory(t *testing.T, root string) []history.Row {
 	t.Helper()
-	if !storage.IsURL(root) {
-		rows, err := history.Read(filepath.Join(root, history.FileName))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rows
-	}
-	b, err := storage.Open(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := b.Get(history.FileName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	rows, err := history.Decode(r, storage.Join(root, history.FileName))
+	rows, err := history.ReadAt(storage.Join(root, history.FileName))
 	if err != nil {
 		t.Fatal(err)
 	}

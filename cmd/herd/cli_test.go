@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -8,9 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/herdml/herd/internal/stephook"
 	"github.com/herdml/herd/workflows/sweep"
@@ -41,8 +44,9 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// herd runs the binary in dir and returns its stdout, stderr and exit status.
-func herd(t *testing.T, dir string, args ...string) (stdout, stderr string, status int) {
+// herdCmd is the command that runs the binary as herd (TestMain's HERD_TEST_MAIN) in
+// dir, with env added to the test's environment.
+func herdCmd(t *testing.T, dir string, env []string, args ...string) *exec.Cmd {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -50,10 +54,17 @@ func herd(t *testing.T, dir string, args ...string) (stdout, stderr string, stat
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "HERD_TEST_MAIN=1")
+	cmd.Env = append(append(os.Environ(), "HERD_TEST_MAIN=1"), env...)
+	return cmd
+}
+
+// herd runs the binary in dir and returns its stdout, stderr and exit status.
+func herd(t *testing.T, dir string, args ...string) (stdout, stderr string, status int) {
+	t.Helper()
+	cmd := herdCmd(t, dir, nil, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err = cmd.Run()
+	err := cmd.Run()
 	status = 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		status = ee.ExitCode()
@@ -62,6 +73,72 @@ func herd(t *testing.T, dir string, args ...string) (stdout, stderr string, stat
 	}
 	noStackTrace(t, args, out.String()+errb.String())
 	return out.String(), errb.String(), status
+}
+
+// start runs the binary in dir in the background until the test ends, and returns the
+// first line of its stdout that matches re (submatch 1), waiting up to five minutes: a
+// bound on a hang, however slow and loaded the machine. A nil re waits for nothing.
+func start(t *testing.T, dir string, re *regexp.Regexp, args ...string) string {
+	t.Helper()
+	if re == nil {
+		startWith(t, dir, nil, args)
+		return ""
+	}
+	return startWith(t, dir, nil, args, re)[0]
+}
+
+// startWith is start with env added to the process's environment, returning submatch 1
+// of the first stdout line that matches each of res. It reads stdout to the end, so
+// that the process never blocks on a full pipe, and logs stdout and stderr if the test
+// fails.
+func startWith(t *testing.T, dir string, env, args []string, res ...*regexp.Regexp) []string {
+	t.Helper()
+	cmd := herdCmd(t, dir, env, args...)
+	var outb, errb strings.Builder
+	cmd.Stderr = &errb
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	found := make(chan []string, 1)
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		got, seen, left := make([]string, len(res)), make([]bool, len(res)), len(res)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			outb.WriteString(sc.Text() + "\n")
+			for i, re := range res {
+				if m := re.FindStringSubmatch(sc.Text()); m != nil && !seen[i] {
+					got[i], seen[i] = m[1], true
+					if left--; left == 0 {
+						found <- got
+					}
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait() // closes stdout, which ends the reader
+		<-read
+		if t.Failed() {
+			t.Logf("herd %s:\n%s%s", strings.Join(args, " "), outb.String(), errb.String())
+		}
+	})
+	if len(res) == 0 {
+		return nil
+	}
+	select {
+	case got := <-found:
+		return got
+	case <-time.After(5 * time.Minute):
+		t.Fatalf("herd %s printed no lines matching %v", strings.Join(args, " "), res)
+		return nil
+	}
 }
 
 // noStackTrace fails the test when herd's output holds a Go panic or stack trace: every

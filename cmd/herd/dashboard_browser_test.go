@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -159,57 +157,9 @@ func artifacts(t testing.TB) string {
 // returns the Temporal address and the dashboard's URL that it prints.
 func startServer(t *testing.T, dir string) (temporal, dashboard string) {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "server", "--port", "0", "--state-dir", filepath.Join(dir, "home"), "--ui", "127.0.0.1:0")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "HERD_TEST_MAIN=1")
-	var errb strings.Builder
-	cmd.Stderr = &errb
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("herd server:\n%s", errb.String())
-		}
-	})
-	temporalRe := regexp.MustCompile(`^Temporal server \S+ at (\S+),`)
-	dashRe := regexp.MustCompile(`dashboard at (http://\S+?)/?$`)
-	found := make(chan [2]string, 1)
-	go func() {
-		var got [2]string
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if m := temporalRe.FindStringSubmatch(sc.Text()); m != nil {
-				got[0] = m[1]
-			}
-			if m := dashRe.FindStringSubmatch(sc.Text()); m != nil {
-				got[1] = m[1]
-			}
-			if got[0] != "" && got[1] != "" {
-				found <- got
-				break
-			}
-		}
-		for sc.Scan() { // keep draining, so that the server never blocks on stdout
-		}
-	}()
-	select {
-	case got := <-found:
-		return got[0], got[1]
-	case <-time.After(5 * time.Minute):
-		t.Fatalf("herd server printed no Temporal address and dashboard URL\n%s", errb.String())
-		return "", ""
-	}
+	got := startWith(t, dir, nil, []string{"server", "--port", "0", "--state-dir", filepath.Join(dir, "home"), "--ui", "127.0.0.1:0"},
+		regexp.MustCompile(`^Temporal server \S+ at (\S+),`), regexp.MustCompile(`dashboard at (http://\S+?)/?$`))
+	return got[0], got[1]
 }
 
 // startWorker runs `herd worker` against temporal, training up to 8 runs at once, with
@@ -217,25 +167,7 @@ func startServer(t *testing.T, dir string) (temporal, dashboard string) {
 // to be watched.
 func startWorker(t *testing.T, dir, temporal, delay string) {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "worker", "--temporal", temporal, "--segments", "8")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "HERD_TEST_MAIN=1", "HERD_TEST_STEP_DELAY="+delay)
-	var errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &errb, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("herd worker:\n%s", errb.String())
-		}
-	})
+	startWith(t, dir, []string{"HERD_TEST_STEP_DELAY=" + delay}, []string{"worker", "--temporal", temporal, "--segments", "8"})
 }
 
 // submit starts run name of dir's run.yaml on temporal without following it, for

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -77,10 +76,6 @@ func TestHintsCarryStateDir(t *testing.T) {
 	dir := tinyRun(t)
 	t.Setenv("HERD_HOME", filepath.Join(dir, "home"))
 	state := filepath.Join(dir, "state")
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Held before its second step, the run is still going when Ctrl-C comes.
 	holds := t.TempDir()
 	t.Setenv(stephook.HoldsEnv, holds)
@@ -89,9 +84,7 @@ func TestHintsCarryStateDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer release()
-	cmd := exec.Command(exe, "run", "run.yaml", "--state-dir", state)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "HERD_TEST_MAIN=1")
+	cmd := herdCmd(t, dir, nil, "run", "run.yaml", "--state-dir", state)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

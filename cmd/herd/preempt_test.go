@@ -53,13 +53,7 @@ func (l *lockedBuffer) String() string {
 // is still running.
 func startHerd(t *testing.T, dir string, args ...string) *started {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &started{cmd: exec.Command(exe, args...), exited: make(chan error, 1)}
-	s.cmd.Dir = dir
-	s.cmd.Env = append(os.Environ(), "HERD_TEST_MAIN=1")
+	s := &started{cmd: herdCmd(t, dir, nil, args...), exited: make(chan error, 1)}
 	s.cmd.Stdout, s.cmd.Stderr = &s.stdout, &s.stderr
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -43,16 +42,7 @@ func packTiny(t *testing.T, dir string) {
 // storedHistory reads the metrics history beside the checkpoints at url, a bucket prefix.
 func storedHistory(t *testing.T, url string) []history.Row {
 	t.Helper()
-	b, err := storage.Open(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := b.Get(history.FileName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	rows, err := history.Decode(r, url)
+	rows, err := history.ReadAt(storage.Join(url, history.FileName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,16 +105,10 @@ func TestRunInABucketSurvivesKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer release()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	runs := s3test.URL("runs")
-	cmd := exec.Command(exe, append([]string{"run", "run.yaml", "--heartbeat-timeout", "3s", "--segment-steps", "6",
+	cmd := herdCmd(t, dir, nil, append([]string{"run", "run.yaml", "--heartbeat-timeout", "3s", "--segment-steps", "6",
 		"--set", "data.train=" + s3test.URL("data/train"), "--set", "data.eval=" + s3test.URL("data/eval"),
 		"--set", "train.checkpoint.dir=" + runs, "--set", "train.checkpoint.async=1"}, steps...)...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "HERD_TEST_MAIN=1")
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

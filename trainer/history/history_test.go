@@ -24,6 +24,25 @@ func row(step int64) Row {
 	return r
 }
 
+// rowsOf is the rows of steps from to to, as row makes them.
+func rowsOf(from, to int64) []Row {
+	var rs []Row
+	for s := from; s <= to; s++ {
+		rs = append(rs, row(s))
+	}
+	return rs
+}
+
+// appendAll appends rows to w, failing the test on an error.
+func appendAll(t *testing.T, w *Writer, rows []Row) {
+	t.Helper()
+	for _, r := range rows {
+		if err := w.Append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func equalRows(t *testing.T, got, want []Row) {
 	t.Helper()
 	if len(got) != len(want) {
@@ -50,16 +69,11 @@ func withoutTime(r Row) Row { r.Time = time.Time{}; return r }
 // in the middle of a row.
 func TestResumeReplacesRowsAfterTheCheckpoint(t *testing.T) {
 	dir := t.TempDir()
-	var want []Row
 	w, err := Open(dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for s := int64(1); s <= 7; s++ {
-		if err := w.Append(row(s)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendAll(t, w, rowsOf(1, 7))
 	// Killed mid-append: no Close, and half a message at the end.
 	path := filepath.Join(dir, FileName)
 	full, _ := os.ReadFile(path)
@@ -70,21 +84,14 @@ func TestResumeReplacesRowsAfterTheCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for s := int64(1); s <= 7; s++ {
-		want = append(want, row(s))
-	}
-	equalRows(t, got, want)
+	equalRows(t, got, rowsOf(1, 7))
 
 	// Resumed from the checkpoint at step 4: steps 5.. are trained again.
 	w, err = Open(dir, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for s := int64(5); s <= 9; s++ {
-		if err := w.Append(row(s)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendAll(t, w, rowsOf(5, 9))
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -92,11 +99,7 @@ func TestResumeReplacesRowsAfterTheCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = want[:0]
-	for s := int64(1); s <= 9; s++ {
-		want = append(want, row(s))
-	}
-	equalRows(t, got, want)
+	equalRows(t, got, rowsOf(1, 9))
 }
 
 func TestReadRefusesAnotherFile(t *testing.T) {
@@ -120,11 +123,7 @@ func TestOpenCompacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for s := int64(1); s <= 50; s++ {
-		if err := w.Append(row(s)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendAll(t, w, rowsOf(1, 50))
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -56,15 +56,11 @@ func TestArrowJSReadsTheHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want []Row
-	for s := int64(1); s <= 6; s++ {
-		r := row(s)
-		r.Loss = math.Pi / float64(s) // digits that only an exact reader gets back
-		want = append(want, r)
-		if err := w.Append(r); err != nil {
-			t.Fatal(err)
-		}
+	want := rowsOf(1, 6)
+	for i := range want {
+		want[i].Loss = math.Pi / float64(want[i].Step) // digits that only an exact reader gets back
 	}
+	appendAll(t, w, want)
 	path := filepath.Join(dir, FileName)
 	live := filepath.Join(dir, "live.arrows")
 	b, err := os.ReadFile(path)

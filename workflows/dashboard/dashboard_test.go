@@ -454,42 +454,36 @@ func openEvents(t *testing.T, u string) *eventStream {
 func (s *eventStream) wait(t *testing.T, name string, cond func([]byte) bool) {
 	t.Helper()
 	timeout := time.After(time.Minute)
-	for {
-		select {
-		case ev, ok := <-s.ch:
-			if !ok {
-				t.Fatalf("the stream ended before a %s event", name)
-			}
-			if ev.name == name && cond(ev.data) {
-				return
-			}
-		case <-timeout:
-			t.Fatalf("no %s event as wanted within a minute", name)
-		}
+	for !cond(s.next(t, name, timeout)) {
 	}
 }
 
 // history waits for the next history event, which must satisfy cond.
 func (s *eventStream) history(t *testing.T, cond func(historyBody) bool) {
 	t.Helper()
-	timeout := time.After(time.Minute)
+	data := s.next(t, "history", time.After(time.Minute))
+	var h historyBody
+	decode(t, string(data), &h)
+	if !cond(h) {
+		t.Fatalf("history event %s is not the one wanted", data)
+	}
+}
+
+// next returns the data of the next event named name, skipping others, failing if the
+// stream ends or timeout fires first.
+func (s *eventStream) next(t *testing.T, name string, timeout <-chan time.Time) []byte {
+	t.Helper()
 	for {
 		select {
 		case ev, ok := <-s.ch:
 			if !ok {
-				t.Fatal("the stream ended before a history event")
+				t.Fatalf("the stream ended before a %s event", name)
 			}
-			if ev.name != "history" {
-				continue
+			if ev.name == name {
+				return ev.data
 			}
-			var h historyBody
-			decode(t, string(ev.data), &h)
-			if !cond(h) {
-				t.Fatalf("history event %s is not the one wanted", ev.data)
-			}
-			return
 		case <-timeout:
-			t.Fatal("no history event within a minute")
+			t.Fatalf("no %s event as wanted within a minute", name)
 		}
 	}
 }
