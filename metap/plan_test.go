@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"path"
+	"slices"
 	"strings"
 	"testing"
 
@@ -399,55 +400,40 @@ func TestEmptyBaseTransfersNothing(t *testing.T) {
 	}
 }
 
-// metap.input_mult is a base value: in every mode it is the forward multiplier of the
-// embedding and the patch projection, at every width and depth, and nothing else changes.
-func TestInputMultIsABaseValue(t *testing.T) {
+// metap.input_mult and metap.readout_mult are base values. In every mode the first is
+// the forward multiplier of the embedding and the patch projection at every width and
+// depth; the second is sp's readout multiplier, which mup and metap divide by m as they
+// divide 1. Nothing else changes.
+func TestMultipliersAreBaseValues(t *testing.T) {
 	tensors := layout(256, 256, 768, 4, 512)
-	for _, mode := range Modes {
-		plain, err := Plan(config(mode), Shape{}, target, hp, tensors)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := config(mode)
-		cfg.InputMult = 10
-		tab, err := Plan(cfg, Shape{}, target, hp, tensors)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, e := range tab.Entries {
-			want := plain.Entries[i]
-			if e.Class == Embedding || e.Class == Patch {
-				want.Mult = 10
+	for _, c := range []struct {
+		name    string
+		set     func(*Config)
+		classes []Class
+		mult    func(was float64) float64
+	}{
+		{"input_mult 10", func(c *Config) { c.InputMult = 10 }, []Class{Embedding, Patch}, func(float64) float64 { return 10 }},
+		{"readout_mult 2", func(c *Config) { c.ReadoutMult = 2 }, []Class{Readout}, func(was float64) float64 { return 2 * was }},
+	} {
+		for _, mode := range Modes {
+			plain, err := Plan(config(mode), Shape{}, target, hp, tensors)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if !equalEntry(e, want) {
-				t.Errorf("%s, input_mult 10: %s is %+v, want %+v", mode, e.Name, e, want)
+			cfg := config(mode)
+			c.set(&cfg)
+			tab, err := Plan(cfg, Shape{}, target, hp, tensors)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-	}
-}
-
-// metap.readout_mult is a base value: sp's readout multiplier, which mup and metap divide
-// by m as they divide 1; nothing else changes.
-func TestReadoutMultIsABaseValue(t *testing.T) {
-	tensors := layout(256, 256, 768, 4, 512)
-	for _, mode := range Modes {
-		plain, err := Plan(config(mode), Shape{}, target, hp, tensors)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := config(mode)
-		cfg.ReadoutMult = 2
-		tab, err := Plan(cfg, Shape{}, target, hp, tensors)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, e := range tab.Entries {
-			want := plain.Entries[i]
-			if e.Class == Readout {
-				want.Mult *= 2
-			}
-			if !equalEntry(e, want) {
-				t.Errorf("%s, readout_mult 2: %s is %+v, want %+v", mode, e.Name, e, want)
+			for i, e := range tab.Entries {
+				want := plain.Entries[i]
+				if slices.Contains(c.classes, e.Class) {
+					want.Mult = c.mult(want.Mult)
+				}
+				if !equalEntry(e, want) {
+					t.Errorf("%s, %s: %s is %+v, want %+v", mode, c.name, e.Name, e, want)
+				}
 			}
 		}
 	}
