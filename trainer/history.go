@@ -23,8 +23,9 @@ import (
 // In a checkpoint folder the history is the folder's history.arrows, appended in place.
 // An object in a bucket cannot be appended to, so a run whose checkpoints are in a bucket
 // keeps the live file in a local folder (historyCacheDir), and uploads the whole file
-// (small beside a checkpoint: about 1.3 KB a step) to the bucket's history.arrows before
-// each checkpoint commits; a resume starts from the bucket's copy. Either way the history
+// (small beside a checkpoint: about 180 bytes a step as history.Open compacts it, 1.3 KB
+// a step appended since) to the bucket's history.arrows before each checkpoint commits;
+// a resume starts from the bucket's copy. Either way the history
 // always reaches at least the newest committed checkpoint, and resuming truncates it to
 // that checkpoint's step (history.Open), so that a resumed run's history equals an
 // uninterrupted run's.
